@@ -1,0 +1,50 @@
+# Thin entry points; CMake does the building. Every target first makes sure the machine has
+# what it needs (scripts/bootstrap.sh, idempotent, re-run when it changes).
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+PORT       ?= 8000
+PYTHON     := /usr/bin/python3
+STAMP      := third_party/.bootstrap.stamp
+JOBS       := $(shell nproc)
+
+.PHONY: all setup build run test unit e2e asan bench models clean
+
+all: build
+
+$(STAMP): scripts/bootstrap.sh
+	./scripts/bootstrap.sh
+	mkdir -p third_party && touch $@
+
+setup: $(STAMP)
+
+build: $(STAMP)
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/inferd serve --model-repository models --host 0.0.0.0 --http-port $(PORT)
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure
+
+e2e: build
+	INFERD_BIN=$(CURDIR)/$(BUILD)/inferd $(PYTHON) -m pytest -q tests/e2e
+
+# The same suites against a build with AddressSanitizer + UndefinedBehaviorSanitizer.
+asan: $(STAMP)
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DINFERD_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure
+	INFERD_BIN=$(CURDIR)/$(ASAN_BUILD)/inferd INFERD_SANITIZED=1 $(PYTHON) -m pytest -q tests/e2e
+
+test: unit e2e asan
+
+bench: build
+	./bench/run_http.sh
+
+# Regenerates the example models (committed); needs only Debian's python3 packages.
+models: $(STAMP)
+	$(PYTHON) examples/make_models.py models
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

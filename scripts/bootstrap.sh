@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what inferd's build, tests and benchmarks need. Idempotent: each step checks first.
+#   - Debian packages (apt-get), only those missing.
+#   - ONNX Runtime: a system install if found (pkg-config or $ONNXRUNTIME_ROOT), else the pinned
+#     npm package, checked against its sha512 and unpacked into third_party/onnxruntime/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ORT_NPM_PACKAGE="com.github.asus4.onnxruntime@0.4.9"
+# sha512 of that tarball as the npm registry publishes it (its "integrity" field).
+ORT_NPM_SHA512="BkzxduSZ9IkeDP6Q8lz2TFU2ie7hSSvS7ZIfzMooExoq0CNzJnuuGaUJ7IsojBgqO4ouD1jXah8OYyJbCN29Fg=="
+ORT_DIR="third_party/onnxruntime"
+
+DEB_PACKAGES=(
+  build-essential cmake pkg-config
+  libevent-dev libjansson-dev libcmocka-dev
+  python3 python3-pytest python3-requests python3-numpy python3-onnx python3-sklearn
+  wrk ca-certificates openssl
+)
+
+log() { echo "bootstrap: $*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_debian_packages() {
+  local missing=()
+  for p in "${DEB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # npm may come with a nodejs package from elsewhere that conflicts with Debian's npm.
+  command -v npm >/dev/null || missing+=(npm)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+ort_present() {
+  [ -f "$ORT_DIR/include/onnxruntime_c_api.h" ] && [ -e "$ORT_DIR/lib/libonnxruntime.so.1" ] && return 0
+  [ -n "${ONNXRUNTIME_ROOT:-}" ] && [ -f "$ONNXRUNTIME_ROOT/include/onnxruntime_c_api.h" ] && return 0
+  pkg-config --exists libonnxruntime 2>/dev/null && return 0
+  return 1
+}
+
+install_onnxruntime() {
+  ort_present && return 0
+  log "fetching ONNX Runtime from the npm registry ($ORT_NPM_PACKAGE)"
+  local tmp
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  (cd "$tmp" && npm pack --silent "$ORT_NPM_PACKAGE" >/dev/null)
+  local tgz
+  tgz=$(ls "$tmp"/*.tgz)
+  local got
+  got=$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)
+  if [ "$got" != "$ORT_NPM_SHA512" ]; then
+    log "sha512 mismatch for $ORT_NPM_PACKAGE: got $got"
+    exit 1
+  fi
+  tar xzf "$tgz" -C "$tmp" \
+    --wildcards 'package/Plugins/iOS~/onnxruntime.xcframework/ios-arm64_x86_64-simulator/*/Headers/*' \
+    'package/Plugins/Linux/x64/*'
+  rm -rf "$ORT_DIR"
+  mkdir -p "$ORT_DIR/include" "$ORT_DIR/lib"
+  cp "$tmp"/package/Plugins/iOS~/onnxruntime.xcframework/ios-arm64_x86_64-simulator/onnxruntime.framework/Headers/*.h "$ORT_DIR/include/"
+  cp "$tmp"/package/Plugins/Linux/x64/libonnxruntime.so "$ORT_DIR/lib/"
+  # The library's SONAME is libonnxruntime.so.1: the loader looks for that name.
+  ln -sf libonnxruntime.so "$ORT_DIR/lib/libonnxruntime.so.1"
+  log "ONNX Runtime unpacked into $ORT_DIR"
+}
+
+install_debian_packages
+install_onnxruntime
