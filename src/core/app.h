@@ -1,0 +1,36 @@
+/* The one server instance every frontend is handed: the repository, the scheduler and the
+ * lifecycle (models loading, serving, draining). */
+#ifndef INFERD_APP_H
+#define INFERD_APP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "core/repository.h"
+#include "core/scheduler.h"
+
+typedef struct app {
+  repository *repo;
+  scheduler *sched;
+  atomic_bool loading_done;
+  atomic_bool draining;
+  pthread_t loader;
+  bool loader_started;
+} app;
+
+typedef struct app_options {
+  const char *model_repository;
+  int worker_threads;
+} app_options;
+
+/* Opens the repository and starts loading its models in the background, so the frontends
+ * can answer liveness at once. */
+inferd_status app_create(const app_options *opts, app **out);
+/* Ready: every model version loaded and not draining; else why not. */
+bool app_ready(app *a, char *why, size_t why_len);
+/* Stops taking work: waits for the loader and the runs under way, fails what is queued. */
+void app_stop_work(app *a);
+void app_destroy(app *a);
+
+#endif

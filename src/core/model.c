@@ -1,0 +1,189 @@
+#include "core/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/log.h"
+
+const char *model_state_name(model_state s) {
+  switch (s) {
+    case MODEL_LOADING: return "LOADING";
+    case MODEL_READY: return "READY";
+    case MODEL_UNAVAILABLE: return "UNAVAILABLE";
+  }
+  return "UNKNOWN";
+}
+
+model_state model_version_state(const model_version *mv) {
+  return (model_state)atomic_load_explicit(&mv->state, memory_order_acquire);
+}
+
+static inferd_status copy_specs(const tensor_spec *src, size_t n, tensor_spec **out) {
+  tensor_spec *dst = calloc(n + 1, sizeof *dst);
+  if (dst == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    dst[i] = src[i];
+    dst[i].name = strdup(src[i].name);
+  }
+  *out = dst;
+  return status_ok();
+}
+
+static const tensor_spec *find_spec(const tensor_spec *specs, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(specs[i].name, name) == 0) return &specs[i];
+  return NULL;
+}
+
+/* The full shape config.json declares: with a batch, -1 then the per-row dims. */
+static void full_dims(const model_config *cfg, const tensor_spec *c, tensor_spec *out) {
+  *out = *c;
+  if (cfg->max_batch_size > 0) {
+    out->ndim = c->ndim + 1;
+    out->dims[0] = -1;
+    memcpy(out->dims + 1, c->dims, sizeof(int64_t) * (size_t)c->ndim);
+  }
+}
+
+static inferd_status narrow(const model_config *cfg, const char *what, const tensor_spec *declared,
+                            size_t n_declared, const tensor_spec *actual, size_t n_actual,
+                            tensor_spec *out) {
+  char a[96], b[96];
+  for (size_t i = 0; i < n_declared; i++) {
+    const tensor_spec *m = find_spec(actual, n_actual, declared[i].name);
+    if (m == NULL)
+      return status_make(INFERD_INVALID_ARGUMENT, "config.json: %s '%s' is not in the model", what, declared[i].name);
+    tensor_spec want;
+    full_dims(cfg, &declared[i], &want);
+    if (want.ndim > TENSOR_MAX_DIMS)
+      return status_make(INFERD_INVALID_ARGUMENT, "config.json: %s '%s' has too many dims", what, declared[i].name);
+    if (m->datatype != want.datatype)
+      return status_make(INFERD_INVALID_ARGUMENT, "config.json: %s '%s' is %s but the model has %s", what,
+                         want.name, datatype_name(want.datatype), datatype_name(m->datatype));
+    bool ok = m->ndim == want.ndim;
+    for (int d = 0; ok && d < want.ndim; d++)
+      if (m->dims[d] != -1 && want.dims[d] != -1 && m->dims[d] != want.dims[d]) ok = false;
+    if (!ok)
+      return status_make(INFERD_INVALID_ARGUMENT, "config.json: %s '%s' has shape %s (with max_batch_size %d) but the model has %s",
+                         what, want.name, shape_str(want.dims, want.ndim, a, sizeof a), cfg->max_batch_size,
+                         shape_str(m->dims, m->ndim, b, sizeof b));
+    out[i] = want;
+    /* what the model fixes stays fixed even where the config says -1 */
+    for (int d = 0; d < want.ndim; d++)
+      if (want.dims[d] == -1) out[i].dims[d] = m->dims[d];
+    if (cfg->max_batch_size > 0) out[i].dims[0] = -1;
+    out[i].is_map_sequence = m->is_map_sequence;
+    out[i].name = strdup(m->name);
+  }
+  return status_ok();
+}
+
+inferd_status model_resolve_signature(const model_config *cfg, const tensor_spec *model_in,
+                                      size_t n_in, const tensor_spec *model_out, size_t n_out,
+                                      tensor_spec **inputs, size_t *n_inputs,
+                                      tensor_spec **outputs, size_t *n_outputs) {
+  inferd_status st;
+  tensor_spec *in = NULL, *out = NULL;
+  size_t ni, no;
+  if (cfg->inputs) {
+    for (size_t i = 0; i < n_in; i++)
+      if (!find_spec(cfg->inputs, cfg->n_inputs, model_in[i].name))
+        return status_make(INFERD_INVALID_ARGUMENT, "config.json: inputs does not list the model's input '%s'", model_in[i].name);
+    ni = cfg->n_inputs;
+    in = calloc(ni + 1, sizeof *in);
+    if (in == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+    st = narrow(cfg, "input", cfg->inputs, ni, model_in, n_in, in);
+  } else {
+    ni = n_in;
+    st = copy_specs(model_in, n_in, &in);
+  }
+  if (status_is_ok(&st)) {
+    if (cfg->outputs) { /* a subset is fine: the outputs it leaves out are not served */
+      no = cfg->n_outputs;
+      out = calloc(no + 1, sizeof *out);
+      st = out ? narrow(cfg, "output", cfg->outputs, no, model_out, n_out, out)
+               : status_make(INFERD_INTERNAL, "out of memory");
+    } else {
+      no = n_out;
+      st = copy_specs(model_out, n_out, &out);
+    }
+  }
+  if (status_is_ok(&st) && cfg->max_batch_size > 0) {
+    for (size_t i = 0; i < ni && status_is_ok(&st); i++)
+      if (in[i].ndim == 0 || (in[i].dims[0] != -1))
+        st = status_make(INFERD_INVALID_ARGUMENT, "max_batch_size is %d but input '%s' has no variable first dimension",
+                         cfg->max_batch_size, in[i].name);
+  }
+  if (!status_is_ok(&st)) {
+    tensor_specs_free(in, cfg->inputs ? cfg->n_inputs : n_in);
+    tensor_specs_free(out, cfg->outputs ? cfg->n_outputs : n_out);
+    return st;
+  }
+  *inputs = in;
+  *n_inputs = ni;
+  *outputs = out;
+  *n_outputs = no;
+  return status_ok();
+}
+
+void model_version_load(model_version *mv) {
+  model *m = mv->model;
+  inferd_status st = status_ok();
+  if (m->config_error[0]) {
+    st = status_make(INFERD_INVALID_ARGUMENT, "%s", m->config_error);
+  } else {
+    mv->backend = backend_find(m->config->backend);
+    st = mv->backend->load(mv->path, m->config, &mv->backend_model);
+  }
+  if (status_is_ok(&st)) {
+    const tensor_spec *in, *out;
+    size_t ni, no;
+    mv->backend->describe(mv->backend_model, &in, &ni, &out, &no);
+    st = model_resolve_signature(m->config, in, ni, out, no, &mv->inputs, &mv->n_inputs,
+                                 &mv->outputs, &mv->n_outputs);
+    if (!status_is_ok(&st)) {
+      mv->backend->unload(mv->backend_model);
+      mv->backend_model = NULL;
+    }
+  }
+  if (status_is_ok(&st)) {
+    mv->loaded_at = time(NULL);
+    log_msg(LOG_INFO, m->name, "version %lld ready", (long long)mv->version);
+    atomic_store_explicit(&mv->state, MODEL_READY, memory_order_release);
+  } else {
+    snprintf(mv->reason, sizeof mv->reason, "%s", st.msg);
+    log_msg(LOG_ERROR, m->name, "version %lld failed to load: %s", (long long)mv->version, st.msg);
+    atomic_store_explicit(&mv->state, MODEL_UNAVAILABLE, memory_order_release);
+  }
+}
+
+void model_version_unload(model_version *mv) {
+  if (mv->backend_model) mv->backend->unload(mv->backend_model);
+  mv->backend_model = NULL;
+  tensor_specs_free(mv->inputs, mv->n_inputs);
+  tensor_specs_free(mv->outputs, mv->n_outputs);
+  mv->inputs = mv->outputs = NULL;
+  mv->n_inputs = mv->n_outputs = 0;
+}
+
+const tensor_spec *model_version_find_input(const model_version *mv, const char *name) {
+  return find_spec(mv->inputs, mv->n_inputs, name);
+}
+
+const tensor_spec *model_version_find_output(const model_version *mv, const char *name) {
+  return find_spec(mv->outputs, mv->n_outputs, name);
+}
+
+void model_destroy(model *m) {
+  if (m == NULL) return;
+  for (size_t i = 0; i < m->n_versions; i++) {
+    model_version_unload(m->versions[i]);
+    free(m->versions[i]);
+  }
+  free(m->versions);
+  model_config_destroy(m->config);
+  free(m->name);
+  free(m);
+}

@@ -1,0 +1,284 @@
+#include "core/model_config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tensor_specs_free(tensor_spec *specs, size_t n) {
+  if (specs == NULL) return;
+  for (size_t i = 0; i < n; i++) free(specs[i].name);
+  free(specs);
+}
+
+void model_config_destroy(model_config *cfg) {
+  if (cfg == NULL) return;
+  free(cfg->backend);
+  tensor_specs_free(cfg->inputs, cfg->n_inputs);
+  tensor_specs_free(cfg->outputs, cfg->n_outputs);
+  for (size_t i = 0; i < cfg->n_class_labels; i++) free(cfg->class_labels[i]);
+  free(cfg->class_labels);
+  free(cfg->specific_versions);
+  free(cfg->description);
+  free(cfg);
+}
+
+inferd_status model_config_default(model_config **out) {
+  model_config *cfg = calloc(1, sizeof *cfg);
+  if (cfg == NULL || (cfg->backend = strdup("onnxruntime")) == NULL) {
+    free(cfg);
+    return status_make(INFERD_INTERNAL, "out of memory");
+  }
+  cfg->policy = POLICY_LATEST;
+  cfg->latest_n = 1;
+  cfg->instance_count = 1;
+  cfg->intra_op_threads = 1;
+  cfg->inter_op_threads = 1;
+  *out = cfg;
+  return status_ok();
+}
+
+static inferd_status field_error(const char *path, const char *what) {
+  return status_make(INFERD_INVALID_ARGUMENT, "config.json: %s %s", path, what);
+}
+
+/* Reads an integer field within [lo, hi] if present. */
+static inferd_status get_int(json_t *obj, const char *key, const char *path, long long lo,
+                             long long hi, int *dst) {
+  json_t *v = json_object_get(obj, key);
+  if (v == NULL) return status_ok();
+  if (!json_is_integer(v)) return field_error(path, "must be an integer");
+  long long x = json_integer_value(v);
+  if (x < lo || x > hi) return status_make(INFERD_INVALID_ARGUMENT, "config.json: %s must be between %lld and %lld", path, lo, hi);
+  *dst = (int)x;
+  return status_ok();
+}
+
+static inferd_status check_keys(json_t *obj, const char *path, const char *const *allowed) {
+  const char *key;
+  json_t *v;
+  json_object_foreach(obj, key, v) {
+    bool ok = false;
+    for (const char *const *a = allowed; *a; a++)
+      if (strcmp(*a, key) == 0) ok = true;
+    if (!ok)
+      return status_make(INFERD_INVALID_ARGUMENT, "config.json: unknown field %s%s%s", path,
+                         *path ? "." : "", key);
+  }
+  return status_ok();
+}
+
+static inferd_status parse_tensor_specs(json_t *arr, const char *what, tensor_spec **out,
+                                        size_t *n_out) {
+  char path[64];
+  if (!json_is_array(arr)) return field_error(what, "must be an array");
+  size_t n = json_array_size(arr);
+  tensor_spec *specs = calloc(n ? n : 1, sizeof *specs);
+  if (specs == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  static const char *const keys[] = {"name", "datatype", "dims", NULL};
+  inferd_status st = status_ok();
+  for (size_t i = 0; i < n && status_is_ok(&st); i++) {
+    json_t *o = json_array_get(arr, i);
+    snprintf(path, sizeof path, "%s[%zu]", what, i);
+    if (!json_is_object(o)) {
+      st = field_error(path, "must be an object");
+      break;
+    }
+    st = check_keys(o, path, keys);
+    if (!status_is_ok(&st)) break;
+    json_t *name = json_object_get(o, "name");
+    json_t *dt = json_object_get(o, "datatype");
+    json_t *dims = json_object_get(o, "dims");
+    if (!json_is_string(name)) {
+      st = field_error(path, "needs a string \"name\"");
+      break;
+    }
+    specs[i].name = strdup(json_string_value(name));
+    if (!json_is_string(dt) || (specs[i].datatype = datatype_from_name(json_string_value(dt))) == DT_INVALID) {
+      st = status_make(INFERD_INVALID_ARGUMENT, "config.json: %s.datatype must be a V2 datatype (BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES)", path);
+      break;
+    }
+    if (!json_is_array(dims) || json_array_size(dims) > TENSOR_MAX_DIMS) {
+      st = status_make(INFERD_INVALID_ARGUMENT, "config.json: %s.dims must be an array of at most %d integers", path, TENSOR_MAX_DIMS);
+      break;
+    }
+    specs[i].ndim = (int)json_array_size(dims);
+    for (int d = 0; d < specs[i].ndim; d++) {
+      json_t *x = json_array_get(dims, (size_t)d);
+      if (!json_is_integer(x) || json_integer_value(x) < -1 || json_integer_value(x) == 0) {
+        st = status_make(INFERD_INVALID_ARGUMENT, "config.json: %s.dims[%d] must be a positive integer or -1", path, d);
+        break;
+      }
+      specs[i].dims[d] = json_integer_value(x);
+    }
+    for (size_t j = 0; j < i && status_is_ok(&st); j++)
+      if (strcmp(specs[j].name, specs[i].name) == 0)
+        st = status_make(INFERD_INVALID_ARGUMENT, "config.json: %s names '%s' twice", what, specs[i].name);
+  }
+  if (!status_is_ok(&st)) {
+    tensor_specs_free(specs, n);
+    return st;
+  }
+  *out = specs;
+  *n_out = n;
+  return status_ok();
+}
+
+static inferd_status parse_policy(json_t *v, model_config *cfg) {
+  static const char *const keys[] = {"latest", "all", "specific", NULL};
+  if (!json_is_object(v) || json_object_size(v) != 1)
+    return field_error("version_policy", "must be one of {\"latest\": N}, {\"all\": true}, {\"specific\": [versions]}");
+  inferd_status st = check_keys(v, "version_policy", keys);
+  if (!status_is_ok(&st)) return st;
+  json_t *x;
+  if ((x = json_object_get(v, "latest")) != NULL) {
+    if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1000000)
+      return field_error("version_policy.latest", "must be a positive integer");
+    cfg->policy = POLICY_LATEST;
+    cfg->latest_n = (int)json_integer_value(x);
+  } else if ((x = json_object_get(v, "all")) != NULL) {
+    if (!json_is_true(x)) return field_error("version_policy.all", "must be true");
+    cfg->policy = POLICY_ALL;
+  } else {
+    x = json_object_get(v, "specific");
+    if (!json_is_array(x) || json_array_size(x) == 0)
+      return field_error("version_policy.specific", "must be a non-empty array of versions");
+    cfg->policy = POLICY_SPECIFIC;
+    cfg->n_specific_versions = json_array_size(x);
+    cfg->specific_versions = calloc(cfg->n_specific_versions, sizeof(int64_t));
+    if (cfg->specific_versions == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+    for (size_t i = 0; i < cfg->n_specific_versions; i++) {
+      json_t *e = json_array_get(x, i);
+      if (!json_is_integer(e) || json_integer_value(e) < 1)
+        return status_make(INFERD_INVALID_ARGUMENT, "config.json: version_policy.specific[%zu] must be a positive integer", i);
+      cfg->specific_versions[i] = json_integer_value(e);
+    }
+  }
+  return status_ok();
+}
+
+static inferd_status parse_object(json_t *root, model_config *cfg) {
+  static const char *const keys[] = {"name", "backend", "max_batch_size", "inputs", "outputs",
+                                     "class_labels", "version_policy", "instance_count",
+                                     "onnxruntime", "allow_nan", "description", NULL};
+  static const char *const ort_keys[] = {"intra_op_threads", "inter_op_threads", NULL};
+  inferd_status st = check_keys(root, "", keys);
+  if (!status_is_ok(&st)) return st;
+  json_t *v;
+  if ((v = json_object_get(root, "name")) != NULL && !json_is_string(v))
+    return field_error("name", "must be a string");
+  if ((v = json_object_get(root, "backend")) != NULL) {
+    if (!json_is_string(v)) return field_error("backend", "must be a string");
+    if (strcmp(json_string_value(v), "onnxruntime") != 0)
+      return status_make(INFERD_INVALID_ARGUMENT, "config.json: backend '%s' is not available (known: onnxruntime)", json_string_value(v));
+  }
+  TRY(get_int(root, "max_batch_size", "max_batch_size", 0, 1 << 20, &cfg->max_batch_size));
+  TRY(get_int(root, "instance_count", "instance_count", 1, 256, &cfg->instance_count));
+  if ((v = json_object_get(root, "inputs")) != NULL)
+    TRY(parse_tensor_specs(v, "inputs", &cfg->inputs, &cfg->n_inputs));
+  if ((v = json_object_get(root, "outputs")) != NULL)
+    TRY(parse_tensor_specs(v, "outputs", &cfg->outputs, &cfg->n_outputs));
+  if ((v = json_object_get(root, "class_labels")) != NULL) {
+    if (!json_is_array(v)) return field_error("class_labels", "must be an array of strings");
+    cfg->class_labels = calloc(json_array_size(v) + 1, sizeof(char *));
+    if (cfg->class_labels == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+    for (size_t i = 0; i < json_array_size(v); i++) {
+      json_t *e = json_array_get(v, i);
+      if (!json_is_string(e)) return status_make(INFERD_INVALID_ARGUMENT, "config.json: class_labels[%zu] must be a string", i);
+      cfg->class_labels[cfg->n_class_labels++] = strdup(json_string_value(e));
+    }
+  }
+  if ((v = json_object_get(root, "version_policy")) != NULL) TRY(parse_policy(v, cfg));
+  if ((v = json_object_get(root, "onnxruntime")) != NULL) {
+    if (!json_is_object(v)) return field_error("onnxruntime", "must be an object");
+    TRY(check_keys(v, "onnxruntime", ort_keys));
+    TRY(get_int(v, "intra_op_threads", "onnxruntime.intra_op_threads", 0, 1024, &cfg->intra_op_threads));
+    TRY(get_int(v, "inter_op_threads", "onnxruntime.inter_op_threads", 0, 1024, &cfg->inter_op_threads));
+  }
+  if ((v = json_object_get(root, "allow_nan")) != NULL) {
+    if (!json_is_boolean(v)) return field_error("allow_nan", "must be true or false");
+    cfg->allow_nan = json_is_true(v);
+  }
+  if ((v = json_object_get(root, "description")) != NULL) {
+    if (!json_is_string(v)) return field_error("description", "must be a string");
+    cfg->description = strdup(json_string_value(v));
+  }
+  return status_ok();
+}
+
+inferd_status model_config_parse(const char *text, size_t len, model_config **out) {
+  json_error_t err;
+  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+  if (root == NULL)
+    return status_make(INFERD_INVALID_ARGUMENT, "config.json: line %d, column %d: %s", err.line,
+                       err.column, err.text);
+  if (!json_is_object(root)) {
+    json_decref(root);
+    return status_make(INFERD_INVALID_ARGUMENT, "config.json: must be a JSON object");
+  }
+  model_config *cfg;
+  inferd_status st = model_config_default(&cfg);
+  if (status_is_ok(&st)) st = parse_object(root, cfg);
+  json_decref(root);
+  if (!status_is_ok(&st)) {
+    model_config_destroy(cfg);
+    return st;
+  }
+  *out = cfg;
+  return st;
+}
+
+inferd_status model_config_load(const char *path, model_config **out) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    if (errno == ENOENT) return model_config_default(out);
+    return status_make(INFERD_INVALID_ARGUMENT, "cannot read %s: %s", path, strerror(errno));
+  }
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    if (len == cap) {
+      cap = cap ? cap * 2 : 4096;
+      if (cap > (1u << 24)) {
+        free(buf);
+        fclose(f);
+        return status_make(INFERD_INVALID_ARGUMENT, "%s is larger than 16 MiB", path);
+      }
+      char *nb = realloc(buf, cap);
+      if (nb == NULL) {
+        free(buf);
+        fclose(f);
+        return status_make(INFERD_INTERNAL, "out of memory");
+      }
+      buf = nb;
+    }
+    size_t got = fread(buf + len, 1, cap - len, f);
+    if (got == 0) break;
+    len += got;
+  }
+  fclose(f);
+  inferd_status st = model_config_parse(buf, len, out);
+  free(buf);
+  return st;
+}
+
+bool model_config_serves_version(const model_config *cfg, const int64_t *versions, size_t n,
+                                 int64_t version) {
+  switch (cfg->policy) {
+    case POLICY_ALL:
+      return true;
+    case POLICY_SPECIFIC:
+      for (size_t i = 0; i < cfg->n_specific_versions; i++)
+        if (cfg->specific_versions[i] == version) return true;
+      return false;
+    case POLICY_LATEST: {
+      /* served when fewer than latest_n found versions are newer */
+      size_t newer = 0;
+      for (size_t i = 0; i < n; i++)
+        if (versions[i] > version) newer++;
+      return newer < (size_t)cfg->latest_n;
+    }
+  }
+  return false;
+}

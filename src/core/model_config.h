@@ -1,0 +1,58 @@
+/* A model's config.json: what the server needs to know beyond the ONNX file. Every field is
+ * optional; docs/model-repository.md is the user's reference. */
+#ifndef INFERD_MODEL_CONFIG_H
+#define INFERD_MODEL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "core/tensor.h"
+
+typedef struct tensor_spec {
+  char *name; /* owned */
+  inferd_datatype datatype;
+  int ndim;
+  int64_t dims[TENSOR_MAX_DIMS]; /* -1: variable */
+  /* A non-tensor output (a sequence of maps) served as one JSON text per row. */
+  bool is_map_sequence;
+} tensor_spec;
+
+typedef enum { POLICY_LATEST, POLICY_ALL, POLICY_SPECIFIC } version_policy_kind;
+
+typedef struct model_config {
+  char *backend; /* owned; "onnxruntime" */
+  int max_batch_size;
+  tensor_spec *inputs; /* owned; NULL when the config leaves them to the model */
+  size_t n_inputs;
+  tensor_spec *outputs;
+  size_t n_outputs;
+  char **class_labels; /* owned */
+  size_t n_class_labels;
+  version_policy_kind policy;
+  int latest_n;
+  int64_t *specific_versions; /* owned */
+  size_t n_specific_versions;
+  int instance_count;
+  int intra_op_threads;
+  int inter_op_threads;
+  bool allow_nan;
+  char *description; /* owned, may be NULL */
+} model_config;
+
+/* The config of a model without config.json. */
+inferd_status model_config_default(model_config **out);
+/* Parses config.json text; errors name the field. */
+inferd_status model_config_parse(const char *text, size_t len, model_config **out);
+/* Reads path; a missing file gives the default config. */
+inferd_status model_config_load(const char *path, model_config **out);
+void model_config_destroy(model_config *cfg);
+
+/* Which of the versions found on disk (sorted ascending) the policy serves. */
+bool model_config_serves_version(const model_config *cfg, const int64_t *versions, size_t n,
+                                 int64_t version);
+
+void tensor_specs_free(tensor_spec *specs, size_t n);
+
+#endif

@@ -1,0 +1,47 @@
+#include "core/status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static const struct {
+  int http;
+  const char *reason;
+  int grpc; /* grpc_status_code values, spelled out so the core needs no gRPC header */
+} status_table[INFERD_CODE_COUNT] = {
+    [INFERD_OK] = {200, "OK", 0},
+    [INFERD_INVALID_ARGUMENT] = {400, "Bad Request", 3},
+    [INFERD_NOT_FOUND] = {404, "Not Found", 5},
+    [INFERD_METHOD_NOT_ALLOWED] = {405, "Method Not Allowed", 12},
+    [INFERD_TOO_LARGE] = {413, "Payload Too Large", 8},
+    [INFERD_UNSUPPORTED_MEDIA] = {415, "Unsupported Media Type", 3},
+    [INFERD_UNAVAILABLE] = {503, "Service Unavailable", 14},
+    [INFERD_RESOURCE_EXHAUSTED] = {503, "Service Unavailable", 8},
+    [INFERD_DEADLINE_EXCEEDED] = {504, "Gateway Timeout", 4},
+    [INFERD_INTERNAL] = {500, "Internal Server Error", 13},
+};
+
+inferd_status status_ok(void) {
+  inferd_status s = {.code = INFERD_OK};
+  return s;
+}
+
+inferd_status status_make(inferd_code code, const char *fmt, ...) {
+  inferd_status s = {.code = code};
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s.msg, sizeof s.msg, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+int status_http_code(inferd_code code) {
+  return code < INFERD_CODE_COUNT ? status_table[code].http : 500;
+}
+
+const char *status_http_reason(inferd_code code) {
+  return code < INFERD_CODE_COUNT ? status_table[code].reason : "Internal Server Error";
+}
+
+int status_grpc_code(inferd_code code) {
+  return code < INFERD_CODE_COUNT ? status_table[code].grpc : 13;
+}

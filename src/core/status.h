@@ -1,0 +1,43 @@
+/* inferd_status: an error code plus a message that says what to fix. One table maps the codes
+ * to HTTP and gRPC status so every frontend answers the same failure the same way. */
+#ifndef INFERD_STATUS_H
+#define INFERD_STATUS_H
+
+#include <stdbool.h>
+
+typedef enum {
+  INFERD_OK = 0,
+  INFERD_INVALID_ARGUMENT,   /* the request is wrong: 400 */
+  INFERD_NOT_FOUND,          /* no such route, model or version: 404 */
+  INFERD_METHOD_NOT_ALLOWED, /* 405 */
+  INFERD_TOO_LARGE,          /* body or batch over a limit: 413 */
+  INFERD_UNSUPPORTED_MEDIA,  /* 415 */
+  INFERD_UNAVAILABLE,        /* not ready or draining: 503 */
+  INFERD_RESOURCE_EXHAUSTED, /* queue full: 503 with Retry-After */
+  INFERD_DEADLINE_EXCEEDED,  /* 504 */
+  INFERD_INTERNAL,           /* a backend or server failure: 500 */
+  INFERD_CODE_COUNT
+} inferd_code;
+
+typedef struct inferd_status {
+  inferd_code code;
+  char msg[512];
+} inferd_status;
+
+inferd_status status_ok(void);
+inferd_status status_make(inferd_code code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline bool status_is_ok(const inferd_status *s) { return s->code == INFERD_OK; }
+
+/* Returns from the calling function with the status of expr when it is not OK. */
+#define TRY(expr)                                  \
+  do {                                             \
+    inferd_status try_st_ = (expr);                \
+    if (try_st_.code != INFERD_OK) return try_st_; \
+  } while (0)
+
+int status_http_code(inferd_code code);
+const char *status_http_reason(inferd_code code);
+int status_grpc_code(inferd_code code);
+
+#endif

@@ -1,0 +1,27 @@
+/* GET /health: one look at the whole server, for orchestrators and people. */
+#include <jansson.h>
+
+#include "frontends/http/routes.h"
+
+void health_summary(void *call, const route_params *p) {
+  (void)p;
+  http_call *c = call;
+  char why[512];
+  bool ready = app_ready(c->app, why, sizeof why);
+  const char *status = ready ? "ready" : atomic_load(&c->app->draining) ? "draining" : "not_ready";
+  json_t *models = json_array();
+  const repository *repo = c->app->repo;
+  for (size_t i = 0; i < repo->n_models; i++) {
+    const model *m = repo->models[i];
+    for (size_t j = 0; j < m->n_versions; j++) {
+      const model_version *mv = m->versions[j];
+      model_state s = model_version_state(mv);
+      json_t *entry = json_pack("{ss ss ss}", "name", m->name, "version", mv->version_str, "state", model_state_name(s));
+      if (s == MODEL_UNAVAILABLE) json_object_set_new(entry, "reason", json_string(mv->reason));
+      json_array_append_new(models, entry);
+    }
+  }
+  json_t *doc = json_pack("{ss sb sb so}", "status", status, "live", 1, "ready", ready, "models", models);
+  if (!ready) json_object_set_new(doc, "reason", json_string(why));
+  http_call_reply_json(c, ready ? 200 : 503, doc);
+}

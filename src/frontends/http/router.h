@@ -1,0 +1,39 @@
+/* Matches a request path and method against a table of routes. Patterns are paths whose
+ * segments may be {model} or {version}; captured segments are URL-decoded. */
+#ifndef INFERD_ROUTER_H
+#define INFERD_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum {
+  ROUTE_GET = 1 << 0,
+  ROUTE_POST = 1 << 1,
+  ROUTE_HEAD = 1 << 2,
+  ROUTE_PUT = 1 << 3,
+  ROUTE_DELETE = 1 << 4,
+  ROUTE_OTHER = 1 << 5,
+};
+
+typedef struct route_params {
+  char model[256];
+  char version[32];
+} route_params;
+
+typedef struct route {
+  unsigned methods;
+  const char *pattern;
+  void (*handler)(void *call, const route_params *params);
+} route;
+
+typedef enum { ROUTE_MATCHED, ROUTE_NO_PATH, ROUTE_BAD_METHOD, ROUTE_BAD_PARAM } route_result;
+
+/* On ROUTE_MATCHED sets *out and params; on ROUTE_BAD_METHOD sets *allowed to the methods the
+ * path takes. path excludes the query string. */
+route_result router_match(const route *table, size_t n, const char *path, unsigned method,
+                          const route **out, route_params *params, unsigned *allowed);
+
+/* "GET, POST" into buf. */
+const char *router_methods_str(unsigned methods, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,56 @@
+#include "frontends/http/routes.h"
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <string.h>
+
+static const route routes[] = {
+    {ROUTE_GET, "/v2", v2_server_metadata},
+    {ROUTE_GET, "/v2/health/live", v2_health_live},
+    {ROUTE_GET, "/v2/health/ready", v2_health_ready},
+    {ROUTE_GET, "/v2/models/{model}", v2_model_metadata},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}", v2_model_metadata},
+    {ROUTE_GET, "/v2/models/{model}/ready", v2_model_ready},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}/ready", v2_model_ready},
+    {ROUTE_POST, "/v2/models/{model}/infer", v2_model_infer},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", v2_model_infer},
+    {ROUTE_GET, "/health", health_summary},
+};
+
+static unsigned method_of(const http_call *c) {
+  static const struct {
+    const char *name;
+    unsigned bit;
+  } m[] = {{"GET", ROUTE_GET}, {"POST", ROUTE_POST}, {"HEAD", ROUTE_HEAD}, {"PUT", ROUTE_PUT}, {"DELETE", ROUTE_DELETE}};
+  for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+    if (strcmp(c->method, m[i].name) == 0) return m[i].bit;
+  return ROUTE_OTHER;
+}
+
+void http_routes_dispatch(http_call *c) {
+  const route *r;
+  route_params params;
+  unsigned allowed = 0;
+  inferd_status st;
+  switch (router_match(routes, sizeof routes / sizeof routes[0], c->path, method_of(c), &r, &params, &allowed)) {
+    case ROUTE_MATCHED:
+      snprintf(c->model, sizeof c->model, "%s", params.model);
+      r->handler(c, &params);
+      return;
+    case ROUTE_BAD_METHOD: {
+      char list[64];
+      evhttp_add_header(evhttp_request_get_output_headers(c->req), "Allow",
+                        router_methods_str(allowed, list, sizeof list));
+      st = status_make(INFERD_METHOD_NOT_ALLOWED, "%s is not allowed on %s (allowed: %s)", c->method, c->path, list);
+      break;
+    }
+    case ROUTE_BAD_PARAM:
+      st = status_make(INFERD_NOT_FOUND, "malformed model name or version in path '%s'", c->path);
+      break;
+    default:
+      st = status_make(INFERD_NOT_FOUND, "no route for %s %s", c->method, c->path);
+      break;
+  }
+  http_call_reply_error(c, &st);
+}

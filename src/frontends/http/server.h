@@ -1,0 +1,74 @@
+/* The HTTP frontend's machinery: one libevent loop per I/O thread on a shared port
+ * (SO_REUSEPORT), routing, request ids, replies from worker threads posted back to the loop
+ * that owns the connection, the access log, and draining on shutdown. */
+#ifndef INFERD_HTTP_SERVER_H
+#define INFERD_HTTP_SERVER_H
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/app.h"
+#include "frontends/http/router.h"
+
+typedef struct http_server http_server;
+typedef struct http_loop http_loop;
+
+typedef struct http_options {
+  const char *host;
+  int port;
+  int threads;
+  size_t max_body_bytes;
+  int drain_timeout_ms;
+} http_options;
+
+/* One request being answered. Handlers run on the loop thread; a deferred reply may be
+ * finished from any thread with http_call_reply_async. */
+typedef struct http_call {
+  struct evhttp_request *req;
+  http_loop *loop;
+  http_server *srv;
+  app *app;
+  char request_id[130];
+  int64_t start_ns;
+  size_t bytes_in;
+  char method[8];
+  char *path;          /* owned, without the query string */
+  char model[256];     /* for the access log; empty when none */
+  char version[32];
+  /* the reply */
+  int status;
+  struct evbuffer *body; /* owned until sent */
+  const char *content_type;
+  long long header_len; /* Inference-Header-Content-Length, -1 for none */
+  struct http_call *next_done;
+} http_call;
+
+inferd_status http_server_create(const http_options *opts, app *a, http_server **out);
+/* The port bound (useful with port 0). */
+int http_server_port(const http_server *s);
+/* Stops accepting, waits for the calls in flight up to the drain timeout. */
+void http_server_drain(http_server *s);
+/* Stops the loops and frees everything; calls not answered by then are dropped. */
+void http_server_destroy(http_server *s);
+
+/* Sends call's reply (status, body, content_type, header_len) now, on its loop thread. */
+void http_call_reply(http_call *c);
+/* The same from any thread: posts the call to its loop. */
+void http_call_reply_async(http_call *c);
+/* Sets the reply to a JSON document (consumed), or to {"error": msg} with the status the
+ * code maps to; any thread. */
+void http_call_set_json(http_call *c, int status, json_t *doc);
+void http_call_set_error(http_call *c, const inferd_status *st);
+/* set + reply, on the loop thread. */
+void http_call_reply_error(http_call *c, const inferd_status *st);
+/* Replies with a JSON document (consumed) on the loop thread. */
+void http_call_reply_json(http_call *c, int status, json_t *doc);
+
+/* The request body, made contiguous. */
+const char *http_call_body(http_call *c, size_t *len);
+const char *http_call_header(http_call *c, const char *name);
+
+#endif

@@ -1,0 +1,190 @@
+/* The Open Inference Protocol (KServe V2) REST endpoints. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/version.h"
+#include "frontends/http/routes.h"
+#include "frontends/http/v2_codec.h"
+
+void v2_server_metadata(void *call, const route_params *p) {
+  (void)p;
+  http_call_reply_json(call, 200,
+                       json_pack("{ss ss s[s]}", "name", "inferd", "version", INFERD_VERSION, "extensions",
+                                 "binary_tensor_data"));
+}
+
+void v2_health_live(void *call, const route_params *p) {
+  (void)p;
+  http_call_reply_json(call, 200, json_pack("{sb}", "live", 1));
+}
+
+void v2_health_ready(void *call, const route_params *p) {
+  (void)p;
+  http_call *c = call;
+  char why[512];
+  if (app_ready(c->app, why, sizeof why))
+    http_call_reply_json(c, 200, json_pack("{sb}", "ready", 1));
+  else
+    http_call_reply_json(c, 503, json_pack("{sb ss}", "ready", 0, "error", why));
+}
+
+/* Resolves the path's model and version; on failure replies and returns NULL. */
+static model_version *resolve(http_call *c, const route_params *p) {
+  model_version *mv;
+  inferd_status st = repo_resolve(c->app->repo, p->model, p->version, &mv);
+  if (!status_is_ok(&st)) {
+    http_call_reply_error(c, &st);
+    return NULL;
+  }
+  snprintf(c->version, sizeof c->version, "%s", mv->version_str);
+  return mv;
+}
+
+static inferd_status not_ready(const model_version *mv) {
+  model_state s = model_version_state(mv);
+  if (s == MODEL_LOADING)
+    return status_make(INFERD_UNAVAILABLE, "model '%s' version %s is still loading", mv->model->name, mv->version_str);
+  return status_make(INFERD_UNAVAILABLE, "model '%s' version %s is not ready: %s", mv->model->name, mv->version_str,
+                     mv->reason);
+}
+
+static json_t *tensor_specs_json(const tensor_spec *specs, size_t n) {
+  json_t *arr = json_array();
+  for (size_t i = 0; i < n; i++) {
+    json_t *shape = json_array();
+    for (int d = 0; d < specs[i].ndim; d++) json_array_append_new(shape, json_integer(specs[i].dims[d]));
+    json_array_append_new(arr, json_pack("{ss ss so}", "name", specs[i].name, "datatype",
+                                         datatype_name(specs[i].datatype), "shape", shape));
+  }
+  return arr;
+}
+
+void v2_model_metadata(void *call, const route_params *p) {
+  http_call *c = call;
+  model_version *mv = resolve(c, p);
+  if (mv == NULL) return;
+  if (model_version_state(mv) != MODEL_READY) {
+    inferd_status st = not_ready(mv);
+    http_call_reply_error(c, &st);
+    return;
+  }
+  const model *m = mv->model;
+  json_t *versions = json_array();
+  for (size_t i = 0; i < m->n_versions; i++) json_array_append_new(versions, json_string(m->versions[i]->version_str));
+  json_t *doc = json_pack("{ss so ss so so}", "name", m->name, "versions", versions, "platform", mv->backend->platform,
+                          "inputs", tensor_specs_json(mv->inputs, mv->n_inputs), "outputs",
+                          tensor_specs_json(mv->outputs, mv->n_outputs));
+  http_call_reply_json(c, 200, doc);
+}
+
+void v2_model_ready(void *call, const route_params *p) {
+  http_call *c = call;
+  model_version *mv = resolve(c, p);
+  if (mv == NULL) return;
+  if (model_version_state(mv) == MODEL_READY) {
+    http_call_reply_json(c, 200, json_pack("{ss ss sb}", "name", mv->model->name, "version", mv->version_str, "ready", 1));
+    return;
+  }
+  inferd_status st = not_ready(mv);
+  http_call_reply_json(c, 503, json_pack("{ss ss sb ss}", "name", mv->model->name, "version", mv->version_str, "ready",
+                                         0, "error", st.msg));
+}
+
+/* What an inference keeps between the loop thread and the worker that completes it. */
+typedef struct v2_infer_call {
+  http_call *http;
+  infer_request *req;
+  v2_request_info info;
+} v2_infer_call;
+
+static void v2_infer_call_free(v2_infer_call *ic) {
+  infer_request_destroy(ic->req);
+  v2_request_info_clear(&ic->info);
+  free(ic);
+}
+
+/* On a worker thread: encode here, so the I/O thread only writes bytes. */
+static void on_infer_done(infer_request *req, void *user) {
+  v2_infer_call *ic = user;
+  http_call *c = ic->http;
+  inferd_status st = req->status;
+  if (status_is_ok(&st)) {
+    c->body = evbuffer_new();
+    size_t header_len = 0;
+    st = c->body ? v2_encode_response(req, &ic->info, c->body, &header_len)
+                 : status_make(INFERD_INTERNAL, "out of memory");
+    if (status_is_ok(&st)) {
+      c->status = 200;
+      c->content_type = header_len ? "application/octet-stream" : "application/json";
+      c->header_len = header_len ? (long long)header_len : -1;
+    }
+  }
+  if (!status_is_ok(&st)) http_call_set_error(c, &st);
+  v2_infer_call_free(ic);
+  http_call_reply_async(c);
+}
+
+static bool content_type_ok(const char *ct) {
+  if (ct == NULL) return true;
+  static const char *const ok[] = {"application/json", "application/octet-stream"};
+  for (size_t i = 0; i < 2; i++) {
+    size_t n = strlen(ok[i]);
+    if (strncasecmp(ct, ok[i], n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ')) return true;
+  }
+  return false;
+}
+
+void v2_model_infer(void *call, const route_params *p) {
+  http_call *c = call;
+  inferd_status st;
+  if (atomic_load(&c->app->draining)) {
+    st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
+    http_call_reply_error(c, &st);
+    return;
+  }
+  const char *ct = http_call_header(c, "Content-Type");
+  if (!content_type_ok(ct)) {
+    st = status_make(INFERD_UNSUPPORTED_MEDIA, "Content-Type '%s' is not supported: send application/json, or application/octet-stream with Inference-Header-Content-Length", ct);
+    http_call_reply_error(c, &st);
+    return;
+  }
+  model_version *mv = resolve(c, p);
+  if (mv == NULL) return;
+  if (model_version_state(mv) != MODEL_READY) {
+    st = not_ready(mv);
+    http_call_reply_error(c, &st);
+    return;
+  }
+  long long header_len = -1;
+  const char *hl = http_call_header(c, "Inference-Header-Content-Length");
+  if (hl) {
+    char *end;
+    header_len = strtoll(hl, &end, 10);
+    if (*hl == '\0' || *end != '\0' || header_len < 0) {
+      st = status_make(INFERD_INVALID_ARGUMENT, "Inference-Header-Content-Length '%s' is not a non-negative integer", hl);
+      http_call_reply_error(c, &st);
+      return;
+    }
+  }
+  v2_infer_call *ic = calloc(1, sizeof *ic);
+  if (ic == NULL || (ic->req = infer_request_create(mv)) == NULL) {
+    free(ic);
+    st = status_make(INFERD_INTERNAL, "out of memory");
+    http_call_reply_error(c, &st);
+    return;
+  }
+  ic->http = c;
+  size_t len;
+  const char *body = http_call_body(c, &len);
+  st = v2_decode_request(body, len, header_len, ic->req, &ic->info);
+  if (status_is_ok(&st)) st = infer_request_validate(ic->req);
+  if (!status_is_ok(&st)) {
+    v2_infer_call_free(ic);
+    http_call_reply_error(c, &st);
+    return;
+  }
+  ic->req->on_done = on_infer_done;
+  ic->req->user = ic;
+  sched_submit(c->app->sched, ic->req);
+}

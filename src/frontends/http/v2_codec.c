@@ -1,0 +1,439 @@
+#include "frontends/http/v2_codec.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_NESTING 32
+
+void v2_request_info_clear(v2_request_info *info) {
+  free(info->id);
+  for (size_t i = 0; i < info->n_requested; i++) free(info->requested[i]);
+  free(info->requested);
+  free(info->requested_binary);
+  memset(info, 0, sizeof *info);
+}
+
+static inferd_status bad(const char *fmt, const char *a, const char *b) {
+  return status_make(INFERD_INVALID_ARGUMENT, fmt, a, b);
+}
+
+/* Growable byte buffer for decoding JSON data into a tensor. */
+typedef struct bytes_out {
+  uint8_t *p;
+  size_t len, cap;
+} bytes_out;
+
+static bool bytes_put(bytes_out *b, const void *src, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + n) cap *= 2;
+    uint8_t *np = realloc(b->p, cap);
+    if (np == NULL) return false;
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, src, n);
+  b->len += n;
+  return true;
+}
+
+/* Appends one JSON element as datatype dt. */
+static inferd_status put_element(json_t *v, inferd_datatype dt, bytes_out *out, const char *tname,
+                                 int64_t idx) {
+  char where[64];
+  snprintf(where, sizeof where, "element %lld", (long long)idx);
+  if (dt == DT_BOOL) {
+    if (!json_is_boolean(v)) return bad("input '%s' %s: BOOL data must be true or false", tname, where);
+    uint8_t x = json_is_true(v);
+    return bytes_put(out, &x, 1) ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
+  }
+  if (dt == DT_BYTES) {
+    if (!json_is_string(v)) return bad("input '%s' %s: BYTES data must be strings", tname, where);
+    size_t n = json_string_length(v);
+    if (n > UINT32_MAX) return bad("input '%s' %s: string too long", tname, where);
+    uint32_t n32 = (uint32_t)n;
+    uint8_t len4[4] = {(uint8_t)n32, (uint8_t)(n32 >> 8), (uint8_t)(n32 >> 16), (uint8_t)(n32 >> 24)};
+    if (!bytes_put(out, len4, 4) || !bytes_put(out, json_string_value(v), n))
+      return status_make(INFERD_INTERNAL, "out of memory");
+    return status_ok();
+  }
+  if (datatype_is_float(dt)) {
+    if (!json_is_number(v)) return bad("input '%s' %s: must be a number", tname, where);
+    double d = json_number_value(v);
+    bool ok;
+    if (dt == DT_FP64) {
+      ok = bytes_put(out, &d, 8);
+    } else if (dt == DT_FP32) {
+      if (isfinite(d) && fabs(d) > 3.4028234663852886e38)
+        return bad("input '%s' %s: value is out of range for FP32", tname, where);
+      float f = (float)d;
+      ok = bytes_put(out, &f, 4);
+    } else {
+      if (isfinite(d) && fabs(d) > 65504.0) return bad("input '%s' %s: value is out of range for FP16", tname, where);
+      uint16_t h = float_to_half((float)d);
+      ok = bytes_put(out, &h, 2);
+    }
+    return ok ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
+  }
+  if (!json_is_integer(v)) return bad("input '%s' %s: must be an integer", tname, where);
+  long long x = json_integer_value(v);
+  long long lo, hi;
+  switch (dt) {
+    case DT_UINT8: lo = 0; hi = UINT8_MAX; break;
+    case DT_UINT16: lo = 0; hi = UINT16_MAX; break;
+    case DT_UINT32: lo = 0; hi = UINT32_MAX; break;
+    case DT_UINT64: lo = 0; hi = INT64_MAX; break;
+    case DT_INT8: lo = INT8_MIN; hi = INT8_MAX; break;
+    case DT_INT16: lo = INT16_MIN; hi = INT16_MAX; break;
+    case DT_INT32: lo = INT32_MIN; hi = INT32_MAX; break;
+    default: lo = INT64_MIN; hi = INT64_MAX; break;
+  }
+  if (x < lo || x > hi) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s: %lld is out of range for %s", where, x, datatype_name(dt));
+    return bad("input '%s' %s", tname, msg);
+  }
+  /* little-endian host: the low bytes of x are the element */
+  return bytes_put(out, &x, datatype_size(dt)) ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
+}
+
+static inferd_status flatten(json_t *v, inferd_datatype dt, bytes_out *out, const char *tname,
+                             int64_t *count, int64_t limit, int depth) {
+  if (json_is_array(v)) {
+    if (depth > MAX_NESTING) return bad("input '%s': data is nested deeper than %s levels", tname, "32");
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+      inferd_status st = flatten(e, dt, out, tname, count, limit, depth + 1);
+      if (!status_is_ok(&st)) return st;
+    }
+    return status_ok();
+  }
+  if (*count >= limit) return status_make(INFERD_INVALID_ARGUMENT, "input '%s': data has more elements than its shape's %lld", tname, (long long)limit);
+  inferd_status st = put_element(v, dt, out, tname, *count);
+  (*count)++;
+  return st;
+}
+
+static inferd_status parse_shape(json_t *shape, const char *path, tensor *t, const char *name,
+                                 int64_t *count) {
+  if (!json_is_array(shape)) return bad("%s.shape must be an array of integers (input '%s')", path, name);
+  size_t nd = json_array_size(shape);
+  if (nd > TENSOR_MAX_DIMS) return status_make(INFERD_INVALID_ARGUMENT, "input '%s' has %zu dimensions, at most %d are supported", name, nd, TENSOR_MAX_DIMS);
+  int64_t dims[TENSOR_MAX_DIMS];
+  for (size_t d = 0; d < nd; d++) {
+    json_t *x = json_array_get(shape, d);
+    if (!json_is_integer(x) || json_integer_value(x) < 0)
+      return status_make(INFERD_INVALID_ARGUMENT, "%s.shape[%zu] must be a non-negative integer (input '%s')", path, d, name);
+    dims[d] = json_integer_value(x);
+  }
+  inferd_status st = tensor_shape_count(dims, (int)nd, count);
+  if (!status_is_ok(&st)) return status_make(INFERD_INVALID_ARGUMENT, "input '%s': %s", name, st.msg);
+  st = tensor_init(t, name, DT_INVALID, dims, (int)nd);
+  return st;
+}
+
+static inferd_status decode_input(json_t *in, size_t idx, const char **binary, size_t *binary_left,
+                                  tensor *t) {
+  char path[32];
+  snprintf(path, sizeof path, "inputs[%zu]", idx);
+  if (!json_is_object(in)) return bad("%s must be an object%s", path, "");
+  json_t *name = json_object_get(in, "name");
+  json_t *dtv = json_object_get(in, "datatype");
+  if (!json_is_string(name)) return bad("%s.name must be a string%s", path, "");
+  const char *nm = json_string_value(name);
+  if (!json_is_string(dtv)) return bad("%s.datatype must be a string (input '%s')", path, nm);
+  inferd_datatype dt = datatype_from_name(json_string_value(dtv));
+  if (dt == DT_INVALID)
+    return status_make(INFERD_INVALID_ARGUMENT, "input '%s': unknown datatype '%s' (one of BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES)",
+                       nm, json_string_value(dtv));
+  int64_t count;
+  inferd_status st = parse_shape(json_object_get(in, "shape"), path, t, nm, &count);
+  if (!status_is_ok(&st)) return st;
+  t->datatype = dt;
+
+  json_t *params = json_object_get(in, "parameters");
+  if (params && !json_is_object(params)) return bad("%s.parameters must be an object (input '%s')", path, nm);
+  json_t *bsize = params ? json_object_get(params, "binary_data_size") : NULL;
+  json_t *data = json_object_get(in, "data");
+  if (bsize) {
+    if (!json_is_integer(bsize) || json_integer_value(bsize) < 0)
+      return bad("%s.parameters.binary_data_size must be a non-negative integer (input '%s')", path, nm);
+    if (data) return bad("%s has both data and binary_data_size (input '%s')", path, nm);
+    if (*binary == NULL) return bad("input '%s' has binary_data_size but the request has no Inference-Header-Content-Length%s", nm, "");
+    size_t n = (size_t)json_integer_value(bsize);
+    if ((unsigned long long)json_integer_value(bsize) > *binary_left)
+      return status_make(INFERD_INVALID_ARGUMENT, "input '%s': binary_data_size %lld is more than the %zu bytes left in the body",
+                         nm, (long long)json_integer_value(bsize), *binary_left);
+    if (dt != DT_BYTES && (size_t)count * datatype_size(dt) != n)
+      return status_make(INFERD_INVALID_ARGUMENT, "input '%s': binary_data_size is %zu bytes but shape and datatype need %lld",
+                         nm, n, (long long)count * (long long)datatype_size(dt));
+    st = tensor_alloc(t, n);
+    if (!status_is_ok(&st)) return st;
+    if (n) memcpy(t->data, *binary, n);
+    *binary += n;
+    *binary_left -= n;
+    if (dt == DT_BYTES) return tensor_bytes_check(t, count);
+    if (dt == DT_BOOL)
+      for (size_t i = 0; i < n; i++)
+        if (t->data[i] > 1) return status_make(INFERD_INVALID_ARGUMENT, "input '%s': BOOL element %zu is %u, not 0 or 1", nm, i, t->data[i]);
+    return status_ok();
+  }
+  if (data == NULL) return bad("%s needs \"data\" or parameters.binary_data_size (input '%s')", path, nm);
+  bytes_out out = {0};
+  int64_t got = 0;
+  if (dt != DT_BYTES && count > 0) {
+    /* reserve up front: no regrowth for the common case */
+    out.cap = (size_t)count * datatype_size(dt);
+    out.p = malloc(out.cap);
+    if (out.p == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  }
+  st = flatten(data, dt, &out, nm, &got, count, 0);
+  if (status_is_ok(&st) && got != count) {
+    char sh[96];
+    st = status_make(INFERD_INVALID_ARGUMENT, "input '%s' has %lld data elements but shape %s needs %lld", nm,
+                     (long long)got, shape_str(t->shape, t->ndim, sh, sizeof sh), (long long)count);
+  }
+  if (!status_is_ok(&st)) {
+    free(out.p);
+    return st;
+  }
+  t->data = out.p ? out.p : calloc(1, 1);
+  t->byte_size = out.len;
+  return status_ok();
+}
+
+static inferd_status decode_outputs(json_t *outs, v2_request_info *info, infer_request *req) {
+  if (!json_is_array(outs)) return bad("outputs must be an array%s%s", "", "");
+  size_t n = json_array_size(outs);
+  info->requested = calloc(n + 1, sizeof(char *));
+  info->requested_binary = calloc(n + 1, sizeof(bool));
+  req->output_names = calloc(n + 1, sizeof(char *));
+  if (!info->requested || !info->requested_binary || !req->output_names) return status_make(INFERD_INTERNAL, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    char path[32];
+    snprintf(path, sizeof path, "outputs[%zu]", i);
+    json_t *o = json_array_get(outs, i);
+    json_t *name = json_is_object(o) ? json_object_get(o, "name") : NULL;
+    if (!json_is_string(name)) return bad("%s.name must be a string%s", path, "");
+    json_t *params = json_object_get(o, "parameters");
+    if (params && !json_is_object(params)) return bad("%s.parameters must be an object%s", path, "");
+    json_t *bin = params ? json_object_get(params, "binary_data") : NULL;
+    if (bin && !json_is_boolean(bin)) return bad("%s.parameters.binary_data must be true or false%s", path, "");
+    info->requested[i] = strdup(json_string_value(name));
+    info->requested_binary[i] = bin ? json_is_true(bin) : info->binary_output_all;
+    req->output_names[i] = strdup(json_string_value(name));
+    info->n_requested = req->n_outputs = i + 1;
+  }
+  return status_ok();
+}
+
+inferd_status v2_decode_request(const char *body, size_t len, long long header_len,
+                                infer_request *req, v2_request_info *info) {
+  size_t json_len = len;
+  const char *binary = NULL;
+  size_t binary_left = 0;
+  if (header_len >= 0) {
+    if ((unsigned long long)header_len > len)
+      return status_make(INFERD_INVALID_ARGUMENT, "Inference-Header-Content-Length is %lld but the body has only %zu bytes",
+                         header_len, len);
+    json_len = (size_t)header_len;
+    binary = body + json_len;
+    binary_left = len - json_len;
+  }
+  json_error_t err;
+  json_t *root = json_loadb(body, json_len, JSON_REJECT_DUPLICATES, &err);
+  if (root == NULL)
+    return status_make(INFERD_INVALID_ARGUMENT, "malformed JSON at line %d, column %d: %s", err.line, err.column, err.text);
+  inferd_status st = status_ok();
+  if (!json_is_object(root)) {
+    st = bad("the request body must be a JSON object%s%s", "", "");
+    goto out;
+  }
+  json_t *id = json_object_get(root, "id");
+  if (id) {
+    if (!json_is_string(id)) {
+      st = bad("id must be a string%s%s", "", "");
+      goto out;
+    }
+    info->id = strdup(json_string_value(id));
+  }
+  json_t *params = json_object_get(root, "parameters");
+  if (params) {
+    if (!json_is_object(params)) {
+      st = bad("parameters must be an object%s%s", "", "");
+      goto out;
+    }
+    json_t *bo = json_object_get(params, "binary_data_output");
+    if (bo && !json_is_boolean(bo)) {
+      st = bad("parameters.binary_data_output must be true or false%s%s", "", "");
+      goto out;
+    }
+    info->binary_output_all = bo && json_is_true(bo);
+  }
+  json_t *inputs = json_object_get(root, "inputs");
+  if (!json_is_array(inputs) || json_array_size(inputs) == 0) {
+    st = bad("inputs must be a non-empty array of tensors%s%s", "", "");
+    goto out;
+  }
+  size_t n = json_array_size(inputs);
+  req->inputs = calloc(n, sizeof(tensor));
+  if (req->inputs == NULL) {
+    st = status_make(INFERD_INTERNAL, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < n && status_is_ok(&st); i++) {
+    req->n_inputs = i + 1;
+    st = decode_input(json_array_get(inputs, i), i, &binary, &binary_left, &req->inputs[i]);
+  }
+  if (status_is_ok(&st) && binary_left > 0)
+    st = status_make(INFERD_INVALID_ARGUMENT, "the body has %zu bytes after the inputs' binary data that no input claims", binary_left);
+  json_t *outs = json_object_get(root, "outputs");
+  if (status_is_ok(&st) && outs) st = decode_outputs(outs, info, req);
+out:
+  json_decref(root);
+  return st;
+}
+
+/* --- encoding --- */
+
+bool json_append_string(struct evbuffer *out, const char *s, size_t len) {
+  char buf[512];
+  size_t o = 0;
+  buf[o++] = '"';
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (o > sizeof buf - 16) {
+      evbuffer_add(out, buf, o);
+      o = 0;
+    }
+    if (c >= 0x80) { /* copy a whole valid UTF-8 sequence */
+      size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+      if (n == 0 || c > 0xf4 || i + n > len) return false;
+      for (size_t k = 1; k < n; k++)
+        if (((unsigned char)s[i + k] & 0xc0) != 0x80) return false;
+      unsigned char c1 = (unsigned char)s[i + 1];
+      if ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 > 0x9f) || (c == 0xf0 && c1 < 0x90) || (c == 0xf4 && c1 > 0x8f))
+        return false;
+      memcpy(buf + o, s + i, n);
+      o += n;
+      i += n - 1;
+    } else if (c == '"' || c == '\\') {
+      buf[o++] = '\\';
+      buf[o++] = (char)c;
+    } else if (c < 0x20) {
+      o += (size_t)snprintf(buf + o, 8, "\\u%04x", c);
+    } else {
+      buf[o++] = (char)c;
+    }
+  }
+  buf[o++] = '"';
+  evbuffer_add(out, buf, o);
+  return true;
+}
+
+static size_t fmt_double(char *dst, double d, int precision) {
+  if (isnan(d)) return (size_t)sprintf(dst, "NaN");
+  if (isinf(d)) return (size_t)sprintf(dst, d > 0 ? "Infinity" : "-Infinity");
+  return (size_t)sprintf(dst, "%.*g", precision, d);
+}
+
+static inferd_status append_data(struct evbuffer *out, const tensor *t) {
+  char buf[4096];
+  size_t o = 0;
+  int64_t n = tensor_element_count(t);
+  evbuffer_add(out, "[", 1);
+  if (t->datatype == DT_BYTES) {
+    size_t pos = 0;
+    const uint8_t *e;
+    uint32_t len;
+    int64_t i = 0;
+    while (tensor_bytes_next(t, &pos, &e, &len)) {
+      if (i++) evbuffer_add(out, ",", 1);
+      if (t->bytes_are_json)
+        evbuffer_add(out, e, len);
+      else if (!json_append_string(out, (const char *)e, len))
+        return status_make(INFERD_INVALID_ARGUMENT, "output '%s' element %lld is not valid UTF-8 and cannot be sent as JSON; request it with \"binary_data\": true",
+                           t->name, (long long)(i - 1));
+    }
+    evbuffer_add(out, "]", 1);
+    return status_ok();
+  }
+  for (int64_t i = 0; i < n; i++) {
+    if (o > sizeof buf - 40) {
+      evbuffer_add(out, buf, o);
+      o = 0;
+    }
+    if (i) buf[o++] = ',';
+    const uint8_t *p = t->data + (size_t)i * datatype_size(t->datatype);
+    switch (t->datatype) {
+      case DT_BOOL: o += (size_t)sprintf(buf + o, "%s", *p ? "true" : "false"); break;
+      case DT_UINT8: o += (size_t)sprintf(buf + o, "%u", *p); break;
+      case DT_UINT16: { uint16_t x; memcpy(&x, p, 2); o += (size_t)sprintf(buf + o, "%u", x); break; }
+      case DT_UINT32: { uint32_t x; memcpy(&x, p, 4); o += (size_t)sprintf(buf + o, "%u", x); break; }
+      case DT_UINT64: { uint64_t x; memcpy(&x, p, 8); o += (size_t)sprintf(buf + o, "%llu", (unsigned long long)x); break; }
+      case DT_INT8: o += (size_t)sprintf(buf + o, "%d", (int8_t)*p); break;
+      case DT_INT16: { int16_t x; memcpy(&x, p, 2); o += (size_t)sprintf(buf + o, "%d", x); break; }
+      case DT_INT32: { int32_t x; memcpy(&x, p, 4); o += (size_t)sprintf(buf + o, "%d", x); break; }
+      case DT_INT64: { int64_t x; memcpy(&x, p, 8); o += (size_t)sprintf(buf + o, "%lld", (long long)x); break; }
+      case DT_FP16: { uint16_t x; memcpy(&x, p, 2); o += fmt_double(buf + o, half_to_float(x), 5); break; }
+      case DT_FP32: { float x; memcpy(&x, p, 4); o += fmt_double(buf + o, x, 9); break; }
+      case DT_FP64: { double x; memcpy(&x, p, 8); o += fmt_double(buf + o, x, 17); break; }
+      default: break;
+    }
+  }
+  buf[o++] = ']';
+  evbuffer_add(out, buf, o);
+  return status_ok();
+}
+
+static bool output_is_binary(const v2_request_info *info, const char *name) {
+  for (size_t i = 0; i < info->n_requested; i++)
+    if (strcmp(info->requested[i], name) == 0) return info->requested_binary[i];
+  return info->binary_output_all;
+}
+
+inferd_status v2_encode_response(const infer_request *req, const v2_request_info *info,
+                                 struct evbuffer *out, size_t *header_len) {
+  const model_version *mv = req->mv;
+  size_t start = evbuffer_get_length(out);
+  bool any_binary = false;
+  evbuffer_add_printf(out, "{\"model_name\":");
+  json_append_string(out, mv->model->name, strlen(mv->model->name));
+  evbuffer_add_printf(out, ",\"model_version\":\"%s\"", mv->version_str);
+  if (info->id) {
+    evbuffer_add_printf(out, ",\"id\":");
+    json_append_string(out, info->id, strlen(info->id));
+  }
+  evbuffer_add_printf(out, ",\"outputs\":[");
+  for (size_t i = 0; i < req->n_outputs; i++) {
+    const tensor *t = &req->outputs[i];
+    char shape[256];
+    evbuffer_add_printf(out, "%s{\"name\":", i ? "," : "");
+    json_append_string(out, t->name, strlen(t->name));
+    evbuffer_add_printf(out, ",\"datatype\":\"%s\",\"shape\":%s", datatype_name(t->datatype),
+                        shape_str(t->shape, t->ndim, shape, sizeof shape));
+    if (output_is_binary(info, t->name)) {
+      any_binary = true;
+      evbuffer_add_printf(out, ",\"parameters\":{\"binary_data_size\":%zu}}", t->byte_size);
+      continue;
+    }
+    if (t->bytes_are_json) evbuffer_add_printf(out, ",\"parameters\":{\"content_type\":\"json\"}");
+    evbuffer_add_printf(out, ",\"data\":");
+    inferd_status st = append_data(out, t);
+    if (!status_is_ok(&st)) return st;
+    evbuffer_add(out, "}", 1);
+  }
+  evbuffer_add(out, "]}", 2);
+  *header_len = 0;
+  if (any_binary) {
+    *header_len = evbuffer_get_length(out) - start;
+    for (size_t i = 0; i < req->n_outputs; i++)
+      if (output_is_binary(info, req->outputs[i].name))
+        evbuffer_add(out, req->outputs[i].data, req->outputs[i].byte_size);
+  }
+  return status_ok();
+}

@@ -1,0 +1,170 @@
+/* inferd's command line: `inferd serve` runs the server; `inferd version` prints the version. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/app.h"
+#include "core/version.h"
+#include "frontends/http/server.h"
+#include "util/log.h"
+
+typedef struct serve_options {
+  const char *model_repository;
+  const char *host;
+  long http_port;
+  long http_threads;
+  long worker_threads;
+  long long max_body_bytes;
+  long drain_timeout_ms;
+} serve_options;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: inferd serve [options]\n"
+          "       inferd version\n\n"
+          "serve options (each also read from the environment variable shown):\n"
+          "  --model-repository DIR   models to serve              INFERD_MODEL_REPOSITORY (required)\n"
+          "  --host ADDR              address to listen on         INFERD_HOST (0.0.0.0)\n"
+          "  --http-port N            HTTP port                    INFERD_HTTP_PORT (8000)\n"
+          "  --http-threads N         HTTP event loops             INFERD_HTTP_THREADS (2)\n"
+          "  --worker-threads N       inference threads            INFERD_WORKER_THREADS (number of cores)\n"
+          "  --max-body-bytes N       largest request body         INFERD_MAX_BODY_BYTES (67108864)\n"
+          "  --drain-timeout-ms N     how long SIGTERM waits for requests in flight\n"
+          "                                                        INFERD_DRAIN_TIMEOUT_MS (10000)\n");
+}
+
+/* Parses a whole decimal integer within [lo, hi]; names the option on failure. */
+static int parse_num(const char *opt, const char *s, long long lo, long long hi, long long *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *s == '\0' || *end != '\0' || v < lo || v > hi) {
+    fprintf(stderr, "inferd: %s must be an integer from %lld to %lld, got '%s'\n", opt, lo, hi, s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static const struct option serve_longopts[] = {
+    {"model-repository", required_argument, 0, 'm'}, {"host", required_argument, 0, 'H'},
+    {"http-port", required_argument, 0, 'p'},        {"http-threads", required_argument, 0, 't'},
+    {"worker-threads", required_argument, 0, 'w'},   {"max-body-bytes", required_argument, 0, 'b'},
+    {"drain-timeout-ms", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0}};
+
+/* The environment variable for each option: flags override it. */
+static const struct {
+  const char *env;
+  int opt;
+} serve_envs[] = {{"INFERD_MODEL_REPOSITORY", 'm'}, {"INFERD_HOST", 'H'},
+                  {"INFERD_HTTP_PORT", 'p'},        {"INFERD_HTTP_THREADS", 't'},
+                  {"INFERD_WORKER_THREADS", 'w'},   {"INFERD_MAX_BODY_BYTES", 'b'},
+                  {"INFERD_DRAIN_TIMEOUT_MS", 'd'}};
+
+/* Sets option c from val; `name` is how the user gave it, for the message. */
+static int apply_option(serve_options *o, int c, const char *name, const char *val) {
+  long long v = 0;
+  switch (c) {
+    case 'm': o->model_repository = val; return 0;
+    case 'H': o->host = val; return 0;
+    case 'p': if (parse_num(name, val, 0, 65535, &v)) return -1; o->http_port = (long)v; return 0;
+    case 't': if (parse_num(name, val, 1, 64, &v)) return -1; o->http_threads = (long)v; return 0;
+    case 'w': if (parse_num(name, val, 1, 256, &v)) return -1; o->worker_threads = (long)v; return 0;
+    case 'b': if (parse_num(name, val, 1, 1LL << 40, &v)) return -1; o->max_body_bytes = v; return 0;
+    case 'd': if (parse_num(name, val, 0, 3600000, &v)) return -1; o->drain_timeout_ms = (long)v; return 0;
+  }
+  return -1;
+}
+
+static int parse_serve(int argc, char **argv, serve_options *o) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  *o = (serve_options){.host = "0.0.0.0", .http_port = 8000, .http_threads = 2,
+                       .worker_threads = cores > 0 ? cores : 2, .max_body_bytes = 64LL << 20,
+                       .drain_timeout_ms = 10000};
+  for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
+    const char *val = getenv(serve_envs[i].env);
+    if (val && apply_option(o, serve_envs[i].opt, serve_envs[i].env, val)) return -1;
+  }
+  int c, idx = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "", serve_longopts, &idx)) != -1) {
+    if (c == '?') {
+      usage(stderr);
+      return -1;
+    }
+    if (c == 'h') {
+      usage(stdout);
+      exit(0);
+    }
+    char name[64];
+    snprintf(name, sizeof name, "--%s", serve_longopts[idx].name);
+    if (apply_option(o, c, name, optarg)) return -1;
+  }
+  if (optind < argc) {
+    fprintf(stderr, "inferd: unexpected argument '%s'\n", argv[optind]);
+    return -1;
+  }
+  if (o->model_repository == NULL) {
+    fprintf(stderr, "inferd: --model-repository (or INFERD_MODEL_REPOSITORY) is required\n");
+    return -1;
+  }
+  return 0;
+}
+
+static int serve(int argc, char **argv) {
+  serve_options o;
+  if (parse_serve(argc, argv, &o)) return 2;
+
+  /* Signals are taken by sigwait below, never delivered to a serving thread. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  app *a;
+  app_options ao = {.model_repository = o.model_repository, .worker_threads = (int)o.worker_threads};
+  inferd_status st = app_create(&ao, &a);
+  if (!status_is_ok(&st)) {
+    log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    return 1;
+  }
+  http_server *http;
+  http_options ho = {.host = o.host, .port = (int)o.http_port, .threads = (int)o.http_threads,
+                     .max_body_bytes = (size_t)o.max_body_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms};
+  st = http_server_create(&ho, a, &http);
+  if (!status_is_ok(&st)) {
+    log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    app_destroy(a);
+    return 1;
+  }
+  log_msg(LOG_INFO, NULL, "inferd %s serving %s over HTTP on %s:%d", INFERD_VERSION, o.model_repository, o.host,
+          http_server_port(http));
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  log_msg(LOG_INFO, NULL, "%s: draining (up to %ld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout_ms);
+  atomic_store(&a->draining, true);
+  http_server_drain(http);
+  app_stop_work(a); /* what is still queued is answered 503 through the loops, still running */
+  http_server_destroy(http);
+  app_destroy(a);
+  log_msg(LOG_INFO, NULL, "stopped");
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "serve") == 0) return serve(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "version") == 0) {
+    printf("inferd %s\n", INFERD_VERSION);
+    return 0;
+  }
+  usage(argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
+  return argc >= 2 && strcmp(argv[1], "--help") == 0 ? 0 : 2;
+}

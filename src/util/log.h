@@ -1,0 +1,31 @@
+/* One JSON object per line on stderr, so log collectors need no parser of their own. */
+#ifndef INFERD_LOG_H
+#define INFERD_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
+
+/* {"time":..,"type":"log","level":..,"model":..(if not NULL),"msg":..} */
+void log_msg(log_level level, const char *model, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+typedef struct access_record {
+  const char *request_id;
+  const char *method;
+  const char *path;
+  const char *model;   /* NULL when the request named none */
+  const char *version; /* NULL when none was resolved */
+  int status;
+  int64_t latency_us;
+  size_t bytes_in;
+  size_t bytes_out;
+} access_record;
+
+void log_access(const access_record *r);
+
+/* Appends s as a JSON string literal (with quotes) to buf at *off, never past len. */
+void json_escape_into(char *buf, size_t len, size_t *off, const char *s);
+
+#endif
