@@ -153,10 +153,10 @@ uint16_t float_to_half(float f) {
   if (absx < 0x38800000u) { /* below the smallest normal half: subnormal or zero */
     if (absx < 0x33000000u) return sign;
     uint32_t mant = (absx & 0x7fffff) | 0x800000;
-    int shift = 126 - (int)(absx >> 23);
-    uint32_t half = mant >> (shift + 1);
-    uint32_t rem = mant & ((1u << (shift + 1)) - 1);
-    uint32_t mid = 1u << shift;
+    int shift = 126 - (int)(absx >> 23); /* half subnormals count units of 2^-24 */
+    uint32_t half = mant >> shift;
+    uint32_t rem = mant & ((1u << shift) - 1);
+    uint32_t mid = 1u << (shift - 1);
     if (rem > mid || (rem == mid && (half & 1))) half++;
     return sign | (uint16_t)half;
   }

@@ -1,0 +1,88 @@
+/* Routing: which handler a method and path reach, captures, 404 versus 405. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "frontends/http/router.h"
+
+static void h_a(void *c, const route_params *p) { (void)c; (void)p; }
+static void h_b(void *c, const route_params *p) { (void)c; (void)p; }
+static void h_c(void *c, const route_params *p) { (void)c; (void)p; }
+
+static const route table[] = {
+    {ROUTE_GET, "/v2/health/live", h_a},
+    {ROUTE_GET, "/v2/models/{model}", h_b},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}", h_b},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", h_c},
+    {ROUTE_POST, "/v2/models/{model}/infer", h_c},
+};
+#define N (sizeof table / sizeof table[0])
+
+static route_result match(const char *path, unsigned method, const route **r, route_params *p, unsigned *allowed) {
+  memset(p, 0, sizeof *p);
+  return router_match(table, N, path, method, r, p, allowed);
+}
+
+static void test_exact_and_captures(void **state) {
+  (void)state;
+  const route *r;
+  route_params p;
+  unsigned allowed = 0;
+  assert_int_equal(match("/v2/health/live", ROUTE_GET, &r, &p, &allowed), ROUTE_MATCHED);
+  assert_ptr_equal(r->handler, h_a);
+  assert_int_equal(match("/v2/models/churn/versions/12/infer", ROUTE_POST, &r, &p, &allowed), ROUTE_MATCHED);
+  assert_ptr_equal(r->handler, h_c);
+  assert_string_equal(p.model, "churn");
+  assert_string_equal(p.version, "12");
+  assert_int_equal(match("/v2/models/churn", ROUTE_GET, &r, &p, &allowed), ROUTE_MATCHED);
+  assert_ptr_equal(r->handler, h_b);
+  assert_string_equal(p.version, "");
+}
+
+static void test_url_decoding_and_trailing_slash(void **state) {
+  (void)state;
+  const route *r;
+  route_params p;
+  unsigned allowed;
+  assert_int_equal(match("/v2/models/my%20model/", ROUTE_GET, &r, &p, &allowed), ROUTE_MATCHED);
+  assert_string_equal(p.model, "my model");
+  assert_int_equal(match("/v2/models/bad%2", ROUTE_GET, &r, &p, &allowed), ROUTE_BAD_PARAM);
+  assert_int_equal(match("/v2/models/nul%00x", ROUTE_GET, &r, &p, &allowed), ROUTE_BAD_PARAM);
+}
+
+static void test_not_found_vs_method(void **state) {
+  (void)state;
+  const route *r;
+  route_params p;
+  unsigned allowed = 0;
+  assert_int_equal(match("/v2/nothing", ROUTE_GET, &r, &p, &allowed), ROUTE_NO_PATH);
+  assert_int_equal(match("/v2/models//infer", ROUTE_POST, &r, &p, &allowed), ROUTE_NO_PATH);
+  assert_int_equal(match("/v2/health/live/extra", ROUTE_GET, &r, &p, &allowed), ROUTE_NO_PATH);
+  assert_int_equal(match("/v2/models/m/infer", ROUTE_GET, &r, &p, &allowed), ROUTE_BAD_METHOD);
+  assert_int_equal(allowed, ROUTE_POST);
+  assert_int_equal(match("/v2/health/live", ROUTE_DELETE, &r, &p, &allowed), ROUTE_BAD_METHOD);
+  char buf[64];
+  assert_string_equal(router_methods_str(ROUTE_GET | ROUTE_POST, buf, sizeof buf), "GET, POST");
+}
+
+static void test_long_segment_rejected(void **state) {
+  (void)state;
+  char path[600] = "/v2/models/";
+  memset(path + strlen(path), 'a', 400);
+  const route *r;
+  route_params p;
+  unsigned allowed;
+  assert_int_equal(match(path, ROUTE_GET, &r, &p, &allowed), ROUTE_BAD_PARAM);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_exact_and_captures),
+      cmocka_unit_test(test_url_decoding_and_trailing_slash),
+      cmocka_unit_test(test_not_found_vs_method),
+      cmocka_unit_test(test_long_segment_rejected),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
