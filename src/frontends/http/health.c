@@ -17,7 +17,7 @@ void health_summary(void *call, const route_params *p) {
       const model_version *mv = m->versions[j];
       model_state s = model_version_state(mv);
       json_t *entry = json_pack("{ss ss ss}", "name", m->name, "version", mv->version_str, "state", model_state_name(s));
-      if (s == MODEL_UNAVAILABLE) json_object_set_new(entry, "reason", json_string(mv->reason));
+      json_object_set_new(entry, "reason", s == MODEL_UNAVAILABLE ? json_string(mv->reason) : json_null());
       json_array_append_new(models, entry);
     }
   }

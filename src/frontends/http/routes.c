@@ -1,7 +1,5 @@
 #include "frontends/http/routes.h"
 
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,8 +38,7 @@ void http_routes_dispatch(http_call *c) {
       return;
     case ROUTE_BAD_METHOD: {
       char list[64];
-      evhttp_add_header(evhttp_request_get_output_headers(c->req), "Allow",
-                        router_methods_str(allowed, list, sizeof list));
+      http_call_add_reply_header(c, "Allow", router_methods_str(allowed, list, sizeof list));
       st = status_make(INFERD_METHOD_NOT_ALLOWED, "%s is not allowed on %s (allowed: %s)", c->method, c->path, list);
       break;
     }

@@ -2,45 +2,20 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <event2/event.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
 #include <event2/thread.h>
 #include <jansson.h>
 #include <netinet/in.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "frontends/http/routes.h"
+#include "frontends/http/server_internal.h"
 #include "util/log.h"
-
-struct http_loop {
-  http_server *srv;
-  struct event_base *base;
-  struct evhttp *http;
-  struct evhttp_bound_socket *bound; /* our listening socket, owned by evhttp */
-  struct event *wake;        /* activated by workers: replies are waiting */
-  struct event *stop_accept; /* activated by the main thread on drain */
-  pthread_t thread;
-  pthread_mutex_t mu;
-  http_call *done_head; /* replies posted from other threads */
-  uint64_t rng;         /* request ids */
-};
-
-struct http_server {
-  http_options opts;
-  app *app;
-  int port;
-  http_loop *loops;
-  int n_loops;
-  atomic_long in_flight;
-};
 
 static uint64_t next_random(uint64_t *s) { /* xorshift64*: ids need uniqueness, not secrecy */
   *s ^= *s >> 12;
@@ -50,49 +25,57 @@ static uint64_t next_random(uint64_t *s) { /* xorshift64*: ids need uniqueness, 
 }
 
 const char *http_call_header(http_call *c, const char *name) {
-  return evhttp_find_header(evhttp_request_get_input_headers(c->req), name);
+  for (int i = 0; i < c->n_headers; i++)
+    if (strcasecmp(c->headers[i].name, name) == 0) return c->headers[i].value;
+  return NULL;
+}
+
+void http_call_add_reply_header(http_call *c, const char *name, const char *value) {
+  if (c->n_reply_headers == HTTP_MAX_REPLY_HEADERS) return;
+  c->reply_headers[c->n_reply_headers].name = strdup(name);
+  c->reply_headers[c->n_reply_headers].value = strdup(value);
+  c->n_reply_headers++;
 }
 
 const char *http_call_body(http_call *c, size_t *len) {
-  struct evbuffer *b = evhttp_request_get_input_buffer(c->req);
-  *len = evbuffer_get_length(b);
-  const char *p = (const char *)evbuffer_pullup(b, -1);
+  *len = evbuffer_get_length(c->request_body);
+  const char *p = (const char *)evbuffer_pullup(c->request_body, -1);
   return p ? p : "";
 }
 
-static void call_free(http_call *c) {
+void http_call_free(http_call *c) {
   if (c->body) evbuffer_free(c->body);
+  if (c->request_body) evbuffer_free(c->request_body);
+  for (int i = 0; i < c->n_headers; i++) {
+    free(c->headers[i].name);
+    free(c->headers[i].value);
+  }
+  for (int i = 0; i < c->n_reply_headers; i++) {
+    free(c->reply_headers[i].name);
+    free(c->reply_headers[i].value);
+  }
+  free(c->target);
   free(c->path);
   free(c);
 }
 
 void http_call_reply(http_call *c) {
-  struct evkeyvalq *h = evhttp_request_get_output_headers(c->req);
-  evhttp_add_header(h, "Content-Type", c->content_type ? c->content_type : "application/json");
-  evhttp_add_header(h, "X-Request-ID", c->request_id);
-  if (c->header_len >= 0) {
-    char n[32];
-    snprintf(n, sizeof n, "%lld", c->header_len);
-    evhttp_add_header(h, "Inference-Header-Content-Length", n);
-  }
-  if (atomic_load(&c->app->draining)) evhttp_add_header(h, "Connection", "close");
-  size_t out = c->body ? evbuffer_get_length(c->body) : 0;
+  if (atomic_load(&c->app->draining)) c->close_after = true;
   access_record r = {
       .request_id = c->request_id,
       .method = c->method,
-      .path = c->path,
+      .path = c->path ? c->path : "-",
       .model = c->model[0] ? c->model : NULL,
       .version = c->version[0] ? c->version : NULL,
       .status = c->status,
       .latency_us = (monotonic_ns() - c->start_ns) / 1000,
       .bytes_in = c->bytes_in,
-      .bytes_out = out,
+      .bytes_out = c->body ? evbuffer_get_length(c->body) : 0,
   };
-  /* evhttp knows only a few reason phrases; it picks its own when given NULL */
-  evhttp_send_reply(c->req, c->status, NULL, c->body);
   log_access(&r);
-  atomic_fetch_sub(&c->srv->in_flight, 1);
-  call_free(c);
+  http_server *srv = c->srv;
+  http_conn_send_reply(c); /* frees c */
+  atomic_fetch_sub(&srv->in_flight, 1);
 }
 
 void http_call_reply_async(http_call *c) {
@@ -136,8 +119,7 @@ void http_call_set_json(http_call *c, int status, json_t *doc) {
 }
 
 void http_call_set_error(http_call *c, const inferd_status *st) {
-  if (st->code == INFERD_RESOURCE_EXHAUSTED)
-    evhttp_add_header(evhttp_request_get_output_headers(c->req), "Retry-After", "1");
+  if (st->code == INFERD_RESOURCE_EXHAUSTED) http_call_add_reply_header(c, "Retry-After", "1");
   http_call_set_json(c, status_http_code(st->code), json_pack("{ss}", "error", st->msg));
 }
 
@@ -151,19 +133,6 @@ void http_call_reply_error(http_call *c, const inferd_status *st) {
   http_call_reply(c);
 }
 
-static const char *method_name(enum evhttp_cmd_type t) {
-  switch (t) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-    case EVHTTP_REQ_PATCH: return "PATCH";
-    default: return "OTHER";
-  }
-}
-
 /* A client's id is kept when it is short, printable and has no quote or backslash. */
 static bool usable_request_id(const char *id) {
   size_t n = strlen(id);
@@ -173,26 +142,9 @@ static bool usable_request_id(const char *id) {
   return true;
 }
 
-static void on_request(struct evhttp_request *req, void *arg) {
-  http_loop *l = arg;
-  http_call *c = calloc(1, sizeof *c);
-  if (c == NULL) {
-    evhttp_send_error(req, 503, "Out of memory");
-    return;
-  }
+void http_server_handle(http_call *c) {
+  http_loop *l = c->loop;
   atomic_fetch_add(&l->srv->in_flight, 1);
-  c->req = req;
-  c->loop = l;
-  c->srv = l->srv;
-  c->app = l->srv->app;
-  c->start_ns = monotonic_ns();
-  c->header_len = -1;
-  c->status = 200;
-  snprintf(c->method, sizeof c->method, "%s", method_name(evhttp_request_get_command(req)));
-  c->bytes_in = evbuffer_get_length(evhttp_request_get_input_buffer(req));
-  const char *uri = evhttp_request_get_uri(req);
-  size_t plen = strcspn(uri, "?#");
-  c->path = strndup(uri, plen);
   const char *rid = http_call_header(c, "X-Request-ID");
   if (rid && usable_request_id(rid)) {
     snprintf(c->request_id, sizeof c->request_id, "%s", rid);
@@ -200,21 +152,26 @@ static void on_request(struct evhttp_request *req, void *arg) {
     uint64_t a = next_random(&l->rng), b = next_random(&l->rng);
     snprintf(c->request_id, sizeof c->request_id, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
   }
-  if (c->path == NULL) {
-    inferd_status st = status_make(INFERD_INTERNAL, "out of memory");
-    http_call_reply_error(c, &st);
+  if (c->status != 200) { /* the wire layer already set an error reply */
+    http_call_reply(c);
     return;
   }
-
   http_routes_dispatch(c);
+}
+
+static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *addr, int len, void *arg) {
+  (void)lis;
+  (void)addr;
+  (void)len;
+  http_conn_accept(arg, fd);
 }
 
 static void on_stop_accept(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   http_loop *l = arg;
-  if (l->bound) evhttp_del_accept_socket(l->http, l->bound);
-  l->bound = NULL;
+  if (l->listener) evconnlistener_free(l->listener);
+  l->listener = NULL;
 }
 
 static void *loop_main(void *arg) {
@@ -225,15 +182,11 @@ static void *loop_main(void *arg) {
 
 static inferd_status bind_loop(http_server *s, http_loop *l, struct sockaddr_storage *addr, socklen_t alen) {
   struct evconnlistener *lis = evconnlistener_new_bind(
-      l->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
+      l->base, on_accept, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
       1024, (struct sockaddr *)addr, (int)alen);
   if (lis == NULL)
     return status_make(INFERD_UNAVAILABLE, "cannot listen on %s:%d: %s", s->opts.host, s->port, strerror(errno));
-  l->bound = evhttp_bind_listener(l->http, lis);
-  if (l->bound == NULL) {
-    evconnlistener_free(lis);
-    return status_make(INFERD_INTERNAL, "cannot attach the HTTP listener");
-  }
+  l->listener = lis;
   if (s->port == 0) { /* an ephemeral port: the other loops share the one the first got */
     struct sockaddr_storage got;
     socklen_t glen = sizeof got;
@@ -255,18 +208,9 @@ static inferd_status init_loop(http_server *s, http_loop *l) {
     l->rng = (uint64_t)monotonic_ns() | 1;
   l->base = event_base_new();
   if (l->base == NULL) return status_make(INFERD_INTERNAL, "cannot create an event loop");
-  l->http = evhttp_new(l->base);
   l->wake = event_new(l->base, -1, 0, on_wake, l);
   l->stop_accept = event_new(l->base, -1, 0, on_stop_accept, l);
-  if (!l->http || !l->wake || !l->stop_accept) return status_make(INFERD_INTERNAL, "out of memory");
-  /* our own handler answers every method, so a wrong one gets a JSON 405 */
-  evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
-                                          EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-  /* evhttp refuses a Content-Length over the limit before reading the body (413) */
-  evhttp_set_max_body_size(l->http, (ev_ssize_t)s->opts.max_body_bytes);
-  evhttp_set_max_headers_size(l->http, 64 * 1024);
-  evhttp_set_timeout(l->http, 120);
-  evhttp_set_gencb(l->http, on_request, l);
+  if (!l->wake || !l->stop_accept) return status_make(INFERD_INTERNAL, "out of memory");
   return status_ok();
 }
 
@@ -310,6 +254,8 @@ inferd_status http_server_create(const http_options *opts, app *a, http_server *
   for (int i = 0; i < s->n_loops && status_is_ok(&st); i++) {
     if (pthread_create(&s->loops[i].thread, NULL, loop_main, &s->loops[i]) != 0)
       st = status_make(INFERD_INTERNAL, "cannot start an HTTP thread");
+    else
+      s->loops[i].thread_started = true;
   }
   if (!status_is_ok(&st)) {
     http_server_destroy(s);
@@ -333,7 +279,7 @@ void http_server_destroy(http_server *s) {
   if (s == NULL) return;
   for (int i = 0; i < s->n_loops; i++) {
     http_loop *l = &s->loops[i];
-    if (l->thread) {
+    if (l->thread_started) {
       event_base_loopbreak(l->base);
       pthread_join(l->thread, NULL);
     }
@@ -344,11 +290,12 @@ void http_server_destroy(http_server *s) {
     while (l->done_head) {
       http_call *c = l->done_head;
       l->done_head = c->next_done;
-      call_free(c);
+      if (c->conn == NULL) http_call_free(c); /* else the connection frees it */
     }
+    http_conn_close_all(l);
+    if (l->listener) evconnlistener_free(l->listener);
     if (l->wake) event_free(l->wake);
     if (l->stop_accept) event_free(l->stop_accept);
-    if (l->http) evhttp_free(l->http);
     if (l->base) event_base_free(l->base);
     pthread_mutex_destroy(&l->mu);
   }

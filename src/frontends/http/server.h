@@ -1,12 +1,13 @@
 /* The HTTP frontend's machinery: one libevent loop per I/O thread on a shared port
- * (SO_REUSEPORT), routing, request ids, replies from worker threads posted back to the loop
- * that owns the connection, the access log, and draining on shutdown. */
+ * (SO_REUSEPORT), request ids, replies from worker threads posted back to the loop that owns
+ * the connection, the access log, and draining on shutdown. The HTTP/1.1 wire format itself
+ * is conn.c. */
 #ifndef INFERD_HTTP_SERVER_H
 #define INFERD_HTTP_SERVER_H
 
 #include <event2/buffer.h>
-#include <event2/http.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,16 +27,30 @@ typedef struct http_options {
 
 /* One request being answered. Handlers run on the loop thread; a deferred reply may be
  * finished from any thread with http_call_reply_async. */
+#define HTTP_MAX_HEADERS 64
+#define HTTP_MAX_REPLY_HEADERS 6
+
+typedef struct http_header {
+  char *name; /* owned */
+  char *value;
+} http_header;
+
+typedef struct http_conn http_conn;
+
 typedef struct http_call {
-  struct evhttp_request *req;
+  http_conn *conn; /* NULL once the client has gone */
   http_loop *loop;
   http_server *srv;
   app *app;
   char request_id[130];
   int64_t start_ns;
   size_t bytes_in;
-  char method[8];
+  char method[16];
+  char *target;        /* owned: the request target as sent */
   char *path;          /* owned, without the query string */
+  http_header headers[HTTP_MAX_HEADERS];
+  int n_headers;
+  struct evbuffer *request_body; /* owned */
   char model[256];     /* for the access log; empty when none */
   char version[32];
   /* the reply */
@@ -43,6 +58,9 @@ typedef struct http_call {
   struct evbuffer *body; /* owned until sent */
   const char *content_type;
   long long header_len; /* Inference-Header-Content-Length, -1 for none */
+  http_header reply_headers[HTTP_MAX_REPLY_HEADERS];
+  int n_reply_headers;
+  bool close_after; /* answer with Connection: close and close */
   struct http_call *next_done;
 } http_call;
 
@@ -69,6 +87,9 @@ void http_call_reply_json(http_call *c, int status, json_t *doc);
 
 /* The request body, made contiguous. */
 const char *http_call_body(http_call *c, size_t *len);
+/* A request header, case-insensitively; NULL when absent. */
 const char *http_call_header(http_call *c, const char *name);
+/* Adds a header to the reply (copied). */
+void http_call_add_reply_header(http_call *c, const char *name, const char *value);
 
 #endif

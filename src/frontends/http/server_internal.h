@@ -1,0 +1,49 @@
+/* What server.c and conn.c share: the loop and server structs, and the hand-offs between the
+ * wire (conn.c) and the request lifecycle (server.c). Not for handlers. */
+#ifndef INFERD_HTTP_SERVER_INTERNAL_H
+#define INFERD_HTTP_SERVER_INTERNAL_H
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "frontends/http/server.h"
+
+struct http_loop {
+  http_server *srv;
+  struct event_base *base;
+  struct evconnlistener *listener;
+  struct event *wake;        /* activated by workers: replies are waiting */
+  struct event *stop_accept; /* activated by the main thread on drain */
+  pthread_t thread;
+  bool thread_started;
+  pthread_mutex_t mu;
+  http_call *done_head; /* replies posted from other threads */
+  http_conn *conns;     /* every open connection, to free at the end */
+  uint64_t rng;         /* request ids */
+};
+
+struct http_server {
+  http_options opts;
+  app *app;
+  int port;
+  http_loop *loops;
+  int n_loops;
+  atomic_long in_flight;
+};
+
+/* conn.c: takes a new socket. */
+void http_conn_accept(http_loop *l, evutil_socket_t fd);
+/* conn.c: writes c's reply on its connection (if it is still there) and frees c. */
+void http_conn_send_reply(http_call *c);
+/* conn.c: closes every connection of the loop. */
+void http_conn_close_all(http_loop *l);
+
+/* server.c: a complete request was read; c->status != 200 means the wire layer already
+ * found it wrong (the body is set) and it is only to be answered. */
+void http_server_handle(http_call *c);
+/* server.c: frees a call. */
+void http_call_free(http_call *c);
+
+#endif
