@@ -31,6 +31,8 @@ e2e: build
 	INFERD_BIN=$(CURDIR)/$(BUILD)/inferd $(PYTHON) -m pytest -q tests/e2e
 
 # The same suites against a build with AddressSanitizer + UndefinedBehaviorSanitizer.
+asan: export LSAN_OPTIONS = suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
+asan: export UBSAN_OPTIONS = print_stacktrace=1:halt_on_error=1
 asan: $(STAMP)
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DINFERD_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j $(JOBS)

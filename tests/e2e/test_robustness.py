@@ -190,10 +190,10 @@ def test_malformed_http_does_not_hurt(server, raw):
             s.settimeout(timeout(10))
             while s.recv(65536):
                 pass
-        except (ConnectionResetError, BrokenPipeError):
-            pass
         except socket.timeout:
             pytest.fail("server neither answered nor closed a malformed HTTP request")
+        except OSError:  # reset, broken pipe, not connected: the server dropped us, fine
+            pass
     assert server.get("/v2/health/live").status_code == 200
 
 
