@@ -88,13 +88,13 @@ inferd_status model_resolve_signature(const model_config *cfg, const tensor_spec
   tensor_spec *in = NULL, *out = NULL;
   size_t ni, no;
   if (cfg->inputs) {
-    for (size_t i = 0; i < n_in; i++)
-      if (!find_spec(cfg->inputs, cfg->n_inputs, model_in[i].name))
-        return status_make(INFERD_INVALID_ARGUMENT, "config.json: inputs does not list the model's input '%s'", model_in[i].name);
     ni = cfg->n_inputs;
     in = calloc(ni + 1, sizeof *in);
     if (in == NULL) return status_make(INFERD_INTERNAL, "out of memory");
     st = narrow(cfg, "input", cfg->inputs, ni, model_in, n_in, in);
+    for (size_t i = 0; i < n_in && status_is_ok(&st); i++)
+      if (!find_spec(cfg->inputs, cfg->n_inputs, model_in[i].name))
+        st = status_make(INFERD_INVALID_ARGUMENT, "config.json: inputs does not list the model's input '%s'", model_in[i].name);
   } else {
     ni = n_in;
     st = copy_specs(model_in, n_in, &in);

@@ -27,6 +27,7 @@ typedef struct model_version {
   time_t loaded_at;
   const backend_ops *backend;
   backend_model *backend_model;
+  int running; /* runs under way; the scheduler's lock guards it */
   /* The served signature, full shapes (batch dimension included as -1). Owned. */
   tensor_spec *inputs;
   size_t n_inputs;

@@ -34,22 +34,50 @@ static void run_one(infer_request *req, int64_t enqueued_at) {
   finish(req);
 }
 
+/* The first queued request whose model version has an instance free (instance_count
+ * bounds how many runs of one version go at once), unlinked; NULL when none can run. */
+static queued *take_runnable(scheduler *s) {
+  queued *prev = NULL;
+  for (queued *q = s->head; q; prev = q, q = q->next) {
+    model_version *mv = q->req->mv;
+    if (mv->running >= mv->model->config->instance_count) continue;
+    mv->running++;
+    if (prev)
+      prev->next = q->next;
+    else
+      s->head = q->next;
+    if (s->tail == q) s->tail = prev;
+    return q;
+  }
+  return NULL;
+}
+
 static void *worker_main(void *arg) {
   scheduler *s = arg;
   for (;;) {
     pthread_mutex_lock(&s->mu);
-    while (s->head == NULL && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
+    queued *q;
+    while ((q = take_runnable(s)) == NULL && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
     if (s->stopping) { /* what is still queued is cancelled by sched_destroy */
+      if (q) { /* put it back at the head: it has not run */
+        q->req->mv->running--;
+        q->next = s->head;
+        s->head = q;
+        if (s->tail == NULL) s->tail = q;
+      }
       pthread_mutex_unlock(&s->mu);
       return NULL;
     }
-    queued *q = s->head;
-    s->head = q->next;
-    if (s->head == NULL) s->tail = NULL;
     pthread_mutex_unlock(&s->mu);
     infer_request *req = q->req;
+    model_version *mv = req->mv;
     free(q);
     run_one(req, req->queue_ns);
+    pthread_mutex_lock(&s->mu);
+    mv->running--;
+    /* a request that waited for this instance may run now */
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
   }
 }
 

@@ -436,6 +436,11 @@ void http_conn_send_reply(http_call *c) {
   process_input(conn); /* a pipelined request may be waiting already */
 }
 
+void http_conn_drop_call(http_call *c) {
+  if (c->conn) c->conn->call = NULL;
+  http_call_free(c);
+}
+
 void http_conn_close_all(http_loop *l) {
   while (l->conns) conn_free(l->conns);
 }

@@ -133,12 +133,13 @@ void http_call_reply_error(http_call *c, const inferd_status *st) {
   http_call_reply(c);
 }
 
-/* A client's id is kept when it is short, printable and has no quote or backslash. */
+/* A client's id is kept when it is at most 128 bytes with no control character (the log
+ * escapes quotes and backslashes; the parser has already refused CR and LF). */
 static bool usable_request_id(const char *id) {
   size_t n = strlen(id);
   if (n == 0 || n > 128) return false;
-  for (const char *p = id; *p; p++)
-    if (*p < 0x21 || *p > 0x7e || *p == '"' || *p == '\\') return false;
+  for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+    if ((*p < 0x20 && *p != '\t') || *p == 0x7f) return false;
   return true;
 }
 
@@ -290,7 +291,7 @@ void http_server_destroy(http_server *s) {
     while (l->done_head) {
       http_call *c = l->done_head;
       l->done_head = c->next_done;
-      if (c->conn == NULL) http_call_free(c); /* else the connection frees it */
+      http_conn_drop_call(c);
     }
     http_conn_close_all(l);
     if (l->listener) evconnlistener_free(l->listener);

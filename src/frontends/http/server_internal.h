@@ -37,6 +37,8 @@ struct http_server {
 void http_conn_accept(http_loop *l, evutil_socket_t fd);
 /* conn.c: writes c's reply on its connection (if it is still there) and frees c. */
 void http_conn_send_reply(http_call *c);
+/* conn.c: frees a call whose reply will never be sent, detaching it from its connection. */
+void http_conn_drop_call(http_call *c);
 /* conn.c: closes every connection of the loop. */
 void http_conn_close_all(http_loop *l);
 

@@ -75,6 +75,7 @@ void v2_model_metadata(void *call, const route_params *p) {
   json_t *doc = json_pack("{ss so ss so so}", "name", m->name, "versions", versions, "platform", mv->backend->platform,
                           "inputs", tensor_specs_json(mv->inputs, mv->n_inputs), "outputs",
                           tensor_specs_json(mv->outputs, mv->n_outputs));
+  if (m->config->description) json_object_set_new(doc, "description", json_string(m->config->description));
   http_call_reply_json(c, 200, doc);
 }
 

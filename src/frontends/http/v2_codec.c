@@ -72,7 +72,8 @@ static inferd_status put_element(json_t *v, inferd_datatype dt, bytes_out *out, 
       float f = (float)d;
       ok = bytes_put(out, &f, 4);
     } else {
-      if (isfinite(d) && fabs(d) > 65504.0) return bad("input '%s' %s: value is out of range for FP16", tname, where);
+      /* 65520 and beyond round to infinity in half precision; below, to at most 65504 */
+      if (isfinite(d) && fabs(d) >= 65520.0) return bad("input '%s' %s: value is out of range for FP16", tname, where);
       uint16_t h = float_to_half((float)d);
       ok = bytes_put(out, &h, 2);
     }
