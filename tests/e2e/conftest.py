@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -520,15 +521,23 @@ def raw_connect(port, host="127.0.0.1", seconds=None):
     return s
 
 
+_LEFTOVER = weakref.WeakKeyDictionary()  # bytes read past the end of a response, per socket
+
+
 def read_http_response(sock, seconds=None):
-    """Reads one HTTP/1.1 response; returns (status, headers{lower: value}, body)."""
+    """Reads one HTTP/1.1 response; returns (status, headers{lower: value}, body). Bytes that
+    belong to a next (pipelined) response are kept for the next call on the same socket."""
     sock.settimeout(timeout(20) if seconds is None else seconds)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
+    buf = _LEFTOVER.pop(sock, b"")
+
+    def more():
         chunk = sock.recv(65536)
         if not chunk:
-            raise ConnectionError(f"connection closed before a full response header: {buf[:200]!r}")
-        buf += chunk
+            raise ConnectionError(f"connection closed mid-response: {buf[:200]!r}")
+        return chunk
+
+    while b"\r\n\r\n" not in buf:
+        buf += more()
     head, rest = buf.split(b"\r\n\r\n", 1)
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
@@ -539,38 +548,33 @@ def read_http_response(sock, seconds=None):
     if "content-length" in headers:
         n = int(headers["content-length"])
         while len(rest) < n:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-        body = rest[:n]
+            rest += more()
+        body, extra = rest[:n], rest[n:]
     elif headers.get("transfer-encoding", "").lower() == "chunked":
         body = b""
         data = rest
         while True:
             while b"\r\n" not in data:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed inside chunked body")
-                data += chunk
+                data += more()
             size_line, data = data.split(b"\r\n", 1)
             size = int(size_line.split(b";")[0], 16)
             while len(data) < size + 2:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed inside chunked body")
-                data += chunk
+                data += more()
             body += data[:size]
             data = data[size + 2:]
             if size == 0:
                 break
-    else:
+        extra = data
+    else:  # delimited by the end of the connection
         body = rest
         while True:
             chunk = sock.recv(65536)
             if not chunk:
                 break
             body += chunk
+        extra = b""
+    if extra:
+        _LEFTOVER[sock] = extra
     return status, headers, body
 
 

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import (ALL_DATATYPES, V2_NUMPY, add_sub_inputs, build_request, decode_bytes_elements,
+from conftest import (ALL_DATATYPES, assert_error, V2_NUMPY, add_sub_inputs, build_request, decode_bytes_elements,
                       encode_bytes_elements, identity_body, identity_inputs, infer_ok, parse_response)
 from test_infer_json import JSON_SAMPLES, ZIPMAP_X, assert_json_values, check_zipmap_outputs
 
@@ -257,3 +257,45 @@ def test_large_binary_tensor(server):
                           [{"name": "in_FP32", "datatype": "FP32", "shape": [512, 512], "data": data, "binary": True}],
                           outputs=[{"name": "out_FP32", "parameters": {"binary_data": True}}])
     assert_binary_equal("FP32", outs["out_FP32"]["value"], data)
+
+
+def test_non_utf8_bytes_output_as_json(server):
+    """docs/http-api.md (limits of JSON): a BYTES output that is not valid UTF-8 cannot be JSON
+    text, so the request fails with a 400 saying to ask for it with "binary_data": true."""
+    data = np.array([[b"\xff\xfe\x80", b"ok"]], dtype=object)
+    body, hdrs = build_request(identity_inputs(
+        {"name": "in_BYTES", "datatype": "BYTES", "shape": [1, 2], "data": data, "binary": True}),
+        outputs=[{"name": "out_BYTES"}])
+    r = server.infer("identity_all", body, headers=hdrs)
+    assert_error(r, 400, "binary_data")
+    assert server.get("/v2/health/live").status_code == 200
+    # Asked for in binary, the same bytes come back.
+    body, hdrs = build_request(identity_inputs(
+        {"name": "in_BYTES", "datatype": "BYTES", "shape": [1, 2], "data": data, "binary": True}),
+        outputs=[{"name": "out_BYTES", "parameters": {"binary_data": True}}])
+    r = server.infer("identity_all", body, headers=hdrs)
+    assert r.status_code == 200, r.content[:300]
+    assert parse_response(r)[1]["out_BYTES"]["value"].tolist() == [[b"\xff\xfe\x80", b"ok"]]
+
+
+def test_binary_bytes_input_is_exactly_sized(server):
+    """A BYTES tensor's binary_data_size covers its elements exactly; the next input's bytes
+    follow immediately (two BYTES inputs back to back)."""
+    first = [b"alpha", b"", b"\x00\x00"]
+    second = [b"z" * 17]
+    inputs = identity_inputs(
+        {"name": "in_BYTES", "datatype": "BYTES", "shape": [1, 3], "data": np.array([first], dtype=object), "binary": True},
+        {"name": "in_UINT8", "datatype": "UINT8", "shape": [1, 4], "data": np.array([[1, 2, 3, 250]], np.uint8), "binary": True})
+    _, outs, _ = infer_ok(server, "identity_all", inputs, parameters={"binary_data_output": True})
+    assert outs["out_BYTES"]["value"].reshape(-1).tolist() == first
+    assert outs["out_UINT8"]["value"].tolist() == [[1, 2, 3, 250]]
+    del second
+
+
+def test_uint64_above_int64_binary_in_json_out(server):
+    """JSON output of UINT64 values above 2^63 - 1 must be the unsigned value, not wrapped."""
+    data = np.array([[18446744073709551615, 9223372036854775808, 1]], dtype=np.uint64)
+    _, outs, r = infer_ok(server, "identity_all", [
+        {"name": "in_UINT64", "datatype": "UINT64", "shape": [1, 3], "data": data, "binary": True}],
+        outputs=[{"name": "out_UINT64"}])
+    assert outs["out_UINT64"]["value"] == [18446744073709551615, 9223372036854775808, 1], r.content[:400]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import (ALL_DATATYPES, V2_NUMPY, add_sub_inputs, assert_error, build_request,
-                      infer_ok, parse_response)
+                      identity_body, infer_ok, parse_response)
 
 # Values for each datatype that JSON can carry exactly, shape [2, 3], including the extremes.
 JSON_SAMPLES = {
@@ -170,6 +170,14 @@ def test_request_id_body_echoed(server):
     assert rid and rid.strip()
 
 
+def test_request_id_with_spaces_quotes_backslash_echoed(server):
+    """docs/http-api.md: the response carries the client's X-Request-ID if it sent one. Printable
+    ASCII with spaces, quotes and backslashes is a valid header value."""
+    rid = 'trace "7" \\ a b'
+    r = server.get("/v2/health/live", headers={"X-Request-ID": rid})
+    assert r.headers.get("X-Request-ID") == rid
+
+
 def test_request_id_header_echoed(server):
     body, hdrs = build_request(add_sub_inputs([[1, 2, 3, 4]], [[0, 0, 0, 0]]))
     hdrs["X-Request-ID"] = "client-rid-12345"
@@ -312,3 +320,65 @@ def test_keepalive_many_requests_one_connection(server):
     for i in range(20):
         _, outs, _ = infer_ok(server, "add_sub", add_sub_inputs([[i, i, i, i]], [[1, 2, 3, 4]]))
         assert outs["sum"]["value"] == [i + 1, i + 2, i + 3, i + 4]
+
+
+# ---- edges of the JSON representation ------------------------------------------------------------
+
+
+def test_uint64_above_int64_in_json_refused(server):
+    """docs/http-api.md (limits of JSON): integers are read as signed 64-bit, so a UINT64 above
+    2^63 - 1 in JSON is a 400 that says where; binary carries it (test_infer_binary)."""
+    text = json.dumps(identity_body({"name": "in_UINT64", "datatype": "UINT64", "shape": [1, 3],
+                                     "data": [0, 9223372036854775808, 1]}))
+    r = server.infer("identity_all", text.encode(), headers={"Content-Type": "application/json"})
+    assert_error(r, 400, regex=r"line|column|in_UINT64|position")
+
+
+def test_uint64_int64_max_in_json(server):
+    values = [0, 9223372036854775807, 1]
+    _, outs, _ = infer_ok(server, "identity_all", [
+        {"name": "in_UINT64", "datatype": "UINT64", "shape": [1, 3], "data": values}],
+        outputs=[{"name": "out_UINT64"}])
+    assert outs["out_UINT64"]["value"] == values
+
+
+def test_nan_output_in_json_written_as_nan_literals(server):
+    """docs/http-api.md: a NaN or infinite float output is written as NaN, Infinity, -Infinity."""
+    data = np.array([[np.nan, np.inf, -np.inf, 2.5]], np.float32)
+    body, hdrs = build_request([{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": data, "binary": True}])
+    r = server.infer("nan_ok", body, headers=hdrs)
+    assert r.status_code == 200, r.content
+    text = r.content.decode()
+    assert "NaN" in text and "Infinity" in text and "-Infinity" in text, text
+    y = {o["name"]: o for o in json.loads(text)["outputs"]}["y"]["data"]
+    assert math.isnan(y[0]) and y[1] == math.inf and y[2] == -math.inf and y[3] == 2.5
+
+
+def test_fp16_json_rounds_to_nearest(server):
+    """FP16 takes numbers: each is rounded to the nearest half (ties to even), as numpy does."""
+    rng = np.random.RandomState(3)
+    vals = np.concatenate([
+        rng.uniform(-70000, 70000, 40), rng.uniform(-1, 1, 40), rng.uniform(-1e-4, 1e-4, 40),
+        [0.1, 1 / 3, 2049.0, 2051.0, 1e-8, -1e-8, 5.960464477539063e-08, 65504.0, -65504.0]]).astype(np.float32)
+    vals = vals[np.abs(vals) <= 65504]  # the largest half; what lies beyond may be refused
+    data = [float(v) for v in vals]
+    _, outs, _ = infer_ok(server, "identity_all", [
+        {"name": "in_FP16", "datatype": "FP16", "shape": [1, len(data)], "data": data}],
+        outputs=[{"name": "out_FP16", "parameters": {"binary_data": True}}])
+    got = outs["out_FP16"]["value"].reshape(-1)
+    want = vals.astype(np.float16)
+    bad = [(float(v), float(g), float(w)) for v, g, w in zip(vals, got, want) if g.tobytes() != w.tobytes()]
+    assert not bad, f"{len(bad)} values rounded differently (value, got, numpy): {bad[:5]}"
+
+
+def test_bytes_json_with_nul_character(server):
+    """A JSON string may contain \\u0000: either it round-trips exactly or it is refused (400)."""
+    text = '{"inputs": [{"name": "in_BYTES", "datatype": "BYTES", "shape": [1, 1], "data": ["a\\u0000b"]}, %s]}' % (
+        json.dumps(__import__("conftest").identity_fillers(skip=["BYTES"]))[1:-1])
+    r = server.infer("identity_all", text.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code in (200, 400), r.content
+    if r.status_code == 200:
+        out = {o["name"]: o for o in r.json()["outputs"]}["out_BYTES"]
+        assert out["data"] == ["a\x00b"]
+    else:
+        assert isinstance(r.json().get("error"), str)

@@ -50,6 +50,8 @@ def test_broken_health_document(broken_server):
     assert body["status"] == "not_ready"
     assert body["live"] is True
     assert body["ready"] is False
+    # A top-level reason says why the server is not ready.
+    assert isinstance(body.get("reason"), str) and "broken" in body["reason"], body.get("reason")
     models = {(m["name"], str(m["version"])): m for m in body["models"]}
     broken = models.get(("broken", "1"))
     assert broken is not None, f"broken/1 not listed: {sorted(models)}"
@@ -225,11 +227,24 @@ def test_drain_timeout_bounds_shutdown(server_factory, test_models_dir):
     srv.send_signal(signal.SIGTERM)
     rc = srv.wait_exit(timeout(60))
     elapsed = time.monotonic() - t0
+    # Every request got an answer: 200 if it ran in time, else 503 (still queued at the deadline).
+    # The one running at the deadline may be cut off with the connection.
+    statuses = []
     for s in socks:
+        try:
+            status, _, body = read_http_response(s, seconds=timeout(10))
+            if status == 503:
+                assert isinstance(json.loads(body).get("error"), str), body
+            statuses.append(status)
+        except (ConnectionError, OSError):
+            statuses.append(None)
         s.close()
     assert rc == 0, srv.stderr()[-3000:]
     assert elapsed < bound, (f"exit took {elapsed:.2f}s with --drain-timeout-ms {drain_ms} "
                              f"({n} queued requests of ~{one:.2f}s)")
+    assert set(statuses) <= {200, 503, None}, statuses
+    assert statuses.count(503) >= 1, statuses
+    assert statuses.count(None) <= 2, f"requests dropped without an answer: {statuses}"
     srv.check_sanitizers()
 
 

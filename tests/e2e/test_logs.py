@@ -138,3 +138,27 @@ def test_413_is_logged(log_server):
     line = access_line(log_server, "log-413")
     check_access_fields(line)
     assert line["status"] == 413
+
+
+def test_log_lines_stay_json_with_odd_characters(log_server):
+    """Paths and request ids with quotes, backslashes and non-ASCII are escaped in the log."""
+    rid = 'odd"id\\with\ttab-\u00e9'
+    raw_path = "/v2/models/we%22ird%5C%C3%A9/ready"
+    from conftest import raw_request
+    req = (f"GET {raw_path} HTTP/1.1\r\nHost: x\r\n").encode() + b"X-Request-ID: " + rid.encode("utf-8") + b"\r\n\r\n"
+    status, headers, body = raw_request(log_server.port, req)
+    assert status == 404
+    assert isinstance(json.loads(body).get("error"), str)
+
+    def find():
+        for line in log_server.log_lines():
+            assert "_raw" not in line, f"stderr line is not JSON: {line['_raw'][:300]!r}"
+            if line.get("type") == "access" and line.get("status") == 404 and "ird" in str(line.get("path")):
+                return line
+        return None
+
+    line = wait_until(find, timeout(10), what="the access line of the odd request")
+    check_access_fields(line)
+    # The raw reader decodes header bytes as latin-1; the log holds the UTF-8 text.
+    assert line["request_id"].encode("utf-8") == headers.get("x-request-id", "").encode("latin-1")
+    assert line["request_id"] == rid

@@ -278,6 +278,11 @@ void http_server_drain(http_server *s) {
 
 void http_server_destroy(http_server *s) {
   if (s == NULL) return;
+  /* Replies posted by the scheduler's shutdown (503 for what was still queued) are sent by the
+   * loops, still running: give them a bounded moment to get onto the sockets. */
+  int64_t until = monotonic_ns() + 2000000000LL;
+  while (atomic_load(&s->in_flight) > 0 && monotonic_ns() < until) usleep(2000);
+  usleep(20000); /* the last writes leave on the loops' next turn */
   for (int i = 0; i < s->n_loops; i++) {
     http_loop *l = &s->loops[i];
     if (l->thread_started) {
