@@ -21,6 +21,7 @@ void model_config_destroy(model_config *cfg) {
   free(cfg->class_labels);
   free(cfg->specific_versions);
   free(cfg->description);
+  json_decref(cfg->application);
   free(cfg);
 }
 
@@ -35,6 +36,8 @@ inferd_status model_config_default(model_config **out) {
   cfg->instance_count = 1;
   cfg->intra_op_threads = 1;
   cfg->inter_op_threads = 1;
+  cfg->batching.priority_levels = 1;
+  cfg->batching.default_priority_level = 1;
   *out = cfg;
   return status_ok();
 }
@@ -159,10 +162,47 @@ static inferd_status parse_policy(json_t *v, model_config *cfg) {
   return status_ok();
 }
 
+static inferd_status parse_batching(json_t *v, model_config *cfg) {
+  static const char *const keys[] = {"max_queue_delay_us", "preferred_batch_sizes", "max_queue_size",
+                                     "priority_levels", "default_priority_level", "default_timeout_us", NULL};
+  batching_config *b = &cfg->batching;
+  if (!json_is_object(v)) return field_error("dynamic_batching", "must be an object");
+  TRY(check_keys(v, "dynamic_batching", keys));
+  b->enabled = true;
+  json_t *x;
+  if ((x = json_object_get(v, "max_queue_delay_us")) != NULL) {
+    if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > 10000000)
+      return field_error("dynamic_batching.max_queue_delay_us", "must be an integer from 0 to 10000000");
+    b->max_queue_delay_us = json_integer_value(x);
+  }
+  if ((x = json_object_get(v, "preferred_batch_sizes")) != NULL) {
+    if (!json_is_array(x) || json_array_size(x) > MAX_PREFERRED_BATCH_SIZES)
+      return status_make(INFERD_INVALID_ARGUMENT, "config.json: dynamic_batching.preferred_batch_sizes must be an array of at most %d sizes", MAX_PREFERRED_BATCH_SIZES);
+    for (size_t i = 0; i < json_array_size(x); i++) {
+      json_t *e = json_array_get(x, i);
+      if (!json_is_integer(e) || json_integer_value(e) < 1 || json_integer_value(e) > 1 << 20)
+        return status_make(INFERD_INVALID_ARGUMENT, "config.json: dynamic_batching.preferred_batch_sizes[%zu] must be a positive integer", i);
+      b->preferred_batch_sizes[b->n_preferred_batch_sizes++] = (int)json_integer_value(e);
+    }
+  }
+  TRY(get_int(v, "max_queue_size", "dynamic_batching.max_queue_size", 1, 1 << 24, &b->max_queue_size));
+  TRY(get_int(v, "priority_levels", "dynamic_batching.priority_levels", 1, 16, &b->priority_levels));
+  TRY(get_int(v, "default_priority_level", "dynamic_batching.default_priority_level", 1, 16, &b->default_priority_level));
+  if (b->default_priority_level > b->priority_levels)
+    return field_error("dynamic_batching.default_priority_level", "must be at most priority_levels");
+  if ((x = json_object_get(v, "default_timeout_us")) != NULL) {
+    if (!json_is_integer(x) || json_integer_value(x) < 0)
+      return field_error("dynamic_batching.default_timeout_us", "must be a non-negative integer");
+    b->default_timeout_us = json_integer_value(x);
+  }
+  return status_ok();
+}
+
 static inferd_status parse_object(json_t *root, model_config *cfg) {
   static const char *const keys[] = {"name", "backend", "max_batch_size", "inputs", "outputs",
                                      "class_labels", "version_policy", "instance_count",
-                                     "onnxruntime", "allow_nan", "description", NULL};
+                                     "onnxruntime", "allow_nan", "description", "dynamic_batching",
+                                     "application", NULL};
   static const char *const ort_keys[] = {"intra_op_threads", "inter_op_threads", NULL};
   inferd_status st = check_keys(root, "", keys);
   if (!status_is_ok(&st)) return st;
@@ -200,6 +240,19 @@ static inferd_status parse_object(json_t *root, model_config *cfg) {
   if ((v = json_object_get(root, "allow_nan")) != NULL) {
     if (!json_is_boolean(v)) return field_error("allow_nan", "must be true or false");
     cfg->allow_nan = json_is_true(v);
+  }
+  if ((v = json_object_get(root, "dynamic_batching")) != NULL) {
+    TRY(parse_batching(v, cfg));
+    for (int i = 0; i < cfg->batching.n_preferred_batch_sizes; i++)
+      if (cfg->batching.preferred_batch_sizes[i] > cfg->max_batch_size)
+        return status_make(INFERD_INVALID_ARGUMENT, "config.json: dynamic_batching.preferred_batch_sizes[%d] is %d, more than max_batch_size %d",
+                           i, cfg->batching.preferred_batch_sizes[i], cfg->max_batch_size);
+    if (cfg->max_batch_size == 0)
+      return field_error("dynamic_batching", "needs max_batch_size > 0 (the model must have a batch dimension)");
+  }
+  if ((v = json_object_get(root, "application")) != NULL) {
+    if (!json_is_object(v)) return field_error("application", "must be an object");
+    cfg->application = json_incref(v);
   }
   if ((v = json_object_get(root, "description")) != NULL) {
     if (!json_is_string(v)) return field_error("description", "must be a string");

@@ -21,6 +21,20 @@ typedef struct tensor_spec {
 
 typedef enum { POLICY_LATEST, POLICY_ALL, POLICY_SPECIFIC } version_policy_kind;
 
+#define MAX_PREFERRED_BATCH_SIZES 8
+
+/* Queueing and dynamic batching (config.json "dynamic_batching"). */
+typedef struct batching_config {
+  bool enabled; /* "dynamic_batching" present (needs max_batch_size > 0) */
+  int64_t max_queue_delay_us;
+  int preferred_batch_sizes[MAX_PREFERRED_BATCH_SIZES];
+  int n_preferred_batch_sizes;
+  int max_queue_size;      /* requests waiting; 0: the server's default */
+  int priority_levels;     /* 1: no priorities; requests name 1 (highest) .. levels */
+  int default_priority_level;
+  int64_t default_timeout_us; /* 0: none */
+} batching_config;
+
 typedef struct model_config {
   char *backend; /* owned; "onnxruntime" */
   int max_batch_size;
@@ -39,6 +53,10 @@ typedef struct model_config {
   int inter_op_threads;
   bool allow_nan;
   char *description; /* owned, may be NULL */
+  batching_config batching;
+  /* config.json "application": the application API's section (feature schema and how records
+   * map onto input tensors), kept as JSON for that module to read. Owned; may be NULL. */
+  struct json_t *application;
 } model_config;
 
 /* The config of a model without config.json. */
