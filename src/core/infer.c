@@ -86,6 +86,7 @@ inferd_status infer_request_validate(infer_request *req) {
       if (strcmp(req->output_names[i], req->output_names[j]) == 0)
         return status_make(INFERD_INVALID_ARGUMENT, "output '%s' is requested twice", req->output_names[i]);
   }
+  req->rows = mv->model->config->max_batch_size > 0 && req->n_inputs ? req->inputs[0].shape[0] : 1;
   if (req->n_outputs == 0) {
     req->output_names = calloc(mv->n_outputs + 1, sizeof(char *));
     if (req->output_names == NULL) return status_make(INFERD_INTERNAL, "out of memory");
@@ -95,19 +96,3 @@ inferd_status infer_request_validate(infer_request *req) {
   return status_ok();
 }
 
-void infer_request_execute(infer_request *req) {
-  model_version *mv = req->mv;
-  req->outputs = calloc(req->n_outputs + 1, sizeof(tensor));
-  if (req->outputs == NULL) {
-    req->status = status_make(INFERD_INTERNAL, "out of memory");
-    return;
-  }
-  int64_t t0 = monotonic_ns();
-  req->status = mv->backend->run(mv->backend_model, req->inputs, req->n_inputs,
-                                 (const char *const *)req->output_names, req->n_outputs, req->outputs);
-  req->compute_ns = monotonic_ns() - t0;
-  if (!status_is_ok(&req->status)) {
-    free(req->outputs);
-    req->outputs = NULL;
-  }
-}

@@ -3,6 +3,8 @@
 #ifndef INFERD_INFER_H
 #define INFERD_INFER_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/model.h"
@@ -21,14 +23,26 @@ struct infer_request {
   char **output_names; /* owned; never empty: validation fills in every output */
   size_t n_outputs;
   int64_t deadline_ns; /* monotonic; 0: none */
+  int priority;        /* 1 (highest) .. the model's priority_levels; 0: the model's default */
+  /* Set by the frontend when the client has gone: a queued request is then dropped. The flag
+   * outlives the request (it lives in the frontend's call). May be NULL. */
+  const _Atomic bool *cancelled;
   infer_done_fn on_done;
   void *user;
+
+  /* The scheduler's. */
+  int64_t enqueue_ns;
+  int64_t rows; /* rows along the batch dimension (1 for a model without one) */
+  struct infer_request *next;
 
   /* Filled by the core before on_done. */
   inferd_status status;
   tensor *outputs; /* owned; n_outputs entries when status is OK */
-  int64_t queue_ns;   /* time spent waiting for a worker */
-  int64_t compute_ns; /* time in the backend */
+  int64_t queue_ns;          /* waiting for an instance */
+  int64_t compute_input_ns;  /* gathering the batch's inputs */
+  int64_t compute_infer_ns;  /* in the backend */
+  int64_t compute_output_ns; /* handing each request its rows */
+  int64_t batch_size;        /* rows of the batch it ran in */
 };
 
 infer_request *infer_request_create(model_version *mv);
@@ -40,8 +54,6 @@ void infer_request_destroy(infer_request *req);
  * all of them. */
 inferd_status infer_request_validate(infer_request *req);
 
-/* Runs the request on its model now, on the calling thread, filling status and outputs. */
-void infer_request_execute(infer_request *req);
 
 int64_t monotonic_ns(void);
 

@@ -180,6 +180,7 @@ void model_destroy(model *m) {
   if (m == NULL) return;
   for (size_t i = 0; i < m->n_versions; i++) {
     model_version_unload(m->versions[i]);
+    stats_destroy(&m->versions[i]->stats);
     free(m->versions[i]);
   }
   free(m->versions);

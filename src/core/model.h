@@ -9,6 +9,7 @@
 
 #include "backends/backend.h"
 #include "core/model_config.h"
+#include "core/stats.h"
 
 typedef enum { MODEL_LOADING, MODEL_READY, MODEL_UNAVAILABLE } model_state;
 
@@ -28,6 +29,8 @@ typedef struct model_version {
   const backend_ops *backend;
   backend_model *backend_model;
   int running; /* runs under way; the scheduler's lock guards it */
+  struct version_queue *queue; /* the scheduler's, created on first use */
+  model_stats stats;
   /* The served signature, full shapes (batch dimension included as -1). Owned. */
   tensor_spec *inputs;
   size_t n_inputs;

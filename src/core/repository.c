@@ -84,6 +84,7 @@ static inferd_status open_model(const char *root, const char *name, model **out)
     snprintf(mv->path, sizeof mv->path, "%s/%s/%lld/%s", root, name, (long long)found[i],
              backend ? backend->model_filename : "model.onnx");
     atomic_init(&mv->state, MODEL_LOADING);
+    stats_init(&mv->stats);
     m->versions[m->n_versions++] = mv;
   }
   if (m->config->policy == POLICY_SPECIFIC)

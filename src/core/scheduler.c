@@ -2,90 +2,235 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
-typedef struct queued {
-  infer_request *req;
-  struct queued *next;
-} queued;
+#include "core/batch.h"
+
+#define MAX_LEVELS 16
+
+typedef struct version_queue {
+  model_version *mv;
+  infer_request *head[MAX_LEVELS], *tail[MAX_LEVELS]; /* level 0 is priority 1, the highest */
+  int size;
+  int64_t rows;
+  struct version_queue *next;
+} version_queue;
 
 struct scheduler {
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  queued *head, *tail;
+  version_queue *queues;
   bool stopping;
   pthread_t *workers;
   int n_workers;
 };
 
-static void finish(infer_request *req) { req->on_done(req, req->user); }
+static const batching_config *batching_of(const model_version *mv) { return &mv->model->config->batching; }
 
-static void run_one(infer_request *req, int64_t enqueued_at) {
-  int64_t now = monotonic_ns();
-  req->queue_ns = now - enqueued_at;
-  if (req->deadline_ns && now > req->deadline_ns) {
-    req->status = status_make(INFERD_DEADLINE_EXCEEDED, "the request's deadline passed while it was queued");
-  } else if (model_version_state(req->mv) != MODEL_READY) {
-    req->status = status_make(INFERD_UNAVAILABLE, "model '%s' version %lld is not ready", req->mv->model->name,
-                              (long long)req->mv->version);
-  } else {
-    infer_request_execute(req);
-  }
-  finish(req);
+static int max_queue_of(const model_version *mv) {
+  int m = batching_of(mv)->max_queue_size;
+  return m > 0 ? m : SCHED_DEFAULT_MAX_QUEUE;
 }
 
-/* The first queued request whose model version has an instance free (instance_count
- * bounds how many runs of one version go at once), unlinked; NULL when none can run. */
-static queued *take_runnable(scheduler *s) {
-  queued *prev = NULL;
-  for (queued *q = s->head; q; prev = q, q = q->next) {
-    model_version *mv = q->req->mv;
-    if (mv->running >= mv->model->config->instance_count) continue;
-    mv->running++;
-    if (prev)
-      prev->next = q->next;
-    else
-      s->head = q->next;
-    if (s->tail == q) s->tail = prev;
-    return q;
+static void finish(infer_request *req) {
+  stats_record_request(&req->mv->stats, req, monotonic_ns());
+  req->on_done(req, req->user);
+}
+
+static version_queue *queue_of(scheduler *s, model_version *mv) {
+  if (mv->queue) return mv->queue;
+  version_queue *q = calloc(1, sizeof *q);
+  if (q == NULL) return NULL;
+  q->mv = mv;
+  q->next = s->queues;
+  s->queues = q;
+  mv->queue = q;
+  return q;
+}
+
+static void unlink_req(version_queue *q, int level, infer_request *prev, infer_request *r) {
+  if (prev)
+    prev->next = r->next;
+  else
+    q->head[level] = r->next;
+  if (q->tail[level] == r) q->tail[level] = prev;
+  r->next = NULL;
+  q->size--;
+  q->rows -= r->rows;
+}
+
+/* Moves requests that must not run (deadline passed, client gone) onto *dropped. */
+static void purge(version_queue *q, int64_t now, infer_request **dropped) {
+  for (int l = 0; l < MAX_LEVELS; l++) {
+    infer_request *prev = NULL, *r = q->head[l];
+    while (r) {
+      infer_request *next = r->next;
+      bool gone = r->cancelled && atomic_load(r->cancelled);
+      if (gone || (r->deadline_ns && now >= r->deadline_ns)) {
+        unlink_req(q, l, prev, r);
+        r->queue_ns = now - r->enqueue_ns;
+        r->status = gone ? status_make(INFERD_UNAVAILABLE, "the client went away while the request was queued")
+                         : status_make(INFERD_DEADLINE_EXCEEDED, "the deadline passed after %lld us in the queue; the request did not run",
+                                       (long long)(r->queue_ns / 1000));
+        r->next = *dropped;
+        *dropped = r;
+      } else {
+        prev = r;
+      }
+      r = next;
+    }
   }
-  return NULL;
+}
+
+static infer_request *oldest(const version_queue *q) {
+  infer_request *o = NULL;
+  for (int l = 0; l < MAX_LEVELS; l++)
+    if (q->head[l] && (!o || q->head[l]->enqueue_ns < o->enqueue_ns)) o = q->head[l];
+  return o;
+}
+
+/* Rows the batch should reach now, or 0 when it is better to wait (until *wake_at). */
+static int64_t batch_target(const version_queue *q, int64_t now, int64_t *wake_at) {
+  const model_version *mv = q->mv;
+  const batching_config *b = batching_of(mv);
+  int64_t max = mv->model->config->max_batch_size;
+  if (!b->enabled) return 1;
+  if (q->rows >= max) return max;
+  int64_t best = 0; /* the largest preferred size the queue can fill */
+  for (int i = 0; i < b->n_preferred_batch_sizes; i++)
+    if (b->preferred_batch_sizes[i] <= q->rows && b->preferred_batch_sizes[i] > best) best = b->preferred_batch_sizes[i];
+  if (best) return best;
+  int64_t due = oldest(q)->enqueue_ns + b->max_queue_delay_us * 1000;
+  if (now >= due) return max;
+  if (*wake_at == 0 || due < *wake_at) *wake_at = due;
+  return 0;
+}
+
+/* Takes requests in priority order, FIFO within a level, up to target rows; with batching
+ * off, just the first. Returns how many. */
+static size_t take_batch(version_queue *q, int64_t target, infer_request **batch, size_t cap) {
+  size_t n = 0;
+  int64_t rows = 0;
+  bool batching = batching_of(q->mv)->enabled;
+  for (int l = 0; l < MAX_LEVELS && n < cap; l++) {
+    infer_request *prev = NULL, *r = q->head[l];
+    while (r && n < cap) {
+      infer_request *next = r->next;
+      bool fits = n == 0 || (batching && rows + r->rows <= target && batch_compatible(batch[0], r));
+      if (fits) {
+        unlink_req(q, l, prev, r);
+        batch[n++] = r;
+        rows += r->rows;
+        if (!batching || rows >= target) return n;
+      } else {
+        prev = r;
+      }
+      r = next;
+    }
+  }
+  return n;
+}
+
+static void finish_list(infer_request *r) {
+  while (r) {
+    infer_request *next = r->next;
+    finish(r);
+    r = next;
+  }
+}
+
+static void run_batch(infer_request **batch, size_t n) {
+  model_version *mv = batch[0]->mv;
+  int64_t now = monotonic_ns();
+  for (size_t i = 0; i < n; i++) batch[i]->queue_ns = now - batch[i]->enqueue_ns;
+  if (model_version_state(mv) != MODEL_READY) {
+    for (size_t i = 0; i < n; i++)
+      batch[i]->status = status_make(INFERD_UNAVAILABLE, "model '%s' version %lld is not ready", mv->model->name,
+                                     (long long)mv->version);
+  } else {
+    batch_execute(batch, n);
+    stats_record_execution(&mv->stats, batch[0]->batch_size, batch[0]->compute_input_ns, batch[0]->compute_infer_ns,
+                           batch[0]->compute_output_ns);
+  }
+  for (size_t i = 0; i < n; i++) finish(batch[i]);
+}
+
+static void wait_until(scheduler *s, int64_t wake_at) {
+  if (wake_at == 0) {
+    pthread_cond_wait(&s->cv, &s->mu);
+    return;
+  }
+  struct timespec ts = {.tv_sec = wake_at / 1000000000, .tv_nsec = wake_at % 1000000000};
+  pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 }
 
 static void *worker_main(void *arg) {
   scheduler *s = arg;
-  for (;;) {
-    pthread_mutex_lock(&s->mu);
-    queued *q;
-    while ((q = take_runnable(s)) == NULL && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
-    if (s->stopping) { /* what is still queued is cancelled by sched_destroy */
-      if (q) { /* put it back at the head: it has not run */
-        q->req->mv->running--;
-        q->next = s->head;
-        s->head = q;
-        if (s->tail == NULL) s->tail = q;
+  size_t cap = 0;
+  infer_request **batch = NULL;
+  pthread_mutex_lock(&s->mu);
+  while (!s->stopping) {
+    int64_t now = monotonic_ns(), wake_at = 0;
+    infer_request *dropped = NULL;
+    version_queue *chosen = NULL;
+    size_t n = 0;
+    for (version_queue *q = s->queues; q; q = q->next) {
+      if (q->size == 0) continue;
+      purge(q, now, &dropped);
+      if (q->size == 0 || q->mv->running >= q->mv->model->config->instance_count) continue;
+      int64_t target = batch_target(q, now, &wake_at);
+      if (target == 0) continue;
+      size_t want = (size_t)(q->mv->model->config->max_batch_size > 0 ? q->mv->model->config->max_batch_size : 1);
+      if (want > cap) {
+        infer_request **nb = realloc(batch, want * sizeof *nb);
+        if (nb == NULL) continue;
+        batch = nb;
+        cap = want;
       }
-      pthread_mutex_unlock(&s->mu);
-      return NULL;
+      n = take_batch(q, target, batch, cap);
+      chosen = q;
+      q->mv->running++;
+      /* the next worker starts from the queue after this one: versions take turns */
+      if (q->next && s->queues != q->next) {
+        version_queue **pp = &s->queues;
+        while (*pp != q) pp = &(*pp)->next;
+        *pp = q->next;
+        version_queue *last = q->next;
+        while (last->next) last = last->next;
+        last->next = q;
+        q->next = NULL;
+      }
+      break;
     }
-    pthread_mutex_unlock(&s->mu);
-    infer_request *req = q->req;
-    model_version *mv = req->mv;
-    free(q);
-    run_one(req, req->queue_ns);
-    pthread_mutex_lock(&s->mu);
-    mv->running--;
-    /* a request that waited for this instance may run now */
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    if (dropped || chosen) {
+      pthread_mutex_unlock(&s->mu);
+      finish_list(dropped);
+      if (chosen) run_batch(batch, n);
+      pthread_mutex_lock(&s->mu);
+      if (chosen) {
+        chosen->mv->running--;
+        pthread_cond_broadcast(&s->cv); /* an instance is free again */
+      }
+      continue;
+    }
+    wait_until(s, wake_at);
   }
+  pthread_mutex_unlock(&s->mu);
+  free(batch);
+  return NULL;
 }
 
 inferd_status sched_create(int n_workers, scheduler **out) {
   scheduler *s = calloc(1, sizeof *s);
   if (s == NULL) return status_make(INFERD_INTERNAL, "out of memory");
   pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are monotonic_ns() */
+  pthread_cond_init(&s->cv, &ca);
+  pthread_condattr_destroy(&ca);
   s->workers = calloc((size_t)n_workers, sizeof(pthread_t));
   for (int i = 0; s->workers && i < n_workers; i++) {
     if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0) break;
@@ -100,23 +245,32 @@ inferd_status sched_create(int n_workers, scheduler **out) {
 }
 
 void sched_submit(scheduler *s, infer_request *req) {
-  queued *q = malloc(sizeof *q);
-  if (q == NULL) {
-    req->status = status_make(INFERD_RESOURCE_EXHAUSTED, "out of memory for the request queue");
+  model_version *mv = req->mv;
+  const batching_config *b = batching_of(mv);
+  int level = (req->priority ? req->priority : b->default_priority_level) - 1;
+  if (level < 0) level = 0;
+  if (level >= MAX_LEVELS) level = MAX_LEVELS - 1;
+  if (req->deadline_ns == 0 && b->default_timeout_us > 0) req->deadline_ns = monotonic_ns() + b->default_timeout_us * 1000;
+  req->enqueue_ns = monotonic_ns();
+  req->next = NULL;
+  pthread_mutex_lock(&s->mu);
+  version_queue *q = queue_of(s, mv);
+  if (q == NULL || q->size >= max_queue_of(mv)) {
+    pthread_mutex_unlock(&s->mu);
+    req->status = status_make(INFERD_RESOURCE_EXHAUSTED, "the queue of model '%s' version %lld is full (%d requests); retry later",
+                              mv->model->name, (long long)mv->version, max_queue_of(mv));
     finish(req);
     return;
   }
-  /* queue_ns holds the enqueue time until a worker turns it into the wait */
-  req->queue_ns = monotonic_ns();
-  q->req = req;
-  q->next = NULL;
-  pthread_mutex_lock(&s->mu);
-  if (s->tail)
-    s->tail->next = q;
+  if (q->tail[level])
+    q->tail[level]->next = req;
   else
-    s->head = q;
-  s->tail = q;
-  pthread_cond_signal(&s->cv);
+    q->head[level] = req;
+  q->tail[level] = req;
+  q->size++;
+  q->rows += req->rows;
+  /* every worker re-evaluates: one may now fill a batch, another may be waiting on a delay */
+  pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -127,11 +281,19 @@ void sched_destroy(scheduler *s) {
   pthread_cond_broadcast(&s->cv);
   pthread_mutex_unlock(&s->mu);
   for (int i = 0; i < s->n_workers; i++) pthread_join(s->workers[i], NULL);
-  while (s->head) {
-    queued *q = s->head;
-    s->head = q->next;
-    q->req->status = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
-    finish(q->req);
+  while (s->queues) {
+    version_queue *q = s->queues;
+    s->queues = q->next;
+    for (int l = 0; l < MAX_LEVELS; l++) {
+      infer_request *r = q->head[l];
+      while (r) {
+        infer_request *next = r->next;
+        r->status = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
+        finish(r);
+        r = next;
+      }
+    }
+    q->mv->queue = NULL;
     free(q);
   }
   free(s->workers);

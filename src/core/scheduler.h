@@ -1,14 +1,20 @@
-/* The scheduler: requests wait in a queue and a fixed set of worker threads runs them, so no
- * frontend thread ever waits for a model. */
+/* The scheduler: each model version has a bounded queue (with priority levels); a fixed set of
+ * worker threads takes work from the queues, at most instance_count runs of a version at once,
+ * forming batches when the version has dynamic batching. Requests whose deadline passes, or
+ * whose client leaves, while they wait are answered without running. No frontend thread
+ * ever waits for a model. */
 #ifndef INFERD_SCHEDULER_H
 #define INFERD_SCHEDULER_H
 
 #include "core/infer.h"
 
+#define SCHED_DEFAULT_MAX_QUEUE 1024
+
 typedef struct scheduler scheduler;
 
 inferd_status sched_create(int n_workers, scheduler **out);
-/* Takes the request; its on_done runs later on a worker thread, exactly once. */
+/* Takes the request (validated; priority within the model's levels); its on_done runs later
+ * on a worker thread, exactly once. A full queue answers RESOURCE_EXHAUSTED at once. */
 void sched_submit(scheduler *s, infer_request *req);
 /* Waits for the runs under way, fails what is still queued (UNAVAILABLE: shutting down),
  * and frees the scheduler. Every request submitted has had its on_done called after it. */

@@ -257,3 +257,72 @@ def test_ready_stays_up_until_signal(server_factory, test_models_dir):
     assert srv.wait_exit(timeout(15)) == 0
     with pytest.raises(requests.ConnectionError):
         requests.get(srv.url("/v2/health/live"), timeout=timeout(2))
+
+
+def test_readiness_503_while_draining(server_factory, test_models_dir):
+    """While draining, readiness is 503. New connections are refused then, so the probe goes over
+    a keep-alive connection opened before the signal (if the server closes that idle connection
+    instead of answering, there is nothing to check on it)."""
+    srv = server_factory(test_models_dir, args=["--http-threads", "1", "--drain-timeout-ms", "60000"])
+    slow_latency(srv)
+    keep = raw_connect(srv.port)
+    keep.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _, _ = read_http_response(keep)
+    assert status == 200
+    socks = send_slow_requests(srv, 4)
+    srv.send_signal(signal.SIGTERM)
+    wait_until(lambda: new_connection_refused(srv), timeout(5), interval=0.01, what="draining")
+    answered = None
+    try:
+        keep.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        answered = read_http_response(keep, seconds=timeout(10))
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        keep.close()
+    print(f"readiness while draining: {answered[0] if answered else 'connection closed'}")
+    if answered is not None:
+        status, _, body = answered
+        assert status == 503, (status, body)
+        assert json.loads(body)["ready"] is False
+    for s in socks:
+        status, _, _ = read_http_response(s, seconds=timeout(60))
+        assert status == 200
+        s.close()
+    assert srv.wait_exit(timeout(60)) == 0
+
+
+def run_cli(args, seconds=10):
+    import subprocess
+    from conftest import INFERD_BIN
+    try:
+        return subprocess.run([INFERD_BIN] + args, capture_output=True, text=True, timeout=timeout(seconds))
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"inferd {' '.join(args)} did not exit within {timeout(seconds):.0f}s")
+
+
+def test_nonexistent_repository_exits_nonzero(tmp_path):
+    from conftest import free_port
+    res = run_cli(["serve", "--model-repository", str(tmp_path / "does-not-exist"),
+                   "--host", "127.0.0.1", "--http-port", str(free_port())])
+    assert res.returncode != 0
+    assert "does-not-exist" in res.stderr, res.stderr[-2000:]
+
+
+def test_port_in_use_exits_nonzero(test_models_dir):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        res = run_cli(["serve", "--model-repository", test_models_dir, "--host", "127.0.0.1",
+                       "--http-port", str(port)])
+    assert res.returncode != 0
+    assert res.stderr.strip(), "no message on stderr"
+
+
+@pytest.mark.parametrize("args", [["serve", "--no-such-flag"], ["serve", "--http-port", "notaport"],
+                                  ["serve", "--http-port", "70000"], ["no-such-command"]])
+def test_bad_command_line_exits_nonzero(test_models_dir, args):
+    res = run_cli(args + (["--model-repository", test_models_dir] if args[0] == "serve" else []))
+    assert res.returncode != 0
+    assert res.stderr.strip(), "no message on stderr"

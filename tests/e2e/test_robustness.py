@@ -86,6 +86,7 @@ def garbage_bodies():
         ("shape-overflow-wrap", with_input(shape=[2 ** 62, 4]), "application/json"),
         ("shape-overflow-2^63", with_input(shape=[2 ** 63, 1]), "application/json"),
         ("shape-huge-rank", with_input(shape=[1] * 10000), "application/json"),
+
         ("shape-zero-data", with_input(shape=[0, 2]), "application/json"),
         ("data-string", with_input(data="1,2"), "application/json"),
         ("data-object", with_input(data={"a": 1}), "application/json"),
@@ -144,6 +145,48 @@ def test_garbage_body_gets_4xx(server, name, body, ctype):
     r = server.infer("identity_all", data, headers={"Content-Type": ctype})
     assert_4xx(r, name)
     assert server.get("/v2/health/live").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def isolated_server(test_models_dir, logs_dir):
+    """A server of its own for requests that have crashed servers before, so that a crash shows
+    here and does not take the session's server down with it."""
+    from conftest import running_server
+    with running_server(test_models_dir, workdir=logs_dir) as srv:
+        yield srv
+
+
+def huge_shape_cases():
+    return [
+        ("48GiB-3-elements", with_input(shape=[4294967296, 3], data=[[1.0, 2.0, 3.0]])),
+        ("64G-elements-flat", with_input(shape=[1, 68719476736], data=[1.0, 2.0])),
+        ("1T-elements-bytes", json.dumps({"inputs": [{"name": "in_BYTES", "datatype": "BYTES",
+                                                      "shape": [1099511627776, 1], "data": ["a"]}]
+                                          + identity_fillers(skip=["BYTES"])})),
+    ]
+
+
+@pytest.mark.parametrize("name,body", huge_shape_cases(), ids=[c[0] for c in huge_shape_cases()])
+def test_huge_shape_json_small_data(isolated_server, name, body):
+    """A shape whose element count is big but representable, with a few elements of data: a 400
+    (element count mismatch) decided before allocating the claimed size, not a 500 "out of
+    memory" (nor an abort in an ASan build)."""
+    r = isolated_server.infer("identity_all", body.encode(), headers={"Content-Type": "application/json"})
+    assert_4xx(r, name)
+    assert isolated_server.get("/v2/health/live").status_code == 200
+
+
+@pytest.mark.parametrize("shape", [[4294967296, 3], [1, 68719476736], [2, 2305843009213693951]])
+def test_huge_shape_binary_small_data(isolated_server, shape):
+    """Binary input whose shape claims billions of elements but carries 12 bytes: a 400, and no
+    attempt to allocate the claimed size (an ASan build aborts on such an allocation)."""
+    raw = np.array([1, 2, 3], np.float32).tobytes()
+    header = json.dumps({"inputs": [{"name": "in_FP32", "datatype": "FP32", "shape": shape,
+                                     "parameters": {"binary_data_size": len(raw)}}] + FILLERS}).encode()
+    r = isolated_server.infer("identity_all", header + raw, headers={
+        "Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))})
+    assert_4xx(r, f"shape {shape}")
+    assert isolated_server.get("/v2/health/live").status_code == 200
 
 
 @pytest.mark.parametrize("header_len", ["0", "-5", "1", "17", "1000000", "18446744073709551616", "abc", "1 2", "0x10"])
@@ -353,3 +396,80 @@ def test_http10_request(server):
         status, headers, body = read_http_response(s)
     assert status == 200
     assert json.loads(body) == {"live": True}
+
+
+# ---- mutations of valid requests ----------------------------------------------------------------
+
+
+def valid_requests():
+    """(model, body bytes, headers) of valid requests, JSON and binary, for several models."""
+    from conftest import identity_inputs
+    reqs = []
+    a = np.arange(8, dtype=np.float32).reshape(2, 4)
+    for binary in (False, True):
+        body, hdrs = build_request([
+            {"name": "a", "datatype": "FP32", "shape": [2, 4], "data": a if binary else a.tolist(), "binary": binary},
+            {"name": "b", "datatype": "FP32", "shape": [2, 4], "data": a if binary else a.tolist(), "binary": binary}],
+            outputs=[{"name": "sum", "parameters": {"binary_data": binary}}], request_id="m")
+        reqs.append(("add_sub", body, hdrs))
+        ins = identity_inputs(
+            {"name": "in_BYTES", "datatype": "BYTES", "shape": [1, 2],
+             "data": np.array([[b"ab", b"\xc3\xa9"]], dtype=object) if binary else [["ab", "\u00e9"]], "binary": binary},
+            {"name": "in_INT64", "datatype": "INT64", "shape": [1, 2],
+             "data": np.array([[1, -2]], np.int64) if binary else [[1, -2]], "binary": binary})
+        body, hdrs = build_request(ins, parameters={"binary_data_output": binary})
+        reqs.append(("identity_all", body, hdrs))
+        x = np.array([[1, 2, 3]], np.float32)
+        body, hdrs = build_request([{"name": "x", "datatype": "FP32", "shape": [1, 3],
+                                     "data": x if binary else x.tolist(), "binary": binary}])
+        reqs.append(("zipmap", body, hdrs))
+    return reqs
+
+
+def mutate(rng, data):
+    data = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(5)
+        pos = rng.randrange(len(data)) if data else 0
+        if op == 0 and data:
+            data[pos] = rng.getrandbits(8)
+        elif op == 1 and data:
+            del data[pos:pos + rng.randint(1, 8)]
+        elif op == 2:
+            data[pos:pos] = bytes(rng.choice(b'{}[]",:-0123456789eE.truenullfalse\x00\xff') for _ in range(rng.randint(1, 6)))
+        elif op == 3:
+            data = data[:pos]
+        else:  # swap a digit for a big or negative number
+            digits = [i for i, c in enumerate(data) if 48 <= c <= 57]
+            if digits:
+                i = rng.choice(digits)
+                data[i:i + 1] = rng.choice([b"-1", b"4294967296", b"9223372036854775807", b"1e308", b"0"])
+    return bytes(data)
+
+
+def test_mutated_valid_requests_never_5xx(server):
+    rng = random.Random(4242)
+    reqs = valid_requests()
+    for model, body, hdrs in reqs:  # the originals are served
+        r = server.infer(model, body, headers=hdrs)
+        assert r.status_code == 200, (model, r.content[:300])
+    n = 80 if SANITIZED else 400
+    failures = []
+    for i in range(n):
+        model, body, hdrs = reqs[i % len(reqs)]
+        hdrs = dict(hdrs)
+        mutated = mutate(rng, body)
+        if "Inference-Header-Content-Length" in hdrs and rng.random() < 0.3:
+            hdrs["Inference-Header-Content-Length"] = str(int(hdrs["Inference-Header-Content-Length"])
+                                                          + rng.choice([-3, -1, 1, 7]))
+        r = server.infer(model, mutated, headers=hdrs)
+        if r.status_code >= 500:
+            failures.append((i, model, r.status_code, r.content[:200], mutated[:300]))
+            continue
+        if r.status_code != 200:
+            try:
+                assert isinstance(r.json().get("error"), str)
+            except Exception:  # noqa: BLE001
+                failures.append((i, model, r.status_code, r.content[:200], mutated[:300]))
+    assert not failures, f"{len(failures)} bad answers, first: {failures[:3]}"
+    assert server.get("/v2/health/live").status_code == 200

@@ -137,8 +137,8 @@ static inferd_status parse_shape(json_t *shape, const char *path, tensor *t, con
   return st;
 }
 
-static inferd_status decode_input(json_t *in, size_t idx, const char **binary, size_t *binary_left,
-                                  tensor *t) {
+static inferd_status decode_input(json_t *in, size_t idx, size_t json_len, const char **binary,
+                                  size_t *binary_left, tensor *t) {
   char path[32];
   snprintf(path, sizeof path, "inputs[%zu]", idx);
   if (!json_is_object(in)) return bad("%s must be an object%s", path, "");
@@ -184,6 +184,13 @@ static inferd_status decode_input(json_t *in, size_t idx, const char **binary, s
     return status_ok();
   }
   if (data == NULL) return bad("%s needs \"data\" or parameters.binary_data_size (input '%s')", path, nm);
+  /* every JSON element takes at least a byte of the body: a larger shape cannot match, and
+   * must not size an allocation */
+  if ((uint64_t)count > json_len) {
+    char sh[96];
+    return status_make(INFERD_INVALID_ARGUMENT, "input '%s': shape %s needs %lld elements, more than a %zu-byte JSON body can hold",
+                       nm, shape_str(t->shape, t->ndim, sh, sizeof sh), (long long)count, json_len);
+  }
   bytes_out out = {0};
   int64_t got = 0;
   if (dt != DT_BYTES && count > 0) {
@@ -288,7 +295,7 @@ inferd_status v2_decode_request(const char *body, size_t len, long long header_l
   }
   for (size_t i = 0; i < n && status_is_ok(&st); i++) {
     req->n_inputs = i + 1;
-    st = decode_input(json_array_get(inputs, i), i, &binary, &binary_left, &req->inputs[i]);
+    st = decode_input(json_array_get(inputs, i), i, json_len, &binary, &binary_left, &req->inputs[i]);
   }
   if (status_is_ok(&st) && binary_left > 0)
     st = status_make(INFERD_INVALID_ARGUMENT, "the body has %zu bytes after the inputs' binary data that no input claims", binary_left);
