@@ -162,6 +162,33 @@ static inferd_status parse_policy(json_t *v, model_config *cfg) {
   return status_ok();
 }
 
+/* The queue keys, shared by "queue_policy" and "dynamic_batching". */
+static inferd_status parse_queue_keys(json_t *v, const char *path, batching_config *b) {
+  char p[64];
+  snprintf(p, sizeof p, "%s.max_queue_size", path);
+  TRY(get_int(v, "max_queue_size", p, 1, 1 << 24, &b->max_queue_size));
+  snprintf(p, sizeof p, "%s.priority_levels", path);
+  TRY(get_int(v, "priority_levels", p, 1, 16, &b->priority_levels));
+  snprintf(p, sizeof p, "%s.default_priority_level", path);
+  TRY(get_int(v, "default_priority_level", p, 1, 16, &b->default_priority_level));
+  if (b->default_priority_level > b->priority_levels) return field_error(p, "must be at most priority_levels");
+  json_t *x;
+  if ((x = json_object_get(v, "default_timeout_us")) != NULL) {
+    if (!json_is_integer(x) || json_integer_value(x) < 0)
+      return status_make(INFERD_INVALID_ARGUMENT, "config.json: %s.default_timeout_us must be a non-negative integer", path);
+    b->default_timeout_us = json_integer_value(x);
+  }
+  return status_ok();
+}
+
+static inferd_status parse_queue_policy(json_t *v, model_config *cfg) {
+  static const char *const keys[] = {"max_queue_size", "priority_levels", "default_priority_level",
+                                     "default_timeout_us", NULL};
+  if (!json_is_object(v)) return field_error("queue_policy", "must be an object");
+  TRY(check_keys(v, "queue_policy", keys));
+  return parse_queue_keys(v, "queue_policy", &cfg->batching);
+}
+
 static inferd_status parse_batching(json_t *v, model_config *cfg) {
   static const char *const keys[] = {"max_queue_delay_us", "preferred_batch_sizes", "max_queue_size",
                                      "priority_levels", "default_priority_level", "default_timeout_us", NULL};
@@ -185,24 +212,14 @@ static inferd_status parse_batching(json_t *v, model_config *cfg) {
       b->preferred_batch_sizes[b->n_preferred_batch_sizes++] = (int)json_integer_value(e);
     }
   }
-  TRY(get_int(v, "max_queue_size", "dynamic_batching.max_queue_size", 1, 1 << 24, &b->max_queue_size));
-  TRY(get_int(v, "priority_levels", "dynamic_batching.priority_levels", 1, 16, &b->priority_levels));
-  TRY(get_int(v, "default_priority_level", "dynamic_batching.default_priority_level", 1, 16, &b->default_priority_level));
-  if (b->default_priority_level > b->priority_levels)
-    return field_error("dynamic_batching.default_priority_level", "must be at most priority_levels");
-  if ((x = json_object_get(v, "default_timeout_us")) != NULL) {
-    if (!json_is_integer(x) || json_integer_value(x) < 0)
-      return field_error("dynamic_batching.default_timeout_us", "must be a non-negative integer");
-    b->default_timeout_us = json_integer_value(x);
-  }
-  return status_ok();
+  return parse_queue_keys(v, "dynamic_batching", b);
 }
 
 static inferd_status parse_object(json_t *root, model_config *cfg) {
   static const char *const keys[] = {"name", "backend", "max_batch_size", "inputs", "outputs",
                                      "class_labels", "version_policy", "instance_count",
                                      "onnxruntime", "allow_nan", "description", "dynamic_batching",
-                                     "application", NULL};
+                                     "queue_policy", "application", NULL};
   static const char *const ort_keys[] = {"intra_op_threads", "inter_op_threads", NULL};
   inferd_status st = check_keys(root, "", keys);
   if (!status_is_ok(&st)) return st;
@@ -249,6 +266,11 @@ static inferd_status parse_object(json_t *root, model_config *cfg) {
                            i, cfg->batching.preferred_batch_sizes[i], cfg->max_batch_size);
     if (cfg->max_batch_size == 0)
       return field_error("dynamic_batching", "needs max_batch_size > 0 (the model must have a batch dimension)");
+  }
+  if ((v = json_object_get(root, "queue_policy")) != NULL) {
+    if (json_object_get(root, "dynamic_batching"))
+      return field_error("queue_policy", "cannot be given with dynamic_batching: put its keys in dynamic_batching");
+    TRY(parse_queue_policy(v, cfg));
   }
   if ((v = json_object_get(root, "application")) != NULL) {
     if (!json_is_object(v)) return field_error("application", "must be an object");

@@ -38,8 +38,10 @@ static void conn_free(http_conn *conn) {
     l->conns = conn->next;
   if (conn->next) conn->next->prev = conn->prev;
   if (conn->call) {
-    if (conn->state == ANSWERING)
-      conn->call->conn = NULL; /* the handler still has it; its reply will be dropped */
+    if (conn->state == ANSWERING) { /* the handler still has it; its reply will be dropped */
+      atomic_store(&conn->call->client_gone, true);
+      conn->call->conn = NULL;
+    }
     else
       http_call_free(conn->call);
   }

@@ -7,6 +7,10 @@ static const route routes[] = {
     {ROUTE_GET, "/v2", v2_server_metadata},
     {ROUTE_GET, "/v2/health/live", v2_health_live},
     {ROUTE_GET, "/v2/health/ready", v2_health_ready},
+    /* before /v2/models/{model}: the first match wins */
+    {ROUTE_GET, "/v2/models/stats", v2_model_stats},
+    {ROUTE_GET, "/v2/models/{model}/stats", v2_model_stats},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}/stats", v2_model_stats},
     {ROUTE_GET, "/v2/models/{model}", v2_model_metadata},
     {ROUTE_GET, "/v2/models/{model}/versions/{version}", v2_model_metadata},
     {ROUTE_GET, "/v2/models/{model}/ready", v2_model_ready},

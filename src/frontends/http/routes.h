@@ -14,6 +14,7 @@ void v2_health_ready(void *call, const route_params *p);
 void v2_model_metadata(void *call, const route_params *p);
 void v2_model_ready(void *call, const route_params *p);
 void v2_model_infer(void *call, const route_params *p);
+void v2_model_stats(void *call, const route_params *p);
 void health_summary(void *call, const route_params *p);
 
 #endif

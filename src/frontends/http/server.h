@@ -7,6 +7,7 @@
 
 #include <event2/buffer.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,6 +62,9 @@ typedef struct http_call {
   http_header reply_headers[HTTP_MAX_REPLY_HEADERS];
   int n_reply_headers;
   bool close_after; /* answer with Connection: close and close */
+  /* Set on the loop thread when the client leaves before its answer; the scheduler reads it
+   * to drop a request still queued. Lives as long as the call. */
+  _Atomic bool client_gone;
   struct http_call *next_done;
 } http_call;
 

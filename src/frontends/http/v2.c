@@ -10,8 +10,8 @@
 void v2_server_metadata(void *call, const route_params *p) {
   (void)p;
   http_call_reply_json(call, 200,
-                       json_pack("{ss ss s[s]}", "name", "inferd", "version", INFERD_VERSION, "extensions",
-                                 "binary_tensor_data"));
+                       json_pack("{ss ss s[ss]}", "name", "inferd", "version", INFERD_VERSION, "extensions",
+                                 "binary_tensor_data", "statistics"));
 }
 
 void v2_health_live(void *call, const route_params *p) {
@@ -126,6 +126,28 @@ static void on_infer_done(infer_request *req, void *user) {
   http_call_reply_async(c);
 }
 
+/* The deadline (X-Request-Timeout-Ms, else parameters.timeout in µs, else the model's
+ * default) and the priority level. */
+static inferd_status apply_scheduling(http_call *c, const model_version *mv, const v2_request_info *info,
+                                      infer_request *req) {
+  int64_t timeout_us = info->timeout_us;
+  const char *h = http_call_header(c, "X-Request-Timeout-Ms");
+  if (h) {
+    char *end;
+    long long ms = strtoll(h, &end, 10);
+    if (*h == '\0' || *end != '\0' || ms < 0 || ms > 86400000LL)
+      return status_make(INFERD_INVALID_ARGUMENT, "X-Request-Timeout-Ms '%s' is not a number of milliseconds", h);
+    timeout_us = ms * 1000;
+  }
+  if (timeout_us > 0) req->deadline_ns = c->start_ns + timeout_us * 1000;
+  int levels = mv->model->config->batching.priority_levels;
+  if (info->priority > levels)
+    return status_make(INFERD_INVALID_ARGUMENT, "parameters.priority is %d but model '%s' has %d priority level%s (1 is the highest)",
+                       info->priority, mv->model->name, levels, levels == 1 ? "" : "s");
+  req->priority = info->priority;
+  return status_ok();
+}
+
 static bool content_type_ok(const char *ct) {
   if (ct == NULL) return true;
   static const char *const ok[] = {"application/json", "application/octet-stream"};
@@ -180,12 +202,68 @@ void v2_model_infer(void *call, const route_params *p) {
   const char *body = http_call_body(c, &len);
   st = v2_decode_request(body, len, header_len, ic->req, &ic->info);
   if (status_is_ok(&st)) st = infer_request_validate(ic->req);
+  if (status_is_ok(&st)) st = apply_scheduling(c, mv, &ic->info, ic->req);
   if (!status_is_ok(&st)) {
     v2_infer_call_free(ic);
     http_call_reply_error(c, &st);
     return;
   }
+  ic->req->cancelled = &c->client_gone;
   ic->req->on_done = on_infer_done;
   ic->req->user = ic;
   sched_submit(c->app->sched, ic->req);
+}
+
+/* --- the statistics extension --- */
+
+static json_t *duration_json(duration_stat d) {
+  return json_pack("{sI sI}", "count", (json_int_t)d.count, "ns", (json_int_t)d.ns);
+}
+
+static json_t *version_stats_json(model_version *mv) {
+  model_stats s;
+  stats_snapshot(&mv->stats, &s);
+  json_t *batches = json_array();
+  for (size_t i = 0; i < s.n_batches; i++)
+    json_array_append_new(batches, json_pack("{sI so so so}", "batch_size", (json_int_t)s.batches[i].batch_size,
+                                             "compute_input", duration_json(s.batches[i].compute_input),
+                                             "compute_infer", duration_json(s.batches[i].compute_infer),
+                                             "compute_output", duration_json(s.batches[i].compute_output)));
+  free(s.batches);
+  json_t *inference = json_pack("{so so so so so so}", "success", duration_json(s.success), "fail", duration_json(s.fail),
+                                "queue", duration_json(s.queue), "compute_input", duration_json(s.compute_input),
+                                "compute_infer", duration_json(s.compute_infer), "compute_output",
+                                duration_json(s.compute_output));
+  return json_pack("{ss ss sI sI sI so so}", "name", mv->model->name, "version", mv->version_str, "last_inference",
+                   (json_int_t)s.last_inference_ms, "inference_count", (json_int_t)s.inference_count,
+                   "execution_count", (json_int_t)s.execution_count, "inference_stats", inference, "batch_stats",
+                   batches);
+}
+
+void v2_model_stats(void *call, const route_params *p) {
+  http_call *c = call;
+  const repository *repo = c->app->repo;
+  json_t *list = json_array();
+  if (p->model[0] == '\0') { /* every model */
+    for (size_t i = 0; i < repo->n_models; i++)
+      for (size_t j = 0; j < repo->models[i]->n_versions; j++)
+        json_array_append_new(list, version_stats_json(repo->models[i]->versions[j]));
+  } else if (p->version[0] == '\0') { /* every version of one model */
+    const model *m = repo_find_model(repo, p->model);
+    if (m == NULL) {
+      json_decref(list);
+      inferd_status st = status_make(INFERD_NOT_FOUND, "model '%s' not found", p->model);
+      http_call_reply_error(c, &st);
+      return;
+    }
+    for (size_t j = 0; j < m->n_versions; j++) json_array_append_new(list, version_stats_json(m->versions[j]));
+  } else {
+    model_version *mv = resolve(c, p);
+    if (mv == NULL) {
+      json_decref(list);
+      return;
+    }
+    json_array_append_new(list, version_stats_json(mv));
+  }
+  http_call_reply_json(c, 200, json_pack("{so}", "model_stats", list));
 }

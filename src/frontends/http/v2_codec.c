@@ -281,6 +281,18 @@ inferd_status v2_decode_request(const char *body, size_t len, long long header_l
       goto out;
     }
     info->binary_output_all = bo && json_is_true(bo);
+    json_t *to = json_object_get(params, "timeout");
+    if (to && (!json_is_integer(to) || json_integer_value(to) < 0)) {
+      st = bad("parameters.timeout must be a non-negative integer (microseconds)%s%s", "", "");
+      goto out;
+    }
+    info->timeout_us = to ? json_integer_value(to) : 0;
+    json_t *pr = json_object_get(params, "priority");
+    if (pr && (!json_is_integer(pr) || json_integer_value(pr) < 0 || json_integer_value(pr) > 1000000)) {
+      st = bad("parameters.priority must be a non-negative integer%s%s", "", "");
+      goto out;
+    }
+    info->priority = pr ? (int)json_integer_value(pr) : 0;
   }
   json_t *inputs = json_object_get(root, "inputs");
   if (!json_is_array(inputs) || json_array_size(inputs) == 0) {

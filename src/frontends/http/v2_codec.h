@@ -12,6 +12,8 @@
 typedef struct v2_request_info {
   char *id; /* owned; the body's "id", NULL when absent */
   bool binary_output_all;
+  int64_t timeout_us; /* parameters.timeout; 0: none */
+  int priority;       /* parameters.priority; 0: the model's default */
   /* requested output names and their binary_data flags, as the request listed them */
   char **requested; /* owned */
   bool *requested_binary;
