@@ -111,6 +111,34 @@ static void test_missing_file_is_default(void **state) {
   model_config_destroy(cfg);
 }
 
+static void test_batching_and_queue(void **state) {
+  (void)state;
+  model_config *cfg = parse_ok("{\"max_batch_size\":16,\"dynamic_batching\":{\"max_queue_delay_us\":500,"
+                               "\"preferred_batch_sizes\":[4,8],\"max_queue_size\":10,\"priority_levels\":3,"
+                               "\"default_priority_level\":2,\"default_timeout_us\":1000}}");
+  assert_true(cfg->batching.enabled);
+  assert_int_equal(cfg->batching.max_queue_delay_us, 500);
+  assert_int_equal(cfg->batching.n_preferred_batch_sizes, 2);
+  assert_int_equal(cfg->batching.preferred_batch_sizes[1], 8);
+  assert_int_equal(cfg->batching.max_queue_size, 10);
+  assert_int_equal(cfg->batching.priority_levels, 3);
+  assert_int_equal(cfg->batching.default_priority_level, 2);
+  assert_int_equal(cfg->batching.default_timeout_us, 1000);
+  model_config_destroy(cfg);
+  cfg = parse_ok("{\"queue_policy\":{\"max_queue_size\":2}}");
+  assert_false(cfg->batching.enabled);
+  assert_int_equal(cfg->batching.max_queue_size, 2);
+  assert_int_equal(cfg->batching.priority_levels, 1);
+  model_config_destroy(cfg);
+  expect_error("{\"dynamic_batching\":{}}", "needs max_batch_size");
+  expect_error("{\"max_batch_size\":4,\"dynamic_batching\":{\"preferred_batch_sizes\":[8]}}", "preferred_batch_sizes[0]");
+  expect_error("{\"max_batch_size\":4,\"dynamic_batching\":{\"delay\":1}}", "dynamic_batching.delay");
+  expect_error("{\"max_batch_size\":4,\"dynamic_batching\":{\"priority_levels\":2,\"default_priority_level\":3}}", "default_priority_level");
+  expect_error("{\"queue_policy\":{\"max_queue_size\":0}}", "queue_policy.max_queue_size");
+  expect_error("{\"max_batch_size\":4,\"dynamic_batching\":{},\"queue_policy\":{}}", "queue_policy");
+  expect_error("{\"application\":[]}", "application");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -118,6 +146,7 @@ int main(void) {
       cmocka_unit_test(test_errors_name_the_field),
       cmocka_unit_test(test_version_policy),
       cmocka_unit_test(test_missing_file_is_default),
+      cmocka_unit_test(test_batching_and_queue),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
