@@ -61,8 +61,10 @@ static void unlink_req(version_queue *q, int level, infer_request *prev, infer_r
   q->rows -= r->rows;
 }
 
-/* Moves requests that must not run (deadline passed, client gone) onto *dropped. */
-static void purge(version_queue *q, int64_t now, infer_request **dropped) {
+/* Moves requests that must not run (deadline passed, client gone) onto *dropped; lowers
+ * *wake_at to the earliest deadline still queued, so it is answered on time even while the
+ * version's instances are busy. */
+static void purge(version_queue *q, int64_t now, infer_request **dropped, int64_t *wake_at) {
   for (int l = 0; l < MAX_LEVELS; l++) {
     infer_request *prev = NULL, *r = q->head[l];
     while (r) {
@@ -77,6 +79,7 @@ static void purge(version_queue *q, int64_t now, infer_request **dropped) {
         r->next = *dropped;
         *dropped = r;
       } else {
+        if (r->deadline_ns && (*wake_at == 0 || r->deadline_ns < *wake_at)) *wake_at = r->deadline_ns;
         prev = r;
       }
       r = next;
@@ -178,7 +181,7 @@ static void *worker_main(void *arg) {
     size_t n = 0;
     for (version_queue *q = s->queues; q; q = q->next) {
       if (q->size == 0) continue;
-      purge(q, now, &dropped);
+      purge(q, now, &dropped, &wake_at);
       if (q->size == 0 || q->mv->running >= q->mv->model->config->instance_count) continue;
       int64_t target = batch_target(q, now, &wake_at);
       if (target == 0) continue;
@@ -205,13 +208,19 @@ static void *worker_main(void *arg) {
       break;
     }
     if (dropped || chosen) {
+      /* more waiting work: hand it to another worker rather than wake them all per submit */
+      for (version_queue *q = s->queues; q; q = q->next)
+        if (q->size) {
+          pthread_cond_signal(&s->cv);
+          break;
+        }
       pthread_mutex_unlock(&s->mu);
       finish_list(dropped);
       if (chosen) run_batch(batch, n);
       pthread_mutex_lock(&s->mu);
       if (chosen) {
         chosen->mv->running--;
-        pthread_cond_broadcast(&s->cv); /* an instance is free again */
+        if (chosen->size) pthread_cond_signal(&s->cv); /* its instance is free again */
       }
       continue;
     }
@@ -269,8 +278,9 @@ void sched_submit(scheduler *s, infer_request *req) {
   q->tail[level] = req;
   q->size++;
   q->rows += req->rows;
-  /* every worker re-evaluates: one may now fill a batch, another may be waiting on a delay */
-  pthread_cond_broadcast(&s->cv);
+  /* one worker is enough: whichever wakes looks at every queue, and passes on what it
+   * leaves (waking them all costs a context switch each, per request) */
+  pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
 }
 
