@@ -17,6 +17,20 @@ same on every run. Models (OUT_DIR/<name>/<version>/model.onnx, config.json wher
   slow          x FP32 [-1, -1] -> y = x, after ~50 GFLOP of MatMuls that depend on x (a few
                 hundred ms on one thread); config {"onnxruntime": {"intra_op_threads": 1}}.
   broken        only with --broken: 1/model.onnx is garbage bytes, so the model fails to load.
+
+For the scheduler (tests/e2e/test_scheduler.py):
+
+  batched       like add_sub (a, b FP32 [N, 4] -> sum, diff), max_batch_size 8, dynamic batching
+                with a 4 ms queue delay.
+  batched_bytes s BYTES [N, 2], x INT32 [N, 3] -> s_out = s, x2 = 2 * x; max_batch_size 8,
+                dynamic batching with a 4 ms delay (BYTES rows are variable-length).
+  slow_queue    the slow model with "queue_policy": {"max_queue_size": 2} (no batch dimension).
+  slow_batched  x FP32 [N, 1] -> y = x after the slow model's work (~300 ms per run, whatever N);
+                max_batch_size 4, dynamic batching without delay, 3 priority levels (default 2),
+                instance_count 1: a request of 4 rows is a batch of its own, so run order is the
+                order the scheduler chose.
+  gather_fail   idx INT64 [N, 1] -> out = GATHER_TABLE[idx] (FP32 [N, 1]); an index outside
+                0..9 fails the run in ONNX Runtime. max_batch_size 8, dynamic batching, 20 ms delay.
 """
 import argparse
 import json
@@ -204,6 +218,96 @@ def slow():
     return model_of(graph), {"onnxruntime": {"intra_op_threads": 1}}
 
 
+# --- models for the scheduler tests -----------------------------------------------------------
+
+GATHER_TABLE = np.array([0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5], np.float32)
+
+
+def batched():
+    model, config = add_sub()
+    graph = model.graph
+    graph.name = "batched"
+    config = dict(config, dynamic_batching={"max_queue_delay_us": 4000})
+    return model, config
+
+
+def batched_bytes():
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["s_out"]), helper.make_node("Mul", ["x", "two"], ["x2"])],
+        "batched_bytes",
+        [tensor("s", TensorProto.STRING, ["N", 2]), tensor("x", TensorProto.INT32, ["N", 3])],
+        [tensor("s_out", TensorProto.STRING, ["N", 2]), tensor("x2", TensorProto.INT32, ["N", 3])],
+        initializer=[const("two", np.array(2, np.int32))])
+    config = {"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_us": 4000}}
+    return model_of(graph), config
+
+
+def slow_batched():
+    """y = x after SLOW_CHAIN products of SLOW_SIZE matrices seeded from sum(x): the same work
+    as `slow` whatever the number of rows."""
+    n = SLOW_SIZE
+    nodes = [
+        helper.make_node("ReduceSum", ["x"], ["x_sum"], keepdims=0),
+        helper.make_node("Range", ["zero", "n_f", "one"], ["ramp"]),
+        helper.make_node("Mul", ["ramp", "row_step"], ["rows_1d"]),
+        helper.make_node("Unsqueeze", ["rows_1d", "axis1"], ["rows"]),
+        helper.make_node("Mul", ["ramp", "col_step"], ["cols"]),
+        helper.make_node("Add", ["rows", "cols"], ["pattern"]),
+        helper.make_node("Add", ["pattern", "x_sum"], ["shifted"]),
+        helper.make_node("Sin", ["shifted"], ["m0"]),
+    ]
+    prev = "m0"
+    for i in range(SLOW_CHAIN):
+        nodes.append(helper.make_node("MatMul", [prev, "m0"], [f"p{i}"]))
+        nodes.append(helper.make_node("Mul", [f"p{i}", "inv_n"], [f"s{i}"]))
+        nodes.append(helper.make_node("Tanh", [f"s{i}"], [f"m{i + 1}"]))
+        prev = f"m{i + 1}"
+    nodes += [
+        helper.make_node("ReduceSum", [prev], ["work"], keepdims=0),
+        helper.make_node("Mul", ["work", "zero"], ["nothing"]),
+        helper.make_node("Add", ["x", "nothing"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "slow_batched", [tensor("x", TensorProto.FLOAT, ["N", 1])],
+        [tensor("y", TensorProto.FLOAT, ["N", 1])],
+        initializer=[
+            const("zero", np.array(0.0, np.float32)),
+            const("one", np.array(1.0, np.float32)),
+            const("n_f", np.array(float(n), np.float32)),
+            const("row_step", np.array(0.37, np.float32)),
+            const("col_step", np.array(0.11, np.float32)),
+            const("axis1", np.array([1], np.int64)),
+            const("inv_n", np.array(1.0 / np.sqrt(n), np.float32)),
+        ])
+    config = {
+        "max_batch_size": 4,
+        "instance_count": 1,
+        "onnxruntime": {"intra_op_threads": 1},
+        "dynamic_batching": {"max_queue_delay_us": 0, "priority_levels": 3, "default_priority_level": 2},
+    }
+    return model_of(graph), config
+
+
+def gather_fail():
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "idx"], ["out"], axis=0)], "gather_fail",
+        [tensor("idx", TensorProto.INT64, ["N", 1])], [tensor("out", TensorProto.FLOAT, ["N", 1])],
+        initializer=[const("table", GATHER_TABLE)])
+    config = {"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_us": 20000}}
+    return model_of(graph), config
+
+
+def scheduler_models():
+    model, _ = slow()
+    return {
+        "batched": batched(),
+        "batched_bytes": batched_bytes(),
+        "slow_queue": (model, {"onnxruntime": {"intra_op_threads": 1}, "queue_policy": {"max_queue_size": 2}}),
+        "slow_batched": slow_batched(),
+        "gather_fail": gather_fail(),
+    }
+
+
 def write_all(out_dir, broken=False):
     os.makedirs(out_dir, exist_ok=True)
     save(out_dir, "identity_all", identity_all())
@@ -216,6 +320,8 @@ def write_all(out_dir, broken=False):
     save(out_dir, "nan_ok", model, config=config)
     model, config = slow()
     save(out_dir, "slow", model, config=config)
+    for name, (model, config) in scheduler_models().items():
+        save(out_dir, name, model, config=config)
     if broken:
         vdir = os.path.join(out_dir, "broken", "1")
         os.makedirs(vdir, exist_ok=True)
