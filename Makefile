@@ -11,7 +11,7 @@ JOBS       := $(shell nproc)
 
 all: build
 
-$(STAMP): scripts/bootstrap.sh
+$(STAMP): scripts/bootstrap.sh web/package-lock.json
 	./scripts/bootstrap.sh
 	mkdir -p third_party && touch $@
 

@@ -81,6 +81,25 @@ CATEGORICAL = {
 }
 CHURN_CLASSES = ["stay", "churn"]
 
+# The application API's view of churn's input (config.json "application"): named features, their
+# ranges, and the encoding the model was trained with (numeric columns raw, then one-hot groups).
+CHURN_FEATURES = [
+    {"name": "tenure_months", "type": "numeric", "min": 0, "max": 600, "example": 3,
+     "description": "months as a customer"},
+    {"name": "monthly_charges", "type": "numeric", "min": 0, "max": 10000, "example": 89.5,
+     "description": "current monthly bill"},
+    {"name": "total_charges", "type": "numeric", "min": 0, "max": 10000000, "example": 268.5,
+     "description": "billed since the start"},
+    {"name": "support_calls", "type": "integer", "min": 0, "max": 1000, "example": 2,
+     "description": "calls to support in the last year"},
+    {"name": "age", "type": "integer", "min": 18, "max": 120, "example": 29,
+     "description": "customer's age in years"},
+    {"name": "contract", "type": "categorical", "categories": CATEGORICAL["contract"],
+     "encoding": "one_hot", "example": "month-to-month"},
+    {"name": "payment_method", "type": "categorical", "categories": CATEGORICAL["payment_method"],
+     "encoding": "one_hot", "example": "electronic_check"},
+]
+
 
 def churn_columns():
     cols = list(NUMERIC)
@@ -181,6 +200,12 @@ def make_churn(out_dir, artifacts_dir):
         "class_labels": CHURN_CLASSES,
         "description": "Customer churn classifier (logistic regression on 5 numeric and 2 "
                        "one-hot categorical features; see README.md for the column order)",
+        "application": {
+            "input": "input",
+            "features": CHURN_FEATURES,
+            "task": "classification",
+            "outputs": {"label": "label", "probabilities": "probabilities"},
+        },
     }
     table = "\n".join(f"| {i} | `{c}` | " + (
         "raw number (scaled inside the model)" if i < n_num else "1 if the customer has this value, else 0")
@@ -470,6 +495,13 @@ def make_sentiment(out_dir):
         "class_labels": SENTIMENT_CLASSES,
         "description": "Toy sentiment classifier on raw English text (bag of words + logistic "
                        "regression, %d-word vocabulary)" % V,
+        "application": {
+            "features": [{"name": "text", "type": "string", "max_length": 10000,
+                          "example": "what a great product",
+                          "description": "one sentence of English; words separated by spaces"}],
+            "task": "classification",
+            "outputs": {"label": "label", "probabilities": "probabilities"},
+        },
     }
     readme = f"""# sentiment
 

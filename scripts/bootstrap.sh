@@ -16,6 +16,9 @@ DEB_PACKAGES=(
   libevent-dev libjansson-dev libcmocka-dev
   python3 python3-pytest python3-requests python3-numpy python3-onnx python3-sklearn
   wrk ca-certificates openssl
+  libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
+  protobuf-compiler protobuf-compiler-grpc python3-grpcio
+  chromium python3-jsonschema python3-fastapi python3-uvicorn python3-httptools python3-uvloop
 )
 
 log() { echo "bootstrap: $*" >&2; }
@@ -69,5 +72,16 @@ install_onnxruntime() {
   log "ONNX Runtime unpacked into $ORT_DIR"
 }
 
+# The browser assets /docs and /redoc serve (swagger-ui-dist, redoc) and the browser test's
+# driver (playwright-core), pinned by web/package-lock.json; install scripts are not run.
+install_web_packages() {
+  local stamp=web/node_modules/.inferd-installed
+  [ -f "$stamp" ] && [ "$stamp" -nt web/package-lock.json ] && [ "$stamp" -nt web/package.json ] && return 0
+  log "installing web/ npm packages (npm ci)"
+  (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  touch "$stamp"
+}
+
 install_debian_packages
 install_onnxruntime
+install_web_packages

@@ -9,6 +9,7 @@
 
 #include "core/app.h"
 #include "core/version.h"
+#include "frontends/grpc/frontend.h"
 #include "frontends/http/server.h"
 #include "util/log.h"
 
@@ -20,6 +21,11 @@ typedef struct serve_options {
   long worker_threads;
   long long max_body_bytes;
   long drain_timeout_ms;
+  long grpc_port;
+  long grpc_max_message_bytes;
+  long grpc_threads;
+  const char *default_model;
+  long max_records;
 } serve_options;
 
 static void usage(FILE *f) {
@@ -31,10 +37,16 @@ static void usage(FILE *f) {
           "  --host ADDR              address to listen on         INFERD_HOST (0.0.0.0)\n"
           "  --http-port N            HTTP port                    INFERD_HTTP_PORT (8000)\n"
           "  --http-threads N         HTTP event loops             INFERD_HTTP_THREADS (2)\n"
+          "  --grpc-port N            gRPC port                    INFERD_GRPC_PORT (8001)\n"
+          "  --grpc-max-message-bytes N  largest gRPC message      INFERD_GRPC_MAX_MESSAGE_BYTES (67108864)\n"
+          "  --grpc-threads N         gRPC completion-queue threads  INFERD_GRPC_THREADS (1)\n"
           "  --worker-threads N       inference threads            INFERD_WORKER_THREADS (number of cores)\n"
           "  --max-body-bytes N       largest request body         INFERD_MAX_BODY_BYTES (67108864)\n"
           "  --drain-timeout-ms N     how long SIGTERM waits for requests in flight\n"
-          "                                                        INFERD_DRAIN_TIMEOUT_MS (10000)\n");
+          "                                                        INFERD_DRAIN_TIMEOUT_MS (10000)\n"
+          "  --default-model NAME     the model MLflow's /invocations serves\n"
+          "                                                        INFERD_DEFAULT_MODEL (the only model)\n"
+          "  --max-records N          records per /v1 predict request  INFERD_MAX_RECORDS (1000)\n");
 }
 
 /* Parses a whole decimal integer within [lo, hi]; names the option on failure. */
@@ -55,6 +67,9 @@ static const struct option serve_longopts[] = {
     {"http-port", required_argument, 0, 'p'},        {"http-threads", required_argument, 0, 't'},
     {"worker-threads", required_argument, 0, 'w'},   {"max-body-bytes", required_argument, 0, 'b'},
     {"drain-timeout-ms", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'},
+    {"grpc-port", required_argument, 0, 'g'},        {"grpc-max-message-bytes", required_argument, 0, 'G'},
+    {"grpc-threads", required_argument, 0, 'T'},
+    {"default-model", required_argument, 0, 'M'},    {"max-records", required_argument, 0, 'R'},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -64,7 +79,9 @@ static const struct {
 } serve_envs[] = {{"INFERD_MODEL_REPOSITORY", 'm'}, {"INFERD_HOST", 'H'},
                   {"INFERD_HTTP_PORT", 'p'},        {"INFERD_HTTP_THREADS", 't'},
                   {"INFERD_WORKER_THREADS", 'w'},   {"INFERD_MAX_BODY_BYTES", 'b'},
-                  {"INFERD_DRAIN_TIMEOUT_MS", 'd'}};
+                  {"INFERD_DRAIN_TIMEOUT_MS", 'd'}, {"INFERD_GRPC_PORT", 'g'},
+                  {"INFERD_GRPC_MAX_MESSAGE_BYTES", 'G'}, {"INFERD_GRPC_THREADS", 'T'}, {"INFERD_DEFAULT_MODEL", 'M'},
+                  {"INFERD_MAX_RECORDS", 'R'}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -77,6 +94,11 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 'w': if (parse_num(name, val, 1, 256, &v)) return -1; o->worker_threads = (long)v; return 0;
     case 'b': if (parse_num(name, val, 1, 1LL << 40, &v)) return -1; o->max_body_bytes = v; return 0;
     case 'd': if (parse_num(name, val, 0, 3600000, &v)) return -1; o->drain_timeout_ms = (long)v; return 0;
+    case 'g': if (parse_num(name, val, 0, 65535, &v)) return -1; o->grpc_port = (long)v; return 0;
+    case 'G': if (parse_num(name, val, 1024, 2147483647, &v)) return -1; o->grpc_max_message_bytes = (long)v; return 0;
+    case 'T': if (parse_num(name, val, 1, 64, &v)) return -1; o->grpc_threads = (long)v; return 0;
+    case 'M': o->default_model = val; return 0;
+    case 'R': if (parse_num(name, val, 1, 1000000, &v)) return -1; o->max_records = (long)v; return 0;
   }
   return -1;
 }
@@ -85,7 +107,8 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   *o = (serve_options){.host = "0.0.0.0", .http_port = 8000, .http_threads = 2,
                        .worker_threads = cores > 0 ? cores : 2, .max_body_bytes = 64LL << 20,
-                       .drain_timeout_ms = 10000};
+                       .drain_timeout_ms = 10000, .grpc_port = 8001, .grpc_max_message_bytes = 64L << 20, .grpc_threads = 1,
+                       .max_records = 1000};
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
     if (val && apply_option(o, serve_envs[i].opt, serve_envs[i].env, val)) return -1;
@@ -135,6 +158,13 @@ static int serve(int argc, char **argv) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
     return 1;
   }
+  a->default_model = o.default_model;
+  a->max_records = (int)o.max_records;
+  if (o.default_model && repo_find_model(a->repo, o.default_model) == NULL) {
+    log_msg(LOG_ERROR, NULL, "--default-model: no model '%s' in %s", o.default_model, o.model_repository);
+    app_destroy(a);
+    return 2;
+  }
   http_server *http;
   http_options ho = {.host = o.host, .port = (int)o.http_port, .threads = (int)o.http_threads,
                      .max_body_bytes = (size_t)o.max_body_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms};
@@ -146,14 +176,31 @@ static int serve(int argc, char **argv) {
   }
   log_msg(LOG_INFO, NULL, "inferd %s serving %s over HTTP on %s:%d", INFERD_VERSION, o.model_repository, o.host,
           http_server_port(http));
+  grpc_frontend *grpc;
+  grpc_options go = {.host = o.host, .port = (int)o.grpc_port, .threads = (int)o.grpc_threads,
+                     .max_message_bytes = (int)o.grpc_max_message_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms};
+  st = grpc_frontend_create(&go, a, &grpc);
+  if (!status_is_ok(&st)) {
+    log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    atomic_store(&a->draining, true);
+    http_server_drain(http);
+    app_stop_work(a);
+    http_server_destroy(http);
+    app_destroy(a);
+    return 1;
+  }
+  log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o.host, grpc_frontend_port(grpc));
 
   int sig = 0;
   sigwait(&sigs, &sig);
   log_msg(LOG_INFO, NULL, "%s: draining (up to %ld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout_ms);
   atomic_store(&a->draining, true);
+  grpc_frontend_begin_drain(grpc); /* both frontends stop taking calls, then drain together */
   http_server_drain(http);
+  grpc_frontend_drain(grpc);
   app_stop_work(a); /* what is still queued is answered 503 through the loops, still running */
   http_server_destroy(http);
+  grpc_frontend_destroy(grpc);
   app_destroy(a);
   log_msg(LOG_INFO, NULL, "stopped");
   return 0;

@@ -17,6 +17,9 @@ typedef struct app {
   atomic_bool draining;
   pthread_t loader;
   bool loader_started;
+  /* The application API's settings (src/frontends/http/v1*.c, mlflow.c), set by main. */
+  const char *default_model; /* /invocations' model; NULL: the only model */
+  int max_records;           /* records per predict request; 0: the default (1000) */
 } app;
 
 typedef struct app_options {

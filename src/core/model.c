@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "app/application.h"
 #include "util/log.h"
 
 const char *model_state_name(model_state s) {
@@ -143,6 +144,7 @@ void model_version_load(model_version *mv) {
     mv->backend->describe(mv->backend_model, &in, &ni, &out, &no);
     st = model_resolve_signature(m->config, in, ni, out, no, &mv->inputs, &mv->n_inputs,
                                  &mv->outputs, &mv->n_outputs);
+    if (status_is_ok(&st)) st = application_load(mv); /* a bad "application" section fails the version */
     if (!status_is_ok(&st)) {
       mv->backend->unload(mv->backend_model);
       mv->backend_model = NULL;
@@ -160,6 +162,7 @@ void model_version_load(model_version *mv) {
 }
 
 void model_version_unload(model_version *mv) {
+  application_unload(mv);
   if (mv->backend_model) mv->backend->unload(mv->backend_model);
   mv->backend_model = NULL;
   tensor_specs_free(mv->inputs, mv->n_inputs);

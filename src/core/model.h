@@ -36,6 +36,9 @@ typedef struct model_version {
   size_t n_inputs;
   tensor_spec *outputs;
   size_t n_outputs;
+  /* The application API's view (src/app/application.h): feature schema, artifact digest,
+   * model card. Owned; set when the version loads. */
+  struct application *application;
 } model_version;
 
 struct model {

@@ -77,8 +77,70 @@ static void test_long_segment_rejected(void **state) {
   assert_int_equal(match(path, ROUTE_GET, &r, &p, &allowed), ROUTE_BAD_PARAM);
 }
 
+/* TF Serving's "{model}:predict": a capture with a literal suffix inside one segment. */
+static void h_d(void *c, const route_params *p) { (void)c; (void)p; }
+static void h_e(void *c, const route_params *p) { (void)c; (void)p; }
+
+static const route tf_table[] = {
+    {ROUTE_GET, "/v1/models/{model}", h_a},
+    {ROUTE_GET, "/v1/models/{model}/versions/{version}", h_a},
+    {ROUTE_POST, "/v1/models/{model}/predict", h_b},
+    {ROUTE_POST, "/v1/models/{model}:predict", h_d},
+    {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", h_e},
+};
+#define TF_N (sizeof tf_table / sizeof tf_table[0])
+
+static route_result tf_match(const char *path, unsigned method, const route **r, route_params *p, unsigned *allowed) {
+  memset(p, 0, sizeof *p);
+  return router_match(tf_table, TF_N, path, method, r, p, allowed);
+}
+
+static void test_colon_suffix(void **state) {
+  (void)state;
+  const route *r;
+  route_params p;
+  unsigned allowed = 0;
+  assert_int_equal(tf_match("/v1/models/churn:predict", ROUTE_POST, &r, &p, &allowed), ROUTE_MATCHED);
+  assert_ptr_equal(r->handler, h_d);
+  assert_string_equal(p.model, "churn");
+  assert_string_equal(p.version, "");
+  assert_int_equal(tf_match("/v1/models/churn/versions/3:predict", ROUTE_POST, &r, &p, &allowed), ROUTE_MATCHED);
+  assert_ptr_equal(r->handler, h_e);
+  assert_string_equal(p.model, "churn");
+  assert_string_equal(p.version, "3");
+  /* a name holding a colon still captures up to the suffix; the suffix is matched undecoded */
+  assert_int_equal(tf_match("/v1/models/a:b:predict", ROUTE_POST, &r, &p, &allowed), ROUTE_MATCHED);
+  assert_string_equal(p.model, "a:b");
+  assert_int_equal(tf_match("/v1/models/my%20model:predict", ROUTE_POST, &r, &p, &allowed), ROUTE_MATCHED);
+  assert_string_equal(p.model, "my model");
+  /* the plain routes are unaffected */
+  assert_int_equal(tf_match("/v1/models/churn/predict", ROUTE_POST, &r, &p, &allowed), ROUTE_MATCHED);
+  assert_ptr_equal(r->handler, h_b);
+  assert_int_equal(tf_match("/v1/models/churn", ROUTE_GET, &r, &p, &allowed), ROUTE_MATCHED);
+  assert_ptr_equal(r->handler, h_a);
+  assert_string_equal(p.model, "churn");
+}
+
+static void test_colon_suffix_misses(void **state) {
+  (void)state;
+  const route *r;
+  route_params p;
+  unsigned allowed = 0;
+  /* nothing before the suffix: no model to capture */
+  assert_int_equal(tf_match("/v1/models/:predict", ROUTE_POST, &r, &p, &allowed), ROUTE_BAD_METHOD);
+  /* another verb is not the predict route (it reads as a model name, which only GET takes) */
+  assert_int_equal(tf_match("/v1/models/churn:classify", ROUTE_POST, &r, &p, &allowed), ROUTE_BAD_METHOD);
+  assert_int_equal(allowed, ROUTE_GET);
+  assert_int_equal(tf_match("/v1/models/churn:predic", ROUTE_POST, &r, &p, &allowed), ROUTE_BAD_METHOD);
+  /* an empty version before the suffix: only the GET route (version ":predict") matches */
+  assert_int_equal(tf_match("/v1/models/churn/versions/:predict", ROUTE_POST, &r, &p, &allowed), ROUTE_BAD_METHOD);
+  assert_int_equal(tf_match("/v1/models/bad%2:predict", ROUTE_POST, &r, &p, &allowed), ROUTE_BAD_PARAM);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_colon_suffix),
+      cmocka_unit_test(test_colon_suffix_misses),
       cmocka_unit_test(test_exact_and_captures),
       cmocka_unit_test(test_url_decoding_and_trailing_slash),
       cmocka_unit_test(test_not_found_vs_method),

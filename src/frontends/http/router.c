@@ -41,10 +41,16 @@ static int match_pattern(const char *pattern, const char *path, route_params *pa
     const char *se = strchr(s, '/');
     size_t plen = pe ? (size_t)(pe - p) : strlen(p);
     size_t slen = se ? (size_t)(se - s) : strlen(s);
-    if (plen == 7 && strncmp(p, "{model}", 7) == 0) {
-      if (!decode_segment(s, slen, params->model, sizeof params->model)) return slen ? -1 : 0;
-    } else if (plen == 9 && strncmp(p, "{version}", 9) == 0) {
-      if (!decode_segment(s, slen, params->version, sizeof params->version)) return slen ? -1 : 0;
+    /* a capture may be followed by a literal suffix within its segment, as in TF Serving's
+     * "{model}:predict": the segment must end with it, and the rest is captured */
+    size_t cap = plen >= 7 && strncmp(p, "{model}", 7) == 0 ? 7 : plen >= 9 && strncmp(p, "{version}", 9) == 0 ? 9 : 0;
+    if (cap) {
+      size_t suffix = plen - cap;
+      if (slen < suffix || strncmp(s + slen - suffix, p + cap, suffix) != 0) return 0;
+      bool is_model = cap == 7;
+      char *dst = is_model ? params->model : params->version;
+      size_t dcap = is_model ? sizeof params->model : sizeof params->version;
+      if (!decode_segment(s, slen - suffix, dst, dcap)) return slen > suffix ? -1 : 0;
     } else if (plen != slen || strncmp(p, s, plen) != 0) {
       return 0;
     }

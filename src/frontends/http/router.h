@@ -1,5 +1,6 @@
 /* Matches a request path and method against a table of routes. Patterns are paths whose
- * segments may be {model} or {version}; captured segments are URL-decoded. */
+ * segments may be {model} or {version}, optionally followed by a literal suffix in the same
+ * segment (TF Serving's "{model}:predict"); captured segments are URL-decoded. */
 #ifndef INFERD_ROUTER_H
 #define INFERD_ROUTER_H
 

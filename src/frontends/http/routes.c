@@ -18,7 +18,31 @@ static const route routes[] = {
     {ROUTE_POST, "/v2/models/{model}/infer", v2_model_infer},
     {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", v2_model_infer},
     {ROUTE_GET, "/health", health_summary},
+    /* the application API (v1.c); TF Serving's model status shares GET /v1/models/{model} */
+    {ROUTE_GET, "/v1/models", v1_models_list},
+    {ROUTE_GET, "/v1/models/{model}", v1_model_get},
+    {ROUTE_GET, "/v1/models/{model}/versions/{version}", v1_model_get},
+    {ROUTE_POST, "/v1/models/{model}/predict", v1_predict},
+    {ROUTE_POST, "/v1/models/{model}/versions/{version}/predict", v1_predict},
+    /* TF Serving's REST predict (tfserving.c) and MLflow's scoring protocol (mlflow.c) */
+    {ROUTE_POST, "/v1/models/{model}:predict", tfserving_predict},
+    {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", tfserving_predict},
+    {ROUTE_POST, "/invocations", mlflow_invocations},
+    {ROUTE_GET, "/ping", mlflow_ping},
+    /* the API's own documentation (openapi.c, docs_ui.c) */
+    {ROUTE_GET, "/openapi.json", openapi_json},
+    {ROUTE_GET, "/docs", docs_swagger_ui},
+    {ROUTE_GET, "/docs/swagger-ui.css", docs_asset},
+    {ROUTE_GET, "/docs/swagger-ui-bundle.js", docs_asset},
+    {ROUTE_GET, "/docs/favicon-32x32.png", docs_asset},
+    {ROUTE_GET, "/redoc", docs_redoc},
+    {ROUTE_GET, "/redoc/redoc.standalone.js", docs_asset},
 };
+
+const route *http_routes_table(size_t *n) {
+  *n = sizeof routes / sizeof routes[0];
+  return routes;
+}
 
 static unsigned method_of(const http_call *c) {
   static const struct {

@@ -16,5 +16,18 @@ void v2_model_ready(void *call, const route_params *p);
 void v2_model_infer(void *call, const route_params *p);
 void v2_model_stats(void *call, const route_params *p);
 void health_summary(void *call, const route_params *p);
+void v1_models_list(void *call, const route_params *p);
+void v1_model_get(void *call, const route_params *p);
+void v1_predict(void *call, const route_params *p);
+void tfserving_predict(void *call, const route_params *p);
+void mlflow_invocations(void *call, const route_params *p);
+void mlflow_ping(void *call, const route_params *p);
+void openapi_json(void *call, const route_params *p);
+void docs_swagger_ui(void *call, const route_params *p);
+void docs_redoc(void *call, const route_params *p);
+void docs_asset(void *call, const route_params *p);
+
+/* The route table itself, for the OpenAPI document generated from it (openapi.c). */
+const route *http_routes_table(size_t *n);
 
 #endif

@@ -1,0 +1,31 @@
+/* What the application API knows about one loaded model version beyond its tensors: the
+ * compiled feature schema (config.json "application"), the artifact's sha256 and the optional
+ * model card (model_card.json in the version's folder, else in the model's folder).
+ *
+ * Loaded with the version (model_version_load calls application_load once the signature is
+ * known; an error makes the version UNAVAILABLE) and read-only afterwards, so any frontend
+ * thread may read it while the version is READY. */
+#ifndef INFERD_APP_APPLICATION_H
+#define INFERD_APP_APPLICATION_H
+
+#include <jansson.h>
+
+#include "app/features.h"
+#include "core/model.h"
+
+typedef struct application {
+  features *features; /* owned; NULL when config.json has no "application" section */
+  char sha256[65];    /* lowercase hex of the model file; "" when it could not be read */
+  json_t *model_card; /* owned; NULL when there is none */
+  char model_card_error[256]; /* non-empty: model_card.json was unreadable (the version serves) */
+} application;
+
+/* Sets mv->application. Fails (INVALID_ARGUMENT, naming the field) on a bad application
+ * section; a bad model card is only logged and reported in the catalogue. */
+inferd_status application_load(model_version *mv);
+void application_unload(model_version *mv);
+
+/* The version's compiled schema, NULL when it has none or is not loaded. */
+const features *application_features(const model_version *mv);
+
+#endif

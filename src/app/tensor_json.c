@@ -1,0 +1,271 @@
+#include "app/tensor_json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/features.h"
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *base64_encode(const uint8_t *d, size_t n) {
+  char *out = malloc(4 * ((n + 2) / 3) + 1);
+  if (out == NULL) return NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < n ? (uint32_t)d[i + 1] << 8 : 0) | (i + 2 < n ? d[i + 2] : 0);
+    out[o++] = B64[v >> 18 & 63];
+    out[o++] = B64[v >> 12 & 63];
+    out[o++] = i + 1 < n ? B64[v >> 6 & 63] : '=';
+    out[o++] = i + 2 < n ? B64[v & 63] : '=';
+  }
+  out[o] = '\0';
+  return out;
+}
+
+static int b64val(char c) {
+  const char *p = c ? strchr(B64, c) : NULL;
+  return p ? (int)(p - B64) : -1;
+}
+
+long base64_decode(const char *s, size_t len, uint8_t *out) {
+  while (len > 0 && s[len - 1] == '=') len--;
+  if (len % 4 == 1) return -1;
+  long o = 0;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < len; i++) {
+    int v = b64val(s[i]);
+    if (v < 0) return -1;
+    acc = acc << 6 | (uint32_t)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (uint8_t)(acc >> bits);
+    }
+  }
+  return o;
+}
+
+/* ---- JSON -> tensor ---------------------------------------------------------------------- */
+
+typedef struct filler {
+  inferd_datatype dt;
+  int ndim;
+  const int64_t *shape;
+  tensor *t;
+  size_t elem;  /* next element index (fixed-size types) */
+  size_t off;   /* next byte (BYTES) */
+  bool sizing;  /* BYTES first pass: only count bytes */
+  inferd_status st;
+} filler;
+
+static bool put_scalar(filler *f, const json_t *v, const char *path) {
+  if (f->dt == DT_BYTES) {
+    const char *s = NULL;
+    size_t n = 0;
+    uint8_t *tmp = NULL;
+    long dn = 0;
+    if (json_is_string(v)) {
+      s = json_string_value(v);
+      n = json_string_length(v);
+    } else if (json_is_object(v) && json_object_size(v) == 1 && json_is_string(json_object_get(v, "b64"))) {
+      const json_t *b = json_object_get(v, "b64");
+      tmp = malloc(json_string_length(b) + 1);
+      dn = tmp ? base64_decode(json_string_value(b), json_string_length(b), tmp) : -1;
+      if (dn < 0) {
+        free(tmp);
+        f->st = status_make(INFERD_INVALID_ARGUMENT, "%s.b64 is not valid base64", path);
+        return false;
+      }
+      s = (const char *)tmp;
+      n = (size_t)dn;
+    } else {
+      f->st = status_make(INFERD_INVALID_ARGUMENT, "%s must be a string or {\"b64\": ...} (the input is BYTES)", path);
+      return false;
+    }
+    if (!f->sizing) {
+      uint32_t len = (uint32_t)n;
+      memcpy(f->t->data + f->off, &len, 4);
+      memcpy(f->t->data + f->off + 4, s, n);
+    }
+    f->off += 4 + n;
+    free(tmp);
+    return true;
+  }
+  double x;
+  if (f->dt == DT_BOOL) {
+    if (!json_is_boolean(v) && !(json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1))) {
+      f->st = status_make(INFERD_INVALID_ARGUMENT, "%s must be true or false (the input is BOOL)", path);
+      return false;
+    }
+    x = json_is_boolean(v) ? (json_is_true(v) ? 1 : 0) : (double)json_integer_value(v);
+  } else {
+    if (!json_is_number(v)) {
+      f->st = status_make(INFERD_INVALID_ARGUMENT, "%s must be a number (the input is %s)", path, datatype_name(f->dt));
+      return false;
+    }
+    x = json_number_value(v);
+    if (!datatype_is_float(f->dt) && x != floor(x)) {
+      f->st = status_make(INFERD_INVALID_ARGUMENT, "%s must be a whole number (the input is %s)", path, datatype_name(f->dt));
+      return false;
+    }
+  }
+  uint8_t *p = f->t->data + f->elem * datatype_size(f->dt);
+  f->elem++;
+  switch (f->dt) {
+    case DT_BOOL: *p = x != 0; break;
+    case DT_UINT8: *p = (uint8_t)x; break;
+    case DT_INT8: *(int8_t *)p = (int8_t)x; break;
+    case DT_UINT16: { uint16_t y = (uint16_t)x; memcpy(p, &y, 2); break; }
+    case DT_INT16: { int16_t y = (int16_t)x; memcpy(p, &y, 2); break; }
+    case DT_UINT32: { uint32_t y = (uint32_t)x; memcpy(p, &y, 4); break; }
+    case DT_INT32: { int32_t y = (int32_t)x; memcpy(p, &y, 4); break; }
+    case DT_UINT64: { uint64_t y = json_is_integer(v) ? (uint64_t)json_integer_value(v) : (uint64_t)x; memcpy(p, &y, 8); break; }
+    case DT_INT64: { int64_t y = json_is_integer(v) ? (int64_t)json_integer_value(v) : (int64_t)x; memcpy(p, &y, 8); break; }
+    case DT_FP16: { uint16_t y = float_to_half((float)x); memcpy(p, &y, 2); break; }
+    case DT_FP32: { float y = (float)x; memcpy(p, &y, 4); break; }
+    case DT_FP64: memcpy(p, &x, 8); break;
+    default: break;
+  }
+  return true;
+}
+
+static bool fill(filler *f, const json_t *v, int depth, char *path, size_t plen) {
+  if (depth == f->ndim) {
+    if (json_is_array(v)) {
+      f->st = status_make(INFERD_INVALID_ARGUMENT, "%s is nested deeper than its siblings (the tensor is not rectangular)", path);
+      return false;
+    }
+    return put_scalar(f, v, path);
+  }
+  if (!json_is_array(v) || (int64_t)json_array_size(v) != f->shape[depth]) {
+    f->st = status_make(INFERD_INVALID_ARGUMENT, "%s must be an array of %lld values like its siblings (the tensor is not rectangular)",
+                        path, (long long)f->shape[depth]);
+    return false;
+  }
+  size_t base = strlen(path);
+  for (size_t i = 0; i < json_array_size(v); i++) {
+    json_path_index(path, plen, i);
+    bool ok = fill(f, json_array_get(v, i), depth + 1, path, plen);
+    path[base] = '\0';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+inferd_status tensor_from_json(const json_t *v, const char *name, inferd_datatype dt, const char *path, tensor *out) {
+  int64_t shape[TENSOR_MAX_DIMS];
+  int ndim = 0;
+  const json_t *cur = v;
+  while (json_is_array(cur)) {
+    if (ndim == TENSOR_MAX_DIMS)
+      return status_make(INFERD_INVALID_ARGUMENT, "%s is nested more than %d deep", path, TENSOR_MAX_DIMS);
+    shape[ndim++] = (int64_t)json_array_size(cur);
+    if (json_array_size(cur) == 0) break;
+    cur = json_array_get(cur, 0);
+  }
+  char p[256];
+  snprintf(p, sizeof p, "%s", path);
+  filler f = {.dt = dt, .ndim = ndim, .shape = shape, .t = out, .st = status_ok()};
+  int64_t count;
+  TRY(tensor_shape_count(shape, ndim, &count));
+  TRY(tensor_init(out, name, dt, shape, ndim));
+  if (dt == DT_BYTES) {
+    f.sizing = true;
+    if (!fill(&f, v, 0, p, sizeof p)) {
+      tensor_clear(out);
+      return f.st;
+    }
+    f.sizing = false;
+    inferd_status st = tensor_alloc(out, f.off);
+    if (!status_is_ok(&st)) {
+      tensor_clear(out);
+      return st;
+    }
+    f.off = 0;
+  } else {
+    inferd_status st = tensor_alloc(out, (size_t)count * datatype_size(dt));
+    if (!status_is_ok(&st)) {
+      tensor_clear(out);
+      return st;
+    }
+  }
+  if (!fill(&f, v, 0, p, sizeof p)) {
+    tensor_clear(out);
+    return f.st;
+  }
+  return status_ok();
+}
+
+/* ---- tensor -> JSON ---------------------------------------------------------------------- */
+
+typedef struct emitter {
+  const tensor *t;
+  size_t elem;
+  size_t pos; /* BYTES iteration */
+} emitter;
+
+static json_t *scalar_json(emitter *e) {
+  const tensor *t = e->t;
+  if (t->datatype == DT_BYTES) {
+    const uint8_t *p;
+    uint32_t len;
+    if (!tensor_bytes_next(t, &e->pos, &p, &len)) return json_null();
+    if (t->bytes_are_json) {
+      json_t *v = json_loadb((const char *)p, len, JSON_DECODE_ANY, NULL);
+      if (v) return v;
+    }
+    json_t *str = json_stringn((const char *)p, len); /* NULL unless valid UTF-8 */
+    if (str) return str;
+    char *b = base64_encode(p, len);
+    json_t *v = json_pack("{ss}", "b64", b ? b : "");
+    free(b);
+    return v;
+  }
+  const uint8_t *p = t->data + e->elem * datatype_size(t->datatype);
+  e->elem++;
+  switch (t->datatype) {
+    case DT_BOOL: return json_boolean(*p);
+    case DT_UINT8: return json_integer(*p);
+    case DT_INT8: return json_integer(*(const int8_t *)p);
+    case DT_UINT16: { uint16_t x; memcpy(&x, p, 2); return json_integer(x); }
+    case DT_INT16: { int16_t x; memcpy(&x, p, 2); return json_integer(x); }
+    case DT_UINT32: { uint32_t x; memcpy(&x, p, 4); return json_integer(x); }
+    case DT_INT32: { int32_t x; memcpy(&x, p, 4); return json_integer(x); }
+    case DT_UINT64: { uint64_t x; memcpy(&x, p, 8); return x > INT64_MAX ? json_real((double)x) : json_integer((json_int_t)x); }
+    case DT_INT64: { int64_t x; memcpy(&x, p, 8); return json_integer(x); }
+    case DT_FP16: { uint16_t x; memcpy(&x, p, 2); float f = half_to_float(x); return isfinite(f) ? json_real(f) : json_null(); }
+    case DT_FP32: { float x; memcpy(&x, p, 4); return isfinite(x) ? json_real(x) : json_null(); }
+    case DT_FP64: { double x; memcpy(&x, p, 8); return isfinite(x) ? json_real(x) : json_null(); }
+    default: return json_null();
+  }
+}
+
+static json_t *emit(emitter *e, int depth) {
+  if (depth == e->t->ndim) return scalar_json(e);
+  json_t *a = json_array();
+  for (int64_t i = 0; i < e->t->shape[depth]; i++) json_array_append_new(a, emit(e, depth + 1));
+  return a;
+}
+
+json_t *tensor_to_json(const tensor *t) {
+  emitter e = {.t = t};
+  return emit(&e, 0);
+}
+
+json_t *tensor_row_to_json(const tensor *t, size_t r) {
+  emitter e = {.t = t};
+  if (t->ndim == 0) return scalar_json(&e);
+  int64_t per = 1;
+  for (int d = 1; d < t->ndim; d++) per *= t->shape[d];
+  if (t->datatype == DT_BYTES) {
+    const uint8_t *p;
+    uint32_t len;
+    for (int64_t i = 0; i < (int64_t)r * per; i++) tensor_bytes_next(t, &e.pos, &p, &len);
+  } else {
+    e.elem = r * (size_t)per;
+  }
+  return emit(&e, 1);
+}

@@ -1,0 +1,116 @@
+/* The gRPC frontend's call machinery, shared by the services: methods registered with gRPC
+ * core, unary replies, and streams whose responses go out in the order they were reserved.
+ * Every operation completes on the completion queue; a reply may be started from any thread
+ * (grpc_call_start_batch is thread-safe), so a worker finishing an inference answers directly. */
+#ifndef INFERD_GRPC_CALL_H
+#define INFERD_GRPC_CALL_H
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/app.h"
+#include "frontends/grpc/frontend.h"
+
+/* gRPC status codes, for what the shared status table has no inferd code for. */
+enum { GRPC_OK = 0, GRPC_CANCELLED = 1, GRPC_INVALID_ARGUMENT = 3, GRPC_NOT_FOUND = 5, GRPC_UNIMPLEMENTED = 12,
+       GRPC_INTERNAL = 13, GRPC_UNAVAILABLE = 14 };
+
+/* A completion-queue tag: what to run when the operation completes. */
+typedef struct gtag {
+  void (*fn)(struct gtag *t, bool ok);
+} gtag;
+
+typedef struct gcall gcall;
+
+typedef enum { RPC_UNARY, RPC_STREAM } rpc_kind;
+
+typedef struct rpc_method {
+  const char *path; /* "/package.Service/Method" */
+  rpc_kind kind;
+  int slots; /* calls requested from gRPC core at once */
+  /* RPC_UNARY: the request message; answer with exactly one gcall_reply* (any thread). */
+  void (*on_unary)(gcall *c, grpc_byte_buffer *payload);
+  /* RPC_STREAM: each request message in turn (the read of the next one starts after this
+   * returns); answer through gstream_*. The stream finishes with OK once the client has
+   * half-closed and every reserved response has gone out, unless keep_open is set. */
+  void (*on_message)(gcall *c, grpc_byte_buffer *msg);
+  /* RPC_STREAM, optional: the call is about to be freed; drop every reference to it. */
+  void (*on_end)(gcall *c);
+  void *handle; /* grpc_server_register_method's */
+} rpc_method;
+
+typedef struct gstream_item gstream_item;
+
+struct gcall {
+  grpc_frontend *fe;
+  app *app;
+  const rpc_method *method;
+  grpc_call *call;
+  gpr_timespec deadline;
+  int64_t deadline_ns; /* the client's deadline on the monotonic clock; 0: none */
+  int64_t start_ns;
+  grpc_metadata_array md;
+  grpc_byte_buffer *payload;
+  void *user; /* the service's state for this call */
+  bool keep_open; /* streams: stay open after the client half-closes (health Watch) */
+
+  gtag req_tag;  /* the call's arrival; then a unary call's reply */
+  grpc_slice status_details;
+  int cancelled; /* RECV_CLOSE_ON_SERVER's */
+  _Atomic bool client_gone; /* the call ended without our status: cancel, deadline, disconnect */
+
+  /* streams; mu guards what follows */
+  pthread_mutex_t mu;
+  int refs; /* outstanding operations and reserved items; freed at 0 */
+  bool freeing;
+  gtag recv_tag, send_tag, close_tag, status_tag;
+  grpc_byte_buffer *recv_buf;
+  grpc_byte_buffer *send_buf;
+  bool reading, read_done, sending, sent_initial_md, status_started, closed, end_requested;
+  int end_code;
+  char end_msg[256];
+  gstream_item *head, *tail;
+  int n_items; /* reserved and not yet sent */
+};
+
+/* Unary replies: a message (packed here), packed bytes (consumed), or an error. */
+void gcall_reply(gcall *c, const ProtobufCMessage *msg);
+void gcall_reply_buffer(gcall *c, grpc_byte_buffer *bb);
+void gcall_reply_status(gcall *c, const inferd_status *st);
+void gcall_reply_code(gcall *c, int grpc_code, const char *msg);
+
+/* Streams: reserve the next response slot (in order), fill it from any thread. bb NULL skips
+ * the slot. gstream_push = reserve + send. */
+gstream_item *gstream_reserve(gcall *c);
+void gstream_send(gcall *c, gstream_item *it, grpc_byte_buffer *bb);
+void gstream_push(gcall *c, grpc_byte_buffer *bb);
+/* Ends the stream with this status once what is reserved has gone out. */
+void gstream_end(gcall *c, int grpc_code, const char *msg);
+
+/* Protobuf <-> byte buffers. pb_pack returns NULL when out of memory. */
+grpc_byte_buffer *pb_pack(const ProtobufCMessage *msg);
+/* NULL when bb is not a valid message of that type. */
+ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb);
+
+/* The services' method tables (NULL-terminated) and their lifecycle hooks. */
+extern rpc_method inference_service_methods[];
+extern rpc_method health_service_methods[];
+extern rpc_method model_service_methods[];
+
+/* Health: Watch streams see status changes; called by the frontend. */
+void health_start(grpc_frontend *fe);
+void health_begin_drain(grpc_frontend *fe);
+void health_stop(grpc_frontend *fe);
+
+/* What the services need of the frontend. */
+app *grpc_frontend_app(grpc_frontend *fe);
+bool grpc_frontend_draining(grpc_frontend *fe);
+void *grpc_frontend_health_state(grpc_frontend *fe);
+void grpc_frontend_set_health_state(grpc_frontend *fe, void *state);
+
+#endif

@@ -1,0 +1,513 @@
+/* inference.GRPCInferenceService: the Open Inference Protocol over gRPC. Inference follows the
+ * REST frontend's path: resolve, decode into an infer_request, validate, submit; the worker that
+ * ran the model encodes the response and starts the send itself. */
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/version.h"
+#include "frontends/grpc/call.h"
+#include "frontends/grpc/infer_codec.h"
+#include "inference.pb-c.h"
+
+/* The request message, or NULL after answering INVALID_ARGUMENT. */
+static void *unpack_or_reply(gcall *c, const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb) {
+  ProtobufCMessage *m = pb_unpack(d, bb);
+  if (m == NULL) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "the request is not a valid %s message", d->name);
+    gcall_reply_code(c, GRPC_INVALID_ARGUMENT, msg);
+  }
+  return m;
+}
+
+#define UNPACK(type, desc, c, bb) ((type *)unpack_or_reply((c), &(desc), (bb)))
+
+static inferd_status not_ready(const model_version *mv) {
+  if (model_version_state(mv) == MODEL_LOADING)
+    return status_make(INFERD_UNAVAILABLE, "model '%s' version %s is still loading", mv->model->name, mv->version_str);
+  return status_make(INFERD_UNAVAILABLE, "model '%s' version %s is not ready: %s", mv->model->name, mv->version_str,
+                     mv->reason);
+}
+
+/* A model name and an optional version, as the protocol's requests carry them. */
+static inferd_status resolve(gcall *c, const char *name, const char *version, model_version **mv) {
+  if (name == NULL || *name == '\0') return status_make(INFERD_INVALID_ARGUMENT, "the model name is required");
+  return repo_resolve(c->app->repo, name, version, mv);
+}
+
+static void server_live(gcall *c, grpc_byte_buffer *bb) {
+  (void)bb;
+  Inference__ServerLiveResponse r = INFERENCE__SERVER_LIVE_RESPONSE__INIT;
+  r.live = 1;
+  gcall_reply(c, &r.base);
+}
+
+static void server_ready(gcall *c, grpc_byte_buffer *bb) {
+  (void)bb;
+  Inference__ServerReadyResponse r = INFERENCE__SERVER_READY_RESPONSE__INIT;
+  char why[512];
+  r.ready = app_ready(c->app, why, sizeof why);
+  gcall_reply(c, &r.base);
+}
+
+static void model_ready(gcall *c, grpc_byte_buffer *bb) {
+  Inference__ModelReadyRequest *q = UNPACK(Inference__ModelReadyRequest, inference__model_ready_request__descriptor, c, bb);
+  if (q == NULL) return;
+  model_version *mv;
+  inferd_status st = resolve(c, q->name, q->version, &mv);
+  inference__model_ready_request__free_unpacked(q, NULL);
+  if (!status_is_ok(&st)) {
+    gcall_reply_status(c, &st);
+    return;
+  }
+  Inference__ModelReadyResponse r = INFERENCE__MODEL_READY_RESPONSE__INIT;
+  r.ready = model_version_state(mv) == MODEL_READY && !grpc_frontend_draining(c->fe);
+  gcall_reply(c, &r.base);
+}
+
+static char *const server_extensions[] = {"statistics", "model_repository"};
+
+static void server_metadata(gcall *c, grpc_byte_buffer *bb) {
+  (void)bb;
+  Inference__ServerMetadataResponse r = INFERENCE__SERVER_METADATA_RESPONSE__INIT;
+  r.name = "inferd";
+  r.version = INFERD_VERSION;
+  r.extensions = (char **)server_extensions;
+  r.n_extensions = sizeof server_extensions / sizeof server_extensions[0];
+  gcall_reply(c, &r.base);
+}
+
+static void tensor_metadata(const tensor_spec *specs, size_t n, Inference__ModelMetadataResponse__TensorMetadata *tm,
+                            Inference__ModelMetadataResponse__TensorMetadata **ptrs) {
+  for (size_t i = 0; i < n; i++) {
+    inference__model_metadata_response__tensor_metadata__init(&tm[i]);
+    tm[i].name = specs[i].name;
+    tm[i].datatype = (char *)datatype_name(specs[i].datatype);
+    tm[i].shape = (int64_t *)specs[i].dims;
+    tm[i].n_shape = (size_t)specs[i].ndim;
+    ptrs[i] = &tm[i];
+  }
+}
+
+static void model_metadata(gcall *c, grpc_byte_buffer *bb) {
+  Inference__ModelMetadataRequest *q =
+      UNPACK(Inference__ModelMetadataRequest, inference__model_metadata_request__descriptor, c, bb);
+  if (q == NULL) return;
+  model_version *mv;
+  inferd_status st = resolve(c, q->name, q->version, &mv);
+  inference__model_metadata_request__free_unpacked(q, NULL);
+  if (status_is_ok(&st) && model_version_state(mv) != MODEL_READY) st = not_ready(mv);
+  if (!status_is_ok(&st)) {
+    gcall_reply_status(c, &st);
+    return;
+  }
+  const model *m = mv->model;
+  size_t nt = mv->n_inputs + mv->n_outputs;
+  char **versions = calloc(m->n_versions + 1, sizeof *versions);
+  Inference__ModelMetadataResponse__TensorMetadata *tm = calloc(nt + 1, sizeof *tm);
+  Inference__ModelMetadataResponse__TensorMetadata **ptrs = calloc(nt + 1, sizeof *ptrs);
+  if (versions == NULL || tm == NULL || ptrs == NULL) {
+    gcall_reply_code(c, GRPC_INTERNAL, "out of memory");
+  } else {
+    Inference__ModelMetadataResponse r = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
+    r.name = m->name;
+    for (size_t i = 0; i < m->n_versions; i++) versions[i] = m->versions[i]->version_str;
+    r.versions = versions;
+    r.n_versions = m->n_versions;
+    r.platform = (char *)mv->backend->platform;
+    tensor_metadata(mv->inputs, mv->n_inputs, tm, ptrs);
+    tensor_metadata(mv->outputs, mv->n_outputs, tm + mv->n_inputs, ptrs + mv->n_inputs);
+    r.inputs = ptrs;
+    r.n_inputs = mv->n_inputs;
+    r.outputs = ptrs + mv->n_inputs;
+    r.n_outputs = mv->n_outputs;
+    gcall_reply(c, &r.base);
+  }
+  free(versions);
+  free(tm);
+  free(ptrs);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* inference, unary and streaming */
+
+typedef struct infer_call {
+  gcall *call;
+  gstream_item *item; /* streams: this request's place among the responses; NULL: unary */
+  infer_request *req;
+  grpc_infer_info info;
+  char model[256]; /* for a stream error response */
+  char version[24];
+} infer_call;
+
+static void infer_call_free(infer_call *ic) {
+  infer_request_destroy(ic->req);
+  grpc_infer_info_clear(&ic->info);
+  free(ic);
+}
+
+/* A stream's answer for a request that failed: the stream itself goes on. */
+static grpc_byte_buffer *stream_error(const infer_call *ic, const inferd_status *st) {
+  Inference__ModelInferResponse ir = INFERENCE__MODEL_INFER_RESPONSE__INIT;
+  ir.model_name = (char *)ic->model;
+  ir.model_version = (char *)ic->version;
+  ir.id = ic->info.id ? ic->info.id : "";
+  Inference__ModelStreamInferResponse r = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
+  r.error_message = (char *)st->msg;
+  r.infer_response = &ir;
+  return pb_pack(&r.base);
+}
+
+/* Answers a request that did not reach the scheduler (or came back failed) and frees it. */
+static void infer_fail(infer_call *ic, const inferd_status *st) {
+  if (ic->item)
+    gstream_send(ic->call, ic->item, stream_error(ic, st));
+  else
+    gcall_reply_status(ic->call, st);
+  infer_call_free(ic);
+}
+
+/* On a worker thread: encode here and start the send; the completion queue does the rest. */
+static void on_infer_done(infer_request *req, void *user) {
+  infer_call *ic = user;
+  inferd_status st = req->status;
+  if (!status_is_ok(&st)) {
+    infer_fail(ic, &st);
+    return;
+  }
+  grpc_infer_response r;
+  st = grpc_build_infer_response(req, &ic->info, &r);
+  if (!status_is_ok(&st)) {
+    infer_fail(ic, &st);
+    return;
+  }
+  grpc_byte_buffer *bb;
+  if (ic->item) {
+    Inference__ModelStreamInferResponse sr = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
+    sr.error_message = "";
+    sr.infer_response = &r.msg;
+    bb = pb_pack(&sr.base);
+  } else {
+    bb = pb_pack(&r.msg.base);
+  }
+  grpc_infer_response_clear(&r);
+  if (ic->item)
+    gstream_send(ic->call, ic->item, bb);
+  else
+    gcall_reply_buffer(ic->call, bb);
+  infer_call_free(ic);
+}
+
+static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
+  infer_call *ic = calloc(1, sizeof *ic);
+  if (ic == NULL) {
+    inferd_status st = status_make(INFERD_INTERNAL, "out of memory");
+    if (item)
+      gstream_send(c, item, NULL);
+    else
+      gcall_reply_status(c, &st);
+    return;
+  }
+  ic->call = c;
+  ic->item = item;
+  inferd_status st;
+  Inference__ModelInferRequest *q =
+      (Inference__ModelInferRequest *)pb_unpack(&inference__model_infer_request__descriptor, bb);
+  if (q == NULL) {
+    st = status_make(INFERD_INVALID_ARGUMENT, "the request is not a valid inference.ModelInferRequest message");
+    infer_fail(ic, &st);
+    return;
+  }
+  snprintf(ic->model, sizeof ic->model, "%s", q->model_name ? q->model_name : "");
+  snprintf(ic->version, sizeof ic->version, "%s", q->model_version ? q->model_version : "");
+  model_version *mv = NULL;
+  if (grpc_frontend_draining(c->fe))
+    st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
+  else
+    st = resolve(c, q->model_name, q->model_version, &mv);
+  if (status_is_ok(&st)) {
+    snprintf(ic->version, sizeof ic->version, "%s", mv->version_str);
+    if (model_version_state(mv) != MODEL_READY) st = not_ready(mv);
+  }
+  if (status_is_ok(&st) && (ic->req = infer_request_create(mv)) == NULL) st = status_make(INFERD_INTERNAL, "out of memory");
+  if (status_is_ok(&st)) st = grpc_decode_infer_request(q, ic->req, &ic->info);
+  else if (q->id && *q->id) ic->info.id = strdup(q->id);
+  inference__model_infer_request__free_unpacked(q, NULL);
+  if (status_is_ok(&st)) st = infer_request_validate(ic->req);
+  if (!status_is_ok(&st)) {
+    infer_fail(ic, &st);
+    return;
+  }
+  int64_t deadline = c->deadline_ns;
+  if (ic->info.timeout_us > 0) {
+    int64_t t = c->start_ns + ic->info.timeout_us * 1000;
+    if (deadline == 0 || t < deadline) deadline = t;
+  }
+  ic->req->deadline_ns = deadline;
+  int levels = mv->model->config->batching.priority_levels;
+  if (ic->info.priority > levels) {
+    st = status_make(INFERD_INVALID_ARGUMENT, "parameter 'priority' is %d but model '%s' has %d priority level%s (1 is the highest)",
+                     ic->info.priority, mv->model->name, levels, levels == 1 ? "" : "s");
+    infer_fail(ic, &st);
+    return;
+  }
+  ic->req->priority = ic->info.priority;
+  ic->req->cancelled = &c->client_gone;
+  ic->req->on_done = on_infer_done;
+  ic->req->user = ic;
+  sched_submit(c->app->sched, ic->req);
+}
+
+static void model_infer(gcall *c, grpc_byte_buffer *bb) { infer_start(c, NULL, bb); }
+
+static void model_stream_infer(gcall *c, grpc_byte_buffer *bb) {
+  gstream_item *item = gstream_reserve(c);
+  if (item == NULL) return; /* out of memory, or the stream is going away */
+  infer_start(c, item, bb);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* statistics and the repository */
+
+static void duration(Inference__StatisticDuration *d, duration_stat s) {
+  inference__statistic_duration__init(d);
+  d->count = s.count;
+  d->ns = s.ns;
+}
+
+/* Everything one version's statistics message points to, freed together. */
+typedef struct version_stats {
+  Inference__ModelStatistics msg;
+  Inference__InferStatistics infer;
+  Inference__StatisticDuration d[6];
+  Inference__InferBatchStatistics *batches;
+  Inference__StatisticDuration *bd;
+  Inference__InferBatchStatistics **batch_ptrs;
+} version_stats;
+
+static bool version_stats_fill(version_stats *v, model_version *mv) {
+  model_stats s;
+  stats_snapshot(&mv->stats, &s);
+  inference__model_statistics__init(&v->msg);
+  inference__infer_statistics__init(&v->infer);
+  v->msg.name = mv->model->name;
+  v->msg.version = mv->version_str;
+  v->msg.last_inference = (uint64_t)s.last_inference_ms;
+  v->msg.inference_count = s.inference_count;
+  v->msg.execution_count = s.execution_count;
+  duration_stat all[6] = {s.success, s.fail, s.queue, s.compute_input, s.compute_infer, s.compute_output};
+  for (int i = 0; i < 6; i++) duration(&v->d[i], all[i]);
+  v->infer.success = &v->d[0], v->infer.fail = &v->d[1], v->infer.queue = &v->d[2];
+  v->infer.compute_input = &v->d[3], v->infer.compute_infer = &v->d[4], v->infer.compute_output = &v->d[5];
+  v->msg.inference_stats = &v->infer;
+  v->batches = calloc(s.n_batches + 1, sizeof *v->batches);
+  v->bd = calloc(3 * s.n_batches + 1, sizeof *v->bd);
+  v->batch_ptrs = calloc(s.n_batches + 1, sizeof *v->batch_ptrs);
+  bool ok = v->batches && v->bd && v->batch_ptrs;
+  for (size_t i = 0; ok && i < s.n_batches; i++) {
+    Inference__InferBatchStatistics *b = &v->batches[i];
+    inference__infer_batch_statistics__init(b);
+    b->batch_size = (uint64_t)s.batches[i].batch_size;
+    duration(&v->bd[3 * i], s.batches[i].compute_input);
+    duration(&v->bd[3 * i + 1], s.batches[i].compute_infer);
+    duration(&v->bd[3 * i + 2], s.batches[i].compute_output);
+    b->compute_input = &v->bd[3 * i], b->compute_infer = &v->bd[3 * i + 1], b->compute_output = &v->bd[3 * i + 2];
+    v->batch_ptrs[i] = b;
+  }
+  if (ok) {
+    v->msg.batch_stats = v->batch_ptrs;
+    v->msg.n_batch_stats = s.n_batches;
+  }
+  free(s.batches);
+  return ok;
+}
+
+static void version_stats_free(version_stats *v) {
+  free(v->batches);
+  free(v->bd);
+  free(v->batch_ptrs);
+}
+
+static void model_statistics(gcall *c, grpc_byte_buffer *bb) {
+  Inference__ModelStatisticsRequest *q =
+      UNPACK(Inference__ModelStatisticsRequest, inference__model_statistics_request__descriptor, c, bb);
+  if (q == NULL) return;
+  const repository *repo = c->app->repo;
+  /* which versions: all of every model, all of one model, or one version */
+  model_version **list = NULL;
+  size_t n = 0;
+  inferd_status st = status_ok();
+  if (q->name == NULL || *q->name == '\0') {
+    if (q->version && *q->version) st = status_make(INFERD_INVALID_ARGUMENT, "a version needs a model name");
+    size_t total = 0;
+    for (size_t i = 0; i < repo->n_models; i++) total += repo->models[i]->n_versions;
+    list = calloc(total + 1, sizeof *list);
+    for (size_t i = 0; list && i < repo->n_models; i++)
+      for (size_t j = 0; j < repo->models[i]->n_versions; j++) list[n++] = repo->models[i]->versions[j];
+  } else if (q->version == NULL || *q->version == '\0') {
+    const model *m = repo_find_model(repo, q->name);
+    if (m == NULL) st = status_make(INFERD_NOT_FOUND, "model '%s' not found", q->name);
+    list = calloc(m ? m->n_versions + 1 : 1, sizeof *list);
+    for (size_t j = 0; m && list && j < m->n_versions; j++) list[n++] = m->versions[j];
+  } else {
+    model_version *mv;
+    st = repo_resolve(repo, q->name, q->version, &mv);
+    list = calloc(2, sizeof *list);
+    if (status_is_ok(&st) && list) list[n++] = mv;
+  }
+  inference__model_statistics_request__free_unpacked(q, NULL);
+  if (status_is_ok(&st) && list == NULL) st = status_make(INFERD_INTERNAL, "out of memory");
+  version_stats *vs = status_is_ok(&st) ? calloc(n + 1, sizeof *vs) : NULL;
+  Inference__ModelStatistics **ptrs = status_is_ok(&st) ? calloc(n + 1, sizeof *ptrs) : NULL;
+  if (status_is_ok(&st) && (vs == NULL || ptrs == NULL)) st = status_make(INFERD_INTERNAL, "out of memory");
+  size_t filled = 0;
+  for (; status_is_ok(&st) && filled < n; filled++) {
+    if (!version_stats_fill(&vs[filled], list[filled])) st = status_make(INFERD_INTERNAL, "out of memory");
+    ptrs[filled] = &vs[filled].msg;
+  }
+  if (status_is_ok(&st)) {
+    Inference__ModelStatisticsResponse r = INFERENCE__MODEL_STATISTICS_RESPONSE__INIT;
+    r.model_stats = ptrs;
+    r.n_model_stats = n;
+    gcall_reply(c, &r.base);
+  } else {
+    gcall_reply_status(c, &st);
+  }
+  for (size_t i = 0; vs && i < filled; i++) version_stats_free(&vs[i]);
+  free(vs);
+  free(ptrs);
+  free(list);
+}
+
+/* One repository: its name is its folder's (or the path given to --model-repository). */
+static inferd_status check_repository(gcall *c, const char *name) {
+  if (name == NULL || *name == '\0') return status_ok();
+  const char *root = c->app->repo->root;
+  char copy[4096];
+  snprintf(copy, sizeof copy, "%s", root);
+  if (strcmp(name, root) == 0 || strcmp(name, basename(copy)) == 0) return status_ok();
+  return status_make(INFERD_NOT_FOUND, "no repository '%s' (this server serves one: '%s')", name, root);
+}
+
+static void repository_index(gcall *c, grpc_byte_buffer *bb) {
+  Inference__RepositoryIndexRequest *q =
+      UNPACK(Inference__RepositoryIndexRequest, inference__repository_index_request__descriptor, c, bb);
+  if (q == NULL) return;
+  inferd_status st = check_repository(c, q->repository_name);
+  bool only_ready = q->ready;
+  inference__repository_index_request__free_unpacked(q, NULL);
+  if (!status_is_ok(&st)) {
+    gcall_reply_status(c, &st);
+    return;
+  }
+  const repository *repo = c->app->repo;
+  size_t n = 0;
+  for (size_t i = 0; i < repo->n_models; i++) n += repo->models[i]->n_versions ? repo->models[i]->n_versions : 1;
+  Inference__RepositoryIndexResponse__ModelIndex *e = calloc(n + 1, sizeof *e);
+  Inference__RepositoryIndexResponse__ModelIndex **ptrs = calloc(n + 1, sizeof *ptrs);
+  if (e == NULL || ptrs == NULL) {
+    free(e);
+    free(ptrs);
+    gcall_reply_code(c, GRPC_INTERNAL, "out of memory");
+    return;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < repo->n_models; i++) {
+    const model *m = repo->models[i];
+    if (m->n_versions == 0) { /* a model folder that serves nothing: say why */
+      if (only_ready) continue;
+      inference__repository_index_response__model_index__init(&e[k]);
+      e[k].name = m->name;
+      e[k].state = "UNAVAILABLE";
+      e[k].reason = m->config_error[0] ? (char *)m->config_error : "no version folder with a model file";
+      ptrs[k] = &e[k];
+      k++;
+      continue;
+    }
+    for (size_t j = 0; j < m->n_versions; j++) {
+      model_version *mv = m->versions[j];
+      model_state s = model_version_state(mv);
+      if (only_ready && s != MODEL_READY) continue;
+      inference__repository_index_response__model_index__init(&e[k]);
+      e[k].name = m->name;
+      e[k].version = mv->version_str;
+      e[k].state = (char *)model_state_name(s);
+      e[k].reason = s == MODEL_UNAVAILABLE ? mv->reason : "";
+      ptrs[k] = &e[k];
+      k++;
+    }
+  }
+  Inference__RepositoryIndexResponse r = INFERENCE__REPOSITORY_INDEX_RESPONSE__INIT;
+  r.models = ptrs;
+  r.n_models = k;
+  gcall_reply(c, &r.base);
+  free(e);
+  free(ptrs);
+}
+
+static void repository_model_load(gcall *c, grpc_byte_buffer *bb) {
+  Inference__RepositoryModelLoadRequest *q =
+      UNPACK(Inference__RepositoryModelLoadRequest, inference__repository_model_load_request__descriptor, c, bb);
+  if (q == NULL) return;
+  inferd_status st = check_repository(c, q->repository_name);
+  model *m = NULL;
+  if (status_is_ok(&st) && (q->model_name == NULL || *q->model_name == '\0'))
+    st = status_make(INFERD_INVALID_ARGUMENT, "model_name is required");
+  if (status_is_ok(&st) && (m = repo_find_model(c->app->repo, q->model_name)) == NULL)
+    st = status_make(INFERD_NOT_FOUND, "model '%s' not found", q->model_name);
+  if (status_is_ok(&st) && q->n_parameters)
+    st = status_make(INFERD_METHOD_NOT_ALLOWED, "load parameters (config or file overrides) are not supported: models load from the repository as it is at start");
+  inference__repository_model_load_request__free_unpacked(q, NULL);
+  /* Models load once, at start: "load" succeeds for a model that is loaded, and says why
+   * not otherwise. Loading or reloading at run time needs the core's explicit model control. */
+  if (status_is_ok(&st) && m->n_versions == 0)
+    st = status_make(INFERD_UNAVAILABLE, "model '%s' has no version to load%s%s", m->name, m->config_error[0] ? ": " : "",
+                     m->config_error);
+  for (size_t j = 0; status_is_ok(&st) && j < m->n_versions; j++) {
+    model_version *mv = m->versions[j];
+    if (model_version_state(mv) == MODEL_READY) continue;
+    st = not_ready(mv);
+    if (model_version_state(mv) == MODEL_UNAVAILABLE)
+      snprintf(st.msg + strlen(st.msg), sizeof st.msg - strlen(st.msg),
+               " (reloading at run time is not supported: fix the model and restart the server)");
+  }
+  if (!status_is_ok(&st)) {
+    gcall_reply_status(c, &st);
+    return;
+  }
+  Inference__RepositoryModelLoadResponse r = INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
+  gcall_reply(c, &r.base);
+}
+
+static void repository_model_unload(gcall *c, grpc_byte_buffer *bb) {
+  Inference__RepositoryModelUnloadRequest *q =
+      UNPACK(Inference__RepositoryModelUnloadRequest, inference__repository_model_unload_request__descriptor, c, bb);
+  if (q == NULL) return;
+  inferd_status st = check_repository(c, q->repository_name);
+  if (status_is_ok(&st) && (q->model_name == NULL || *q->model_name == '\0'))
+    st = status_make(INFERD_INVALID_ARGUMENT, "model_name is required");
+  if (status_is_ok(&st) && repo_find_model(c->app->repo, q->model_name) == NULL)
+    st = status_make(INFERD_NOT_FOUND, "model '%s' not found", q->model_name);
+  inference__repository_model_unload_request__free_unpacked(q, NULL);
+  if (status_is_ok(&st))
+    st = status_make(INFERD_METHOD_NOT_ALLOWED, "unloading models at run time is not supported: every model in the repository is served until the server stops");
+  gcall_reply_status(c, &st);
+}
+
+#define SVC "/inference.GRPCInferenceService/"
+
+rpc_method inference_service_methods[] = {
+    {.path = SVC "ServerLive", .kind = RPC_UNARY, .slots = 2, .on_unary = server_live},
+    {.path = SVC "ServerReady", .kind = RPC_UNARY, .slots = 2, .on_unary = server_ready},
+    {.path = SVC "ModelReady", .kind = RPC_UNARY, .slots = 2, .on_unary = model_ready},
+    {.path = SVC "ServerMetadata", .kind = RPC_UNARY, .slots = 2, .on_unary = server_metadata},
+    {.path = SVC "ModelMetadata", .kind = RPC_UNARY, .slots = 2, .on_unary = model_metadata},
+    {.path = SVC "ModelInfer", .kind = RPC_UNARY, .slots = 32, .on_unary = model_infer},
+    {.path = SVC "ModelStreamInfer", .kind = RPC_STREAM, .slots = 4, .on_message = model_stream_infer},
+    {.path = SVC "ModelStatistics", .kind = RPC_UNARY, .slots = 1, .on_unary = model_statistics},
+    {.path = SVC "RepositoryIndex", .kind = RPC_UNARY, .slots = 1, .on_unary = repository_index},
+    {.path = SVC "RepositoryModelLoad", .kind = RPC_UNARY, .slots = 1, .on_unary = repository_model_load},
+    {.path = SVC "RepositoryModelUnload", .kind = RPC_UNARY, .slots = 1, .on_unary = repository_model_unload},
+    {0}};

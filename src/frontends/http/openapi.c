@@ -1,0 +1,295 @@
+/* GET /openapi.json: an OpenAPI 3.1 document generated on each request from the route table the
+ * router dispatches with (routes.c) and the feature schemas the validators use (one per loaded
+ * model, src/app/features.c). This file only adds words: a summary and the request and
+ * response schemas of each route; a route without words here is still listed. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "app/application.h"
+#include "core/version.h"
+#include "frontends/http/appapi.h"
+#include "frontends/http/routes.h"
+
+typedef struct route_doc {
+  unsigned method;
+  const char *pattern;
+  const char *tag;
+  const char *summary;
+  const char *request;  /* component schema of the JSON body; NULL: none */
+  const char *response; /* component schema of the 200 answer; NULL: a generic object */
+  const char *errors;   /* the error statuses it answers, e.g. "400 404 503" */
+  const char *error_schema; /* component of the error bodies; NULL: Error */
+  bool hidden;          /* static assets of the docs pages */
+} route_doc;
+
+static const route_doc docs[] = {
+    {ROUTE_GET, "/v1/models", "Application API", "List the models with their versions and states", NULL, "ModelList", "", NULL, false},
+    {ROUTE_GET, "/v1/models/{model}", "Application API",
+     "A model: versions (state, load time, sha256), feature schema, outputs, labels, model card; also TF Serving's model status",
+     NULL, "ModelDetail", "404", NULL, false},
+    {ROUTE_GET, "/v1/models/{model}/versions/{version}", "Application API", "One version of a model", NULL, "ModelDetail",
+     "404", NULL, false},
+    {ROUTE_POST, "/v1/models/{model}/predict", "Application API",
+     "Predict from records of named features (the newest ready version, or X-Model-Version)", "PredictRequest",
+     "PredictResponse", "400 404 413 415 503", "ValidationError", false},
+    {ROUTE_POST, "/v1/models/{model}/versions/{version}/predict", "Application API", "Predict with one version",
+     "PredictRequest", "PredictResponse", "400 404 413 415 503", "ValidationError", false},
+    {ROUTE_POST, "/v1/models/{model}:predict", "TensorFlow Serving", "TF Serving's REST predict (row or columnar form)",
+     "TFPredictRequest", "TFPredictResponse", "400 404 413 415 503", NULL, false},
+    {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", "TensorFlow Serving", "TF Serving's REST predict on one version",
+     "TFPredictRequest", "TFPredictResponse", "400 404 413 415 503", NULL, false},
+    {ROUTE_POST, "/invocations", "MLflow", "MLflow's scoring protocol on the default model (--default-model)",
+     "MLflowRequest", "MLflowResponse", "400 404 413 415 503", "MLflowError", false},
+    {ROUTE_GET, "/ping", "MLflow", "MLflow's health check: 200 once every model is loaded", NULL, NULL, "503", NULL, false},
+    {ROUTE_GET, "/v2", "Open Inference Protocol", "Server metadata", NULL, NULL, "", NULL, false},
+    {ROUTE_GET, "/v2/health/live", "Open Inference Protocol", "Liveness", NULL, NULL, "", NULL, false},
+    {ROUTE_GET, "/v2/health/ready", "Open Inference Protocol", "Readiness", NULL, NULL, "503", NULL, false},
+    {ROUTE_GET, "/v2/models/{model}", "Open Inference Protocol", "Model metadata (tensors)", NULL, NULL, "404 503", NULL, false},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}", "Open Inference Protocol", "Model version metadata", NULL, NULL,
+     "404 503", NULL, false},
+    {ROUTE_GET, "/v2/models/{model}/ready", "Open Inference Protocol", "Model readiness", NULL, NULL, "404 503", NULL, false},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}/ready", "Open Inference Protocol", "Model version readiness", NULL,
+     NULL, "404 503", NULL, false},
+    {ROUTE_POST, "/v2/models/{model}/infer", "Open Inference Protocol", "Inference on tensors (JSON or binary tensor data)",
+     "V2InferRequest", "V2InferResponse", "400 404 413 415 503", NULL, false},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", "Open Inference Protocol", "Inference on one version",
+     "V2InferRequest", "V2InferResponse", "400 404 413 415 503", NULL, false},
+    {ROUTE_GET, "/health", "Operations", "One look at the server and every model version", NULL, NULL, "503", NULL, false},
+    {ROUTE_GET, "/openapi.json", "Operations", "This document", NULL, NULL, "", NULL, false},
+    {ROUTE_GET, "/docs", "Operations", "Swagger UI", NULL, NULL, "", NULL, false},
+    {ROUTE_GET, "/redoc", "Operations", "ReDoc", NULL, NULL, "", NULL, false},
+    {ROUTE_GET, "/docs/swagger-ui.css", NULL, NULL, NULL, NULL, NULL, NULL, true},
+    {ROUTE_GET, "/docs/swagger-ui-bundle.js", NULL, NULL, NULL, NULL, NULL, NULL, true},
+    {ROUTE_GET, "/docs/favicon-32x32.png", NULL, NULL, NULL, NULL, NULL, NULL, true},
+    {ROUTE_GET, "/redoc/redoc.standalone.js", NULL, NULL, NULL, NULL, NULL, NULL, true},
+};
+
+static const route_doc *find_doc(unsigned method, const char *pattern) {
+  for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++)
+    if ((docs[i].method & method) && strcmp(docs[i].pattern, pattern) == 0) return &docs[i];
+  return NULL;
+}
+
+static json_t *ref(const char *name) {
+  char b[300];
+  snprintf(b, sizeof b, "#/components/schemas/%s", name);
+  return json_pack("{ss}", "$ref", b);
+}
+
+static json_t *json_content(json_t *schema) { return json_pack("{s{so}}", "application/json", "schema", schema); }
+
+/* Component names allow [A-Za-z0-9._-]; other characters of a model name become '_'. */
+static void component_name(char *buf, size_t len, const char *model, const char *suffix) {
+  snprintf(buf, len, "%s.%s", model, suffix);
+  for (char *p = buf; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' || *p == '_'))
+      *p = '_';
+}
+
+static json_t *generic_schemas(void) {
+  json_t *s = json_object();
+  json_object_set_new(s, "Error", json_pack("{ss s{s{ss}} s[s]}", "type", "object", "properties", "error", "type", "string",
+                                            "required", "error"));
+  json_object_set_new(
+      s, "ValidationError",
+      json_pack("{ss ss s{s{ss} s{ss s{ss s{s{ss} s{ss} s{ss}}}}} s[s]}", "type", "object", "description",
+                "Every problem in the body at once, each with its JSON path", "properties", "error", "type", "string",
+                "errors", "type", "array", "items", "type", "object", "properties", "path", "type", "string", "kind",
+                "type", "string", "message", "type", "string", "required", "error"));
+  json_object_set_new(s, "MLflowError", json_pack("{ss s{s{ss} s{ss} s{ss}} s[ss]}", "type", "object", "properties",
+                                                  "error_code", "type", "string", "message", "type", "string", "errors",
+                                                  "type", "array", "required", "error_code", "message"));
+  json_object_set_new(s, "PredictParameters",
+                      json_pack("{ss s{s{ss sb} s{ss si}} sb}", "type", "object", "properties", "return_probabilities",
+                                "type", "boolean", "default", 1, "top_k", "type", "integer", "minimum", 1,
+                                "additionalProperties", 0));
+  json_object_set_new(
+      s, "PredictRequest",
+      json_pack("{ss ss s{s{ss s{ss}} s{ss s{ss s{s{ss} s{}}}} so}}", "type", "object", "description",
+                "Records of named features as \"inputs\", or one record as \"features\"; the model's own record schema "
+                "is under /v1/models/<name>/predict",
+                "properties", "inputs", "type", "array", "items", "type", "object", "features", "type", "array", "items",
+                "type", "object", "properties", "name", "type", "string", "value", "parameters",
+                ref("PredictParameters")));
+  json_object_set_new(
+      s, "PredictResponse",
+      json_pack("{ss s{s{ss} s{ss} s{ss} s{ss} s{ss s{ss}} s{ss s{s{ss}}} s{ss}} s[sssssss]}", "type", "object",
+                "properties", "id", "type", "string", "model", "type", "string", "model_version", "type", "string",
+                "created", "type", "integer", "results", "type", "array", "items", "type", "object", "usage", "type",
+                "object", "properties", "records", "type", "integer", "inference_time_ms", "type", "number", "required",
+                "id", "model", "model_version", "created", "results", "usage", "inference_time_ms"));
+  json_object_set_new(s, "ModelList", json_pack("{ss s{s{ss s{ss}}}}", "type", "object", "properties", "models", "type",
+                                                "array", "items", "type", "object"));
+  json_object_set_new(s, "ModelDetail",
+                      json_pack("{ss s{s{ss} s{ss} s{ss} s{} s{} s{} s{ss}}}", "type", "object", "properties", "id",
+                                "type", "string", "versions", "type", "array", "model_version_status", "type", "array",
+                                "input_schema", "output_schema", "model_card", "class_labels", "type", "array"));
+  json_object_set_new(s, "TFPredictRequest",
+                      json_pack("{ss ss s{s{ss} s{ss} s{}}}", "type", "object", "description",
+                                "Either \"instances\" (one entry per row) or \"inputs\" (columns by input name), not both",
+                                "properties", "signature_name", "type", "string", "instances", "type", "array", "inputs"));
+  json_object_set_new(s, "TFPredictResponse", json_pack("{ss s{s{} s{}}}", "type", "object", "properties", "predictions",
+                                                        "outputs"));
+  json_object_set_new(s, "MLflowRequest",
+                      json_pack("{ss ss s{s{ss s{s{ss s{ss}} s{ss}}} s{ss s{ss}} s{ss} s{} s{ss}}}", "type", "object",
+                                "description", "One of dataframe_split, dataframe_records, instances, inputs", "properties",
+                                "dataframe_split", "type", "object", "properties", "columns", "type", "array", "items",
+                                "type", "string", "data", "type", "array", "dataframe_records", "type", "array", "items",
+                                "type", "object", "instances", "type", "array", "inputs", "params", "type", "object"));
+  json_object_set_new(s, "MLflowResponse", json_pack("{ss s{s{ss}} s[s]}", "type", "object", "properties", "predictions",
+                                                     "type", "array", "required", "predictions"));
+  json_object_set_new(s, "V2InferRequest",
+                      json_pack("{ss s{s{ss} s{ss s{ss s{s{ss} s{ss} s{ss s{ss}} s{}}}} s{ss} s{ss}} s[s]}", "type",
+                                "object", "properties", "id", "type", "string", "inputs", "type", "array", "items", "type",
+                                "object", "properties", "name", "type", "string", "datatype", "type", "string", "shape",
+                                "type", "array", "items", "type", "integer", "data", "outputs", "type", "array",
+                                "parameters", "type", "object", "required", "inputs"));
+  json_object_set_new(s, "V2InferResponse", json_pack("{ss s{s{ss} s{ss} s{ss}}}", "type", "object", "properties",
+                                                      "model_name", "type", "string", "model_version", "type", "string",
+                                                      "outputs", "type", "array"));
+  return s;
+}
+
+static json_t *path_parameters(const char *pattern) {
+  json_t *params = json_array();
+  if (strstr(pattern, "{model}"))
+    json_array_append_new(params, json_pack("{ss ss sb s{ss} ss}", "name", "model", "in", "path", "required", 1, "schema",
+                                            "type", "string", "description", "model name (a folder of the repository)"));
+  if (strstr(pattern, "{version}"))
+    json_array_append_new(params, json_pack("{ss ss sb s{ss} ss}", "name", "version", "in", "path", "required", 1,
+                                            "schema", "type", "string", "description", "model version (a positive integer)"));
+  return params;
+}
+
+static const char *status_text(int code) {
+  switch (code) {
+    case 400: return "The request is wrong; the body says what and where";
+    case 404: return "No such model or version";
+    case 413: return "Too many records, or the body is too large";
+    case 415: return "The body is not JSON";
+    case 503: return "The model is not ready, or the server is draining";
+    default: return "Error";
+  }
+}
+
+static json_t *operation(const route *r, const route_doc *d, const char *method) {
+  char op_id[300];
+  snprintf(op_id, sizeof op_id, "%s %s", method, r->pattern);
+  json_t *op = json_pack("{ss ss}", "operationId", op_id, "summary", d && d->summary ? d->summary : r->pattern);
+  if (d && d->tag) json_object_set_new(op, "tags", json_pack("[s]", d->tag));
+  json_t *params = path_parameters(r->pattern);
+  if (d && d->request && strstr(r->pattern, "{version}") == NULL && strncmp(r->pattern, "/v1/models/", 11) == 0)
+    json_array_append_new(params, json_pack("{ss ss sb s{ss} ss}", "name", "X-Model-Version", "in", "header", "required", 0,
+                                            "schema", "type", "string", "description",
+                                            "the version to use when the path names none"));
+  if (json_array_size(params)) json_object_set_new(op, "parameters", params);
+  else json_decref(params);
+  if (d && d->request)
+    json_object_set_new(op, "requestBody", json_pack("{sb so}", "required", 1, "content", json_content(ref(d->request))));
+  json_t *responses = json_object();
+  json_object_set_new(responses, "200", json_pack("{ss so}", "description", "OK", "content",
+                                                  json_content(d && d->response ? ref(d->response) : json_pack("{ss}", "type", "object"))));
+  const char *errs = d && d->errors ? d->errors : "";
+  for (const char *p = errs; *p;) {
+    int code = 0, n = 0;
+    if (sscanf(p, "%d%n", &code, &n) != 1) break;
+    char key[8];
+    snprintf(key, sizeof key, "%d", code);
+    json_object_set_new(responses, key, json_pack("{ss so}", "description", status_text(code), "content",
+                                                  json_content(ref(d->error_schema && code != 404 && code != 503 && code != 415
+                                                                       ? d->error_schema
+                                                                       : strcmp(d->pattern, "/invocations") == 0 ? "MLflowError"
+                                                                                                                 : "Error"))));
+    p += n;
+  }
+  json_object_set_new(op, "responses", responses);
+  return op;
+}
+
+/* /v1/models/<name>/predict for a model with a feature schema: its own record and result
+ * schemas, and an example body Swagger UI's "Try it out" sends as it is. */
+static void add_model_paths(json_t *paths, json_t *schemas, const model *m, const model_version *mv, size_t max_records) {
+  const features *f = application_features(mv);
+  if (f == NULL) return;
+  char rec[300], res[300], req[300];
+  component_name(rec, sizeof rec, m->name, "Record");
+  component_name(res, sizeof res, m->name, "Result");
+  component_name(req, sizeof req, m->name, "PredictRequest");
+  json_object_set_new(schemas, rec, features_record_schema(f));
+  json_object_set_new(schemas, res, features_result_schema(f));
+  json_object_set_new(schemas, req,
+                      json_pack("{ss s{s{ss so si si} s{ss so} so} sb}", "type", "object", "properties", "inputs", "type",
+                                "array", "items", ref(rec), "minItems", 1, "maxItems", (int)max_records, "features", "type",
+                                "array", "items", json_pack("{ss s{s{ss} s{}} s[s]}", "type", "object", "properties", "name",
+                                                            "type", "string", "value", "required", "name"),
+                                "parameters", ref("PredictParameters"), "additionalProperties", 0));
+  json_t *resp = json_pack("{ss s{s{ss so}} s[o]}", "type", "object", "properties", "results", "type", "array", "items",
+                           ref(res), "allOf", ref("PredictResponse"));
+  json_t *example = json_pack("{s[o]}", "inputs", features_example_record(f));
+  char path[600], summary[600];
+  snprintf(path, sizeof path, "/v1/models/%s/predict", m->name);
+  const char *desc = m->config->description;
+  snprintf(summary, sizeof summary, "Predict with %s%s%s", m->name, desc ? ": " : "", desc ? desc : "");
+  char op_id[700];
+  snprintf(op_id, sizeof op_id, "predict %s", m->name);
+  json_t *content = json_pack("{s{so so}}", "application/json", "schema", ref(req), "example", example);
+  json_t *op = json_pack("{ss ss s[s] s{sb so} s{s{ss so} s{ss so} s{ss so} s{ss so}}}", "operationId", op_id, "summary",
+                         summary, "tags", "Models", "requestBody", "required", 1, "content", content, "responses", "200",
+                         "description", "One result per record, in order", "content", json_content(resp), "400",
+                         "description", status_text(400), "content", json_content(ref("ValidationError")), "413",
+                         "description", status_text(413), "content", json_content(ref("ValidationError")), "503",
+                         "description", status_text(503), "content", json_content(ref("Error")));
+  json_object_set_new(paths, path, json_pack("{so}", "post", op));
+}
+
+
+static json_t *openapi_document(const app *a) {
+  json_t *paths = json_object(), *schemas = generic_schemas();
+  size_t n;
+  const route *table = http_routes_table(&n);
+  static const struct {
+    unsigned bit;
+    const char *name;
+  } methods[] = {{ROUTE_GET, "get"}, {ROUTE_POST, "post"}, {ROUTE_PUT, "put"}, {ROUTE_DELETE, "delete"}};
+  for (size_t i = 0; i < n; i++) {
+    const route *r = &table[i];
+    for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
+      if (!(r->methods & methods[k].bit)) continue;
+      const route_doc *d = find_doc(methods[k].bit, r->pattern);
+      if (d && d->hidden) continue;
+      json_t *item = json_object_get(paths, r->pattern);
+      if (item == NULL) {
+        item = json_object();
+        json_object_set_new(paths, r->pattern, item);
+      }
+      char upper[16];
+      snprintf(upper, sizeof upper, "%s", methods[k].name);
+      for (char *p = upper; *p; p++) *p = (char)(*p - 'a' + 'A');
+      json_object_set_new(item, methods[k].name, operation(r, d, upper));
+    }
+  }
+  const repository *repo = a->repo;
+  for (size_t i = 0; i < repo->n_models; i++) {
+    const model *m = repo->models[i];
+    const model_version *mv = model_default_version(m);
+    if (mv && model_version_state(mv) == MODEL_READY) {
+      size_t max = a->max_records > 0 ? (size_t)a->max_records : APPAPI_DEFAULT_MAX_RECORDS;
+      if (m->config->max_batch_size > 0 && (size_t)m->config->max_batch_size < max) max = (size_t)m->config->max_batch_size;
+      add_model_paths(paths, schemas, m, mv, max);
+    }
+  }
+  return json_pack("{ss s{ss ss ss} s[{ss}{ss}{ss}{ss}{ss}] so s{so}}", "openapi", "3.1.0", "info", "title", "inferd",
+                   "version", INFERD_VERSION, "description",
+                   "Model inference server: named-feature predictions (/v1), TF Serving and MLflow compatible routes, "
+                   "and the Open Inference Protocol (/v2). Generated from the server's route table and each loaded "
+                   "model's feature schema.",
+                   "tags", "name", "Models", "name", "Application API", "name", "TensorFlow Serving", "name", "MLflow",
+                   "name", "Open Inference Protocol", "paths", paths, "components", "schemas", schemas);
+}
+
+void openapi_json(void *call, const route_params *p) {
+  (void)p;
+  http_call *c = call;
+  http_call_reply_json(c, 200, openapi_document(c->app));
+}

@@ -1,0 +1,379 @@
+/* The application API: a model catalogue and predict with named features (/v1/models...).
+ * Records are validated and encoded by src/app/features.c; this file is only the HTTP side. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "frontends/http/appapi.h"
+#include "frontends/http/routes.h"
+
+/* ---- catalogue --------------------------------------------------------------------------- */
+
+/* TF Serving's names for version states (ModelVersionStatus.State). */
+static const char *tf_state(model_state s) {
+  switch (s) {
+    case MODEL_LOADING: return "LOADING";
+    case MODEL_READY: return "AVAILABLE";
+    case MODEL_UNAVAILABLE: return "END";
+  }
+  return "UNKNOWN";
+}
+
+static json_t *tf_version_status(const model_version *mv) {
+  model_state s = model_version_state(mv);
+  return json_pack("{ss ss s{ss ss}}", "version", mv->version_str, "state", tf_state(s), "status", "error_code",
+                   s == MODEL_UNAVAILABLE ? "UNKNOWN" : "OK", "error_message", s == MODEL_UNAVAILABLE ? mv->reason : "");
+}
+
+static json_t *version_json(const model_version *mv, bool detail) {
+  model_state s = model_version_state(mv);
+  json_t *o = json_pack("{ss ss}", "version", mv->version_str, "state", model_state_name(s));
+  if (!detail) return o;
+  json_object_set_new(o, "reason", s == MODEL_UNAVAILABLE ? json_string(mv->reason) : json_null());
+  if (s == MODEL_READY) {
+    char t[32];
+    appapi_iso_time(mv->loaded_at, t, sizeof t);
+    json_object_set_new(o, "loaded_at", json_string(t));
+    const application *a = mv->application;
+    json_object_set_new(o, "sha256", a && a->sha256[0] ? json_string(a->sha256) : json_null());
+  } else {
+    json_object_set_new(o, "loaded_at", json_null());
+    json_object_set_new(o, "sha256", json_null());
+  }
+  return o;
+}
+
+static const model_version *ready_default(const model *m) {
+  const model_version *mv = model_default_version(m);
+  return mv && model_version_state(mv) == MODEL_READY ? mv : NULL;
+}
+
+static const char *model_description(const model *m, const model_version *mv) {
+  const application *a = mv ? mv->application : NULL;
+  const json_t *d = a && a->model_card ? json_object_get(a->model_card, "description") : NULL;
+  if (json_is_string(d)) return json_string_value(d);
+  return m->config->description;
+}
+
+void v1_models_list(void *call, const route_params *p) {
+  (void)p;
+  http_call *c = call;
+  const repository *repo = c->app->repo;
+  json_t *models = json_array();
+  for (size_t i = 0; i < repo->n_models; i++) {
+    const model *m = repo->models[i];
+    const model_version *def = ready_default(m);
+    json_t *versions = json_array();
+    for (size_t j = 0; j < m->n_versions; j++) json_array_append_new(versions, version_json(m->versions[j], false));
+    const char *desc = model_description(m, def);
+    const features *f = def ? application_features(def) : NULL;
+    json_t *o = json_pack("{ss so so so}", "id", m->name, "default_version", def ? json_string(def->version_str) : json_null(),
+                          "versions", versions, "description", desc ? json_string(desc) : json_null());
+    json_object_set_new(o, "task", f ? json_string(f->task == TASK_REGRESSION ? "regression" : "classification") : json_null());
+    json_object_set_new(o, "predict", f ? json_true() : json_false());
+    json_array_append_new(models, o);
+  }
+  http_call_reply_json(c, 200, json_pack("{so}", "models", models));
+}
+
+static json_t *tensor_specs_json(const tensor_spec *specs, size_t n) {
+  json_t *arr = json_array();
+  for (size_t i = 0; i < n; i++) {
+    json_t *shape = json_array();
+    for (int d = 0; d < specs[i].ndim; d++) json_array_append_new(shape, json_integer(specs[i].dims[d]));
+    json_array_append_new(arr, json_pack("{ss ss so}", "name", specs[i].name, "datatype", datatype_name(specs[i].datatype),
+                                         "shape", shape));
+  }
+  return arr;
+}
+
+void v1_model_get(void *call, const route_params *p) {
+  http_call *c = call;
+  const model *m = repo_find_model(c->app->repo, p->model);
+  inferd_status st;
+  if (m == NULL) {
+    st = status_make(INFERD_NOT_FOUND, "model '%s' not found", p->model);
+    http_call_reply_error(c, &st);
+    return;
+  }
+  const model_version *only = NULL, *shown = ready_default(m);
+  if (p->version[0]) {
+    model_version *mv;
+    st = repo_resolve(c->app->repo, p->model, p->version, &mv);
+    if (!status_is_ok(&st)) {
+      http_call_reply_error(c, &st);
+      return;
+    }
+    only = shown = mv;
+    snprintf(c->version, sizeof c->version, "%s", mv->version_str);
+  }
+  bool ready = shown && model_version_state(shown) == MODEL_READY;
+  json_t *versions = json_array(), *tf = json_array();
+  for (size_t j = 0; j < m->n_versions; j++) {
+    if (only && m->versions[j] != only) continue;
+    json_array_append_new(versions, version_json(m->versions[j], true));
+    json_array_append_new(tf, tf_version_status(m->versions[j]));
+  }
+  const model_version *def = ready_default(m);
+  const char *desc = model_description(m, ready ? shown : NULL);
+  json_t *doc = json_pack("{ss so so ss so}", "id", m->name, "description", desc ? json_string(desc) : json_null(),
+                          "default_version", def ? json_string(def->version_str) : json_null(), "backend",
+                          m->config->backend, "versions", versions);
+  const features *f = ready ? application_features(shown) : NULL;
+  json_object_set_new(doc, "schema_version", ready ? json_string(shown->version_str) : json_null());
+  if (f) {
+    json_object_set_new(doc, "task", json_string(f->task == TASK_REGRESSION ? "regression" : "classification"));
+    json_object_set_new(doc, "input_schema", json_pack("{so sb}", "features", features_describe(f), "allow_extra_features",
+                                                       f->allow_extra));
+    json_object_set_new(doc, "output_schema", features_describe_outputs(f));
+  } else {
+    json_object_set_new(doc, "task", json_null());
+    json_object_set_new(doc, "input_schema", json_null());
+    json_object_set_new(doc, "output_schema", json_null());
+  }
+  json_t *labels = json_array();
+  for (size_t i = 0; i < m->config->n_class_labels; i++) json_array_append_new(labels, json_string(m->config->class_labels[i]));
+  json_object_set_new(doc, "class_labels", labels);
+  if (ready) {
+    json_object_set_new(doc, "inputs", tensor_specs_json(shown->inputs, shown->n_inputs));
+    json_object_set_new(doc, "outputs", tensor_specs_json(shown->outputs, shown->n_outputs));
+  }
+  const application *a = ready ? shown->application : NULL;
+  json_t *card = a ? a->model_card : NULL;
+  json_object_set_new(doc, "model_card", card ? json_incref(card) : json_null());
+  json_t *metrics = card ? json_object_get(card, "metrics") : NULL;
+  json_object_set_new(doc, "metrics", metrics ? json_incref(metrics) : json_null());
+  if (a && a->model_card_error[0]) json_object_set_new(doc, "model_card_error", json_string(a->model_card_error));
+  json_object_set_new(doc, "model_version_status", tf);
+  http_call_reply_json(c, 200, doc);
+}
+
+/* ---- predict ----------------------------------------------------------------------------- */
+
+typedef struct v1_call {
+  http_call *http;
+  const features *features;
+  features_result_opts opts;
+  size_t n_records;
+} v1_call;
+
+static void reply_errors(http_call *c, int status, const feature_errors *errs) {
+  char summary[1024];
+  feature_errors_summary(errs, summary, sizeof summary);
+  json_t *doc = json_pack("{ss so}", "error", summary, "errors", feature_errors_json(errs));
+  if (errs->total > errs->n) json_object_set_new(doc, "errors_omitted", json_integer((json_int_t)(errs->total - errs->n)));
+  http_call_reply_json(c, status, doc);
+}
+
+static void on_predict_done(infer_request *req, void *user) {
+  v1_call *vc = user;
+  http_call *c = vc->http;
+  inferd_status st = req->status;
+  json_t *results = NULL;
+  if (status_is_ok(&st))
+    st = features_decode_results(vc->features, req->outputs, req->output_names, req->n_outputs, &vc->opts, &results);
+  if (status_is_ok(&st)) {
+    char id[160];
+    snprintf(id, sizeof id, "pred_%s", c->request_id);
+    for (char *q = id + 5; *q; q++)
+      if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '-' || *q == '_')) *q = '_';
+    json_t *doc = json_pack("{ss ss ss sI so s{sI} sf}", "id", id, "model", req->mv->model->name, "model_version",
+                            req->mv->version_str, "created", (json_int_t)time(NULL), "results", results, "usage",
+                            "records", (json_int_t)vc->n_records, "inference_time_ms",
+                            (double)req->compute_infer_ns / 1e6);
+    http_call_set_json(c, 200, doc);
+  } else {
+    http_call_set_error(c, &st);
+  }
+  infer_request_destroy(req);
+  free(vc);
+  http_call_reply_async(c);
+}
+
+/* Error paths of the single-record form: feature F's value sits at $.features[j].value. */
+typedef struct single_paths {
+  const json_t *index; /* name -> j */
+} single_paths;
+
+static void single_path(void *user, size_t record, const char *feature, char *buf, size_t len) {
+  (void)record;
+  const single_paths *sp = user;
+  const json_t *j = feature ? json_object_get(sp->index, feature) : NULL;
+  if (j)
+    snprintf(buf, len, "$.features[%lld].value", (long long)json_integer_value(j));
+  else
+    snprintf(buf, len, "$.features");
+}
+
+static void parse_parameters(const json_t *params, features_result_opts *opts, feature_errors *errs) {
+  opts->return_probabilities = true;
+  opts->top_k = 0;
+  if (params == NULL) return;
+  if (!json_is_object(params)) {
+    feature_errors_add(errs, "$.parameters", "wrong_type", "parameters must be an object");
+    return;
+  }
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)params, key, v) {
+    char path[200] = "$.parameters";
+    json_path_key(path, sizeof path, key);
+    if (strcmp(key, "return_probabilities") == 0) {
+      if (!json_is_boolean(v)) feature_errors_add(errs, path, "wrong_type", "return_probabilities must be true or false");
+      else opts->return_probabilities = json_is_true(v);
+    } else if (strcmp(key, "top_k") == 0) {
+      if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000000)
+        feature_errors_add(errs, path, "wrong_type", "top_k must be a positive integer");
+      else opts->top_k = (int)json_integer_value(v);
+    } else {
+      feature_errors_add(errs, path, "unknown_field", "unknown parameter '%.60s' (known: return_probabilities, top_k)", key);
+    }
+  }
+}
+
+void v1_predict(void *call, const route_params *p) {
+  http_call *c = call;
+  model_version *mv = NULL;
+  json_t *body = NULL;
+  inferd_status st = appapi_precheck(c);
+  if (status_is_ok(&st)) st = appapi_resolve(c, p->model, p->version, &mv);
+  const features *f = mv ? application_features(mv) : NULL;
+  if (status_is_ok(&st) && f == NULL)
+    st = status_make(INFERD_INVALID_ARGUMENT,
+                     "model '%s' has no feature schema (config.json \"application\"): send tensors to "
+                     "POST /v2/models/%s/infer or POST /v1/models/%s:predict",
+                     mv->model->name, mv->model->name, mv->model->name);
+  if (status_is_ok(&st)) st = appapi_parse_body(c, &body);
+  if (!status_is_ok(&st)) {
+    http_call_reply_error(c, &st);
+    return;
+  }
+
+  feature_errors errs = {0};
+  features_result_opts opts;
+  const char *key;
+  json_t *v;
+  json_object_foreach(body, key, v) {
+    if (strcmp(key, "inputs") && strcmp(key, "features") && strcmp(key, "parameters")) {
+      char path[200] = "$";
+      json_path_key(path, sizeof path, key);
+      feature_errors_add(&errs, path, "unknown_field", "unknown field '%.60s' (known: inputs, features, parameters)", key);
+    }
+  }
+  parse_parameters(json_object_get(body, "parameters"), &opts, &errs);
+
+  json_t *inputs = json_object_get(body, "inputs"), *single = json_object_get(body, "features");
+  json_t *records = NULL, *index = NULL;
+  features_paths paths = {.base = "$.inputs"};
+  single_paths sp = {0};
+  if (inputs && single) {
+    feature_errors_add(&errs, "$", "invalid", "send either \"inputs\" (records) or \"features\" (one record), not both");
+  } else if (inputs) {
+    if (json_is_array(inputs)) {
+      records = json_incref(inputs);
+    } else if (json_is_object(inputs)) { /* one record given bare */
+      records = json_pack("[O]", inputs);
+    } else {
+      feature_errors_add(&errs, "$.inputs", "wrong_type", "inputs must be an array of records (objects of feature values)");
+    }
+  } else if (single) {
+    if (!json_is_array(single)) {
+      feature_errors_add(&errs, "$.features", "wrong_type", "features must be an array of {\"name\": ..., \"value\": ...}");
+    } else {
+      json_t *rec = json_object();
+      index = json_object();
+      size_t j;
+      json_t *e;
+      json_array_foreach(single, j, e) {
+        char path[200];
+        snprintf(path, sizeof path, "$.features[%zu]", j);
+        json_t *name = json_is_object(e) ? json_object_get(e, "name") : NULL;
+        if (!json_is_object(e)) {
+          feature_errors_add(&errs, path, "wrong_type", "must be an object {\"name\": ..., \"value\": ...}");
+        } else if (!json_is_string(name)) {
+          strcat(path, ".name");
+          feature_errors_add(&errs, path, name ? "wrong_type" : "missing_feature", "name must be a string");
+        } else if (json_object_get(rec, json_string_value(name))) {
+          strcat(path, ".name");
+          feature_errors_add(&errs, path, "invalid", "feature '%.60s' is given twice", json_string_value(name));
+        } else if (!f->allow_extra && features_find(f, json_string_value(name)) == NULL) {
+          strcat(path, ".name");
+          feature_errors_add(&errs, path, "unknown_feature", "unknown feature '%.60s'", json_string_value(name));
+        } else {
+          json_t *val = json_object_get(e, "value");
+          json_object_set(rec, json_string_value(name), val ? val : json_null());
+          json_object_set_new(index, json_string_value(name), json_integer((json_int_t)j));
+          const char *k2;
+          json_t *v2;
+          json_object_foreach(e, k2, v2) {
+            if (strcmp(k2, "name") && strcmp(k2, "value")) {
+              char p2[200];
+              snprintf(p2, sizeof p2, "$.features[%zu]", j);
+              json_path_key(p2, sizeof p2, k2);
+              feature_errors_add(&errs, p2, "unknown_field", "unknown field '%.60s' (known: name, value)", k2);
+            }
+          }
+        }
+      }
+      records = json_pack("[o]", rec);
+      sp.index = index;
+      paths = (features_paths){.base = "$.features", .path = single_path, .user = &sp};
+    }
+  } else {
+    feature_errors_add(&errs, "$.inputs", "missing_field",
+                       "send \"inputs\": [{feature: value, ...}, ...] or \"features\": [{\"name\": ..., \"value\": ...}]");
+  }
+
+  size_t n = records ? json_array_size(records) : 0;
+  size_t max = appapi_max_records(c, mv);
+  if (records && n > max) {
+    feature_errors_clear(&errs);
+    feature_errors_add(&errs, "$.inputs", "too_many", "%zu records, more than the %zu one request may carry", n, max);
+    json_decref(records);
+    json_decref(index);
+    json_decref(body);
+    reply_errors(c, 413, &errs);
+    feature_errors_clear(&errs);
+    return;
+  }
+  tensor *ts = NULL;
+  size_t nt = 0;
+  if (records) {
+    st = features_encode(f, records, &paths, &ts, &nt, &errs);
+    if (!status_is_ok(&st) && st.code != INFERD_INVALID_ARGUMENT) {
+      feature_errors_clear(&errs);
+      json_decref(records);
+      json_decref(index);
+      json_decref(body);
+      http_call_reply_error(c, &st);
+      return;
+    }
+  }
+  json_decref(records);
+  json_decref(index);
+  json_decref(body);
+  if (errs.total > 0) {
+    if (ts) tensors_free(ts, nt);
+    reply_errors(c, 400, &errs);
+    feature_errors_clear(&errs);
+    return;
+  }
+  feature_errors_clear(&errs);
+
+  v1_call *vc = calloc(1, sizeof *vc);
+  if (vc == NULL) {
+    tensors_free(ts, nt);
+    st = status_make(INFERD_INTERNAL, "out of memory");
+    http_call_reply_error(c, &st);
+    return;
+  }
+  *vc = (v1_call){.http = c, .features = f, .opts = opts, .n_records = n};
+  http_call_add_reply_header(c, "X-Model-Version", mv->version_str);
+  st = appapi_submit(c, mv, ts, nt, f->output_names, f->n_output_names, on_predict_done, vc);
+  if (!status_is_ok(&st)) {
+    free(vc);
+    http_call_reply_error(c, &st);
+  }
+}
