@@ -1,5 +1,7 @@
 #include "frontends/http/v2_codec.h"
 
+#include "frontends/http/json_numbers.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -40,47 +42,38 @@ static bool bytes_put(bytes_out *b, const void *src, size_t n) {
   return true;
 }
 
-/* Appends one JSON element as datatype dt. */
-static inferd_status put_element(json_t *v, inferd_datatype dt, bytes_out *out, const char *tname,
-                                 int64_t idx) {
-  char where[64];
-  snprintf(where, sizeof where, "element %lld", (long long)idx);
+/* Appends one number or boolean element as datatype dt. */
+static inferd_status put_scalar(const json_scalar *v, inferd_datatype dt, bytes_out *out, const char *tname,
+                                int64_t idx) {
+  char where[64]; /* for messages; formatted only on the error paths below */
+#define WHERE (snprintf(where, sizeof where, "element %lld", (long long)idx), where)
   if (dt == DT_BOOL) {
-    if (!json_is_boolean(v)) return bad("input '%s' %s: BOOL data must be true or false", tname, where);
-    uint8_t x = json_is_true(v);
+    if (v->kind != JS_TRUE && v->kind != JS_FALSE) return bad("input '%s' %s: BOOL data must be true or false", tname, WHERE);
+    uint8_t x = v->kind == JS_TRUE;
     return bytes_put(out, &x, 1) ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
   }
-  if (dt == DT_BYTES) {
-    if (!json_is_string(v)) return bad("input '%s' %s: BYTES data must be strings", tname, where);
-    size_t n = json_string_length(v);
-    if (n > UINT32_MAX) return bad("input '%s' %s: string too long", tname, where);
-    uint32_t n32 = (uint32_t)n;
-    uint8_t len4[4] = {(uint8_t)n32, (uint8_t)(n32 >> 8), (uint8_t)(n32 >> 16), (uint8_t)(n32 >> 24)};
-    if (!bytes_put(out, len4, 4) || !bytes_put(out, json_string_value(v), n))
-      return status_make(INFERD_INTERNAL, "out of memory");
-    return status_ok();
-  }
+  if (dt == DT_BYTES) return bad("input '%s' %s: BYTES data must be strings", tname, WHERE);
   if (datatype_is_float(dt)) {
-    if (!json_is_number(v)) return bad("input '%s' %s: must be a number", tname, where);
-    double d = json_number_value(v);
+    if (v->kind != JS_INT && v->kind != JS_REAL) return bad("input '%s' %s: must be a number", tname, WHERE);
+    double d = v->d;
     bool ok;
     if (dt == DT_FP64) {
       ok = bytes_put(out, &d, 8);
     } else if (dt == DT_FP32) {
       if (isfinite(d) && fabs(d) > 3.4028234663852886e38)
-        return bad("input '%s' %s: value is out of range for FP32", tname, where);
+        return bad("input '%s' %s: value is out of range for FP32", tname, WHERE);
       float f = (float)d;
       ok = bytes_put(out, &f, 4);
     } else {
       /* 65520 and beyond round to infinity in half precision; below, to at most 65504 */
-      if (isfinite(d) && fabs(d) >= 65520.0) return bad("input '%s' %s: value is out of range for FP16", tname, where);
+      if (isfinite(d) && fabs(d) >= 65520.0) return bad("input '%s' %s: value is out of range for FP16", tname, WHERE);
       uint16_t h = float_to_half((float)d);
       ok = bytes_put(out, &h, 2);
     }
     return ok ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
   }
-  if (!json_is_integer(v)) return bad("input '%s' %s: must be an integer", tname, where);
-  long long x = json_integer_value(v);
+  if (v->kind != JS_INT) return bad("input '%s' %s: must be an integer", tname, WHERE);
+  long long x = v->i;
   long long lo, hi;
   switch (dt) {
     case DT_UINT8: lo = 0; hi = UINT8_MAX; break;
@@ -94,11 +87,92 @@ static inferd_status put_element(json_t *v, inferd_datatype dt, bytes_out *out, 
   }
   if (x < lo || x > hi) {
     char msg[96];
-    snprintf(msg, sizeof msg, "%s: %lld is out of range for %s", where, x, datatype_name(dt));
+    snprintf(msg, sizeof msg, "%s: %lld is out of range for %s", WHERE, x, datatype_name(dt));
     return bad("input '%s' %s", tname, msg);
   }
   /* little-endian host: the low bytes of x are the element */
   return bytes_put(out, &x, datatype_size(dt)) ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
+}
+#undef WHERE
+
+/* Appends one jansson element as datatype dt. */
+static inferd_status put_element(json_t *v, inferd_datatype dt, bytes_out *out, const char *tname,
+                                 int64_t idx) {
+  if (dt == DT_BYTES) {
+    if (!json_is_string(v)) {
+      char where[64];
+      snprintf(where, sizeof where, "element %lld", (long long)idx);
+      return bad("input '%s' %s: BYTES data must be strings", tname, where);
+    }
+    size_t n = json_string_length(v);
+    if (n > UINT32_MAX) return bad("input '%s' element: %s string too long", tname, "");
+    uint32_t n32 = (uint32_t)n;
+    uint8_t len4[4] = {(uint8_t)n32, (uint8_t)(n32 >> 8), (uint8_t)(n32 >> 16), (uint8_t)(n32 >> 24)};
+    if (!bytes_put(out, len4, 4) || !bytes_put(out, json_string_value(v), n))
+      return status_make(INFERD_INTERNAL, "out of memory");
+    return status_ok();
+  }
+  json_scalar sc = {.kind = JS_OTHER};
+  if (json_is_integer(v)) {
+    sc.kind = JS_INT;
+    sc.i = json_integer_value(v);
+    sc.d = (double)sc.i;
+  } else if (json_is_real(v)) {
+    sc.kind = JS_REAL;
+    sc.d = json_real_value(v);
+  } else if (json_is_boolean(v)) {
+    sc.kind = json_is_true(v) ? JS_TRUE : JS_FALSE;
+  }
+  return put_scalar(&sc, dt, out, tname, idx);
+}
+
+/* State for the fast scanner's leaves. */
+typedef struct fast_fill {
+  inferd_datatype dt;
+  bytes_out *out;
+  const char *tname;
+  int64_t count, limit;
+  inferd_status st;
+} fast_fill;
+
+/* The common cases without building a status: false sends the element to put_scalar, which
+ * handles every case and words the error. */
+static bool put_number_quick(const json_scalar *v, inferd_datatype dt, bytes_out *out) {
+  if (out->len + 8 > out->cap) return false;
+  uint8_t *dst = out->p + out->len;
+  if (dt == DT_FP32 && (v->kind == JS_REAL || v->kind == JS_INT) && fabs(v->d) <= 3.4028234663852886e38) {
+    float f = (float)v->d;
+    memcpy(dst, &f, 4);
+    out->len += 4;
+    return true;
+  }
+  if (dt == DT_FP64 && (v->kind == JS_REAL || v->kind == JS_INT)) {
+    memcpy(dst, &v->d, 8);
+    out->len += 8;
+    return true;
+  }
+  if ((dt == DT_INT64 || (dt == DT_INT32 && v->i >= INT32_MIN && v->i <= INT32_MAX)) && v->kind == JS_INT) {
+    memcpy(dst, &v->i, datatype_size(dt)); /* little-endian: the low bytes */
+    out->len += datatype_size(dt);
+    return true;
+  }
+  return false;
+}
+
+static bool fast_emit(const json_scalar *v, void *ctx) {
+  fast_fill *f = ctx;
+  if (f->count < f->limit && put_number_quick(v, f->dt, f->out)) {
+    f->count++;
+    return true;
+  }
+  if (f->count >= f->limit) {
+    f->st = status_make(INFERD_INVALID_ARGUMENT, "input '%s': data has more elements than its shape's %lld", f->tname,
+                        (long long)f->limit);
+    return false;
+  }
+  f->st = put_scalar(v, f->dt, f->out, f->tname, f->count);
+  f->count++;
+  return status_is_ok(&f->st);
 }
 
 static inferd_status flatten(json_t *v, inferd_datatype dt, bytes_out *out, const char *tname,
@@ -137,8 +211,12 @@ static inferd_status parse_shape(json_t *shape, const char *path, tensor *t, con
   return st;
 }
 
+/* fast: this input's "data" array text when the fast scanner is to read it (the parsed
+ * document then holds null there), else NULL. *declined: the scanner could not read it, and
+ * the whole request must be parsed again by jansson. */
 static inferd_status decode_input(json_t *in, size_t idx, size_t json_len, const char **binary,
-                                  size_t *binary_left, tensor *t) {
+                                  size_t *binary_left, const json_span *fast, const char *body,
+                                  bool *declined, tensor *t) {
   char path[32];
   snprintf(path, sizeof path, "inputs[%zu]", idx);
   if (!json_is_object(in)) return bad("%s must be an object%s", path, "");
@@ -199,7 +277,19 @@ static inferd_status decode_input(json_t *in, size_t idx, size_t json_len, const
     out.p = malloc(out.cap);
     if (out.p == NULL) return status_make(INFERD_INTERNAL, "out of memory");
   }
-  st = flatten(data, dt, &out, nm, &got, count, 0);
+  if (fast && fast->end > fast->start && json_is_null(data)) {
+    fast_fill f = {.dt = dt, .out = &out, .tname = nm, .limit = count, .st = status_ok()};
+    scan_result r = json_numbers_scan(body + fast->start, fast->end - fast->start, MAX_NESTING + 1, fast_emit, &f);
+    if (r == SCAN_DECLINED) {
+      free(out.p);
+      *declined = true;
+      return status_ok();
+    }
+    st = f.st;
+    got = f.count;
+  } else {
+    st = flatten(data, dt, &out, nm, &got, count, 0);
+  }
   if (status_is_ok(&st) && got != count) {
     char sh[96];
     st = status_make(INFERD_INVALID_ARGUMENT, "input '%s' has %lld data elements but shape %s needs %lld", nm,
@@ -239,6 +329,93 @@ static inferd_status decode_outputs(json_t *outs, v2_request_info *info, infer_r
   return status_ok();
 }
 
+#define MAX_FAST_INPUTS 64
+
+/* Decodes a parsed request. spans (NULL: none) locate the data arrays left null in root. */
+static inferd_status decode_root(json_t *root, const char *body, size_t json_len, const char *binary,
+                                 size_t binary_left, const json_span *spans, int n_spans, bool *declined,
+                                 infer_request *req, v2_request_info *info) {
+  if (!json_is_object(root)) return bad("the request body must be a JSON object%s%s", "", "");
+  json_t *id = json_object_get(root, "id");
+  if (id) {
+    if (!json_is_string(id)) return bad("id must be a string%s%s", "", "");
+    info->id = strdup(json_string_value(id));
+  }
+  json_t *params = json_object_get(root, "parameters");
+  if (params) {
+    if (!json_is_object(params)) return bad("parameters must be an object%s%s", "", "");
+    json_t *bo = json_object_get(params, "binary_data_output");
+    if (bo && !json_is_boolean(bo)) return bad("parameters.binary_data_output must be true or false%s%s", "", "");
+    info->binary_output_all = bo && json_is_true(bo);
+    json_t *to = json_object_get(params, "timeout");
+    if (to && (!json_is_integer(to) || json_integer_value(to) < 0))
+      return bad("parameters.timeout must be a non-negative integer (microseconds)%s%s", "", "");
+    info->timeout_us = to ? json_integer_value(to) : 0;
+    json_t *pr = json_object_get(params, "priority");
+    if (pr && (!json_is_integer(pr) || json_integer_value(pr) < 0 || json_integer_value(pr) > 1000000))
+      return bad("parameters.priority must be a non-negative integer%s%s", "", "");
+    info->priority = pr ? (int)json_integer_value(pr) : 0;
+  }
+  json_t *inputs = json_object_get(root, "inputs");
+  if (!json_is_array(inputs) || json_array_size(inputs) == 0)
+    return bad("inputs must be a non-empty array of tensors%s%s", "", "");
+  size_t n = json_array_size(inputs);
+  req->inputs = calloc(n, sizeof(tensor));
+  if (req->inputs == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  inferd_status st = status_ok();
+  for (size_t i = 0; i < n && status_is_ok(&st) && !*declined; i++) {
+    req->n_inputs = i + 1;
+    const json_span *fast = spans && (int)i < n_spans ? &spans[i] : NULL;
+    st = decode_input(json_array_get(inputs, i), i, json_len, &binary, &binary_left, fast, body, declined,
+                      &req->inputs[i]);
+  }
+  if (*declined || !status_is_ok(&st)) return st;
+  if (binary_left > 0)
+    return status_make(INFERD_INVALID_ARGUMENT, "the body has %zu bytes after the inputs' binary data that no input claims", binary_left);
+  json_t *outs = json_object_get(root, "outputs");
+  if (outs) return decode_outputs(outs, info, req);
+  return status_ok();
+}
+
+/* The document with each located data array replaced by null: jansson then parses only the
+ * small rest. NULL when there is nothing to replace. */
+static char *skeleton_of(const char *body, size_t len, const json_span *spans, int n, size_t *out_len) {
+  size_t cut = 0;
+  int k = 0;
+  for (int i = 0; i < n; i++)
+    if (spans[i].end > spans[i].start) {
+      cut += spans[i].end - spans[i].start;
+      k++;
+    }
+  if (k == 0) return NULL;
+  char *sk = malloc(len - cut + 4 * (size_t)k + 1);
+  if (sk == NULL) return NULL;
+  size_t o = 0, from = 0;
+  for (int i = 0; i < n; i++) {
+    if (spans[i].end <= spans[i].start) continue;
+    memcpy(sk + o, body + from, spans[i].start - from);
+    o += spans[i].start - from;
+    memcpy(sk + o, "null", 4);
+    o += 4;
+    from = spans[i].end;
+  }
+  memcpy(sk + o, body + from, len - from);
+  o += len - from;
+  *out_len = o;
+  return sk;
+}
+
+static void reset_request(infer_request *req, v2_request_info *info) {
+  tensors_free(req->inputs, req->n_inputs);
+  req->inputs = NULL;
+  req->n_inputs = 0;
+  for (size_t i = 0; i < req->n_outputs; i++) free(req->output_names[i]);
+  free(req->output_names);
+  req->output_names = NULL;
+  req->n_outputs = 0;
+  v2_request_info_clear(info);
+}
+
 inferd_status v2_decode_request(const char *body, size_t len, long long header_len,
                                 infer_request *req, v2_request_info *info) {
   size_t json_len = len;
@@ -253,67 +430,29 @@ inferd_status v2_decode_request(const char *body, size_t len, long long header_l
     binary_left = len - json_len;
   }
   json_error_t err;
+  bool declined = false;
+  /* Fast path: jansson parses the document without its data arrays, which are scanned
+   * straight into tensors. Any doubt (the scanner declines, the skeleton does not parse)
+   * and the whole body goes through jansson, which words any error. */
+  json_span spans[MAX_FAST_INPUTS];
+  int n_spans = v2_find_data_spans(body, json_len, spans, MAX_FAST_INPUTS);
+  size_t sk_len = 0;
+  char *sk = n_spans > 0 ? skeleton_of(body, json_len, spans, n_spans, &sk_len) : NULL;
+  if (sk) {
+    json_t *root = json_loadb(sk, sk_len, JSON_REJECT_DUPLICATES, &err);
+    free(sk);
+    if (root) {
+      inferd_status st = decode_root(root, body, json_len, binary, binary_left, spans, n_spans, &declined, req, info);
+      json_decref(root);
+      if (!declined) return st;
+    }
+    reset_request(req, info);
+    declined = false;
+  }
   json_t *root = json_loadb(body, json_len, JSON_REJECT_DUPLICATES, &err);
   if (root == NULL)
     return status_make(INFERD_INVALID_ARGUMENT, "malformed JSON at line %d, column %d: %s", err.line, err.column, err.text);
-  inferd_status st = status_ok();
-  if (!json_is_object(root)) {
-    st = bad("the request body must be a JSON object%s%s", "", "");
-    goto out;
-  }
-  json_t *id = json_object_get(root, "id");
-  if (id) {
-    if (!json_is_string(id)) {
-      st = bad("id must be a string%s%s", "", "");
-      goto out;
-    }
-    info->id = strdup(json_string_value(id));
-  }
-  json_t *params = json_object_get(root, "parameters");
-  if (params) {
-    if (!json_is_object(params)) {
-      st = bad("parameters must be an object%s%s", "", "");
-      goto out;
-    }
-    json_t *bo = json_object_get(params, "binary_data_output");
-    if (bo && !json_is_boolean(bo)) {
-      st = bad("parameters.binary_data_output must be true or false%s%s", "", "");
-      goto out;
-    }
-    info->binary_output_all = bo && json_is_true(bo);
-    json_t *to = json_object_get(params, "timeout");
-    if (to && (!json_is_integer(to) || json_integer_value(to) < 0)) {
-      st = bad("parameters.timeout must be a non-negative integer (microseconds)%s%s", "", "");
-      goto out;
-    }
-    info->timeout_us = to ? json_integer_value(to) : 0;
-    json_t *pr = json_object_get(params, "priority");
-    if (pr && (!json_is_integer(pr) || json_integer_value(pr) < 0 || json_integer_value(pr) > 1000000)) {
-      st = bad("parameters.priority must be a non-negative integer%s%s", "", "");
-      goto out;
-    }
-    info->priority = pr ? (int)json_integer_value(pr) : 0;
-  }
-  json_t *inputs = json_object_get(root, "inputs");
-  if (!json_is_array(inputs) || json_array_size(inputs) == 0) {
-    st = bad("inputs must be a non-empty array of tensors%s%s", "", "");
-    goto out;
-  }
-  size_t n = json_array_size(inputs);
-  req->inputs = calloc(n, sizeof(tensor));
-  if (req->inputs == NULL) {
-    st = status_make(INFERD_INTERNAL, "out of memory");
-    goto out;
-  }
-  for (size_t i = 0; i < n && status_is_ok(&st); i++) {
-    req->n_inputs = i + 1;
-    st = decode_input(json_array_get(inputs, i), i, json_len, &binary, &binary_left, &req->inputs[i]);
-  }
-  if (status_is_ok(&st) && binary_left > 0)
-    st = status_make(INFERD_INVALID_ARGUMENT, "the body has %zu bytes after the inputs' binary data that no input claims", binary_left);
-  json_t *outs = json_object_get(root, "outputs");
-  if (status_is_ok(&st) && outs) st = decode_outputs(outs, info, req);
-out:
+  inferd_status st = decode_root(root, body, json_len, binary, binary_left, NULL, 0, &declined, req, info);
   json_decref(root);
   return st;
 }

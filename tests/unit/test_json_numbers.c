@@ -1,0 +1,100 @@
+/* The fast scanner of JSON number arrays: values equal to strtod's, strict JSON grammar
+ * (anything else is declined, never guessed), and locating inputs[k].data in a V2 body. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "frontends/http/json_numbers.h"
+
+typedef struct collected {
+  json_scalar v[64];
+  int n;
+} collected;
+
+static bool collect(const json_scalar *v, void *ctx) {
+  collected *c = ctx;
+  if (c->n == 64) return false;
+  c->v[c->n++] = *v;
+  return true;
+}
+
+static scan_result scan(const char *text, collected *c) {
+  c->n = 0;
+  return json_numbers_scan(text, strlen(text), 8, collect, c);
+}
+
+static void test_values_and_nesting(void **state) {
+  (void)state;
+  collected c;
+  assert_int_equal(scan(" [[1, -2.5e3], [true,false], [ 0.1 , -0 ]] ", &c), SCAN_OK);
+  assert_int_equal(c.n, 6);
+  assert_int_equal(c.v[0].kind, JS_INT);
+  assert_int_equal(c.v[0].i, 1);
+  assert_int_equal(c.v[1].kind, JS_REAL);
+  assert_true(c.v[1].d == -2500.0);
+  assert_int_equal(c.v[2].kind, JS_TRUE);
+  assert_int_equal(c.v[3].kind, JS_FALSE);
+  assert_true(c.v[4].d == 0.1);
+  assert_int_equal(c.v[5].kind, JS_INT);
+  assert_int_equal(scan("[]", &c), SCAN_OK);
+  assert_int_equal(c.n, 0);
+  assert_int_equal(scan("[[],[]]", &c), SCAN_OK);
+  assert_int_equal(scan("[9223372036854775807, -9223372036854775808]", &c), SCAN_OK);
+  assert_int_equal(c.v[1].i, INT64_MIN);
+}
+
+static void test_reals_equal_strtod(void **state) {
+  (void)state;
+  srand(7);
+  char text[64];
+  collected c;
+  for (int k = 0; k < 20000; k++) {
+    double x = ((double)rand() / RAND_MAX - 0.5) * pow(10.0, rand() % 30 - 15);
+    snprintf(text, sizeof text, "[%.*g]", 1 + rand() % 17, x);
+    assert_int_equal(scan(text, &c), SCAN_OK);
+    double want = strtod(text + 1, NULL);
+    if (c.v[0].d != want) fail_msg("%s: got %.17g, strtod %.17g", text, c.v[0].d, want);
+  }
+}
+
+static void test_declines_what_is_not_plain_numbers(void **state) {
+  (void)state;
+  const char *const bad[] = {"[1 2]", "[1,]", "[,1]", "[01]", "[1.]", "[.5]", "[-]", "[1e]", "[+1]", "[\"a\"]",
+                             "[null]", "[{}]", "[1]x", "[1", "1", "[NaN]", "[Infinity]", "[0x10]",
+                             "[99999999999999999999]", "[[[[[[[[[1]]]]]]]]]", "[tru]", "[1e999]"};
+  collected c;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (scan(bad[i], &c) != SCAN_DECLINED) fail_msg("accepted %s", bad[i]);
+}
+
+static void test_finds_data_spans(void **state) {
+  (void)state;
+  const char *body = "{\"id\":\"x\",\"inputs\":[{\"name\":\"a\",\"data\":[1,2],\"shape\":[2]},"
+                     "{\"data\":\"not an array\",\"name\":\"b\"},{\"name\":\"c\",\"data\" : [[3]] }],\"outputs\":[]}";
+  json_span spans[4];
+  int n = v2_find_data_spans(body, strlen(body), spans, 4);
+  assert_int_equal(n, 3);
+  assert_int_equal(spans[0].end - spans[0].start, 5);
+  assert_memory_equal(body + spans[0].start, "[1,2]", 5);
+  assert_int_equal(spans[1].end, spans[1].start);
+  assert_memory_equal(body + spans[2].start, "[[3]]", 5);
+  assert_int_equal(v2_find_data_spans("{\"inputs\":[{\"data\":[1]}", 22, spans, 4), -1);
+  assert_int_equal(v2_find_data_spans("[1]", 3, spans, 4), -1);
+  assert_int_equal(v2_find_data_spans("{\"inputs\":[{},{},{}]}", 21, spans, 2), -1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_values_and_nesting),
+      cmocka_unit_test(test_reals_equal_strtod),
+      cmocka_unit_test(test_declines_what_is_not_plain_numbers),
+      cmocka_unit_test(test_finds_data_spans),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
