@@ -23,7 +23,11 @@ typedef struct access_record {
   size_t bytes_out;
 } access_record;
 
-void log_access(const access_record *r);
+/* Formats r as one access-log line (newline included) into line[0..cap); returns its length.
+ * The HTTP loops gather these and flush them with log_write_lines. */
+size_t log_access_format(const access_record *r, char *line, size_t cap);
+/* Writes whole lines to stderr, in writes a pipe keeps whole. */
+void log_write_lines(const char *buf, size_t len);
 
 /* Appends s as a JSON string literal (with quotes) to buf at *off, never past len. */
 void json_escape_into(char *buf, size_t len, size_t *off, const char *s);

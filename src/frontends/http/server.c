@@ -59,6 +59,24 @@ void http_call_free(http_call *c) {
   free(c);
 }
 
+/* The access log is written in batches, not a write() per request: at these sizes and
+ * intervals (a line reaches stderr within ACCESS_LOG_FLUSH_MS). */
+#define ACCESS_LOG_FLUSH_BYTES (32 * 1024)
+#define ACCESS_LOG_FLUSH_MS 50
+
+static void flush_access_log(http_loop *l) {
+  size_t n = evbuffer_get_length(l->access_log);
+  if (n == 0) return;
+  log_write_lines((const char *)evbuffer_pullup(l->access_log, -1), n);
+  evbuffer_drain(l->access_log, n);
+}
+
+static void on_log_flush(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  flush_access_log(arg);
+}
+
 void http_call_reply(http_call *c) {
   if (atomic_load(&c->app->draining)) c->close_after = true;
   access_record r = {
@@ -72,7 +90,9 @@ void http_call_reply(http_call *c) {
       .bytes_in = c->bytes_in,
       .bytes_out = c->body ? evbuffer_get_length(c->body) : 0,
   };
-  log_access(&r);
+  char line[2048];
+  evbuffer_add(c->loop->access_log, line, log_access_format(&r, line, sizeof line));
+  if (evbuffer_get_length(c->loop->access_log) > ACCESS_LOG_FLUSH_BYTES) flush_access_log(c->loop);
   http_server *srv = c->srv;
   http_conn_send_reply(c); /* frees c */
   atomic_fetch_sub(&srv->in_flight, 1);
@@ -211,7 +231,12 @@ static inferd_status init_loop(http_server *s, http_loop *l) {
   if (l->base == NULL) return status_make(INFERD_INTERNAL, "cannot create an event loop");
   l->wake = event_new(l->base, -1, 0, on_wake, l);
   l->stop_accept = event_new(l->base, -1, 0, on_stop_accept, l);
-  if (!l->wake || !l->stop_accept) return status_make(INFERD_INTERNAL, "out of memory");
+  l->access_log = evbuffer_new();
+  l->log_flush = event_new(l->base, -1, EV_PERSIST, on_log_flush, l);
+  if (!l->wake || !l->stop_accept || !l->access_log || !l->log_flush)
+    return status_make(INFERD_INTERNAL, "out of memory");
+  struct timeval every = {0, ACCESS_LOG_FLUSH_MS * 1000};
+  event_add(l->log_flush, &every);
   return status_ok();
 }
 
@@ -299,6 +324,11 @@ void http_server_destroy(http_server *s) {
       http_conn_drop_call(c);
     }
     http_conn_close_all(l);
+    if (l->access_log) {
+      flush_access_log(l);
+      evbuffer_free(l->access_log);
+    }
+    if (l->log_flush) event_free(l->log_flush);
     if (l->listener) evconnlistener_free(l->listener);
     if (l->wake) event_free(l->wake);
     if (l->stop_accept) event_free(l->stop_accept);

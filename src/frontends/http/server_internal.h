@@ -21,6 +21,8 @@ struct http_loop {
   pthread_mutex_t mu;
   http_call *done_head; /* replies posted from other threads */
   http_conn *conns;     /* every open connection, to free at the end */
+  struct evbuffer *access_log; /* lines not yet written: flushed by log_flush or when large */
+  struct event *log_flush;
   uint64_t rng;         /* request ids */
 };
 
