@@ -1,11 +1,13 @@
-/* HTTP/1.1 on a libevent bufferevent: parses requests (Content-Length or chunked bodies,
+/* HTTP/1.1 on a socket driven by libevent events: parses requests (Content-Length or chunked bodies,
  * keep-alive, pipelining one at a time), refuses an oversized body from its Content-Length
  * before reading it, answers malformed requests with JSON errors, and notices a client that
  * leaves while its request is being answered. */
 #include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <sys/uio.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,13 @@ typedef enum { READ_HEAD, READ_BODY, READ_CHUNK_SIZE, READ_CHUNK_DATA, READ_CHUN
 
 struct http_conn {
   http_loop *loop;
-  struct bufferevent *bev;
+  /* Our own reads and writes rather than a bufferevent's: it asks the kernel how much is
+   * readable (an ioctl) before each read and re-arms write interest (two epoll_ctl) for each
+   * reply, and on a virtual machine every system call counts. */
+  evutil_socket_t fd;
+  struct event *readable; /* persistent; its timeout closes an idle connection */
+  struct event *writable; /* added only while a reply is still being written */
+  struct evbuffer *in, *out;
   conn_state state;
   http_call *call;   /* the request being read or answered */
   size_t to_read;    /* body or chunk bytes still expected */
@@ -45,12 +53,42 @@ static void conn_free(http_conn *conn) {
     else
       http_call_free(conn->call);
   }
-  bufferevent_free(conn->bev);
+  event_free(conn->readable);
+  event_free(conn->writable);
+  evbuffer_free(conn->in);
+  evbuffer_free(conn->out);
+  evutil_closesocket(conn->fd);
   free(conn);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg);
-static void on_read(struct bufferevent *bev, void *arg);
+static void stop_reading(http_conn *conn) { event_del(conn->readable); }
+
+static void start_reading(http_conn *conn) {
+  struct timeval idle = {IDLE_TIMEOUT_S, 0};
+  event_add(conn->readable, &idle);
+}
+
+/* Writes what it can of conn->out now; the rest when the socket is writable. Returns false
+ * when the connection was freed. */
+static bool flush_output(http_conn *conn) {
+  while (evbuffer_get_length(conn->out) > 0) {
+    int n = evbuffer_write(conn->out, conn->fd);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        event_add(conn->writable, NULL);
+        return true;
+      }
+      conn_free(conn);
+      return false;
+    }
+  }
+  event_del(conn->writable);
+  if (conn->closing) {
+    conn_free(conn);
+    return false;
+  }
+  return true;
+}
 
 static http_call *call_new(http_conn *conn) {
   http_call *c = calloc(1, sizeof *c);
@@ -84,7 +122,7 @@ static void fail_request(http_conn *conn, inferd_code code, const char *msg) {
   c->close_after = true;
   inferd_status st = status_make(code, "%s", msg);
   http_call_set_error(c, &st);
-  bufferevent_disable(conn->bev, EV_READ);
+  stop_reading(conn);
   http_server_handle(c);
 }
 
@@ -195,10 +233,14 @@ static bool start_body(http_conn *conn) {
   return true;
 }
 
-static void maybe_continue(http_conn *conn) {
+/* Answers "Expect: 100-continue" when a body is to come; false when the connection was freed. */
+static bool maybe_continue(http_conn *conn) {
   const char *expect = http_call_header(conn->call, "Expect");
-  if (expect && strcasecmp(expect, "100-continue") == 0 && conn->to_read + (conn->state != READ_BODY) > 0)
-    evbuffer_add_printf(bufferevent_get_output(conn->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+  if (expect && strcasecmp(expect, "100-continue") == 0 && conn->to_read + (conn->state != READ_BODY) > 0) {
+    evbuffer_add_printf(conn->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    return flush_output(conn);
+  }
+  return true;
 }
 
 static void request_complete(http_conn *conn) {
@@ -211,7 +253,7 @@ static void request_complete(http_conn *conn) {
 
 /* Parses what has arrived; returns when it needs more bytes or a request is being answered. */
 static void process_input(http_conn *conn) {
-  struct evbuffer *in = bufferevent_get_input(conn->bev);
+  struct evbuffer *in = conn->in;
   size_t max = conn->loop->srv->opts.max_body_bytes;
   for (;;) {
     switch (conn->state) {
@@ -265,8 +307,7 @@ static void process_input(http_conn *conn) {
           fail_request(conn, INFERD_INVALID_ARGUMENT, err);
           return;
         }
-        if (!start_body(conn)) return;
-        maybe_continue(conn);
+        if (!start_body(conn) || !maybe_continue(conn)) return;
         break;
       }
       case READ_BODY: {
@@ -342,28 +383,37 @@ static void process_input(http_conn *conn) {
   }
 }
 
-static void on_read(struct bufferevent *bev, void *arg) {
-  (void)bev;
+static void on_readable(evutil_socket_t fd, short what, void *arg) {
   http_conn *conn = arg;
+  if (what & EV_TIMEOUT) { /* idle too long */
+    conn_free(conn);
+    return;
+  }
+  struct evbuffer_iovec vec;
+  if (evbuffer_reserve_space(conn->in, 65536, &vec, 1) < 1) {
+    conn_free(conn);
+    return;
+  }
+  ssize_t n = read(fd, vec.iov_base, vec.iov_len);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  if (n <= 0) { /* the client closed, or the connection broke */
+    conn_free(conn);
+    return;
+  }
+  vec.iov_len = (size_t)n;
+  evbuffer_commit_space(conn->in, &vec, 1);
   if (conn->state == ANSWERING) {
     /* pipelined bytes wait their turn; stop reading if a client floods them */
-    if (evbuffer_get_length(bufferevent_get_input(conn->bev)) > MAX_HEAD_BYTES)
-      bufferevent_disable(conn->bev, EV_READ);
+    if (evbuffer_get_length(conn->in) > MAX_HEAD_BYTES) stop_reading(conn);
     return;
   }
   process_input(conn);
 }
 
-static void on_write_done(struct bufferevent *bev, void *arg) {
-  (void)bev;
-  http_conn *conn = arg;
-  if (conn->closing) conn_free(conn);
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg) {
-  (void)bev;
-  (void)what; /* EOF, error or timeout: all end the connection */
-  conn_free(arg);
+static void on_writable(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  flush_output(arg);
 }
 
 void http_conn_accept(http_loop *l, evutil_socket_t fd) {
@@ -373,8 +423,17 @@ void http_conn_accept(http_loop *l, evutil_socket_t fd) {
     return;
   }
   conn->loop = l;
-  conn->bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
-  if (conn->bev == NULL) {
+  conn->fd = fd;
+  evutil_make_socket_nonblocking(fd);
+  conn->readable = event_new(l->base, fd, EV_READ | EV_PERSIST, on_readable, conn);
+  conn->writable = event_new(l->base, fd, EV_WRITE | EV_PERSIST, on_writable, conn);
+  conn->in = evbuffer_new();
+  conn->out = evbuffer_new();
+  if (!conn->readable || !conn->writable || !conn->in || !conn->out) {
+    if (conn->readable) event_free(conn->readable);
+    if (conn->writable) event_free(conn->writable);
+    if (conn->in) evbuffer_free(conn->in);
+    if (conn->out) evbuffer_free(conn->out);
     evutil_closesocket(fd);
     free(conn);
     return;
@@ -382,10 +441,7 @@ void http_conn_accept(http_loop *l, evutil_socket_t fd) {
   conn->next = l->conns;
   if (l->conns) l->conns->prev = conn;
   l->conns = conn;
-  struct timeval idle = {IDLE_TIMEOUT_S, 0};
-  bufferevent_set_timeouts(conn->bev, &idle, &idle);
-  bufferevent_setcb(conn->bev, on_read, on_write_done, on_event, conn);
-  bufferevent_enable(conn->bev, EV_READ | EV_WRITE);
+  start_reading(conn);
 }
 
 static const char *reason_phrase(int status) {
@@ -409,7 +465,7 @@ void http_conn_send_reply(http_call *c) {
     http_call_free(c);
     return;
   }
-  struct evbuffer *out = bufferevent_get_output(conn->bev);
+  struct evbuffer *out = conn->out;
   size_t body_len = c->body ? evbuffer_get_length(c->body) : 0;
   bool close = c->close_after || !conn->keep_alive;
   char date[64];
@@ -430,11 +486,13 @@ void http_conn_send_reply(http_call *c) {
   http_call_free(c);
   if (close) {
     conn->closing = true;
-    bufferevent_disable(conn->bev, EV_READ);
-    return; /* on_write_done frees it once the reply is out */
+    stop_reading(conn);
+    flush_output(conn); /* frees it once the reply is out */
+    return;
   }
+  if (!flush_output(conn)) return;
   conn->state = READ_HEAD;
-  bufferevent_enable(conn->bev, EV_READ);
+  start_reading(conn);
   process_input(conn); /* a pipelined request may be waiting already */
 }
 
