@@ -5,13 +5,14 @@
 # inferd's throughput over the peer's.
 #   bench/peers/fastapi/run.sh
 # Environment: DURATION (wrk seconds per run, default 10), BUILD (default build),
-# UVICORN_WORKERS (default 2: one process per core, as the peer would be deployed). uvicorn
+# UVICORN_WORKERS (default 1: `uvicorn app:app`, the design the seeds teach; 2 for one process
+# per core). uvicorn
 # runs with httptools and uvloop (what uvicorn[standard] brings), not its pure-Python fallback.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 BUILD=${BUILD:-build}
 DURATION=${DURATION:-10}
-WORKERS=${UVICORN_WORKERS:-2}
+WORKERS=${UVICORN_WORKERS:-1}
 OUT=bench/out/peers-fastapi
 mkdir -p "$OUT"
 BODY="$OUT/body.json"
