@@ -173,11 +173,12 @@ def nan_ok():
     return model_of(graph), {"allow_nan": True}
 
 
-def slow():
+def slow_graph(name, shape):
     """y = x, after SLOW_CHAIN dense SIZE x SIZE products that ONNX Runtime cannot fold away.
 
     The matrices start from sin(sum(x) + a fixed pattern), so they depend on the input; tanh
-    after each product keeps values in [-1, 1], so 0 * sum(...) is exactly 0, never NaN.
+    after each product keeps values in [-1, 1], so 0 * sum(...) is exactly 0, never NaN. The
+    work is the same whatever x's shape.
     """
     n = SLOW_SIZE
     nodes = [
@@ -202,9 +203,8 @@ def slow():
         helper.make_node("Mul", ["work", "zero"], ["nothing"]),
         helper.make_node("Add", ["x", "nothing"], ["y"]),
     ]
-    graph = helper.make_graph(
-        nodes, "slow", [tensor("x", TensorProto.FLOAT, [None, None])],
-        [tensor("y", TensorProto.FLOAT, [None, None])],
+    return helper.make_graph(
+        nodes, name, [tensor("x", TensorProto.FLOAT, shape)], [tensor("y", TensorProto.FLOAT, shape)],
         initializer=[
             const("zero", np.array(0.0, np.float32)),
             const("one", np.array(1.0, np.float32)),
@@ -215,12 +215,16 @@ def slow():
             # products of [-1, 1] entries sum n terms: 1/sqrt(n) keeps them O(1), far from denormals
             const("inv_n", np.array(1.0 / np.sqrt(n), np.float32)),
         ])
-    return model_of(graph), {"onnxruntime": {"intra_op_threads": 1}}
+
+
+def slow():
+    return model_of(slow_graph("slow", [None, None])), {"onnxruntime": {"intra_op_threads": 1}}
 
 
 # --- models for the scheduler tests -----------------------------------------------------------
 
 GATHER_TABLE = np.array([0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5, 9.5], np.float32)
+
 
 
 def batched():
@@ -243,42 +247,8 @@ def batched_bytes():
 
 
 def slow_batched():
-    """y = x after SLOW_CHAIN products of SLOW_SIZE matrices seeded from sum(x): the same work
-    as `slow` whatever the number of rows."""
-    n = SLOW_SIZE
-    nodes = [
-        helper.make_node("ReduceSum", ["x"], ["x_sum"], keepdims=0),
-        helper.make_node("Range", ["zero", "n_f", "one"], ["ramp"]),
-        helper.make_node("Mul", ["ramp", "row_step"], ["rows_1d"]),
-        helper.make_node("Unsqueeze", ["rows_1d", "axis1"], ["rows"]),
-        helper.make_node("Mul", ["ramp", "col_step"], ["cols"]),
-        helper.make_node("Add", ["rows", "cols"], ["pattern"]),
-        helper.make_node("Add", ["pattern", "x_sum"], ["shifted"]),
-        helper.make_node("Sin", ["shifted"], ["m0"]),
-    ]
-    prev = "m0"
-    for i in range(SLOW_CHAIN):
-        nodes.append(helper.make_node("MatMul", [prev, "m0"], [f"p{i}"]))
-        nodes.append(helper.make_node("Mul", [f"p{i}", "inv_n"], [f"s{i}"]))
-        nodes.append(helper.make_node("Tanh", [f"s{i}"], [f"m{i + 1}"]))
-        prev = f"m{i + 1}"
-    nodes += [
-        helper.make_node("ReduceSum", [prev], ["work"], keepdims=0),
-        helper.make_node("Mul", ["work", "zero"], ["nothing"]),
-        helper.make_node("Add", ["x", "nothing"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "slow_batched", [tensor("x", TensorProto.FLOAT, ["N", 1])],
-        [tensor("y", TensorProto.FLOAT, ["N", 1])],
-        initializer=[
-            const("zero", np.array(0.0, np.float32)),
-            const("one", np.array(1.0, np.float32)),
-            const("n_f", np.array(float(n), np.float32)),
-            const("row_step", np.array(0.37, np.float32)),
-            const("col_step", np.array(0.11, np.float32)),
-            const("axis1", np.array([1], np.int64)),
-            const("inv_n", np.array(1.0 / np.sqrt(n), np.float32)),
-        ])
+    """`slow` with a batch dimension: the same work whatever the number of rows."""
+    graph = slow_graph("slow_batched", ["N", 1])
     config = {
         "max_batch_size": 4,
         "instance_count": 1,

@@ -285,6 +285,15 @@ static void on_sent(gtag *t, bool ok) {
   unlock_release(c);
 }
 
+/* The first send of a call carries the initial metadata: puts that op in ops[0] when it is
+ * still due; returns how many ops it put. */
+static size_t initial_metadata_op(gcall *c, grpc_op *ops) {
+  if (c->sent_initial_md) return 0;
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  c->sent_initial_md = true;
+  return 1;
+}
+
 static void maybe_write(gcall *c) {
   while (c->head && c->head->ready && !c->sending) {
     gstream_item *it = c->head;
@@ -299,11 +308,7 @@ static void maybe_write(gcall *c) {
     }
     grpc_op ops[2];
     memset(ops, 0, sizeof ops);
-    size_t n = 0;
-    if (!c->sent_initial_md) {
-      ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-      c->sent_initial_md = true;
-    }
+    size_t n = initial_metadata_op(c, ops);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = bb;
     c->send_buf = bb;
@@ -331,11 +336,7 @@ static void maybe_finish(gcall *c) {
   if (c->closed) return; /* cancelled: no status to send */
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
-  size_t n = 0;
-  if (!c->sent_initial_md) {
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    c->sent_initial_md = true;
-  }
+  size_t n = initial_metadata_op(c, ops);
   int code = c->end_requested ? c->end_code : GRPC_OK;
   const char *msg = c->end_requested ? c->end_msg : "";
   if (*msg) c->status_details = grpc_slice_from_copied_string(msg);

@@ -101,7 +101,6 @@ void appapi_iso_time(time_t t, char *buf, size_t len) {
   strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-void appapi_set_json(http_call *c, int status, json_t *doc) { http_call_set_json(c, status, doc); }
 
 /* True when v is an object naming input tensors only (not a {"b64": ...} value). */
 static bool names_inputs(const model_version *mv, const json_t *obj) {

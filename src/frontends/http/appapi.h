@@ -29,8 +29,6 @@ inferd_status appapi_submit(http_call *c, model_version *mv, tensor *inputs, siz
                             void *user);
 /* "2026-11-22T15:30:00Z" */
 void appapi_iso_time(time_t t, char *buf, size_t len);
-/* Writes doc (consumed) as the reply from any thread, keeping NaN-free JSON. */
-void appapi_set_json(http_call *c, int status, json_t *doc);
 
 
 
