@@ -5,10 +5,11 @@
  *
  *   grpc_bench --target 127.0.0.1:8001 [--model mlp] [--rows 1] [--concurrency 16]
  *              [--threads 2] [--duration 10] [--warmup 1]
+ *   grpc_bench --write-request FILE [--model mlp] [--rows 1]
  *
  * Prints one JSON line: {"concurrency", "requests", "errors", "rps", "p50_us", "p90_us", "p99_us"}.
  * Every response must be status OK with one raw output of the expected size, else it counts as
- * an error. */
+ * an error. With --write-request it only writes the request, framed as a gRPC message, to FILE. */
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -26,6 +27,7 @@
 
 typedef struct opts {
   const char *target, *model;
+  const char *write_request; /* a path: write the framed request there and exit */
   int rows, concurrency, threads;
   double duration, warmup;
 } opts;
@@ -185,6 +187,20 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+/* Writes the request as one gRPC length-prefixed message (flag 0: uncompressed, then the length
+ * big-endian): the body of an HTTP/2 POST that another load client (h2load) can send as is. */
+static int write_request(const char *path, grpc_slice request) {
+  size_t len = GRPC_SLICE_LENGTH(request);
+  unsigned char prefix[5] = {0, (unsigned char)(len >> 24), (unsigned char)(len >> 16), (unsigned char)(len >> 8),
+                             (unsigned char)len};
+  FILE *f = fopen(path, "wb");
+  bool ok = f && fwrite(prefix, 1, 5, f) == 5 && fwrite(GRPC_SLICE_START_PTR(request), 1, len, f) == len;
+  if (f && fclose(f) != 0) ok = false;
+  grpc_slice_unref(request);
+  if (!ok) fprintf(stderr, "grpc_bench: cannot write %s\n", path);
+  return ok ? 0 : 1;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -202,6 +218,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--threads")) o.threads = atoi(v);
     else if (!strcmp(k, "--duration")) o.duration = atof(v);
     else if (!strcmp(k, "--warmup")) o.warmup = atof(v);
+    else if (!strcmp(k, "--write-request")) o.write_request = v;
     else {
       fprintf(stderr, "grpc_bench: unknown option %s\n", k);
       return 2;
@@ -212,10 +229,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "grpc_bench: --rows, --concurrency, --threads and --duration must be positive\n");
     return 2;
   }
+  grpc_slice request = pack_request(&o);
+  if (o.write_request) return write_request(o.write_request, request);
   grpc_init();
   worker *ws = calloc((size_t)o.threads, sizeof *ws);
   pthread_t *th = calloc((size_t)o.threads, sizeof *th);
-  grpc_slice request = pack_request(&o);
   for (int t = 0; t < o.threads; t++) {
     ws[t].o = &o;
     ws[t].n_calls = o.concurrency / o.threads + (t < o.concurrency % o.threads);

@@ -26,8 +26,10 @@ inferd_status app_create(const app_options *opts, app **out) {
   if (status_is_ok(&st)) {
     if (pthread_create(&a->loader, NULL, loader_main, a) != 0)
       st = status_make(INFERD_INTERNAL, "cannot start the model loader thread");
-    else
+    else {
+      pthread_setname_np(a->loader, "model-loader");
       a->loader_started = true;
+    }
   }
   if (!status_is_ok(&st)) {
     app_destroy(a);

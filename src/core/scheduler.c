@@ -115,6 +115,11 @@ static int64_t batch_target(const version_queue *q, int64_t now, int64_t *wake_a
   return 0;
 }
 
+/* Work waits that an idle worker could take now, or time (a batching delay, a deadline). */
+static bool has_free_instance(const version_queue *q) {
+  return q->size > 0 && q->mv->running < q->mv->model->config->instance_count;
+}
+
 /* Takes requests in priority order, FIFO within a level, up to target rows; with batching
  * off, just the first. Returns how many. */
 static size_t take_batch(version_queue *q, int64_t target, infer_request **batch, size_t cap) {
@@ -231,9 +236,9 @@ static void *worker_main(void *arg) {
       break;
     }
     if (dropped || chosen) {
-      /* more waiting work: hand it to another worker rather than wake them all per submit */
+      /* more work another worker could start: hand it on (one wake, not one per worker) */
       for (version_queue *q = s->queues; q; q = q->next)
-        if (q->size) {
+        if (has_free_instance(q)) {
           pthread_cond_signal(&s->cv);
           break;
         }
@@ -241,10 +246,8 @@ static void *worker_main(void *arg) {
       finish_list(dropped);
       if (chosen) run_batch(batch, n);
       pthread_mutex_lock(&s->mu);
-      if (chosen) {
-        chosen->mv->running--;
-        if (chosen->size) pthread_cond_signal(&s->cv); /* its instance is free again */
-      }
+      /* this worker looks at the queues again itself: no one else need wake for the freed instance */
+      if (chosen) chosen->mv->running--;
       continue;
     }
     wait_until(s, wake_at);
@@ -266,6 +269,7 @@ inferd_status sched_create(int n_workers, scheduler **out) {
   s->workers = calloc((size_t)n_workers, sizeof(pthread_t));
   for (int i = 0; s->workers && i < n_workers; i++) {
     if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0) break;
+    pthread_setname_np(s->workers[i], "sched-worker");
     s->n_workers++;
   }
   if (s->n_workers == 0) {
@@ -301,9 +305,11 @@ void sched_submit(scheduler *s, infer_request *req) {
   q->tail[level] = req;
   q->size++;
   q->rows += req->rows;
-  /* one worker is enough: whichever wakes looks at every queue, and passes on what it
-   * leaves (waking them all costs a context switch each, per request) */
-  pthread_cond_signal(&s->cv);
+  /* One worker is enough: whichever wakes looks at every queue, and passes on what it leaves
+   * (waking them all costs a context switch each, per request). None when every instance of
+   * the version is running: the worker that finishes one comes back to the queue, and a woken
+   * worker could only go back to sleep. A deadline still wakes one, to time its 504. */
+  if (has_free_instance(q) || req->deadline_ns) pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
   atomic_fetch_add(&s->submits, 1);
 }

@@ -1,7 +1,8 @@
 /* The gRPC frontend's call machinery, shared by the services: methods registered with gRPC
  * core, unary replies, and streams whose responses go out in the order they were reserved.
- * Every operation completes on the completion queue; a reply may be started from any thread
- * (grpc_call_start_batch is thread-safe), so a worker finishing an inference answers directly. */
+ * Every operation completes on the completion queue. A reply may be given on any thread: on
+ * the frontend's own threads it starts at once, from elsewhere (a worker that has finished an
+ * inference) the frontend's reply thread starts it, so workers never write to sockets. */
 #ifndef INFERD_GRPC_CALL_H
 #define INFERD_GRPC_CALL_H
 
@@ -61,6 +62,10 @@ struct gcall {
 
   gtag req_tag;  /* the call's arrival; then a unary call's reply */
   grpc_slice status_details;
+  int reply_code; /* a unary call's status, kept until its send starts */
+  /* a send handed to the reply thread: what to run there, and the queue's link */
+  void (*post_fn)(gcall *c);
+  gcall *post_next;
   int cancelled; /* RECV_CLOSE_ON_SERVER's */
   _Atomic bool client_gone; /* the call ended without our status: cancel, deadline, disconnect */
 
@@ -72,6 +77,7 @@ struct gcall {
   grpc_byte_buffer *recv_buf;
   grpc_byte_buffer *send_buf;
   bool reading, read_done, sending, sent_initial_md, status_started, closed, end_requested;
+  bool flush_posted; /* a stream flush waits in the reply thread's queue */
   int end_code;
   char end_msg[256];
   gstream_item *head, *tail;

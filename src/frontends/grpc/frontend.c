@@ -55,6 +55,13 @@ struct grpc_frontend {
   int live; /* gcalls and unknown_calls allocated, requested slots included */
   int64_t drain_started_ns;
   void *health;
+  /* Sends started on other threads wait here for the reply thread (see post_to_reply_thread). */
+  pthread_t reply_thread;
+  bool reply_thread_started;
+  pthread_mutex_t reply_mu; /* guards what follows */
+  pthread_cond_t reply_cv;
+  gcall *reply_head, *reply_tail;
+  bool reply_stopping;
 };
 
 app *grpc_frontend_app(grpc_frontend *fe) { return fe->app; }
@@ -98,6 +105,67 @@ ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffe
   ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
   grpc_slice_unref(s);
   return m;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* the reply thread */
+
+/* grpc_call_start_batch writes to the socket on the thread that calls it. A worker that has
+ * just finished an inference would then spend its time in gRPC core and the kernel instead of
+ * running the next batch (with one instance, that worker is every request's bottleneck). So, as
+ * the HTTP frontend posts replies back to the connection's loop, sends started off the
+ * frontend's own threads go to one reply thread, which under load sends many per wake-up. */
+static bool on_frontend_thread(const grpc_frontend *fe) {
+  pthread_t self = pthread_self();
+  if (fe->reply_thread_started && pthread_equal(self, fe->reply_thread)) return true;
+  for (int i = 0; i < fe->n_threads; i++)
+    if (pthread_equal(self, fe->threads[i])) return true;
+  return false;
+}
+
+/* Runs fn(c) on the reply thread. A call is in the queue at most once at a time: the caller
+ * makes sure of that (a unary call replies once; a stream posts one flush at a time). */
+static void post_to_reply_thread(gcall *c, void (*fn)(gcall *c)) {
+  grpc_frontend *fe = c->fe;
+  c->post_fn = fn;
+  c->post_next = NULL;
+  pthread_mutex_lock(&fe->reply_mu);
+  if (fe->reply_tail)
+    fe->reply_tail->post_next = c;
+  else
+    fe->reply_head = c;
+  fe->reply_tail = c;
+  pthread_cond_signal(&fe->reply_cv);
+  pthread_mutex_unlock(&fe->reply_mu);
+}
+
+static void *reply_main(void *arg) {
+  grpc_frontend *fe = arg;
+  pthread_mutex_lock(&fe->reply_mu);
+  for (;;) {
+    while (fe->reply_head == NULL && !fe->reply_stopping) pthread_cond_wait(&fe->reply_cv, &fe->reply_mu);
+    if (fe->reply_head == NULL) break; /* stopping, and nothing left */
+    gcall *c = fe->reply_head;
+    fe->reply_head = fe->reply_tail = NULL;
+    pthread_mutex_unlock(&fe->reply_mu);
+    while (c) {
+      gcall *next = c->post_next; /* read first: post_fn may free c */
+      c->post_fn(c);
+      c = next;
+    }
+    pthread_mutex_lock(&fe->reply_mu);
+  }
+  pthread_mutex_unlock(&fe->reply_mu);
+  return NULL;
+}
+
+/* Stops the reply thread once what is queued has run. */
+static void reply_thread_stop(grpc_frontend *fe) {
+  pthread_mutex_lock(&fe->reply_mu);
+  fe->reply_stopping = true;
+  pthread_cond_signal(&fe->reply_cv);
+  pthread_mutex_unlock(&fe->reply_mu);
+  pthread_join(fe->reply_thread, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -180,23 +248,33 @@ static void on_unary_done(gtag *t, bool ok) {
   unlock_release(c);
 }
 
-static void unary_send(gcall *c, grpc_byte_buffer *bb, int code, const char *msg) {
+/* Starts the reply that unary_send stored in c. */
+static void unary_start(gcall *c) {
   grpc_op ops[3];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
   ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-  if (bb) {
+  if (c->send_buf) {
     ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = bb;
+    ops[n++].data.send_message.send_message = c->send_buf;
   }
-  c->send_buf = bb;
-  if (msg && *msg) c->status_details = grpc_slice_from_copied_string(msg);
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[n].data.send_status_from_server.status = (grpc_status_code)code;
-  ops[n++].data.send_status_from_server.status_details = msg && *msg ? &c->status_details : NULL;
+  ops[n].data.send_status_from_server.status = (grpc_status_code)c->reply_code;
+  ops[n++].data.send_status_from_server.status_details =
+      GRPC_SLICE_LENGTH(c->status_details) ? &c->status_details : NULL;
   /* the handler's reference passes to this batch */
   c->req_tag.fn = on_unary_done;
   start_batch(c, ops, n, &c->req_tag);
+}
+
+static void unary_send(gcall *c, grpc_byte_buffer *bb, int code, const char *msg) {
+  c->send_buf = bb;
+  c->reply_code = code;
+  if (msg && *msg) c->status_details = grpc_slice_from_copied_string(msg);
+  if (on_frontend_thread(c->fe))
+    unary_start(c);
+  else
+    post_to_reply_thread(c, unary_start);
 }
 
 void gcall_reply_buffer(gcall *c, grpc_byte_buffer *bb) {
@@ -397,6 +475,34 @@ gstream_item *gstream_reserve(gcall *c) {
   return it;
 }
 
+/* Starts whatever a stream can start now: the next send, read or final status. */
+static void stream_flush_locked(gcall *c) {
+  maybe_write(c);
+  maybe_read(c);
+  maybe_finish(c);
+}
+
+static void stream_flush_posted(gcall *c) {
+  pthread_mutex_lock(&c->mu);
+  c->flush_posted = false;
+  c->refs--;
+  stream_flush_locked(c);
+  unlock_release(c);
+}
+
+/* With c->mu held: flushes now on a frontend thread, else has the reply thread do it (once,
+ * however many workers ask before it runs). Unlocks c. */
+static void stream_flush_unlock(gcall *c) {
+  if (on_frontend_thread(c->fe)) {
+    stream_flush_locked(c);
+  } else if (!c->flush_posted) {
+    c->flush_posted = true;
+    c->refs++; /* the posted flush's */
+    post_to_reply_thread(c, stream_flush_posted);
+  }
+  unlock_release(c);
+}
+
 void gstream_send(gcall *c, gstream_item *it, grpc_byte_buffer *bb) {
   if (it == NULL) { /* the reservation failed: nothing holds c for it */
     if (bb) grpc_byte_buffer_destroy(bb);
@@ -406,10 +512,7 @@ void gstream_send(gcall *c, gstream_item *it, grpc_byte_buffer *bb) {
   it->bb = bb;
   it->ready = true;
   c->refs--;
-  maybe_write(c);
-  maybe_read(c);
-  maybe_finish(c);
-  unlock_release(c);
+  stream_flush_unlock(c);
 }
 
 void gstream_push(gcall *c, grpc_byte_buffer *bb) { gstream_send(c, gstream_reserve(c), bb); }
@@ -425,8 +528,7 @@ void gstream_end(gcall *c, int grpc_code, const char *msg) {
     c->end_code = grpc_code;
     snprintf(c->end_msg, sizeof c->end_msg, "%s", msg ? msg : "");
   }
-  maybe_finish(c);
-  unlock_release(c);
+  stream_flush_unlock(c);
 }
 
 static void on_arrival(gtag *t, bool ok) {
@@ -549,6 +651,7 @@ static inferd_status add_methods(grpc_frontend *fe) {
 
 /* Tears down a server that never started serving (an error at creation). */
 static void destroy_unstarted(grpc_frontend *fe) {
+  if (fe->reply_thread_started) reply_thread_stop(fe);
   if (fe->server) {
     grpc_server_shutdown_and_notify(fe->server, fe->cq, &fe->shutdown_tag);
     for (;;) {
@@ -566,6 +669,8 @@ static void destroy_unstarted(grpc_frontend *fe) {
   free(fe->methods);
   pthread_mutex_destroy(&fe->mu);
   pthread_cond_destroy(&fe->cv);
+  pthread_mutex_destroy(&fe->reply_mu);
+  pthread_cond_destroy(&fe->reply_cv);
   free(fe);
   grpc_shutdown_blocking();
 }
@@ -582,6 +687,8 @@ inferd_status grpc_frontend_create(const grpc_options *opts, app *a, grpc_fronte
   fe->shutdown_tag.fn = on_shutdown;
   pthread_mutex_init(&fe->mu, NULL);
   pthread_cond_init(&fe->cv, NULL);
+  pthread_mutex_init(&fe->reply_mu, NULL);
+  pthread_cond_init(&fe->reply_cv, NULL);
 
   grpc_arg args[2];
   memset(args, 0, sizeof args);
@@ -611,9 +718,16 @@ inferd_status grpc_frontend_create(const grpc_options *opts, app *a, grpc_fronte
   }
   grpc_server_start(fe->server);
 
+  if (pthread_create(&fe->reply_thread, NULL, reply_main, fe) != 0) {
+    destroy_unstarted(fe);
+    return status_make(INFERD_INTERNAL, "cannot start the gRPC reply thread");
+  }
+  pthread_setname_np(fe->reply_thread, "grpc-reply");
+  fe->reply_thread_started = true;
   fe->threads = calloc((size_t)opts->threads, sizeof(pthread_t));
   for (int i = 0; fe->threads && i < opts->threads; i++) {
     if (pthread_create(&fe->threads[i], NULL, cq_main, fe) != 0) break;
+    pthread_setname_np(fe->threads[i], "grpc-cq");
     fe->n_threads++;
   }
   if (fe->n_threads == 0) {
@@ -683,6 +797,7 @@ void grpc_frontend_destroy(grpc_frontend *fe) {
   pthread_mutex_lock(&fe->mu);
   while (fe->live > 0) pthread_cond_wait(&fe->cv, &fe->mu);
   pthread_mutex_unlock(&fe->mu);
+  reply_thread_stop(fe); /* no call is left to post a reply */
   health_stop(fe);
   grpc_server_destroy(fe->server);
   grpc_completion_queue_shutdown(fe->cq);
@@ -692,6 +807,8 @@ void grpc_frontend_destroy(grpc_frontend *fe) {
   free(fe->methods);
   pthread_mutex_destroy(&fe->mu);
   pthread_cond_destroy(&fe->cv);
+  pthread_mutex_destroy(&fe->reply_mu);
+  pthread_cond_destroy(&fe->reply_cv);
   free(fe);
   grpc_shutdown_blocking();
 }

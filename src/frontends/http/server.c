@@ -280,8 +280,10 @@ inferd_status http_server_create(const http_options *opts, app *a, http_server *
   for (int i = 0; i < s->n_loops && status_is_ok(&st); i++) {
     if (pthread_create(&s->loops[i].thread, NULL, loop_main, &s->loops[i]) != 0)
       st = status_make(INFERD_INTERNAL, "cannot start an HTTP thread");
-    else
+    else {
+      pthread_setname_np(s->loops[i].thread, "http-loop"); /* names show in top -H and perf */
       s->loops[i].thread_started = true;
+    }
   }
   if (!status_is_ok(&st)) {
     http_server_destroy(s);
