@@ -49,18 +49,41 @@ static void test_values_and_nesting(void **state) {
   assert_int_equal(c.v[1].i, INT64_MIN);
 }
 
+static void expect_strtod(const char *text) {
+  collected c;
+  if (scan(text, &c) != SCAN_OK) fail_msg("%s: declined", text);
+  double want = strtod(text + 1, NULL);
+  if (memcmp(&c.v[0].d, &want, sizeof want) != 0) fail_msg("%s: got %.17g, strtod %.17g", text, c.v[0].d, want);
+}
+
 static void test_reals_equal_strtod(void **state) {
   (void)state;
   srand(7);
-  char text[64];
-  collected c;
-  for (int k = 0; k < 20000; k++) {
-    double x = ((double)rand() / RAND_MAX - 0.5) * pow(10.0, rand() % 30 - 15);
-    snprintf(text, sizeof text, "[%.*g]", 1 + rand() % 17, x);
-    assert_int_equal(scan(text, &c), SCAN_OK);
-    double want = strtod(text + 1, NULL);
-    if (c.v[0].d != want) fail_msg("%s: got %.17g, strtod %.17g", text, c.v[0].d, want);
+  char text[80];
+  /* every digit count from 1 to 20 (past the fast path's 19) and exponents past its +-27 */
+  for (int k = 0; k < 200000; k++) {
+    double x = ((double)rand() / RAND_MAX - 0.5) * pow(10.0, rand() % 70 - 35);
+    snprintf(text, sizeof text, k % 2 ? "[%.*g]" : "[%.*e]", 1 + rand() % 20, x);
+    if (strpbrk(text, ".e")) expect_strtod(text); /* not integers, which may leave int64's range */
   }
+  /* float32 values as clients print them (numpy's tolist() then json: float64 repr) */
+  for (int k = 0; k < 100000; k++) {
+    float f = (float)(((double)rand() / RAND_MAX - 0.5) * pow(10.0, rand() % 12 - 6));
+    snprintf(text, sizeof text, "[%.17g]", (double)f);
+    expect_strtod(text);
+  }
+  /* halfway between two doubles, to 19 digits: the cases a second rounding could get wrong */
+  for (int k = 0; k < 20000; k++) {
+    double a = ((double)rand() / RAND_MAX + 0.01) * pow(10.0, rand() % 20 - 10);
+    long double mid = ((long double)a + (long double)nextafter(a, 2 * a)) / 2;
+    snprintf(text, sizeof text, "[%.18Le]", mid);
+    expect_strtod(text);
+  }
+  expect_strtod("[-0.0]");
+  expect_strtod("[0.0e5]");
+  expect_strtod("[9999999999999999999.0]");
+  expect_strtod("[1e27]");
+  expect_strtod("[-1.5e-27]");
 }
 
 static void test_declines_what_is_not_plain_numbers(void **state) {

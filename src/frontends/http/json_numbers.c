@@ -1,6 +1,7 @@
 #include "frontends/http/json_numbers.h"
 
 #include <errno.h>
+#include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,12 +41,20 @@ static const char *scan_number(const char *p, const char *end, bool *is_int) {
   return s;
 }
 
-/* Clinger's fast path: a decimal of at most 15 significant digits with a power of ten within
- * ±22 converts exactly, as one multiplication or division of two exact doubles, to the same
- * double strtod gives. s is a valid JSON number. */
-static bool exact_decimal(const char *s, double *out) {
-  static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+/* Decimal to double without strtod, for the numbers clients send: at most 19 significant
+ * digits (shortest round-trip printing gives at most 9 for a float32 and 17 for a float64) and
+ * a power of ten within ±27. The digits and the power are both exact in x87's long double
+ * (64-bit significand; 10^27 = 2^27 * 5^27 and 5^27 < 2^64), so one multiplication or division
+ * rounds once, to long double. Rounding that again to double gives strtod's correctly rounded
+ * double unless the long double lies exactly halfway between two doubles (its 11 extra bits
+ * 10000000000): a halfway point is itself a long double, so any other result sits on the same
+ * side of every halfway point as the exact value. Those, and all else, decline (to strtod).
+ * s is a valid JSON number. Elsewhere than x87 this always declines. */
+static bool fast_decimal(const char *s, double *out) {
+#if LDBL_MANT_DIG == 64
+  static const long double pow10[] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,
+                                      1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L,
+                                      1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
   bool neg = *s == '-';
   if (neg) s++;
   uint64_t m = 0;
@@ -60,7 +69,7 @@ static bool exact_decimal(const char *s, double *out) {
       if (frac) exp10--;
       continue;
     }
-    if (++digits > 15) return false;
+    if (++digits > 19) return false;
     m = m * 10 + (uint64_t)(*s - '0');
     if (frac) exp10--;
   }
@@ -69,11 +78,20 @@ static bool exact_decimal(const char *s, double *out) {
     if (e > 400 || e < -400) return false;
     exp10 += (int)e;
   }
-  if (exp10 > 22 || exp10 < -22) return false;
-  double d = (double)m; /* exact: m < 10^15 < 2^53 */
-  d = exp10 < 0 ? d / pow10[-exp10] : d * pow10[exp10];
+  if (exp10 > 27 || exp10 < -27) return false;
+  long double r = (long double)m; /* exact: m < 10^19 < 2^64 */
+  r = exp10 < 0 ? r / pow10[-exp10] : r * pow10[exp10];
+  uint64_t significand; /* x87 layout: the 64-bit significand comes first */
+  memcpy(&significand, &r, sizeof significand);
+  if (m != 0 && (significand & 0x7ff) == 0x400) return false;
+  double d = (double)r;
   *out = neg ? -d : d;
   return true;
+#else
+  (void)s;
+  (void)out;
+  return false;
+#endif
 }
 
 /* Reads one number or boolean leaf into v; returns its end, or NULL to decline. */
@@ -100,7 +118,7 @@ static const char *scan_leaf(const char *p, const char *end, json_scalar *v) {
     v->i = strtoll(tmp, NULL, 10);
     if (errno == ERANGE) return NULL; /* jansson refuses it: let it word the error */
     v->d = (double)v->i;
-  } else if (exact_decimal(tmp, &v->d)) {
+  } else if (fast_decimal(tmp, &v->d)) {
     v->kind = JS_REAL;
   } else {
     v->kind = JS_REAL;
