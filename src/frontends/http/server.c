@@ -101,10 +101,13 @@ void http_call_reply(http_call *c) {
 void http_call_reply_async(http_call *c) {
   http_loop *l = c->loop;
   pthread_mutex_lock(&l->mu);
+  bool first = l->done_head == NULL;
   c->next_done = l->done_head;
   l->done_head = c;
   pthread_mutex_unlock(&l->mu);
-  event_active(l->wake, EV_READ, 0);
+  /* One wake-up (a write to the loop's notify fd) serves every reply queued before the loop
+   * takes the list: a batch's replies for one loop cost one, not one each. */
+  if (first) event_active(l->wake, EV_READ, 0);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg) {
