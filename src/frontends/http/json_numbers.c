@@ -11,73 +11,20 @@ static const char *skip_ws(const char *p, const char *end) {
   return p;
 }
 
-/* Scans a JSON number at p by the grammar -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?;
- * returns its end, or NULL. */
-static const char *scan_number(const char *p, const char *end, bool *is_int) {
-  const char *s = p;
-  *is_int = true;
-  if (s < end && *s == '-') s++;
-  if (s >= end) return NULL;
-  if (*s == '0') {
-    s++;
-  } else if (*s >= '1' && *s <= '9') {
-    while (s < end && *s >= '0' && *s <= '9') s++;
-  } else {
-    return NULL;
-  }
-  if (s < end && *s == '.') {
-    *is_int = false;
-    s++;
-    if (s >= end || *s < '0' || *s > '9') return NULL;
-    while (s < end && *s >= '0' && *s <= '9') s++;
-  }
-  if (s < end && (*s == 'e' || *s == 'E')) {
-    *is_int = false;
-    s++;
-    if (s < end && (*s == '+' || *s == '-')) s++;
-    if (s >= end || *s < '0' || *s > '9') return NULL;
-    while (s < end && *s >= '0' && *s <= '9') s++;
-  }
-  return s;
-}
-
-/* Decimal to double without strtod, for the numbers clients send: at most 19 significant
- * digits (shortest round-trip printing gives at most 9 for a float32 and 17 for a float64) and
- * a power of ten within ±27. The digits and the power are both exact in x87's long double
- * (64-bit significand; 10^27 = 2^27 * 5^27 and 5^27 < 2^64), so one multiplication or division
- * rounds once, to long double. Rounding that again to double gives strtod's correctly rounded
- * double unless the long double lies exactly halfway between two doubles (its 11 extra bits
+/* m × 10^exp10 to double without strtod, for the numbers clients send: at most 19
+ * significant digits (shortest round-trip printing gives at most 9 for a float32 and 17 for a
+ * float64) and a power of ten within ±27. Both are exact in x87's long double (64-bit
+ * significand; 10^27 = 2^27 * 5^27 and 5^27 < 2^64), so one multiplication or division rounds
+ * once, to long double. Rounding that again to double gives strtod's correctly rounded double
+ * unless the long double lies exactly halfway between two doubles (its 11 extra bits
  * 10000000000): a halfway point is itself a long double, so any other result sits on the same
  * side of every halfway point as the exact value. Those, and all else, decline (to strtod).
- * s is a valid JSON number. Elsewhere than x87 this always declines. */
-static bool fast_decimal(const char *s, double *out) {
+ * Elsewhere than x87 this always declines. */
+static bool decimal_to_double(uint64_t m, int exp10, bool neg, double *out) {
 #if LDBL_MANT_DIG == 64
   static const long double pow10[] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,
                                       1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L,
                                       1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
-  bool neg = *s == '-';
-  if (neg) s++;
-  uint64_t m = 0;
-  int digits = 0, exp10 = 0;
-  bool frac = false;
-  for (; *s && *s != 'e' && *s != 'E'; s++) {
-    if (*s == '.') {
-      frac = true;
-      continue;
-    }
-    if (m == 0 && *s == '0') { /* leading zeros carry no digits */
-      if (frac) exp10--;
-      continue;
-    }
-    if (++digits > 19) return false;
-    m = m * 10 + (uint64_t)(*s - '0');
-    if (frac) exp10--;
-  }
-  if (*s) { /* the exponent part */
-    long e = strtol(s + 1, NULL, 10);
-    if (e > 400 || e < -400) return false;
-    exp10 += (int)e;
-  }
   if (exp10 > 27 || exp10 < -27) return false;
   long double r = (long double)m; /* exact: m < 10^19 < 2^64 */
   r = exp10 < 0 ? r / pow10[-exp10] : r * pow10[exp10];
@@ -88,25 +35,16 @@ static bool fast_decimal(const char *s, double *out) {
   *out = neg ? -d : d;
   return true;
 #else
-  (void)s;
+  (void)m;
+  (void)exp10;
+  (void)neg;
   (void)out;
   return false;
 #endif
 }
 
-/* Reads one number or boolean leaf into v; returns its end, or NULL to decline. */
-static const char *scan_leaf(const char *p, const char *end, json_scalar *v) {
-  if (end - p >= 4 && memcmp(p, "true", 4) == 0) {
-    v->kind = JS_TRUE;
-    return p + 4;
-  }
-  if (end - p >= 5 && memcmp(p, "false", 5) == 0) {
-    v->kind = JS_FALSE;
-    return p + 5;
-  }
-  bool is_int;
-  const char *e = scan_number(p, end, &is_int);
-  if (e == NULL) return NULL;
+/* The slow way, for what the single pass below leaves: the text through strtoll/strtod. */
+static const char *leaf_by_libc(const char *p, const char *e, bool is_int, json_scalar *v) {
   char tmp[64]; /* strtod needs a terminated string; numbers this long are rare: decline */
   size_t n = (size_t)(e - p);
   if (n >= sizeof tmp) return NULL;
@@ -118,14 +56,78 @@ static const char *scan_leaf(const char *p, const char *end, json_scalar *v) {
     v->i = strtoll(tmp, NULL, 10);
     if (errno == ERANGE) return NULL; /* jansson refuses it: let it word the error */
     v->d = (double)v->i;
-  } else if (fast_decimal(tmp, &v->d)) {
-    v->kind = JS_REAL;
   } else {
     v->kind = JS_REAL;
     v->d = strtod(tmp, NULL);
     if (errno == ERANGE && (v->d > 1.0 || v->d < -1.0)) return NULL; /* overflow, as jansson */
   }
   return e;
+}
+
+#define IS_DIGIT(c) ((unsigned)((c) - '0') < 10u)
+
+/* Reads one number or boolean leaf into v; returns its end, or NULL to decline. Numbers are
+ * checked against JSON's grammar -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? and converted
+ * in the same pass; what is too long for that goes to libc. */
+static const char *scan_leaf(const char *p, const char *end, json_scalar *v) {
+  if (end - p >= 4 && memcmp(p, "true", 4) == 0) {
+    v->kind = JS_TRUE;
+    return p + 4;
+  }
+  if (end - p >= 5 && memcmp(p, "false", 5) == 0) {
+    v->kind = JS_FALSE;
+    return p + 5;
+  }
+  const char *s = p;
+  bool neg = s < end && *s == '-';
+  if (neg) s++;
+  if (s >= end || !IS_DIGIT(*s)) return NULL;
+  uint64_t m = 0; /* the significant digits, while there are at most 19 */
+  int digits = 0, exp10 = 0;
+  bool is_int = true;
+  if (*s == '0') {
+    s++;
+  } else {
+    for (; s < end && IS_DIGIT(*s); s++)
+      if (digits++ < 19) m = m * 10 + (uint64_t)(*s - '0');
+  }
+  if (s < end && *s == '.') {
+    is_int = false;
+    s++;
+    if (s >= end || !IS_DIGIT(*s)) return NULL;
+    for (; s < end && IS_DIGIT(*s); s++) {
+      if (m == 0 && *s == '0') { /* leading zeros carry no digits */
+        exp10--;
+        continue;
+      }
+      if (digits++ < 19) {
+        m = m * 10 + (uint64_t)(*s - '0');
+        exp10--;
+      }
+    }
+  }
+  if (s < end && (*s == 'e' || *s == 'E')) {
+    is_int = false;
+    s++;
+    bool eneg = s < end && *s == '-';
+    if (s < end && (*s == '+' || *s == '-')) s++;
+    if (s >= end || !IS_DIGIT(*s)) return NULL;
+    int e = 0;
+    for (; s < end && IS_DIGIT(*s); s++)
+      if (e < 100000) e = e * 10 + (*s - '0');
+    exp10 += eneg ? -e : e;
+  }
+  if (digits > 19) return leaf_by_libc(p, s, is_int, v);
+  if (is_int) {
+    if (digits > 18) return leaf_by_libc(p, s, is_int, v); /* may leave int64: let strtoll say */
+    v->kind = JS_INT;
+    v->i = neg ? -(long long)m : (long long)m;
+    v->d = (double)v->i;
+    return s;
+  }
+  v->kind = JS_REAL;
+  if (decimal_to_double(m, exp10, neg, &v->d)) return s;
+  return leaf_by_libc(p, s, is_int, v);
 }
 
 scan_result json_numbers_scan(const char *p, size_t len, int max_depth,
@@ -193,30 +195,29 @@ static const char *skip_string(const char *p, const char *end) {
   return NULL;
 }
 
-/* Skips any JSON value loosely (jansson checks it later); returns its end, or NULL. */
+/* Skips any JSON value loosely: a container by counting brackets (strings skipped whole),
+ * since what matters is only where it ends; jansson checks the skeleton around the data arrays
+ * and the scanner checks each array strictly. Returns its end, or NULL. */
 static const char *skip_value(const char *p, const char *end, int depth) {
   p = skip_ws(p, end);
-  if (p >= end || depth > 64) return NULL;
+  if (p >= end) return NULL;
   if (*p == '"') return skip_string(p, end);
   if (*p == '[' || *p == '{') {
-    char close = *p == '[' ? ']' : '}';
-    p = skip_ws(p + 1, end);
-    if (p < end && *p == close) return p + 1;
-    for (;;) {
-      if (close == '}') {
-        p = skip_ws(p, end);
-        if (p >= end || *p != '"' || (p = skip_string(p, end)) == NULL) return NULL;
-        p = skip_ws(p, end);
-        if (p >= end || *p != ':') return NULL;
-        p++;
+    int open = 0;
+    while (p < end) {
+      char c = *p;
+      if (c == '"') {
+        if ((p = skip_string(p, end)) == NULL) return NULL;
+        continue;
       }
-      if ((p = skip_value(p, end, depth + 1)) == NULL) return NULL;
-      p = skip_ws(p, end);
-      if (p >= end) return NULL;
-      if (*p == close) return p + 1;
-      if (*p != ',') return NULL;
+      if (c == '[' || c == '{') {
+        if (depth + ++open > 64) return NULL;
+      } else if ((c == ']' || c == '}') && --open == 0) {
+        return p + 1;
+      }
       p++;
     }
+    return NULL;
   }
   while (p < end && !is_delimiter(*p)) p++; /* a number or literal */
   return p;
