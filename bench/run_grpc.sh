@@ -16,14 +16,22 @@
 # costs a few µs a row and the transport is what is measured.
 # Every row also gives the server's CPU per request (user + system, from /proc, over the
 # requests the server's statistics counted), which no client's cost enters.
+# And each configuration runs with two CPU placements:
+#   split   the server on cores 1..N-1 and the load client on core 0 (taskset), so that a
+#           heavier client (a gRPC stack against wrk) cannot take CPU from the server: what
+#           differs between the rows is the server's cost per call
+#   shared  server and client on all cores, as the other benchmarks run
 # Environment: DURATION (seconds per run, default 10), BUILD (default build), CONFIGS (default
-# "batched unbatched"), CALLS (default "1 16 64").
+# "batched unbatched"), CALLS (default "1 16 64"), PLACEMENTS (default "split shared").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 DURATION=${DURATION:-10}
 CONFIGS=${CONFIGS:-"batched unbatched"}
 CALLS=${CALLS:-"1 16 64"}
+PLACEMENTS=${PLACEMENTS:-"split shared"}
+NCPU=$(nproc)
+if [ "$NCPU" -lt 2 ]; then PLACEMENTS=shared; fi
 MODEL=mlp
 PY=/usr/bin/python3
 OUT=bench/out/grpc
@@ -110,12 +118,21 @@ measure() {
 }
 
 URL_PATH="/v2/models/$MODEL/infer"
-printf "%-10s %-16s %5s %10s %9s %9s %14s %8s\n" config transport calls "req/s" "p50_us" "p99_us" "server_us/req" failures
+row() { printf "%-8s %-10s %-16s %5d %10s %9s %9s %14s %8s\n" "$@"; }
+printf "%-8s %-10s %-16s %5s %10s %9s %9s %14s %8s\n" cores config transport calls "req/s" "p50_us" "p99_us" "server_us/req" failures
+for place in $PLACEMENTS; do
 for cfg in $CONFIGS; do
+  if [ "$place" = split ]; then
+    SERVER_PIN=(taskset -c "1-$((NCPU - 1))")
+    CLIENT_PIN=(taskset -c 0)
+  else
+    SERVER_PIN=()
+    CLIENT_PIN=()
+  fi
   HTTP_PORT=$(free_port)
   GRPC_PORT=$(free_port)
-  "$BUILD/inferd" serve --model-repository "$TMP/$cfg" --host 127.0.0.1 --http-port "$HTTP_PORT" \
-    --grpc-port "$GRPC_PORT" >"$OUT/server-$cfg.log" 2>&1 &
+  "${SERVER_PIN[@]}" "$BUILD/inferd" serve --model-repository "$TMP/$cfg" --host 127.0.0.1 --http-port "$HTTP_PORT" \
+    --grpc-port "$GRPC_PORT" >"$OUT/server-$place-$cfg.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$HTTP_PORT/v2/health/ready" >/dev/null && break
@@ -124,22 +141,26 @@ for cfg in $CONFIGS; do
   curl -sf "http://127.0.0.1:$HTTP_PORT/v2/health/ready" >/dev/null || { echo "inferd did not become ready"; exit 1; }
   URL="http://127.0.0.1:$HTTP_PORT$URL_PATH"
   for c in $CALLS; do
-    t=$((c < 2 ? 1 : 2))
-    r=$(measure "$cfg-rest-json-$c" env BODY="$OUT/$MODEL.json" \
+    # wrk: one thread on one core (split), else as the other benchmarks: 2 from 2 connections
+    t=$((c < 2 || ${#CLIENT_PIN[@]} > 0 ? 1 : 2))
+    id="$place-$cfg"
+    r=$(measure "$id-rest-json-$c" "${CLIENT_PIN[@]}" env BODY="$OUT/$MODEL.json" \
       wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s bench/post_body.lua "$URL")
-    printf "%-10s %-16s %5d %10s %9s %9s %14s %8s\n" "$cfg" rest-json "$c" $r
-    r=$(measure "$cfg-rest-binary-$c" env BODY="$OUT/$MODEL.bin" HEADER_LEN="$HEADER_LEN" \
+    row "$place" "$cfg" rest-json "$c" $r
+    r=$(measure "$id-rest-binary-$c" "${CLIENT_PIN[@]}" env BODY="$OUT/$MODEL.bin" HEADER_LEN="$HEADER_LEN" \
       wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s bench/run_grpc_binary.lua "$URL")
-    printf "%-10s %-16s %5d %10s %9s %9s %14s %8s\n" "$cfg" rest-binary "$c" $r
-    r=$(measure "$cfg-grpc-raw-$c" "$BUILD/grpc_bench" --target "127.0.0.1:$GRPC_PORT" --model "$MODEL" \
-      --concurrency "$c" --threads 1 --duration "$DURATION")
-    printf "%-10s %-16s %5d %10s %9s %9s %14s %8s\n" "$cfg" grpc-raw "$c" $r
+    row "$place" "$cfg" rest-binary "$c" $r
+    r=$(measure "$id-grpc-raw-$c" "${CLIENT_PIN[@]}" "$BUILD/grpc_bench" --target "127.0.0.1:$GRPC_PORT" \
+      --model "$MODEL" --concurrency "$c" --threads 1 --duration "$DURATION")
+    row "$place" "$cfg" grpc-raw "$c" $r
     if [ "$c" -ge 64 ] && command -v h2load >/dev/null; then
-      r=$(measure "$cfg-grpc-raw-h2load-$c" h2load -c1 -t1 -m"$c" -D "$DURATION" -d "$OUT/$MODEL.grpc" \
-        --log-file "$OUT/$cfg-grpc-raw-h2load-$c.log" -H "content-type: application/grpc" -H "te: trailers" \
+      r=$(measure "$id-grpc-raw-h2load-$c" "${CLIENT_PIN[@]}" h2load -c1 -t1 -m"$c" -D "$DURATION" \
+        -d "$OUT/$MODEL.grpc" --log-file "$OUT/$id-grpc-raw-h2load-$c.log" \
+        -H "content-type: application/grpc" -H "te: trailers" \
         "http://127.0.0.1:$GRPC_PORT/inference.GRPCInferenceService/ModelInfer")
-      printf "%-10s %-16s %5d %10s %9s %9s %14s %8s\n" "$cfg" grpc-raw-h2load "$c" $r
+      row "$place" "$cfg" grpc-raw-h2load "$c" $r
     fi
   done
   stop_server
+done
 done
