@@ -8,6 +8,7 @@
 # Environment: BUILD (default build), REPO (default models), MODEL (default mlp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 REPO=${REPO:-models}
 MODEL=${MODEL:-mlp}
@@ -16,7 +17,6 @@ OUT=bench/out
 mkdir -p "$OUT"
 $PY bench/make_bodies.py "$OUT"
 [ "${1:-}" = "--" ] && shift
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 export HTTP_PORT GRPC_PORT
 HTTP_PORT=$(free_port)
 GRPC_PORT=$(free_port)
@@ -27,10 +27,7 @@ fi
   >"$OUT/cpu-server.log" 2>&1 &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$HTTP_PORT/v2/health/ready" >/dev/null && break
-  sleep 0.1
-done
+wait_up "http://127.0.0.1:$HTTP_PORT/v2/health/ready"
 count() { curl -sf "http://127.0.0.1:$HTTP_PORT/v2/models/$MODEL/stats" | $PY -c 'import json,sys; print(json.load(sys.stdin)["model_stats"][0]["inference_stats"]["success"]["count"])'; }
 # "name utime stime" summed by thread name, in clock ticks
 threads() {

@@ -16,6 +16,7 @@
 # (default 200), CONNS (default "1 8 32 128"), BODIES (default "json binary"), NODE_PEER (1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 DURATION=${DURATION:-10}
 DELAY_US=${DELAY_US:-200}
@@ -85,16 +86,7 @@ cfg["dynamic_batching"] = {"max_queue_delay_us": int(sys.argv[3])}
 json.dump(cfg, open(sys.argv[2], "w"), indent=2)
 EOF
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ready() { # $1 port
-  for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$1/v2/health/ready" >/dev/null && return 0
-    sleep 0.05
-  done
-  echo "server on port $1 did not become ready" >&2
-  return 1
-}
-to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000000} else print v}'; }
+wait_ready() { wait_up "http://127.0.0.1:$1/v2/health/ready"; } # $1 port
 # run_wrk NAME URL LUA CONNS: writes $OUT/wrk-NAME.txt, prints "rps p50 p99 bad"
 run_wrk() {
   local t=$(( $4 < 2 ? 1 : 2 ))

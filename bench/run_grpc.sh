@@ -25,6 +25,7 @@
 # "batched unbatched"), CALLS (default "1 16 64"), PLACEMENTS (default "split shared").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 DURATION=${DURATION:-10}
 CONFIGS=${CONFIGS:-"batched unbatched"}
@@ -77,8 +78,6 @@ json.dump(c, open(path, "w"), indent=2)
 PY
 done
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000000} else print v}'; }
 server_cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
 # "success failures" from the model's statistics
 server_counts() {
@@ -134,11 +133,7 @@ for cfg in $CONFIGS; do
   "${SERVER_PIN[@]}" "$BUILD/inferd" serve --model-repository "$TMP/$cfg" --host 127.0.0.1 --http-port "$HTTP_PORT" \
     --grpc-port "$GRPC_PORT" >"$OUT/server-$place-$cfg.log" 2>&1 &
   SERVER=$!
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$HTTP_PORT/v2/health/ready" >/dev/null && break
-    sleep 0.1
-  done
-  curl -sf "http://127.0.0.1:$HTTP_PORT/v2/health/ready" >/dev/null || { echo "inferd did not become ready"; exit 1; }
+  wait_up "http://127.0.0.1:$HTTP_PORT/v2/health/ready"
   URL="http://127.0.0.1:$HTTP_PORT$URL_PATH"
   for c in $CALLS; do
     # wrk: one thread on one core (split), else as the other benchmarks: 2 from 2 connections

@@ -6,6 +6,7 @@
 # Environment: DURATION (wrk seconds per run, default 10), BUILD (default build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 DURATION=${DURATION:-10}
 MODELS=("$@")
@@ -14,18 +15,12 @@ OUT=bench/out
 mkdir -p "$OUT"
 /usr/bin/python3 bench/make_bodies.py "$OUT"
 
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 "$BUILD/inferd" serve --model-repository models --host 127.0.0.1 --http-port "$PORT" 2>"$OUT/server.log" &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null || { echo "inferd did not become ready"; exit 1; }
+wait_up "http://127.0.0.1:$PORT/v2/health/ready"
 
-# wrk prints latency percentiles as e.g. "50%  123.00us" or "1.20ms": normalise to µs.
-to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000000} else print v}'; }
 
 printf "%-8s %5s %12s %10s %10s\n" model conns "req/s" "p50_us" "p99_us"
 declare -A P50_1

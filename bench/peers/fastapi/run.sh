@@ -10,6 +10,7 @@
 # runs with httptools and uvloop (what uvicorn[standard] brings), not its pure-Python fallback.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+. bench/lib.sh
 BUILD=${BUILD:-build}
 DURATION=${DURATION:-10}
 WORKERS=${UVICORN_WORKERS:-1}
@@ -20,7 +21,6 @@ cat >"$BODY" <<'JSON'
 {"inputs": [{"tenure_months": 3, "monthly_charges": 89.5, "total_charges": 268.5, "support_calls": 2, "age": 29, "contract": "month-to-month", "payment_method": "electronic_check"}]}
 JSON
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 IPORT=$(free_port)
 FPORT=$(free_port)
 "$BUILD/inferd" serve --model-repository models --host 127.0.0.1 --http-port "$IPORT" --grpc-port 0 2>"$OUT/inferd.log" &
@@ -30,10 +30,6 @@ INFERD=$!
 FASTAPI=$!
 trap 'kill -TERM $INFERD $FASTAPI 2>/dev/null; wait $INFERD $FASTAPI 2>/dev/null || true' EXIT
 
-wait_up() {
-  for _ in $(seq 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done
-  echo "$1 did not come up"; exit 1
-}
 wait_up "http://127.0.0.1:$IPORT/v2/health/ready"
 wait_up "http://127.0.0.1:$FPORT/health"
 IURL="http://127.0.0.1:$IPORT/v1/models/churn/predict"
@@ -52,7 +48,6 @@ assert abs(a["probabilities"]["churn"] - b["probabilities"]["churn"]) < 1e-5, (a
 print(f"both answer {a['label']} with P(churn) {a['probabilities']['churn']:.6f} / {b['probabilities']['churn']:.6f}")
 PY
 
-to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000000} else print v}'; }
 run() { # name url conns -> "rps p50 p99 bad"
   local t=$(( $3 < 2 ? 1 : 2 ))
   BODY="$BODY" wrk -t"$t" -c"$3" -d"${DURATION}s" --latency -s bench/post_body.lua "$2" >"$OUT/wrk-$1-$3.txt"
