@@ -23,8 +23,14 @@ typedef struct access_record {
   size_t bytes_out;
 } access_record;
 
+/* The frontends write the access log in batches, not a write() per request: at these sizes,
+ * and so that a line reaches stderr within LOG_ACCESS_FLUSH_MS. */
+#define LOG_ACCESS_FLUSH_BYTES (32 * 1024)
+#define LOG_ACCESS_FLUSH_MS 50
+#define LOG_ACCESS_LINE_MAX 2048
+
 /* Formats r as one access-log line (newline included) into line[0..cap); returns its length.
- * The HTTP loops gather these and flush them with log_write_lines. */
+ * The frontends gather these and flush them with log_write_lines. */
 size_t log_access_format(const access_record *r, char *line, size_t cap);
 /* Writes whole lines to stderr, in writes a pipe keeps whole. */
 void log_write_lines(const char *buf, size_t len);

@@ -16,6 +16,7 @@
 
 #include "core/app.h"
 #include "frontends/grpc/frontend.h"
+#include "util/request_id.h"
 
 /* gRPC status codes, for what the shared status table has no inferd code for. */
 enum { GRPC_OK = 0, GRPC_CANCELLED = 1, GRPC_INVALID_ARGUMENT = 3, GRPC_NOT_FOUND = 5, GRPC_UNIMPLEMENTED = 12,
@@ -66,6 +67,11 @@ struct gcall {
   /* a send handed to the reply thread: what to run there, and the queue's link */
   void (*post_fn)(gcall *c);
   gcall *post_next;
+  /* for the access log line written when the call is freed */
+  bool arrived; /* a call came into this slot */
+  char request_id[REQUEST_ID_MAX + 1]; /* x-request-id metadata when usable, else generated */
+  char model[256], version[32];        /* what the call named, set by the service */
+  size_t bytes_in, bytes_out;          /* messages' bytes */
   int cancelled; /* RECV_CLOSE_ON_SERVER's */
   _Atomic bool client_gone; /* the call ended without our status: cancel, deadline, disconnect */
 
@@ -97,6 +103,9 @@ void gstream_send(gcall *c, gstream_item *it, grpc_byte_buffer *bb);
 void gstream_push(gcall *c, grpc_byte_buffer *bb);
 /* Ends the stream with this status once what is reserved has gone out. */
 void gstream_end(gcall *c, int grpc_code, const char *msg);
+
+/* The model (and version, "" when none resolved) the call named, for the access log. */
+void gcall_set_model(gcall *c, const char *model, const char *version);
 
 /* Protobuf <-> byte buffers. pb_pack returns NULL when out of memory. */
 grpc_byte_buffer *pb_pack(const ProtobufCMessage *msg);

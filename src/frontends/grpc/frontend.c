@@ -62,6 +62,12 @@ struct grpc_frontend {
   pthread_cond_t reply_cv;
   gcall *reply_head, *reply_tail;
   bool reply_stopping;
+  request_ids ids; /* guarded by mu */
+  /* the access log, gathered here and written by the reply thread (see access_log_call) */
+  pthread_mutex_t log_mu; /* guards the buffer */
+  char log_buf[LOG_ACCESS_FLUSH_BYTES + LOG_ACCESS_LINE_MAX];
+  size_t log_len;
+  atomic_llong log_due_ns; /* when the buffered lines must be written; 0: none buffered */
 };
 
 app *grpc_frontend_app(grpc_frontend *fe) { return fe->app; }
@@ -139,11 +145,32 @@ static void post_to_reply_thread(gcall *c, void (*fn)(gcall *c)) {
   pthread_mutex_unlock(&fe->reply_mu);
 }
 
+static void access_log_flush(grpc_frontend *fe) {
+  pthread_mutex_lock(&fe->log_mu);
+  if (fe->log_len) log_write_lines(fe->log_buf, fe->log_len);
+  fe->log_len = 0;
+  atomic_store(&fe->log_due_ns, 0);
+  pthread_mutex_unlock(&fe->log_mu);
+}
+
+/* The reply thread also writes the access log when its oldest line is LOG_ACCESS_FLUSH_MS old. */
 static void *reply_main(void *arg) {
   grpc_frontend *fe = arg;
   pthread_mutex_lock(&fe->reply_mu);
   for (;;) {
-    while (fe->reply_head == NULL && !fe->reply_stopping) pthread_cond_wait(&fe->reply_cv, &fe->reply_mu);
+    while (fe->reply_head == NULL && !fe->reply_stopping) {
+      int64_t due = atomic_load(&fe->log_due_ns);
+      if (due == 0) {
+        pthread_cond_wait(&fe->reply_cv, &fe->reply_mu);
+      } else if (monotonic_ns() >= due) {
+        pthread_mutex_unlock(&fe->reply_mu);
+        access_log_flush(fe);
+        pthread_mutex_lock(&fe->reply_mu);
+      } else {
+        struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
+        pthread_cond_timedwait(&fe->reply_cv, &fe->reply_mu, &ts);
+      }
+    }
     if (fe->reply_head == NULL) break; /* stopping, and nothing left */
     gcall *c = fe->reply_head;
     fe->reply_head = fe->reply_tail = NULL;
@@ -153,6 +180,8 @@ static void *reply_main(void *arg) {
       c->post_fn(c);
       c = next;
     }
+    int64_t due = atomic_load(&fe->log_due_ns);
+    if (due && monotonic_ns() >= due) access_log_flush(fe);
     pthread_mutex_lock(&fe->reply_mu);
   }
   pthread_mutex_unlock(&fe->reply_mu);
@@ -171,8 +200,60 @@ static void reply_thread_stop(grpc_frontend *fe) {
 /* ---------------------------------------------------------------------------------------- */
 /* calls */
 
+/* The status the call ended with, as the client saw it. */
+static int final_status(const gcall *c) {
+  if (c->cancelled) return GRPC_CANCELLED;
+  if (c->method->kind == RPC_UNARY) return c->reply_code;
+  return c->end_requested ? c->end_code : GRPC_OK;
+}
+
+/* One access-log line per call, in the HTTP lines' shape: method "gRPC", the RPC's path, and
+ * the gRPC status code (0 is OK). Gathered here; the reply thread writes them. */
+static void access_log_call(gcall *c) {
+  grpc_frontend *fe = c->fe;
+  access_record r = {
+      .request_id = c->request_id,
+      .method = "gRPC",
+      .path = c->method->path,
+      .model = c->model[0] ? c->model : NULL,
+      .version = c->version[0] ? c->version : NULL,
+      .status = final_status(c),
+      .latency_us = (monotonic_ns() - c->start_ns) / 1000,
+      .bytes_in = c->bytes_in,
+      .bytes_out = c->bytes_out,
+  };
+  char line[LOG_ACCESS_LINE_MAX];
+  size_t n = log_access_format(&r, line, sizeof line);
+  pthread_mutex_lock(&fe->log_mu);
+  bool first = fe->log_len == 0;
+  memcpy(fe->log_buf + fe->log_len, line, n);
+  fe->log_len += n;
+  if (fe->log_len > LOG_ACCESS_FLUSH_BYTES) {
+    log_write_lines(fe->log_buf, fe->log_len);
+    fe->log_len = 0;
+    atomic_store(&fe->log_due_ns, 0);
+    first = false;
+  } else if (first) {
+    atomic_store(&fe->log_due_ns, monotonic_ns() + (int64_t)LOG_ACCESS_FLUSH_MS * 1000000);
+  }
+  pthread_mutex_unlock(&fe->log_mu);
+  if (first) { /* the reply thread may be asleep with nothing to time */
+    pthread_mutex_lock(&fe->reply_mu);
+    pthread_cond_signal(&fe->reply_cv);
+    pthread_mutex_unlock(&fe->reply_mu);
+  }
+}
+
+void gcall_set_model(gcall *c, const char *model, const char *version) {
+  snprintf(c->model, sizeof c->model, "%s", model ? model : "");
+  snprintf(c->version, sizeof c->version, "%s", version ? version : "");
+}
+
+static size_t buffer_bytes(grpc_byte_buffer *bb) { return bb ? grpc_byte_buffer_length(bb) : 0; }
+
 static void free_call(gcall *c) {
   grpc_frontend *fe = c->fe;
+  if (c->arrived) access_log_call(c);
   if (c->call) grpc_call_unref(c->call);
   grpc_metadata_array_destroy(&c->md);
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
@@ -257,6 +338,7 @@ static void unary_start(gcall *c) {
   if (c->send_buf) {
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = c->send_buf;
+    c->bytes_out = buffer_bytes(c->send_buf);
   }
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
   ops[n].data.send_status_from_server.status = (grpc_status_code)c->reply_code;
@@ -314,6 +396,7 @@ static void on_recv(gtag *t, bool ok) {
   c->refs--;
   grpc_byte_buffer *bb = c->recv_buf;
   c->recv_buf = NULL;
+  c->bytes_in += buffer_bytes(bb);
   if (!ok || bb == NULL) c->read_done = true; /* half-close, or the call is gone */
   bool deliver = bb != NULL && !c->end_requested && !c->closed;
   /* `reading` stays set while the handler runs: a worker finishing an earlier request must
@@ -389,6 +472,7 @@ static void maybe_write(gcall *c) {
     size_t n = initial_metadata_op(c, ops);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = bb;
+    c->bytes_out += buffer_bytes(bb);
     c->send_buf = bb;
     c->sending = true;
     c->refs++;
@@ -531,6 +615,24 @@ void gstream_end(gcall *c, int grpc_code, const char *msg) {
   stream_flush_unlock(c);
 }
 
+/* The client's x-request-id metadata when usable, else a new id. */
+static void set_request_id(gcall *c) {
+  for (size_t i = 0; i < c->md.count; i++) {
+    const grpc_metadata *m = &c->md.metadata[i];
+    if (!grpc_slice_str_cmp(m->key, "x-request-id")) {
+      size_t n = GRPC_SLICE_LENGTH(m->value);
+      if (n > REQUEST_ID_MAX) break;
+      memcpy(c->request_id, GRPC_SLICE_START_PTR(m->value), n);
+      c->request_id[n] = '\0';
+      if (strlen(c->request_id) == n && request_id_usable(c->request_id)) return;
+      break;
+    }
+  }
+  pthread_mutex_lock(&c->fe->mu);
+  request_id_new(&c->fe->ids, c->request_id, sizeof c->request_id);
+  pthread_mutex_unlock(&c->fe->mu);
+}
+
 static void on_arrival(gtag *t, bool ok) {
   gcall *c = container_of(t, gcall, req_tag);
   grpc_frontend *fe = c->fe;
@@ -541,6 +643,9 @@ static void on_arrival(gtag *t, bool ok) {
   if (!atomic_load(&fe->shutting_down)) request_slot(fe, (rpc_method *)c->method);
   c->start_ns = monotonic_ns();
   c->deadline_ns = deadline_to_monotonic(c->deadline);
+  c->arrived = true;
+  c->bytes_in = buffer_bytes(c->payload);
+  set_request_id(c);
   pthread_mutex_lock(&c->mu);
   watch_close(c);
   if (c->method->kind == RPC_UNARY) {
@@ -671,6 +776,7 @@ static void destroy_unstarted(grpc_frontend *fe) {
   pthread_cond_destroy(&fe->cv);
   pthread_mutex_destroy(&fe->reply_mu);
   pthread_cond_destroy(&fe->reply_cv);
+  pthread_mutex_destroy(&fe->log_mu);
   free(fe);
   grpc_shutdown_blocking();
 }
@@ -688,7 +794,13 @@ inferd_status grpc_frontend_create(const grpc_options *opts, app *a, grpc_fronte
   pthread_mutex_init(&fe->mu, NULL);
   pthread_cond_init(&fe->cv, NULL);
   pthread_mutex_init(&fe->reply_mu, NULL);
-  pthread_cond_init(&fe->reply_cv, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the log's due time is monotonic_ns() */
+  pthread_cond_init(&fe->reply_cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&fe->log_mu, NULL);
+  request_ids_init(&fe->ids);
 
   grpc_arg args[2];
   memset(args, 0, sizeof args);
@@ -798,6 +910,7 @@ void grpc_frontend_destroy(grpc_frontend *fe) {
   while (fe->live > 0) pthread_cond_wait(&fe->cv, &fe->mu);
   pthread_mutex_unlock(&fe->mu);
   reply_thread_stop(fe); /* no call is left to post a reply */
+  access_log_flush(fe);
   health_stop(fe);
   grpc_server_destroy(fe->server);
   grpc_completion_queue_shutdown(fe->cq);
@@ -809,6 +922,7 @@ void grpc_frontend_destroy(grpc_frontend *fe) {
   pthread_cond_destroy(&fe->cv);
   pthread_mutex_destroy(&fe->reply_mu);
   pthread_cond_destroy(&fe->reply_cv);
+  pthread_mutex_destroy(&fe->log_mu);
   free(fe);
   grpc_shutdown_blocking();
 }

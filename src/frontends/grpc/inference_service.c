@@ -231,6 +231,7 @@ static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
     snprintf(ic->version, sizeof ic->version, "%s", mv->version_str);
     if (model_version_state(mv) != MODEL_READY) st = not_ready(mv);
   }
+  gcall_set_model(c, ic->model, mv ? ic->version : "");
   if (status_is_ok(&st) && (ic->req = infer_request_create(mv)) == NULL) st = status_make(INFERD_INTERNAL, "out of memory");
   if (status_is_ok(&st)) st = grpc_decode_infer_request(q, ic->req, &ic->info);
   else if (q->id && *q->id) ic->info.id = strdup(q->id);

@@ -292,8 +292,9 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
     st = status_make(INFERD_INVALID_ARGUMENT, "the model name is required");
   else
     st = repo_resolve(c->app->repo, model_name, version, &mv);
+  if (status_is_ok(&st)) snprintf(pc->version, sizeof pc->version, "%s", mv->version_str);
+  gcall_set_model(c, pc->model, mv ? pc->version : "");
   if (status_is_ok(&st)) {
-    snprintf(pc->version, sizeof pc->version, "%s", mv->version_str);
     if (model_version_state(mv) != MODEL_READY)
       st = status_make(INFERD_UNAVAILABLE, "model '%s' version %s is not ready%s%s", mv->model->name, mv->version_str,
                        model_version_state(mv) == MODEL_LOADING ? " (still loading)" : ": ",

@@ -9,20 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "frontends/http/routes.h"
 #include "frontends/http/server_internal.h"
 #include "util/log.h"
-
-static uint64_t next_random(uint64_t *s) { /* xorshift64*: ids need uniqueness, not secrecy */
-  *s ^= *s >> 12;
-  *s ^= *s << 25;
-  *s ^= *s >> 27;
-  return *s * 0x2545F4914F6CDD1DULL;
-}
 
 const char *http_call_header(http_call *c, const char *name) {
   for (int i = 0; i < c->n_headers; i++)
@@ -59,11 +51,6 @@ void http_call_free(http_call *c) {
   free(c);
 }
 
-/* The access log is written in batches, not a write() per request: at these sizes and
- * intervals (a line reaches stderr within ACCESS_LOG_FLUSH_MS). */
-#define ACCESS_LOG_FLUSH_BYTES (32 * 1024)
-#define ACCESS_LOG_FLUSH_MS 50
-
 static void flush_access_log(http_loop *l) {
   size_t n = evbuffer_get_length(l->access_log);
   if (n == 0) return;
@@ -90,9 +77,9 @@ void http_call_reply(http_call *c) {
       .bytes_in = c->bytes_in,
       .bytes_out = c->body ? evbuffer_get_length(c->body) : 0,
   };
-  char line[2048];
+  char line[LOG_ACCESS_LINE_MAX];
   evbuffer_add(c->loop->access_log, line, log_access_format(&r, line, sizeof line));
-  if (evbuffer_get_length(c->loop->access_log) > ACCESS_LOG_FLUSH_BYTES) flush_access_log(c->loop);
+  if (evbuffer_get_length(c->loop->access_log) > LOG_ACCESS_FLUSH_BYTES) flush_access_log(c->loop);
   http_server *srv = c->srv;
   http_conn_send_reply(c); /* frees c */
   atomic_fetch_sub(&srv->in_flight, 1);
@@ -156,26 +143,14 @@ void http_call_reply_error(http_call *c, const inferd_status *st) {
   http_call_reply(c);
 }
 
-/* A client's id is kept when it is at most 128 bytes with no control character (the log
- * escapes quotes and backslashes; the parser has already refused CR and LF). */
-static bool usable_request_id(const char *id) {
-  size_t n = strlen(id);
-  if (n == 0 || n > 128) return false;
-  for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-    if ((*p < 0x20 && *p != '\t') || *p == 0x7f) return false;
-  return true;
-}
-
 void http_server_handle(http_call *c) {
   http_loop *l = c->loop;
   atomic_fetch_add(&l->srv->in_flight, 1);
   const char *rid = http_call_header(c, "X-Request-ID");
-  if (rid && usable_request_id(rid)) {
+  if (rid && request_id_usable(rid))
     snprintf(c->request_id, sizeof c->request_id, "%s", rid);
-  } else {
-    uint64_t a = next_random(&l->rng), b = next_random(&l->rng);
-    snprintf(c->request_id, sizeof c->request_id, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
-  }
+  else
+    request_id_new(&l->ids, c->request_id, sizeof c->request_id);
   if (c->status != 200) { /* the wire layer already set an error reply */
     http_call_reply(c);
     return;
@@ -228,8 +203,7 @@ static inferd_status bind_loop(http_server *s, http_loop *l, struct sockaddr_sto
 static inferd_status init_loop(http_server *s, http_loop *l) {
   l->srv = s;
   pthread_mutex_init(&l->mu, NULL);
-  if (getrandom(&l->rng, sizeof l->rng, 0) != sizeof l->rng || l->rng == 0)
-    l->rng = (uint64_t)monotonic_ns() | 1;
+  request_ids_init(&l->ids);
   l->base = event_base_new();
   if (l->base == NULL) return status_make(INFERD_INTERNAL, "cannot create an event loop");
   l->wake = event_new(l->base, -1, 0, on_wake, l);
@@ -238,7 +212,7 @@ static inferd_status init_loop(http_server *s, http_loop *l) {
   l->log_flush = event_new(l->base, -1, EV_PERSIST, on_log_flush, l);
   if (!l->wake || !l->stop_accept || !l->access_log || !l->log_flush)
     return status_make(INFERD_INTERNAL, "out of memory");
-  struct timeval every = {0, ACCESS_LOG_FLUSH_MS * 1000};
+  struct timeval every = {0, LOG_ACCESS_FLUSH_MS * 1000};
   event_add(l->log_flush, &every);
   return status_ok();
 }

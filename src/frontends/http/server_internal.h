@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "frontends/http/server.h"
+#include "util/request_id.h"
 
 struct http_loop {
   http_server *srv;
@@ -23,7 +24,7 @@ struct http_loop {
   http_conn *conns;     /* every open connection, to free at the end */
   struct evbuffer *access_log; /* lines not yet written: flushed by log_flush or when large */
   struct event *log_flush;
-  uint64_t rng;         /* request ids */
+  request_ids ids;
 };
 
 struct http_server {
