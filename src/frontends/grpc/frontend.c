@@ -321,12 +321,16 @@ static void start_batch(gcall *c, const grpc_op *ops, size_t n, gtag *tag) {
 
 static void unlock_release(gcall *c);
 
-static void on_unary_done(gtag *t, bool ok) {
-  (void)ok;
-  gcall *c = container_of(t, gcall, req_tag);
+/* Drops the reference an operation held; frees c when it was the last. */
+static void release_ref(gcall *c) {
   pthread_mutex_lock(&c->mu);
   c->refs--;
   unlock_release(c);
+}
+
+static void on_unary_done(gtag *t, bool ok) {
+  (void)ok;
+  release_ref(container_of(t, gcall, req_tag));
 }
 
 /* Starts the reply that unary_send stored in c. */
@@ -482,10 +486,7 @@ static void maybe_write(gcall *c) {
 
 static void on_status_sent(gtag *t, bool ok) {
   (void)ok;
-  gcall *c = container_of(t, gcall, status_tag);
-  pthread_mutex_lock(&c->mu);
-  c->refs--;
-  unlock_release(c);
+  release_ref(container_of(t, gcall, status_tag));
 }
 
 static void maybe_finish(gcall *c) {
