@@ -26,7 +26,7 @@ NODE_PEER=${NODE_PEER:-1}
 PY=/usr/bin/python3
 OUT=bench/out/batching
 mkdir -p "$OUT"
-rm -f "$OUT"/*.txt "$OUT"/*.json "$OUT"/*.lua
+rm -f "$OUT"/*.txt "$OUT"/*.json
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -51,27 +51,10 @@ with open(f"{out}/mlp.bin.hlen", "w") as f:
     f.write(str(len(header)))
 EOF
 HLEN=$(cat "$OUT/mlp.bin.hlen")
-# wrk scripts: POST the body; count non-200s; optionally pace each connection (PACE_MS).
-write_lua() { # $1 file, $2 body file, $3 content type, $4 extra header line (lua) or ""
-  cat >"$1" <<EOF
-local f = assert(io.open("$2", "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "$3"
-$4
-local pace = tonumber(os.getenv("PACE_MS") or "0")
-if pace > 0 then function delay() return pace end end
-local bad = 0
-function response(status, headers, body) if status ~= 200 then bad = bad + 1 end end
-function done(summary, latency, requests)
-  io.write(string.format("BENCH non200=%d errors=%d\n", bad,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout))
-end
-EOF
+# what bench/post_body.lua reads to send that body (PACE_MS, when set, paces each connection)
+body_env() { # $1 json|binary
+  if [ "$1" = binary ]; then echo "BODY=$OUT/mlp.bin HEADER_LEN=$HLEN"; else echo "BODY=$OUT/mlp.json"; fi
 }
-write_lua "$OUT/json.lua" "$OUT/mlp.json" application/json ""
-write_lua "$OUT/binary.lua" "$OUT/mlp.bin" application/octet-stream "wrk.headers[\"Inference-Header-Content-Length\"] = \"$HLEN\""
 
 # --- two repositories from models/mlp ---------------------------------------------------------
 for mode in off on; do
@@ -87,10 +70,11 @@ json.dump(cfg, open(sys.argv[2], "w"), indent=2)
 EOF
 
 wait_ready() { wait_up "http://127.0.0.1:$1/v2/health/ready"; } # $1 port
-# run_wrk NAME URL LUA CONNS: writes $OUT/wrk-NAME.txt, prints "rps p50 p99 bad"
+# run_wrk NAME URL BODY CONNS (BODY json|binary): writes $OUT/wrk-NAME.txt, prints "rps p50 p99 bad"
 run_wrk() {
   local t=$(( $4 < 2 ? 1 : 2 ))
-  wrk -t"$t" -c"$4" -d"${DURATION}s" --latency -s "$3" "$2" >"$OUT/wrk-$1.txt"
+  # body_env's words hold no spaces: unquoted on purpose
+  env $(body_env "$3") wrk -t"$t" -c"$4" -d"${DURATION}s" --latency -s bench/post_body.lua "$2" >"$OUT/wrk-$1.txt"
   local rps p50 p99 bad
   rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/wrk-$1.txt")
   p50=$(awk '$1=="50%" {print $2}' "$OUT/wrk-$1.txt" | to_us)
@@ -113,7 +97,7 @@ for mode in off on; do
   for body in $BODIES; do
     for c in $CONNS; do
       stats "$PORT" >"$OUT/stats-$mode-$body-$c.before.json"
-      read -r rps p50 p99 bad < <(run_wrk "$mode-$body-$c" "$URL" "$OUT/$body.lua" "$c")
+      read -r rps p50 p99 bad < <(run_wrk "$mode-$body-$c" "$URL" "$body" "$c")
       stats "$PORT" >"$OUT/stats-$mode-$body-$c.after.json"
       mb=$($PY -c 'import json,sys; a=json.load(open(sys.argv[1]))["model_stats"][0]; b=json.load(open(sys.argv[2]))["model_stats"][0]; e=b["execution_count"]-a["execution_count"]; print("%.1f" % ((b["inference_count"]-a["inference_count"])/e) if e else "-")' \
         "$OUT/stats-$mode-$body-$c.before.json" "$OUT/stats-$mode-$body-$c.after.json")
@@ -128,7 +112,7 @@ for mode in off on; do
     PEAK=0
     for c in $CONNS; do PEAK=$(awk -v a="$PEAK" -v b="${RPS[on-json-$c]}" 'BEGIN{print (b > a ? b : a)}'); done
     PACE=$(awk -v p="$PEAK" 'BEGIN{ms = int(64 / (p / 2) * 1000 + 0.5); print (ms < 1 ? 1 : ms)}')
-    read -r hrps hp50 hp99 hbad < <(PACE_MS=$PACE run_wrk "on-json-half" "$URL" "$OUT/json.lua" 64)
+    read -r hrps hp50 hp99 hbad < <(PACE_MS=$PACE run_wrk "on-json-half" "$URL" json 64)
     HALF="$PEAK $PACE $hrps $hp50 $hp99 $hbad"
   fi
   kill -TERM "${PIDS[-1]}"
@@ -145,7 +129,7 @@ if [ "$NODE_PEER" = 1 ]; then
   PIDS+=($!)
   wait_ready "$PORT"
   for c in $CONNS; do
-    read -r rps p50 p99 bad < <(run_wrk "node-json-$c" "http://127.0.0.1:$PORT/v2/models/mlp/infer" "$OUT/json.lua" "$c")
+    read -r rps p50 p99 bad < <(run_wrk "node-json-$c" "http://127.0.0.1:$PORT/v2/models/mlp/infer" json "$c")
     printf "%-8s %-8s %-6s %5d %10s %9s %9s %10s  %s\n" node off json "$c" "$rps" "$p50" "$p99" "1.0" "$bad"
     RPS[node-json-$c]=$rps
   done

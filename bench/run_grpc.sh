@@ -143,7 +143,7 @@ for cfg in $CONFIGS; do
       wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s bench/post_body.lua "$URL")
     row "$place" "$cfg" rest-json "$c" $r
     r=$(measure "$id-rest-binary-$c" "${CLIENT_PIN[@]}" env BODY="$OUT/$MODEL.bin" HEADER_LEN="$HEADER_LEN" \
-      wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s bench/run_grpc_binary.lua "$URL")
+      wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s bench/post_body.lua "$URL")
     row "$place" "$cfg" rest-binary "$c" $r
     r=$(measure "$id-grpc-raw-$c" "${CLIENT_PIN[@]}" "$BUILD/grpc_bench" --target "127.0.0.1:$GRPC_PORT" \
       --model "$MODEL" --concurrency "$c" --threads 1 --duration "$DURATION")

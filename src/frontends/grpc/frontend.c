@@ -755,6 +755,19 @@ static inferd_status add_methods(grpc_frontend *fe) {
   return status_ok();
 }
 
+/* The last of a teardown, once gRPC core's server, queue and threads are gone. */
+static void free_frontend(grpc_frontend *fe) {
+  free(fe->threads);
+  free(fe->methods);
+  pthread_mutex_destroy(&fe->mu);
+  pthread_cond_destroy(&fe->cv);
+  pthread_mutex_destroy(&fe->reply_mu);
+  pthread_cond_destroy(&fe->reply_cv);
+  pthread_mutex_destroy(&fe->log_mu);
+  free(fe);
+  grpc_shutdown_blocking();
+}
+
 /* Tears down a server that never started serving (an error at creation). */
 static void destroy_unstarted(grpc_frontend *fe) {
   if (fe->reply_thread_started) reply_thread_stop(fe);
@@ -772,14 +785,7 @@ static void destroy_unstarted(grpc_frontend *fe) {
     }
     grpc_completion_queue_destroy(fe->cq);
   }
-  free(fe->methods);
-  pthread_mutex_destroy(&fe->mu);
-  pthread_cond_destroy(&fe->cv);
-  pthread_mutex_destroy(&fe->reply_mu);
-  pthread_cond_destroy(&fe->reply_cv);
-  pthread_mutex_destroy(&fe->log_mu);
-  free(fe);
-  grpc_shutdown_blocking();
+  free_frontend(fe);
 }
 
 inferd_status grpc_frontend_create(const grpc_options *opts, app *a, grpc_frontend **out) {
@@ -844,8 +850,6 @@ inferd_status grpc_frontend_create(const grpc_options *opts, app *a, grpc_fronte
     fe->n_threads++;
   }
   if (fe->n_threads == 0) {
-    free(fe->threads);
-    fe->threads = NULL;
     destroy_unstarted(fe);
     return status_make(INFERD_INTERNAL, "cannot start the gRPC threads");
   }
@@ -917,13 +921,5 @@ void grpc_frontend_destroy(grpc_frontend *fe) {
   grpc_completion_queue_shutdown(fe->cq);
   for (int i = 0; i < fe->n_threads; i++) pthread_join(fe->threads[i], NULL);
   grpc_completion_queue_destroy(fe->cq);
-  free(fe->threads);
-  free(fe->methods);
-  pthread_mutex_destroy(&fe->mu);
-  pthread_cond_destroy(&fe->cv);
-  pthread_mutex_destroy(&fe->reply_mu);
-  pthread_cond_destroy(&fe->reply_cv);
-  pthread_mutex_destroy(&fe->log_mu);
-  free(fe);
-  grpc_shutdown_blocking();
+  free_frontend(fe);
 }
