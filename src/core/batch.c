@@ -50,6 +50,7 @@ static inferd_status gather_input(infer_request **reqs, size_t n, const char *na
     for (size_t j = 0; j < reqs[i]->n_inputs; j++)
       if (strcmp(reqs[i]->inputs[j].name, name) == 0) {
         /* BYTES data is length-prefixed elements: concatenation is the batch's layout too */
+        /* bounded: the same tensors' byte_size summed to total above */
         memcpy(dst->data + off, reqs[i]->inputs[j].data, reqs[i]->inputs[j].byte_size);
         off += reqs[i]->inputs[j].byte_size;
       }

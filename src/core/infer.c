@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/strbuf.h"
+
 int64_t monotonic_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -30,10 +32,10 @@ static inferd_status check_input(const model_version *mv, const tensor *t) {
   const tensor_spec *spec = model_version_find_input(mv, t->name);
   char a[96], b[96];
   if (spec == NULL) {
-    char names[256] = "";
-    size_t off = 0;
-    for (size_t i = 0; i < mv->n_inputs && off < sizeof names; i++)
-      off += (size_t)snprintf(names + off, sizeof names - off, "%s'%s'", i ? ", " : "", mv->inputs[i].name);
+    char names[256];
+    sbuf nb;
+    sbuf_init(&nb, names, sizeof names);
+    for (size_t i = 0; i < mv->n_inputs; i++) sbuf_appendf(&nb, "%s'%s'", i ? ", " : "", mv->inputs[i].name);
     return status_make(INFERD_INVALID_ARGUMENT, "unknown input '%s' for model '%s' (inputs: %s)", t->name,
                        mv->model->name, names);
   }

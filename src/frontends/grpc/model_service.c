@@ -13,6 +13,7 @@
 #include "app/features.h"
 #include "frontends/grpc/call.h"
 #include "model_service.pb-c.h"
+#include "util/strbuf.h"
 
 #define DEFAULT_MAX_RECORDS 1000 /* as the REST API's, when --max-records is not given */
 
@@ -151,8 +152,10 @@ static void new_id(char *buf, size_t len) {
     uint64_t t = (uint64_t)monotonic_ns();
     memcpy(r, &t, sizeof t);
   }
-  size_t o = (size_t)snprintf(buf, len, "pred_");
-  for (size_t i = 0; i < sizeof r && o + 2 < len; i++) o += (size_t)snprintf(buf + o, len - o, "%02x", r[i]);
+  sbuf b;
+  sbuf_init(&b, buf, len);
+  sbuf_append(&b, "pred_");
+  for (size_t i = 0; i < sizeof r; i++) sbuf_appendf(&b, "%02x", r[i]);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -9,6 +9,7 @@
 
 #include "frontends/http/appapi.h"
 #include "frontends/http/routes.h"
+#include "util/strbuf.h"
 
 static const char *mlflow_code(inferd_code code) {
   switch (code) {
@@ -89,10 +90,10 @@ static model_version *resolve_default(http_call *c, inferd_status *st) {
   const char *name = c->app->default_model;
   if (name == NULL) {
     if (repo->n_models != 1) {
-      char names[256] = "";
-      size_t off = 0;
-      for (size_t i = 0; i < repo->n_models && off < sizeof names; i++)
-        off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", i ? ", " : "", repo->models[i]->name);
+      char names[256];
+      sbuf nb;
+      sbuf_init(&nb, names, sizeof names);
+      for (size_t i = 0; i < repo->n_models; i++) sbuf_appendf(&nb, "%s%s", i ? ", " : "", repo->models[i]->name);
       *st = status_make(INFERD_NOT_FOUND,
                         "/invocations serves one model: start inferd with --default-model NAME (models: %s)", names);
       return NULL;

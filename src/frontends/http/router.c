@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/strbuf.h"
+
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -91,9 +93,9 @@ route_result router_match(const route *table, size_t n, const char *path, unsign
 
 const char *router_methods_str(unsigned methods, char *buf, size_t len) {
   static const char *const names[] = {"GET", "POST", "HEAD", "PUT", "DELETE"};
-  size_t off = 0;
-  buf[0] = '\0';
+  sbuf b;
+  sbuf_init(&b, buf, len);
   for (int i = 0; i < 5; i++)
-    if (methods & (1u << i)) off += (size_t)snprintf(buf + off, len > off ? len - off : 0, "%s%s", off ? ", " : "", names[i]);
+    if (methods & (1u << i)) sbuf_appendf(&b, "%s%s", b.len ? ", " : "", names[i]);
   return buf;
 }

@@ -465,7 +465,7 @@ bool json_append_string(struct evbuffer *out, const char *s, size_t len) {
   buf[o++] = '"';
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (o > sizeof buf - 16) {
+    if (o > sizeof buf - 16) { /* bounded: one step writes at most 6 bytes, the end 1 */
       evbuffer_add(out, buf, o);
       o = 0;
     }
@@ -522,7 +522,7 @@ static inferd_status append_data(struct evbuffer *out, const tensor *t) {
     return status_ok();
   }
   for (int64_t i = 0; i < n; i++) {
-    if (o > sizeof buf - 40) {
+    if (o > sizeof buf - 40) { /* bounded: one step writes at most 25 bytes (",%.17g"), the end 1 */
       evbuffer_add(out, buf, o);
       o = 0;
     }
