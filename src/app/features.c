@@ -182,10 +182,10 @@ static void fmt_num(char *buf, size_t len, double v) { snprintf(buf, len, "%.15g
 
 /* Returns NULL when the value is fine, else the error kind with the message in msg. */
 static const char *check_value(const feature_def *d, const json_t *v, resolved *out, char *msg, size_t mlen) {
-  char a[40], b[40];
   switch (d->type) {
     case FEATURE_NUMERIC:
     case FEATURE_INTEGER: {
+      char a[40];
       if (!json_is_number(v)) {
         snprintf(msg, mlen, "feature '%s' must be %s, got %s", d->name,
                  d->type == FEATURE_INTEGER ? "a whole number" : "a number", json_kind(v));
@@ -199,7 +199,7 @@ static const char *check_value(const feature_def *d, const json_t *v, resolved *
       }
       if ((d->has_min && x < d->min) || (d->has_max && x > d->max)) {
         fmt_num(a, sizeof a, x);
-        char range[100];
+        char range[100], b[40];
         if (d->has_min && d->has_max) {
           fmt_num(b, sizeof b, d->min);
           char c[40];

@@ -66,7 +66,7 @@ static bool put_scalar(filler *f, const json_t *v, const char *path) {
     const char *s = NULL;
     size_t n = 0;
     uint8_t *tmp = NULL;
-    long dn = 0;
+    long dn;
     if (json_is_string(v)) {
       s = json_string_value(v);
       n = json_string_length(v);

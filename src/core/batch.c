@@ -42,6 +42,7 @@ static inferd_status gather_input(infer_request **reqs, size_t n, const char *na
         total += t->byte_size;
         rows += t->shape[0];
       }
+  if (first == NULL) return status_make(INFERD_INTERNAL, "input '%s' is in no request of the batch", name);
   TRY(tensor_init(dst, name, first->datatype, first->shape, first->ndim));
   dst->shape[0] = rows;
   TRY(tensor_alloc(dst, total));

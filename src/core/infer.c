@@ -30,7 +30,6 @@ void infer_request_destroy(infer_request *req) {
 
 static inferd_status check_input(const model_version *mv, const tensor *t) {
   const tensor_spec *spec = model_version_find_input(mv, t->name);
-  char a[96], b[96];
   if (spec == NULL) {
     char names[256];
     sbuf nb;
@@ -45,9 +44,11 @@ static inferd_status check_input(const model_version *mv, const tensor *t) {
   bool ok = spec->ndim == t->ndim;
   for (int d = 0; ok && d < t->ndim; d++)
     if (spec->dims[d] != -1 && spec->dims[d] != t->shape[d]) ok = false;
-  if (!ok)
+  if (!ok) {
+    char a[96], b[96];
     return status_make(INFERD_INVALID_ARGUMENT, "input '%s' has shape %s, the model expects %s (-1: any size)",
                        t->name, shape_str(t->shape, t->ndim, a, sizeof a), shape_str(spec->dims, spec->ndim, b, sizeof b));
+  }
   int max_batch = mv->model->config->max_batch_size;
   if (max_batch > 0 && t->shape[0] > max_batch)
     return status_make(INFERD_INVALID_ARGUMENT, "input '%s' has a batch of %lld rows, more than the model's max_batch_size %d",

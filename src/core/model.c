@@ -132,7 +132,7 @@ inferd_status model_resolve_signature(const model_config *cfg, const tensor_spec
 
 void model_version_load(model_version *mv) {
   model *m = mv->model;
-  inferd_status st = status_ok();
+  inferd_status st;
   if (m->config_error[0]) {
     st = status_make(INFERD_INVALID_ARGUMENT, "%s", m->config_error);
   } else {

@@ -192,6 +192,7 @@ static void errors_into(arena *a, const feature_errors *errs, Inferd__PredictRes
 
 /* Answers a request that failed (st, with the problems in errs when there are) and frees pc. */
 static void predict_fail(predict_call *pc, const inferd_status *st, const feature_errors *errs) {
+  /* cppcheck-suppress variableScope ; msg may point into summary until the end */
   char summary[1024];
   const char *msg = st->msg;
   if (errs && errs->total) msg = feature_errors_summary(errs, summary, sizeof summary);
@@ -287,7 +288,7 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
   gcall *c = pc->call;
   snprintf(pc->model, sizeof pc->model, "%s", model_name ? model_name : "");
   snprintf(pc->version, sizeof pc->version, "%s", version ? version : "");
-  inferd_status st = status_ok();
+  inferd_status st;
   model_version *mv = NULL;
   if (grpc_frontend_draining(c->fe))
     st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");

@@ -73,16 +73,16 @@ typedef struct split_paths {
 
 static void split_path(void *user, size_t record, const char *feature, char *buf, size_t len) {
   const split_paths *sp = user;
-  if (feature)
-    for (size_t j = 0; j < json_array_size(sp->columns); j++)
-      if (strcmp(json_string_value(json_array_get(sp->columns, j)), feature) == 0) {
-        snprintf(buf, len, "$.dataframe_split.data[%zu][%zu]", record, j);
-        return;
-      }
-  if (feature)
-    snprintf(buf, len, "$.dataframe_split.columns");
-  else
+  if (feature == NULL) {
     snprintf(buf, len, "$.dataframe_split.data[%zu]", record);
+    return;
+  }
+  for (size_t j = 0; j < json_array_size(sp->columns); j++)
+    if (strcmp(json_string_value(json_array_get(sp->columns, j)), feature) == 0) {
+      snprintf(buf, len, "$.dataframe_split.data[%zu][%zu]", record, j);
+      return;
+    }
+  snprintf(buf, len, "$.dataframe_split.columns");
 }
 
 static model_version *resolve_default(http_call *c, inferd_status *st) {

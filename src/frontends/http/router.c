@@ -45,7 +45,9 @@ static int match_pattern(const char *pattern, const char *path, route_params *pa
     size_t slen = se ? (size_t)(se - s) : strlen(s);
     /* a capture may be followed by a literal suffix within its segment, as in TF Serving's
      * "{model}:predict": the segment must end with it, and the rest is captured */
-    size_t cap = plen >= 7 && strncmp(p, "{model}", 7) == 0 ? 7 : plen >= 9 && strncmp(p, "{version}", 9) == 0 ? 9 : 0;
+    size_t cap = 0;
+    if (plen >= 7 && strncmp(p, "{model}", 7) == 0) cap = 7;
+    else if (plen >= 9 && strncmp(p, "{version}", 9) == 0) cap = 9;
     if (cap) {
       size_t suffix = plen - cap;
       if (slen < suffix || strncmp(s + slen - suffix, p + cap, suffix) != 0) return 0;

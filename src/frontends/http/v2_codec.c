@@ -87,6 +87,7 @@ static inferd_status put_scalar(const json_scalar *v, inferd_datatype dt, bytes_
   }
   if (x < lo || x > hi) {
     char msg[96];
+    /* cppcheck-suppress invalidPrintfArgType_s ; WHERE is a comma expression whose value is where */
     snprintf(msg, sizeof msg, "%s: %lld is out of range for %s", WHERE, x, datatype_name(dt));
     return bad("input '%s' %s", tname, msg);
   }
