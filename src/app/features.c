@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/utf8.h"
+
 /* ---- small helpers ----------------------------------------------------------------------- */
 
 
@@ -75,12 +77,16 @@ void feature_errors_add(feature_errors *e, const char *path, const char *kind, c
     if (e->items == NULL) return;
   }
   feature_error *it = &e->items[e->n++];
-  snprintf(it->path, sizeof it->path, "%s", path);
+  /* Paths and messages quote the client's keys and values, cut to fit ("%.60s", a full
+   * buffer): repair what a cut left of a multi-byte character, since JSON must be UTF-8. */
+  utf8_sanitize(it->path, sizeof it->path, path);
   it->kind = kind;
+  char raw[sizeof it->message];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(it->message, sizeof it->message, fmt, ap);
+  vsnprintf(raw, sizeof raw, fmt, ap);
   va_end(ap);
+  utf8_sanitize(it->message, sizeof it->message, raw);
 }
 
 void feature_errors_clear(feature_errors *e) {
@@ -102,6 +108,12 @@ const char *feature_errors_summary(const feature_errors *e, char *buf, size_t le
   for (size_t i = 0; i < e->n && i < 5 && off < len; i++)
     off += (size_t)snprintf(buf + off, len - off, "%s%s: %s", i ? "; " : "", e->items[i].path, e->items[i].message);
   if (e->total > 5 && off < len) snprintf(buf + off, len - off, "; and %zu more (see \"errors\")", e->total - 5);
+  /* a full buffer may have cut a character: repair it, within len */
+  if (len > 0 && !utf8_valid(buf, strlen(buf), NULL)) {
+    char *copy = strdup(buf);
+    if (copy) utf8_sanitize(buf, len, copy);
+    free(copy);
+  }
   return buf;
 }
 

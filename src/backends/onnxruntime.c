@@ -434,6 +434,7 @@ const backend_ops onnxruntime_backend = {
     .name = "onnxruntime",
     .platform = "onnxruntime_onnx",
     .model_filename = "model.onnx",
+    .bytes_are_utf8 = true,
     .load = ort_load,
     .describe = ort_describe,
     .run = ort_run,

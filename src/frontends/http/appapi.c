@@ -77,12 +77,9 @@ inferd_status appapi_submit(http_call *c, model_version *mv, tensor *inputs, siz
   if (status_is_ok(&st)) st = infer_request_validate(req);
   const char *h = http_call_header(c, "X-Request-Timeout-Ms");
   if (status_is_ok(&st) && h) {
-    char *end;
-    long long ms = strtoll(h, &end, 10);
-    if (*h == '\0' || *end != '\0' || ms < 0 || ms > 86400000LL)
-      st = status_make(INFERD_INVALID_ARGUMENT, "X-Request-Timeout-Ms '%s' is not a number of milliseconds", h);
-    else if (ms > 0)
-      req->deadline_ns = c->start_ns + ms * 1000000;
+    int64_t timeout_us;
+    st = infer_timeout_ms_parse("X-Request-Timeout-Ms", h, &timeout_us);
+    if (status_is_ok(&st)) st = infer_deadline_after(c->start_ns, timeout_us, "X-Request-Timeout-Ms", &req->deadline_ns);
   }
   if (!status_is_ok(&st)) {
     infer_request_destroy(req);

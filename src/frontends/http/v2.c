@@ -130,16 +130,14 @@ static void on_infer_done(infer_request *req, void *user) {
  * default) and the priority level. */
 static inferd_status apply_scheduling(http_call *c, const model_version *mv, const v2_request_info *info,
                                       infer_request *req) {
-  int64_t timeout_us = info->timeout_us;
+  /* checked even when the header wins, so an absurd value is never silently ignored */
+  TRY(infer_deadline_after(c->start_ns, info->timeout_us, "parameters.timeout", &req->deadline_ns));
   const char *h = http_call_header(c, "X-Request-Timeout-Ms");
   if (h) {
-    char *end;
-    long long ms = strtoll(h, &end, 10);
-    if (*h == '\0' || *end != '\0' || ms < 0 || ms > 86400000LL)
-      return status_make(INFERD_INVALID_ARGUMENT, "X-Request-Timeout-Ms '%s' is not a number of milliseconds", h);
-    timeout_us = ms * 1000;
+    int64_t timeout_us;
+    TRY(infer_timeout_ms_parse("X-Request-Timeout-Ms", h, &timeout_us));
+    TRY(infer_deadline_after(c->start_ns, timeout_us, "X-Request-Timeout-Ms", &req->deadline_ns));
   }
-  if (timeout_us > 0) req->deadline_ns = c->start_ns + timeout_us * 1000;
   int levels = mv->model->config->batching.priority_levels;
   if (info->priority > levels)
     return status_make(INFERD_INVALID_ARGUMENT, "parameters.priority is %d but model '%s' has %d priority level%s (1 is the highest)",
