@@ -3,6 +3,7 @@
  * features_encode validates and encodes, and features_decode_results' JSON results become
  * protobuf predictions, so both APIs accept, refuse and answer alike. */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "app/application.h"
 #include "app/features.h"
 #include "frontends/grpc/call.h"
+#include "util/utf8.h"
 #include "model_service.pb-c.h"
 
 #define DEFAULT_MAX_RECORDS 1000 /* as the REST API's, when --max-records is not given */
@@ -63,6 +65,23 @@ static json_t *record_json(const Inferd__Record *r, const char *path, feature_er
   json_t *o = json_object();
   for (size_t i = 0; r && i < r->n_features; i++) {
     const Inferd__Record__FeaturesEntry *e = r->features[i];
+    const char *key = e->key ? e->key : "";
+    if (!utf8_valid(key, strlen(key), NULL)) {
+      char p[200];
+      snprintf(p, sizeof p, "%s.features", path);
+      json_path_key(p, sizeof p, key);
+      feature_errors_add(errs, p, "invalid", "the feature name is not valid UTF-8 text");
+      continue;
+    }
+    if (e->value && e->value->kind_case == INFERD__VALUE__KIND_NUMBER_VALUE && !isfinite(e->value->number_value)) {
+      /* JSON, which the features read, has no NaN or infinity: say so rather than "missing" */
+      char p[200];
+      snprintf(p, sizeof p, "%s.features", path);
+      json_path_key(p, sizeof p, key);
+      feature_errors_add(errs, p, "wrong_type", "%s is not allowed: send a finite number",
+                         isnan(e->value->number_value) ? "NaN" : e->value->number_value > 0 ? "Infinity" : "-Infinity");
+      continue;
+    }
     json_t *v = value_json(e->value);
     if (v == NULL) {
       if (e->value && e->value->kind_case == INFERD__VALUE__KIND_STRING_VALUE) {

@@ -1,6 +1,7 @@
 #include "frontends/http/v2_codec.h"
 
 #include "frontends/http/json_numbers.h"
+#include "util/jsonerr.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -532,8 +533,10 @@ inferd_status v2_decode_request(const char *body, size_t len, long long header_l
     declined = false;
   }
   json_t *root = json_loadb(body, json_len, JSON_REJECT_DUPLICATES, &err);
-  if (root == NULL)
-    return status_make(INFERD_INVALID_ARGUMENT, "malformed JSON at line %d, column %d: %s", err.line, err.column, err.text);
+  if (root == NULL) {
+    char where[JSON_ERROR_TEXT_LENGTH + 128];
+    return status_make(INFERD_INVALID_ARGUMENT, "malformed JSON at %s", jsonerr_describe(&err, where, sizeof where));
+  }
   inferd_status st = decode_root(root, body, json_len, binary, binary_left, NULL, 0, &declined, req, info);
   json_decref(root);
   return st;
