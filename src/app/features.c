@@ -95,6 +95,18 @@ void feature_errors_clear(feature_errors *e) {
   e->n = e->total = 0;
 }
 
+void feature_errors_drop(feature_errors *e, const char *path, const char *kind) {
+  size_t kept = 0;
+  for (size_t i = 0; i < e->n; i++) {
+    if (strcmp(e->items[i].path, path) == 0 && strcmp(e->items[i].kind, kind) == 0) {
+      e->total--;
+      continue;
+    }
+    e->items[kept++] = e->items[i];
+  }
+  e->n = kept;
+}
+
 json_t *feature_errors_json(const feature_errors *e) {
   json_t *arr = json_array();
   for (size_t i = 0; i < e->n; i++)

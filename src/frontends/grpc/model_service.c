@@ -61,7 +61,7 @@ static json_t *value_json(const Inferd__Value *v) {
 
 /* A record as the JSON object features_encode reads; a value with no kind is left out. Strings
  * that are not UTF-8 are reported where they are. */
-static json_t *record_json(const Inferd__Record *r, const char *path, feature_errors *errs) {
+static json_t *record_json(const Inferd__Record *r, const char *path, feature_errors *errs, json_t *reported) {
   json_t *o = json_object();
   for (size_t i = 0; r && i < r->n_features; i++) {
     const Inferd__Record__FeaturesEntry *e = r->features[i];
@@ -80,6 +80,7 @@ static json_t *record_json(const Inferd__Record *r, const char *path, feature_er
       json_path_key(p, sizeof p, key);
       feature_errors_add(errs, p, "wrong_type", "%s is not allowed: send a finite number",
                          isnan(e->value->number_value) ? "NaN" : e->value->number_value > 0 ? "Infinity" : "-Infinity");
+      json_array_append_new(reported, json_string(errs->n ? errs->items[errs->n - 1].path : p));
       continue;
     }
     json_t *v = value_json(e->value);
@@ -89,6 +90,7 @@ static json_t *record_json(const Inferd__Record *r, const char *path, feature_er
         snprintf(p, sizeof p, "%s.features", path);
         json_path_key(p, sizeof p, e->key);
         feature_errors_add(errs, p, "wrong_type", "not valid UTF-8 text");
+        json_array_append_new(reported, json_string(errs->n ? errs->items[errs->n - 1].path : p));
       }
       continue;
     }
@@ -342,13 +344,14 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
   }
   options(o, &pc->opts, &errs);
   json_t *recs = json_array();
+  json_t *reported = json_array(); /* paths of values already reported: not "missing" too */
   for (size_t i = 0; i < n_records; i++) {
     char path[64];
     if (pc->kind == KIND_BATCH)
       snprintf(path, sizeof path, "$.records[%zu]", i);
     else
       snprintf(path, sizeof path, "$.record");
-    json_array_append_new(recs, record_json(records[i], path, &errs));
+    json_array_append_new(recs, record_json(records[i], path, &errs, reported));
   }
   record_paths rp = {.single = pc->kind != KIND_BATCH};
   features_paths paths = {.base = pc->kind == KIND_BATCH ? "$.records" : "$.record", .path = record_path, .user = &rp};
@@ -356,6 +359,9 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
   size_t nt = 0;
   st = features_encode(pc->f, recs, &paths, &ts, &nt, &errs);
   json_decref(recs);
+  for (size_t i = 0; i < json_array_size(reported); i++)
+    feature_errors_drop(&errs, json_string_value(json_array_get(reported, i)), "missing_feature");
+  json_decref(reported);
   if (status_is_ok(&st) && errs.total) st = status_make(INFERD_INVALID_ARGUMENT, "invalid request");
   if (!status_is_ok(&st)) {
     if (ts) tensors_free(ts, nt);
