@@ -15,7 +15,9 @@ BINARY_SAMPLES = dict(JSON_SAMPLES)
 BINARY_SAMPLES["UINT64"] = [[0, 18446744073709551615, 1], [9223372036854775808, 9007199254740993, 77]]
 BINARY_SAMPLES["INT64"] = [[-9223372036854775808, 9223372036854775807, 0], [-1, 1, 1 << 53]]
 BINARY_SAMPLES["BYTES"] = [[b"", b"hello", "h\u00e9llo \u2603 \u65e5\u672c".encode()],
-                           [b"\x00\x01\x02", b"\xff\xfe binary", b"x" * 1000]]
+                           [b"\x00\x01\x02", "\u00ff\u00fe binary".encode(), b"x" * 1000]]
+# (BYTES elements of an ONNX model are UTF-8 text: docs/http-api.md; NUL and control bytes are
+# valid UTF-8 and come back as sent)
 
 
 def np_sample(datatype, samples):
