@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "util/strbuf.h"
+#include "util/utf8.h"
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
@@ -78,18 +79,34 @@ void feature_errors_add(feature_errors *e, const char *path, const char *kind, c
     if (e->items == NULL) return;
   }
   feature_error *it = &e->items[e->n++];
-  snprintf(it->path, sizeof it->path, "%s", path);
+  /* Paths and messages quote the client's keys and values, cut to fit ("%.60s", a full
+   * buffer): repair what a cut left of a multi-byte character, since JSON must be UTF-8. */
+  utf8_sanitize(it->path, sizeof it->path, path);
   it->kind = kind;
+  char raw[sizeof it->message];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(it->message, sizeof it->message, fmt, ap);
+  vsnprintf(raw, sizeof raw, fmt, ap);
   va_end(ap);
+  utf8_sanitize(it->message, sizeof it->message, raw);
 }
 
 void feature_errors_clear(feature_errors *e) {
   free(e->items);
   e->items = NULL;
   e->n = e->total = 0;
+}
+
+void feature_errors_drop(feature_errors *e, const char *path, const char *kind) {
+  size_t kept = 0;
+  for (size_t i = 0; i < e->n; i++) {
+    if (strcmp(e->items[i].path, path) == 0 && strcmp(e->items[i].kind, kind) == 0) {
+      e->total--;
+      continue;
+    }
+    e->items[kept++] = e->items[i];
+  }
+  e->n = kept;
 }
 
 json_t *feature_errors_json(const feature_errors *e) {
@@ -107,6 +124,12 @@ const char *feature_errors_summary(const feature_errors *e, char *buf, size_t le
   for (size_t i = 0; i < e->n && i < 5; i++)
     sbuf_appendf(&b, "%s%s: %s", i ? "; " : "", e->items[i].path, e->items[i].message);
   if (e->total > 5) sbuf_appendf(&b, "; and %zu more (see \"errors\")", e->total - 5);
+  /* a full buffer may have cut a character: repair it, within len */
+  if (len > 0 && !utf8_valid(buf, strlen(buf), NULL)) {
+    char *copy = strdup(buf);
+    if (copy) utf8_sanitize(buf, len, copy);
+    free(copy);
+  }
   return buf;
 }
 

@@ -155,6 +155,17 @@ void batch_execute(infer_request **reqs, size_t n) {
       }
       first += r->rows;
     }
+  } else if (!ran && st.code == INFERD_INVALID_ARGUMENT) {
+    /* The model refused the batch's values: one request's values, most likely, and only that
+     * request should hear of it. Run each alone so the others get their answers. */
+    tensors_free(inputs, n_in);
+    free(outputs);
+    free(names);
+    for (size_t i = 0; i < n; i++) {
+      execute_one(reqs[i]);
+      reqs[i]->compute_input_ns = t1 - t0;
+    }
+    return;
   } else {
     fail_all(reqs, n, st);
   }

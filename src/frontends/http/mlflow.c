@@ -29,6 +29,8 @@ static void set_mlflow_error(http_call *c, const inferd_status *st, const featur
   char summary[1024];
   json_t *doc = json_pack("{ss ss}", "error_code", mlflow_code(st->code), "message",
                           errs && errs->total ? feature_errors_summary(errs, summary, sizeof summary) : st->msg);
+  /* "error" too, the shape every other inferd error has, for clients that read that */
+  json_object_set(doc, "error", json_object_get(doc, "message"));
   if (errs && errs->total) json_object_set_new(doc, "errors", feature_errors_json(errs));
   if (st->code == INFERD_RESOURCE_EXHAUSTED) http_call_add_reply_header(c, "Retry-After", "1");
   http_call_set_json(c, status_http_code(st->code), doc);
