@@ -226,7 +226,7 @@ def framing_cases():
     add("header-timeout-ms-float", post(headers=b"X-Request-Timeout-Ms: 1e3\r\n"), 400, close=False)
 
     # bare LF line ends: answered at once, leniently or with a 400 (issue 9 item 3)
-    lf = dict(answer_within=3.0, close=False, why="RFC 9112 2.2 allows LF alone; never left to the idle timeout")
+    lf = dict(answer_within=2.0, close=False, why="RFC 9112 2.2 allows LF alone; never left to the idle timeout")
     add("bare-lf-get", b"GET " + LIVE.encode() + b" HTTP/1.1\nHost: x\n\n", (200, 400), **lf)
     add("bare-lf-end-only", b"GET " + LIVE.encode() + b" HTTP/1.1\r\nHost: x\r\n\n", (200, 400), **lf)
     add("bare-lf-mixed", b"GET " + LIVE.encode() + b" HTTP/1.1\nHost: x\r\n\r\n", (200, 400), **lf)
@@ -301,7 +301,7 @@ def framing_cases():
     add("chunk-ext-bws", chunked(b"%x ;a=b\r\n" % len(ADD_SUB_JSON) + ADD_SUB_JSON + b"\r\n0\r\n\r\n"), 200,
         why="RFC 9112 7.1.1: chunk-ext allows BWS before ';'")
     add("chunk-size-bare-lf", chunked(b"%x\n" % len(ADD_SUB_JSON) + ADD_SUB_JSON + b"\r\n0\r\n\r\n"), (200, 400),
-        answer_within=3.0, close=False)
+        answer_within=2.0, close=False)
     add("chunk-trailer-content-length", chunked(GOOD_CHUNKS + b"0\r\nContent-Length: 5\r\n\r\n"), (200, 400), close=False,
         why="framing fields in a trailer are ignored (or refused)")
     add("chunk-json-split-badly", chunked(b"3\r\n{\"i\r\n0\r\n\r\n"), 400, close=False,

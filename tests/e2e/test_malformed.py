@@ -206,7 +206,7 @@ def exchange(port, data, case):
         if case.close:
             after = reader.buf
             if not after:
-                s.settimeout(timeout(3))
+                s.settimeout(timeout(1))  # a correct server closes right after its answer
                 try:
                     after = s.recv(65536)
                 except socket.timeout:
