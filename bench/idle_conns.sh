@@ -58,6 +58,7 @@ p50_run() { # label -> prints p50 in µs; the wrk output goes to bench/out/idle-
   awk '$1=="50%" {print $2}' "$OUT/idle-wrk-$1.txt" | to_us
 }
 count() { awk '/requests in/ {print $1}' "$OUT/idle-wrk-$1.txt"; }
+p99() { awk '$1=="99%" {print $2}' "$OUT/idle-wrk-$1.txt" | to_us; }
 bad() { awk '/^BENCH/ {print $2" "$3}' "$OUT/idle-wrk-$1.txt"; }
 
 BODY="$OUT/churn.json" taskset -c 0 wrk -t1 -c4 -d2s -s bench/post_body.lua "$URL" >/dev/null # warm-up
@@ -87,11 +88,11 @@ RSS3=$(rss_kb "$SERVER"); FD3=$(fds "$SERVER")
 echo "inferd $(git rev-parse --short HEAD) ($BUILD), $N idle keep-alive connections, ulimit -n $(ulimit -n), server args: ${EXTRA[*]:-(none)}"
 echo "client: $READY"
 echo "client: $DONE"
-printf "%-34s %10s %8s %12s %9s   %s\n" phase rss_MB fds p50_us requests "wrk non-200/errors"
-printf "%-34s %10.1f %8d %12s %9s   %s\n" "A idle server" "$(echo "$RSS0/1024" | bc -l)" "$FD0" "$P50_A" "$(count A)" "$(bad A)"
-printf "%-34s %10.1f %8d %12s %9s   %s\n" "B with $N idle connections" "$(echo "$RSS1/1024" | bc -l)" "$FD1" "$P50_B" "$(count B)" "$(bad B)"
-printf "%-34s %10.1f %8d %12s %9s   %s\n" "  (after B's requests)" "$(echo "$RSS2/1024" | bc -l)" "$FD2" "" "" ""
-printf "%-34s %10.1f %8d %12s %9s   %s\n" "C after they closed" "$(echo "$RSS3/1024" | bc -l)" "$FD3" "$P50_C" "$(count C)" "$(bad C)"
+printf "%-34s %10s %8s %10s %10s %9s   %s\n" phase rss_MB fds p50_us p99_us requests "wrk non-200/errors"
+printf "%-34s %10.1f %8d %10s %10s %9s   %s\n" "A idle server" "$(echo "$RSS0/1024" | bc -l)" "$FD0" "$P50_A" "$(p99 A)" "$(count A)" "$(bad A)"
+printf "%-34s %10.1f %8d %10s %10s %9s   %s\n" "B with $N idle connections" "$(echo "$RSS1/1024" | bc -l)" "$FD1" "$P50_B" "$(p99 B)" "$(count B)" "$(bad B)"
+printf "%-34s %10.1f %8d %10s %10s %9s   %s\n" "  (after B's requests)" "$(echo "$RSS2/1024" | bc -l)" "$FD2" "" "" "" ""
+printf "%-34s %10.1f %8d %10s %10s %9s   %s\n" "C after they closed" "$(echo "$RSS3/1024" | bc -l)" "$FD3" "$P50_C" "$(p99 C)" "$(count C)" "$(bad C)"
 ADDED=$(echo "($RSS2 - $RSS0)/1024" | bc -l)
 RATIO=$(echo "$P50_B / $P50_A" | bc -l)
 printf "RSS added by the idle connections: %.1f MB (limit 50)   p50 B/A: %.2fx (limit 2.00)\n" "$ADDED" "$RATIO"
