@@ -56,6 +56,7 @@ class Case:
     # checks on the answer
     needles: tuple = ()                 # words the error message must contain (issue 9, item 7)
     shape: str = "error"                # 4xx body: "error" ({"error": str}), "mlflow", None
+    forbid: bytes = None                # bytes the response head must not carry
     why: str = ""                       # where the expectation comes from, when not obvious
 
 
@@ -214,6 +215,10 @@ def framing_cases():
     add("header-request-id-50k", get(headers=b"Host: x\r\nX-Request-ID: " + b"r" * 50000 + b"\r\n"), (200, 400))
     add("header-request-id-1100-quotes", get(headers=b"Host: x\r\nX-Request-ID: " + b'"' * 1100 + b"\r\n"), (200, 400),
         why="issue 9 item 1: escapes that double in the access log")
+    add("header-request-id-not-utf8", get(headers=b"Host: x\r\nX-Request-ID: \xff\xfe\r\n"), (200, 400),
+        why="echoed or replaced; the access log line stays valid UTF-8 JSON")
+    add("header-request-id-cr-injection", get(headers=b"Host: x\r\nX-Request-ID: a\rSet-Cookie: x=1\r\n"), (200, 400),
+        forbid=b"Set-Cookie", why="a bare CR echoed into the response head splits it for lenient clients")
     add("header-expect-unknown", get(headers=b"Host: x\r\nExpect: teapot\r\n"), (200, 417))
     add("header-no-end", b"GET " + LIVE.encode() + b" HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 9000, 400,
         why="a head that passes 64 KiB without ending")
@@ -486,6 +491,15 @@ def tensor_cases():
     c.append(tcase("shape-zero-rows", {"inputs": [dict(ADD_SUB["inputs"][0], shape=[0, 4], data=[]),
                                                  dict(ADD_SUB["inputs"][1], shape=[0, 4], data=[])]}, (200, 400),
                    why="issue 9 item 4: zero rows one way everywhere, never a 5xx"))
+    c.append(tcase("zero-rows-churn", {"inputs": [{"name": "input", "datatype": "FP32", "shape": [0, 12], "data": []}]},
+                   (200, 400), model="churn", why="issue 9 item 4: zero rows one way everywhere"))
+    c.append(tcase("zero-rows-sentiment", {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [0], "data": []}]},
+                   (200, 400), model="sentiment", why="issue 9 item 4: BYTES [0] gave 500 while churn [0, 12] gave 200"))
+    for idx in (10, 1000, 2 ** 62, -11):
+        c.append(tcase(f"ort-gather-index-{idx}", {"inputs": [{"name": "idx", "datatype": "INT64", "shape": [1, 1], "data": [idx]}]},
+                       model="gather_fail", why="issue 9 item 4: an ONNX Runtime error caused by the request's values is a 400"))
+    c.append(tcase("control-gather", {"inputs": [{"name": "idx", "datatype": "INT64", "shape": [1, 1], "data": [3]}]}, 200,
+                   model="gather_fail"))
     c.append(tcase("batch-mismatch", {"inputs": [ADD_SUB["inputs"][0], dict(ADD_SUB["inputs"][1], shape=[2, 4], data=[1.0] * 8)]}))
     # datatypes
     for dt in ["FLOAT", "fp32", "", "FP8", "BF16", "INT128", "BYTES", "FP64", "INT32", "UINT8", "BOOL", "FP16",
@@ -993,6 +1007,10 @@ def grpc_cases():
     c.append(gcase("sentiment-typed-not-utf8", INFER, sent_req([b"\xc3 x"], [1], raw=False), IA, needles=("text",)))
     c.append(gcase("sentiment-raw-shape-0", INFER, sent_req(b"", [0]), (OK, IA), why="issue 9 item 4: [0] gave 500"))
     c.append(gcase("sentiment-typed-shape-0", INFER, sent_req([], [0], raw=False), (OK, IA)))
+    gather = pb.ModelInferRequest(model_name="gather_fail")
+    gather.inputs.add(name="idx", datatype="INT64", shape=[1, 1]).contents.int64_contents.append(10)
+    c.append(gcase("gather-index-out-of-range", INFER, ser(gather), IA,
+                   why="issue 9 item 4: an ONNX Runtime error caused by the request's values is INVALID_ARGUMENT"))
     c.append(gcase("sentiment-raw-overrun", INFER, sent_req(struct.pack("<I", 1000) + b"x", [1])))
     c.append(gcase("sentiment-raw-truncated-prefix", INFER, sent_req(b"\x01\x00", [1])))
     c.append(gcase("sentiment-raw-count", INFER, sent_req(bytes_elems(b"a", b"b"), [1])))

@@ -10,6 +10,7 @@ import json
 import shutil
 import socket
 import subprocess
+import time
 
 import grpc
 import pytest
@@ -32,10 +33,12 @@ class Harness:
 
     def __init__(self, repo, workdir):
         self.repo, self.workdir = repo, workdir
+        self.stderr_paths = []  # of every server started, restarts included
         self._start()
 
     def _start(self):
         self.srv = start_grpc_server(self.repo, self.workdir, args=ARGS)
+        self.stderr_paths.append(self.srv.stderr_path)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.srv.grpc_port}")
         grpc.channel_ready_future(self.channel).result(timeout=timeout(20))
         self.methods = {}
@@ -48,17 +51,21 @@ class Harness:
         return m(message, timeout=timeout(10))
 
     def new_stderr(self):
+        """The stderr written since the last call (whole lines), as bytes."""
         path = self.srv.stderr_path
         with open(path, "rb") as f:
             f.seek(self.err_offset)
             data = f.read()
+        if not self.srv.alive():
+            return data
+        data = data[:data.rfind(b"\n") + 1]
         self.err_offset += len(data)
-        return data.decode("utf-8", "replace")
+        return data
 
     def after_case(self, case):
         """Problems the case left behind: a dead or deaf server, sanitizer reports."""
         problems = []
-        err = self.new_stderr()
+        err = self.new_stderr().decode("utf-8", "replace")
         for marker in SANITIZER_MARKERS:
             if marker in err:
                 i = err.find(marker)
@@ -155,6 +162,7 @@ class Reader:
             while b"\r\n\r\n" not in self.buf:
                 self._more()
             head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+            self.head = head
             lines = head.decode("latin-1").split("\r\n")
             status = int(lines[0].split()[1])
             headers = {}
@@ -196,6 +204,8 @@ def exchange(port, data, case):
         reader = Reader(s, within)
         try:
             status, headers, body = reader.response()
+            if case.forbid and case.forbid in reader.head:
+                raise AssertionError(f"the response head carries {case.forbid!r}: {reader.head[:300]!r}")
         except socket.timeout:
             raise AssertionError(f"no answer within {within:.0f} s")
         except ConnectionResetError:
@@ -317,3 +327,21 @@ def test_malformed(harness, case):
         note = f" ({case.why})" if case.why else ""
         shown = sent[:300] + (b"..." if len(sent) > 300 else b"")
         pytest.fail(f"{case.name}{note}\nsent: {shown!r}\n" + "\n".join(problems), pytrace=False)
+
+
+def test_log_lines_stay_json(harness):
+    """Runs after the table: every log line the servers wrote while answering it is one JSON
+    object in valid UTF-8, whatever bytes the requests carried (paths, ids, names). The access
+    log is written in batches, so this is checked once here rather than per case."""
+    time.sleep(0.2)  # the last batch (written every 50 ms)
+    bad = []
+    for path in harness.stderr_paths:
+        with open(path, "rb") as f:
+            for line in f:
+                if not line.startswith(b'{"time"'):
+                    continue
+                try:
+                    json.loads(line.decode("utf-8"))
+                except ValueError as exc:
+                    bad.append(f"{exc}: {line[:300]!r}")
+    assert not bad, f"{len(bad)} log lines are not UTF-8 JSON:\n" + "\n".join(bad[:20])
