@@ -29,6 +29,12 @@ def raise_nofile():
     return hard
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -141,6 +147,8 @@ def main():
     ap.add_argument("--connections", type=int, default=2000)
     ap.add_argument("--interval", type=float, default=10.0)
     ap.add_argument("--duration", type=float, default=45.0)
+    ap.add_argument("--server-nofile", type=int, default=0,
+                    help="run the server with this descriptor limit (soft and hard), to see it at the limit")
     ap.add_argument("server_args", nargs="*")
     args = ap.parse_args()
     args.duration = min(args.duration, 60.0)
@@ -152,7 +160,9 @@ def main():
     cmd = [args.inferd, "serve", "--model-repository", args.models, "--host", "127.0.0.1", "--http-port", str(port),
            "--grpc-port", "0"] + args.server_args
     # the child inherits the raised limit: the server before the fix did not raise its own
-    srv = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    limit = args.server_nofile
+    pre = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))) if limit else None
+    srv = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=pre)
     try:
         for _ in range(200):
             try:
@@ -164,9 +174,16 @@ def main():
                 time.sleep(0.1)
         else:
             sys.exit("inferd did not come up")
-        print(f"{' '.join(cmd[:1] + cmd[1:2])} {' '.join(args.server_args)}: {args.connections} connections, "
+        print(f"{' '.join(cmd[:1] + cmd[1:2])} {' '.join(args.server_args)}"
+              + (f" (descriptor limit {limit})" if limit else "") + f": {args.connections} connections, "
               f"a header line every {args.interval:g} s, for {args.duration:g} s", flush=True)
+        cpu0 = cpu_seconds(srv.pid)
         asyncio.run(main_async(args, port))
+        log.flush()
+        size = os.path.getsize(log.name)
+        with open(log.name, "rb") as f:
+            lines = sum(1 for _ in f)
+        print(f"server CPU during the run: {cpu_seconds(srv.pid) - cpu0:.2f} s; its log: {lines} lines, {size} bytes")
     finally:
         srv.terminate()
         try:
