@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import socket
+import threading
 import time
 
 import pytest
@@ -235,3 +236,27 @@ def test_fd_limit_backs_off_and_keeps_serving(server_factory, test_models_dir):
         keep.close()
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
     assert srv.get("/v2/health/live").status_code == 200  # accepting again after the pause
+
+
+def test_pipelining_client_that_reads_late_is_served_in_order(server_factory, test_models_dir):
+    """A client that pipelines thousands of requests before reading: past 1 MiB of replies
+    waiting the server stops taking requests until the client reads, then carries on; every
+    reply arrives, in order. (Before, each synchronous reply parsed the next request from
+    inside itself: 3,000 pipelined requests overflowed the loop thread's stack.)"""
+    server = server_factory(test_models_dir)
+    n = 3000
+    req = b"GET /v2/models/add_sub HTTP/1.1\r\nHost: x\r\n\r\n"
+    with raw_connect(server.port) as s:
+        s.settimeout(timeout(30))
+        sender = threading.Thread(target=lambda: s.sendall(req * n))
+        sender.start()
+        time.sleep(1.0)  # do not read yet: replies pile up
+        data = b""
+        while data.count(b"HTTP/1.1 200 OK\r\n") < n or not data.endswith(b"}"):
+            chunk = s.recv(1 << 20)
+            assert chunk, f"closed after {data.count(b'HTTP/1.1 ')} replies"
+            data += chunk
+        sender.join(timeout(10))
+    assert data.count(b"HTTP/1.1 ") == n
+    assert len(data) > (1 << 20)  # enough to pass the high-water mark
+    assert server.get("/v2/health/live").status_code == 200

@@ -47,10 +47,19 @@ struct http_conn {
   bool keep_alive;
   bool closing;      /* close once the output is written */
   bool output_full;  /* pipelined requests wait until the client takes its replies */
+  /* process_input is running: a reply given synchronously does not parse the next request
+   * itself (thousands of pipelined requests would recurse that deep) but leaves it to the
+   * running loop, and a close waits until that loop returns. */
+  bool parsing;
+  bool dead;
   http_conn *prev, *next;
 };
 
 static void conn_free(http_conn *conn) {
+  if (conn->parsing) { /* process_input frees it on its way out */
+    conn->dead = true;
+    return;
+  }
   http_loop *l = conn->loop;
   if (conn->prev)
     conn->prev->next = conn->next;
@@ -119,6 +128,8 @@ static bool flush_output(http_conn *conn) {
   if (conn->output_full) { /* the client took its replies: the pipelined requests' turn */
     conn->output_full = false;
     start_reading(conn);
+    if (evbuffer_get_length(conn->in) == 0)
+      set_timer(conn, TIMER_IDLE, conn->loop->srv->opts.keepalive_timeout_ms);
     process_input(conn);
     return false;
   }
@@ -245,19 +256,40 @@ static bool start_request(http_conn *conn, const char *head, size_t len) {
   return true;
 }
 
-/* Parses what has arrived; returns when it needs more bytes or a request is being answered.
- * The connection may be gone when it returns. */
-static void process_input(http_conn *conn) {
+/* The first contiguous piece of in, at most want bytes. */
+static const char *first_piece(struct evbuffer *in, size_t want, size_t *n) {
+  struct evbuffer_iovec v;
+  if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) {
+    *n = 0;
+    return "";
+  }
+  *n = v.iov_len < want ? v.iov_len : want;
+  return v.iov_base;
+}
+
+/* The first want bytes of in made contiguous (NULL when out of memory). */
+static const char *joined(struct evbuffer *in, size_t want, size_t *n) {
+  *n = want;
+  return (const char *)evbuffer_pullup(in, (ssize_t)want);
+}
+
+/* Parses what has arrived; returns when it needs more bytes, a request is being answered, or
+ * the connection is to close (conn->dead). */
+static void parse_loop(http_conn *conn) {
   struct evbuffer *in = conn->in;
   for (;;) {
+    if (conn->dead || conn->output_full) return;
     switch (conn->state) {
       case ANSWERING:
         return;
       case READ_HEAD: {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) return;
-        size_t look = avail < HTTP_PARSE_MAX_HEAD_BYTES + 1 ? avail : HTTP_PARSE_MAX_HEAD_BYTES + 1;
-        const char *buf = (const char *)evbuffer_pullup(in, (ssize_t)look);
+        /* The head is usually all in the first piece of the buffer: look there, and copy
+         * pieces together only when it is not. */
+        size_t want = avail < HTTP_PARSE_MAX_HEAD_BYTES + 1 ? avail : HTTP_PARSE_MAX_HEAD_BYTES + 1, look;
+        const char *buf = first_piece(in, want, &look);
+        if (look < 2 && look < want) buf = joined(in, want, &look);
         if (buf == NULL) {
           conn_free(conn);
           return;
@@ -271,6 +303,13 @@ static void process_input(http_conn *conn) {
         }
         if (conn->phase != TIMER_HEAD) set_timer(conn, TIMER_HEAD, conn->loop->srv->opts.head_timeout_ms);
         size_t head_len = http_head_end(buf, look, &conn->head_scan);
+        if (head_len == 0 && look < want) {
+          if ((buf = joined(in, want, &look)) == NULL) {
+            conn_free(conn);
+            return;
+          }
+          head_len = http_head_end(buf, look, &conn->head_scan);
+        }
         if (head_len == 0) {
           if (look > HTTP_PARSE_MAX_HEAD_BYTES) {
             inferd_status st = status_make(INFERD_INVALID_ARGUMENT, "the request head is larger than 64 KiB");
@@ -279,7 +318,7 @@ static void process_input(http_conn *conn) {
           return;
         }
         conn->head_scan = 0;
-        if (!start_request(conn, buf, head_len)) return; /* failed and answered, or freed */
+        if (!start_request(conn, buf, head_len)) return; /* failed and answered, or closing */
         evbuffer_drain(in, head_len);
         break;
       }
@@ -294,24 +333,24 @@ static void process_input(http_conn *conn) {
           return;
         }
         request_complete(conn);
-        return;
+        break; /* answered already (state READ_HEAD again), or still being answered */
       }
       case READ_CHUNKED: {
         size_t avail = evbuffer_get_length(in), used = 0, data = 0;
         inferd_status st = status_ok();
         if (avail > 0) {
-          const char *buf;
-          size_t n;
-          if (conn->chunked.state == HTTP_CHUNK_DATA) { /* data: the first contiguous piece, no copy */
-            struct evbuffer_iovec v;
-            evbuffer_peek(in, -1, NULL, &v, 1);
-            buf = v.iov_base;
-            n = v.iov_len;
-          } else { /* a line: at most its limit, made contiguous */
-            n = avail < HTTP_PARSE_MAX_TRAILER_BYTES + 2 ? avail : HTTP_PARSE_MAX_TRAILER_BYTES + 2;
-            buf = (const char *)evbuffer_pullup(in, (ssize_t)n);
-          }
+          /* data is taken from the first piece without a copy; a line that runs past it is
+           * copied together, up to its limit */
+          size_t want = avail < HTTP_PARSE_MAX_TRAILER_BYTES + 2 ? avail : HTTP_PARSE_MAX_TRAILER_BYTES + 2, n;
+          const char *buf = first_piece(in, want, &n);
           st = http_chunked_step(&conn->chunked, buf, n, &used, &data);
+          if (status_is_ok(&st) && used == 0 && n < want) {
+            if ((buf = joined(in, want, &n)) == NULL) {
+              conn_free(conn);
+              return;
+            }
+            st = http_chunked_step(&conn->chunked, buf, n, &used, &data);
+          }
         }
         if (!status_is_ok(&st)) {
           fail_request(conn, &st);
@@ -324,7 +363,7 @@ static void process_input(http_conn *conn) {
         conn->body_got += used;
         if (conn->chunked.state == HTTP_CHUNK_DONE) {
           request_complete(conn);
-          return;
+          break;
         }
         if (used == 0) {
           arm_body_timer(conn);
@@ -334,6 +373,15 @@ static void process_input(http_conn *conn) {
       }
     }
   }
+}
+
+/* The connection may be gone when it returns. */
+static void process_input(http_conn *conn) {
+  if (conn->parsing) return; /* re-entered from a synchronous reply: the running loop goes on */
+  conn->parsing = true;
+  parse_loop(conn);
+  conn->parsing = false;
+  if (conn->dead) conn_free(conn);
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg) {
