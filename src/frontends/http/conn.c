@@ -210,7 +210,10 @@ static void arm_body_timer(http_conn *conn) {
   const http_options *o = &conn->loop->srv->opts;
   int64_t now = monotonic_ns(), window = (int64_t)o->body_timeout_ms * 1000000;
   int64_t until = conn->body_start_ns + window;
-  if (o->min_body_rate > 0) until += (int64_t)(conn->body_got / (uint64_t)o->min_body_rate) * 1000000000;
+  if (o->min_body_rate > 0) {
+    uint64_t earned = conn->body_got / (uint64_t)o->min_body_rate; /* seconds; capped to stay in range */
+    until += (int64_t)(earned < 86400 * 365 ? earned : 86400 * 365) * 1000000000;
+  }
   if (until > now + window) until = now + window;
   set_timer_ns(conn, TIMER_BODY, until - now);
 }
