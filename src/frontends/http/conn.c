@@ -16,6 +16,8 @@
 #include "frontends/http/http_parse.h"
 #include "frontends/http/server_internal.h"
 
+_Static_assert(HTTP_MAX_HEADERS >= HTTP_PARSE_MAX_HEADERS, "a parsed head's headers fit in a call");
+
 /* Past this much reply data not yet taken by the client, pipelined requests wait. */
 #define OUTPUT_HIGH_WATER (1024 * 1024)
 
