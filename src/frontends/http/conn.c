@@ -93,8 +93,18 @@ static void set_timer_ns(http_conn *conn, timer_phase phase, int64_t ns) {
   event_add(conn->timer, &tv);
 }
 
-static void set_timer(http_conn *conn, timer_phase phase, int ms) {
-  set_timer_ns(conn, phase, (int64_t)ms * 1000000);
+/* The fixed timeouts are libevent "common timeouts" of the loop (server.c): a queue each
+ * instead of the heap, so setting and clearing them per request costs O(1). */
+static void set_timer(http_conn *conn, timer_phase phase) {
+  const struct timeval *tv = NULL;
+  switch (phase) {
+    case TIMER_HEAD: tv = conn->loop->head_tv; break;
+    case TIMER_IDLE: tv = conn->loop->idle_tv; break;
+    case TIMER_SEND: tv = conn->loop->send_tv; break;
+    case TIMER_BODY: case TIMER_NONE: return; /* the body's deadline moves: set_timer_ns */
+  }
+  conn->phase = phase;
+  event_add(conn->timer, tv);
 }
 
 static void clear_timer(http_conn *conn) {
@@ -131,7 +141,7 @@ static bool flush_output(http_conn *conn) {
     conn->output_full = false;
     start_reading(conn);
     if (evbuffer_get_length(conn->in) == 0)
-      set_timer(conn, TIMER_IDLE, conn->loop->srv->opts.keepalive_timeout_ms);
+      set_timer(conn, TIMER_IDLE);
     process_input(conn);
     return false;
   }
@@ -251,7 +261,6 @@ static bool start_request(http_conn *conn, const char *head, size_t len) {
     conn->state = READ_BODY;
   }
   if (conn->state == READ_CHUNKED || conn->to_read > 0) {
-    arm_body_timer(conn);
     /* "Expect: 100-continue": the client waits for this before it sends the body */
     if (f.expect_continue) {
       evbuffer_add_printf(conn->out, "HTTP/1.1 100 %s\r\n\r\n", status_http_phrase(100));
@@ -306,7 +315,7 @@ static void parse_loop(http_conn *conn) {
             continue;
           }
         }
-        if (conn->phase != TIMER_HEAD) set_timer(conn, TIMER_HEAD, conn->loop->srv->opts.head_timeout_ms);
+        if (conn->phase != TIMER_HEAD) set_timer(conn, TIMER_HEAD);
         size_t head_len = http_head_end(buf, look, &conn->head_scan);
         if (head_len == 0 && look < want) {
           if ((buf = joined(in, want, &look)) == NULL) {
@@ -333,8 +342,8 @@ static void parse_loop(http_conn *conn) {
         evbuffer_remove_buffer(in, conn->call->request_body, take);
         conn->to_read -= take;
         conn->body_got += take;
-        if (conn->to_read > 0) {
-          if (take) arm_body_timer(conn);
+        if (conn->to_read > 0) { /* (armed only now: a body that came with its head needs none) */
+          arm_body_timer(conn);
           return;
         }
         request_complete(conn);
@@ -478,7 +487,7 @@ void http_conn_accept(http_loop *l, evutil_socket_t fd) {
   l->conns = conn;
   /* a new connection has the head deadline from the start: connecting and saying nothing
    * is the cheapest way to hold a slot */
-  set_timer(conn, TIMER_HEAD, l->srv->opts.head_timeout_ms);
+  set_timer(conn, TIMER_HEAD);
   start_reading(conn);
 }
 
@@ -510,7 +519,7 @@ void http_conn_send_reply(http_call *c) {
   if (close) {
     conn->closing = true;
     stop_reading(conn);
-    set_timer(conn, TIMER_SEND, conn->loop->srv->opts.send_timeout_ms);
+    set_timer(conn, TIMER_SEND);
     flush_output(conn); /* frees it once the reply is out */
     return;
   }
@@ -519,12 +528,12 @@ void http_conn_send_reply(http_call *c) {
   if (evbuffer_get_length(conn->out) > OUTPUT_HIGH_WATER) { /* the client is not reading: wait */
     conn->output_full = true;
     stop_reading(conn);
-    set_timer(conn, TIMER_SEND, conn->loop->srv->opts.send_timeout_ms);
+    set_timer(conn, TIMER_SEND);
     return;
   }
   start_reading(conn);
   if (evbuffer_get_length(conn->in) == 0)
-    set_timer(conn, TIMER_IDLE, conn->loop->srv->opts.keepalive_timeout_ms);
+    set_timer(conn, TIMER_IDLE);
   process_input(conn); /* a pipelined request may be waiting already */
 }
 

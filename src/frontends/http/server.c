@@ -268,12 +268,18 @@ static inferd_status init_loop(http_server *s, http_loop *l) {
   request_ids_init(&l->ids);
   l->base = event_base_new();
   if (l->base == NULL) return status_make(INFERD_INTERNAL, "cannot create an event loop");
+  struct timeval head = {s->opts.head_timeout_ms / 1000, s->opts.head_timeout_ms % 1000 * 1000},
+                 idle = {s->opts.keepalive_timeout_ms / 1000, s->opts.keepalive_timeout_ms % 1000 * 1000},
+                 send = {s->opts.send_timeout_ms / 1000, s->opts.send_timeout_ms % 1000 * 1000};
+  l->head_tv = event_base_init_common_timeout(l->base, &head);
+  l->idle_tv = event_base_init_common_timeout(l->base, &idle);
+  l->send_tv = event_base_init_common_timeout(l->base, &send);
   l->wake = event_new(l->base, -1, 0, on_wake, l);
   l->stop_accept = event_new(l->base, -1, 0, on_stop_accept, l);
   l->resume_accept = evtimer_new(l->base, on_resume_accept, l);
   l->access_log = evbuffer_new();
   l->log_flush = event_new(l->base, -1, EV_PERSIST, on_log_flush, l);
-  if (!l->wake || !l->stop_accept || !l->resume_accept || !l->access_log || !l->log_flush)
+  if (!l->head_tv || !l->idle_tv || !l->send_tv || !l->wake || !l->stop_accept || !l->resume_accept || !l->access_log || !l->log_flush)
     return status_make(INFERD_INTERNAL, "out of memory");
   struct timeval every = {0, LOG_ACCESS_FLUSH_MS * 1000};
   event_add(l->log_flush, &every);

@@ -26,6 +26,8 @@ struct http_loop {
   struct evbuffer *access_log; /* lines not yet written: flushed by log_flush or when large */
   struct event *log_flush;
   request_ids ids;
+  /* the fixed per-connection timeouts as the loop's common timeouts (conn.c) */
+  const struct timeval *head_tv, *idle_tv, *send_tv;
 };
 
 struct http_server {
