@@ -259,6 +259,25 @@ static void test_chunked_line_limits(void **state) {
   assert_int_equal(decode(body, sizeof body, 0, out, &n, 1000), INFERD_INVALID_ARGUMENT);
 }
 
+static void test_absolute_form_and_body_headers(void **state) {
+  (void)state;
+  http_head h;
+  http_framing f;
+  /* absolute-form is served as its path (RFC 9112 3.2.2) */
+  assert_int_equal(parse("GET http://inferd:8000/v2/health/live?x=1 HTTP/1.1\r\nHost: inferd\r\n\r\n", &h, &f), INFERD_OK);
+  assert_int_equal(h.target.n, strlen("/v2/health/live?x=1"));
+  assert_memory_equal(h.target.p, "/v2/health/live?x=1", h.target.n);
+  assert_int_equal(code_of("GET HTTPS://a/ HTTP/1.1\r\nHost: a\r\n\r\n"), INFERD_OK);
+  assert_int_equal(code_of("GET http://a HTTP/1.1\r\nHost: a\r\n\r\n"), INFERD_INVALID_ARGUMENT);
+  assert_int_equal(code_of("GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n"), INFERD_INVALID_ARGUMENT);
+  /* the headers that decide how a body is read come once */
+  assert_int_equal(code_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Type: a\r\ncontent-type: a\r\n\r\n"),
+                   INFERD_INVALID_ARGUMENT);
+  assert_int_equal(code_of("POST / HTTP/1.1\r\nHost: a\r\nInference-Header-Content-Length: 1\r\n"
+                           "Inference-Header-Content-Length: 2\r\n\r\n"),
+                   INFERD_INVALID_ARGUMENT);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_head_end),          cmocka_unit_test(test_good_request),
@@ -266,7 +285,7 @@ int main(void) {
       cmocka_unit_test(test_bad_heads),         cmocka_unit_test(test_nul_in_head),
       cmocka_unit_test(test_too_many_headers),  cmocka_unit_test(test_length_limits),
       cmocka_unit_test(test_chunk_size_lines),  cmocka_unit_test(test_chunked_bodies),
-      cmocka_unit_test(test_chunked_line_limits),
+      cmocka_unit_test(test_chunked_line_limits), cmocka_unit_test(test_absolute_form_and_body_headers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

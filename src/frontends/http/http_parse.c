@@ -102,6 +102,19 @@ static inferd_status parse_request_line(const http_span *l, http_head *out) {
   out->method[mlen] = '\0';
   out->target.p = sp1 + 1;
   out->target.n = (size_t)(sp2 - sp1 - 1);
+  /* absolute-form (RFC 9112 3.2.2: a server MUST accept it): serve its path, as a proxy
+   * would have sent it */
+  static const char *const schemes[] = {"http://", "https://"};
+  for (size_t k = 0; k < 2; k++) {
+    size_t sl = strlen(schemes[k]);
+    if (out->target.n > sl && strncasecmp(out->target.p, schemes[k], sl) == 0) {
+      const char *path = memchr(out->target.p + sl, '/', out->target.n - sl);
+      if (path == NULL) return bad("an absolute-form request target must have a path");
+      out->target.n -= (size_t)(path - out->target.p);
+      out->target.p = path;
+      break;
+    }
+  }
   if (out->target.n == 0 || out->target.p[0] != '/') return bad("the request target must be a path starting with /");
   for (size_t i = 0; i < out->target.n; i++) {
     unsigned char ch = (unsigned char)out->target.p[i];
@@ -211,6 +224,13 @@ inferd_status http_parse_framing(const http_head *h, uint64_t max_body, http_fra
       each_element(value, count_coding, &te);
     } else if (span_is(name, "Connection")) {
       each_element(value, connection_token, &ct);
+    } else if (span_is(name, "Content-Type") || span_is(name, "Inference-Header-Content-Length")) {
+      /* one value decides how the body is read: two would let two readers disagree */
+      const char *which = span_is(name, "Content-Type") ? "Content-Type" : "Inference-Header-Content-Length";
+      for (int j = 0; j < i; j++)
+        if (span_is(&h->headers[j].name, which))
+          return span_is(name, "Content-Type") ? bad("more than one Content-Type header")
+                                               : bad("more than one Inference-Header-Content-Length header");
     } else if (span_is(name, "Expect")) {
       if (span_is(value, "100-continue")) out->expect_continue = true;
     }
