@@ -167,6 +167,10 @@ static inferd_status decode_parameters(const Inference__ModelInferRequest *msg, 
   for (size_t i = 0; i < msg->n_parameters; i++) {
     const Inference__ModelInferRequest__ParametersEntry *e = msg->parameters[i];
     const Inference__InferParameter *v = e->value;
+    size_t bad;
+    if (e->key && !utf8_valid(e->key, strlen(e->key), &bad)) /* proto3 map keys are strings */
+      return status_make(INFERD_INVALID_ARGUMENT, "a parameter name is not valid UTF-8 (byte %zu is 0x%02x): proto3 strings must be UTF-8",
+                         bad, (unsigned char)e->key[bad]);
     bool is_int = v && v->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
     if (e->key && strcmp(e->key, "timeout") == 0) {
       if (!is_int || v->int64_param < 0)
