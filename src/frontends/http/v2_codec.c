@@ -309,7 +309,7 @@ static inferd_status decode_input(json_t *in, size_t idx, size_t json_len, const
   if (!json_is_string(dtv)) return bad("%s.datatype must be a string (input '%s')", path, nm);
   inferd_datatype dt = datatype_from_name(json_string_value(dtv));
   if (dt == DT_INVALID)
-    return status_make(INFERD_INVALID_ARGUMENT, "input '%s': unknown datatype '%s' (one of BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES)",
+    return status_make(INFERD_INVALID_ARGUMENT, "input '%s': unknown datatype '%s' (one of BOOL, UINT8..UINT64, INT8..INT64, FP16, BF16, FP32, FP64, BYTES)",
                        nm, json_string_value(dtv));
   int64_t count;
   inferd_status st = parse_shape(json_object_get(in, "shape"), path, t, nm, &count);
