@@ -167,6 +167,16 @@ def test_bf16_metadata(gaps):
     assert m.inputs[0].datatype == "BF16"
 
 
+def test_bf16_through_tf_serving_predict(gaps):
+    """The application routes convert to and from BF16 too (not zeros, not an error)."""
+    r = gaps.srv.post("/v1/models/bf16:predict", json={"inputs": {"x": [[1.00390625, 2.5]], "g": [[0.1]]}},
+                      timeout=timeout(30))
+    assert r.status_code == 200, r.text
+    out = r.json()["outputs"]
+    assert [bf16_bits(v) for v in out["y"][0]] == [bf16_bits(1.00390625), bf16_bits(2.5)]
+    assert [bf16_bits(v) for v in out["g16"][0]] == [bf16_bits(float(np.float32(0.1)))]
+
+
 def grpc_bf16_request(model, bits, g):
     req = pb.ModelInferRequest(model_name=model)
     x = req.inputs.add(name="x", datatype="BF16", shape=[1, len(bits)])
