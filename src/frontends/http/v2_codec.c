@@ -534,8 +534,9 @@ inferd_status v2_decode_request(const char *body, size_t len, long long header_l
   json_error_t err;
   bool declined = false;
   /* Fast path: jansson parses the document without its data arrays, which are scanned
-   * straight into tensors. Any doubt (the scanner declines, the skeleton does not parse)
-   * and the whole body goes through jansson, which words any error. */
+   * straight into tensors (an array the scanner declines is parsed alone by jansson). Any
+   * doubt (that fails too, the skeleton does not parse) and the whole body goes through
+   * jansson, which words any error. */
   json_span spans[MAX_FAST_INPUTS];
   int n_spans = v2_find_data_spans(body, json_len, spans, MAX_FAST_INPUTS);
   size_t sk_len = 0;
