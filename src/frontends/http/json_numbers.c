@@ -140,7 +140,7 @@ static const char *scan_leaf(const char *p, const char *end, json_scalar *v) {
     if (digits > 18) return leaf_by_libc(p, s, is_int, v); /* may leave int64: let strtoll say */
     v->kind = JS_INT;
     v->i = neg ? -(long long)m : (long long)m;
-    v->d = neg ? -(double)m : (double)m; /* "-0" is -0.0 for a float input */
+    v->d = neg ? -(double)(long long)m : (double)(long long)m; /* "-0" is -0.0 for a float input */
     return s;
   }
   v->kind = JS_REAL;
