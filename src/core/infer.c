@@ -61,6 +61,8 @@ void infer_request_destroy(infer_request *req) {
 
 static inferd_status check_input(const model_version *mv, const tensor *t) {
   const tensor_spec *spec = model_version_find_input(mv, t->name);
+  if (spec == NULL && mv->n_inputs == 0)
+    return status_make(INFERD_INVALID_ARGUMENT, "unknown input '%s': model '%s' takes no inputs", t->name, mv->model->name);
   if (spec == NULL) {
     char names[256];
     sbuf nb;

@@ -112,6 +112,9 @@ inferd_status model_resolve_signature(const model_config *cfg, const tensor_spec
       st = copy_specs(model_out, n_out, &out);
     }
   }
+  if (status_is_ok(&st) && cfg->max_batch_size > 0 && ni == 0) /* no input to carry a batch dimension */
+    st = status_make(INFERD_INVALID_ARGUMENT, "max_batch_size is %d but the model has no inputs: a model without inputs cannot batch",
+                     cfg->max_batch_size);
   if (status_is_ok(&st) && cfg->max_batch_size > 0) {
     for (size_t i = 0; i < ni && status_is_ok(&st); i++)
       if (in[i].ndim == 0 || (in[i].dims[0] != -1))

@@ -99,7 +99,7 @@ static inferd_status parse_tensor_specs(json_t *arr, const char *what, tensor_sp
     }
     specs[i].name = strdup(json_string_value(name));
     if (!json_is_string(dt) || (specs[i].datatype = datatype_from_name(json_string_value(dt))) == DT_INVALID) {
-      st = status_make(INFERD_INVALID_ARGUMENT, "config.json: %s.datatype '%s' is not a V2 datatype (BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES)",
+      st = status_make(INFERD_INVALID_ARGUMENT, "config.json: %s.datatype '%s' is not a V2 datatype (BOOL, UINT8..UINT64, INT8..INT64, FP16, BF16, FP32, FP64, BYTES)",
                        path, json_is_string(dt) ? json_string_value(dt) : "(not a string)");
       break;
     }

@@ -60,8 +60,8 @@ def test_bad_tensors_are_invalid_argument(grpc_server):
     r = add_sub()
     r.inputs[0].name = ""
     assert_rpc_error(inf, r, IA, "inputs[0] has no name")
-    r = pb.ModelInferRequest(model_name="add_sub")
-    assert_rpc_error(inf, r, IA, "no inputs")
+    r = pb.ModelInferRequest(model_name="add_sub")  # no inputs: right only for a model without any
+    assert_rpc_error(inf, r, IA, "missing input 'a'")
 
 
 def test_signature_errors(grpc_server):
