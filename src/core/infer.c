@@ -13,7 +13,10 @@ int64_t monotonic_ns(void) {
 
 infer_request *infer_request_create(model_version *mv) {
   infer_request *req = calloc(1, sizeof *req);
-  if (req) req->mv = mv;
+  if (req == NULL) return NULL;
+  /* the request's own reference: held until it is destroyed, after its completion */
+  version_retain(mv);
+  req->mv = mv;
   return req;
 }
 
@@ -23,6 +26,7 @@ void infer_request_destroy(infer_request *req) {
   if (req->outputs) tensors_free(req->outputs, req->n_outputs);
   for (size_t i = 0; i < req->n_outputs; i++) free(req->output_names[i]);
   free(req->output_names);
+  version_release(req->mv);
   free(req);
 }
 

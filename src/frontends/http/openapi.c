@@ -269,14 +269,14 @@ static json_t *openapi_document(const app *a) {
       json_object_set_new(item, methods[k].name, operation(r, d, upper));
     }
   }
-  const repository *repo = a->repo;
+  SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(a->repo);
   for (size_t i = 0; i < repo->n_models; i++) {
-    const model *m = repo->models[i];
-    const model_version *mv = model_default_version(m);
+    const repo_model *m = &repo->models[i];
+    const model_version *mv = repo_model_default_version(m);
     if (mv && model_version_state(mv) == MODEL_READY) {
       size_t max = a->max_records > 0 ? (size_t)a->max_records : APPAPI_DEFAULT_MAX_RECORDS;
-      if (m->config->max_batch_size > 0 && (size_t)m->config->max_batch_size < max) max = (size_t)m->config->max_batch_size;
-      add_model_paths(paths, schemas, m, mv, max);
+      if (mv->model->config->max_batch_size > 0 && (size_t)mv->model->config->max_batch_size < max) max = (size_t)mv->model->config->max_batch_size;
+      add_model_paths(paths, schemas, mv->model, mv, max);
     }
   }
   return json_pack("{ss s{ss ss ss} s[{ss}{ss}{ss}{ss}{ss}] so s{so}}", "openapi", "3.1.0", "info", "title", "inferd",
