@@ -74,7 +74,7 @@ void grpc_repository_index(gcall *c, grpc_byte_buffer *bb) {
       e[k].name = m->name;
       e[k].version = mv->version_str;
       e[k].state = (char *)model_state_name(s);
-      e[k].reason = s == MODEL_UNAVAILABLE ? mv->reason : m->notes[j] ? m->notes[j] : "";
+      e[k].reason = s == MODEL_UNAVAILABLE ? mv->reason : m->notes[j] ? m->notes[j] : (char *)m->reason;
       ptrs[k] = &e[k];
       k++;
     }

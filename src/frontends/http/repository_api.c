@@ -69,7 +69,8 @@ void repository_index(void *call, const route_params *p) {
       model_version *mv = m->versions[j];
       model_state s = model_version_state(mv);
       if (only_ready && s != MODEL_READY) continue;
-      const char *why = s == MODEL_UNAVAILABLE ? mv->reason : m->notes[j] ? m->notes[j] : "";
+      /* a serving version's reason: its failed reload, else the model's (an unusable config.json) */
+      const char *why = s == MODEL_UNAVAILABLE ? mv->reason : m->notes[j] ? m->notes[j] : m->reason;
       json_array_append_new(list, json_pack("{ss ss ss ss}", "name", m->name, "version", mv->version_str, "state",
                                             model_state_name(s), "reason", why));
     }
