@@ -16,7 +16,7 @@ import pytest
 
 import make_test_models as tm
 from conftest import SANITIZED, assert_error, timeout, wait_until
-from grpc_stubs import grpc_server_factory, infer_request, pb  # noqa: F401
+from grpc_stubs import assert_rpc_error, grpc_server_factory, infer_request, pb  # noqa: F401
 
 T = timeout(30)
 CFG = dict(tm.VERSIONED_CONFIG)  # x FP32 [N, 1] -> y = x * version; {"latest": 2}
@@ -204,8 +204,19 @@ def test_grpc_model_ready_and_index_follow_loads(grpc_server_factory, repo):
     r.parameters["config"].string_param = json.dumps(dict(CFG, description="from the API"))
     g.infer.RepositoryModelLoad(r, timeout=T)
     assert g.srv.get("/v2/models/vm").json()["description"] == "from the API"
+    c = g.infer.ModelConfig(pb.ModelConfigRequest(name="vm"), timeout=T).config
+    assert (c.name, c.platform, c.backend, c.max_batch_size) == ("vm", "onnxruntime_onnx", "onnxruntime", 8)
+    assert [(i.name, i.data_type, list(i.dims)) for i in c.input] == [("x", pb.TYPE_FP32, [1])]
+    assert [(o.name, o.data_type, list(o.dims)) for o in c.output] == [("y", pb.TYPE_FP32, [1])]
+    assert c.version_policy.latest.num_versions == 2
+    assert c.instance_group[0].count == 1 and c.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
+    assert_rpc_error(g.infer.ModelConfig, pb.ModelConfigRequest(name="nope"), grpc.StatusCode.NOT_FOUND, "nope")
+    assert_rpc_error(g.infer.ModelConfig, pb.ModelConfigRequest(name="vm", version="9"), grpc.StatusCode.NOT_FOUND,
+                     "version 9")
+    assert_rpc_error(g.infer.ModelConfig, pb.ModelConfigRequest(), grpc.StatusCode.INVALID_ARGUMENT, "name")
     g.infer.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="vm"), timeout=T)
     assert g.infer.ModelReady(pb.ModelReadyRequest(name="vm"), timeout=T).ready is False
+    assert_rpc_error(g.infer.ModelConfig, pb.ModelConfigRequest(name="vm"), grpc.StatusCode.UNAVAILABLE, "unloaded")
 
 
 def test_corrupt_files_leave_the_serving_version_serving(grpc_server_factory, repo):

@@ -403,4 +403,5 @@ rpc_method inference_service_methods[] = {
     {.path = SVC "RepositoryIndex", .kind = RPC_UNARY, .slots = 1, .on_unary = grpc_repository_index},
     {.path = SVC "RepositoryModelLoad", .kind = RPC_UNARY, .slots = 1, .on_unary = grpc_repository_model_load},
     {.path = SVC "RepositoryModelUnload", .kind = RPC_UNARY, .slots = 1, .on_unary = grpc_repository_model_unload},
+    {.path = SVC "ModelConfig", .kind = RPC_UNARY, .slots = 1, .on_unary = grpc_model_config},
     {0}};

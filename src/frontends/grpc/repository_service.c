@@ -147,3 +147,123 @@ void grpc_repository_model_unload(gcall *c, grpc_byte_buffer *bb) {
   inference__repository_model_unload_request__free_unpacked(q, NULL);
   if (!status_is_ok(&st)) gcall_reply_status(c, &st);
 }
+
+/* ---- ModelConfig: the served configuration, as Triton's ModelConfig message ---- */
+
+static Inference__DataType triton_type(inferd_datatype dt) {
+  switch (dt) {
+    case DT_BOOL: return INFERENCE__DATA_TYPE__TYPE_BOOL;
+    case DT_UINT8: return INFERENCE__DATA_TYPE__TYPE_UINT8;
+    case DT_UINT16: return INFERENCE__DATA_TYPE__TYPE_UINT16;
+    case DT_UINT32: return INFERENCE__DATA_TYPE__TYPE_UINT32;
+    case DT_UINT64: return INFERENCE__DATA_TYPE__TYPE_UINT64;
+    case DT_INT8: return INFERENCE__DATA_TYPE__TYPE_INT8;
+    case DT_INT16: return INFERENCE__DATA_TYPE__TYPE_INT16;
+    case DT_INT32: return INFERENCE__DATA_TYPE__TYPE_INT32;
+    case DT_INT64: return INFERENCE__DATA_TYPE__TYPE_INT64;
+    case DT_FP16: return INFERENCE__DATA_TYPE__TYPE_FP16;
+    case DT_FP32: return INFERENCE__DATA_TYPE__TYPE_FP32;
+    case DT_FP64: return INFERENCE__DATA_TYPE__TYPE_FP64;
+    case DT_BYTES: return INFERENCE__DATA_TYPE__TYPE_STRING;
+    default: return INFERENCE__DATA_TYPE__TYPE_INVALID;
+  }
+}
+
+void grpc_model_config(gcall *c, grpc_byte_buffer *bb) {
+  Inference__ModelConfigRequest *q = unpack_or_reply(c, &inference__model_config_request__descriptor, bb);
+  if (q == NULL) return;
+  VERSION_REF model_version *mv = NULL;
+  inferd_status st = q->name && *q->name ? repo_acquire(c->app->repo, q->name, q->version, REPO_READY, &mv)
+                                         : status_make(INFERD_INVALID_ARGUMENT, "the model name is required");
+  inference__model_config_request__free_unpacked(q, NULL);
+  if (!status_is_ok(&st)) {
+    gcall_reply_status(c, &st);
+    return;
+  }
+  const model_config *cfg = mv->model->config;
+  bool batched = cfg->max_batch_size > 0;
+  size_t n_io = mv->n_inputs + mv->n_outputs;
+  Inference__ModelInput *in = calloc(mv->n_inputs + 1, sizeof *in);
+  Inference__ModelInput **inp = calloc(mv->n_inputs + 1, sizeof *inp);
+  Inference__ModelOutput *out = calloc(mv->n_outputs + 1, sizeof *out);
+  Inference__ModelOutput **outp = calloc(mv->n_outputs + 1, sizeof *outp);
+  int64_t *dims = calloc(n_io * TENSOR_MAX_DIMS + 1, sizeof *dims);
+  int64_t *versions = calloc(cfg->n_specific_versions + 1, sizeof *versions);
+  int32_t *preferred = calloc((size_t)cfg->batching.n_preferred_batch_sizes + 1, sizeof *preferred);
+  if (in && inp && out && outp && dims && versions && preferred) {
+    Inference__ModelConfig m = INFERENCE__MODEL_CONFIG__INIT;
+    m.name = mv->model->name;
+    m.platform = "onnxruntime_onnx";
+    m.backend = cfg->backend;
+    m.max_batch_size = cfg->max_batch_size;
+    int skip = batched ? 1 : 0; /* dims leave the batch dimension out, as Triton's do */
+    int64_t *d = dims;
+    for (size_t i = 0; i < mv->n_inputs; i++) {
+      inference__model_input__init(&in[i]);
+      in[i].name = mv->inputs[i].name;
+      in[i].data_type = triton_type(mv->inputs[i].datatype);
+      in[i].n_dims = (size_t)(mv->inputs[i].ndim - skip);
+      in[i].dims = d;
+      for (int k = skip; k < mv->inputs[i].ndim; k++) *d++ = mv->inputs[i].dims[k];
+      inp[i] = &in[i];
+    }
+    for (size_t i = 0; i < mv->n_outputs; i++) {
+      inference__model_output__init(&out[i]);
+      out[i].name = mv->outputs[i].name;
+      out[i].data_type = triton_type(mv->outputs[i].datatype);
+      out[i].n_dims = (size_t)(mv->outputs[i].ndim - skip);
+      out[i].dims = d;
+      for (int k = skip; k < mv->outputs[i].ndim; k++) *d++ = mv->outputs[i].dims[k];
+      outp[i] = &out[i];
+    }
+    m.input = inp;
+    m.n_input = mv->n_inputs;
+    m.output = outp;
+    m.n_output = mv->n_outputs;
+    Inference__ModelVersionPolicy policy = INFERENCE__MODEL_VERSION_POLICY__INIT;
+    Inference__ModelVersionPolicy__Latest latest = INFERENCE__MODEL_VERSION_POLICY__LATEST__INIT;
+    Inference__ModelVersionPolicy__All all = INFERENCE__MODEL_VERSION_POLICY__ALL__INIT;
+    Inference__ModelVersionPolicy__Specific specific = INFERENCE__MODEL_VERSION_POLICY__SPECIFIC__INIT;
+    if (cfg->policy == POLICY_ALL) {
+      policy.policy_choice_case = INFERENCE__MODEL_VERSION_POLICY__POLICY_CHOICE_ALL;
+      policy.all = &all;
+    } else if (cfg->policy == POLICY_SPECIFIC) {
+      for (size_t i = 0; i < cfg->n_specific_versions; i++) versions[i] = cfg->specific_versions[i];
+      specific.versions = versions;
+      specific.n_versions = cfg->n_specific_versions;
+      policy.policy_choice_case = INFERENCE__MODEL_VERSION_POLICY__POLICY_CHOICE_SPECIFIC;
+      policy.specific = &specific;
+    } else {
+      latest.num_versions = (uint32_t)cfg->latest_n;
+      policy.policy_choice_case = INFERENCE__MODEL_VERSION_POLICY__POLICY_CHOICE_LATEST;
+      policy.latest = &latest;
+    }
+    m.version_policy = &policy;
+    Inference__ModelInstanceGroup group = INFERENCE__MODEL_INSTANCE_GROUP__INIT, *groups[1] = {&group};
+    group.count = cfg->instance_count;
+    group.kind = INFERENCE__MODEL_INSTANCE_GROUP__KIND__KIND_CPU;
+    m.instance_group = groups;
+    m.n_instance_group = 1;
+    Inference__ModelDynamicBatching db = INFERENCE__MODEL_DYNAMIC_BATCHING__INIT;
+    if (cfg->batching.enabled) {
+      for (int i = 0; i < cfg->batching.n_preferred_batch_sizes; i++) preferred[i] = cfg->batching.preferred_batch_sizes[i];
+      db.preferred_batch_size = preferred;
+      db.n_preferred_batch_size = (size_t)cfg->batching.n_preferred_batch_sizes;
+      db.max_queue_delay_microseconds = (uint64_t)cfg->batching.max_queue_delay_us;
+      m.scheduling_choice_case = INFERENCE__MODEL_CONFIG__SCHEDULING_CHOICE_DYNAMIC_BATCHING;
+      m.dynamic_batching = &db;
+    }
+    Inference__ModelConfigResponse r = INFERENCE__MODEL_CONFIG_RESPONSE__INIT;
+    r.config = &m;
+    gcall_reply(c, &r.base);
+  } else {
+    gcall_reply_code(c, GRPC_INTERNAL, "out of memory");
+  }
+  free(in);
+  free(inp);
+  free(out);
+  free(outp);
+  free(dims);
+  free(versions);
+  free(preferred);
+}
