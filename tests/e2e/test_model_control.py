@@ -411,7 +411,9 @@ def test_load_unload_cycles_do_not_leak(grpc_server_factory, tmp_path):
     rss0 = rss_kb(srv.proc.pid)
     for _ in range(200):
         cycle()
-    time.sleep(0.5)  # the last unloaded versions are freed by the repository thread
+    # every unloaded version was freed while the server runs (not merely at exit)
+    wait_until(lambda: sum(1 for l in srv.log_lines() if l.get("model") == "mlp" and l.get("msg") == "version 1 unloaded")
+               == 205, timeout(10), what="205 versions freed")
     assert len(os.listdir(fd_dir)) <= fds + 2, (fds, sorted(os.listdir(fd_dir)))
     if not SANITIZED:
         print(f"RSS growth over 200 cycles: {rss_kb(srv.proc.pid) - rss0} KiB")
