@@ -184,6 +184,7 @@ static bool copy_model(const repo_model *src, repo_model *dst) {
   dst->n_versions = src->n_versions;
   memcpy(dst->reason, src->reason, sizeof dst->reason);
   dst->requested = src->requested;
+  dst->counts_for_ready = src->counts_for_ready;
   return true;
 }
 
@@ -286,7 +287,9 @@ bool repo_ready(repository *repo, char *why, size_t why_len) {
     if (!m->requested || m->n_versions == 0) continue;
     model_version *mv = repo_model_default_version(m);
     model_state st = model_version_state(mv);
-    if (st == MODEL_READY) continue;
+    /* after start-up, a model loading or failing for the first time (a new folder, an API load)
+     * does not take the server out of rotation: only the models it was serving count */
+    if (st == MODEL_READY || !m->counts_for_ready) continue;
     ready = false;
     if (why)
       snprintf(why, why_len, "model '%s' version %lld is %s%s%s", m->name, (long long)mv->version, model_state_name(st),
@@ -484,15 +487,6 @@ static void sync_model(repository *r, ctl_model *c) {
   else if (n_found && strncmp(c->pub.reason, "no version folders", 18) == 0)
     c->pub.reason[0] = '\0';
 
-  /* removals first: they only stop routing */
-  bool removed = false;
-  for (size_t k = 0; k < n_plan; k++) {
-    if (plan[k].change != REPO_REMOVE) continue;
-    ssize_t j = find_index(c, plan[k].version);
-    if (j >= 0) remove_version(r, c, (size_t)j);
-    removed = true;
-  }
-  if (removed) publish(r);
   /* additions and reloads, newest first: the version a default request routes to is ready soonest */
   for (size_t k = n_plan; k-- > 0;) {
     int64_t v = plan[k].version;
@@ -534,6 +528,33 @@ static void sync_model(repository *r, ctl_model *c) {
       publish(r);
     }
   }
+  /* removals last, once what replaces them serves. A version the policy drops (its folder is
+   * still there) keeps serving while it is the model's only READY one: the versions that were
+   * to replace it failed to load. A deleted folder goes regardless. */
+  bool removed = false;
+  for (size_t k = 0; k < n_plan; k++) {
+    if (plan[k].change != REPO_REMOVE) continue;
+    ssize_t j = find_index(c, plan[k].version);
+    if (j < 0) continue;
+    model_version *mv = c->pub.versions[j];
+    size_t others_ready = 0;
+    for (size_t i = 0; i < c->pub.n_versions; i++)
+      if (i != (size_t)j && model_version_state(c->pub.versions[i]) == MODEL_READY) others_ready++;
+    char dir[4400];
+    snprintf(dir, sizeof dir, "%s/%s/%s", r->root, c->pub.name, mv->version_str);
+    if (model_version_state(mv) == MODEL_READY && others_ready == 0 && is_dir(dir)) {
+      if (c->pub.notes[j] == NULL) {
+        set_note(c, (size_t)j, "%s", "kept serving: the version_policy no longer selects it, but the versions it selects failed to load");
+        removed = true; /* publish the note */
+      }
+      continue;
+    }
+    remove_version(r, c, (size_t)j);
+    removed = true;
+  }
+  if (removed) publish(r);
+  model_version *def = repo_model_default_version(&c->pub);
+  if (c->pub.requested && def && model_version_state(def) == MODEL_READY) c->pub.counts_for_ready = true;
 out:
   free(found);
   free(want);
@@ -566,7 +587,7 @@ static void ctl_model_free(ctl_model *c) {
 
 static void mark_unwanted(ctl_model *c, const char *why) {
   c->wanted = false;
-  c->pub.requested = false;
+  c->pub.requested = c->pub.counts_for_ready = false;
   snprintf(c->pub.reason, sizeof c->pub.reason, "%s", why);
 }
 
@@ -595,6 +616,7 @@ static void rescan(repository *r, bool at_start) {
       *c = (ctl_model){0};
       c->pub.name = strdup(e->d_name);
       bool load = r->mode != REPO_CONTROL_EXPLICIT || (at_start && explicitly_loaded_at_start(r, e->d_name));
+      c->wanted = c->pub.requested = c->pub.counts_for_ready = load && at_start;
       c->wanted = c->pub.requested = load;
       if (!load) snprintf(c->pub.reason, sizeof c->pub.reason, "not loaded (explicit model control: load it through the repository API)");
       added = true;
@@ -694,6 +716,9 @@ static void *control_main(void *arg) {
   repository *r = arg;
   int64_t t0 = monotonic_ns();
   rescan(r, true);
+  for (size_t i = 0; i < r->n_load_models; i++)
+    if (strcmp(r->load_models[i], "*") != 0 && find_ctl(r, r->load_models[i]) == NULL)
+      log_msg(LOG_WARN, NULL, "--load-model %s: no such model folder in %s", r->load_models[i], r->root);
   atomic_store(&r->initial_done, true);
   char why[512];
   if (repo_ready(r, why, sizeof why))

@@ -33,7 +33,8 @@ typedef struct repo_model {
   size_t n_versions;
   char **notes;             /* per version, owned, NULL for none: why its last reload failed */
   char reason[512];         /* the model as a whole: not loaded, unloaded, config.json unusable */
-  bool requested;           /* loaded by the control mode or the API: counts for server readiness */
+  bool requested;           /* loaded by the control mode or the API */
+  bool counts_for_ready;    /* requested at start, or READY once since: server readiness waits for it */
 } repo_model;
 
 typedef struct repo_snapshot {
@@ -81,8 +82,8 @@ static inline void repo_snapshot_release_ptr(repo_snapshot **p) { repo_snapshot_
 #define SNAPSHOT_REF __attribute__((cleanup(repo_snapshot_release_ptr)))
 
 /* Ready: the start-up loads are done and every requested model that has versions has a READY
- * one; else why not. A model reloading keeps its READY version meanwhile, so this does not
- * flap. */
+ * one (models first loaded after start-up count once they have been READY); else why not. A
+ * model reloading keeps its READY version meanwhile, so this does not flap. */
 bool repo_ready(repository *repo, char *why, size_t why_len);
 
 /* Asks the control thread to rescan the folder (SIGHUP, poll); returns at once. */

@@ -248,6 +248,29 @@ def test_corrupt_files_leave_the_serving_version_serving(grpc_server_factory, re
     assert factor(srv) == 2.0 and srv.get("/v2/health/ready").status_code == 200
 
 
+def test_failed_replacements_do_not_take_anything_out_of_service(grpc_server_factory, repo):
+    """With {"latest": 1}, a new version that fails to load does not unload the one it was to
+    replace; a new model folder that fails does not turn the server not ready."""
+    write_config(repo, "vm", dict(CFG, version_policy={"latest": 1}))
+    g = grpc_server_factory(repo, args=["--model-control-mode", "poll", "--repository-poll-secs", "1"])
+    srv = g.srv
+    put_version(repo, "vm", 2)
+    replace_file(repo, "vm", 2, b"garbage")
+    wait_until(lambda: index(srv).get(("vm", "2"), {}).get("state") == "UNAVAILABLE", timeout(15), what="v2 failed")
+    e = index(srv)[("vm", "1")]
+    assert e["state"] == "READY" and "kept serving" in e["reason"], e
+    assert factor(srv) == 1.0 and srv.get("/v2/health/ready").status_code == 200
+    replace_file(repo, "vm", 2, tm.versioned(2).SerializeToString())
+    wait_until(lambda: ("vm", "1") not in index(srv), timeout(15), what="v1 unloaded once v2 serves")
+    assert factor(srv) == 2.0
+    # a brand-new model that cannot load is listed with its reason; the server stays ready
+    put_version(repo, "newbad", 1)
+    replace_file(repo, "newbad", 1, b"garbage")
+    wait_until(lambda: index(srv).get(("newbad", "1"), {}).get("state") == "UNAVAILABLE", timeout(15), what="newbad")
+    assert srv.get("/v2/health/ready").status_code == 200
+    assert factor(srv, "newbad") == 503
+
+
 def test_unload_lets_requests_in_flight_finish(grpc_server_factory, tmp_path):
     repo = str(tmp_path / "repo")
     slow_model, cfg = tm.slow()
