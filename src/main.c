@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/app.h"
@@ -28,6 +29,11 @@ typedef struct serve_options {
   const char *default_model;
   long max_records;
   long head_timeout_ms, body_timeout_ms, min_body_rate, keepalive_timeout_ms, send_timeout_ms, max_connections;
+  /* model control (docs/model-repository.md) */
+  repo_control_mode control_mode;
+  long poll_secs;
+  const char *load_models[64];
+  size_t n_load_models;
 } serve_options;
 
 static void usage(FILE *f) {
@@ -49,6 +55,11 @@ static void usage(FILE *f) {
           "  --default-model NAME     the model MLflow's /invocations serves\n"
           "                                                        INFERD_DEFAULT_MODEL (the only model)\n"
           "  --max-records N          records per /v1 predict request  INFERD_MAX_RECORDS (1000)\n"
+          "  --model-control-mode M   none (load all at start), poll (rescan every --repository-poll-secs),\n"
+          "                           explicit (load through the API)  INFERD_MODEL_CONTROL_MODE (none)\n"
+          "  --repository-poll-secs N poll mode's rescan interval  INFERD_REPOSITORY_POLL_SECS (15)\n"
+          "  --load-model NAME        explicit mode: load NAME at start (repeatable; '*' for all)\n"
+          "SIGHUP rescans the repository in every mode; SIGTERM drains and stops.\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
           "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
           "  --body-timeout-ms N      time for a body, and the longest pause in one  INFERD_BODY_TIMEOUT_MS (30000)\n"
@@ -82,6 +93,8 @@ static const struct option serve_longopts[] = {
     {"request-head-timeout-ms", required_argument, 0, 1000}, {"body-timeout-ms", required_argument, 0, 1001},
     {"min-body-rate", required_argument, 0, 1002},   {"keepalive-timeout-ms", required_argument, 0, 1003},
     {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
+    {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
+    {"load-model", required_argument, 0, 'L'},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -96,7 +109,8 @@ static const struct {
                   {"INFERD_MAX_RECORDS", 'R'},
                   {"INFERD_REQUEST_HEAD_TIMEOUT_MS", 1000}, {"INFERD_BODY_TIMEOUT_MS", 1001},
                   {"INFERD_MIN_BODY_RATE", 1002}, {"INFERD_KEEPALIVE_TIMEOUT_MS", 1003},
-                  {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005}};
+                  {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005},
+                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -120,6 +134,23 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 1003: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->keepalive_timeout_ms = (long)v; return 0;
     case 1004: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->send_timeout_ms = (long)v; return 0;
     case 1005: if (parse_num(name, val, 1, 10000000, &v)) return -1; o->max_connections = (long)v; return 0;
+    case 'C':
+      if (strcmp(val, "none") == 0) o->control_mode = REPO_CONTROL_NONE;
+      else if (strcmp(val, "poll") == 0) o->control_mode = REPO_CONTROL_POLL;
+      else if (strcmp(val, "explicit") == 0) o->control_mode = REPO_CONTROL_EXPLICIT;
+      else {
+        fprintf(stderr, "inferd: %s must be none, poll or explicit, got '%s'\n", name, val);
+        return -1;
+      }
+      return 0;
+    case 'P': if (parse_num(name, val, 1, 86400, &v)) return -1; o->poll_secs = (long)v; return 0;
+    case 'L':
+      if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
+        fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
+        return -1;
+      }
+      o->load_models[o->n_load_models++] = val;
+      return 0;
   }
   return -1;
 }
@@ -131,7 +162,7 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .drain_timeout_ms = 10000, .grpc_port = 8001, .grpc_max_message_bytes = 64L << 20, .grpc_threads = 1,
                        .max_records = 1000, .head_timeout_ms = 20000, .body_timeout_ms = 30000,
                        .min_body_rate = 1024, .keepalive_timeout_ms = 120000, .send_timeout_ms = 30000,
-                       .max_connections = 16384};
+                       .max_connections = 16384, .control_mode = REPO_CONTROL_NONE, .poll_secs = 15};
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
     if (val && apply_option(o, serve_envs[i].opt, serve_envs[i].env, val)) return -1;
@@ -153,6 +184,10 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
   }
   if (optind < argc) {
     fprintf(stderr, "inferd: unexpected argument '%s'\n", argv[optind]);
+    return -1;
+  }
+  if (o->n_load_models && o->control_mode != REPO_CONTROL_EXPLICIT) {
+    fprintf(stderr, "inferd: --load-model needs --model-control-mode explicit (the other modes load every model)\n");
     return -1;
   }
   if (o->model_repository == NULL) {
@@ -187,11 +222,14 @@ static int serve(int argc, char **argv) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
   app *a;
-  app_options ao = {.model_repository = o.model_repository, .worker_threads = (int)o.worker_threads};
+  app_options ao = {.model_repository = o.model_repository, .worker_threads = (int)o.worker_threads,
+                    .control_mode = o.control_mode, .poll_secs = (int)o.poll_secs, .load_models = o.load_models,
+                    .n_load_models = o.n_load_models, .drain_timeout_ms = (int)o.drain_timeout_ms};
   inferd_status st = app_create(&ao, &a);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
@@ -199,7 +237,14 @@ static int serve(int argc, char **argv) {
   }
   a->default_model = o.default_model;
   a->max_records = (int)o.max_records;
-  if (o.default_model && repo_find_model(a->repo, o.default_model) == NULL) {
+  bool no_default = false;
+  if (o.default_model) { /* the folder, not what has loaded yet: the first scan may be under way */
+    char path[4096];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", o.model_repository, o.default_model);
+    no_default = stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode);
+  }
+  if (no_default) {
     log_msg(LOG_ERROR, NULL, "--default-model: no model '%s' in %s", o.default_model, o.model_repository);
     app_destroy(a);
     return 2;
@@ -235,7 +280,10 @@ static int serve(int argc, char **argv) {
   log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o.host, grpc_frontend_port(grpc));
 
   int sig = 0;
-  sigwait(&sigs, &sig);
+  while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+    log_msg(LOG_INFO, NULL, "SIGHUP: rescanning the model repository");
+    repo_request_rescan(a->repo);
+  }
   log_msg(LOG_INFO, NULL, "%s: draining (up to %ld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout_ms);
   atomic_store(&a->draining, true);
   grpc_frontend_begin_drain(grpc); /* both frontends stop taking calls, then drain together */

@@ -46,7 +46,10 @@ inferd_status infer_timeout_ms_parse(const char *name, const char *text, int64_t
 
 infer_request *infer_request_create(model_version *mv) {
   infer_request *req = calloc(1, sizeof *req);
-  if (req) req->mv = mv;
+  if (req == NULL) return NULL;
+  /* the request's own reference: held until it is destroyed, after its completion */
+  version_retain(mv);
+  req->mv = mv;
   return req;
 }
 
@@ -56,6 +59,7 @@ void infer_request_destroy(infer_request *req) {
   if (req->outputs) tensors_free(req->outputs, req->n_outputs);
   for (size_t i = 0; i < req->n_outputs; i++) free(req->output_names[i]);
   free(req->output_names);
+  version_release(req->mv);
   free(req);
 }
 

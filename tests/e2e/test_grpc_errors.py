@@ -136,8 +136,8 @@ def test_malformed_message_is_invalid_argument(grpc_server):
 
 
 def test_unknown_method_is_unimplemented(grpc_server):
-    call = grpc_server.channel.unary_unary("/inference.GRPCInferenceService/ModelConfig")
-    assert_rpc_error(call, b"", grpc.StatusCode.UNIMPLEMENTED, "ModelConfig")
+    call = grpc_server.channel.unary_unary("/inference.GRPCInferenceService/TraceSetting")
+    assert_rpc_error(call, b"", grpc.StatusCode.UNIMPLEMENTED, "TraceSetting")
     call = grpc_server.channel.unary_unary("/no.Such/Thing")
     assert_rpc_error(call, b"", grpc.StatusCode.UNIMPLEMENTED, "/no.Such/Thing")
     # the server is fine afterwards
