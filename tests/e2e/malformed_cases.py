@@ -1025,8 +1025,8 @@ def grpc_cases():
     c.append(gcase("metadata-unknown", META, ser(pb.ModelMetadataRequest(name="nope")), NF))
     c.append(gcase("metadata-not-utf8", META, field_bytes(1, b"\xff\xfe"), (IA, NF)))
     c.append(gcase("metadata-unknown-version", META, ser(pb.ModelMetadataRequest(name="add_sub", version="99")), NF))
-    c.append(gcase("ready-unknown", READY, ser(pb.ModelReadyRequest(name="nope")), NF))
-    c.append(gcase("ready-8000", READY, ser(pb.ModelReadyRequest(name="m" * 8000)), NF, why="issue 9 item 1's shape, over gRPC"))
+    c.append(gcase("ready-unknown", READY, ser(pb.ModelReadyRequest(name="nope")), OK, why="issue 10: ModelReady for an unknown model answers ready: false"))
+    c.append(gcase("ready-8000", READY, ser(pb.ModelReadyRequest(name="m" * 8000)), OK, why="issue 9 item 1's shape, over gRPC; ready: false"))
     # ModelService (the application API)
     if mspb is not None:
         def predict(model="churn", **features):
