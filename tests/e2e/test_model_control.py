@@ -281,18 +281,25 @@ def test_unload_lets_requests_in_flight_finish(grpc_server_factory, tmp_path):
     results = []
 
     def one():
-        results.append(srv.post("/v2/models/slow/infer", json=body, timeout=timeout(60)).status_code)
+        r = srv.post("/v2/models/slow/infer", json=body, timeout=timeout(60))
+        results.append((r.status_code, r.text))
 
     threads = [threading.Thread(target=one) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.2)  # all four sent: one running, three queued
+    time.sleep(0.2)  # all four sent, as a rule: one running, three queued
     r = srv.post("/v2/repository/models/slow/unload")
     assert r.status_code == 200
     assert srv.infer("slow", body).status_code == 503  # no new request reaches it
     for t in threads:
         t.join(timeout(60))
-    assert results == [200] * 4
+    # Every request that reached the version before the unload finishes. On a loaded machine a
+    # thread may only send after the unload: that one is refused at routing ("is not loaded"),
+    # never dropped from the queue ("unloaded before the request could run").
+    assert len(results) == 4
+    assert any(c == 200 for c, _ in results), results
+    for code, text in results:
+        assert code == 200 or (code == 503 and "is not loaded" in text), results
 
 
 def test_unload_drain_timeout_fails_what_is_queued(grpc_server_factory, tmp_path):
