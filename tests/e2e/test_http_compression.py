@@ -133,6 +133,13 @@ def test_unknown_coding_is_415(srv, coding):
     assert "gzip" in r.headers.get("Accept-Encoding", "")
 
 
+def test_coding_of_an_empty_body_is_ignored(srv):
+    r = srv.get("/v2/health/live", headers={"Content-Encoding": "br"})
+    assert r.status_code == 200, r.text
+    r = post(srv, "/v2/repository/index", b"", **{"Content-Encoding": "gzip"})
+    assert r.status_code == 200, r.text
+
+
 def test_content_encoding_twice_is_415(srv):
     _, _, body = add_sub_body()
     with raw_connect(srv.port) as s:

@@ -99,6 +99,9 @@ static void encode_reply(http_call *c) {
 /* Decodes a body sent with Content-Encoding before any route sees it; the decoded size counts
  * against --max-body-bytes. Runs on the loop thread, like the JSON parsing that follows. */
 static inferd_status decode_request_body(http_call *c) {
+  /* no content, nothing coded: a client that sets the header on every request (GETs too) is
+   * not refused for it */
+  if (evbuffer_get_length(c->request_body) == 0) return status_ok();
   const char *ce = NULL;
   for (int i = 0; i < c->n_headers; i++)
     if (strcasecmp(c->headers[i].name, "Content-Encoding") == 0) {
