@@ -75,7 +75,8 @@ static void on_log_flush(evutil_socket_t fd, short what, void *arg) {
  * is the JSON part's length in the decoded body. */
 static void encode_reply(http_call *c) {
   size_t len = c->body ? evbuffer_get_length(c->body) : 0;
-  if (len < HTTP_COMPRESS_MIN_BYTES) return;
+  /* both headers must fit, or a gzip body could go out without its Content-Encoding */
+  if (len < HTTP_COMPRESS_MIN_BYTES || c->n_reply_headers > HTTP_MAX_REPLY_HEADERS - 2) return;
   for (int i = 0; i < c->n_reply_headers; i++) /* already encoded */
     if (strcasecmp(c->reply_headers[i].name, "Content-Encoding") == 0) return;
   http_call_add_reply_header(c, "Vary", "Accept-Encoding"); /* caches: this reply depends on it */
