@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "frontends/http/http_compress.h"
 #include "frontends/http/routes.h"
 #include "frontends/http/server_internal.h"
 #include "util/log.h"
@@ -67,7 +68,65 @@ static void on_log_flush(evutil_socket_t fd, short what, void *arg) {
   flush_access_log(arg);
 }
 
-void http_call_reply(http_call *c) {
+/* gzip for a reply the client accepts it for (Accept-Encoding, every such header) when it is
+ * at least HTTP_COMPRESS_MIN_BYTES, and only when that makes it smaller. Runs on the thread
+ * that finished the reply: for inference a worker, so the I/O loops only write bytes. Binary
+ * tensor replies are compressed as a whole, as Triton does: Inference-Header-Content-Length
+ * is the JSON part's length in the decoded body. */
+static void encode_reply(http_call *c) {
+  size_t len = c->body ? evbuffer_get_length(c->body) : 0;
+  /* both headers must fit, or a gzip body could go out without its Content-Encoding */
+  if (len < HTTP_COMPRESS_MIN_BYTES || c->n_reply_headers > HTTP_MAX_REPLY_HEADERS - 2) return;
+  for (int i = 0; i < c->n_reply_headers; i++) /* already encoded */
+    if (strcasecmp(c->reply_headers[i].name, "Content-Encoding") == 0) return;
+  http_call_add_reply_header(c, "Vary", "Accept-Encoding"); /* caches: this reply depends on it */
+  http_accept_encoding acc;
+  http_accept_encoding_init(&acc);
+  for (int i = 0; i < c->n_headers; i++)
+    if (strcasecmp(c->headers[i].name, "Accept-Encoding") == 0) http_accept_encoding_scan(&acc, c->headers[i].value);
+  if (!http_accept_encoding_gzip(&acc)) return;
+  struct evbuffer *gz = evbuffer_new();
+  if (gz == NULL) return; /* sent as it is */
+  inferd_status st = http_gzip_encode(c->body, gz, HTTP_COMPRESS_LEVEL);
+  if (!status_is_ok(&st) || evbuffer_get_length(gz) >= len) { /* random tensor data does not shrink */
+    evbuffer_free(gz);
+    return;
+  }
+  evbuffer_free(c->body);
+  c->body = gz;
+  http_call_add_reply_header(c, "Content-Encoding", "gzip");
+}
+
+/* Decodes a body sent with Content-Encoding before any route sees it; the decoded size counts
+ * against --max-body-bytes. Runs on the loop thread, like the JSON parsing that follows. */
+static inferd_status decode_request_body(http_call *c) {
+  /* no content, nothing coded: a client that sets the header on every request (GETs too) is
+   * not refused for it */
+  if (evbuffer_get_length(c->request_body) == 0) return status_ok();
+  const char *ce = NULL;
+  for (int i = 0; i < c->n_headers; i++)
+    if (strcasecmp(c->headers[i].name, "Content-Encoding") == 0) {
+      if (ce) return status_make(INFERD_UNSUPPORTED_MEDIA, "Content-Encoding is given twice: send one coding, gzip or deflate");
+      ce = c->headers[i].value;
+    }
+  if (ce == NULL) return status_ok();
+  http_coding coding;
+  TRY(http_content_coding_parse(ce, &coding));
+  if (coding == HTTP_CODING_IDENTITY) return status_ok();
+  struct evbuffer *plain = evbuffer_new();
+  if (plain == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  inferd_status st = http_body_decode(coding, c->request_body, plain, c->srv->opts.max_body_bytes, "--max-body-bytes");
+  if (!status_is_ok(&st)) {
+    evbuffer_free(plain);
+    return st;
+  }
+  evbuffer_free(c->request_body);
+  c->request_body = plain;
+  return status_ok();
+}
+
+/* Sends a reply already encoded, on the loop thread. */
+static void send_reply(http_call *c) {
   if (atomic_load(&c->app->draining)) c->close_after = true;
   access_record r = {
       .request_id = c->request_id,
@@ -88,7 +147,13 @@ void http_call_reply(http_call *c) {
   atomic_fetch_sub(&srv->in_flight, 1);
 }
 
+void http_call_reply(http_call *c) {
+  encode_reply(c);
+  send_reply(c);
+}
+
 void http_call_reply_async(http_call *c) {
+  encode_reply(c); /* here, on the worker, rather than on the loop */
   http_loop *l = c->loop;
   pthread_mutex_lock(&l->mu);
   bool first = l->done_head == NULL;
@@ -110,7 +175,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
   pthread_mutex_unlock(&l->mu);
   while (c) {
     http_call *next = c->next_done;
-    http_call_reply(c);
+    send_reply(c);
     c = next;
   }
 }
@@ -156,6 +221,12 @@ void http_server_handle(http_call *c) {
     request_id_new(&l->ids, c->request_id, sizeof c->request_id);
   if (c->status != 200) { /* the wire layer already set an error reply */
     http_call_reply(c);
+    return;
+  }
+  inferd_status st = decode_request_body(c);
+  if (!status_is_ok(&st)) {
+    if (st.code == INFERD_UNSUPPORTED_MEDIA) http_call_add_reply_header(c, "Accept-Encoding", "gzip, deflate"); /* RFC 9110 15.5.16 */
+    http_call_reply_error(c, &st);
     return;
   }
   http_routes_dispatch(c);
