@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/backend.h"
+#include "backends/backends.h"
 #include "util/log.h"
 
 struct backend_model {

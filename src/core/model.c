@@ -5,9 +5,33 @@
 #include <string.h>
 #include <time.h>
 
-#include "app/application.h"
 #include "core/warmup.h"
 #include "util/log.h"
+
+static const model_version_hook *hooks[MODEL_VERSION_MAX_HOOKS];
+static int n_hooks;
+
+int model_version_hook_register(const model_version_hook *h) {
+  if (n_hooks == MODEL_VERSION_MAX_HOOKS) return -1;
+  hooks[n_hooks] = h;
+  return n_hooks++;
+}
+
+/* In reverse order of registration, as a later hook may build on an earlier one's data. */
+static void hooks_unload(model_version *mv) {
+  for (int i = n_hooks - 1; i >= 0; i--) {
+    if (mv->hook_data[i] && hooks[i]->unload) hooks[i]->unload(mv, mv->hook_data[i]);
+    mv->hook_data[i] = NULL;
+  }
+}
+
+static inferd_status hooks_load(model_version *mv) {
+  for (int i = 0; i < n_hooks; i++) {
+    inferd_status st = hooks[i]->load ? hooks[i]->load(mv, &mv->hook_data[i]) : status_ok();
+    if (!status_is_ok(&st)) return st;
+  }
+  return status_ok();
+}
 
 model *model_create(const char *name, model_config *config, const char *config_error) {
   model *m = calloc(1, sizeof *m);
@@ -185,7 +209,8 @@ void model_version_load(model_version *mv) {
     st = status_make(INFERD_INVALID_ARGUMENT, "%s", m->config_error);
   } else {
     mv->backend = backend_find(m->config->backend);
-    st = mv->backend->load(mv->path, m->config, &mv->backend_model);
+    st = mv->backend ? mv->backend->load(mv->path, m->config, &mv->backend_model)
+                     : status_make(INFERD_INTERNAL, "backend '%s' is not registered", m->config->backend);
   }
   if (status_is_ok(&st)) {
     const tensor_spec *in, *out;
@@ -193,11 +218,11 @@ void model_version_load(model_version *mv) {
     mv->backend->describe(mv->backend_model, &in, &ni, &out, &no);
     st = model_resolve_signature(m->config, in, ni, out, no, &mv->inputs, &mv->n_inputs,
                                  &mv->outputs, &mv->n_outputs);
-    if (status_is_ok(&st)) st = application_load(mv); /* a bad "application" section fails the version */
+    if (status_is_ok(&st)) st = hooks_load(mv); /* e.g. a bad "application" section fails the version */
     /* warm before READY: the first requests should not pay for lazy initialisation */
     if (status_is_ok(&st)) st = warmup_run(mv);
     if (!status_is_ok(&st)) {
-      application_unload(mv);
+      hooks_unload(mv);
       tensor_specs_free(mv->inputs, mv->n_inputs);
       tensor_specs_free(mv->outputs, mv->n_outputs);
       mv->inputs = mv->outputs = NULL;
@@ -218,7 +243,7 @@ void model_version_load(model_version *mv) {
 }
 
 void model_version_unload(model_version *mv) {
-  application_unload(mv);
+  hooks_unload(mv);
   if (mv->backend_model) mv->backend->unload(mv->backend_model);
   mv->backend_model = NULL;
   tensor_specs_free(mv->inputs, mv->n_inputs);

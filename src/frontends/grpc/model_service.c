@@ -536,7 +536,7 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
   const model_config *cfg = m->def ? m->def->config : NULL;
   r.backend = cfg && cfg->backend ? cfg->backend : "";
   r.default_version = def ? def->version_str : "";
-  const application *app = ready ? shown->application : NULL;
+  const application *app = ready ? application_of(shown) : NULL;
   const json_t *card = app ? app->model_card : NULL;
   const json_t *card_desc = card ? json_object_get(card, "description") : NULL;
   r.description = cfg && cfg->description ? cfg->description
@@ -555,7 +555,7 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
     v->state = (char *)model_state_name(s);
     v->reason = s == MODEL_UNAVAILABLE ? mv->reason : "";
     v->loaded_at = s == MODEL_READY ? (int64_t)mv->loaded_at : 0;
-    v->sha256 = s == MODEL_READY && mv->application ? mv->application->sha256 : "";
+    v->sha256 = s == MODEL_READY && application_of(mv) ? (char *)application_of(mv)->sha256 : "";
     vp[r.n_versions++] = v;
   }
   r.versions = vp;
