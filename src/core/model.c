@@ -101,12 +101,6 @@ static inferd_status copy_specs(const tensor_spec *src, size_t n, tensor_spec **
   return status_ok();
 }
 
-static const tensor_spec *find_spec(const tensor_spec *specs, size_t n, const char *name) {
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(specs[i].name, name) == 0) return &specs[i];
-  return NULL;
-}
-
 /* The full shape config.json declares: with a batch, -1 then the per-row dims. */
 static void full_dims(const model_config *cfg, const tensor_spec *c, tensor_spec *out) {
   *out = *c;
@@ -123,7 +117,7 @@ static inferd_status narrow(const model_config *cfg, const char *what, const ten
                             tensor_spec *out) {
   char a[96], b[96];
   for (size_t i = 0; i < n_declared; i++) {
-    const tensor_spec *m = find_spec(actual, n_actual, declared[i].name);
+    const tensor_spec *m = tensor_specs_find(actual, n_actual, declared[i].name);
     if (m == NULL)
       return status_make(INFERD_INVALID_ARGUMENT, "config.json: %s '%s' is not in the model", what, declared[i].name);
     tensor_spec want;
@@ -164,7 +158,7 @@ inferd_status model_resolve_signature(const model_config *cfg, const tensor_spec
     if (in == NULL) return status_make(INFERD_INTERNAL, "out of memory");
     st = narrow(cfg, "input", cfg->inputs, ni, model_in, n_in, in);
     for (size_t i = 0; i < n_in && status_is_ok(&st); i++)
-      if (!find_spec(cfg->inputs, cfg->n_inputs, model_in[i].name))
+      if (!tensor_specs_find(cfg->inputs, cfg->n_inputs, model_in[i].name))
         st = status_make(INFERD_INVALID_ARGUMENT, "config.json: inputs does not list the model's input '%s'", model_in[i].name);
   } else {
     ni = n_in;
@@ -253,9 +247,9 @@ void model_version_unload(model_version *mv) {
 }
 
 const tensor_spec *model_version_find_input(const model_version *mv, const char *name) {
-  return find_spec(mv->inputs, mv->n_inputs, name);
+  return tensor_specs_find(mv->inputs, mv->n_inputs, name);
 }
 
 const tensor_spec *model_version_find_output(const model_version *mv, const char *name) {
-  return find_spec(mv->outputs, mv->n_outputs, name);
+  return tensor_specs_find(mv->outputs, mv->n_outputs, name);
 }
