@@ -81,6 +81,15 @@ inferd_status application_register(void) {
   return hook_slot >= 0 ? status_ok() : status_make(INFERD_INTERNAL, "too many version hooks");
 }
 
+inferd_status application_attach(model_version *mv) {
+  inferd_status st = application_register();
+  if (!status_is_ok(&st)) return st;
+  void **slot = &mv->hook_data[hook_slot];
+  if (*slot) application_unload(mv, *slot);
+  *slot = NULL;
+  return application_load(mv, slot);
+}
+
 const application *application_of(const model_version *mv) { return model_version_hook_data(mv, hook_slot); }
 
 const features *application_features(const model_version *mv) {

@@ -25,6 +25,10 @@ typedef struct application {
  * section; a bad model card is only logged and reported in the catalogue. */
 inferd_status application_register(void);
 
+/* Loads the application data of a version built outside the repository (unit tests, fuzz
+ * harnesses: signature already set) into its slot, registering the hook first if needed. */
+inferd_status application_attach(model_version *mv);
+
 /* The version's application data; NULL when it is not loaded (or the hook is not registered). */
 const application *application_of(const model_version *mv);
 
