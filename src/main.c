@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/application.h"
+#include "backends/backends.h"
 #include "core/app.h"
 #include "core/version.h"
 #include "frontends/grpc/frontend.h"
@@ -225,6 +227,15 @@ static int serve(int argc, char **argv) {
   sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
+
+  /* The layers above the core plug into it before any model loads: the backends into its
+   * registry, the application API as a version-load hook. */
+  inferd_status reg = backends_register_builtin();
+  if (status_is_ok(&reg)) reg = application_register();
+  if (!status_is_ok(&reg)) {
+    log_msg(LOG_ERROR, NULL, "%s", reg.msg);
+    return 1;
+  }
 
   app *a;
   app_options ao = {.model_repository = o.model_repository, .worker_threads = (int)o.worker_threads,

@@ -37,7 +37,9 @@ static int read_card(const char *dir, json_t **card, char *err, size_t len) {
   return 1;
 }
 
-inferd_status application_load(model_version *mv) {
+static int hook_slot = -1;
+
+static inferd_status application_load(model_version *mv, void **data) {
   application *a = calloc(1, sizeof *a);
   if (a == NULL) return status_make(INFERD_INTERNAL, "out of memory");
   const model_config *cfg = mv->model->config;
@@ -59,19 +61,38 @@ inferd_status application_load(model_version *mv) {
   int got = read_card(vdir, &a->model_card, a->model_card_error, sizeof a->model_card_error);
   if (got == 0) got = read_card(mdir, &a->model_card, a->model_card_error, sizeof a->model_card_error);
   if (got < 0) log_msg(LOG_WARN, mv->model->name, "model card ignored: %s", a->model_card_error);
-  mv->application = a;
+  *data = a;
   return status_ok();
 }
 
-void application_unload(model_version *mv) {
-  application *a = mv->application;
-  if (a == NULL) return;
+static void application_unload(model_version *mv, void *data) {
+  (void)mv;
+  application *a = data;
   features_destroy(a->features);
   json_decref(a->model_card);
   free(a);
-  mv->application = NULL;
 }
 
+inferd_status application_register(void) {
+  static const model_version_hook hook = {.name = "application", .load = application_load,
+                                          .unload = application_unload};
+  if (hook_slot >= 0) return status_ok();
+  hook_slot = model_version_hook_register(&hook);
+  return hook_slot >= 0 ? status_ok() : status_make(INFERD_INTERNAL, "too many version hooks");
+}
+
+inferd_status application_attach(model_version *mv) {
+  inferd_status st = application_register();
+  if (!status_is_ok(&st)) return st;
+  void **slot = &mv->hook_data[hook_slot];
+  if (*slot) application_unload(mv, *slot);
+  *slot = NULL;
+  return application_load(mv, slot);
+}
+
+const application *application_of(const model_version *mv) { return model_version_hook_data(mv, hook_slot); }
+
 const features *application_features(const model_version *mv) {
-  return mv->application ? mv->application->features : NULL;
+  const application *a = application_of(mv);
+  return a ? a->features : NULL;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/jsonkeys.h"
 #include "util/strbuf.h"
 #include "util/utf8.h"
 
@@ -148,25 +149,12 @@ static inferd_status cfg_error(const char *fmt, ...) {
   return st;
 }
 
-static const tensor_spec *find_spec(const tensor_spec *specs, size_t n, const char *name) {
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(specs[i].name, name) == 0) return &specs[i];
-  return NULL;
-}
-
 static inferd_status check_keys(const json_t *obj, const char *where, const char *const *allowed) {
-  const char *key;
-  json_t *v;
-  json_object_foreach((json_t *)obj, key, v) {
-    bool ok = false;
-    for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, key) == 0;
-    if (!ok) {
-      char names[256];
-      sbuf nb;
-      sbuf_init(&nb, names, sizeof names);
-      for (const char *const *a = allowed; *a; a++) sbuf_appendf(&nb, "%s%s", a == allowed ? "" : ", ", *a);
-      return cfg_error("%s: unknown field \"%s\" (known: %s)", where, key, names);
-    }
+  const char *key = jsonkeys_unknown(obj, allowed);
+  if (key) {
+    char names[256];
+    jsonkeys_list(allowed, names, sizeof names);
+    return cfg_error("%s: unknown field \"%s\" (known: %s)", where, key, names);
   }
   return status_ok();
 }
@@ -327,7 +315,7 @@ static inferd_status get_tensor_index(features *f, const char *name, const tenso
       *idx = i;
       return status_ok();
     }
-  const tensor_spec *s = find_spec(inputs, n_inputs, name);
+  const tensor_spec *s = tensor_specs_find(inputs, n_inputs, name);
   if (s == NULL) {
     char names[200];
     sbuf nb;
@@ -489,12 +477,12 @@ static inferd_status compile_outputs(features *f, const json_t *app, const model
     if (v == NULL) continue;
     if (!json_is_string(v)) return cfg_error(".outputs.%s must be a string", okeys[k]);
     want[k] = json_string_value(v);
-    const tensor_spec *s = find_spec(outputs, n_outputs, want[k]);
+    const tensor_spec *s = tensor_specs_find(outputs, n_outputs, want[k]);
     if (s == NULL) return cfg_error(".outputs.%s: the model has no output '%s'", okeys[k], want[k]);
   }
 
   const json_t *jt = json_object_get(app, "task");
-  bool has_probs_output = find_spec(outputs, n_outputs, "probabilities") != NULL;
+  bool has_probs_output = tensor_specs_find(outputs, n_outputs, "probabilities") != NULL;
   if (jt == NULL) {
     f->task = (cfg->n_class_labels > 0 || has_probs_output || want[0] || want[1]) && !want[2] ? TASK_CLASSIFICATION
                                                                                                : TASK_REGRESSION;
@@ -508,7 +496,7 @@ static inferd_status compile_outputs(features *f, const json_t *app, const model
 
   if (f->task == TASK_REGRESSION) {
     if (want[0] || want[1]) return cfg_error(".outputs: a regression names only \"value\"");
-    const tensor_spec *s = want[2] ? find_spec(outputs, n_outputs, want[2]) : NULL;
+    const tensor_spec *s = want[2] ? tensor_specs_find(outputs, n_outputs, want[2]) : NULL;
     for (size_t i = 0; s == NULL && i < n_outputs; i++)
       if (!outputs[i].is_map_sequence && outputs[i].datatype != DT_BYTES && outputs[i].datatype != DT_BOOL) s = &outputs[i];
     if (s == NULL) return cfg_error(": a regression needs a numeric output (application.outputs.value)");
@@ -523,9 +511,9 @@ static inferd_status compile_outputs(features *f, const json_t *app, const model
   }
 
   if (want[2]) return cfg_error(".outputs.value is for regressions; a classification names label and probabilities");
-  const tensor_spec *probs = want[1] ? find_spec(outputs, n_outputs, want[1])
-                                     : find_spec(outputs, n_outputs, "probabilities");
-  const tensor_spec *label = want[0] ? find_spec(outputs, n_outputs, want[0]) : find_spec(outputs, n_outputs, "label");
+  const tensor_spec *probs = want[1] ? tensor_specs_find(outputs, n_outputs, want[1])
+                                     : tensor_specs_find(outputs, n_outputs, "probabilities");
+  const tensor_spec *label = want[0] ? tensor_specs_find(outputs, n_outputs, want[0]) : tensor_specs_find(outputs, n_outputs, "label");
   if (label && label->is_map_sequence) label = NULL;
   if (probs) {
     if (!datatype_is_float(probs->datatype) || probs->ndim != 2 || probs->is_map_sequence)
@@ -587,7 +575,7 @@ inferd_status features_compile(const json_t *app, const model_config *cfg, const
   const json_t *v = json_object_get(app, "input");
   if (status_is_ok(&st) && v) {
     if (!json_is_string(v)) st = cfg_error(".input must be a string");
-    else if (!find_spec(inputs, n_inputs, json_string_value(v)))
+    else if (!tensor_specs_find(inputs, n_inputs, json_string_value(v)))
       st = cfg_error(".input: the model has no input '%s'", json_string_value(v));
     else default_tensor = json_string_value(v);
   }
@@ -601,7 +589,7 @@ inferd_status features_compile(const json_t *app, const model_config *cfg, const
   /* the tensors' shapes: variable batch, then the columns */
   for (size_t i = 0; i < f->n_tensors && status_is_ok(&st); i++) {
     feature_tensor *t = &f->tensors[i];
-    const tensor_spec *s = find_spec(inputs, n_inputs, t->name);
+    const tensor_spec *s = tensor_specs_find(inputs, n_inputs, t->name);
     if (s->ndim < 1 || s->dims[0] != -1)
       st = cfg_error(": input '%s' needs a variable first (batch) dimension to take records (set max_batch_size)", t->name);
     else if (s->ndim == 1 && t->columns != 1)

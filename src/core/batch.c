@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/monotime.h"
+
 bool batch_compatible(const infer_request *a, const infer_request *b) {
   if (a->mv != b->mv || a->n_inputs != b->n_inputs) return false;
   for (size_t i = 0; i < a->n_inputs; i++) {
@@ -94,10 +96,10 @@ static void execute_one(infer_request *req) {
     req->status = status_make(INFERD_INTERNAL, "out of memory");
     return;
   }
-  int64_t t0 = monotonic_ns();
+  int64_t t0 = monotime_ns();
   req->status = mv->backend->run(mv->backend_model, req->inputs, req->n_inputs,
                                  (const char *const *)req->output_names, req->n_outputs, req->outputs);
-  req->compute_infer_ns = monotonic_ns() - t0;
+  req->compute_infer_ns = monotime_ns() - t0;
   req->batch_size = req->rows;
   if (!status_is_ok(&req->status)) {
     free(req->outputs);
@@ -111,7 +113,7 @@ void batch_execute(infer_request **reqs, size_t n) {
     return;
   }
   model_version *mv = reqs[0]->mv;
-  int64_t t0 = monotonic_ns();
+  int64_t t0 = monotime_ns();
   int64_t rows = 0;
   for (size_t i = 0; i < n; i++) rows += reqs[i]->rows;
 
@@ -129,13 +131,13 @@ void batch_execute(infer_request **reqs, size_t n) {
       }
   for (size_t j = 0; j < reqs[0]->n_inputs && status_is_ok(&st); j++, n_in++)
     st = gather_input(reqs, n, reqs[0]->inputs[j].name, &inputs[j]);
-  int64_t t1 = monotonic_ns();
+  int64_t t1 = monotime_ns();
   bool ran = false;
   if (status_is_ok(&st)) {
     st = mv->backend->run(mv->backend_model, inputs, n_in, names, n_names, outputs);
     ran = status_is_ok(&st);
   }
-  int64_t t2 = monotonic_ns();
+  int64_t t2 = monotime_ns();
   for (size_t k = 0; k < n_names && status_is_ok(&st); k++)
     if (outputs[k].ndim == 0 || outputs[k].shape[0] != rows)
       st = status_make(INFERD_INTERNAL, "output '%s' of a batch of %lld rows does not have %lld rows along its first dimension",
@@ -169,7 +171,7 @@ void batch_execute(infer_request **reqs, size_t n) {
   } else {
     fail_all(reqs, n, st);
   }
-  int64_t t3 = monotonic_ns();
+  int64_t t3 = monotime_ns();
   for (size_t i = 0; i < n; i++) {
     reqs[i]->compute_input_ns = t1 - t0;
     reqs[i]->compute_infer_ns = t2 - t1;

@@ -5,14 +5,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/monotime.h"
 #include "util/strbuf.h"
 #include "util/utf8.h"
-
-int64_t monotonic_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 inferd_status infer_deadline_after(int64_t start_ns, int64_t timeout_us, const char *what, int64_t *deadline_ns) {
   *deadline_ns = 0;

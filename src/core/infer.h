@@ -70,6 +70,4 @@ inferd_status infer_deadline_after(int64_t start_ns, int64_t timeout_us, const c
 inferd_status infer_timeout_ms_parse(const char *name, const char *text, int64_t *timeout_us);
 
 
-int64_t monotonic_ns(void);
-
 #endif

@@ -5,9 +5,33 @@
 #include <string.h>
 #include <time.h>
 
-#include "app/application.h"
 #include "core/warmup.h"
 #include "util/log.h"
+
+static const model_version_hook *hooks[MODEL_VERSION_MAX_HOOKS];
+static int n_hooks;
+
+int model_version_hook_register(const model_version_hook *h) {
+  if (n_hooks == MODEL_VERSION_MAX_HOOKS) return -1;
+  hooks[n_hooks] = h;
+  return n_hooks++;
+}
+
+/* In reverse order of registration, as a later hook may build on an earlier one's data. */
+static void hooks_unload(model_version *mv) {
+  for (int i = n_hooks - 1; i >= 0; i--) {
+    if (mv->hook_data[i] && hooks[i]->unload) hooks[i]->unload(mv, mv->hook_data[i]);
+    mv->hook_data[i] = NULL;
+  }
+}
+
+static inferd_status hooks_load(model_version *mv) {
+  for (int i = 0; i < n_hooks; i++) {
+    inferd_status st = hooks[i]->load ? hooks[i]->load(mv, &mv->hook_data[i]) : status_ok();
+    if (!status_is_ok(&st)) return st;
+  }
+  return status_ok();
+}
 
 model *model_create(const char *name, model_config *config, const char *config_error) {
   model *m = calloc(1, sizeof *m);
@@ -77,12 +101,6 @@ static inferd_status copy_specs(const tensor_spec *src, size_t n, tensor_spec **
   return status_ok();
 }
 
-static const tensor_spec *find_spec(const tensor_spec *specs, size_t n, const char *name) {
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(specs[i].name, name) == 0) return &specs[i];
-  return NULL;
-}
-
 /* The full shape config.json declares: with a batch, -1 then the per-row dims. */
 static void full_dims(const model_config *cfg, const tensor_spec *c, tensor_spec *out) {
   *out = *c;
@@ -99,7 +117,7 @@ static inferd_status narrow(const model_config *cfg, const char *what, const ten
                             tensor_spec *out) {
   char a[96], b[96];
   for (size_t i = 0; i < n_declared; i++) {
-    const tensor_spec *m = find_spec(actual, n_actual, declared[i].name);
+    const tensor_spec *m = tensor_specs_find(actual, n_actual, declared[i].name);
     if (m == NULL)
       return status_make(INFERD_INVALID_ARGUMENT, "config.json: %s '%s' is not in the model", what, declared[i].name);
     tensor_spec want;
@@ -140,7 +158,7 @@ inferd_status model_resolve_signature(const model_config *cfg, const tensor_spec
     if (in == NULL) return status_make(INFERD_INTERNAL, "out of memory");
     st = narrow(cfg, "input", cfg->inputs, ni, model_in, n_in, in);
     for (size_t i = 0; i < n_in && status_is_ok(&st); i++)
-      if (!find_spec(cfg->inputs, cfg->n_inputs, model_in[i].name))
+      if (!tensor_specs_find(cfg->inputs, cfg->n_inputs, model_in[i].name))
         st = status_make(INFERD_INVALID_ARGUMENT, "config.json: inputs does not list the model's input '%s'", model_in[i].name);
   } else {
     ni = n_in;
@@ -185,7 +203,8 @@ void model_version_load(model_version *mv) {
     st = status_make(INFERD_INVALID_ARGUMENT, "%s", m->config_error);
   } else {
     mv->backend = backend_find(m->config->backend);
-    st = mv->backend->load(mv->path, m->config, &mv->backend_model);
+    st = mv->backend ? mv->backend->load(mv->path, m->config, &mv->backend_model)
+                     : status_make(INFERD_INTERNAL, "backend '%s' is not registered", m->config->backend);
   }
   if (status_is_ok(&st)) {
     const tensor_spec *in, *out;
@@ -193,11 +212,11 @@ void model_version_load(model_version *mv) {
     mv->backend->describe(mv->backend_model, &in, &ni, &out, &no);
     st = model_resolve_signature(m->config, in, ni, out, no, &mv->inputs, &mv->n_inputs,
                                  &mv->outputs, &mv->n_outputs);
-    if (status_is_ok(&st)) st = application_load(mv); /* a bad "application" section fails the version */
+    if (status_is_ok(&st)) st = hooks_load(mv); /* e.g. a bad "application" section fails the version */
     /* warm before READY: the first requests should not pay for lazy initialisation */
     if (status_is_ok(&st)) st = warmup_run(mv);
     if (!status_is_ok(&st)) {
-      application_unload(mv);
+      hooks_unload(mv);
       tensor_specs_free(mv->inputs, mv->n_inputs);
       tensor_specs_free(mv->outputs, mv->n_outputs);
       mv->inputs = mv->outputs = NULL;
@@ -218,7 +237,7 @@ void model_version_load(model_version *mv) {
 }
 
 void model_version_unload(model_version *mv) {
-  application_unload(mv);
+  hooks_unload(mv);
   if (mv->backend_model) mv->backend->unload(mv->backend_model);
   mv->backend_model = NULL;
   tensor_specs_free(mv->inputs, mv->n_inputs);
@@ -228,9 +247,9 @@ void model_version_unload(model_version *mv) {
 }
 
 const tensor_spec *model_version_find_input(const model_version *mv, const char *name) {
-  return find_spec(mv->inputs, mv->n_inputs, name);
+  return tensor_specs_find(mv->inputs, mv->n_inputs, name);
 }
 
 const tensor_spec *model_version_find_output(const model_version *mv, const char *name) {
-  return find_spec(mv->outputs, mv->n_outputs, name);
+  return tensor_specs_find(mv->outputs, mv->n_outputs, name);
 }

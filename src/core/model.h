@@ -8,11 +8,13 @@
 #include <time.h>
 #include <stdint.h>
 
-#include "backends/backend.h"
+#include "core/backend.h"
 #include "core/model_config.h"
 #include "core/stats.h"
 
 typedef enum { MODEL_LOADING, MODEL_READY, MODEL_UNAVAILABLE } model_state;
+
+#define MODEL_VERSION_MAX_HOOKS 8
 
 const char *model_state_name(model_state s);
 
@@ -55,10 +57,29 @@ typedef struct model_version {
   size_t n_inputs;
   tensor_spec *outputs;
   size_t n_outputs;
-  /* The application API's view (src/app/application.h): feature schema, artifact digest,
-   * model card. Owned; set when the version loads. */
-  struct application *application;
+  /* One opaque slot per registered version hook (model_version_hook_register): what a feature
+   * above the core (the application API's schema, digest, model card) keeps per version. Set
+   * while the version loads, read-only once it is READY, freed by the hook's unload. */
+  void *hook_data[MODEL_VERSION_MAX_HOOKS];
 } model_version;
+
+/* A feature above the core that keeps data per loaded version registers a hook, so the core
+ * never calls up into it: load runs once the signature is resolved and before warmup (an error
+ * makes the version UNAVAILABLE with that reason), unload when the version unloads or its load
+ * fails; both run on the repository's loader thread. */
+typedef struct model_version_hook {
+  const char *name;
+  inferd_status (*load)(model_version *mv, void **data);
+  void (*unload)(model_version *mv, void *data);
+} model_version_hook;
+
+/* Registers a hook and returns its slot in hook_data, or -1 when there are too many. Call at
+ * start, before the repository opens (the hook table is read without a lock afterwards). */
+int model_version_hook_register(const model_version_hook *h);
+/* The data hook `slot` keeps for this version; NULL when none (or slot < 0). */
+static inline void *model_version_hook_data(const model_version *mv, int slot) {
+  return slot >= 0 && slot < MODEL_VERSION_MAX_HOOKS ? mv->hook_data[slot] : NULL;
+}
 
 /* A version in state LOADING with one reference (the caller's); takes a reference on m. */
 model_version *model_version_create(model *m, int64_t version, const char *path);

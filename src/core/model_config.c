@@ -6,10 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/jsonkeys.h"
+
 void tensor_specs_free(tensor_spec *specs, size_t n) {
   if (specs == NULL) return;
   for (size_t i = 0; i < n; i++) free(specs[i].name);
   free(specs);
+}
+
+const tensor_spec *tensor_specs_find(const tensor_spec *specs, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(specs[i].name, name) == 0) return &specs[i];
+  return NULL;
 }
 
 void model_config_destroy(model_config *cfg) {
@@ -60,16 +68,9 @@ static inferd_status get_int(json_t *obj, const char *key, const char *path, lon
 }
 
 static inferd_status check_keys(json_t *obj, const char *path, const char *const *allowed) {
-  const char *key;
-  json_t *v;
-  json_object_foreach(obj, key, v) {
-    bool ok = false;
-    for (const char *const *a = allowed; *a; a++)
-      if (strcmp(*a, key) == 0) ok = true;
-    if (!ok)
-      return status_make(INFERD_INVALID_ARGUMENT, "config.json: unknown field %s%s%s", path,
-                         *path ? "." : "", key);
-  }
+  const char *key = jsonkeys_unknown(obj, allowed);
+  if (key)
+    return status_make(INFERD_INVALID_ARGUMENT, "config.json: unknown field %s%s%s", path, *path ? "." : "", key);
   return status_ok();
 }
 

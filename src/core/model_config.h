@@ -81,5 +81,7 @@ bool model_config_serves_version(const model_config *cfg, const int64_t *version
                                  int64_t version);
 
 void tensor_specs_free(tensor_spec *specs, size_t n);
+/* The spec named name among specs[0..n); NULL when none is. */
+const tensor_spec *tensor_specs_find(const tensor_spec *specs, size_t n, const char *name);
 
 #endif

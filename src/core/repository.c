@@ -14,7 +14,9 @@
 
 #include "core/infer.h"
 #include "core/scheduler.h"
+#include "util/fs.h"
 #include "util/log.h"
+#include "util/monotime.h"
 
 /* ---- the pure parts ---- */
 
@@ -103,11 +105,6 @@ struct repository {
   size_t n_models;
   retired *retired;
 };
-
-static bool is_dir(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 static repo_file_sig file_sig(const char *path) {
   struct stat st;
@@ -320,7 +317,7 @@ static void retire(repository *r, model_version *mv) {
     return;
   }
   t->mv = mv;
-  t->deadline_ns = monotonic_ns() + (int64_t)r->drain_timeout_ms * 1000000;
+  t->deadline_ns = monotime_ns() + (int64_t)r->drain_timeout_ms * 1000000;
   t->next = r->retired;
   r->retired = t;
   log_msg(LOG_INFO, mv->model->name, "version %s: no new requests; draining", mv->version_str);
@@ -329,7 +326,7 @@ static void retire(repository *r, model_version *mv) {
 /* Frees the retired versions nothing holds any more; fails what is still queued for those
  * past their drain timeout. Returns true while some remain. */
 static bool reap(repository *r) {
-  int64_t now = monotonic_ns();
+  int64_t now = monotime_ns();
   retired **pp = &r->retired;
   while (*pp) {
     retired *t = *pp;
@@ -438,7 +435,7 @@ static size_t list_versions(const repository *r, const char *name, int64_t **out
     int64_t v;
     char vpath[4400];
     snprintf(vpath, sizeof vpath, "%s/%s", path, e->d_name);
-    if (!parse_version(e->d_name, &v) || !is_dir(vpath)) continue;
+    if (!parse_version(e->d_name, &v) || !fs_is_dir(vpath)) continue;
     int64_t *nf = realloc(found, (n + 1) * sizeof *found);
     if (nf == NULL) break;
     found = nf;
@@ -542,7 +539,7 @@ static void sync_model(repository *r, ctl_model *c) {
       if (i != (size_t)j && model_version_state(c->pub.versions[i]) == MODEL_READY) others_ready++;
     char dir[4400];
     snprintf(dir, sizeof dir, "%s/%s/%s", r->root, c->pub.name, mv->version_str);
-    if (model_version_state(mv) == MODEL_READY && others_ready == 0 && is_dir(dir)) {
+    if (model_version_state(mv) == MODEL_READY && others_ready == 0 && fs_is_dir(dir)) {
       if (c->pub.notes[j] == NULL) {
         set_note(c, (size_t)j, "%s", "kept serving: the version_policy no longer selects it, but the versions it selects failed to load");
         removed = true; /* publish the note */
@@ -606,7 +603,7 @@ static void rescan(repository *r, bool at_start) {
     char path[4400];
     if (e->d_name[0] == '.') continue;
     snprintf(path, sizeof path, "%s/%s", r->root, e->d_name);
-    if (!is_dir(path)) continue;
+    if (!fs_is_dir(path)) continue;
     ctl_model *c = find_ctl(r, e->d_name);
     if (c == NULL) {
       ctl_model *nm = realloc(r->models, (r->n_models + 1) * sizeof *nm);
@@ -661,7 +658,7 @@ static void op_load(repository *r, repo_op *op) {
       st = status_make(INFERD_INVALID_ARGUMENT, "parameters.config: %s", msg);
     }
   }
-  if (status_is_ok(&st) && !is_dir(path))
+  if (status_is_ok(&st) && !fs_is_dir(path))
     st = status_make(INFERD_NOT_FOUND, "no model '%s' in the repository (no folder %s)", op->name, path);
   if (status_is_ok(&st)) {
     rescan(r, false); /* the folder list may have changed since the last scan */
@@ -714,7 +711,7 @@ static void op_free(repo_op *op) {
 
 static void *control_main(void *arg) {
   repository *r = arg;
-  int64_t t0 = monotonic_ns();
+  int64_t t0 = monotime_ns();
   rescan(r, true);
   for (size_t i = 0; i < r->n_load_models; i++)
     if (strcmp(r->load_models[i], "*") != 0 && find_ctl(r, r->load_models[i]) == NULL)
@@ -722,10 +719,10 @@ static void *control_main(void *arg) {
   atomic_store(&r->initial_done, true);
   char why[512];
   if (repo_ready(r, why, sizeof why))
-    log_msg(LOG_INFO, NULL, "all models loaded in %lld ms; ready", (long long)((monotonic_ns() - t0) / 1000000));
+    log_msg(LOG_INFO, NULL, "all models loaded in %lld ms; ready", (long long)((monotime_ns() - t0) / 1000000));
   else
-    log_msg(LOG_WARN, NULL, "models loaded in %lld ms, not ready: %s", (long long)((monotonic_ns() - t0) / 1000000), why);
-  int64_t next_poll = r->mode == REPO_CONTROL_POLL ? monotonic_ns() + (int64_t)r->poll_secs * 1000000000 : 0;
+    log_msg(LOG_WARN, NULL, "models loaded in %lld ms, not ready: %s", (long long)((monotime_ns() - t0) / 1000000), why);
+  int64_t next_poll = r->mode == REPO_CONTROL_POLL ? monotime_ns() + (int64_t)r->poll_secs * 1000000000 : 0;
   pthread_mutex_lock(&r->mu);
   while (!r->stopping) {
     if (r->ops) {
@@ -742,13 +739,13 @@ static void *control_main(void *arg) {
       pthread_mutex_lock(&r->mu);
       continue;
     }
-    int64_t now = monotonic_ns();
+    int64_t now = monotime_ns();
     if (r->rescan_requested || (next_poll && now >= next_poll)) {
       r->rescan_requested = false;
       pthread_mutex_unlock(&r->mu);
       rescan(r, false);
       reap(r);
-      if (next_poll) next_poll = monotonic_ns() + (int64_t)r->poll_secs * 1000000000;
+      if (next_poll) next_poll = monotime_ns() + (int64_t)r->poll_secs * 1000000000;
       pthread_mutex_lock(&r->mu);
       continue;
     }

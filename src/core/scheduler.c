@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "core/batch.h"
+#include "util/monotime.h"
 
 #define MAX_LEVELS 16
 
@@ -39,7 +40,7 @@ static int max_queue_of(const model_version *mv) {
 }
 
 static void finish(infer_request *req) {
-  stats_record_request(&req->mv->stats, req, monotonic_ns());
+  stats_record_request(&req->mv->stats, req, monotime_ns());
   req->on_done(req, req->user);
 }
 
@@ -155,7 +156,7 @@ static void finish_list(infer_request *r) {
 
 static void run_batch(infer_request **batch, size_t n) {
   model_version *mv = batch[0]->mv;
-  int64_t now = monotonic_ns();
+  int64_t now = monotime_ns();
   for (size_t i = 0; i < n; i++) batch[i]->queue_ns = now - batch[i]->enqueue_ns;
   if (model_version_state(mv) != MODEL_READY) {
     for (size_t i = 0; i < n; i++)
@@ -182,7 +183,7 @@ static void wait_until(scheduler *s, int64_t wake_at) {
     pthread_cond_wait(&s->cv, &s->mu);
     return;
   }
-  int64_t now = monotonic_ns();
+  int64_t now = monotime_ns();
   if (wake_at - now > SPIN_NS) {
     int64_t t = wake_at - SPIN_NS;
     struct timespec ts = {.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
@@ -191,7 +192,7 @@ static void wait_until(scheduler *s, int64_t wake_at) {
   }
   unsigned long seen = atomic_load(&s->submits);
   pthread_mutex_unlock(&s->mu);
-  while (monotonic_ns() < wake_at && atomic_load(&s->submits) == seen) sched_yield();
+  while (monotime_ns() < wake_at && atomic_load(&s->submits) == seen) sched_yield();
   pthread_mutex_lock(&s->mu);
 }
 
@@ -203,7 +204,7 @@ static void *worker_main(void *arg) {
   infer_request **batch = NULL;
   pthread_mutex_lock(&s->mu);
   while (!s->stopping) {
-    int64_t now = monotonic_ns(), wake_at = 0;
+    int64_t now = monotime_ns(), wake_at = 0;
     infer_request *dropped = NULL;
     version_queue *chosen = NULL;
     size_t n = 0;
@@ -269,7 +270,7 @@ inferd_status sched_create(int n_workers, scheduler **out) {
   pthread_mutex_init(&s->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are monotonic_ns() */
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are monotime_ns() */
   pthread_cond_init(&s->cv, &ca);
   pthread_condattr_destroy(&ca);
   s->workers = calloc((size_t)n_workers, sizeof(pthread_t));
@@ -292,8 +293,8 @@ void sched_submit(scheduler *s, infer_request *req) {
   int level = (req->priority ? req->priority : b->default_priority_level) - 1;
   if (level < 0) level = 0;
   if (level >= MAX_LEVELS) level = MAX_LEVELS - 1;
-  if (req->deadline_ns == 0 && b->default_timeout_us > 0) req->deadline_ns = monotonic_ns() + b->default_timeout_us * 1000;
-  req->enqueue_ns = monotonic_ns();
+  if (req->deadline_ns == 0 && b->default_timeout_us > 0) req->deadline_ns = monotime_ns() + b->default_timeout_us * 1000;
+  req->enqueue_ns = monotime_ns();
   req->next = NULL;
   pthread_mutex_lock(&s->mu);
   version_queue *q = queue_of(s, mv);
@@ -341,7 +342,7 @@ static infer_request *take_all(scheduler *s, model_version *mv) {
 }
 
 static void fail_list(infer_request *r, const char *msg) {
-  int64_t now = monotonic_ns();
+  int64_t now = monotime_ns();
   while (r) {
     infer_request *next = r->next;
     r->next = NULL;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "backends/backends.h"
 #include "core/repository.h"
 
 static char root[] = "/tmp/inferd-repo-unit-XXXXXX";
@@ -154,6 +155,8 @@ static void test_routing_and_control(void **state) {
 }
 
 int main(void) {
+  inferd_status st = backends_register_builtin(); /* as main does: the core knows no backend by name */
+  if (!status_is_ok(&st)) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_routing_and_control, setup, teardown),
   };

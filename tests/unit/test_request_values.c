@@ -9,6 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "backends/backends.h"
 #include "core/infer.h"
 #include "util/jsonerr.h"
 #include "util/utf8.h"

@@ -11,6 +11,7 @@
 
 #include "frontends/grpc/call.h"
 #include "util/log.h"
+#include "util/monotime.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
 /* Responses a stream may have reserved before it stops reading: a client that sends faster
@@ -162,7 +163,7 @@ static void *reply_main(void *arg) {
       int64_t due = atomic_load(&fe->log_due_ns);
       if (due == 0) {
         pthread_cond_wait(&fe->reply_cv, &fe->reply_mu);
-      } else if (monotonic_ns() >= due) {
+      } else if (monotime_ns() >= due) {
         pthread_mutex_unlock(&fe->reply_mu);
         access_log_flush(fe);
         pthread_mutex_lock(&fe->reply_mu);
@@ -181,7 +182,7 @@ static void *reply_main(void *arg) {
       c = next;
     }
     int64_t due = atomic_load(&fe->log_due_ns);
-    if (due && monotonic_ns() >= due) access_log_flush(fe);
+    if (due && monotime_ns() >= due) access_log_flush(fe);
     pthread_mutex_lock(&fe->reply_mu);
   }
   pthread_mutex_unlock(&fe->reply_mu);
@@ -218,7 +219,7 @@ static void access_log_call(gcall *c) {
       .model = c->model[0] ? c->model : NULL,
       .version = c->version[0] ? c->version : NULL,
       .status = final_status(c),
-      .latency_us = (monotonic_ns() - c->start_ns) / 1000,
+      .latency_us = (monotime_ns() - c->start_ns) / 1000,
       .bytes_in = c->bytes_in,
       .bytes_out = c->bytes_out,
   };
@@ -234,7 +235,7 @@ static void access_log_call(gcall *c) {
     atomic_store(&fe->log_due_ns, 0);
     first = false;
   } else if (first) {
-    atomic_store(&fe->log_due_ns, monotonic_ns() + (int64_t)LOG_ACCESS_FLUSH_MS * 1000000);
+    atomic_store(&fe->log_due_ns, monotime_ns() + (int64_t)LOG_ACCESS_FLUSH_MS * 1000000);
   }
   pthread_mutex_unlock(&fe->log_mu);
   if (first) { /* the reply thread may be asleep with nothing to time */
@@ -304,7 +305,7 @@ static int64_t deadline_to_monotonic(gpr_timespec d) {
   gpr_timespec left = gpr_time_sub(d, gpr_now(d.clock_type));
   if (left.tv_sec > 100000000) return 0; /* years away: as good as none */
   int64_t ns = left.tv_sec * 1000000000 + left.tv_nsec;
-  int64_t at = monotonic_ns() + ns;
+  int64_t at = monotime_ns() + ns;
   return at ? at : 1;
 }
 
@@ -642,7 +643,7 @@ static void on_arrival(gtag *t, bool ok) {
     return;
   }
   if (!atomic_load(&fe->shutting_down)) request_slot(fe, (rpc_method *)c->method);
-  c->start_ns = monotonic_ns();
+  c->start_ns = monotime_ns();
   c->deadline_ns = deadline_to_monotonic(c->deadline);
   c->arrived = true;
   c->bytes_in = buffer_bytes(c->payload);
@@ -803,7 +804,7 @@ inferd_status grpc_frontend_create(const grpc_options *opts, app *a, grpc_fronte
   pthread_mutex_init(&fe->reply_mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the log's due time is monotonic_ns() */
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the log's due time is monotime_ns() */
   pthread_cond_init(&fe->reply_cv, &ca);
   pthread_condattr_destroy(&ca);
   pthread_mutex_init(&fe->log_mu, NULL);
@@ -866,7 +867,7 @@ void grpc_frontend_begin_drain(grpc_frontend *fe) {
   fe->shutdown_started = true;
   atomic_store(&fe->shutting_down, true);
   pthread_mutex_lock(&fe->mu);
-  fe->drain_started_ns = monotonic_ns();
+  fe->drain_started_ns = monotime_ns();
   pthread_mutex_unlock(&fe->mu);
   grpc_server_shutdown_and_notify(fe->server, fe->cq, &fe->shutdown_tag);
   health_begin_drain(fe);
@@ -880,7 +881,7 @@ static bool wait_shutdown(grpc_frontend *fe, int64_t deadline_ns) {
       pthread_cond_wait(&fe->cv, &fe->mu);
       continue;
     }
-    int64_t left = deadline_ns - monotonic_ns();
+    int64_t left = deadline_ns - monotime_ns();
     if (left <= 0) break;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -906,7 +907,7 @@ void grpc_frontend_drain(grpc_frontend *fe) {
 void grpc_frontend_destroy(grpc_frontend *fe) {
   if (fe == NULL) return;
   grpc_frontend_begin_drain(fe);
-  if (!wait_shutdown(fe, monotonic_ns() + (int64_t)fe->drain_timeout_ms * 1000000 + 1)) {
+  if (!wait_shutdown(fe, monotime_ns() + (int64_t)fe->drain_timeout_ms * 1000000 + 1)) {
     grpc_server_cancel_all_calls(fe->server);
     wait_shutdown(fe, 0);
   }

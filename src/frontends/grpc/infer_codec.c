@@ -268,18 +268,10 @@ inferd_status grpc_decode_infer_request(Inference__ModelInferRequest *msg, infer
 
 /* ---------------------------------------------------------------------------------------- */
 
-static void *scratch_alloc(grpc_infer_response *r, size_t n) {
-  void **ns = realloc(r->scratch, (r->n_scratch + 1) * sizeof *ns);
-  if (ns == NULL) return NULL;
-  r->scratch = ns;
-  void *p = malloc(n ? n : 1);
-  if (p) r->scratch[r->n_scratch++] = p;
-  return p;
-}
+static void *scratch_alloc(grpc_infer_response *r, size_t n) { return arena_alloc(&r->scratch, n); }
 
 void grpc_infer_response_clear(grpc_infer_response *r) {
-  for (size_t i = 0; i < r->n_scratch; i++) free(r->scratch[i]);
-  free(r->scratch);
+  arena_free(&r->scratch);
   free(r->outs);
   free(r->out_ptrs);
   free(r->contents);

@@ -10,6 +10,7 @@
 
 #include "core/infer.h"
 #include "inference.pb-c.h"
+#include "util/arena.h"
 
 typedef struct grpc_infer_info {
   char *id;        /* owned; the request's id, NULL when empty */
@@ -32,8 +33,7 @@ typedef struct grpc_infer_response {
   Inference__ModelInferResponse__InferOutputTensor **out_ptrs; /* owned */
   Inference__InferTensorContents *contents;                   /* owned */
   ProtobufCBinaryData *raw;                                   /* owned */
-  void **scratch; /* owned, each owned: converted element arrays */
-  size_t n_scratch;
+  arena scratch; /* converted element arrays */
 } grpc_infer_response;
 
 inferd_status grpc_build_infer_response(const infer_request *req, const grpc_infer_info *info,

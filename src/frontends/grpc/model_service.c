@@ -13,39 +13,13 @@
 #include "app/application.h"
 #include "app/features.h"
 #include "frontends/grpc/call.h"
+#include "util/monotime.h"
 #include "util/utf8.h"
 #include "model_service.pb-c.h"
+#include "util/arena.h"
 #include "util/strbuf.h"
 
 #define DEFAULT_MAX_RECORDS 1000 /* as the REST API's, when --max-records is not given */
-
-/* Allocations a response points into, freed together once it is packed. */
-typedef struct arena {
-  void **p;
-  size_t n;
-} arena;
-
-static void *arena_alloc(arena *a, size_t size) {
-  void **np = realloc(a->p, (a->n + 1) * sizeof *np);
-  if (np == NULL) return NULL;
-  a->p = np;
-  void *m = calloc(1, size ? size : 1);
-  if (m) a->p[a->n++] = m;
-  return m;
-}
-
-static char *arena_strdup(arena *a, const char *s) {
-  char *d = arena_alloc(a, strlen(s) + 1);
-  if (d) strcpy(d, s);
-  return d;
-}
-
-static void arena_free(arena *a) {
-  for (size_t i = 0; i < a->n; i++) free(a->p[i]);
-  free(a->p);
-  a->p = NULL;
-  a->n = 0;
-}
 
 /* ---------------------------------------------------------------------------------------- */
 /* records and results */
@@ -170,7 +144,7 @@ static bool prediction_from_json(arena *a, const json_t *r, Inferd__Prediction *
 static void new_id(char *buf, size_t len) {
   unsigned char r[12] = {0};
   if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
-    uint64_t t = (uint64_t)monotonic_ns();
+    uint64_t t = (uint64_t)monotime_ns();
     memcpy(r, &t, sizeof t);
   }
   sbuf b;
@@ -536,7 +510,7 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
   const model_config *cfg = m->def ? m->def->config : NULL;
   r.backend = cfg && cfg->backend ? cfg->backend : "";
   r.default_version = def ? def->version_str : "";
-  const application *app = ready ? shown->application : NULL;
+  const application *app = ready ? application_of(shown) : NULL;
   const json_t *card = app ? app->model_card : NULL;
   const json_t *card_desc = card ? json_object_get(card, "description") : NULL;
   r.description = cfg && cfg->description ? cfg->description
@@ -555,7 +529,7 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
     v->state = (char *)model_state_name(s);
     v->reason = s == MODEL_UNAVAILABLE ? mv->reason : "";
     v->loaded_at = s == MODEL_READY ? (int64_t)mv->loaded_at : 0;
-    v->sha256 = s == MODEL_READY && mv->application ? mv->application->sha256 : "";
+    v->sha256 = s == MODEL_READY && application_of(mv) ? (char *)application_of(mv)->sha256 : "";
     vp[r.n_versions++] = v;
   }
   r.versions = vp;

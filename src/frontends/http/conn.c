@@ -15,6 +15,7 @@
 
 #include "frontends/http/http_parse.h"
 #include "frontends/http/server_internal.h"
+#include "util/monotime.h"
 
 _Static_assert(HTTP_MAX_HEADERS >= HTTP_PARSE_MAX_HEADERS, "a parsed head's headers fit in a call");
 
@@ -157,7 +158,7 @@ static http_call *call_new(http_conn *conn) {
   c->app = c->srv->app;
   c->status = 200;
   c->header_len = -1;
-  c->start_ns = monotonic_ns();
+  c->start_ns = monotime_ns();
   c->request_body = evbuffer_new();
   if (c->request_body == NULL) {
     free(c);
@@ -220,7 +221,7 @@ static void request_complete(http_conn *conn) {
  * --min-body-rate bytes received, and never more than --body-timeout-ms after the last bytes. */
 static void arm_body_timer(http_conn *conn) {
   const http_options *o = &conn->loop->srv->opts;
-  int64_t now = monotonic_ns(), window = (int64_t)o->body_timeout_ms * 1000000;
+  int64_t now = monotime_ns(), window = (int64_t)o->body_timeout_ms * 1000000;
   int64_t until = conn->body_start_ns + window;
   if (o->min_body_rate > 0) {
     uint64_t earned = conn->body_got / (uint64_t)o->min_body_rate; /* seconds; capped to stay in range */
@@ -251,7 +252,7 @@ static bool start_request(http_conn *conn, const char *head, size_t len) {
     return false;
   }
   conn->keep_alive = f.keep_alive;
-  conn->body_start_ns = monotonic_ns();
+  conn->body_start_ns = monotime_ns();
   conn->body_got = 0;
   if (f.kind == HTTP_BODY_CHUNKED) {
     http_chunked_init(&conn->chunked, conn->loop->srv->opts.max_body_bytes);

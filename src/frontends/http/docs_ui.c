@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "frontends/http/routes.h"
+#include "util/fs.h"
 
 static const char SWAGGER_HTML[] =
     "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -59,17 +60,12 @@ void docs_redoc(void *call, const route_params *p) {
   reply_text(call, "text/html; charset=utf-8", REDOC_HTML, sizeof REDOC_HTML - 1);
 }
 
-static bool is_dir(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* The node_modules folder holding the assets, into buf; false when none is found. */
 static bool assets_dir(char *buf, size_t len) {
   const char *env = getenv("INFERD_UI_ASSETS");
   if (env && *env) {
     snprintf(buf, len, "%s", env);
-    return is_dir(buf);
+    return fs_is_dir(buf);
   }
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -78,10 +74,10 @@ static bool assets_dir(char *buf, size_t len) {
     char *slash = strrchr(exe, '/');
     if (slash) *slash = '\0'; /* the binary's folder, e.g. <repo>/build */
     snprintf(buf, len, "%s/../web/node_modules", exe);
-    if (is_dir(buf)) return true;
+    if (fs_is_dir(buf)) return true;
   }
   snprintf(buf, len, "web/node_modules");
-  return is_dir(buf);
+  return fs_is_dir(buf);
 }
 
 void docs_asset(void *call, const route_params *p) {

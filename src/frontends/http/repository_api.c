@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "frontends/http/routes.h"
+#include "util/jsonkeys.h"
 
 /* The body as a JSON object; an empty body is an empty object. NULL after replying 400. */
 static json_t *body_object(http_call *c) {
@@ -29,13 +30,8 @@ static json_t *body_object(http_call *c) {
 
 /* Only the keys listed; names the first other one. */
 static inferd_status only_keys(json_t *obj, const char *path, const char *const *keys) {
-  const char *key;
-  json_t *v;
-  json_object_foreach(obj, key, v) {
-    bool ok = false;
-    for (const char *const *k = keys; *k; k++) ok = ok || strcmp(*k, key) == 0;
-    if (!ok) return status_make(INFERD_INVALID_ARGUMENT, "unknown field %s%s (allowed: %s%s)", path, key, keys[0], keys[1] ? ", ..." : "");
-  }
+  const char *key = jsonkeys_unknown(obj, keys);
+  if (key) return status_make(INFERD_INVALID_ARGUMENT, "unknown field %s%s (allowed: %s%s)", path, key, keys[0], keys[1] ? ", ..." : "");
   return status_ok();
 }
 

@@ -19,6 +19,7 @@
 #include "frontends/http/routes.h"
 #include "frontends/http/server_internal.h"
 #include "util/log.h"
+#include "util/monotime.h"
 
 const char *http_call_header(http_call *c, const char *name) {
   for (int i = 0; i < c->n_headers; i++)
@@ -135,7 +136,7 @@ static void send_reply(http_call *c) {
       .model = c->model[0] ? c->model : NULL,
       .version = c->version[0] ? c->version : NULL,
       .status = c->status,
-      .latency_us = (monotonic_ns() - c->start_ns) / 1000,
+      .latency_us = (monotime_ns() - c->start_ns) / 1000,
       .bytes_in = c->bytes_in,
       .bytes_out = c->body ? evbuffer_get_length(c->body) : 0,
   };
@@ -235,7 +236,7 @@ void http_server_handle(http_call *c) {
 /* Refusals come in floods (a client at the limit retries at once): one log line a second at
  * most, with running totals, instead of one per refusal. */
 static void log_refusals(http_server *s, const char *why) {
-  int64_t now = monotonic_ns(), last = atomic_load(&s->last_refusal_log_ns);
+  int64_t now = monotime_ns(), last = atomic_load(&s->last_refusal_log_ns);
   if (now - last < 1000000000LL || !atomic_compare_exchange_strong(&s->last_refusal_log_ns, &last, now)) return;
   log_msg(LOG_WARN, NULL,
           "%s; so far %ld connections refused at --max-connections %ld and %ld accepts failed (%ld open)", why,
@@ -427,8 +428,8 @@ static void sleep_us(long us) {
 
 void http_server_drain(http_server *s) {
   for (int i = 0; i < s->n_loops; i++) event_active(s->loops[i].stop_accept, EV_READ, 0);
-  int64_t until = monotonic_ns() + (int64_t)s->opts.drain_timeout_ms * 1000000;
-  while (atomic_load(&s->in_flight) > 0 && monotonic_ns() < until) sleep_us(5000);
+  int64_t until = monotime_ns() + (int64_t)s->opts.drain_timeout_ms * 1000000;
+  while (atomic_load(&s->in_flight) > 0 && monotime_ns() < until) sleep_us(5000);
   long left = atomic_load(&s->in_flight);
   if (left > 0) log_msg(LOG_WARN, NULL, "drain timeout: %ld requests still in flight", left);
 }
@@ -437,8 +438,8 @@ void http_server_destroy(http_server *s) {
   if (s == NULL) return;
   /* Replies posted by the scheduler's shutdown (503 for what was still queued) are sent by the
    * loops, still running: give them a bounded moment to get onto the sockets. */
-  int64_t until = monotonic_ns() + 2000000000LL;
-  while (atomic_load(&s->in_flight) > 0 && monotonic_ns() < until) sleep_us(2000);
+  int64_t until = monotime_ns() + 2000000000LL;
+  while (atomic_load(&s->in_flight) > 0 && monotime_ns() < until) sleep_us(2000);
   sleep_us(20000); /* the last writes leave on the loops' next turn */
   for (int i = 0; i < s->n_loops; i++) {
     http_loop *l = &s->loops[i];

@@ -36,7 +36,7 @@ static json_t *version_json(const model_version *mv, bool detail) {
     char t[32];
     appapi_iso_time(mv->loaded_at, t, sizeof t);
     json_object_set_new(o, "loaded_at", json_string(t));
-    const application *a = mv->application;
+    const application *a = application_of(mv);
     json_object_set_new(o, "sha256", a && a->sha256[0] ? json_string(a->sha256) : json_null());
   } else {
     json_object_set_new(o, "loaded_at", json_null());
@@ -51,7 +51,7 @@ static const model_version *ready_default(const repo_model *m) {
 }
 
 static const char *model_description(const repo_model *m, const model_version *mv) {
-  const application *a = mv ? mv->application : NULL;
+  const application *a = mv ? application_of(mv) : NULL;
   const json_t *d = a && a->model_card ? json_object_get(a->model_card, "description") : NULL;
   if (json_is_string(d)) return json_string_value(d);
   return m->def ? m->def->config->description : NULL;
@@ -142,7 +142,7 @@ void v1_model_get(void *call, const route_params *p) {
     json_object_set_new(doc, "inputs", tensor_specs_json(shown->inputs, shown->n_inputs));
     json_object_set_new(doc, "outputs", tensor_specs_json(shown->outputs, shown->n_outputs));
   }
-  const application *a = ready ? shown->application : NULL;
+  const application *a = ready ? application_of(shown) : NULL;
   json_t *card = a ? a->model_card : NULL;
   json_object_set_new(doc, "model_card", card ? json_incref(card) : json_null());
   json_t *metrics = card ? json_object_get(card, "metrics") : NULL;

@@ -1,7 +1,9 @@
-/* The backend interface: a backend loads a model file, says what tensors it takes and gives,
- * and runs one batch. It knows nothing of protocols or scheduling. */
-#ifndef INFERD_BACKEND_H
-#define INFERD_BACKEND_H
+/* The backend interface and the registry of backends: a backend loads a model file, says what
+ * tensors it takes and gives, and runs one batch. It knows nothing of protocols or scheduling.
+ * The core owns this interface; backends/ implements it and registers at start (main calls
+ * backends_register_builtin), so the core never links a runtime. */
+#ifndef INFERD_CORE_BACKEND_H
+#define INFERD_CORE_BACKEND_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,9 +33,10 @@ typedef struct backend_ops {
   void (*unload)(backend_model *m);
 } backend_ops;
 
-/* NULL when no backend has that name. */
+/* Adds a backend to the registry. Called at start, before any model loads (the registry is
+ * read without a lock afterwards). Fails when the name is taken or the registry is full. */
+inferd_status backend_register(const backend_ops *ops);
+/* NULL when no registered backend has that name. */
 const backend_ops *backend_find(const char *name);
-
-extern const backend_ops onnxruntime_backend;
 
 #endif
