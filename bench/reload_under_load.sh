@@ -17,13 +17,18 @@
 # Reports per phase and protocol: requests/s, p50, p99, non-2xx; and p99 in each reload phase
 # over the mean of the two steady phases' p99 (target: at most 1.5x).
 #   bench/reload_under_load.sh        DURATION=15 BUILD=build CONNS=32 (per protocol)
-# The server runs on core 1; wrk, grpc_bench and the reload driver on core 0 (taskset).
+# PLACEMENT=split (default): the server on core 1; wrk, grpc_bench and the reload driver on
+# core 0 (taskset), so a version's load (ONNX Runtime session creation and warmup on the
+# server's model-repo thread) competes with serving for the server's one core.
+# PLACEMENT=shared: everything on every core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 BUILD=${BUILD:-build}
 DURATION=${DURATION:-15}
 CONNS=${CONNS:-32}
+PLACEMENT=${PLACEMENT:-split}
+if [ "$PLACEMENT" = split ]; then SRV_CPUS=1; CLI_CPUS=0; else SRV_CPUS=0-$(($(nproc) - 1)); CLI_CPUS=$SRV_CPUS; fi
 PY=/usr/bin/python3
 OUT=bench/out/reload
 mkdir -p "$OUT"
@@ -44,7 +49,7 @@ PY
 HTTP_PORT=$(free_port)
 GRPC_PORT=$(free_port)
 LOG=$OUT/server.log
-taskset -c 1 "$BUILD/inferd" serve --model-repository "$REPO" --host 127.0.0.1 --http-port "$HTTP_PORT" \
+taskset -c $SRV_CPUS "$BUILD/inferd" serve --model-repository "$REPO" --host 127.0.0.1 --http-port "$HTTP_PORT" \
   --grpc-port "$GRPC_PORT" --model-control-mode poll --repository-poll-secs 1 2>"$LOG" &
 SERVER=$!
 DRIVER=
@@ -107,15 +112,15 @@ phase() { # name mode(steady|poll|api)
   : >"$TMP/cycles-$name"
   rm -f "$TMP/stop"
   if [ "$mode" != steady ]; then
-    taskset -c 0 bash -c "$(declare -f unloaded state_of wait_for step_done drive); BASE=$BASE LOG=$LOG TMP=$TMP REPO=$REPO PY=$PY; drive $mode $name" \
+    taskset -c $CLI_CPUS bash -c "$(declare -f unloaded state_of wait_for step_done drive); BASE=$BASE LOG=$LOG TMP=$TMP REPO=$REPO PY=$PY; drive $mode $name" \
       2>"$OUT/driver-$name.err" &
     DRIVER=$!
     sleep 0.2
   fi
-  BODY="$OUT/mlp.json" taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s bench/post_body.lua \
+  BODY="$OUT/mlp.json" taskset -c $CLI_CPUS wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s bench/post_body.lua \
     "$BASE/v2/models/mlp/infer" >"$OUT/$name-http.txt" &
   local W=$!
-  taskset -c 0 "$BUILD/grpc_bench" --target "127.0.0.1:$GRPC_PORT" --model mlp --concurrency "$CONNS" --threads 1 \
+  taskset -c $CLI_CPUS "$BUILD/grpc_bench" --target "127.0.0.1:$GRPC_PORT" --model mlp --concurrency "$CONNS" --threads 1 \
     --duration "$DURATION" --warmup 0 >"$OUT/$name-grpc.txt" 2>&1 || true
   wait "$W" || true
   if [ -n "$DRIVER" ]; then
@@ -125,14 +130,14 @@ phase() { # name mode(steady|poll|api)
   fi
 }
 # warm-up (not reported)
-BODY="$OUT/mlp.json" taskset -c 0 wrk -t1 -c"$CONNS" -d2s -s bench/post_body.lua "$BASE/v2/models/mlp/infer" >/dev/null
+BODY="$OUT/mlp.json" taskset -c $CLI_CPUS wrk -t1 -c"$CONNS" -d2s -s bench/post_body.lua "$BASE/v2/models/mlp/infer" >/dev/null
 phase steady-1 steady
 phase poll poll
 phase steady-2 steady
 phase api api
 
 # --- report -----------------------------------------------------------------------------------
-echo "inferd $(git rev-parse --short HEAD) ($BUILD), mlp, $CONNS HTTP + $CONNS gRPC connections, ${DURATION} s per phase"
+echo "inferd $(git rev-parse --short HEAD) ($BUILD), mlp, $CONNS HTTP + $CONNS gRPC connections, ${DURATION} s per phase, placement $PLACEMENT (server on cores $SRV_CPUS, clients on $CLI_CPUS)"
 $PY - "$OUT" "$TMP" <<'PY'
 import json, os, re, sys
 out, tmp = sys.argv[1], sys.argv[2]
