@@ -3,7 +3,10 @@ keep-alive, 32 gRPC ModelInfer) while a model's versions are added, replaced (a 
 and removed 20 times, once found by poll mode and once through the repository API. Every answer
 must be a 2xx from a version instance that was READY at some point between the request's send
 and its reply; the one error allowed is a 404 for a version named explicitly that had been
-removed by then. Latency during reloads is measured in bench/reload_under_load.sh, not here."""
+removed by then. Through the API, a second model is also unloaded and loaded again (with a new
+file) every cycle while a quarter of the requests go to it: those must be 2xx from its
+current instance, the one error allowed being 503 / UNAVAILABLE once its unload has begun.
+Latency during reloads is measured in bench/reload_under_load.sh, not here."""
 
 import os
 import shutil
@@ -72,9 +75,9 @@ def write_version(repo, version, factor):
     shutil.rmtree(tmp)
 
 
-def replace_file(repo, version, factor):
+def replace_file(repo, version, factor, model="vm"):
     """Replaces a version's model file in one rename, as a deploy tool would."""
-    path = os.path.join(repo, "vm", str(version), "model.onnx")
+    path = os.path.join(repo, model, str(version), "model.onnx")
     with open(path + ".tmp", "wb") as f:
         f.write(tm.versioned(factor).SerializeToString())
     os.replace(path + ".tmp", path)
@@ -101,51 +104,62 @@ def test_reloads_under_64_clients(grpc_server_factory, tmp_path, control):
     write_version(repo, 2, 2000)
     write_version(repo, FIRST_ROLLING, FIRST_ROLLING * 1000)
     tl = Timeline()
+    # "aux" (API runs only): one version, factors 100 + generation; unloaded and loaded each cycle
+    aux = control == "api"
+    tl_aux = Timeline()
+    if aux:
+        tm.save(repo, "aux", tm.versioned(100), version=1, config=tm.VERSIONED_CONFIG)
     t = time.monotonic()
     for f in (1000, 2000, FIRST_ROLLING * 1000):
         tl.instance_may_start(f, t)
+    tl_aux.instance_may_start(100, t)
     args = (["--model-control-mode", "poll", "--repository-poll-secs", "1"] if control == "poll"
-            else ["--model-control-mode", "explicit", "--load-model", "vm"])
+            else ["--model-control-mode", "explicit", "--load-model", "vm", "--load-model", "aux"])
     g = grpc_server_factory(repo, args=args)
     srv = g.srv
     t = time.monotonic()
     for v in (1, 2, FIRST_ROLLING):
         tl.version_present(v, t)
+    tl_aux.version_present(1, t)
 
     stop = threading.Event()
     rolling = [FIRST_ROLLING]  # the rolling version clients may name: certainly READY, or None
+    aux_loaded = [aux]  # whether clients may send to aux: the script has it certainly loaded
     records = [[] for _ in range(CLIENTS)]
     body1 = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}]}
 
     def target(n):
-        """Every third request names no version, every third version 1, every third the rolling
-        version (when the script has it READY)."""
+        """(model, version): a quarter of the requests to aux while it is loaded; of vm's, every
+        third names no version, every third version 1, every third the rolling version (when
+        the script has it READY)."""
+        if n % 4 == 3 and aux_loaded[0]:
+            return "aux", ""
         k = n % 3
         if k == 0:
-            return ""
+            return "vm", ""
         if k == 1:
-            return "1"
+            return "vm", "1"
         v = rolling[0]
-        return str(v) if v is not None else ""
+        return "vm", (str(v) if v is not None else "")
 
     def rest(i):
         s = requests.Session()
         n = 0
         while not stop.is_set():
-            ver = target(n)
+            model, ver = target(n)
             n += 1
-            path = f"/v2/models/vm/versions/{ver}/infer" if ver else "/v2/models/vm/infer"
+            path = f"/v2/models/{model}/versions/{ver}/infer" if ver else f"/v2/models/{model}/infer"
             ts = time.monotonic()
             try:
                 r = s.post(srv.url(path), json=body1, timeout=timeout(30))
                 tr = time.monotonic()
                 if r.status_code == 200:
                     j = r.json()
-                    records[i].append(("rest", ver, ts, tr, 200, j.get("model_version"), j["outputs"][0]["data"][0], ""))
+                    records[i].append(("rest", model, ver, ts, tr, 200, j.get("model_version"), j["outputs"][0]["data"][0], ""))
                 else:
-                    records[i].append(("rest", ver, ts, tr, r.status_code, None, None, r.text[:200]))
+                    records[i].append(("rest", model, ver, ts, tr, r.status_code, None, None, r.text[:200]))
             except requests.RequestException as e:
-                records[i].append(("rest", ver, ts, time.monotonic(), "exception", None, None, repr(e)[:200]))
+                records[i].append(("rest", model, ver, ts, time.monotonic(), "exception", None, None, repr(e)[:200]))
         s.close()
 
     def rpc(i):
@@ -156,21 +170,22 @@ def test_reloads_under_64_clients(grpc_server_factory, tmp_path, control):
         reqs = {}
         n = 0
         while not stop.is_set():
-            ver = target(n)
+            model, ver = target(n)
             n += 1
-            req = reqs.get(ver)
+            req = reqs.get((model, ver))
             if req is None:
-                req = reqs[ver] = infer_request("vm", [("x", "FP32", np.ones((1, 1), np.float32))], version=ver)
+                req = reqs[(model, ver)] = infer_request(model, [("x", "FP32", np.ones((1, 1), np.float32))],
+                                                         version=ver)
             ts = time.monotonic()
             try:
                 out = stub.ModelInfer(req, timeout=timeout(30))
                 tr = time.monotonic()
                 y = (np.frombuffer(out.raw_output_contents[0], np.float32)[0] if out.raw_output_contents
                      else out.outputs[0].contents.fp32_contents[0])
-                records[i].append(("grpc", ver, ts, tr, 200, out.model_version, float(y), ""))
+                records[i].append(("grpc", model, ver, ts, tr, 200, out.model_version, float(y), ""))
             except grpc.RpcError as e:
-                code = 404 if e.code() == grpc.StatusCode.NOT_FOUND else str(e.code())
-                records[i].append(("grpc", ver, ts, time.monotonic(), code, None, None, (e.details() or "")[:200]))
+                code = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.UNAVAILABLE: 503}.get(e.code(), str(e.code()))
+                records[i].append(("grpc", model, ver, ts, time.monotonic(), code, None, None, (e.details() or "")[:200]))
         ch.close()
 
     threads = [threading.Thread(target=rest if i % 2 == 0 else rpc, args=(i,), daemon=True) for i in range(CLIENTS)]
@@ -211,6 +226,27 @@ def test_reloads_under_64_clients(grpc_server_factory, tmp_path, control):
             tl.instance_gone(old_v2, t1)
             tl.version_present(new, t1)
             rolling[0] = new
+            if aux:  # unload aux, give it a new file, load it again (REST and gRPC alternately)
+                ta = time.monotonic()
+                aux_loaded[0] = False
+                tl_aux.version_removing(1, ta)
+                if k % 2 == 0:
+                    r = srv.post("/v2/repository/models/aux/unload")
+                    assert r.status_code == 200, (k, r.status_code, r.text)
+                else:
+                    g.infer.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="aux"), timeout=timeout(30))
+                tb = time.monotonic()  # no new request reaches the old instance after this
+                tl_aux.instance_gone(100 + k, tb)
+                tl_aux.instance_may_start(100 + k + 1, tb)
+                replace_file(repo, 1, 100 + k + 1, model="aux")
+                if k % 2 == 1:
+                    r = srv.post("/v2/repository/models/aux/load")
+                    assert r.status_code == 200, (k, r.status_code, r.text)
+                else:
+                    g.infer.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="aux"), timeout=timeout(30))
+                tl_aux.version_present(1, time.monotonic())
+                aux_loaded[0] = True
+                t1 = time.monotonic()
             windows.append((t0, t1))
             time.sleep(0.1 if not SANITIZED else 0.3)
     finally:
@@ -219,12 +255,20 @@ def test_reloads_under_64_clients(grpc_server_factory, tmp_path, control):
             th.join(timeout(30))
     elapsed = time.monotonic() - t_start
 
-    bad, total, during, gone = [], 0, 0, 0
+    bad, total, during, gone, aux_unloaded, aux_ok = [], 0, 0, 0, 0, 0
     for rec in (r for rs in records for r in rs):
-        kind, ver, ts, tr, status, mv, y, text = rec
+        kind, model, ver, ts, tr, status, mv, y, text = rec
         total += 1
         if any(s <= tr and ts <= e for s, e in windows):
             during += 1
+        if model == "aux":
+            if status == 200 and float(int(y)) == y and mv == "1" and tl_aux.instance_valid(int(y), ts, tr):
+                aux_ok += 1
+            elif status == 503 and not tl_aux.version_certainly_present(1, ts, tr):
+                aux_unloaded += 1  # sent to aux while its unload had begun
+            else:
+                bad.append(("aux: not its current instance" if status == 200 else "aux: error", rec))
+            continue
         if status == 200:
             factor = int(y)
             ok = (float(factor) == y and mv == str(factor // 1000) and (not ver or ver == mv)
@@ -237,7 +281,9 @@ def test_reloads_under_64_clients(grpc_server_factory, tmp_path, control):
         else:
             bad.append(("error", rec))
     print(f"{control}: {CYCLES} cycles in {elapsed:.1f} s, {total} requests from {CLIENTS} clients, "
-          f"{during} overlapping a reload, {gone} 404 for a removed version, {len(bad)} bad")
+          f"{during} overlapping a reload, {gone} 404 for a removed version, "
+          f"{aux_ok} 200 and {aux_unloaded} 503 from aux, {len(bad)} bad")
     assert not bad, bad[:10]
     assert all(len(r) > 0 for r in records)
     assert during > 0
+    assert aux_ok > 0 or not aux
