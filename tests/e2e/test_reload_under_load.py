@@ -19,7 +19,7 @@ import pytest
 import requests
 
 import make_test_models as tm
-from conftest import SANITIZED, timeout, wait_until
+from conftest import timeout, wait_until
 from grpc_stubs import grpc_server_factory, infer_request, pb, pbg  # noqa: F401
 
 CLIENTS = 64
@@ -195,7 +195,7 @@ def test_reloads_under_64_clients(grpc_server_factory, tmp_path, control):
     t_start = time.monotonic()
     windows = []  # [action start, settled] per cycle
     try:
-        time.sleep(0.3 if not SANITIZED else 1.0)  # some steady traffic first
+        time.sleep(0.3)  # some steady traffic first
         for k in range(CYCLES):
             old, new = FIRST_ROLLING + k, FIRST_ROLLING + k + 1
             old_v2, new_v2 = 2000 + k, 2000 + k + 1
@@ -248,7 +248,7 @@ def test_reloads_under_64_clients(grpc_server_factory, tmp_path, control):
                 aux_loaded[0] = True
                 t1 = time.monotonic()
             windows.append((t0, t1))
-            time.sleep(0.1 if not SANITIZED else 0.3)
+            time.sleep(0.1)
     finally:
         stop.set()
         for th in threads:
