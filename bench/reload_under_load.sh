@@ -21,6 +21,8 @@
 # core 0 (taskset), so a version's load (ONNX Runtime session creation and warmup on the
 # server's model-repo thread) competes with serving for the server's one core.
 # PLACEMENT=shared: everything on every core.
+# NICE_LOADS=1: an experiment, not a server setting: renice the server's model-repo threads to
+# 19 after start (Linux nice is per thread), so a load yields the core to serving.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -61,6 +63,11 @@ cleanup() {
 }
 trap cleanup EXIT
 wait_up "http://127.0.0.1:$HTTP_PORT/v2/health/ready"
+if [ "${NICE_LOADS:-0}" = 1 ]; then
+  for t in /proc/$SERVER/task/*; do
+    [ "$(cat "$t/comm")" = model-repo ] && renice -n 19 -p "$(basename "$t")" >/dev/null
+  done
+fi
 BASE=http://127.0.0.1:$HTTP_PORT
 
 # --- the reload driver ------------------------------------------------------------------------
@@ -137,7 +144,7 @@ phase steady-2 steady
 phase api api
 
 # --- report -----------------------------------------------------------------------------------
-echo "inferd $(git rev-parse --short HEAD) ($BUILD), mlp, $CONNS HTTP + $CONNS gRPC connections, ${DURATION} s per phase, placement $PLACEMENT (server on cores $SRV_CPUS, clients on $CLI_CPUS)"
+echo "inferd $(git rev-parse --short HEAD) ($BUILD), mlp, $CONNS HTTP + $CONNS gRPC connections, ${DURATION} s per phase, placement $PLACEMENT (server on cores $SRV_CPUS, clients on $CLI_CPUS), NICE_LOADS=${NICE_LOADS:-0}"
 $PY - "$OUT" "$TMP" <<'PY'
 import json, os, re, sys
 out, tmp = sys.argv[1], sys.argv[2]
