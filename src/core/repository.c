@@ -613,7 +613,7 @@ static void rescan(repository *r, bool at_start) {
       *c = (ctl_model){0};
       c->pub.name = strdup(e->d_name);
       bool load = r->mode != REPO_CONTROL_EXPLICIT || (at_start && explicitly_loaded_at_start(r, e->d_name));
-      c->wanted = c->pub.requested = c->pub.counts_for_ready = load && at_start;
+      c->pub.counts_for_ready = load && at_start;
       c->wanted = c->pub.requested = load;
       if (!load) snprintf(c->pub.reason, sizeof c->pub.reason, "not loaded (explicit model control: load it through the repository API)");
       added = true;

@@ -283,7 +283,7 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
   gcall *c = pc->call;
   snprintf(pc->model, sizeof pc->model, "%s", model_name ? model_name : "");
   snprintf(pc->version, sizeof pc->version, "%s", version ? version : "");
-  inferd_status st = status_ok();
+  inferd_status st;
   VERSION_REF model_version *mv = NULL;
   if (grpc_frontend_draining(c->fe))
     st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");

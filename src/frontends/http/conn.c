@@ -304,6 +304,7 @@ static void parse_loop(http_conn *conn) {
          * pieces together only when it is not. */
         size_t want = avail < HTTP_PARSE_MAX_HEAD_BYTES + 1 ? avail : HTTP_PARSE_MAX_HEAD_BYTES + 1, look;
         const char *buf = first_piece(in, want, &look);
+        /* cppcheck-suppress knownConditionTrueFalse ; first_piece gives less than want when the buffer's first piece is shorter (cppcheck does not model evbuffer_peek) */
         if (look < 2 && look < want) buf = joined(in, want, &look);
         if (buf == NULL) {
           conn_free(conn);
@@ -318,6 +319,7 @@ static void parse_loop(http_conn *conn) {
         }
         if (conn->phase != TIMER_HEAD) set_timer(conn, TIMER_HEAD);
         size_t head_len = http_head_end(buf, look, &conn->head_scan);
+        /* cppcheck-suppress knownConditionTrueFalse ; first_piece gives less than want when the buffer's first piece is shorter */
         if (head_len == 0 && look < want) {
           if ((buf = joined(in, want, &look)) == NULL) {
             conn_free(conn);
@@ -359,6 +361,7 @@ static void parse_loop(http_conn *conn) {
           size_t want = avail < HTTP_PARSE_MAX_TRAILER_BYTES + 2 ? avail : HTTP_PARSE_MAX_TRAILER_BYTES + 2, n;
           const char *buf = first_piece(in, want, &n);
           st = http_chunked_step(&conn->chunked, buf, n, &used, &data);
+          /* cppcheck-suppress knownConditionTrueFalse ; first_piece gives less than want when the buffer's first piece is shorter */
           if (status_is_ok(&st) && used == 0 && n < want) {
             if ((buf = joined(in, want, &n)) == NULL) {
               conn_free(conn);

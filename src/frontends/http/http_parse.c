@@ -55,6 +55,7 @@ static bool next_line(const char *buf, size_t len, size_t *pos, http_span *line,
   const char *lf = memchr(start, '\n', len - *pos);
   size_t n = lf ? (size_t)(lf - start) : len - *pos;
   *pos += n + (lf != NULL);
+  /* cppcheck-suppress knownConditionTrueFalse ; n is 0 for an empty line (buf[*pos] is the LF) */
   if (n && start[n - 1] == '\r') n--;
   if (memchr(start, '\r', n)) {
     *st = bad("the request has a CR that does not end a line");
