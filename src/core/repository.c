@@ -8,9 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/infer.h"
 #include "core/scheduler.h"
@@ -717,6 +720,12 @@ static void *control_main(void *arg) {
     if (strcmp(r->load_models[i], "*") != 0 && find_ctl(r, r->load_models[i]) == NULL)
       log_msg(LOG_WARN, NULL, "--load-model %s: no such model folder in %s", r->load_models[i], r->root);
   atomic_store(&r->initial_done, true);
+  /* From now on loads and warmups happen beside serving: at a lower priority (Linux nice is
+   * per thread, and the threads a session creates inherit it) they take the cores the
+   * serving threads leave, so a reload does not show in the serving tail. Start-up loads ran
+   * at full speed, since nothing was serving yet. */
+  if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+    log_msg(LOG_WARN, NULL, "could not lower the model-repo thread's priority: %s", strerror(errno));
   char why[512];
   if (repo_ready(r, why, sizeof why))
     log_msg(LOG_INFO, NULL, "all models loaded in %lld ms; ready", (long long)((monotime_ns() - t0) / 1000000));
