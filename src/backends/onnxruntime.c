@@ -380,7 +380,7 @@ static inferd_status copy_output(const OrtValue *v, tensor *t) {
   OrtTensorTypeAndShapeInfo *info;
   if ((s = ort->GetTensorTypeAndShape(v, &info))) return from_ort(s, INFERD_INTERNAL, t->name);
   ONNXTensorElementDataType et;
-  size_t ndim, count;
+  size_t ndim = 0, count = 0;
   bool ok = ort_ok(ort->GetTensorElementType(info, &et)) && ort_ok(ort->GetDimensionsCount(info, &ndim));
   if (ndim > TENSOR_MAX_DIMS) ok = false;
   ok = ok && ort_ok(ort->GetDimensions(info, t->shape, ndim)) && ort_ok(ort->GetTensorShapeElementCount(info, &count));
