@@ -30,7 +30,8 @@ static inline void fuzz_decode(model_version *mv, const json_t *v, bool columnar
     req->inputs = in.tensors;
     req->n_inputs = in.n_tensors;
     in.tensors = NULL;
-    (void)infer_request_validate(req);
+    st = infer_request_validate(req);
+    if (status_is_ok(&st)) fuzz_check_valid_request(req);
     infer_request_destroy(req);
   } else {
     appapi_inputs_clear(&in);

@@ -27,6 +27,7 @@ static void encode(const features *f, const json_t *records, const features_path
     if (nt != f->n_tensors || errs->total != 0) abort();
     for (size_t i = 0; i < nt; i++)
       if (ts[i].ndim < 1 || (size_t)ts[i].shape[0] != json_array_size(records)) abort();
+    for (size_t i = 0; i < nt; i++) fuzz_check_tensor(&ts[i]);
     tensors_free(ts, nt);
   } else if (ts != NULL) {
     abort(); /* no tensors on failure */

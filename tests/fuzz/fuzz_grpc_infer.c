@@ -23,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   infer_request *req = infer_request_create(models[size % 4]);
   grpc_infer_info info = {0};
   inferd_status st = grpc_decode_infer_request(msg, req, &info);
-  if (status_is_ok(&st)) (void)infer_request_validate(req);
+  if (status_is_ok(&st)) st = infer_request_validate(req);
+  if (status_is_ok(&st)) fuzz_check_valid_request(req);
   grpc_infer_info_clear(&info);
   infer_request_destroy(req);
   inference__model_infer_request__free_unpacked(msg, NULL);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "app/application.h"
+#include "core/infer.h"
 #include "core/model.h"
 
 /* The config's tensors with the batch dimension the model file would have. */
@@ -64,6 +65,37 @@ static inline model_version *fuzz_model_create(const char *name, const char *con
   m->versions[0] = mv;
   m->n_versions = 1;
   return mv;
+}
+
+/* What the backend relies on once a request passed infer_request_validate: each input is one
+ * the signature names, of its datatype and shape, with exactly the bytes its shape needs
+ * (BYTES: exactly that many length-prefixed elements). Aborts otherwise. */
+static inline void fuzz_check_tensor(const tensor *t) {
+  int64_t count;
+  inferd_status st = tensor_shape_count(t->shape, t->ndim, &count);
+  if (!status_is_ok(&st)) {
+    fprintf(stderr, "input '%s': %s\n", t->name, st.msg);
+    abort();
+  }
+  if (t->datatype == DT_BYTES) st = tensor_bytes_check(t, count);
+  else if ((size_t)count * datatype_size(t->datatype) != t->byte_size)
+    st = status_make(INFERD_INTERNAL, "%zu bytes for %lld elements", t->byte_size, (long long)count);
+  if (!status_is_ok(&st)) {
+    fprintf(stderr, "input '%s' passed validation with inconsistent data: %s\n", t->name, st.msg);
+    abort();
+  }
+}
+
+static inline void fuzz_check_valid_request(const infer_request *req) {
+  for (size_t i = 0; i < req->n_inputs; i++) {
+    const tensor *t = &req->inputs[i];
+    const tensor_spec *spec = model_version_find_input(req->mv, t->name);
+    if (spec == NULL || spec->datatype != t->datatype || spec->ndim != t->ndim) {
+      fprintf(stderr, "input '%s' passed validation but does not match the signature\n", t->name);
+      abort();
+    }
+    fuzz_check_tensor(t);
+  }
 }
 
 /* The example repository's churn model (features: numeric, integer, one-hot categorical). */

@@ -37,7 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   infer_request *req = infer_request_create(mv);
   v2_request_info info = {0};
   inferd_status st = v2_decode_request(body, size, header_len, req, &info);
-  if (status_is_ok(&st)) (void)infer_request_validate(req);
+  if (status_is_ok(&st)) st = infer_request_validate(req);
+  if (status_is_ok(&st)) fuzz_check_valid_request(req);
   v2_request_info_clear(&info);
   infer_request_destroy(req);
   free(body);
