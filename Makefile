@@ -11,7 +11,7 @@ PYTHON     := /usr/bin/python3
 STAMP      := third_party/.bootstrap.stamp
 JOBS       := $(shell nproc)
 
-.PHONY: all setup build run test unit e2e asan fuzz-build fuzz fuzz-smoke bench models clean
+.PHONY: all setup build run test lint unit e2e asan fuzz-build fuzz fuzz-smoke bench models clean
 
 all: build
 
@@ -43,6 +43,18 @@ asan: $(STAMP)
 	cd $(ASAN_BUILD) && ctest --output-on-failure
 	INFERD_BIN=$(CURDIR)/$(ASAN_BUILD)/inferd INFERD_SANITIZED=1 $(PYTHON) -m pytest -q tests/e2e
 
+# Static analysis (docs/static-analysis.md): cppcheck over src/, zero findings. It is given the
+# generated protobuf headers and protobuf-c's, so that it sees the gRPC messages' types.
+LINT := $(BUILD)/lint
+lint: $(STAMP)
+	rm -rf $(LINT) && mkdir -p $(LINT)/proto $(LINT)/include
+	protoc-c --c_out=$(LINT)/proto -Iproto proto/*.proto
+	ln -s "$$(pkg-config --variable=includedir libprotobuf-c)/protobuf-c" $(LINT)/include/protobuf-c
+	cppcheck -q -j $(JOBS) --std=c11 --enable=warning,style,performance,portability --library=posix \
+	  --library=tests/lint/jansson.cfg --suppressions-list=tests/lint/cppcheck.supp \
+	  --suppress=missingIncludeSystem --inline-suppr --error-exitcode=1 \
+	  -Isrc -I$(LINT)/proto -I$(LINT)/include src
+
 # libFuzzer harnesses (tests/fuzz/README.md): clang, ASan + UBSan. Each run starts from the
 # committed seeds and regression inputs; what it finds goes under $(FUZZ_BUILD)/.
 fuzz-build: $(STAMP)
@@ -55,7 +67,7 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	./tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
 
-test: unit e2e asan fuzz-smoke
+test: lint unit e2e asan fuzz-smoke
 
 bench: build
 	./bench/run_http.sh

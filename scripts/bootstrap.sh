@@ -20,6 +20,7 @@ DEB_PACKAGES=(
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
   protobuf-compiler protobuf-compiler-grpc python3-grpcio
   chromium python3-jsonschema python3-fastapi python3-uvicorn python3-httptools python3-uvloop
+  cppcheck
 )
 
 log() { echo "bootstrap: $*" >&2; }

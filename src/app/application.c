@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/jsonerr.h"
 #include "util/log.h"
 #include "util/sha256.h"
 
@@ -23,7 +24,8 @@ static int read_card(const char *dir, json_t **card, char *err, size_t len) {
   json_error_t je;
   json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
   if (doc == NULL) {
-    snprintf(err, len, "%s: line %d column %d: %s", path, je.line, je.column, je.text);
+    char where[JSON_ERROR_TEXT_LENGTH + 128];
+    snprintf(err, len, "%s: %s", path, jsonerr_describe(&je, where, sizeof where));
     return -1;
   }
   if (!json_is_object(doc)) {

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/strbuf.h"
+#include "util/utf8.h"
+
 /* ---- small helpers ----------------------------------------------------------------------- */
 
 
@@ -24,7 +27,8 @@ void json_path_key(char *buf, size_t len, const char *key) {
     snprintf(buf + off, len - off, ".%s", key);
     return;
   }
-  /* ["key"], escaping quotes and backslashes, control characters as '?' */
+  /* ["key"], escaping quotes and backslashes, control characters as '?'; every write below is
+   * checked against len first (at most 2 per step while off + 3 < len), so off stays < len */
   if (off + 2 >= len) return;
   buf[off++] = '[';
   buf[off++] = '"';
@@ -75,18 +79,34 @@ void feature_errors_add(feature_errors *e, const char *path, const char *kind, c
     if (e->items == NULL) return;
   }
   feature_error *it = &e->items[e->n++];
-  snprintf(it->path, sizeof it->path, "%s", path);
+  /* Paths and messages quote the client's keys and values, cut to fit ("%.60s", a full
+   * buffer): repair what a cut left of a multi-byte character, since JSON must be UTF-8. */
+  utf8_sanitize(it->path, sizeof it->path, path);
   it->kind = kind;
+  char raw[sizeof it->message];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(it->message, sizeof it->message, fmt, ap);
+  vsnprintf(raw, sizeof raw, fmt, ap);
   va_end(ap);
+  utf8_sanitize(it->message, sizeof it->message, raw);
 }
 
 void feature_errors_clear(feature_errors *e) {
   free(e->items);
   e->items = NULL;
   e->n = e->total = 0;
+}
+
+void feature_errors_drop(feature_errors *e, const char *path, const char *kind) {
+  size_t kept = 0;
+  for (size_t i = 0; i < e->n; i++) {
+    if (strcmp(e->items[i].path, path) == 0 && strcmp(e->items[i].kind, kind) == 0) {
+      e->total--;
+      continue;
+    }
+    e->items[kept++] = e->items[i];
+  }
+  e->n = kept;
 }
 
 json_t *feature_errors_json(const feature_errors *e) {
@@ -98,10 +118,18 @@ json_t *feature_errors_json(const feature_errors *e) {
 }
 
 const char *feature_errors_summary(const feature_errors *e, char *buf, size_t len) {
-  size_t off = (size_t)snprintf(buf, len, "%zu problem%s in the request: ", e->total, e->total == 1 ? "" : "s");
-  for (size_t i = 0; i < e->n && i < 5 && off < len; i++)
-    off += (size_t)snprintf(buf + off, len - off, "%s%s: %s", i ? "; " : "", e->items[i].path, e->items[i].message);
-  if (e->total > 5 && off < len) snprintf(buf + off, len - off, "; and %zu more (see \"errors\")", e->total - 5);
+  sbuf b;
+  sbuf_init(&b, buf, len);
+  sbuf_appendf(&b, "%zu problem%s in the request: ", e->total, e->total == 1 ? "" : "s");
+  for (size_t i = 0; i < e->n && i < 5; i++)
+    sbuf_appendf(&b, "%s%s: %s", i ? "; " : "", e->items[i].path, e->items[i].message);
+  if (e->total > 5) sbuf_appendf(&b, "; and %zu more (see \"errors\")", e->total - 5);
+  /* a full buffer may have cut a character: repair it, within len */
+  if (len > 0 && !utf8_valid(buf, strlen(buf), NULL)) {
+    char *copy = strdup(buf);
+    if (copy) utf8_sanitize(buf, len, copy);
+    free(copy);
+  }
   return buf;
 }
 
@@ -110,10 +138,12 @@ const char *feature_errors_summary(const feature_errors *e, char *buf, size_t le
 static inferd_status cfg_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static inferd_status cfg_error(const char *fmt, ...) {
   inferd_status st = {.code = INFERD_INVALID_ARGUMENT};
-  int n = snprintf(st.msg, sizeof st.msg, "config.json: application");
+  sbuf b;
+  sbuf_init(&b, st.msg, sizeof st.msg);
+  sbuf_append(&b, "config.json: application");
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(st.msg + n, sizeof st.msg - (size_t)n, fmt, ap);
+  sbuf_vappendf(&b, fmt, ap);
   va_end(ap);
   return st;
 }
@@ -131,10 +161,10 @@ static inferd_status check_keys(const json_t *obj, const char *where, const char
     bool ok = false;
     for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(*a, key) == 0;
     if (!ok) {
-      char names[256] = "";
-      size_t off = 0;
-      for (const char *const *a = allowed; *a && off < sizeof names; a++)
-        off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", a == allowed ? "" : ", ", *a);
+      char names[256];
+      sbuf nb;
+      sbuf_init(&nb, names, sizeof names);
+      for (const char *const *a = allowed; *a; a++) sbuf_appendf(&nb, "%s%s", a == allowed ? "" : ", ", *a);
       return cfg_error("%s: unknown field \"%s\" (known: %s)", where, key, names);
     }
   }
@@ -175,10 +205,10 @@ static void fmt_num(char *buf, size_t len, double v) { snprintf(buf, len, "%.15g
 
 /* Returns NULL when the value is fine, else the error kind with the message in msg. */
 static const char *check_value(const feature_def *d, const json_t *v, resolved *out, char *msg, size_t mlen) {
-  char a[40], b[40];
   switch (d->type) {
     case FEATURE_NUMERIC:
     case FEATURE_INTEGER: {
+      char a[40];
       if (!json_is_number(v)) {
         snprintf(msg, mlen, "feature '%s' must be %s, got %s", d->name,
                  d->type == FEATURE_INTEGER ? "a whole number" : "a number", json_kind(v));
@@ -192,7 +222,7 @@ static const char *check_value(const feature_def *d, const json_t *v, resolved *
       }
       if ((d->has_min && x < d->min) || (d->has_max && x > d->max)) {
         fmt_num(a, sizeof a, x);
-        char range[100];
+        char range[100], b[40];
         if (d->has_min && d->has_max) {
           fmt_num(b, sizeof b, d->min);
           char c[40];
@@ -233,10 +263,10 @@ static const char *check_value(const feature_def *d, const json_t *v, resolved *
           out->slen = n;
           return NULL;
         }
-      char list[200] = "";
-      size_t off = 0;
-      for (size_t i = 0; i < d->n_categories && off < sizeof list; i++)
-        off += (size_t)snprintf(list + off, sizeof list - off, "%s'%s'", i ? ", " : "", d->categories[i]);
+      char list[200];
+      sbuf lb;
+      sbuf_init(&lb, list, sizeof list);
+      for (size_t i = 0; i < d->n_categories; i++) sbuf_appendf(&lb, "%s'%s'", i ? ", " : "", d->categories[i]);
       snprintf(msg, mlen, "feature '%s' has unknown category '%.60s' (allowed: %s)", d->name, s, list);
       return "unknown_category";
     }
@@ -299,10 +329,10 @@ static inferd_status get_tensor_index(features *f, const char *name, const tenso
     }
   const tensor_spec *s = find_spec(inputs, n_inputs, name);
   if (s == NULL) {
-    char names[200] = "";
-    size_t off = 0;
-    for (size_t i = 0; i < n_inputs && off < sizeof names; i++)
-      off += (size_t)snprintf(names + off, sizeof names - off, "%s'%s'", i ? ", " : "", inputs[i].name);
+    char names[200];
+    sbuf nb;
+    sbuf_init(&nb, names, sizeof names);
+    for (size_t i = 0; i < n_inputs; i++) sbuf_appendf(&nb, "%s'%s'", i ? ", " : "", inputs[i].name);
     return cfg_error("%s: the model has no input '%s' (inputs: %s)", where, name, names);
   }
   feature_tensor *t = &f->tensors[f->n_tensors];
@@ -703,6 +733,8 @@ inferd_status features_encode(const features *f, const json_t *records, const fe
         feature_errors_add(errs, path, kind, "%s", msg);
         continue;
       }
+      /* the fill below writes 4 + slen for each def of a BYTES tensor: every such def wants
+       * bytes (compile_feature refuses any other on a BYTES input), so it writes exactly this */
       if (d->type == FEATURE_STRING || d->encoding == ENCODING_STRING) bytes[d->tensor] += 4 + out->slen;
     }
     if (!f->allow_extra) {
@@ -710,10 +742,10 @@ inferd_status features_encode(const features *f, const json_t *records, const fe
       json_t *v;
       json_object_foreach((json_t *)rec, key, v) {
         if (features_find(f, key)) continue;
-        char names[160] = "";
-        size_t off = 0;
-        for (size_t i = 0; i < f->n_defs && off < sizeof names; i++)
-          off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", i ? ", " : "", f->defs[i].name);
+        char names[160];
+        sbuf nb;
+        sbuf_init(&nb, names, sizeof names);
+        for (size_t i = 0; i < f->n_defs; i++) sbuf_appendf(&nb, "%s%s", i ? ", " : "", f->defs[i].name);
         value_path(paths, r, key, path, sizeof path);
         feature_errors_add(errs, path, "unknown_feature", "unknown feature '%.60s' (features: %s)", key, names);
       }

@@ -145,6 +145,9 @@ typedef struct feature_errors {
 void feature_errors_add(feature_errors *e, const char *path, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void feature_errors_clear(feature_errors *e);
+/* Removes the problems of this kind at exactly this path: for a frontend that already reported
+ * a value it could not pass on (a NaN over gRPC) and would otherwise also hear it is missing. */
+void feature_errors_drop(feature_errors *e, const char *path, const char *kind);
 /* [{"path", "kind", "message"}, ...] */
 json_t *feature_errors_json(const feature_errors *e);
 /* "3 problems: $.inputs[0].age: missing required feature; ..." into buf. */

@@ -66,7 +66,7 @@ static bool put_scalar(filler *f, const json_t *v, const char *path) {
     const char *s = NULL;
     size_t n = 0;
     uint8_t *tmp = NULL;
-    long dn = 0;
+    long dn;
     if (json_is_string(v)) {
       s = json_string_value(v);
       n = json_string_length(v);
@@ -179,6 +179,7 @@ inferd_status tensor_from_json(const json_t *v, const char *name, inferd_datatyp
       return f.st;
     }
     f.sizing = false;
+    /* the fill pass below walks the same value and adds the same sizes, so never passes this */
     inferd_status st = tensor_alloc(out, f.off);
     if (!status_is_ok(&st)) {
       tensor_clear(out);

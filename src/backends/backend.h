@@ -3,6 +3,7 @@
 #ifndef INFERD_BACKEND_H
 #define INFERD_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/model_config.h"
@@ -15,6 +16,9 @@ typedef struct backend_ops {
   const char *name;     /* as config.json's "backend" names it */
   const char *platform; /* as V2 model metadata reports it */
   const char *model_filename;
+  /* BYTES inputs become text the runtime decodes (ONNX string tensors are UTF-8): the core
+   * refuses elements that are not valid UTF-8 before they reach the model. */
+  bool bytes_are_utf8;
   inferd_status (*load)(const char *path, const model_config *cfg, backend_model **out);
   /* The tensors as the model file declares them, full shapes with -1 for a variable
    * dimension. Owned by the backend model. */

@@ -399,6 +399,40 @@ static inferd_status copy_output(const OrtValue *v, tensor *t) {
   return status_ok();
 }
 
+/* A failed Run. The inputs were checked against the model's signature (datatypes, shapes,
+ * UTF-8 text) before they got here, so when a kernel refuses its input (ORT_INVALID_ARGUMENT,
+ * or ORT_FAIL, which kernels use for the same: an index out of range, a shape the values make
+ * impossible) the request's values are the cause: 400, naming the node. Every other code
+ * (an exception inside the runtime, an execution provider or engine failure, out of memory)
+ * is the server's: 500. ONNX Runtime words a kernel's failure as "Non-zero status code
+ * returned while running <OpType> node. Name:'<name>' Status Message: <message>": said again
+ * in our words. */
+static inferd_status run_status(OrtStatus *s) {
+  if (s == NULL) return status_ok();
+  OrtErrorCode code = ort->GetErrorCode(s);
+  const char *msg = ort->GetErrorMessage(s);
+  bool values = code == ORT_INVALID_ARGUMENT || code == ORT_FAIL;
+  inferd_status st;
+  char op[64], name[128];
+  int used = 0;
+  static const char prefix[] = "Non-zero status code returned while running ";
+  if (strncmp(msg, prefix, sizeof prefix - 1) == 0 &&
+      sscanf(msg + sizeof prefix - 1, "%63s node. Name:'%127[^']' Status Message: %n", op, name, &used) == 2 && used > 0)
+    st = status_make(values ? INFERD_INVALID_ARGUMENT : INFERD_INTERNAL, "%s node '%s' (%s) failed on this request: %s",
+                     values ? "the model cannot run on these input values:" : "ONNX Runtime failed to run the model:", name, op,
+                     msg + sizeof prefix - 1 + used);
+  else if (strncmp(msg, prefix, sizeof prefix - 1) == 0 &&
+           sscanf(msg + sizeof prefix - 1, "%63s node. Name:'' Status Message: %n", op, &used) == 1 && used > 0)
+    st = status_make(values ? INFERD_INVALID_ARGUMENT : INFERD_INTERNAL, "%s an unnamed %s node failed on this request: %s",
+                     values ? "the model cannot run on these input values:" : "ONNX Runtime failed to run the model:", op,
+                     msg + sizeof prefix - 1 + used);
+  else
+    st = status_make(values ? INFERD_INVALID_ARGUMENT : INFERD_INTERNAL, "%s %s",
+                     values ? "the model cannot run on these input values:" : "ONNX Runtime failed to run the model:", msg);
+  ort->ReleaseStatus(s);
+  return st;
+}
+
 static inferd_status ort_run(backend_model *m, const tensor *inputs, size_t n_inputs,
                              const char *const *output_names, size_t n_outputs, tensor *results) {
   OrtValue **in_values = calloc(n_inputs + 1, sizeof *in_values);
@@ -411,9 +445,8 @@ static inferd_status ort_run(backend_model *m, const tensor *inputs, size_t n_in
     st = make_input(&inputs[i], &in_values[i]);
   }
   if (status_is_ok(&st))
-    st = from_ort(ort->Run(m->session, NULL, in_names, (const OrtValue *const *)in_values, n_inputs,
-                           output_names, n_outputs, out_values),
-                  INFERD_INTERNAL, "ONNX Runtime failed to run the model");
+    st = run_status(ort->Run(m->session, NULL, in_names, (const OrtValue *const *)in_values, n_inputs, output_names,
+                             n_outputs, out_values));
   for (size_t i = 0; i < n_outputs && status_is_ok(&st); i++) {
     st = tensor_init(&results[i], output_names[i], DT_INVALID, NULL, 0);
     if (status_is_ok(&st)) st = copy_output(out_values[i], &results[i]);
@@ -434,6 +467,7 @@ const backend_ops onnxruntime_backend = {
     .name = "onnxruntime",
     .platform = "onnxruntime_onnx",
     .model_filename = "model.onnx",
+    .bytes_are_utf8 = true,
     .load = ort_load,
     .describe = ort_describe,
     .run = ort_run,

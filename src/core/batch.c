@@ -42,6 +42,7 @@ static inferd_status gather_input(infer_request **reqs, size_t n, const char *na
         total += t->byte_size;
         rows += t->shape[0];
       }
+  if (first == NULL) return status_make(INFERD_INTERNAL, "input '%s' is in no request of the batch", name);
   TRY(tensor_init(dst, name, first->datatype, first->shape, first->ndim));
   dst->shape[0] = rows;
   TRY(tensor_alloc(dst, total));
@@ -50,6 +51,7 @@ static inferd_status gather_input(infer_request **reqs, size_t n, const char *na
     for (size_t j = 0; j < reqs[i]->n_inputs; j++)
       if (strcmp(reqs[i]->inputs[j].name, name) == 0) {
         /* BYTES data is length-prefixed elements: concatenation is the batch's layout too */
+        /* bounded: the same tensors' byte_size summed to total above */
         memcpy(dst->data + off, reqs[i]->inputs[j].data, reqs[i]->inputs[j].byte_size);
         off += reqs[i]->inputs[j].byte_size;
       }
@@ -153,6 +155,17 @@ void batch_execute(infer_request **reqs, size_t n) {
       }
       first += r->rows;
     }
+  } else if (!ran && st.code == INFERD_INVALID_ARGUMENT) {
+    /* The model refused the batch's values: one request's values, most likely, and only that
+     * request should hear of it. Run each alone so the others get their answers. */
+    tensors_free(inputs, n_in);
+    free(outputs);
+    free(names);
+    for (size_t i = 0; i < n; i++) {
+      execute_one(reqs[i]);
+      reqs[i]->compute_input_ns = t1 - t0;
+    }
+    return;
   } else {
     fail_all(reqs, n, st);
   }

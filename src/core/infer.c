@@ -5,10 +5,43 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/strbuf.h"
+#include "util/utf8.h"
+
 int64_t monotonic_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+inferd_status infer_deadline_after(int64_t start_ns, int64_t timeout_us, const char *what, int64_t *deadline_ns) {
+  *deadline_ns = 0;
+  if (timeout_us < 0)
+    return status_make(INFERD_INVALID_ARGUMENT, "%s is %lld: a timeout cannot be negative", what, (long long)timeout_us);
+  if (timeout_us > INFER_MAX_TIMEOUT_US)
+    return status_make(INFERD_INVALID_ARGUMENT, "%s is %lld microseconds, more than the maximum of %lld (one day)", what,
+                       (long long)timeout_us, (long long)INFER_MAX_TIMEOUT_US);
+  if (timeout_us == 0) return status_ok();
+  int64_t ns = timeout_us * 1000; /* at most 8.64e16: no overflow */
+  *deadline_ns = start_ns > INT64_MAX - ns ? INT64_MAX : start_ns + ns;
+  return status_ok();
+}
+
+inferd_status infer_timeout_ms_parse(const char *name, const char *text, int64_t *timeout_us) {
+  const char *p = text;
+  int64_t ms = 0;
+  bool digits = false;
+  for (; *p >= '0' && *p <= '9'; p++, digits = true) {
+    if (ms > INFER_MAX_TIMEOUT_US / 1000) continue; /* already too large: keep reading digits only */
+    ms = ms * 10 + (*p - '0');
+  }
+  if (!digits || *p != '\0')
+    return status_make(INFERD_INVALID_ARGUMENT, "%s '%.64s' is not a whole number of milliseconds", name, text);
+  if (ms > INFER_MAX_TIMEOUT_US / 1000)
+    return status_make(INFERD_INVALID_ARGUMENT, "%s '%.64s' is more than the maximum of %lld milliseconds (one day)", name,
+                       text, (long long)(INFER_MAX_TIMEOUT_US / 1000));
+  *timeout_us = ms * 1000;
+  return status_ok();
 }
 
 infer_request *infer_request_create(model_version *mv) {
@@ -28,12 +61,11 @@ void infer_request_destroy(infer_request *req) {
 
 static inferd_status check_input(const model_version *mv, const tensor *t) {
   const tensor_spec *spec = model_version_find_input(mv, t->name);
-  char a[96], b[96];
   if (spec == NULL) {
-    char names[256] = "";
-    size_t off = 0;
-    for (size_t i = 0; i < mv->n_inputs && off < sizeof names; i++)
-      off += (size_t)snprintf(names + off, sizeof names - off, "%s'%s'", i ? ", " : "", mv->inputs[i].name);
+    char names[256];
+    sbuf nb;
+    sbuf_init(&nb, names, sizeof names);
+    for (size_t i = 0; i < mv->n_inputs; i++) sbuf_appendf(&nb, "%s'%s'", i ? ", " : "", mv->inputs[i].name);
     return status_make(INFERD_INVALID_ARGUMENT, "unknown input '%s' for model '%s' (inputs: %s)", t->name,
                        mv->model->name, names);
   }
@@ -43,9 +75,18 @@ static inferd_status check_input(const model_version *mv, const tensor *t) {
   bool ok = spec->ndim == t->ndim;
   for (int d = 0; ok && d < t->ndim; d++)
     if (spec->dims[d] != -1 && spec->dims[d] != t->shape[d]) ok = false;
-  if (!ok)
+  if (!ok) {
+    char a[96], b[96];
     return status_make(INFERD_INVALID_ARGUMENT, "input '%s' has shape %s, the model expects %s (-1: any size)",
                        t->name, shape_str(t->shape, t->ndim, a, sizeof a), shape_str(spec->dims, spec->ndim, b, sizeof b));
+  }
+  /* Zero-row (and any zero-element) requests are refused the same way on every route: there
+   * is nothing to run, and models differ in what they make of an empty tensor (some fail). */
+  if (tensor_element_count(t) == 0) {
+    char a[96];
+    return status_make(INFERD_INVALID_ARGUMENT, "input '%s' has shape %s, which holds no elements: send at least one row",
+                       t->name, shape_str(t->shape, t->ndim, a, sizeof a));
+  }
   int max_batch = mv->model->config->max_batch_size;
   if (max_batch > 0 && t->shape[0] > max_batch)
     return status_make(INFERD_INVALID_ARGUMENT, "input '%s' has a batch of %lld rows, more than the model's max_batch_size %d",
@@ -55,6 +96,15 @@ static inferd_status check_input(const model_version *mv, const tensor *t) {
     if (at >= 0)
       return status_make(INFERD_INVALID_ARGUMENT, "input '%s' has NaN or Inf at element %lld (this model's config does not set allow_nan)",
                          t->name, (long long)at);
+  }
+  if (t->datatype == DT_BYTES && mv->backend && mv->backend->bytes_are_utf8) {
+    size_t pos = 0, bad;
+    const uint8_t *e;
+    uint32_t len;
+    for (int64_t i = 0; tensor_bytes_next(t, &pos, &e, &len); i++)
+      if (!utf8_valid((const char *)e, len, &bad))
+        return status_make(INFERD_INVALID_ARGUMENT, "input '%s' element %lld is not valid UTF-8 (byte %zu is 0x%02x); this model's BYTES inputs are text",
+                           t->name, (long long)i, bad, e[bad]);
   }
   return status_ok();
 }

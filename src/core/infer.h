@@ -54,6 +54,20 @@ void infer_request_destroy(infer_request *req);
  * all of them. */
 inferd_status infer_request_validate(infer_request *req);
 
+/* The longest timeout a request may ask for, in µs: one day. A larger one is a client's
+ * mistake (or a probe for overflow), refused rather than silently capped. */
+#define INFER_MAX_TIMEOUT_US (INT64_C(86400) * 1000000)
+
+/* The monotonic deadline timeout_us after start_ns, for every protocol's timeout (V2
+ * parameters.timeout, gRPC "timeout", X-Request-Timeout-Ms). 0 µs: none (*deadline_ns = 0).
+ * INVALID_ARGUMENT naming `what` when timeout_us is negative or above INFER_MAX_TIMEOUT_US;
+ * the sum saturates, so no input overflows. */
+inferd_status infer_deadline_after(int64_t start_ns, int64_t timeout_us, const char *what, int64_t *deadline_ns);
+
+/* Parses a timeout header's text: a decimal count of milliseconds, 0 .. one day. Reports the
+ * text as sent when it is not. */
+inferd_status infer_timeout_ms_parse(const char *name, const char *text, int64_t *timeout_us);
+
 
 int64_t monotonic_ns(void);
 

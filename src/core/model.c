@@ -43,6 +43,7 @@ static void full_dims(const model_config *cfg, const tensor_spec *c, tensor_spec
   *out = *c;
   if (cfg->max_batch_size > 0) {
     out->ndim = c->ndim + 1;
+    if (out->ndim > TENSOR_MAX_DIMS) return; /* no room for the batch dimension: narrow() refuses it */
     out->dims[0] = -1;
     memcpy(out->dims + 1, c->dims, sizeof(int64_t) * (size_t)c->ndim);
   }
@@ -131,7 +132,7 @@ inferd_status model_resolve_signature(const model_config *cfg, const tensor_spec
 
 void model_version_load(model_version *mv) {
   model *m = mv->model;
-  inferd_status st = status_ok();
+  inferd_status st;
   if (m->config_error[0]) {
     st = status_make(INFERD_INVALID_ARGUMENT, "%s", m->config_error);
   } else {

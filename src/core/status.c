@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "util/utf8.h"
+
 static const struct {
   int http;
   const char *reason;
@@ -27,10 +29,15 @@ inferd_status status_ok(void) {
 
 inferd_status status_make(inferd_code code, const char *fmt, ...) {
   inferd_status s = {.code = code};
+  char raw[sizeof s.msg];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(s.msg, sizeof s.msg, fmt, ap);
+  vsnprintf(raw, sizeof raw, fmt, ap);
   va_end(ap);
+  /* Messages quote the request (a model name from the path, a tensor name, an id), and go out
+   * as JSON strings and gRPC status text, which must be UTF-8: a message that is not would be
+   * refused by the JSON encoder and answered with an empty body. */
+  utf8_sanitize(s.msg, sizeof s.msg, raw);
   return s;
 }
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/strbuf.h"
+
 /* Counts stay below 2^53 so they survive a trip through a JSON number. */
 #define MAX_ELEMENTS (INT64_C(1) << 53)
 
@@ -167,10 +169,10 @@ uint16_t float_to_half(float f) {
 }
 
 const char *shape_str(const int64_t *shape, int ndim, char *buf, size_t len) {
-  size_t off = 0;
-  off += (size_t)snprintf(buf + off, len - off, "[");
-  for (int i = 0; i < ndim && off < len; i++)
-    off += (size_t)snprintf(buf + off, len - off, "%s%lld", i ? "," : "", (long long)shape[i]);
-  if (off < len) snprintf(buf + off, len - off, "]");
+  sbuf b;
+  sbuf_init(&b, buf, len);
+  sbuf_append(&b, "[");
+  for (int i = 0; i < ndim; i++) sbuf_appendf(&b, "%s%lld", i ? "," : "", (long long)shape[i]);
+  sbuf_append(&b, "]");
   return buf;
 }

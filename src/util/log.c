@@ -1,67 +1,42 @@
+/* The log lines (util/log.h), composed with the truncating appender so that no input can
+ * make a line pass its buffer, and every line stays one valid JSON object. */
 #include "util/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "util/strbuf.h"
+
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-static size_t format_time(char *buf, size_t len) {
+/* "2026-11-22T15:30:00.123456Z" */
+static void append_time(sbuf *b) {
   struct timeval tv;
   gettimeofday(&tv, NULL);
   struct tm tm;
   gmtime_r(&tv.tv_sec, &tm);
-  size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-  n += (size_t)snprintf(buf + n, len - n, ".%06ldZ", (long)tv.tv_usec);
-  return n;
+  char t[32];
+  if (strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm) == 0) t[0] = '\0';
+  sbuf_appendf(b, "%s.%06ldZ", t, (long)tv.tv_usec);
 }
 
-void json_escape_into(char *buf, size_t len, size_t *off, const char *s) {
-  size_t o = *off;
-#define PUT(c)                  \
-  do {                          \
-    if (o + 1 < len) buf[o] = (c); \
-    o++;                        \
-  } while (0)
-  PUT('"');
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    unsigned char c = *p;
-    if (c == '"' || c == '\\') {
-      PUT('\\');
-      PUT((char)c);
-    } else if (c == '\n') {
-      PUT('\\');
-      PUT('n');
-    } else if (c < 0x20) {
-      char esc[8];
-      snprintf(esc, sizeof esc, "\\u%04x", c);
-      for (char *e = esc; *e; e++) PUT(*e);
-    } else {
-      PUT((char)c);
-    }
-  }
-  PUT('"');
-#undef PUT
-  if (o >= len) o = len - 1;
-  buf[o] = '\0';
-  *off = o;
+/* Appends the end of a line: a "truncated" flag when something was cut, the closing brace and
+ * the newline. The callers keep LOG_LINE_END_MAX bytes free for it, so it always fits. */
+#define LOG_LINE_END ",\"truncated\":true}\n"
+#define LOG_LINE_END_MAX (sizeof LOG_LINE_END - 1)
+static void end_line(sbuf *b, bool cut) {
+  sbuf_append(b, cut ? LOG_LINE_END : "}\n");
 }
 
-/* Closes the object and the line; returns the line's length. */
-static size_t end_line(char *buf, size_t len, size_t off) {
-  if (off >= len - 2) off = len - 3;
-  buf[off++] = '}';
-  buf[off++] = '\n';
-  return off;
-}
-
-/* One write() per line keeps lines from different threads whole. */
-static void write_line(char *buf, size_t len, size_t off) {
-  ssize_t w = write(STDERR_FILENO, buf, end_line(buf, len, off));
-  (void)w;
+/* The room a field may take when `keep` bytes must stay free after it. */
+static size_t room_less(const sbuf *b, size_t keep) {
+  size_t room = sbuf_room(b);
+  return room > keep ? room - keep : 0;
 }
 
 void log_write_lines(const char *buf, size_t len) {
@@ -81,50 +56,76 @@ void log_write_lines(const char *buf, size_t len) {
   }
 }
 
+/* The most a model name may take in a line, as a JSON literal; the rest of the line is the
+ * message's (the path's in an access line). */
+#define LOG_MODEL_MAX 520
+#define LOG_LINE_MAX 2048
+
 void log_msg(log_level level, const char *model, const char *fmt, ...) {
   char msg[1024];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  char line[2048];
-  size_t off = 0;
-  off += (size_t)snprintf(line, sizeof line, "{\"time\":\"");
-  off += format_time(line + off, sizeof line - off);
-  off += (size_t)snprintf(line + off, sizeof line - off, "\",\"type\":\"log\",\"level\":\"%s\"",
-                          level_names[level]);
+  bool cut = n < 0 || (size_t)n >= sizeof msg;
+  if (n < 0) msg[0] = '\0';
+  char line[LOG_LINE_MAX];
+  sbuf b;
+  sbuf_init(&b, line, sizeof line);
+  sbuf_append(&b, "{\"time\":\"");
+  append_time(&b);
+  sbuf_appendf(&b, "\",\"type\":\"log\",\"level\":\"%s\"", level_names[level]);
   if (model) {
-    off += (size_t)snprintf(line + off, sizeof line - off, ",\"model\":");
-    json_escape_into(line, sizeof line, &off, model);
+    sbuf_append(&b, ",\"model\":");
+    cut |= !sbuf_append_json_string(&b, model, LOG_MODEL_MAX);
   }
-  off += (size_t)snprintf(line + off, sizeof line - off, ",\"msg\":");
-  json_escape_into(line, sizeof line, &off, msg);
-  write_line(line, sizeof line, off);
+  sbuf_append(&b, ",\"msg\":");
+  cut |= !sbuf_append_json_string(&b, msg, room_less(&b, LOG_LINE_END_MAX));
+  end_line(&b, cut);
+  /* one write() per line keeps lines from different threads whole */
+  ssize_t w = write(STDERR_FILENO, line, b.len);
+  (void)w;
 }
 
+/* The most each short field of an access line may take as a JSON literal. Request ids are at
+ * most REQUEST_ID_MAX bytes without control characters (util/request_id.h), so 2 * 128 + 2
+ * escaped; the others come from fixed-size arrays in the frontends, but are cut here anyway
+ * so that the line's size never depends on them. */
+#define ACCESS_ID_MAX 260
+#define ACCESS_METHOD_MAX 40
+#define ACCESS_VERSION_MAX 100
+/* Everything of a line but the path, at its largest: time 27, keys and punctuation 150, the
+ * fields above, four numbers of at most 20 digits, the end. The path gets the rest, at least
+ * LOG_ACCESS_LINE_MAX - ACCESS_FIXED_MAX bytes. */
+#define ACCESS_FIXED_MAX \
+  (27 + 150 + ACCESS_ID_MAX + ACCESS_METHOD_MAX + LOG_MODEL_MAX + ACCESS_VERSION_MAX + 4 * 20 + \
+   LOG_LINE_END_MAX)
+_Static_assert(LOG_ACCESS_LINE_MAX >= ACCESS_FIXED_MAX + 512, "an access line leaves the path too little room");
+
 size_t log_access_format(const access_record *r, char *line, size_t cap) {
-  size_t off = 0;
-  off += (size_t)snprintf(line, cap, "{\"time\":\"");
-  off += format_time(line + off, cap - off);
-  off += (size_t)snprintf(line + off, cap - off, "\",\"type\":\"access\",\"request_id\":");
-  json_escape_into(line, cap, &off, r->request_id);
-  off += (size_t)snprintf(line + off, cap - off, ",\"method\":");
-  json_escape_into(line, cap, &off, r->method);
-  off += (size_t)snprintf(line + off, cap - off, ",\"path\":");
-  json_escape_into(line, cap, &off, r->path);
-  off += (size_t)snprintf(line + off, cap - off, ",\"model\":");
-  if (r->model)
-    json_escape_into(line, cap, &off, r->model);
-  else
-    off += (size_t)snprintf(line + off, cap - off, "null");
-  off += (size_t)snprintf(line + off, cap - off, ",\"version\":");
-  if (r->version)
-    json_escape_into(line, cap, &off, r->version);
-  else
-    off += (size_t)snprintf(line + off, cap - off, "null");
-  if (off < cap)
-    off += (size_t)snprintf(line + off, cap - off,
-                            ",\"status\":%d,\"latency_us\":%lld,\"bytes_in\":%zu,\"bytes_out\":%zu",
-                            r->status, (long long)r->latency_us, r->bytes_in, r->bytes_out);
-  return end_line(line, cap, off < cap ? off : cap - 1);
+  bool cut = false;
+  /* What follows the path is formatted first, so that the path can be given the room left. */
+  char after[ACCESS_FIXED_MAX];
+  sbuf a;
+  sbuf_init(&a, after, sizeof after);
+  sbuf_append(&a, ",\"model\":");
+  cut |= !sbuf_append_json_string(&a, r->model, LOG_MODEL_MAX);
+  sbuf_append(&a, ",\"version\":");
+  cut |= !sbuf_append_json_string(&a, r->version, ACCESS_VERSION_MAX);
+  sbuf_appendf(&a, ",\"status\":%d,\"latency_us\":%lld,\"bytes_in\":%zu,\"bytes_out\":%zu",
+               r->status, (long long)r->latency_us, r->bytes_in, r->bytes_out);
+
+  sbuf b;
+  sbuf_init(&b, line, cap);
+  sbuf_append(&b, "{\"time\":\"");
+  append_time(&b);
+  sbuf_append(&b, "\",\"type\":\"access\",\"request_id\":");
+  cut |= !sbuf_append_json_string(&b, r->request_id, ACCESS_ID_MAX);
+  sbuf_append(&b, ",\"method\":");
+  cut |= !sbuf_append_json_string(&b, r->method, ACCESS_METHOD_MAX);
+  sbuf_append(&b, ",\"path\":");
+  cut |= !sbuf_append_json_string(&b, r->path, room_less(&b, a.len + LOG_LINE_END_MAX));
+  sbuf_appendn(&b, after, a.len);
+  end_line(&b, cut);
+  return b.len;
 }

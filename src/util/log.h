@@ -29,13 +29,13 @@ typedef struct access_record {
 #define LOG_ACCESS_FLUSH_MS 50
 #define LOG_ACCESS_LINE_MAX 2048
 
-/* Formats r as one access-log line (newline included) into line[0..cap); returns its length.
- * The frontends gather these and flush them with log_write_lines. */
+/* Formats r as one access-log line (newline included) into line[0..cap); returns its length,
+ * always less than cap. With cap >= LOG_ACCESS_LINE_MAX the line is always one whole, valid JSON
+ * object: a field too long for it is cut, its value ending in "...", and the line gets
+ * "truncated":true (the path takes whatever room the other fields leave). The frontends gather
+ * these and flush them with log_write_lines. */
 size_t log_access_format(const access_record *r, char *line, size_t cap);
 /* Writes whole lines to stderr, in writes a pipe keeps whole. */
 void log_write_lines(const char *buf, size_t len);
-
-/* Appends s as a JSON string literal (with quotes) to buf at *off, never past len. */
-void json_escape_into(char *buf, size_t len, size_t *off, const char *s);
 
 #endif

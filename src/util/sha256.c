@@ -101,6 +101,6 @@ int sha256_file_hex(const char *path, char hex[65]) {
   if (err) return -1;
   uint8_t d[32];
   sha256_final(&c, d);
-  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]); /* hex[64] is the last NUL */
   return 0;
 }

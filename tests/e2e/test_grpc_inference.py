@@ -112,9 +112,16 @@ def test_typed_full_64bit_range(grpc_server):
 
 
 def test_bytes_typed_binary_safe(grpc_server):
-    want = np.array([[b"\x00\xff\xfe", b"", "h\u00e9llo".encode()]], dtype=object)
+    """NUL and control bytes come back as sent; an ONNX string tensor holds UTF-8 text, so an
+    element that is not UTF-8 is INVALID_ARGUMENT naming it (docs/grpc-api.md)."""
+    want = np.array([[b"\x00\x01\x7f", b"", "h\u00e9llo".encode()]], dtype=object)
     resp = grpc_server.infer.ModelInfer(identity_request("BYTES", want, raw=False), timeout=T)
     np.testing.assert_array_equal(output_arrays(resp)["out_BYTES"][1], want)
+    bad = np.array([[b"ok", b"\x00\xff\xfe"]], dtype=object)
+    with pytest.raises(grpc.RpcError) as exc:
+        grpc_server.infer.ModelInfer(identity_request("BYTES", bad, raw=False), timeout=T)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "input 'in_BYTES' element 1 is not valid UTF-8" in exc.value.details()
 
 
 def test_all_outputs_by_default_in_model_order(grpc_server):
@@ -185,11 +192,13 @@ def test_same_answer_as_rest(grpc_examples):
 
 
 def test_zero_element_tensor(grpc_server):
+    """An input with no elements is refused on every route (docs/http-api.md, "Inference")."""
     want = np.zeros((0, 3), np.float32)
     for raw in (False, True):
-        resp = grpc_server.infer.ModelInfer(identity_request("FP32", want, raw=raw), timeout=T)
-        dt, got = output_arrays(resp)["out_FP32"]
-        assert got.shape == (0, 3)
+        with pytest.raises(grpc.RpcError) as exc:
+            grpc_server.infer.ModelInfer(identity_request("FP32", want, raw=raw), timeout=T)
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "input 'in_FP32' has shape [0,3], which holds no elements" in exc.value.details()
 
 
 def test_typed_fp16_via_fp32_contents_rounds(grpc_server):

@@ -162,3 +162,91 @@ def test_log_lines_stay_json_with_odd_characters(log_server):
     # The raw reader decodes header bytes as latin-1; the log holds the UTF-8 text.
     assert line["request_id"].encode("utf-8") == headers.get("x-request-id", "").encode("latin-1")
     assert line["request_id"] == rid
+
+
+# Issue 9: a long path (or one of characters that escape to two bytes and more) overflowed the
+# access line's buffer and crashed the server. The line is now cut to LOG_ACCESS_LINE_MAX bytes:
+# the path ends in "..." and the line says "truncated": true, and it is still one JSON object.
+LINE_MAX = 2048
+LONG_PATHS = {
+    "8000-a": "/v2/models/" + "a" * 8000 + "/ready",
+    "1100-quotes": "/v2/models/" + '"' * 1100 + "/ready",
+    "1100-quotes-encoded": "/v2/models/" + "%22" * 1100 + "/ready",
+    "1100-backslashes": "/v2/models/" + "\\" * 1100 + "/ready",
+}
+
+
+def raw_stderr_line(srv, rid):
+    """The raw stderr line (bytes) holding request `rid`'s access line."""
+    with open(srv.stderr_path, "rb") as f:
+        lines = [l for l in f.read().splitlines() if f'"request_id":"{rid}"'.encode() in l]
+    assert len(lines) == 1, f"{len(lines)} raw lines for {rid}"
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", sorted(LONG_PATHS))
+def test_long_path_is_answered_and_logged_as_one_json_line(log_server, name):
+    from conftest import raw_request
+    path = LONG_PATHS[name]
+    rid = f"log-long-{name}"
+    req = f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Request-ID: {rid}\r\n\r\n".encode()
+    status, headers, body = raw_request(log_server.port, req)
+    assert status == 404, body[:300]
+    assert isinstance(json.loads(body).get("error"), str)
+    assert headers.get("x-request-id") == rid
+    line = access_line(log_server, rid)
+    check_access_fields(line)
+    assert line["status"] == 404 and line["method"] == "GET"
+    assert line["truncated"] is True
+    assert line["path"].endswith("...")
+    assert path.startswith(line["path"][:-3])
+    assert len(line["path"]) > 300
+    raw = raw_stderr_line(log_server, rid)
+    assert len(raw) + 1 <= LINE_MAX, f"access line of {len(raw) + 1} bytes"
+    # the server is still up and answers normally
+    assert log_server.alive()
+    assert log_server.get("/v2/health/live").status_code == 200
+
+
+def test_long_paths_on_one_connection_keep_it_serving(log_server):
+    """Several long paths in a row on one keep-alive connection, then a normal request."""
+    from conftest import raw_connect, read_http_response
+    with raw_connect(log_server.port) as s:
+        for i, name in enumerate(sorted(LONG_PATHS) * 2):
+            s.sendall(f"GET {LONG_PATHS[name]} HTTP/1.1\r\nHost: x\r\n"
+                      f"X-Request-ID: log-keep-{i}\r\n\r\n".encode())
+            status, _, body = read_http_response(s)
+            assert status == 404, body[:300]
+        s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Request-ID: log-keep-end\r\n\r\n")
+        status, _, _ = read_http_response(s)
+        assert status == 200
+    for i in range(len(LONG_PATHS) * 2):
+        check_access_fields(access_line(log_server, f"log-keep-{i}"))
+    check_access_fields(access_line(log_server, "log-keep-end"))
+    for line in log_server.log_lines():
+        assert "_raw" not in line, f"stderr line is not JSON: {line['_raw'][:300]!r}"
+
+
+@pytest.mark.parametrize("name,unit", [("a", "a"), ("quotes", '"'), ("controls", "\x01")])
+def test_grpc_long_model_name_is_logged_as_one_json_line(logs_dir, test_models_dir, name, unit):
+    """gRPC writes its access lines with the same formatter; the model name comes from the
+    request. 8,000 characters (of those that escape longest too) give NOT_FOUND, a valid line,
+    and a server that keeps serving."""
+    import grpc
+    import numpy as np
+    from grpc_stubs import infer_request, pb, rpc_error, running_grpc_server
+    with running_grpc_server(test_models_dir, logs_dir) as g:
+        rid = f"grpc-log-long-{name}"
+        model = unit * 8000
+        req = infer_request(model, [("a", "FP32", np.ones((1, 4), np.float32))])
+        err = rpc_error(g.infer.ModelInfer, req, timeout=timeout(30), metadata=[("x-request-id", rid)])
+        assert err.code() == grpc.StatusCode.NOT_FOUND
+        line = access_line(g.srv, rid)
+        check_access_fields(line)
+        assert line["method"] == "gRPC"
+        assert line["path"].endswith("/ModelInfer")
+        assert isinstance(line["model"], str) and set(line["model"].rstrip(".")) <= {unit}
+        assert len(raw_stderr_line(g.srv, rid)) + 1 <= LINE_MAX
+        g.infer.ServerLive(pb.ServerLiveRequest(), timeout=timeout(30))
+        for line in g.srv.log_lines():
+            assert "_raw" not in line, f"stderr line is not JSON: {line['_raw'][:300]!r}"

@@ -307,6 +307,25 @@ static void test_fp16_output_makes_the_response_raw(void **state) {
   for (int i = 0; i < 2; i++) tensor_clear(&outs[i]);
 }
 
+/* The id is echoed into a proto3 string: one that is not UTF-8 is refused (issue 9, defect 6). */
+static void test_id_must_be_utf8(void **state) {
+  (void)state;
+  one_input o;
+  one_input_init(&o, "INT32", 1);
+  int32_t v = 1;
+  o.c.int_contents = &v;
+  o.c.n_int_contents = 1;
+  o.q.id = "ok \xc3\xa9";
+  decoded d = decode(&o.q);
+  assert_int_equal(d.st.code, INFERD_OK);
+  assert_string_equal(d.info.id, "ok \xc3\xa9");
+  release(&d);
+  o.q.id = "bad \xff";
+  expect_error(&o.q, "id is not valid UTF-8 (byte 4 is 0xff)");
+  o.q.id = "\xed\xa0\x80"; /* a UTF-16 surrogate */
+  expect_error(&o.q, "id is not valid UTF-8");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_typed_int8_and_uint16),
@@ -316,6 +335,7 @@ int main(void) {
       cmocka_unit_test(test_parameters),
       cmocka_unit_test(test_response_typed_and_raw),
       cmocka_unit_test(test_fp16_output_makes_the_response_raw),
+      cmocka_unit_test(test_id_must_be_utf8),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

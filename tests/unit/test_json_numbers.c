@@ -119,8 +119,41 @@ static void test_finds_data_spans(void **state) {
   free(exact);
 }
 
+typedef struct brackets {
+  char trace[64];
+  int n;
+  int stop_at; /* stop at this bracket (-1: never) */
+} brackets;
+
+static bool on_leaf(const json_scalar *v, void *ctx) {
+  (void)v;
+  brackets *b = ctx;
+  if (b->n < 63) b->trace[b->n++] = 'v';
+  return true;
+}
+
+static bool on_bracket(bool open, void *ctx) {
+  brackets *b = ctx;
+  if (b->n < 63) b->trace[b->n++] = open ? '[' : ']';
+  return b->n != b->stop_at;
+}
+
+/* The nested scan reports the structure in order, the outermost array included, and a false
+ * from the bracket callback stops it. */
+static void test_nested_scan_reports_brackets(void **state) {
+  (void)state;
+  brackets b = {.stop_at = -1};
+  const char *text = "[[1,2],[],[[3]]]";
+  assert_int_equal(json_numbers_scan_nested(text, strlen(text), 8, on_leaf, on_bracket, &b), SCAN_OK);
+  b.trace[b.n] = '\0';
+  assert_string_equal(b.trace, "[[vv][][[v]]]");
+  b = (brackets){.stop_at = 2};
+  assert_int_equal(json_numbers_scan_nested(text, strlen(text), 8, on_leaf, on_bracket, &b), SCAN_STOPPED);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_nested_scan_reports_brackets),
       cmocka_unit_test(test_values_and_nesting),
       cmocka_unit_test(test_reals_equal_strtod),
       cmocka_unit_test(test_declines_what_is_not_plain_numbers),

@@ -211,6 +211,57 @@ static void test_half_precision(void **state) {
   assert_true(isnan(half_to_float(float_to_half(NAN))));
 }
 
+/* "data" is flat or nested exactly as the shape (issue 9, defect 6): numbers go through the fast
+ * scanner, strings and a scanner-declined array (a null in it) through jansson; both check. */
+static void test_nesting_must_match_the_shape(void **state) {
+  (void)state;
+  const char *ok[] = {
+      "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2,3],\"data\":[1,2,3,4,5,6]}]}",
+      "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2,3],\"data\":[[1,2,3],[4,5,6]]}]}",
+      "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,2,2],\"data\":[[[1,2],[3,4]]]}]}",
+      "{\"inputs\":[{\"name\":\"s\",\"datatype\":\"BYTES\",\"shape\":[1,2],\"data\":[[\"a\",\"b\"]]}]}",
+      "{\"inputs\":[{\"name\":\"s\",\"datatype\":\"BYTES\",\"shape\":[2],\"data\":[\"a\",\"b\"]}]}",
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    decoded d = decode_json(ok[i]);
+    if (d.st.code != INFERD_OK) fail_msg("%s: %s", ok[i], d.st.msg);
+    release(&d);
+  }
+  /* deeper than the shape */
+  expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,2],\"data\":[[[0],[1]]]}]}",
+               "input 'x': data[0][0] is an array nested deeper than the shape");
+  expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2],\"data\":[[1,2]]}]}",
+               "nested deeper");
+  expect_error("{\"inputs\":[{\"name\":\"s\",\"datatype\":\"BYTES\",\"shape\":[1],\"data\":[[\"a\"]]}]}",
+               "input 's': data[0] is an array nested deeper");
+  expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,2],\"data\":[[[0],[null]]]}]}",
+               "nested deeper");
+  /* nested, but not as the shape is */
+  expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2,3],\"data\":[[1,2],[3,4],[5,6]]}]}",
+               "data[0] has 2 elements but dimension 1 of shape [2,3] is 3");
+  expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2,3],\"data\":[[1,2,3],4,5,6]}]}",
+               "data[1] is a value where the shape needs an array");
+  expect_error("{\"inputs\":[{\"name\":\"s\",\"datatype\":\"BYTES\",\"shape\":[2,1],\"data\":[[\"a\"],\"b\"]}]}",
+               "data[1] is a value where the shape needs an array");
+  expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,2],\"data\":[[1,2],[3,4]]}]}",
+               "one array more than its dimension");
+  expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,2],\"data\":5}]}",
+               "data must be an array");
+}
+
+/* Malformed JSON is reported in our words, position 1-based (issue 9, defect 7). */
+static void test_json_errors_in_our_words(void **state) {
+  (void)state;
+  decoded d = decode_json("{\"id\":\"a\\u0000b\",\"inputs\":[]}");
+  assert_int_equal(d.st.code, INFERD_INVALID_ARGUMENT);
+  assert_non_null(strstr(d.st.msg, "malformed JSON at line 1, column "));
+  assert_non_null(strstr(d.st.msg, "NUL"));
+  assert_null(strstr(d.st.msg, "JSON_ALLOW_NUL"));
+  release(&d);
+  expect_error("{\"inputs\":[]} x", "unexpected text after the JSON value");
+  expect_error("\xff", "line 1, column 1: the text is not valid UTF-8");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_nested_and_flat_fp32),
@@ -221,6 +272,8 @@ int main(void) {
       cmocka_unit_test(test_encode_json_and_binary),
       cmocka_unit_test(test_json_string_escaping),
       cmocka_unit_test(test_half_precision),
+      cmocka_unit_test(test_nesting_must_match_the_shape),
+      cmocka_unit_test(test_json_errors_in_our_words),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

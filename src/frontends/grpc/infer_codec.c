@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/utf8.h"
+
 void grpc_infer_info_clear(grpc_infer_info *info) {
   free(info->id);
   memset(info, 0, sizeof *info);
@@ -182,6 +184,12 @@ static inferd_status decode_parameters(const Inference__ModelInferRequest *msg, 
 inferd_status grpc_decode_infer_request(Inference__ModelInferRequest *msg, infer_request *req,
                                         grpc_infer_info *info) {
   memset(info, 0, sizeof *info);
+  size_t bad;
+  /* the id is echoed in the response's proto3 string field, which strict clients refuse to
+   * decode unless it is UTF-8 */
+  if (msg->id && !utf8_valid(msg->id, strlen(msg->id), &bad))
+    return status_make(INFERD_INVALID_ARGUMENT, "id is not valid UTF-8 (byte %zu is 0x%02x): proto3 strings must be UTF-8",
+                       bad, (unsigned char)msg->id[bad]);
   if (msg->id && *msg->id && (info->id = strdup(msg->id)) == NULL) return status_make(INFERD_INTERNAL, "out of memory");
   TRY(decode_parameters(msg, info));
   bool raw = msg->n_raw_input_contents > 0;

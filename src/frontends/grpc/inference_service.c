@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/version.h"
+#include "util/utf8.h"
 #include "frontends/grpc/call.h"
 #include "frontends/grpc/infer_codec.h"
 #include "inference.pb-c.h"
@@ -220,8 +221,9 @@ static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
     infer_fail(ic, &st);
     return;
   }
-  snprintf(ic->model, sizeof ic->model, "%s", q->model_name ? q->model_name : "");
-  snprintf(ic->version, sizeof ic->version, "%s", q->model_version ? q->model_version : "");
+  /* echoed in a stream's error response, whose string fields must be UTF-8 */
+  utf8_sanitize(ic->model, sizeof ic->model, q->model_name ? q->model_name : "");
+  utf8_sanitize(ic->version, sizeof ic->version, q->model_version ? q->model_version : "");
   model_version *mv = NULL;
   if (grpc_frontend_draining(c->fe))
     st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
@@ -234,18 +236,20 @@ static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
   gcall_set_model(c, ic->model, mv ? ic->version : "");
   if (status_is_ok(&st) && (ic->req = infer_request_create(mv)) == NULL) st = status_make(INFERD_INTERNAL, "out of memory");
   if (status_is_ok(&st)) st = grpc_decode_infer_request(q, ic->req, &ic->info);
-  else if (q->id && *q->id) ic->info.id = strdup(q->id);
+  else if (q->id && *q->id && utf8_valid(q->id, strlen(q->id), NULL)) ic->info.id = strdup(q->id);
   inference__model_infer_request__free_unpacked(q, NULL);
   if (status_is_ok(&st)) st = infer_request_validate(ic->req);
   if (!status_is_ok(&st)) {
     infer_fail(ic, &st);
     return;
   }
-  int64_t deadline = c->deadline_ns;
-  if (ic->info.timeout_us > 0) {
-    int64_t t = c->start_ns + ic->info.timeout_us * 1000;
-    if (deadline == 0 || t < deadline) deadline = t;
+  int64_t deadline = c->deadline_ns, t;
+  st = infer_deadline_after(c->start_ns, ic->info.timeout_us, "parameter 'timeout'", &t);
+  if (!status_is_ok(&st)) {
+    infer_fail(ic, &st);
+    return;
   }
+  if (t && (deadline == 0 || t < deadline)) deadline = t; /* the earlier of the two */
   ic->req->deadline_ns = deadline;
   int levels = mv->model->config->batching.priority_levels;
   if (ic->info.priority > levels) {

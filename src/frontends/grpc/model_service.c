@@ -3,6 +3,7 @@
  * features_encode validates and encodes, and features_decode_results' JSON results become
  * protobuf predictions, so both APIs accept, refuse and answer alike. */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,9 @@
 #include "app/application.h"
 #include "app/features.h"
 #include "frontends/grpc/call.h"
+#include "util/utf8.h"
 #include "model_service.pb-c.h"
+#include "util/strbuf.h"
 
 #define DEFAULT_MAX_RECORDS 1000 /* as the REST API's, when --max-records is not given */
 
@@ -59,10 +62,28 @@ static json_t *value_json(const Inferd__Value *v) {
 
 /* A record as the JSON object features_encode reads; a value with no kind is left out. Strings
  * that are not UTF-8 are reported where they are. */
-static json_t *record_json(const Inferd__Record *r, const char *path, feature_errors *errs) {
+static json_t *record_json(const Inferd__Record *r, const char *path, feature_errors *errs, json_t *reported) {
   json_t *o = json_object();
   for (size_t i = 0; r && i < r->n_features; i++) {
     const Inferd__Record__FeaturesEntry *e = r->features[i];
+    const char *key = e->key ? e->key : "";
+    if (!utf8_valid(key, strlen(key), NULL)) {
+      char p[200];
+      snprintf(p, sizeof p, "%s.features", path);
+      json_path_key(p, sizeof p, key);
+      feature_errors_add(errs, p, "invalid", "the feature name is not valid UTF-8 text");
+      continue;
+    }
+    if (e->value && e->value->kind_case == INFERD__VALUE__KIND_NUMBER_VALUE && !isfinite(e->value->number_value)) {
+      /* JSON, which the features read, has no NaN or infinity: say so rather than "missing" */
+      char p[200];
+      snprintf(p, sizeof p, "%s.features", path);
+      json_path_key(p, sizeof p, key);
+      feature_errors_add(errs, p, "wrong_type", "%s is not allowed: send a finite number",
+                         isnan(e->value->number_value) ? "NaN" : e->value->number_value > 0 ? "Infinity" : "-Infinity");
+      json_array_append_new(reported, json_string(errs->n ? errs->items[errs->n - 1].path : p));
+      continue;
+    }
     json_t *v = value_json(e->value);
     if (v == NULL) {
       if (e->value && e->value->kind_case == INFERD__VALUE__KIND_STRING_VALUE) {
@@ -70,6 +91,7 @@ static json_t *record_json(const Inferd__Record *r, const char *path, feature_er
         snprintf(p, sizeof p, "%s.features", path);
         json_path_key(p, sizeof p, e->key);
         feature_errors_add(errs, p, "wrong_type", "not valid UTF-8 text");
+        json_array_append_new(reported, json_string(errs->n ? errs->items[errs->n - 1].path : p));
       }
       continue;
     }
@@ -151,8 +173,10 @@ static void new_id(char *buf, size_t len) {
     uint64_t t = (uint64_t)monotonic_ns();
     memcpy(r, &t, sizeof t);
   }
-  size_t o = (size_t)snprintf(buf, len, "pred_");
-  for (size_t i = 0; i < sizeof r && o + 2 < len; i++) o += (size_t)snprintf(buf + o, len - o, "%02x", r[i]);
+  sbuf b;
+  sbuf_init(&b, buf, len);
+  sbuf_append(&b, "pred_");
+  for (size_t i = 0; i < sizeof r; i++) sbuf_appendf(&b, "%02x", r[i]);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -189,6 +213,7 @@ static void errors_into(arena *a, const feature_errors *errs, Inferd__PredictRes
 
 /* Answers a request that failed (st, with the problems in errs when there are) and frees pc. */
 static void predict_fail(predict_call *pc, const inferd_status *st, const feature_errors *errs) {
+  /* cppcheck-suppress variableScope ; msg may point into summary until the end */
   char summary[1024];
   const char *msg = st->msg;
   if (errs && errs->total) msg = feature_errors_summary(errs, summary, sizeof summary);
@@ -284,7 +309,7 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
   gcall *c = pc->call;
   snprintf(pc->model, sizeof pc->model, "%s", model_name ? model_name : "");
   snprintf(pc->version, sizeof pc->version, "%s", version ? version : "");
-  inferd_status st = status_ok();
+  inferd_status st;
   model_version *mv = NULL;
   if (grpc_frontend_draining(c->fe))
     st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
@@ -323,13 +348,14 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
   }
   options(o, &pc->opts, &errs);
   json_t *recs = json_array();
+  json_t *reported = json_array(); /* paths of values already reported: not "missing" too */
   for (size_t i = 0; i < n_records; i++) {
     char path[64];
     if (pc->kind == KIND_BATCH)
       snprintf(path, sizeof path, "$.records[%zu]", i);
     else
       snprintf(path, sizeof path, "$.record");
-    json_array_append_new(recs, record_json(records[i], path, &errs));
+    json_array_append_new(recs, record_json(records[i], path, &errs, reported));
   }
   record_paths rp = {.single = pc->kind != KIND_BATCH};
   features_paths paths = {.base = pc->kind == KIND_BATCH ? "$.records" : "$.record", .path = record_path, .user = &rp};
@@ -337,6 +363,9 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
   size_t nt = 0;
   st = features_encode(pc->f, recs, &paths, &ts, &nt, &errs);
   json_decref(recs);
+  for (size_t i = 0; i < json_array_size(reported); i++)
+    feature_errors_drop(&errs, json_string_value(json_array_get(reported, i)), "missing_feature");
+  json_decref(reported);
   if (status_is_ok(&st) && errs.total) st = status_make(INFERD_INVALID_ARGUMENT, "invalid request");
   if (!status_is_ok(&st)) {
     if (ts) tensors_free(ts, nt);

@@ -8,6 +8,7 @@
 #include "core/infer.h"
 #include "app/tensor_json.h"
 #include "core/scheduler.h"
+#include "util/jsonerr.h"
 
 inferd_status appapi_precheck(http_call *c) {
   if (atomic_load(&c->app->draining)) return status_make(INFERD_UNAVAILABLE, "the server is shutting down");
@@ -42,8 +43,10 @@ inferd_status appapi_parse_body(http_call *c, json_t **out) {
   if (len == 0) return status_make(INFERD_INVALID_ARGUMENT, "the request has no body: send a JSON object");
   json_error_t je;
   json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-  if (doc == NULL)
-    return status_make(INFERD_INVALID_ARGUMENT, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
+  if (doc == NULL) {
+    char where[JSON_ERROR_TEXT_LENGTH + 128];
+    return status_make(INFERD_INVALID_ARGUMENT, "malformed JSON at %s", jsonerr_describe(&je, where, sizeof where));
+  }
   if (!json_is_object(doc)) {
     json_decref(doc);
     return status_make(INFERD_INVALID_ARGUMENT, "the body must be a JSON object");
@@ -77,12 +80,9 @@ inferd_status appapi_submit(http_call *c, model_version *mv, tensor *inputs, siz
   if (status_is_ok(&st)) st = infer_request_validate(req);
   const char *h = http_call_header(c, "X-Request-Timeout-Ms");
   if (status_is_ok(&st) && h) {
-    char *end;
-    long long ms = strtoll(h, &end, 10);
-    if (*h == '\0' || *end != '\0' || ms < 0 || ms > 86400000LL)
-      st = status_make(INFERD_INVALID_ARGUMENT, "X-Request-Timeout-Ms '%s' is not a number of milliseconds", h);
-    else if (ms > 0)
-      req->deadline_ns = c->start_ns + ms * 1000000;
+    int64_t timeout_us;
+    st = infer_timeout_ms_parse("X-Request-Timeout-Ms", h, &timeout_us);
+    if (status_is_ok(&st)) st = infer_deadline_after(c->start_ns, timeout_us, "X-Request-Timeout-Ms", &req->deadline_ns);
   }
   if (!status_is_ok(&st)) {
     infer_request_destroy(req);

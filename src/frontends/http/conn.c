@@ -193,7 +193,6 @@ static bool start_body(http_conn *conn) {
   size_t max = c->srv->opts.max_body_bytes;
   const char *te = http_call_header(c, "Transfer-Encoding");
   const char *cl = http_call_header(c, "Content-Length");
-  char msg[160];
   if (te) {
     if (strcasecmp(te, "chunked") != 0) {
       fail_request(conn, INFERD_INVALID_ARGUMENT, "Transfer-Encoding other than chunked is not supported");
@@ -224,6 +223,7 @@ static bool start_body(http_conn *conn) {
     return false;
   }
   if (n > max) {
+    char msg[160];
     snprintf(msg, sizeof msg, "the body is %llu bytes, more than the limit of %zu (--max-body-bytes)", n, max);
     fail_request(conn, INFERD_TOO_LARGE, msg);
     return false;

@@ -132,6 +132,12 @@ static const char *scan_leaf(const char *p, const char *end, json_scalar *v) {
 
 scan_result json_numbers_scan(const char *p, size_t len, int max_depth,
                               bool (*emit)(const json_scalar *v, void *ctx), void *ctx) {
+  return json_numbers_scan_nested(p, len, max_depth, emit, NULL, ctx);
+}
+
+scan_result json_numbers_scan_nested(const char *p, size_t len, int max_depth,
+                                     bool (*emit)(const json_scalar *v, void *ctx),
+                                     bool (*bracket)(bool open, void *ctx), void *ctx) {
   const char *end = p + len;
   int depth = 0;
   p = skip_ws(p, end);
@@ -148,6 +154,7 @@ scan_result json_numbers_scan(const char *p, size_t len, int max_depth,
         p++;
       } else if (c == ']') {
         p++;
+        if (bracket && !bracket(false, ctx)) return SCAN_STOPPED;
         if (--depth == 0) return skip_ws(p, end) == end ? SCAN_OK : SCAN_DECLINED;
       } else {
         return SCAN_DECLINED;
@@ -156,11 +163,13 @@ scan_result json_numbers_scan(const char *p, size_t len, int max_depth,
     }
     if (c == '[') {
       if (++depth > max_depth) return SCAN_DECLINED;
+      if (bracket && !bracket(true, ctx)) return SCAN_STOPPED;
       want = WANT_FIRST;
       p++;
     } else if (c == ']' && want == WANT_FIRST) {
       p++;
       want = WANT_SEP;
+      if (bracket && !bracket(false, ctx)) return SCAN_STOPPED;
       if (--depth == 0) return skip_ws(p, end) == end ? SCAN_OK : SCAN_DECLINED;
     } else {
       json_scalar v;

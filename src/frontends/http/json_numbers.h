@@ -24,6 +24,12 @@ typedef enum { SCAN_OK, SCAN_DECLINED, SCAN_STOPPED } scan_result;
  * order; SCAN_STOPPED when emit returned false. */
 scan_result json_numbers_scan(const char *p, size_t len, int max_depth,
                               bool (*emit)(const json_scalar *v, void *ctx), void *ctx);
+/* The same, also calling bracket(true, ctx) at each '[' and bracket(false, ctx) at each ']'
+ * (the outermost included), so the caller can check the nesting against a shape; false from
+ * bracket stops the scan too (SCAN_STOPPED). */
+scan_result json_numbers_scan_nested(const char *p, size_t len, int max_depth,
+                                     bool (*emit)(const json_scalar *v, void *ctx),
+                                     bool (*bracket)(bool open, void *ctx), void *ctx);
 
 typedef struct json_span {
   size_t start, end; /* byte offsets of a value; start == end: none */

@@ -9,6 +9,7 @@
 
 #include "frontends/http/appapi.h"
 #include "frontends/http/routes.h"
+#include "util/strbuf.h"
 
 static const char *mlflow_code(inferd_code code) {
   switch (code) {
@@ -28,6 +29,8 @@ static void set_mlflow_error(http_call *c, const inferd_status *st, const featur
   char summary[1024];
   json_t *doc = json_pack("{ss ss}", "error_code", mlflow_code(st->code), "message",
                           errs && errs->total ? feature_errors_summary(errs, summary, sizeof summary) : st->msg);
+  /* "error" too, the shape every other inferd error has, for clients that read that */
+  json_object_set(doc, "error", json_object_get(doc, "message"));
   if (errs && errs->total) json_object_set_new(doc, "errors", feature_errors_json(errs));
   if (st->code == INFERD_RESOURCE_EXHAUSTED) http_call_add_reply_header(c, "Retry-After", "1");
   http_call_set_json(c, status_http_code(st->code), doc);
@@ -72,16 +75,16 @@ typedef struct split_paths {
 
 static void split_path(void *user, size_t record, const char *feature, char *buf, size_t len) {
   const split_paths *sp = user;
-  if (feature)
-    for (size_t j = 0; j < json_array_size(sp->columns); j++)
-      if (strcmp(json_string_value(json_array_get(sp->columns, j)), feature) == 0) {
-        snprintf(buf, len, "$.dataframe_split.data[%zu][%zu]", record, j);
-        return;
-      }
-  if (feature)
-    snprintf(buf, len, "$.dataframe_split.columns");
-  else
+  if (feature == NULL) {
     snprintf(buf, len, "$.dataframe_split.data[%zu]", record);
+    return;
+  }
+  for (size_t j = 0; j < json_array_size(sp->columns); j++)
+    if (strcmp(json_string_value(json_array_get(sp->columns, j)), feature) == 0) {
+      snprintf(buf, len, "$.dataframe_split.data[%zu][%zu]", record, j);
+      return;
+    }
+  snprintf(buf, len, "$.dataframe_split.columns");
 }
 
 static model_version *resolve_default(http_call *c, inferd_status *st) {
@@ -89,10 +92,10 @@ static model_version *resolve_default(http_call *c, inferd_status *st) {
   const char *name = c->app->default_model;
   if (name == NULL) {
     if (repo->n_models != 1) {
-      char names[256] = "";
-      size_t off = 0;
-      for (size_t i = 0; i < repo->n_models && off < sizeof names; i++)
-        off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", i ? ", " : "", repo->models[i]->name);
+      char names[256];
+      sbuf nb;
+      sbuf_init(&nb, names, sizeof names);
+      for (size_t i = 0; i < repo->n_models; i++) sbuf_appendf(&nb, "%s%s", i ? ", " : "", repo->models[i]->name);
       *st = status_make(INFERD_NOT_FOUND,
                         "/invocations serves one model: start inferd with --default-model NAME (models: %s)", names);
       return NULL;

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/strbuf.h"
+
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -43,7 +45,9 @@ static int match_pattern(const char *pattern, const char *path, route_params *pa
     size_t slen = se ? (size_t)(se - s) : strlen(s);
     /* a capture may be followed by a literal suffix within its segment, as in TF Serving's
      * "{model}:predict": the segment must end with it, and the rest is captured */
-    size_t cap = plen >= 7 && strncmp(p, "{model}", 7) == 0 ? 7 : plen >= 9 && strncmp(p, "{version}", 9) == 0 ? 9 : 0;
+    size_t cap = 0;
+    if (plen >= 7 && strncmp(p, "{model}", 7) == 0) cap = 7;
+    else if (plen >= 9 && strncmp(p, "{version}", 9) == 0) cap = 9;
     if (cap) {
       size_t suffix = plen - cap;
       if (slen < suffix || strncmp(s + slen - suffix, p + cap, suffix) != 0) return 0;
@@ -91,9 +95,9 @@ route_result router_match(const route *table, size_t n, const char *path, unsign
 
 const char *router_methods_str(unsigned methods, char *buf, size_t len) {
   static const char *const names[] = {"GET", "POST", "HEAD", "PUT", "DELETE"};
-  size_t off = 0;
-  buf[0] = '\0';
+  sbuf b;
+  sbuf_init(&b, buf, len);
   for (int i = 0; i < 5; i++)
-    if (methods & (1u << i)) off += (size_t)snprintf(buf + off, len > off ? len - off : 0, "%s%s", off ? ", " : "", names[i]);
+    if (methods & (1u << i)) sbuf_appendf(&b, "%s%s", b.len ? ", " : "", names[i]);
   return buf;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "frontends/http/routes.h"
@@ -272,10 +273,16 @@ inferd_status http_server_create(const http_options *opts, app *a, http_server *
 
 int http_server_port(const http_server *s) { return s->port; }
 
+/* usleep is obsolescent (POSIX.1-2008 removed it) */
+static void sleep_us(long us) {
+  struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
+  nanosleep(&ts, NULL);
+}
+
 void http_server_drain(http_server *s) {
   for (int i = 0; i < s->n_loops; i++) event_active(s->loops[i].stop_accept, EV_READ, 0);
   int64_t until = monotonic_ns() + (int64_t)s->opts.drain_timeout_ms * 1000000;
-  while (atomic_load(&s->in_flight) > 0 && monotonic_ns() < until) usleep(5000);
+  while (atomic_load(&s->in_flight) > 0 && monotonic_ns() < until) sleep_us(5000);
   long left = atomic_load(&s->in_flight);
   if (left > 0) log_msg(LOG_WARN, NULL, "drain timeout: %ld requests still in flight", left);
 }
@@ -285,8 +292,8 @@ void http_server_destroy(http_server *s) {
   /* Replies posted by the scheduler's shutdown (503 for what was still queued) are sent by the
    * loops, still running: give them a bounded moment to get onto the sockets. */
   int64_t until = monotonic_ns() + 2000000000LL;
-  while (atomic_load(&s->in_flight) > 0 && monotonic_ns() < until) usleep(2000);
-  usleep(20000); /* the last writes leave on the loops' next turn */
+  while (atomic_load(&s->in_flight) > 0 && monotonic_ns() < until) sleep_us(2000);
+  sleep_us(20000); /* the last writes leave on the loops' next turn */
   for (int i = 0; i < s->n_loops; i++) {
     http_loop *l = &s->loops[i];
     if (l->thread_started) {

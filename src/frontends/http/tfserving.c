@@ -59,8 +59,10 @@ void tfserving_predict(void *call, const route_params *p) {
                                                 json_string_value(sig)[0] == '\0'))) {
       st = status_make(INFERD_INVALID_ARGUMENT, "signature_name: model '%s' has only the \"serving_default\" signature",
                        mv->model->name);
-    } else if ((instances == NULL) == (inputs == NULL)) {
-      st = status_make(INFERD_INVALID_ARGUMENT, "the request must hold either \"instances\" (row form) or \"inputs\" (columnar form), but not both");
+    } else if (instances == NULL && inputs == NULL) {
+      st = status_make(INFERD_INVALID_ARGUMENT, "the request has neither \"instances\" (row form) nor \"inputs\" (columnar form): send one of them");
+    } else if (instances && inputs) {
+      st = status_make(INFERD_INVALID_ARGUMENT, "the request has both \"instances\" (row form) and \"inputs\" (columnar form): send only one");
     }
   }
   if (!status_is_ok(&st)) {

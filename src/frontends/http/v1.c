@@ -287,7 +287,7 @@ void v1_predict(void *call, const route_params *p) {
       size_t j;
       json_t *e;
       json_array_foreach(single, j, e) {
-        char path[200];
+        char path[200]; /* "$.features[<20 digits>].name": 37 bytes at most, so strcat below fits */
         snprintf(path, sizeof path, "$.features[%zu]", j);
         json_t *name = json_is_object(e) ? json_object_get(e, "name") : NULL;
         if (!json_is_object(e)) {

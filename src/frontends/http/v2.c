@@ -130,16 +130,14 @@ static void on_infer_done(infer_request *req, void *user) {
  * default) and the priority level. */
 static inferd_status apply_scheduling(http_call *c, const model_version *mv, const v2_request_info *info,
                                       infer_request *req) {
-  int64_t timeout_us = info->timeout_us;
+  /* checked even when the header wins, so an absurd value is never silently ignored */
+  TRY(infer_deadline_after(c->start_ns, info->timeout_us, "parameters.timeout", &req->deadline_ns));
   const char *h = http_call_header(c, "X-Request-Timeout-Ms");
   if (h) {
-    char *end;
-    long long ms = strtoll(h, &end, 10);
-    if (*h == '\0' || *end != '\0' || ms < 0 || ms > 86400000LL)
-      return status_make(INFERD_INVALID_ARGUMENT, "X-Request-Timeout-Ms '%s' is not a number of milliseconds", h);
-    timeout_us = ms * 1000;
+    int64_t timeout_us;
+    TRY(infer_timeout_ms_parse("X-Request-Timeout-Ms", h, &timeout_us));
+    TRY(infer_deadline_after(c->start_ns, timeout_us, "X-Request-Timeout-Ms", &req->deadline_ns));
   }
-  if (timeout_us > 0) req->deadline_ns = c->start_ns + timeout_us * 1000;
   int levels = mv->model->config->batching.priority_levels;
   if (info->priority > levels)
     return status_make(INFERD_INVALID_ARGUMENT, "parameters.priority is %d but model '%s' has %d priority level%s (1 is the highest)",
@@ -179,16 +177,32 @@ void v2_model_infer(void *call, const route_params *p) {
     http_call_reply_error(c, &st);
     return;
   }
+  size_t len;
+  const char *body = http_call_body(c, &len);
+  st = status_ok();
   long long header_len = -1;
   const char *hl = http_call_header(c, "Inference-Header-Content-Length");
   if (hl) {
-    char *end;
-    header_len = strtoll(hl, &end, 10);
-    if (*hl == '\0' || *end != '\0' || header_len < 0) {
-      st = status_make(INFERD_INVALID_ARGUMENT, "Inference-Header-Content-Length '%s' is not a non-negative integer", hl);
-      http_call_reply_error(c, &st);
-      return;
+    /* read by hand, so a number beyond 64 bits is reported as sent, not as strtoll's limit */
+    unsigned long long v = 0;
+    bool over = false;
+    const char *q = hl;
+    for (; *q >= '0' && *q <= '9'; q++) {
+      if (v > len) over = true; /* already more than the body: stop growing */
+      else v = v * 10 + (unsigned)(*q - '0');
     }
+    if (q == hl || *q != '\0')
+      st = status_make(INFERD_INVALID_ARGUMENT, "Inference-Header-Content-Length '%.64s' is not a non-negative integer", hl);
+    else if (over || v > len)
+      st = status_make(INFERD_INVALID_ARGUMENT, "Inference-Header-Content-Length is %.64s but the body has only %zu bytes", hl, len);
+    else
+      header_len = (long long)v;
+  } else if (ct && strncasecmp(ct, "application/octet-stream", 24) == 0) {
+    st = status_make(INFERD_INVALID_ARGUMENT, "the Inference-Header-Content-Length header is missing: an application/octet-stream body is JSON followed by binary tensor data, and the header gives the length of the JSON part");
+  }
+  if (!status_is_ok(&st)) {
+    http_call_reply_error(c, &st);
+    return;
   }
   v2_infer_call *ic = calloc(1, sizeof *ic);
   if (ic == NULL || (ic->req = infer_request_create(mv)) == NULL) {
@@ -198,8 +212,6 @@ void v2_model_infer(void *call, const route_params *p) {
     return;
   }
   ic->http = c;
-  size_t len;
-  const char *body = http_call_body(c, &len);
   st = v2_decode_request(body, len, header_len, ic->req, &ic->info);
   if (status_is_ok(&st)) st = infer_request_validate(ic->req);
   if (status_is_ok(&st)) st = apply_scheduling(c, mv, &ic->info, ic->req);

@@ -1,6 +1,7 @@
 #include "frontends/http/v2_codec.h"
 
 #include "frontends/http/json_numbers.h"
+#include "util/jsonerr.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -87,6 +88,7 @@ static inferd_status put_scalar(const json_scalar *v, inferd_datatype dt, bytes_
   }
   if (x < lo || x > hi) {
     char msg[96];
+    /* cppcheck-suppress invalidPrintfArgType_s ; WHERE is a comma expression whose value is where */
     snprintf(msg, sizeof msg, "%s: %lld is out of range for %s", WHERE, x, datatype_name(dt));
     return bad("input '%s' %s", tname, msg);
   }
@@ -126,12 +128,77 @@ static inferd_status put_element(json_t *v, inferd_datatype dt, bytes_out *out, 
   return put_scalar(&sc, dt, out, tname, idx);
 }
 
+/* Checks that "data" is laid out one of the two ways the protocol allows: flat (every value
+ * directly in the outer array) or nested exactly as the shape is (arrays down to the last
+ * dimension, each as long as its dimension). Fed the array's structure as it is read, by
+ * either parser. */
+typedef struct nest_check {
+  const tensor *t; /* its shape and name */
+  int depth;       /* arrays open: 1 inside the outer one */
+  enum { NEST_UNKNOWN, NEST_FLAT, NEST_SHAPED } mode;
+  int64_t seen[TENSOR_MAX_DIMS + 1]; /* values or arrays so far in the array open at each depth */
+} nest_check;
+
+/* "data[0][3]": where the current element sits. */
+static const char *nest_path(const nest_check *nc, char *buf, size_t len) {
+  size_t off = (size_t)snprintf(buf, len, "data");
+  for (int d = 1; d <= nc->depth && off < len; d++)
+    off += (size_t)snprintf(buf + off, len - off, "[%lld]", (long long)(nc->seen[d] - 1));
+  return buf;
+}
+
+static inferd_status nest_error(const nest_check *nc, const char *what) {
+  char path[128], sh[96];
+  return status_make(INFERD_INVALID_ARGUMENT, "input '%s': %s %s: data must be flat or nested exactly as shape %s",
+                     nc->t->name, nest_path(nc, path, sizeof path), what, shape_str(nc->t->shape, nc->t->ndim, sh, sizeof sh));
+}
+
+static inferd_status nest_open(nest_check *nc) {
+  if (nc->depth == 0) {
+    nc->depth = 1;
+    nc->seen[1] = 0;
+    return status_ok();
+  }
+  nc->seen[nc->depth]++;
+  if (nc->mode == NEST_UNKNOWN) nc->mode = NEST_SHAPED;
+  if (nc->mode == NEST_FLAT || nc->depth >= nc->t->ndim) return nest_error(nc, "is an array nested deeper than the shape");
+  if (nc->seen[nc->depth] > nc->t->shape[nc->depth - 1]) return nest_error(nc, "is one array more than its dimension");
+  nc->depth++;
+  nc->seen[nc->depth] = 0;
+  return status_ok();
+}
+
+static inferd_status nest_leaf(nest_check *nc) {
+  nc->seen[nc->depth]++;
+  if (nc->mode == NEST_UNKNOWN) nc->mode = nc->depth == 1 ? NEST_FLAT : NEST_SHAPED;
+  if (nc->mode == NEST_SHAPED) {
+    if (nc->depth != nc->t->ndim) return nest_error(nc, "is a value where the shape needs an array");
+    if (nc->seen[nc->depth] > nc->t->shape[nc->depth - 1]) return nest_error(nc, "is one value more than its dimension");
+  }
+  return status_ok();
+}
+
+static inferd_status nest_close(nest_check *nc) {
+  if (nc->mode == NEST_SHAPED && nc->seen[nc->depth] != nc->t->shape[nc->depth - 1]) {
+    char path[128], sh[96];
+    nc->depth--; /* name the array itself */
+    inferd_status st = status_make(INFERD_INVALID_ARGUMENT, "input '%s': %s has %lld elements but dimension %d of shape %s is %lld",
+                                   nc->t->name, nc->depth ? nest_path(nc, path, sizeof path) : "data",
+                                   (long long)nc->seen[nc->depth + 1], nc->depth, shape_str(nc->t->shape, nc->t->ndim, sh, sizeof sh),
+                                   (long long)nc->t->shape[nc->depth]);
+    return st;
+  }
+  nc->depth--;
+  return status_ok();
+}
+
 /* State for the fast scanner's leaves. */
 typedef struct fast_fill {
   inferd_datatype dt;
   bytes_out *out;
   const char *tname;
   int64_t count, limit;
+  nest_check nest;
   inferd_status st;
 } fast_fill;
 
@@ -159,8 +226,20 @@ static bool put_number_quick(const json_scalar *v, inferd_datatype dt, bytes_out
   return false;
 }
 
+static bool fast_bracket(bool open, void *ctx) {
+  fast_fill *f = ctx;
+  f->st = open ? nest_open(&f->nest) : nest_close(&f->nest);
+  return status_is_ok(&f->st);
+}
+
 static bool fast_emit(const json_scalar *v, void *ctx) {
   fast_fill *f = ctx;
+  if (f->nest.depth != 1 || f->nest.mode != NEST_FLAT) { /* flat data, the common case, needs no check */
+    f->st = nest_leaf(&f->nest);
+    if (!status_is_ok(&f->st)) return false;
+  } else {
+    f->nest.seen[1]++;
+  }
   if (f->count < f->limit && put_number_quick(v, f->dt, f->out)) {
     f->count++;
     return true;
@@ -176,17 +255,20 @@ static bool fast_emit(const json_scalar *v, void *ctx) {
 }
 
 static inferd_status flatten(json_t *v, inferd_datatype dt, bytes_out *out, const char *tname,
-                             int64_t *count, int64_t limit, int depth) {
+                             int64_t *count, int64_t limit, int depth, nest_check *nc) {
   if (json_is_array(v)) {
     if (depth > MAX_NESTING) return bad("input '%s': data is nested deeper than %s levels", tname, "32");
+    TRY(nest_open(nc));
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e) {
-      inferd_status st = flatten(e, dt, out, tname, count, limit, depth + 1);
+      inferd_status st = flatten(e, dt, out, tname, count, limit, depth + 1, nc);
       if (!status_is_ok(&st)) return st;
     }
-    return status_ok();
+    return nest_close(nc);
   }
+  if (depth == 0) return bad("input '%s': data must be an array%s", tname, "");
+  TRY(nest_leaf(nc));
   if (*count >= limit) return status_make(INFERD_INVALID_ARGUMENT, "input '%s': data has more elements than its shape's %lld", tname, (long long)limit);
   inferd_status st = put_element(v, dt, out, tname, *count);
   (*count)++;
@@ -278,8 +360,9 @@ static inferd_status decode_input(json_t *in, size_t idx, size_t json_len, const
     if (out.p == NULL) return status_make(INFERD_INTERNAL, "out of memory");
   }
   if (fast && fast->end > fast->start && json_is_null(data)) {
-    fast_fill f = {.dt = dt, .out = &out, .tname = nm, .limit = count, .st = status_ok()};
-    scan_result r = json_numbers_scan(body + fast->start, fast->end - fast->start, MAX_NESTING + 1, fast_emit, &f);
+    fast_fill f = {.dt = dt, .out = &out, .tname = nm, .limit = count, .nest = {.t = t}, .st = status_ok()};
+    scan_result r = json_numbers_scan_nested(body + fast->start, fast->end - fast->start, MAX_NESTING + 1, fast_emit,
+                                             fast_bracket, &f);
     if (r == SCAN_DECLINED) {
       free(out.p);
       *declined = true;
@@ -288,7 +371,8 @@ static inferd_status decode_input(json_t *in, size_t idx, size_t json_len, const
     st = f.st;
     got = f.count;
   } else {
-    st = flatten(data, dt, &out, nm, &got, count, 0);
+    nest_check nc = {.t = t};
+    st = flatten(data, dt, &out, nm, &got, count, 0, &nc);
   }
   if (status_is_ok(&st) && got != count) {
     char sh[96];
@@ -450,8 +534,10 @@ inferd_status v2_decode_request(const char *body, size_t len, long long header_l
     declined = false;
   }
   json_t *root = json_loadb(body, json_len, JSON_REJECT_DUPLICATES, &err);
-  if (root == NULL)
-    return status_make(INFERD_INVALID_ARGUMENT, "malformed JSON at line %d, column %d: %s", err.line, err.column, err.text);
+  if (root == NULL) {
+    char where[JSON_ERROR_TEXT_LENGTH + 128];
+    return status_make(INFERD_INVALID_ARGUMENT, "malformed JSON at %s", jsonerr_describe(&err, where, sizeof where));
+  }
   inferd_status st = decode_root(root, body, json_len, binary, binary_left, NULL, 0, &declined, req, info);
   json_decref(root);
   return st;
@@ -465,7 +551,7 @@ bool json_append_string(struct evbuffer *out, const char *s, size_t len) {
   buf[o++] = '"';
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (o > sizeof buf - 16) {
+    if (o > sizeof buf - 16) { /* bounded: one step writes at most 6 bytes, the end 1 */
       evbuffer_add(out, buf, o);
       o = 0;
     }
@@ -522,7 +608,7 @@ static inferd_status append_data(struct evbuffer *out, const tensor *t) {
     return status_ok();
   }
   for (int64_t i = 0; i < n; i++) {
-    if (o > sizeof buf - 40) {
+    if (o > sizeof buf - 40) { /* bounded: one step writes at most 25 bytes (",%.17g"), the end 1 */
       evbuffer_add(out, buf, o);
       o = 0;
     }
