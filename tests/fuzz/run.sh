@@ -2,7 +2,9 @@
 # Runs libFuzzer harnesses from a fuzz build: each for SECONDS, starting from its committed
 # seed corpus (tests/fuzz/corpus/NAME) and its regression inputs (tests/fuzz/regressions/NAME),
 # which it runs in full first. New inputs and crash artifacts go under BUILD_DIR (ignored by
-# git), never into the committed corpus. Exits non-zero when any harness fails.
+# git), never into the committed corpus; a later run goes on from what earlier ones found, unless
+# FUZZ_FRESH=1 (the smoke test: the same inputs first every time). Exits non-zero when any
+# harness fails.
 #   tests/fuzz/run.sh BUILD_DIR SECONDS [NAME...]      (NAME: v2_json, not fuzz_v2_json)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,6 +17,7 @@ fi
 failed=()
 for name in "${names[@]}"; do
   work="$build/fuzz-corpus/$name" artifacts="$build/fuzz-artifacts/$name"
+  [ "${FUZZ_FRESH:-0}" = 1 ] && rm -rf "$work"
   mkdir -p "$work" "$artifacts"
   dirs=("$work")
   for d in "tests/fuzz/corpus/$name" "tests/fuzz/regressions/$name"; do [ -d "$d" ] && dirs+=("$d"); done
