@@ -8,6 +8,7 @@
 
 #include "frontends/http/v2_codec.h"
 #include "fuzz_model.h"
+#include "fuzz_v2_reply.h"
 
 static model_version *models[4];
 
@@ -38,7 +39,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   v2_request_info info = {0};
   inferd_status st = v2_decode_request(body, size, header_len, req, &info);
   if (status_is_ok(&st)) st = infer_request_validate(req);
-  if (status_is_ok(&st)) fuzz_check_valid_request(req);
+  if (status_is_ok(&st)) {
+    fuzz_check_valid_request(req);
+    fuzz_v2_reply(req, &info);
+  }
   v2_request_info_clear(&info);
   infer_request_destroy(req);
   free(body);

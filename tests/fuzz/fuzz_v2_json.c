@@ -1,11 +1,12 @@
 /* The V2 (Open Inference Protocol) JSON request body: v2_decode_request with no binary part,
  * then the decoded tensors checked against a hand-built signature (infer_request_validate),
- * as POST /v2/models/{m}/infer does before scheduling. */
+ * as POST /v2/models/{m}/infer does before scheduling; then the reply to it (fuzz_v2_reply.h). */
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "frontends/http/v2_codec.h"
 #include "fuzz_model.h"
+#include "fuzz_v2_reply.h"
 
 static model_version *models[4];
 
@@ -25,7 +26,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   v2_request_info info = {0};
   inferd_status st = v2_decode_request((const char *)data, size, -1, req, &info);
   if (status_is_ok(&st)) st = infer_request_validate(req);
-  if (status_is_ok(&st)) fuzz_check_valid_request(req);
+  if (status_is_ok(&st)) {
+    fuzz_check_valid_request(req);
+    fuzz_v2_reply(req, &info);
+  }
   v2_request_info_clear(&info);
   infer_request_destroy(req);
   return 0;

@@ -198,6 +198,84 @@ def access_log_seeds():
     ]
 
 
+# Requests the harnesses' own models (tests/fuzz/fuzz_model.h) accept, so that fuzzing starts
+# past validation too. The harnesses pick the model from the input's length (size % 4; features:
+# size % 2), so each is padded with whitespace to its model's residue.
+CHURN_RECORD = {"tenure_months": 3, "monthly_charges": 89.5, "total_charges": 268.5, "support_calls": 2, "age": 29,
+                "contract": "month-to-month", "payment_method": "electronic_check"}
+MIXED_RECORD = {"x": 1.5, "n": -2, "flag": True, "color": "green", "size": "m", "note": "hello", "y": 0.25}
+V2_VALID = [  # (model index, body)
+    (0, {"id": "a", "inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 12], "data": [0.5] * 24}],
+         "outputs": [{"name": "label"}, {"name": "probabilities", "parameters": {"binary_data": True}}]}),
+    (0, {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 12], "data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]]}],
+         "parameters": {"binary_data_output": True}}),
+    (1, {"inputs": [{"name": "num", "datatype": "FP64", "shape": [1, 5], "data": [1, 2.5, -3, 4e10, 5]},
+                    {"name": "text", "datatype": "BYTES", "shape": [1, 2], "data": ["a", "b\u00e9"]}]}),
+    (2, {"id": "t", "inputs": [{"name": "a", "datatype": "INT32", "shape": [2, 3], "data": [1, -2, 3, 4, 5, 2147483647]},
+                               {"name": "b", "datatype": "BYTES", "shape": [2], "data": ["x", ""]},
+                               {"name": "c", "datatype": "FP16", "shape": [3], "data": [0.5, 1, 65504]},
+                               {"name": "d", "datatype": "BOOL", "shape": [2], "data": [True, False]},
+                               {"name": "e", "datatype": "UINT64", "shape": [1], "data": [18446744073709551615]}],
+         "outputs": [{"name": "y", "parameters": {"binary_data": False}}]}),
+    (3, {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": ["great movie", "awful"]}],
+         "outputs": [{"name": "label"}, {"name": "probabilities"}]}),
+]
+TF_VALID = [
+    (0, {"instances": [CHURN_RECORD, dict(CHURN_RECORD, age=40)]}),
+    (0, {"instances": [[0.5] * 12]}),
+    (0, {"inputs": {k: [v] for k, v in CHURN_RECORD.items()}}),
+    (1, {"instances": [MIXED_RECORD]}),
+    (1, {"inputs": {"num": [[1, 2, 3, 4, 5]], "text": [["a", {"b64": "aGk="}]]}}),
+    (2, {"inputs": {"a": [[1, 2], [3, 4]], "b": ["x"], "c": [1, 2, 3], "d": [True], "e": [7]}}),
+    (3, {"instances": ["hello", {"b64": "d29ybGQ="}]}),
+    (3, {"instances": [{"text": "hello"}]}),
+]
+MLFLOW_VALID = TF_VALID + [
+    (0, {"dataframe_records": [CHURN_RECORD], "params": {"predict_method": "predict_proba"}}),
+    (0, {"dataframe_split": {"data": [list(CHURN_RECORD.values())]}}),
+    (0, {"instances": [list(CHURN_RECORD.values())]}),
+    (1, {"dataframe_split": {"columns": list(MIXED_RECORD), "data": [list(MIXED_RECORD.values())]}}),
+    (3, {"dataframe_split": {"data": [["hello"], ["there"]]}}),
+]
+FEATURES_VALID = [(0, [CHURN_RECORD]), (0, [list(CHURN_RECORD.values())]), (0, {k: [v] for k, v in CHURN_RECORD.items()}),
+                  (1, [MIXED_RECORD, dict(MIXED_RECORD, note="")]), (1, {k: [v, v] for k, v in MIXED_RECORD.items()})]
+
+
+def padded(text, residue, mod):
+    while len(text) % mod != residue:
+        text += b" "
+    return text
+
+
+def grpc_padded(body, residue):
+    """The request as a ModelInferRequest whose size is residue mod 4 (by the id's length)."""
+    for pad in range(8):
+        t = grpc_text(dict(body, id=(body.get("id") or "") + "p" * pad))
+        pb = protoc_encode(t) if t else None
+        if pb is not None and len(pb) % 4 == residue:
+            return pb
+    return None
+
+
+def valid_seeds(corpora):
+    for model, body in V2_VALID:
+        text = json.dumps(body).encode()
+        corpora["v2_json"].append(padded(text, model, 4))
+        b = v2_binary(body)
+        if b:  # the harness reads the model from bits 32.. of the 8-byte header length
+            hl = struct.unpack("<Q", b[:8])[0] | (model << 32)
+            corpora["v2_binary"].append(struct.pack("<Q", hl) + b[8:])
+        pb = grpc_padded(body, model)
+        if pb is not None:
+            corpora["grpc_infer"].append(pb)
+    for model, body in TF_VALID:
+        corpora["tfserving"].append(padded(json.dumps(body).encode(), model, 4))
+    for model, body in MLFLOW_VALID:
+        corpora["mlflow"].append(padded(json.dumps(body).encode(), model, 4))
+    for model, body in FEATURES_VALID:
+        corpora["features"].append(padded(json.dumps(body).encode(), model, 2))
+
+
 def collect():
     corpora = {k: [] for k in ("v2_json", "v2_binary", "json_numbers", "features", "tfserving", "mlflow",
                                "grpc_infer", "model_config", "access_log")}
@@ -240,6 +318,7 @@ def collect():
     for path in sorted(glob.glob(os.path.join(ROOT, "models", "*", "config.json"))):
         corpora["model_config"].append(open(path, "rb").read())
     corpora["access_log"] = access_log_seeds()
+    valid_seeds(corpora)
     return corpora
 
 
