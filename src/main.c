@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/app.h"
@@ -26,6 +28,12 @@ typedef struct serve_options {
   long grpc_threads;
   const char *default_model;
   long max_records;
+  long head_timeout_ms, body_timeout_ms, min_body_rate, keepalive_timeout_ms, send_timeout_ms, max_connections;
+  /* model control (docs/model-repository.md) */
+  repo_control_mode control_mode;
+  long poll_secs;
+  const char *load_models[64];
+  size_t n_load_models;
 } serve_options;
 
 static void usage(FILE *f) {
@@ -46,7 +54,19 @@ static void usage(FILE *f) {
           "                                                        INFERD_DRAIN_TIMEOUT_MS (10000)\n"
           "  --default-model NAME     the model MLflow's /invocations serves\n"
           "                                                        INFERD_DEFAULT_MODEL (the only model)\n"
-          "  --max-records N          records per /v1 predict request  INFERD_MAX_RECORDS (1000)\n");
+          "  --max-records N          records per /v1 predict request  INFERD_MAX_RECORDS (1000)\n"
+          "  --model-control-mode M   none (load all at start), poll (rescan every --repository-poll-secs),\n"
+          "                           explicit (load through the API)  INFERD_MODEL_CONTROL_MODE (none)\n"
+          "  --repository-poll-secs N poll mode's rescan interval  INFERD_REPOSITORY_POLL_SECS (15)\n"
+          "  --load-model NAME        explicit mode: load NAME at start (repeatable; '*' for all)\n"
+          "SIGHUP rescans the repository in every mode; SIGTERM drains and stops.\n"
+          "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
+          "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
+          "  --body-timeout-ms N      time for a body, and the longest pause in one  INFERD_BODY_TIMEOUT_MS (30000)\n"
+          "  --min-body-rate N        bytes/s that earn a body one more second  INFERD_MIN_BODY_RATE (1024)\n"
+          "  --keepalive-timeout-ms N idle time between requests   INFERD_KEEPALIVE_TIMEOUT_MS (120000)\n"
+          "  --send-timeout-ms N      time for a client to take a closing reply  INFERD_SEND_TIMEOUT_MS (30000)\n"
+          "  --max-connections N      HTTP connections open at once  INFERD_MAX_CONNECTIONS (16384)\n");
 }
 
 /* Parses a whole decimal integer within [lo, hi]; names the option on failure. */
@@ -70,6 +90,11 @@ static const struct option serve_longopts[] = {
     {"grpc-port", required_argument, 0, 'g'},        {"grpc-max-message-bytes", required_argument, 0, 'G'},
     {"grpc-threads", required_argument, 0, 'T'},
     {"default-model", required_argument, 0, 'M'},    {"max-records", required_argument, 0, 'R'},
+    {"request-head-timeout-ms", required_argument, 0, 1000}, {"body-timeout-ms", required_argument, 0, 1001},
+    {"min-body-rate", required_argument, 0, 1002},   {"keepalive-timeout-ms", required_argument, 0, 1003},
+    {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
+    {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
+    {"load-model", required_argument, 0, 'L'},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -81,7 +106,11 @@ static const struct {
                   {"INFERD_WORKER_THREADS", 'w'},   {"INFERD_MAX_BODY_BYTES", 'b'},
                   {"INFERD_DRAIN_TIMEOUT_MS", 'd'}, {"INFERD_GRPC_PORT", 'g'},
                   {"INFERD_GRPC_MAX_MESSAGE_BYTES", 'G'}, {"INFERD_GRPC_THREADS", 'T'}, {"INFERD_DEFAULT_MODEL", 'M'},
-                  {"INFERD_MAX_RECORDS", 'R'}};
+                  {"INFERD_MAX_RECORDS", 'R'},
+                  {"INFERD_REQUEST_HEAD_TIMEOUT_MS", 1000}, {"INFERD_BODY_TIMEOUT_MS", 1001},
+                  {"INFERD_MIN_BODY_RATE", 1002}, {"INFERD_KEEPALIVE_TIMEOUT_MS", 1003},
+                  {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005},
+                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -99,6 +128,29 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 'T': if (parse_num(name, val, 1, 64, &v)) return -1; o->grpc_threads = (long)v; return 0;
     case 'M': o->default_model = val; return 0;
     case 'R': if (parse_num(name, val, 1, 1000000, &v)) return -1; o->max_records = (long)v; return 0;
+    case 1000: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->head_timeout_ms = (long)v; return 0;
+    case 1001: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->body_timeout_ms = (long)v; return 0;
+    case 1002: if (parse_num(name, val, 0, 1L << 30, &v)) return -1; o->min_body_rate = (long)v; return 0;
+    case 1003: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->keepalive_timeout_ms = (long)v; return 0;
+    case 1004: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->send_timeout_ms = (long)v; return 0;
+    case 1005: if (parse_num(name, val, 1, 10000000, &v)) return -1; o->max_connections = (long)v; return 0;
+    case 'C':
+      if (strcmp(val, "none") == 0) o->control_mode = REPO_CONTROL_NONE;
+      else if (strcmp(val, "poll") == 0) o->control_mode = REPO_CONTROL_POLL;
+      else if (strcmp(val, "explicit") == 0) o->control_mode = REPO_CONTROL_EXPLICIT;
+      else {
+        fprintf(stderr, "inferd: %s must be none, poll or explicit, got '%s'\n", name, val);
+        return -1;
+      }
+      return 0;
+    case 'P': if (parse_num(name, val, 1, 86400, &v)) return -1; o->poll_secs = (long)v; return 0;
+    case 'L':
+      if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
+        fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
+        return -1;
+      }
+      o->load_models[o->n_load_models++] = val;
+      return 0;
   }
   return -1;
 }
@@ -108,7 +160,9 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
   *o = (serve_options){.host = "0.0.0.0", .http_port = 8000, .http_threads = 2,
                        .worker_threads = cores > 0 ? cores : 2, .max_body_bytes = 64LL << 20,
                        .drain_timeout_ms = 10000, .grpc_port = 8001, .grpc_max_message_bytes = 64L << 20, .grpc_threads = 1,
-                       .max_records = 1000};
+                       .max_records = 1000, .head_timeout_ms = 20000, .body_timeout_ms = 30000,
+                       .min_body_rate = 1024, .keepalive_timeout_ms = 120000, .send_timeout_ms = 30000,
+                       .max_connections = 16384, .control_mode = REPO_CONTROL_NONE, .poll_secs = 15};
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
     if (val && apply_option(o, serve_envs[i].opt, serve_envs[i].env, val)) return -1;
@@ -132,11 +186,31 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
     fprintf(stderr, "inferd: unexpected argument '%s'\n", argv[optind]);
     return -1;
   }
+  if (o->n_load_models && o->control_mode != REPO_CONTROL_EXPLICIT) {
+    fprintf(stderr, "inferd: --load-model needs --model-control-mode explicit (the other modes load every model)\n");
+    return -1;
+  }
   if (o->model_repository == NULL) {
     fprintf(stderr, "inferd: --model-repository (or INFERD_MODEL_REPOSITORY) is required\n");
     return -1;
   }
   return 0;
+}
+
+/* Connections need descriptors: take the hard limit the system allows (a soft limit of 1024
+ * is a common default), and say so when it is still below --max-connections. */
+static void raise_fd_limit(long max_connections) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (rl.rlim_cur != RLIM_INFINITY && (long long)rl.rlim_cur < (long long)max_connections + 64)
+    log_msg(LOG_WARN, NULL,
+            "the file descriptor limit (%llu) is below --max-connections (%ld): past it, accepts pause and are "
+            "retried every 100 ms", (unsigned long long)rl.rlim_cur, max_connections);
 }
 
 static int serve(int argc, char **argv) {
@@ -148,11 +222,14 @@ static int serve(int argc, char **argv) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
   app *a;
-  app_options ao = {.model_repository = o.model_repository, .worker_threads = (int)o.worker_threads};
+  app_options ao = {.model_repository = o.model_repository, .worker_threads = (int)o.worker_threads,
+                    .control_mode = o.control_mode, .poll_secs = (int)o.poll_secs, .load_models = o.load_models,
+                    .n_load_models = o.n_load_models, .drain_timeout_ms = (int)o.drain_timeout_ms};
   inferd_status st = app_create(&ao, &a);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
@@ -160,14 +237,25 @@ static int serve(int argc, char **argv) {
   }
   a->default_model = o.default_model;
   a->max_records = (int)o.max_records;
-  if (o.default_model && repo_find_model(a->repo, o.default_model) == NULL) {
+  bool no_default = false;
+  if (o.default_model) { /* the folder, not what has loaded yet: the first scan may be under way */
+    char path[4096];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", o.model_repository, o.default_model);
+    no_default = stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode);
+  }
+  if (no_default) {
     log_msg(LOG_ERROR, NULL, "--default-model: no model '%s' in %s", o.default_model, o.model_repository);
     app_destroy(a);
     return 2;
   }
   http_server *http;
   http_options ho = {.host = o.host, .port = (int)o.http_port, .threads = (int)o.http_threads,
-                     .max_body_bytes = (size_t)o.max_body_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms};
+                     .max_body_bytes = (size_t)o.max_body_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms,
+                     .head_timeout_ms = (int)o.head_timeout_ms, .body_timeout_ms = (int)o.body_timeout_ms,
+                     .min_body_rate = (int)o.min_body_rate, .keepalive_timeout_ms = (int)o.keepalive_timeout_ms,
+                     .send_timeout_ms = (int)o.send_timeout_ms, .max_connections = o.max_connections};
+  raise_fd_limit(o.max_connections);
   st = http_server_create(&ho, a, &http);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
@@ -192,7 +280,10 @@ static int serve(int argc, char **argv) {
   log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o.host, grpc_frontend_port(grpc));
 
   int sig = 0;
-  sigwait(&sigs, &sig);
+  while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+    log_msg(LOG_INFO, NULL, "SIGHUP: rescanning the model repository");
+    repo_request_rescan(a->repo);
+  }
   log_msg(LOG_INFO, NULL, "%s: draining (up to %ld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout_ms);
   atomic_store(&a->draining, true);
   grpc_frontend_begin_drain(grpc); /* both frontends stop taking calls, then drain together */

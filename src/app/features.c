@@ -651,6 +651,7 @@ static void put_number(uint8_t *dst, inferd_datatype dt, double v) {
     case DT_UINT64: { uint64_t x = (uint64_t)v; memcpy(dst, &x, 8); break; }
     case DT_INT64: { int64_t x = (int64_t)v; memcpy(dst, &x, 8); break; }
     case DT_FP16: { uint16_t x = float_to_half((float)v); memcpy(dst, &x, 2); break; }
+    case DT_BF16: { uint16_t x = double_to_bf16(v); memcpy(dst, &x, 2); break; }
     case DT_FP32: { float x = (float)v; memcpy(dst, &x, 4); break; }
     case DT_FP64: memcpy(dst, &v, 8); break;
     default: break;
@@ -669,6 +670,7 @@ static bool fits(inferd_datatype dt, double v) {
     case DT_UINT64: return v >= 0 && v < 18446744073709551616.0 && v == floor(v);
     case DT_INT64: return v >= -9223372036854775808.0 && v < 9223372036854775808.0 && v == floor(v);
     case DT_FP16: return fabs(v) <= 65504.0;
+    case DT_BF16: return fabs(v) < BF16_OVERFLOW;
     case DT_FP32: return fabs(v) <= 3.4028234663852886e38;
     default: return true;
   }
@@ -896,6 +898,7 @@ static double read_number(const tensor *t, size_t i) {
     case DT_UINT64: { uint64_t x; memcpy(&x, p, 8); return (double)x; }
     case DT_INT64: { int64_t x; memcpy(&x, p, 8); return (double)x; }
     case DT_FP16: { uint16_t x; memcpy(&x, p, 2); return half_to_float(x); }
+    case DT_BF16: { uint16_t x; memcpy(&x, p, 2); return bf16_to_float(x); }
     case DT_FP32: { float x; memcpy(&x, p, 4); return x; }
     case DT_FP64: { double x; memcpy(&x, p, 8); return x; }
     default: return 0;

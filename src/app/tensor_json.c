@@ -125,6 +125,7 @@ static bool put_scalar(filler *f, const json_t *v, const char *path) {
     case DT_UINT64: { uint64_t y = json_is_integer(v) ? (uint64_t)json_integer_value(v) : (uint64_t)x; memcpy(p, &y, 8); break; }
     case DT_INT64: { int64_t y = json_is_integer(v) ? (int64_t)json_integer_value(v) : (int64_t)x; memcpy(p, &y, 8); break; }
     case DT_FP16: { uint16_t y = float_to_half((float)x); memcpy(p, &y, 2); break; }
+    case DT_BF16: { uint16_t y = double_to_bf16(x); memcpy(p, &y, 2); break; }
     case DT_FP32: { float y = (float)x; memcpy(p, &y, 4); break; }
     case DT_FP64: memcpy(p, &x, 8); break;
     default: break;
@@ -238,6 +239,7 @@ static json_t *scalar_json(emitter *e) {
     case DT_UINT64: { uint64_t x; memcpy(&x, p, 8); return x > INT64_MAX ? json_real((double)x) : json_integer((json_int_t)x); }
     case DT_INT64: { int64_t x; memcpy(&x, p, 8); return json_integer(x); }
     case DT_FP16: { uint16_t x; memcpy(&x, p, 2); float f = half_to_float(x); return isfinite(f) ? json_real(f) : json_null(); }
+    case DT_BF16: { uint16_t x; memcpy(&x, p, 2); float f = bf16_to_float(x); return isfinite(f) ? json_real(f) : json_null(); }
     case DT_FP32: { float x; memcpy(&x, p, 4); return isfinite(x) ? json_real(x) : json_null(); }
     case DT_FP64: { double x; memcpy(&x, p, 8); return isfinite(x) ? json_real(x) : json_null(); }
     default: return json_null();

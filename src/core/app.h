@@ -3,7 +3,6 @@
 #ifndef INFERD_APP_H
 #define INFERD_APP_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -13,10 +12,7 @@
 typedef struct app {
   repository *repo;
   scheduler *sched;
-  atomic_bool loading_done;
   atomic_bool draining;
-  pthread_t loader;
-  bool loader_started;
   /* The application API's settings (src/frontends/http/v1*.c, mlflow.c), set by main. */
   const char *default_model; /* /invocations' model; NULL: the only model */
   int max_records;           /* records per predict request; 0: the default (1000) */
@@ -25,14 +21,20 @@ typedef struct app {
 typedef struct app_options {
   const char *model_repository;
   int worker_threads;
+  repo_control_mode control_mode;
+  int poll_secs;
+  const char *const *load_models; /* explicit mode: loaded at start; "*" for all */
+  size_t n_load_models;
+  int drain_timeout_ms;
 } app_options;
 
-/* Opens the repository and starts loading its models in the background, so the frontends
- * can answer liveness at once. */
+/* Creates the scheduler and opens the repository, whose thread loads the models in the
+ * background, so the frontends can answer liveness at once. */
 inferd_status app_create(const app_options *opts, app **out);
-/* Ready: every model version loaded and not draining; else why not. */
+/* Ready: not draining, and the repository ready; else why not. */
 bool app_ready(app *a, char *why, size_t why_len);
-/* Stops taking work: waits for the loader and the runs under way, fails what is queued. */
+/* Stops taking work: stops the repository's thread, waits for the runs under way, fails what
+ * is queued. */
 void app_stop_work(app *a);
 void app_destroy(app *a);
 

@@ -11,6 +11,7 @@ static const struct {
     [DT_INT8] = {"INT8", 1},       [DT_INT16] = {"INT16", 2},   [DT_INT32] = {"INT32", 4},
     [DT_INT64] = {"INT64", 8},     [DT_FP16] = {"FP16", 2},     [DT_FP32] = {"FP32", 4},
     [DT_FP64] = {"FP64", 8},       [DT_BYTES] = {"BYTES", 0},
+    [DT_BF16] = {"BF16", 2},
 };
 
 const char *datatype_name(inferd_datatype dt) {
@@ -27,5 +28,5 @@ inferd_datatype datatype_from_name(const char *name) {
 size_t datatype_size(inferd_datatype dt) { return dt < DT_COUNT ? datatypes[dt].size : 0; }
 
 int datatype_is_float(inferd_datatype dt) {
-  return dt == DT_FP16 || dt == DT_FP32 || dt == DT_FP64;
+  return dt == DT_FP16 || dt == DT_BF16 || dt == DT_FP32 || dt == DT_FP64;
 }

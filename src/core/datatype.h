@@ -19,6 +19,7 @@ typedef enum {
   DT_FP32,
   DT_FP64,
   DT_BYTES,
+  DT_BF16, /* bfloat16: the top half of an FP32; last so the order above stays */
   DT_COUNT
 } inferd_datatype;
 

@@ -46,7 +46,10 @@ inferd_status infer_timeout_ms_parse(const char *name, const char *text, int64_t
 
 infer_request *infer_request_create(model_version *mv) {
   infer_request *req = calloc(1, sizeof *req);
-  if (req) req->mv = mv;
+  if (req == NULL) return NULL;
+  /* the request's own reference: held until it is destroyed, after its completion */
+  version_retain(mv);
+  req->mv = mv;
   return req;
 }
 
@@ -56,11 +59,14 @@ void infer_request_destroy(infer_request *req) {
   if (req->outputs) tensors_free(req->outputs, req->n_outputs);
   for (size_t i = 0; i < req->n_outputs; i++) free(req->output_names[i]);
   free(req->output_names);
+  version_release(req->mv);
   free(req);
 }
 
 static inferd_status check_input(const model_version *mv, const tensor *t) {
   const tensor_spec *spec = model_version_find_input(mv, t->name);
+  if (spec == NULL && mv->n_inputs == 0)
+    return status_make(INFERD_INVALID_ARGUMENT, "unknown input '%s': model '%s' takes no inputs", t->name, mv->model->name);
   if (spec == NULL) {
     char names[256];
     sbuf nb;

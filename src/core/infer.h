@@ -45,6 +45,7 @@ struct infer_request {
   int64_t batch_size;        /* rows of the batch it ran in */
 };
 
+/* The request takes its own reference on mv, dropped by infer_request_destroy. */
 infer_request *infer_request_create(model_version *mv);
 void infer_request_destroy(infer_request *req);
 

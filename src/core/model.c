@@ -6,7 +6,52 @@
 #include <time.h>
 
 #include "app/application.h"
+#include "core/warmup.h"
 #include "util/log.h"
+
+model *model_create(const char *name, model_config *config, const char *config_error) {
+  model *m = calloc(1, sizeof *m);
+  if (m == NULL || (m->name = strdup(name)) == NULL) {
+    free(m);
+    model_config_destroy(config);
+    return NULL;
+  }
+  m->config = config;
+  snprintf(m->config_error, sizeof m->config_error, "%s", config_error ? config_error : "");
+  atomic_init(&m->refs, 1);
+  return m;
+}
+
+void model_retain(model *m) { atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed); }
+
+void model_release(model *m) {
+  if (m == NULL || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1) return;
+  model_config_destroy(m->config);
+  free(m->name);
+  free(m);
+}
+
+model_version *model_version_create(model *m, int64_t version, const char *path) {
+  model_version *mv = calloc(1, sizeof *mv);
+  if (mv == NULL) return NULL;
+  model_retain(m);
+  mv->model = m;
+  mv->version = version;
+  snprintf(mv->version_str, sizeof mv->version_str, "%lld", (long long)version);
+  snprintf(mv->path, sizeof mv->path, "%s", path);
+  atomic_init(&mv->state, MODEL_LOADING);
+  atomic_init(&mv->refs, 1);
+  stats_init(&mv->stats);
+  return mv;
+}
+
+void model_version_free(model_version *mv) {
+  if (mv == NULL) return;
+  model_version_unload(mv);
+  stats_destroy(&mv->stats);
+  model_release(mv->model);
+  free(mv);
+}
 
 const char *model_state_name(model_state s) {
   switch (s) {
@@ -112,6 +157,9 @@ inferd_status model_resolve_signature(const model_config *cfg, const tensor_spec
       st = copy_specs(model_out, n_out, &out);
     }
   }
+  if (status_is_ok(&st) && cfg->max_batch_size > 0 && ni == 0) /* no input to carry a batch dimension */
+    st = status_make(INFERD_INVALID_ARGUMENT, "max_batch_size is %d but the model has no inputs: a model without inputs cannot batch",
+                     cfg->max_batch_size);
   if (status_is_ok(&st) && cfg->max_batch_size > 0) {
     for (size_t i = 0; i < ni && status_is_ok(&st); i++)
       if (in[i].ndim == 0 || (in[i].dims[0] != -1))
@@ -146,7 +194,14 @@ void model_version_load(model_version *mv) {
     st = model_resolve_signature(m->config, in, ni, out, no, &mv->inputs, &mv->n_inputs,
                                  &mv->outputs, &mv->n_outputs);
     if (status_is_ok(&st)) st = application_load(mv); /* a bad "application" section fails the version */
+    /* warm before READY: the first requests should not pay for lazy initialisation */
+    if (status_is_ok(&st)) st = warmup_run(mv);
     if (!status_is_ok(&st)) {
+      application_unload(mv);
+      tensor_specs_free(mv->inputs, mv->n_inputs);
+      tensor_specs_free(mv->outputs, mv->n_outputs);
+      mv->inputs = mv->outputs = NULL;
+      mv->n_inputs = mv->n_outputs = 0;
       mv->backend->unload(mv->backend_model);
       mv->backend_model = NULL;
     }
@@ -178,17 +233,4 @@ const tensor_spec *model_version_find_input(const model_version *mv, const char 
 
 const tensor_spec *model_version_find_output(const model_version *mv, const char *name) {
   return find_spec(mv->outputs, mv->n_outputs, name);
-}
-
-void model_destroy(model *m) {
-  if (m == NULL) return;
-  for (size_t i = 0; i < m->n_versions; i++) {
-    model_version_unload(m->versions[i]);
-    stats_destroy(&m->versions[i]->stats);
-    free(m->versions[i]);
-  }
-  free(m->versions);
-  model_config_destroy(m->config);
-  free(m->name);
-  free(m);
 }

@@ -4,6 +4,7 @@
 #define INFERD_MODEL_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <time.h>
 #include <stdint.h>
 
@@ -15,10 +16,28 @@ typedef enum { MODEL_LOADING, MODEL_READY, MODEL_UNAVAILABLE } model_state;
 
 const char *model_state_name(model_state s);
 
-typedef struct model model;
+/* A model's name and the config its versions were loaded with. Shared by those versions and
+ * the repository's snapshots, counted; immutable once made. A changed config.json makes a new
+ * one, and the versions loaded with the old one keep it until they are freed. */
+typedef struct model {
+  char *name;             /* owned */
+  model_config *config;   /* owned; the default config when config.json was unusable */
+  char config_error[512]; /* non-empty: config.json was unusable, no version loads */
+  atomic_int refs;
+} model;
 
+/* A new model with one reference; takes config. NULL when out of memory (config freed). */
+model *model_create(const char *name, model_config *config, const char *config_error);
+void model_retain(model *m);
+void model_release(model *m);
+
+/* One loaded instance of a model version. Counted: the repository's snapshots that list it and
+ * every request routed to it hold a reference (version_retain/version_release). The repository
+ * frees it, on its control thread, once only its own reference is left; a release never frees,
+ * so a frontend or worker thread never pays for unloading a session. */
 typedef struct model_version {
-  model *model;
+  model *model; /* a reference */
+  atomic_int refs;
   int64_t version;
   char version_str[24];
   char path[4096]; /* the model file */
@@ -41,15 +60,18 @@ typedef struct model_version {
   struct application *application;
 } model_version;
 
-struct model {
-  char *name;          /* owned */
-  model_config *config; /* owned; the default config when config.json was unusable */
-  char config_error[512]; /* non-empty: config.json was unusable, no version loads */
-  model_version **versions; /* owned, ascending by version: those the policy serves */
-  size_t n_versions;
-};
+/* A version in state LOADING with one reference (the caller's); takes a reference on m. */
+model_version *model_version_create(model *m, int64_t version, const char *path);
+static inline void version_retain(model_version *mv) { atomic_fetch_add_explicit(&mv->refs, 1, memory_order_relaxed); }
+static inline void version_release(model_version *mv) {
+  if (mv) atomic_fetch_sub_explicit(&mv->refs, 1, memory_order_release);
+}
+static inline int version_refs(model_version *mv) { return atomic_load_explicit(&mv->refs, memory_order_acquire); }
+/* Frees a version nobody else holds (its session, signature, stats, model reference). */
+void model_version_free(model_version *mv);
 
-/* Loads one version: sets state READY, or UNAVAILABLE with the reason. Never fails outright. */
+/* Loads one version and runs its warmup: sets state READY, or UNAVAILABLE with the reason.
+ * Never fails outright. */
 void model_version_load(model_version *mv);
 void model_version_unload(model_version *mv);
 
@@ -64,7 +86,5 @@ inferd_status model_resolve_signature(const model_config *cfg, const tensor_spec
 
 const tensor_spec *model_version_find_input(const model_version *mv, const char *name);
 const tensor_spec *model_version_find_output(const model_version *mv, const char *name);
-
-void model_destroy(model *m);
 
 #endif

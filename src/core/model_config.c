@@ -21,6 +21,7 @@ void model_config_destroy(model_config *cfg) {
   free(cfg->class_labels);
   free(cfg->specific_versions);
   free(cfg->description);
+  free(cfg->warmup.file);
   json_decref(cfg->application);
   free(cfg);
 }
@@ -99,7 +100,7 @@ static inferd_status parse_tensor_specs(json_t *arr, const char *what, tensor_sp
     }
     specs[i].name = strdup(json_string_value(name));
     if (!json_is_string(dt) || (specs[i].datatype = datatype_from_name(json_string_value(dt))) == DT_INVALID) {
-      st = status_make(INFERD_INVALID_ARGUMENT, "config.json: %s.datatype '%s' is not a V2 datatype (BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES)",
+      st = status_make(INFERD_INVALID_ARGUMENT, "config.json: %s.datatype '%s' is not a V2 datatype (BOOL, UINT8..UINT64, INT8..INT64, FP16, BF16, FP32, FP64, BYTES)",
                        path, json_is_string(dt) ? json_string_value(dt) : "(not a string)");
       break;
     }
@@ -136,16 +137,32 @@ static inferd_status parse_policy(json_t *v, model_config *cfg) {
   inferd_status st = check_keys(v, "version_policy", keys);
   if (!status_is_ok(&st)) return st;
   json_t *x;
+  /* Triton's shapes are accepted too: {"latest": {"num_versions": N}}, {"all": {}},
+   * {"specific": {"versions": [...]}} */
   if ((x = json_object_get(v, "latest")) != NULL) {
+    if (json_is_object(x)) {
+      static const char *const lkeys[] = {"num_versions", NULL};
+      TRY(check_keys(x, "version_policy.latest", lkeys));
+      x = json_object_get(x, "num_versions");
+      if (x == NULL) return field_error("version_policy.latest.num_versions", "is required");
+      if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1000000)
+        return field_error("version_policy.latest.num_versions", "must be a positive integer");
+    }
     if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1000000)
       return field_error("version_policy.latest", "must be a positive integer");
     cfg->policy = POLICY_LATEST;
     cfg->latest_n = (int)json_integer_value(x);
   } else if ((x = json_object_get(v, "all")) != NULL) {
-    if (!json_is_true(x)) return field_error("version_policy.all", "must be true");
+    if (!json_is_true(x) && !(json_is_object(x) && json_object_size(x) == 0))
+      return field_error("version_policy.all", "must be true (or {})");
     cfg->policy = POLICY_ALL;
   } else {
     x = json_object_get(v, "specific");
+    if (json_is_object(x)) {
+      static const char *const skeys[] = {"versions", NULL};
+      TRY(check_keys(x, "version_policy.specific", skeys));
+      x = json_object_get(x, "versions");
+    }
     if (!json_is_array(x) || json_array_size(x) == 0)
       return field_error("version_policy.specific", "must be a non-empty array of versions");
     cfg->policy = POLICY_SPECIFIC;
@@ -215,11 +232,42 @@ static inferd_status parse_batching(json_t *v, model_config *cfg) {
   return parse_queue_keys(v, "dynamic_batching", b);
 }
 
+/* "warmup": {"runs": N, "data": "zeros" | "random" | "file", "file": "warmup.json"}. The file
+ * is a name inside the model's folder: no path out of it. */
+static inferd_status parse_warmup(json_t *v, warmup_config *w) {
+  static const char *const keys[] = {"runs", "data", "file", NULL};
+  if (!json_is_object(v)) return field_error("warmup", "must be an object like {\"runs\": 2, \"data\": \"zeros\"}");
+  TRY(check_keys(v, "warmup", keys));
+  w->runs = 1;
+  w->data = WARMUP_ZEROS;
+  TRY(get_int(v, "runs", "warmup.runs", 0, 1000, &w->runs));
+  json_t *d = json_object_get(v, "data"), *f = json_object_get(v, "file");
+  if (d) {
+    const char *s = json_is_string(d) ? json_string_value(d) : "";
+    if (strcmp(s, "zeros") == 0) w->data = WARMUP_ZEROS;
+    else if (strcmp(s, "random") == 0) w->data = WARMUP_RANDOM;
+    else if (strcmp(s, "file") == 0) w->data = WARMUP_FILE;
+    else return field_error("warmup.data", "must be \"zeros\", \"random\" or \"file\"");
+  } else if (f) {
+    w->data = WARMUP_FILE;
+  }
+  if (f) {
+    if (w->data != WARMUP_FILE) return field_error("warmup.file", "is only read with \"data\": \"file\"");
+    const char *s = json_is_string(f) ? json_string_value(f) : NULL;
+    if (s == NULL || *s == '\0' || s[0] == '/' || strstr(s, "..") != NULL || strlen(s) > 255)
+      return field_error("warmup.file", "must be a file name inside the model's folder (no '/' at the start, no '..')");
+    if ((w->file = strdup(s)) == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  } else if (w->data == WARMUP_FILE) {
+    return field_error("warmup.file", "is required with \"data\": \"file\"");
+  }
+  return status_ok();
+}
+
 static inferd_status parse_object(json_t *root, model_config *cfg) {
   static const char *const keys[] = {"name", "backend", "max_batch_size", "inputs", "outputs",
                                      "class_labels", "version_policy", "instance_count",
                                      "onnxruntime", "allow_nan", "description", "dynamic_batching",
-                                     "queue_policy", "application", NULL};
+                                     "queue_policy", "application", "warmup", NULL};
   static const char *const ort_keys[] = {"intra_op_threads", "inter_op_threads", NULL};
   inferd_status st = check_keys(root, "", keys);
   if (!status_is_ok(&st)) return st;
@@ -272,6 +320,7 @@ static inferd_status parse_object(json_t *root, model_config *cfg) {
       return field_error("queue_policy", "cannot be given with dynamic_batching: put its keys in dynamic_batching");
     TRY(parse_queue_policy(v, cfg));
   }
+  if ((v = json_object_get(root, "warmup")) != NULL) TRY(parse_warmup(v, &cfg->warmup));
   if ((v = json_object_get(root, "application")) != NULL) {
     if (!json_is_object(v)) return field_error("application", "must be an object");
     cfg->application = json_incref(v);

@@ -35,6 +35,14 @@ typedef struct batching_config {
   int64_t default_timeout_us; /* 0: none */
 } batching_config;
 
+/* config.json "warmup": inferences run on a version before it turns READY. */
+typedef enum { WARMUP_ZEROS, WARMUP_RANDOM, WARMUP_FILE } warmup_data;
+typedef struct warmup_config {
+  int runs; /* 0: no warmup */
+  warmup_data data;
+  char *file; /* owned; with WARMUP_FILE, a V2 JSON request inside the model's folder */
+} warmup_config;
+
 typedef struct model_config {
   char *backend; /* owned; "onnxruntime" */
   int max_batch_size;
@@ -54,6 +62,7 @@ typedef struct model_config {
   bool allow_nan;
   char *description; /* owned, may be NULL */
   batching_config batching;
+  warmup_config warmup;
   /* config.json "application": the application API's section (feature schema and how records
    * map onto input tensors), kept as JSON for that module to read. Owned; may be NULL. */
   struct json_t *application;

@@ -223,6 +223,9 @@ static void *worker_main(void *arg) {
       n = take_batch(q, target, batch, cap);
       chosen = q;
       q->mv->running++;
+      /* the worker's own reference: the batch's requests may be destroyed (and the version
+       * unloaded with its queue) before this worker gives the instance back below */
+      version_retain(q->mv);
       /* the next worker starts from the queue after this one: versions take turns */
       if (q->next && s->queues != q->next) {
         version_queue **pp = &s->queues;
@@ -247,7 +250,10 @@ static void *worker_main(void *arg) {
       if (chosen) run_batch(batch, n);
       pthread_mutex_lock(&s->mu);
       /* this worker looks at the queues again itself: no one else need wake for the freed instance */
-      if (chosen) chosen->mv->running--;
+      if (chosen) {
+        chosen->mv->running--;
+        version_release(chosen->mv);
+      }
       continue;
     }
     wait_until(s, wake_at);
@@ -312,6 +318,56 @@ void sched_submit(scheduler *s, infer_request *req) {
   if (has_free_instance(q) || req->deadline_ns) pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
   atomic_fetch_add(&s->submits, 1);
+}
+
+/* Takes every request queued for mv off its queue, under the lock. */
+static infer_request *take_all(scheduler *s, model_version *mv) {
+  infer_request *list = NULL;
+  pthread_mutex_lock(&s->mu);
+  version_queue *q = mv->queue;
+  for (int l = 0; q && l < MAX_LEVELS; l++) {
+    infer_request *r = q->head[l];
+    while (r) {
+      infer_request *next = r->next;
+      r->next = list;
+      list = r;
+      r = next;
+    }
+    q->head[l] = q->tail[l] = NULL;
+  }
+  if (q) q->size = 0, q->rows = 0;
+  pthread_mutex_unlock(&s->mu);
+  return list;
+}
+
+static void fail_list(infer_request *r, const char *msg) {
+  int64_t now = monotonic_ns();
+  while (r) {
+    infer_request *next = r->next;
+    r->next = NULL;
+    r->queue_ns = now - r->enqueue_ns;
+    r->status = status_make(INFERD_UNAVAILABLE, "%s", msg);
+    finish(r);
+    r = next;
+  }
+}
+
+void sched_fail_queued(scheduler *s, model_version *mv, const char *msg) {
+  fail_list(take_all(s, mv), msg);
+}
+
+void sched_forget_version(scheduler *s, model_version *mv) {
+  fail_list(take_all(s, mv), "the model version was unloaded");
+  pthread_mutex_lock(&s->mu);
+  version_queue *q = mv->queue;
+  if (q) {
+    version_queue **pp = &s->queues;
+    while (*pp && *pp != q) pp = &(*pp)->next;
+    if (*pp) *pp = q->next;
+    mv->queue = NULL;
+    free(q);
+  }
+  pthread_mutex_unlock(&s->mu);
 }
 
 void sched_destroy(scheduler *s) {

@@ -16,6 +16,11 @@ inferd_status sched_create(int n_workers, scheduler **out);
 /* Takes the request (validated; priority within the model's levels); its on_done runs later
  * on a worker thread, exactly once. A full queue answers RESOURCE_EXHAUSTED at once. */
 void sched_submit(scheduler *s, infer_request *req);
+/* A version's queue lives and dies with the version. Fails what is queued for mv (UNAVAILABLE
+ * with msg): an unload whose drain timeout passed. */
+void sched_fail_queued(scheduler *s, model_version *mv, const char *msg);
+/* Frees mv's queue; called when nothing holds mv any more (so nothing is queued or running). */
+void sched_forget_version(scheduler *s, model_version *mv);
 /* Waits for the runs under way, fails what is still queued (UNAVAILABLE: shutting down),
  * and frees the scheduler. Every request submitted has had its on_done called after it. */
 void sched_destroy(scheduler *s);

@@ -52,3 +52,13 @@ const char *status_http_reason(inferd_code code) {
 int status_grpc_code(inferd_code code) {
   return code < INFERD_CODE_COUNT ? status_table[code].grpc : 13;
 }
+
+const char *status_http_phrase(int http_status) {
+  for (int i = 0; i < INFERD_CODE_COUNT; i++)
+    if (status_table[i].http == http_status) return status_table[i].reason;
+  switch (http_status) {
+    case 100: return "Continue";
+    case 408: return "Request Timeout";
+    default: return "Unknown";
+  }
+}

@@ -39,5 +39,8 @@ static inline bool status_is_ok(const inferd_status *s) { return s->code == INFE
 int status_http_code(inferd_code code);
 const char *status_http_reason(inferd_code code);
 int status_grpc_code(inferd_code code);
+/* The reason phrase of an HTTP status number, for a status line: the table's, plus the few
+ * the HTTP wire layer answers by itself (100, 408). */
+const char *status_http_phrase(int http_status);
 
 #endif

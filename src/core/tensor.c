@@ -100,6 +100,12 @@ int64_t tensor_find_non_finite(const tensor *t) {
         if ((h & 0x7c00) == 0x7c00) return i;
         continue;
       }
+      case DT_BF16: {
+        uint16_t b;
+        memcpy(&b, t->data + i * 2, 2);
+        if ((b & 0x7f80) == 0x7f80) return i;
+        continue;
+      }
       case DT_FP32: {
         float f;
         memcpy(&f, t->data + i * 4, 4);
@@ -175,4 +181,25 @@ const char *shape_str(const int64_t *shape, int ndim, char *buf, size_t len) {
   for (int i = 0; i < ndim; i++) sbuf_appendf(&b, "%s%lld", i ? "," : "", (long long)shape[i]);
   sbuf_append(&b, "]");
   return buf;
+}
+
+float bf16_to_float(uint16_t b) {
+  uint32_t bits = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t double_to_bf16(double d) {
+  if (isnan(d)) return signbit(d) ? 0xffc0 : 0x7fc0;
+  /* Round to odd into float first (truncate, then set the last bit when anything was cut):
+   * float keeps 16 more bits than bfloat16, so the one rounding below to nearest-even then
+   * gives what rounding d directly would. */
+  float f = (float)d;
+  if (fabs((double)f) > fabs(d)) f = nextafterf(f, 0.0f);
+  uint32_t bits;
+  memcpy(&bits, &f, 4);
+  if ((double)f != d) bits |= 1;
+  bits += 0x7fff + ((bits >> 16) & 1);
+  return (uint16_t)(bits >> 16);
 }

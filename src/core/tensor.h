@@ -49,6 +49,13 @@ int64_t tensor_find_non_finite(const tensor *t);
 
 float half_to_float(uint16_t h);
 uint16_t float_to_half(float f);
+/* bfloat16 <-> float. bf16_to_float is exact. double_to_bf16 rounds to nearest, ties to even,
+ * once (not via float, which could round twice); a NaN stays a (quiet) NaN. */
+float bf16_to_float(uint16_t b);
+uint16_t double_to_bf16(double d);
+/* The smallest magnitude that rounds to infinity in bfloat16: halfway between its largest
+ * finite value (0x1.fep127) and 2^128. */
+#define BF16_OVERFLOW 0x1.ffp127
 
 /* "[2,3]" into buf, for messages. */
 const char *shape_str(const int64_t *shape, int ndim, char *buf, size_t len);

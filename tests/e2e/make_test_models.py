@@ -31,6 +31,14 @@ For the scheduler (tests/e2e/test_scheduler.py):
                 order the scheduler chose.
   gather_fail   idx INT64 [N, 1] -> out = GATHER_TABLE[idx] (FP32 [N, 1]); an index outside
                 0..9 fails the run in ONNX Runtime. max_batch_size 8, dynamic batching, 20 ms delay.
+
+For the protocol gaps (tests/e2e/test_protocol_gaps.py; gap_models(), not in write_all):
+
+  bf16          x BF16 [-1, -1] -> y = x (BF16), x32 = float(x) (FP32); g FP32 [-1, -1] ->
+                g16 = bfloat16(g) (BF16, ONNX Runtime's Cast rounds to nearest even). No config.
+  bf16_nan_ok   the same graph with {"allow_nan": true}.
+  constant      no inputs -> c = CONSTANT_C (FP32 [2, 3]), n = [7, -1] (INT64 [2]). No config.
+  constant_batched  the constant graph with max_batch_size 4: fails to load (nothing to batch).
 """
 import argparse
 import json
@@ -275,6 +283,39 @@ def scheduler_models():
         "slow_queue": (model, {"onnxruntime": {"intra_op_threads": 1}, "queue_policy": {"max_queue_size": 2}}),
         "slow_batched": slow_batched(),
         "gather_fail": gather_fail(),
+    }
+
+
+CONSTANT_C = [[1.5, -2.0, 0.25], [3.0, 0.0, -0.125]]
+
+
+def bf16():
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"]),
+         helper.make_node("Cast", ["x"], ["x32"], to=TensorProto.FLOAT),
+         helper.make_node("Cast", ["g"], ["g16"], to=TensorProto.BFLOAT16)],
+        "bf16",
+        [tensor("x", TensorProto.BFLOAT16, [None, None]), tensor("g", TensorProto.FLOAT, [None, None])],
+        [tensor("y", TensorProto.BFLOAT16, [None, None]), tensor("x32", TensorProto.FLOAT, [None, None]),
+         tensor("g16", TensorProto.BFLOAT16, [None, None])])
+    return model_of(graph)
+
+
+def constant():
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(CONSTANT_C, dtype=np.float32))),
+         helper.make_node("Constant", [], ["n"], value=numpy_helper.from_array(np.array([7, -1], dtype=np.int64)))],
+        "constant", [],
+        [tensor("c", TensorProto.FLOAT, [2, 3]), tensor("n", TensorProto.INT64, [2])])
+    return model_of(graph)
+
+
+def gap_models():
+    return {
+        "bf16": (bf16(), None),
+        "bf16_nan_ok": (bf16(), {"allow_nan": True}),
+        "constant": (constant(), None),
+        "constant_batched": (constant(), {"max_batch_size": 4}),
     }
 
 

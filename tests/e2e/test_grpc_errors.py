@@ -60,8 +60,8 @@ def test_bad_tensors_are_invalid_argument(grpc_server):
     r = add_sub()
     r.inputs[0].name = ""
     assert_rpc_error(inf, r, IA, "inputs[0] has no name")
-    r = pb.ModelInferRequest(model_name="add_sub")
-    assert_rpc_error(inf, r, IA, "no inputs")
+    r = pb.ModelInferRequest(model_name="add_sub")  # no inputs: right only for a model without any
+    assert_rpc_error(inf, r, IA, "missing input 'a'")
 
 
 def test_signature_errors(grpc_server):
@@ -136,8 +136,8 @@ def test_malformed_message_is_invalid_argument(grpc_server):
 
 
 def test_unknown_method_is_unimplemented(grpc_server):
-    call = grpc_server.channel.unary_unary("/inference.GRPCInferenceService/ModelConfig")
-    assert_rpc_error(call, b"", grpc.StatusCode.UNIMPLEMENTED, "ModelConfig")
+    call = grpc_server.channel.unary_unary("/inference.GRPCInferenceService/TraceSetting")
+    assert_rpc_error(call, b"", grpc.StatusCode.UNIMPLEMENTED, "TraceSetting")
     call = grpc_server.channel.unary_unary("/no.Such/Thing")
     assert_rpc_error(call, b"", grpc.StatusCode.UNIMPLEMENTED, "/no.Such/Thing")
     # the server is fine afterwards

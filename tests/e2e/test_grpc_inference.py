@@ -48,9 +48,10 @@ def test_model_ready(grpc_server):
     assert g.infer.ModelReady(pb.ModelReadyRequest(name="add_sub"), timeout=T).ready is True
     assert g.infer.ModelReady(pb.ModelReadyRequest(name="versioned", version="3"), timeout=T).ready is True
     assert g.infer.ModelReady(pb.ModelReadyRequest(name="versioned", version="2"), timeout=T).ready is True
-    assert_rpc_error(g.infer.ModelReady, pb.ModelReadyRequest(name="versioned", version="1"), grpc.StatusCode.NOT_FOUND,
-                     "version 1")
-    assert_rpc_error(g.infer.ModelReady, pb.ModelReadyRequest(name="nope"), grpc.StatusCode.NOT_FOUND, "nope")
+    # an unknown model or version is not ready, not an error (tritonclient's is_model_ready relies on it)
+    assert g.infer.ModelReady(pb.ModelReadyRequest(name="versioned", version="1"), timeout=T).ready is False
+    assert g.infer.ModelReady(pb.ModelReadyRequest(name="nope"), timeout=T).ready is False
+    assert g.infer.ModelReady(pb.ModelReadyRequest(name="nope", version="7"), timeout=T).ready is False
     assert_rpc_error(g.infer.ModelReady, pb.ModelReadyRequest(name=""), grpc.StatusCode.INVALID_ARGUMENT, "name")
 
 

@@ -64,18 +64,34 @@ def test_repository_load_and_unload(grpc_server_factory, broken_models_dir):
     g = grpc_server_factory(broken_models_dir, wait_ready=False)
     wait_models_settled(g.srv)
     load, unload = g.infer.RepositoryModelLoad, g.infer.RepositoryModelUnload
-    # a loaded model: load is a no-op that succeeds
+    # a loaded model whose files have not changed: load succeeds and changes nothing
     load(pb.RepositoryModelLoadRequest(model_name="add_sub"), timeout=T)
+    # a model that cannot load: the reason comes back
     assert_rpc_error(load, pb.RepositoryModelLoadRequest(model_name="broken"), grpc.StatusCode.UNAVAILABLE,
-                     "broken", "restart")
+                     "broken", "not ready")
     assert_rpc_error(load, pb.RepositoryModelLoadRequest(model_name="nope"), grpc.StatusCode.NOT_FOUND, "nope")
     assert_rpc_error(load, pb.RepositoryModelLoadRequest(), grpc.StatusCode.INVALID_ARGUMENT, "model_name")
     r = pb.RepositoryModelLoadRequest(model_name="add_sub")
-    r.parameters["config"].string_param = "{}"
-    assert_rpc_error(load, r, grpc.StatusCode.UNIMPLEMENTED, "parameters")
-    assert_rpc_error(unload, pb.RepositoryModelUnloadRequest(model_name="add_sub"), grpc.StatusCode.UNIMPLEMENTED,
-                     "unloading")
+    r.parameters["config"].string_param = "{\"max_batch_sise\": 8}"
+    assert_rpc_error(load, r, grpc.StatusCode.INVALID_ARGUMENT, "max_batch_sise")
+    r = pb.RepositoryModelLoadRequest(model_name="add_sub")
+    r.parameters["other"].string_param = "x"
+    assert_rpc_error(load, r, grpc.StatusCode.INVALID_ARGUMENT, "other")
     assert_rpc_error(unload, pb.RepositoryModelUnloadRequest(model_name="nope"), grpc.StatusCode.NOT_FOUND, "nope")
-    # still serving
     a = np.ones((1, 4), np.float32)
     g.infer.ModelInfer(infer_request("add_sub", [("a", "FP32", a), ("b", "FP32", a)]), timeout=T)
+    # unload: no longer routed, not ready, listed with the reason
+    u = pb.RepositoryModelUnloadRequest(model_name="add_sub")
+    u.parameters["unload_dependents"].bool_param = True
+    unload(u, timeout=T)
+    assert g.infer.ModelReady(pb.ModelReadyRequest(name="add_sub"), timeout=T).ready is False
+    assert_rpc_error(g.infer.ModelInfer, infer_request("add_sub", [("a", "FP32", a), ("b", "FP32", a)]),
+                     grpc.StatusCode.UNAVAILABLE, "add_sub", "unloaded")
+    idx = {m.name: m for m in g.infer.RepositoryIndex(pb.RepositoryIndexRequest(), timeout=T).models if m.name == "add_sub"}
+    assert idx["add_sub"].state == "UNAVAILABLE" and "unloaded" in idx["add_sub"].reason
+    # and back
+    load(pb.RepositoryModelLoadRequest(model_name="add_sub"), timeout=T)
+    assert g.infer.ModelReady(pb.ModelReadyRequest(name="add_sub"), timeout=T).ready is True
+    g.infer.ModelInfer(infer_request("add_sub", [("a", "FP32", a), ("b", "FP32", a)]), timeout=T)
+    meta = g.infer.ServerMetadata(pb.ServerMetadataRequest(), timeout=T)
+    assert "model_repository" in meta.extensions

@@ -295,3 +295,97 @@ def test_headers_over_64k_refused_with_400(server, where):
         status, headers, body = read_http_response(s, seconds=timeout(10))
     assert status == 400, (status, body[:200])
     assert isinstance(json.loads(body).get("error"), str)
+
+
+# ---- framing errors close the connection (issue 9, defect 3) ------------------------------------
+
+NEXT_REQUEST = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def answer_then_eof(port, req, seconds=5):
+    """Sends req, reads one answer, then checks that nothing more comes and the server closes.
+    Returns (status, body, what came after: b'' when the connection closed)."""
+    with raw_connect(port) as s:
+        s.sendall(req)
+        status, headers, body = read_http_response(s, seconds=timeout(seconds))
+        s.settimeout(timeout(seconds))
+        try:
+            after = s.recv(65536)
+        except socket.timeout:
+            after = b"<still open>"
+        except ConnectionResetError:
+            after = b""
+        return status, headers, body, after
+
+
+@pytest.mark.parametrize("head, body", [
+    ("Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n", b"0\r\n\r\n"),
+    ("Transfer-Encoding: chunked, identity\r\n", b"0\r\n\r\n"),
+    ("Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n"),
+    ("Transfer-Encoding: gzip, chunked\r\n", b"0\r\n\r\n"),
+    ("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n"),
+    ("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n"),
+    ("Content-Length: +5\r\n", b"{}   "),
+    ("Content-Length: 5\r\nContent-Length: 5\r\n", b"{}   "),
+    ("Content-Length: 5 \r\nX-Fold: a\r\n b\r\n", b"{}   "),
+    ("Transfer-Encoding: chunked\r\n", b"0\r\nNoColonTrailer\r\n\r\n"),
+    ("Transfer-Encoding: chunked\r\n", b"2\r\n{}XX\r\n0\r\n\r\n"),
+    ("Transfer-Encoding: chunked\r\n", b"2;bad ext\r\n{}\r\n0\r\n\r\n"),
+], ids=["te-chunked-then-identity", "te-list", "te-identity-then-chunked", "te-gzip-chunked", "te-twice",
+        "cl-and-te", "cl-plus", "cl-twice", "obs-fold", "trailer-without-colon", "chunk-overrun", "bad-chunk-ext"])
+def test_framing_error_answers_400_and_closes(server, head, body):
+    """After a framing error nothing says where the next request starts: 400, then close. The
+    GET sent right behind must never be answered (request smuggling)."""
+    req = post_head("/v2/models/add_sub/infer", head) + body + NEXT_REQUEST
+    status, headers, rbody, after = answer_then_eof(server.port, req)
+    assert status == 400, (status, rbody)
+    assert isinstance(json.loads(rbody)["error"], str)
+    assert headers.get("connection") == "close"
+    assert after == b"", f"the connection stayed open or served the next bytes: {after[:200]!r}"
+
+
+@pytest.mark.parametrize("req", [
+    b"GET /v2/health/live HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET /v2/health/live HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
+    b"GET /v2/health/live HTTP/1.1\r\nX-A: 1\r\n\r\n",
+], ids=["two-hosts", "two-hosts-same-value", "no-host-on-1.1"])
+def test_host_must_be_one(server, req):
+    """RFC 9112 3.2: an HTTP/1.1 request has exactly one Host header, else 400."""
+    status, headers, body, after = answer_then_eof(server.port, req + NEXT_REQUEST)
+    assert status == 400, (status, body)
+    assert "Host" in json.loads(body)["error"]
+    assert after == b""
+
+
+def test_bare_lf_request_answered_at_once(server):
+    """Lines ending in a bare LF are read as RFC 9112 2.2 allows (as nginx does): answered at
+    once, never left to a timeout."""
+    t0 = time.monotonic()
+    with raw_connect(server.port) as s:
+        s.sendall(b"GET /v2/health/live HTTP/1.1\nHost: x\n\n")
+        status, headers, body = read_http_response(s, seconds=timeout(3))
+        assert status == 200, body
+        assert json.loads(body) == {"live": True}
+        # a keep-alive connection: the next request (mixed line ends) is served too
+        s.sendall(post_head("/v2/models/add_sub/infer", length=len(ADD_SUB_BYTES)).replace(b"\r\n", b"\n")
+                  + ADD_SUB_BYTES)
+        status, headers, body = read_http_response(s, seconds=timeout(3))
+        assert status == 200, body
+        assert sum_of(body) == [11, 22, 33, 44]
+    assert time.monotonic() - t0 < timeout(3)
+
+
+def test_bare_cr_refused(server):
+    status, headers, body, after = answer_then_eof(
+        server.port, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n")
+    assert status == 400, body
+    assert after == b""
+
+
+def test_chunked_bare_lf_body(server):
+    body = ADD_SUB_BYTES
+    chunks = f"{len(body):x}\n".encode() + body + b"\n0\n\n"
+    req = post_head("/v2/models/add_sub/infer", "Transfer-Encoding: chunked\r\n") + chunks
+    status, headers, resp = raw_request(server.port, req, seconds=timeout(3))
+    assert status == 200, resp
+    assert sum_of(resp) == [11, 22, 33, 44]

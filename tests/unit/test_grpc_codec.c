@@ -165,8 +165,13 @@ static void test_typed_errors(void **state) {
   o.in.datatype = "FP32";
   o.in.contents = NULL;
   expect_error(&o.q, "input 'x' has no contents");
+  /* no inputs is a request for a model that takes none: the codec passes it on */
   Inference__ModelInferRequest empty = INFERENCE__MODEL_INFER_REQUEST__INIT;
-  expect_error(&empty, "no inputs");
+  empty.model_name = "m";
+  decoded d = decode(&empty);
+  assert_int_equal(d.st.code, INFERD_OK);
+  assert_int_equal(d.req->n_inputs, 0);
+  release(&d);
 }
 
 static void test_raw(void **state) {
@@ -226,7 +231,81 @@ static void test_parameters(void **state) {
   assert_int_equal(d.info.timeout_us, 2500);
   release(&d);
   e1.value = &s;
-  expect_error(&o.q, "parameter 'timeout' must be an int64_param");
+  expect_error(&o.q, "parameter 'timeout' must be an int64_param or uint64_param");
+}
+
+static Inference__ModelInferResponse *encode(tensor *outs, size_t n, bool raw_out);
+static void make_tensor(tensor *t, const char *name, inferd_datatype dt, int64_t n, const void *data, size_t len);
+
+/* tritonclient sends priority (and may send timeout) as uint64_param: both integer kinds are
+ * taken, and a value out of range is refused naming the parameter. */
+static void test_parameters_uint64(void **state) {
+  (void)state;
+  one_input o;
+  one_input_init(&o, "INT64", 1);
+  int64_t v = 5;
+  o.c.int64_contents = &v;
+  o.c.n_int64_contents = 1;
+  Inference__InferParameter pr = INFERENCE__INFER_PARAMETER__INIT, to = INFERENCE__INFER_PARAMETER__INIT;
+  pr.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM;
+  pr.uint64_param = 2;
+  to.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM;
+  to.uint64_param = 7000;
+  Inference__ModelInferRequest__ParametersEntry e1 = INFERENCE__MODEL_INFER_REQUEST__PARAMETERS_ENTRY__INIT,
+                                                e2 = INFERENCE__MODEL_INFER_REQUEST__PARAMETERS_ENTRY__INIT;
+  e1.key = "priority", e1.value = &pr;
+  e2.key = "timeout", e2.value = &to;
+  Inference__ModelInferRequest__ParametersEntry *es[2] = {&e1, &e2};
+  o.q.parameters = es;
+  o.q.n_parameters = 2;
+  decoded d = decode(&o.q);
+  assert_true(status_is_ok(&d.st));
+  assert_int_equal(d.info.priority, 2);
+  assert_int_equal(d.info.timeout_us, 7000);
+  release(&d);
+  pr.uint64_param = 1000001;
+  expect_error(&o.q, "parameter 'priority' is 1000001, out of range");
+  pr.uint64_param = UINT64_MAX;
+  expect_error(&o.q, "parameter 'priority' is 18446744073709551615, out of range");
+  pr.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+  pr.int64_param = -1;
+  expect_error(&o.q, "parameter 'priority' is -1, out of range");
+  pr.int64_param = 3;
+  to.uint64_param = (uint64_t)INT64_MAX + 1;
+  expect_error(&o.q, "parameter 'timeout' is 9223372036854775808, out of range");
+  to.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_BOOL_PARAM;
+  expect_error(&o.q, "parameter 'timeout' must be an int64_param or uint64_param");
+}
+
+/* BF16 has no typed contents field: raw only, both ways. */
+static void test_bf16_raw_only(void **state) {
+  (void)state;
+  one_input o;
+  one_input_init(&o, "BF16", 2);
+  float f[2] = {1.5f, -2.0f};
+  o.c.fp32_contents = f;
+  o.c.n_fp32_contents = 2;
+  expect_error(&o.q, "input 'x' is BF16, which has no typed contents field: send its values in raw_input_contents");
+  uint16_t b[2] = {double_to_bf16(1.5), double_to_bf16(-2.0)};
+  use_raw(&o, b, sizeof b);
+  decoded d = decode(&o.q);
+  assert_true(status_is_ok(&d.st));
+  assert_int_equal(d.req->inputs[0].datatype, DT_BF16);
+  assert_memory_equal(d.req->inputs[0].data, b, sizeof b);
+  release(&d);
+  use_raw(&o, b, 3);
+  expect_error(&o.q, "has 3 bytes but shape and datatype need 4");
+
+  tensor outs[2];
+  int32_t x = 9;
+  make_tensor(&outs[0], "x", DT_INT32, 1, &x, 4);
+  make_tensor(&outs[1], "b", DT_BF16, 2, b, sizeof b);
+  Inference__ModelInferResponse *m = encode(outs, 2, false);
+  assert_int_equal(m->n_raw_output_contents, 2);
+  assert_string_equal(m->outputs[1]->datatype, "BF16");
+  assert_memory_equal(m->raw_output_contents[1].data, b, sizeof b);
+  inference__model_infer_response__free_unpacked(m, NULL);
+  for (int i = 0; i < 2; i++) tensor_clear(&outs[i]);
 }
 
 /* Builds a completed request with the given outputs, encodes it and unpacks the result. */
@@ -333,6 +412,8 @@ int main(void) {
       cmocka_unit_test(test_typed_errors),
       cmocka_unit_test(test_raw),
       cmocka_unit_test(test_parameters),
+      cmocka_unit_test(test_parameters_uint64),
+      cmocka_unit_test(test_bf16_raw_only),
       cmocka_unit_test(test_response_typed_and_raw),
       cmocka_unit_test(test_fp16_output_makes_the_response_raw),
       cmocka_unit_test(test_id_must_be_utf8),

@@ -89,11 +89,27 @@ static void test_reals_equal_strtod(void **state) {
 static void test_declines_what_is_not_plain_numbers(void **state) {
   (void)state;
   const char *const bad[] = {"[1 2]", "[1,]", "[,1]", "[01]", "[1.]", "[.5]", "[-]", "[1e]", "[+1]", "[\"a\"]",
-                             "[null]", "[{}]", "[1]x", "[1", "1", "[NaN]", "[Infinity]", "[0x10]",
+                             "[null]", "[{}]", "[1]x", "[1", "1", "[nan]", "[-NaN]", "[+Infinity]", "[Inf]", "[NaNx]",
+                             "[Infinityy]", "[Infinit]", "[-infinity]", "[0x10]",
                              "[99999999999999999999]", "[[[[[[[[[1]]]]]]]]]", "[tru]", "[1e999]"};
   collected c;
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     if (scan(bad[i], &c) != SCAN_DECLINED) fail_msg("accepted %s", bad[i]);
+}
+
+/* The literals the server writes for non-finite values are read back (issue 10, item 7). */
+static void test_non_finite_literals(void **state) {
+  (void)state;
+  collected c;
+  assert_int_equal(scan("[NaN, Infinity,-Infinity ,[1]]", &c), SCAN_OK);
+  assert_int_equal(c.n, 4);
+  assert_int_equal(c.v[0].kind, JS_REAL);
+  assert_true(isnan(c.v[0].d));
+  assert_int_equal(c.v[1].kind, JS_REAL);
+  assert_true(isinf(c.v[1].d) && c.v[1].d > 0);
+  assert_int_equal(c.v[2].kind, JS_REAL);
+  assert_true(isinf(c.v[2].d) && c.v[2].d < 0);
+  assert_int_equal(c.v[3].kind, JS_INT);
 }
 
 static void test_finds_data_spans(void **state) {
@@ -157,6 +173,7 @@ int main(void) {
       cmocka_unit_test(test_values_and_nesting),
       cmocka_unit_test(test_reals_equal_strtod),
       cmocka_unit_test(test_declines_what_is_not_plain_numbers),
+      cmocka_unit_test(test_non_finite_literals),
       cmocka_unit_test(test_finds_data_spans),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -139,6 +139,61 @@ static void test_batching_and_queue(void **state) {
   expect_error("{\"application\":[]}", "application");
 }
 
+static void test_warmup(void **state) {
+  (void)state;
+  model_config *cfg = parse_ok("{}");
+  assert_int_equal(cfg->warmup.runs, 0); /* no section: no warmup */
+  model_config_destroy(cfg);
+  cfg = parse_ok("{\"warmup\":{}}");
+  assert_int_equal(cfg->warmup.runs, 1);
+  assert_int_equal(cfg->warmup.data, WARMUP_ZEROS);
+  assert_null(cfg->warmup.file);
+  model_config_destroy(cfg);
+  cfg = parse_ok("{\"warmup\":{\"runs\":5,\"data\":\"random\"}}");
+  assert_int_equal(cfg->warmup.runs, 5);
+  assert_int_equal(cfg->warmup.data, WARMUP_RANDOM);
+  model_config_destroy(cfg);
+  cfg = parse_ok("{\"warmup\":{\"runs\":2,\"data\":\"file\",\"file\":\"w.json\"}}");
+  assert_int_equal(cfg->warmup.data, WARMUP_FILE);
+  assert_string_equal(cfg->warmup.file, "w.json");
+  model_config_destroy(cfg);
+  cfg = parse_ok("{\"warmup\":{\"file\":\"sub/w.json\"}}"); /* a file alone means data: file */
+  assert_int_equal(cfg->warmup.data, WARMUP_FILE);
+  model_config_destroy(cfg);
+  expect_error("{\"warmup\":3}", "warmup");
+  expect_error("{\"warmup\":{\"runs\":-1}}", "warmup.runs");
+  expect_error("{\"warmup\":{\"runs\":1001}}", "warmup.runs");
+  expect_error("{\"warmup\":{\"data\":\"ones\"}}", "warmup.data");
+  expect_error("{\"warmup\":{\"data\":\"file\"}}", "warmup.file");
+  expect_error("{\"warmup\":{\"data\":\"zeros\",\"file\":\"w.json\"}}", "warmup.file");
+  expect_error("{\"warmup\":{\"file\":\"../../etc/passwd\"}}", "warmup.file");
+  expect_error("{\"warmup\":{\"file\":\"/etc/passwd\"}}", "warmup.file");
+  expect_error("{\"warmup\":{\"runs\":1,\"count\":2}}", "warmup.count");
+}
+
+/* Triton's shapes of version_policy parse to the same policies as the short ones. */
+static void test_version_policy_triton_shapes(void **state) {
+  (void)state;
+  model_config *cfg = parse_ok("{\"version_policy\":{\"latest\":{\"num_versions\":3}}}");
+  assert_int_equal(cfg->policy, POLICY_LATEST);
+  assert_int_equal(cfg->latest_n, 3);
+  model_config_destroy(cfg);
+  cfg = parse_ok("{\"version_policy\":{\"all\":{}}}");
+  assert_int_equal(cfg->policy, POLICY_ALL);
+  model_config_destroy(cfg);
+  cfg = parse_ok("{\"version_policy\":{\"specific\":{\"versions\":[2,5]}}}");
+  assert_int_equal(cfg->policy, POLICY_SPECIFIC);
+  assert_int_equal(cfg->n_specific_versions, 2);
+  assert_int_equal(cfg->specific_versions[1], 5);
+  model_config_destroy(cfg);
+  expect_error("{\"version_policy\":{\"latest\":{}}}", "version_policy.latest.num_versions");
+  expect_error("{\"version_policy\":{\"latest\":{\"num_versions\":0}}}", "num_versions");
+  expect_error("{\"version_policy\":{\"latest\":{\"n\":1}}}", "version_policy.latest.n");
+  expect_error("{\"version_policy\":{\"all\":{\"x\":1}}}", "version_policy.all");
+  expect_error("{\"version_policy\":{\"specific\":{\"versions\":[]}}}", "version_policy.specific");
+  expect_error("{\"version_policy\":{\"specific\":{\"v\":[1]}}}", "version_policy.specific.v");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -147,6 +202,8 @@ int main(void) {
       cmocka_unit_test(test_version_policy),
       cmocka_unit_test(test_missing_file_is_default),
       cmocka_unit_test(test_batching_and_queue),
+      cmocka_unit_test(test_warmup),
+      cmocka_unit_test(test_version_policy_triton_shapes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

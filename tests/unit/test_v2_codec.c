@@ -3,6 +3,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +103,7 @@ static void test_errors_name_the_tensor(void **state) {
   expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[4294967296,4294967296],\"data\":[]}]}", "too many elements");
   expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1]}]}", "needs \"data\"");
   expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1],\"data\":[\"a\"]}]}", "must be a number");
-  expect_error("{\"inputs\":[]}", "non-empty array");
+  expect_error("{\"inputs\":{}}", "inputs must be an array of tensors");
   expect_error("{\"inputs\":[1]}", "inputs[0] must be an object");
   expect_error("{\"inputs\":[{\"datatype\":\"FP32\"}]}", "inputs[0].name");
   expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1],\"data\":[1]}],\"outputs\":[{}]}", "outputs[0].name");
@@ -211,6 +213,112 @@ static void test_half_precision(void **state) {
   assert_true(isnan(half_to_float(float_to_half(NAN))));
 }
 
+/* bfloat16: JSON numbers rounded once to nearest, ties to even; every value written back to
+ * JSON reads back to itself. */
+static void test_bf16(void **state) {
+  (void)state;
+  /* 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1); a hair above goes up; 1 + 3*2^-8
+   * is halfway between 1 + 2^-7 (odd) and 1 + 2^-6: up. 1.00390625000001 is rounded to float
+   * 1.00390625 (a tie) on the way through float: rounding once must still go up. */
+  decoded d = decode_json("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"BF16\",\"shape\":[7],"
+                          "\"data\":[1.00390625,1.0039063,1.01171875,1.00390625000001,-0.0,3.3895313892515355e38,NaN]}]}");
+  assert_int_equal(d.st.code, INFERD_OK);
+  uint16_t want[] = {0x3f80, 0x3f81, 0x3f82, 0x3f81, 0x8000, 0x7f7f, 0x7fc0};
+  assert_int_equal(d.req->inputs[0].byte_size, sizeof want);
+  assert_memory_equal(d.req->inputs[0].data, want, sizeof want);
+  release(&d);
+  expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"BF16\",\"shape\":[1],\"data\":[3.3961775292305e38]}]}",
+               "input 'x' element 0: value is out of range for BF16");
+  expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"BF16\",\"shape\":[1],\"data\":[true]}]}", "must be a number");
+  assert_int_equal(double_to_bf16(3.3961775292303e38), 0x7f7f); /* just below the overflow point */
+  assert_int_equal(double_to_bf16(1e-45), 0x0000);              /* below half the least subnormal */
+  assert_int_equal(double_to_bf16(9.2e-41), 0x0001);            /* the least subnormal, 2^-133 */
+
+  /* every bfloat16 but NaNs: JSON out, JSON in, same bits */
+  infer_request *req = infer_request_create(&test_mv);
+  req->n_outputs = 1;
+  req->output_names = calloc(1, sizeof(char *));
+  req->output_names[0] = strdup("b");
+  req->outputs = calloc(1, sizeof(tensor));
+  int64_t shape[] = {65536};
+  tensor_init(&req->outputs[0], "b", DT_BF16, shape, 1);
+  tensor_alloc(&req->outputs[0], 2 * 65536);
+  for (uint32_t i = 0; i < 65536; i++) {
+    uint16_t b = (uint16_t)i;
+    if ((b & 0x7f80) == 0x7f80 && (b & 0x7f)) b = 0x3f80; /* NaN payloads are not kept */
+    memcpy(req->outputs[0].data + 2 * i, &b, 2);
+  }
+  v2_request_info info = {0};
+  size_t hl, total;
+  char *js = encode(req, &info, &hl, &total);
+  const char *data = strstr(js, "\"data\":");
+  assert_non_null(data);
+  size_t dlen = strlen(data + 7) - 3; /* without the closing }]} */
+  char *body = malloc(dlen + 128);
+  int n = snprintf(body, 128, "{\"inputs\":[{\"name\":\"b\",\"datatype\":\"BF16\",\"shape\":[65536],\"data\":");
+  memcpy(body + n, data + 7, dlen);
+  memcpy(body + n + dlen, "}]}", 4);
+  decoded back = decode_json(body);
+  if (back.st.code != INFERD_OK) fail_msg("%s", back.st.msg);
+  for (uint32_t i = 0; i < 65536; i++) {
+    uint16_t a, b;
+    memcpy(&a, req->outputs[0].data + 2 * i, 2);
+    memcpy(&b, back.req->inputs[0].data + 2 * i, 2);
+    if (a != b) fail_msg("bf16 0x%04x came back as 0x%04x", a, b);
+  }
+  release(&back);
+  free(body);
+  free(js);
+  v2_request_info_clear(&info);
+  infer_request_destroy(req);
+}
+
+/* NaN, Infinity and -Infinity are read on the fast path, and with a BYTES input beside them
+ * (whose strings the fast path leaves to jansson) too; the model's allow_nan is checked later,
+ * in the core, for every route. */
+static void test_non_finite_literals(void **state) {
+  (void)state;
+  const char *bodies[] = {
+      "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[3],\"data\":[NaN,Infinity,-Infinity]}]}",
+      "{\"inputs\":[{\"name\":\"s\",\"datatype\":\"BYTES\",\"shape\":[1],\"data\":[\"a\"]},"
+      "{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,3],\"data\":[[NaN,Infinity,-Infinity]]}]}",
+  };
+  for (size_t k = 0; k < 2; k++) {
+    decoded d = decode_json(bodies[k]);
+    if (d.st.code != INFERD_OK) fail_msg("%s: %s", bodies[k], d.st.msg);
+    const float *f = (const float *)(const void *)d.req->inputs[d.req->n_inputs - 1].data;
+    assert_true(isnan(f[0]));
+    assert_true(isinf(f[1]) && f[1] > 0);
+    assert_true(isinf(f[2]) && f[2] < 0);
+    release(&d);
+  }
+  decoded d = decode_json("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP16\",\"shape\":[1],\"data\":[-Infinity]},"
+                          "{\"name\":\"y\",\"datatype\":\"FP64\",\"shape\":[1],\"data\":[NaN]}]}");
+  assert_int_equal(d.st.code, INFERD_OK);
+  assert_true(isinf(half_to_float(*(const uint16_t *)(const void *)d.req->inputs[0].data)));
+  assert_true(isnan(*(const double *)(const void *)d.req->inputs[1].data));
+  release(&d);
+  expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"INT32\",\"shape\":[1],\"data\":[NaN]}]}",
+               "input 'x' element 0: must be an integer");
+  expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1],\"data\":[nan]}]}", "malformed JSON");
+}
+
+/* A model with no inputs: no "inputs", or an empty array, decodes to a request with none. */
+static void test_no_inputs(void **state) {
+  (void)state;
+  const char *bodies[] = {"{}", "{\"inputs\":[]}", "{\"id\":\"a\",\"outputs\":[{\"name\":\"c\"}]}"};
+  for (size_t k = 0; k < 3; k++) {
+    decoded d = decode_json(bodies[k]);
+    if (d.st.code != INFERD_OK) fail_msg("%s: %s", bodies[k], d.st.msg);
+    assert_int_equal(d.req->n_inputs, 0);
+    release(&d);
+  }
+  decoded d = decode("{}", 2, 2); /* binary extension, nothing after the header */
+  assert_int_equal(d.st.code, INFERD_OK);
+  release(&d);
+  expect_error("{\"inputs\":null}", "inputs must be an array of tensors");
+}
+
 /* "data" is flat or nested exactly as the shape (issue 9, defect 6): numbers go through the fast
  * scanner, strings and a scanner-declined array (a null in it) through jansson; both check. */
 static void test_nesting_must_match_the_shape(void **state) {
@@ -272,6 +380,9 @@ int main(void) {
       cmocka_unit_test(test_encode_json_and_binary),
       cmocka_unit_test(test_json_string_escaping),
       cmocka_unit_test(test_half_precision),
+      cmocka_unit_test(test_bf16),
+      cmocka_unit_test(test_non_finite_literals),
+      cmocka_unit_test(test_no_inputs),
       cmocka_unit_test(test_nesting_must_match_the_shape),
       cmocka_unit_test(test_json_errors_in_our_words),
   };

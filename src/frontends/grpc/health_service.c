@@ -49,8 +49,8 @@ static serving_status status_of(grpc_frontend *fe, const char *service) {
   snprintf(name, sizeof name, "%s", service);
   char *slash = strchr(name, '/');
   if (slash) *slash = '\0';
-  model_version *mv;
-  inferd_status st = repo_resolve(a->repo, name, slash ? slash + 1 : NULL, &mv);
+  VERSION_REF model_version *mv = NULL;
+  inferd_status st = repo_acquire(a->repo, name, slash ? slash + 1 : NULL, REPO_ANY_STATE, &mv);
   if (!status_is_ok(&st)) return SERVICE_UNKNOWN;
   return model_version_state(mv) == MODEL_READY && !grpc_frontend_draining(fe) ? SERVING : NOT_SERVING;
 }

@@ -51,6 +51,9 @@ static size_t field_count(const Inference__InferTensorContents *c, contents_fiel
 
 static inferd_status decode_typed(const Inference__InferTensorContents *c, tensor *t, int64_t count) {
   contents_field want = field_for(t->datatype);
+  if (want == F_NONE && count > 0)
+    return status_make(INFERD_INVALID_ARGUMENT, "input '%s' is %s, which has no typed contents field: send its values in raw_input_contents",
+                       t->name, datatype_name(t->datatype));
   for (contents_field f = F_BOOL; f <= F_BYTES; f++)
     if (f != want && field_count(c, f) > 0)
       return status_make(INFERD_INVALID_ARGUMENT, "input '%s' is %s: its values go in contents.%s, not contents.%s",
@@ -162,20 +165,41 @@ static bool contents_empty(const Inference__InferTensorContents *c) {
   return true;
 }
 
-/* The scheduling parameters the REST API takes too; others are not ours to refuse. */
+/* The scheduling parameters the REST API takes too; others are not ours to refuse. Integers
+ * come as int64_param or uint64_param (tritonclient sends priority as uint64_param). */
+static inferd_status parameter_integer(const char *key, const Inference__InferParameter *v, uint64_t max,
+                                       const char *meaning, int64_t *out) {
+  bool is_int = v && v->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+  bool is_uint = v && v->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM;
+  if (!is_int && !is_uint)
+    return status_make(INFERD_INVALID_ARGUMENT, "parameter '%s' must be an int64_param or uint64_param: %s", key, meaning);
+  if (is_int ? v->int64_param < 0 || (uint64_t)v->int64_param > max : v->uint64_param > max) {
+    char val[32];
+    if (is_int)
+      snprintf(val, sizeof val, "%lld", (long long)v->int64_param);
+    else
+      snprintf(val, sizeof val, "%llu", (unsigned long long)v->uint64_param);
+    return status_make(INFERD_INVALID_ARGUMENT, "parameter '%s' is %s, out of range: %s", key, val, meaning);
+  }
+  *out = is_int ? v->int64_param : (int64_t)v->uint64_param;
+  return status_ok();
+}
+
 static inferd_status decode_parameters(const Inference__ModelInferRequest *msg, grpc_infer_info *info) {
   for (size_t i = 0; i < msg->n_parameters; i++) {
     const Inference__ModelInferRequest__ParametersEntry *e = msg->parameters[i];
-    const Inference__InferParameter *v = e->value;
-    bool is_int = v && v->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+    size_t bad;
+    if (e->key && !utf8_valid(e->key, strlen(e->key), &bad)) /* proto3 map keys are strings */
+      return status_make(INFERD_INVALID_ARGUMENT, "a parameter name is not valid UTF-8 (byte %zu is 0x%02x): proto3 strings must be UTF-8",
+                         bad, (unsigned char)e->key[bad]);
+    int64_t x;
     if (e->key && strcmp(e->key, "timeout") == 0) {
-      if (!is_int || v->int64_param < 0)
-        return status_make(INFERD_INVALID_ARGUMENT, "parameter 'timeout' must be an int64_param of microseconds, 0 or more");
-      info->timeout_us = v->int64_param;
+      /* up to INT64_MAX here; the deadline rule then refuses more than its maximum */
+      TRY(parameter_integer("timeout", e->value, INT64_MAX, "microseconds, 0 or more", &x));
+      info->timeout_us = x;
     } else if (e->key && strcmp(e->key, "priority") == 0) {
-      if (!is_int || v->int64_param < 0 || v->int64_param > 1000000)
-        return status_make(INFERD_INVALID_ARGUMENT, "parameter 'priority' must be an int64_param, 1 (highest) or more; 0 for the model's default");
-      info->priority = (int)v->int64_param;
+      TRY(parameter_integer("priority", e->value, 1000000, "1 (highest) to 1000000; 0 for the model's default", &x));
+      info->priority = (int)x;
     }
   }
   return status_ok();
@@ -197,8 +221,8 @@ inferd_status grpc_decode_infer_request(Inference__ModelInferRequest *msg, infer
   if (raw && msg->n_raw_input_contents != msg->n_inputs)
     return status_make(INFERD_INVALID_ARGUMENT, "raw_input_contents has %zu entries but the request has %zu inputs: give one per input, in order",
                        msg->n_raw_input_contents, msg->n_inputs);
-  if (msg->n_inputs == 0) return status_make(INFERD_INVALID_ARGUMENT, "the request has no inputs");
-  req->inputs = calloc(msg->n_inputs, sizeof(tensor));
+  /* no inputs is right for a model that takes none; the signature check names what is missing */
+  req->inputs = calloc(msg->n_inputs + 1, sizeof(tensor));
   if (req->inputs == NULL) return status_make(INFERD_INTERNAL, "out of memory");
   for (size_t i = 0; i < msg->n_inputs; i++) {
     const Inference__ModelInferRequest__InferInputTensor *in = msg->inputs[i];
@@ -208,7 +232,7 @@ inferd_status grpc_decode_infer_request(Inference__ModelInferRequest *msg, infer
     if (*name == '\0') return status_make(INFERD_INVALID_ARGUMENT, "inputs[%zu] has no name", i);
     inferd_datatype dt = datatype_from_name(in->datatype ? in->datatype : "");
     if (dt == DT_INVALID)
-      return status_make(INFERD_INVALID_ARGUMENT, "input '%s': unknown datatype '%s' (one of BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES)",
+      return status_make(INFERD_INVALID_ARGUMENT, "input '%s': unknown datatype '%s' (one of BOOL, UINT8..UINT64, INT8..INT64, FP16, BF16, FP32, FP64, BYTES)",
                          name, in->datatype ? in->datatype : "");
     if (in->n_shape > TENSOR_MAX_DIMS)
       return status_make(INFERD_INVALID_ARGUMENT, "input '%s' has %zu dimensions, at most %d are supported", name, in->n_shape,
@@ -329,9 +353,9 @@ inferd_status grpc_build_infer_response(const infer_request *req, const grpc_inf
   memset(r, 0, sizeof *r);
   inference__model_infer_response__init(&r->msg);
   size_t n = req->n_outputs;
-  /* FP16 has no typed field in the protocol: a response with one goes raw as a whole */
+  /* FP16 and BF16 have no typed field in the protocol: a response with one goes raw as a whole */
   bool raw = info->raw_output;
-  for (size_t i = 0; i < n && !raw; i++) raw = req->outputs[i].datatype == DT_FP16;
+  for (size_t i = 0; i < n && !raw; i++) raw = req->outputs[i].datatype == DT_FP16 || req->outputs[i].datatype == DT_BF16;
   r->outs = calloc(n + 1, sizeof *r->outs);
   r->out_ptrs = calloc(n + 1, sizeof *r->out_ptrs);
   if (raw)

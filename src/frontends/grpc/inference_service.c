@@ -10,6 +10,7 @@
 #include "util/utf8.h"
 #include "frontends/grpc/call.h"
 #include "frontends/grpc/infer_codec.h"
+#include "frontends/grpc/repository_service.h"
 #include "inference.pb-c.h"
 
 /* The request message, or NULL after answering INVALID_ARGUMENT. */
@@ -35,7 +36,7 @@ static inferd_status not_ready(const model_version *mv) {
 /* A model name and an optional version, as the protocol's requests carry them. */
 static inferd_status resolve(gcall *c, const char *name, const char *version, model_version **mv) {
   if (name == NULL || *name == '\0') return status_make(INFERD_INVALID_ARGUMENT, "the model name is required");
-  return repo_resolve(c->app->repo, name, version, mv);
+  return repo_acquire(c->app->repo, name, version, REPO_ANY_STATE, mv);
 }
 
 static void server_live(gcall *c, grpc_byte_buffer *bb) {
@@ -56,15 +57,17 @@ static void server_ready(gcall *c, grpc_byte_buffer *bb) {
 static void model_ready(gcall *c, grpc_byte_buffer *bb) {
   Inference__ModelReadyRequest *q = UNPACK(Inference__ModelReadyRequest, inference__model_ready_request__descriptor, c, bb);
   if (q == NULL) return;
-  model_version *mv;
+  VERSION_REF model_version *mv = NULL;
   inferd_status st = resolve(c, q->name, q->version, &mv);
   inference__model_ready_request__free_unpacked(q, NULL);
-  if (!status_is_ok(&st)) {
+  /* an unknown model or version is not ready (as Triton answers), not an error; a request
+   * without a name still is one */
+  if (!status_is_ok(&st) && st.code == INFERD_INVALID_ARGUMENT) {
     gcall_reply_status(c, &st);
     return;
   }
   Inference__ModelReadyResponse r = INFERENCE__MODEL_READY_RESPONSE__INIT;
-  r.ready = model_version_state(mv) == MODEL_READY && !grpc_frontend_draining(c->fe);
+  r.ready = mv && model_version_state(mv) == MODEL_READY && !grpc_frontend_draining(c->fe);
   gcall_reply(c, &r.base);
 }
 
@@ -96,7 +99,7 @@ static void model_metadata(gcall *c, grpc_byte_buffer *bb) {
   Inference__ModelMetadataRequest *q =
       UNPACK(Inference__ModelMetadataRequest, inference__model_metadata_request__descriptor, c, bb);
   if (q == NULL) return;
-  model_version *mv;
+  VERSION_REF model_version *mv = NULL;
   inferd_status st = resolve(c, q->name, q->version, &mv);
   inference__model_metadata_request__free_unpacked(q, NULL);
   if (status_is_ok(&st) && model_version_state(mv) != MODEL_READY) st = not_ready(mv);
@@ -104,7 +107,10 @@ static void model_metadata(gcall *c, grpc_byte_buffer *bb) {
     gcall_reply_status(c, &st);
     return;
   }
-  const model *m = mv->model;
+  SNAPSHOT_REF repo_snapshot *snap = repo_snapshot_acquire(c->app->repo);
+  const repo_model *m = repo_snapshot_find(snap, mv->model->name);
+  repo_model none = {.name = mv->model->name}; /* unloaded since the resolve: only the name */
+  if (m == NULL) m = &none;
   size_t nt = mv->n_inputs + mv->n_outputs;
   char **versions = calloc(m->n_versions + 1, sizeof *versions);
   Inference__ModelMetadataResponse__TensorMetadata *tm = calloc(nt + 1, sizeof *tm);
@@ -224,7 +230,7 @@ static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
   /* echoed in a stream's error response, whose string fields must be UTF-8 */
   utf8_sanitize(ic->model, sizeof ic->model, q->model_name ? q->model_name : "");
   utf8_sanitize(ic->version, sizeof ic->version, q->model_version ? q->model_version : "");
-  model_version *mv = NULL;
+  VERSION_REF model_version *mv = NULL;
   if (grpc_frontend_draining(c->fe))
     st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
   else
@@ -339,7 +345,7 @@ static void model_statistics(gcall *c, grpc_byte_buffer *bb) {
   Inference__ModelStatisticsRequest *q =
       UNPACK(Inference__ModelStatisticsRequest, inference__model_statistics_request__descriptor, c, bb);
   if (q == NULL) return;
-  const repository *repo = c->app->repo;
+  SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(c->app->repo);
   /* which versions: all of every model, all of one model, or one version */
   model_version **list = NULL;
   size_t n = 0;
@@ -347,18 +353,19 @@ static void model_statistics(gcall *c, grpc_byte_buffer *bb) {
   if (q->name == NULL || *q->name == '\0') {
     if (q->version && *q->version) st = status_make(INFERD_INVALID_ARGUMENT, "a version needs a model name");
     size_t total = 0;
-    for (size_t i = 0; i < repo->n_models; i++) total += repo->models[i]->n_versions;
+    for (size_t i = 0; i < repo->n_models; i++) total += repo->models[i].n_versions;
     list = calloc(total + 1, sizeof *list);
     for (size_t i = 0; list && i < repo->n_models; i++)
-      for (size_t j = 0; j < repo->models[i]->n_versions; j++) list[n++] = repo->models[i]->versions[j];
+      for (size_t j = 0; j < repo->models[i].n_versions; j++) list[n++] = repo->models[i].versions[j];
   } else if (q->version == NULL || *q->version == '\0') {
-    const model *m = repo_find_model(repo, q->name);
+    const repo_model *m = repo_snapshot_find(repo, q->name);
     if (m == NULL) st = status_make(INFERD_NOT_FOUND, "model '%s' not found", q->name);
     list = calloc(m ? m->n_versions + 1 : 1, sizeof *list);
     for (size_t j = 0; m && list && j < m->n_versions; j++) list[n++] = m->versions[j];
   } else {
-    model_version *mv;
-    st = repo_resolve(repo, q->name, q->version, &mv);
+    model_version *mv = NULL;
+    const repo_model *m = repo_snapshot_find(repo, q->name);
+    st = m ? repo_model_version(m, q->version, &mv) : status_make(INFERD_NOT_FOUND, "model '%s' not found", q->name);
     list = calloc(2, sizeof *list);
     if (status_is_ok(&st) && list) list[n++] = mv;
   }
@@ -386,121 +393,6 @@ static void model_statistics(gcall *c, grpc_byte_buffer *bb) {
   free(list);
 }
 
-/* One repository: its name is its folder's (or the path given to --model-repository). */
-static inferd_status check_repository(gcall *c, const char *name) {
-  if (name == NULL || *name == '\0') return status_ok();
-  const char *root = c->app->repo->root;
-  char copy[4096];
-  snprintf(copy, sizeof copy, "%s", root);
-  if (strcmp(name, root) == 0 || strcmp(name, basename(copy)) == 0) return status_ok();
-  return status_make(INFERD_NOT_FOUND, "no repository '%s' (this server serves one: '%s')", name, root);
-}
-
-static void repository_index(gcall *c, grpc_byte_buffer *bb) {
-  Inference__RepositoryIndexRequest *q =
-      UNPACK(Inference__RepositoryIndexRequest, inference__repository_index_request__descriptor, c, bb);
-  if (q == NULL) return;
-  inferd_status st = check_repository(c, q->repository_name);
-  bool only_ready = q->ready;
-  inference__repository_index_request__free_unpacked(q, NULL);
-  if (!status_is_ok(&st)) {
-    gcall_reply_status(c, &st);
-    return;
-  }
-  const repository *repo = c->app->repo;
-  size_t n = 0;
-  for (size_t i = 0; i < repo->n_models; i++) n += repo->models[i]->n_versions ? repo->models[i]->n_versions : 1;
-  Inference__RepositoryIndexResponse__ModelIndex *e = calloc(n + 1, sizeof *e);
-  Inference__RepositoryIndexResponse__ModelIndex **ptrs = calloc(n + 1, sizeof *ptrs);
-  if (e == NULL || ptrs == NULL) {
-    free(e);
-    free(ptrs);
-    gcall_reply_code(c, GRPC_INTERNAL, "out of memory");
-    return;
-  }
-  size_t k = 0;
-  for (size_t i = 0; i < repo->n_models; i++) {
-    const model *m = repo->models[i];
-    if (m->n_versions == 0) { /* a model folder that serves nothing: say why */
-      if (only_ready) continue;
-      inference__repository_index_response__model_index__init(&e[k]);
-      e[k].name = m->name;
-      e[k].state = "UNAVAILABLE";
-      e[k].reason = m->config_error[0] ? (char *)m->config_error : "no version folder with a model file";
-      ptrs[k] = &e[k];
-      k++;
-      continue;
-    }
-    for (size_t j = 0; j < m->n_versions; j++) {
-      model_version *mv = m->versions[j];
-      model_state s = model_version_state(mv);
-      if (only_ready && s != MODEL_READY) continue;
-      inference__repository_index_response__model_index__init(&e[k]);
-      e[k].name = m->name;
-      e[k].version = mv->version_str;
-      e[k].state = (char *)model_state_name(s);
-      e[k].reason = s == MODEL_UNAVAILABLE ? mv->reason : "";
-      ptrs[k] = &e[k];
-      k++;
-    }
-  }
-  Inference__RepositoryIndexResponse r = INFERENCE__REPOSITORY_INDEX_RESPONSE__INIT;
-  r.models = ptrs;
-  r.n_models = k;
-  gcall_reply(c, &r.base);
-  free(e);
-  free(ptrs);
-}
-
-static void repository_model_load(gcall *c, grpc_byte_buffer *bb) {
-  Inference__RepositoryModelLoadRequest *q =
-      UNPACK(Inference__RepositoryModelLoadRequest, inference__repository_model_load_request__descriptor, c, bb);
-  if (q == NULL) return;
-  inferd_status st = check_repository(c, q->repository_name);
-  model *m = NULL;
-  if (status_is_ok(&st) && (q->model_name == NULL || *q->model_name == '\0'))
-    st = status_make(INFERD_INVALID_ARGUMENT, "model_name is required");
-  if (status_is_ok(&st) && (m = repo_find_model(c->app->repo, q->model_name)) == NULL)
-    st = status_make(INFERD_NOT_FOUND, "model '%s' not found", q->model_name);
-  if (status_is_ok(&st) && q->n_parameters)
-    st = status_make(INFERD_METHOD_NOT_ALLOWED, "load parameters (config or file overrides) are not supported: models load from the repository as it is at start");
-  inference__repository_model_load_request__free_unpacked(q, NULL);
-  /* Models load once, at start: "load" succeeds for a model that is loaded, and says why
-   * not otherwise. Loading or reloading at run time needs the core's explicit model control. */
-  if (status_is_ok(&st) && m->n_versions == 0)
-    st = status_make(INFERD_UNAVAILABLE, "model '%s' has no version to load%s%s", m->name, m->config_error[0] ? ": " : "",
-                     m->config_error);
-  for (size_t j = 0; status_is_ok(&st) && j < m->n_versions; j++) {
-    model_version *mv = m->versions[j];
-    if (model_version_state(mv) == MODEL_READY) continue;
-    st = not_ready(mv);
-    if (model_version_state(mv) == MODEL_UNAVAILABLE)
-      snprintf(st.msg + strlen(st.msg), sizeof st.msg - strlen(st.msg),
-               " (reloading at run time is not supported: fix the model and restart the server)");
-  }
-  if (!status_is_ok(&st)) {
-    gcall_reply_status(c, &st);
-    return;
-  }
-  Inference__RepositoryModelLoadResponse r = INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
-  gcall_reply(c, &r.base);
-}
-
-static void repository_model_unload(gcall *c, grpc_byte_buffer *bb) {
-  Inference__RepositoryModelUnloadRequest *q =
-      UNPACK(Inference__RepositoryModelUnloadRequest, inference__repository_model_unload_request__descriptor, c, bb);
-  if (q == NULL) return;
-  inferd_status st = check_repository(c, q->repository_name);
-  if (status_is_ok(&st) && (q->model_name == NULL || *q->model_name == '\0'))
-    st = status_make(INFERD_INVALID_ARGUMENT, "model_name is required");
-  if (status_is_ok(&st) && repo_find_model(c->app->repo, q->model_name) == NULL)
-    st = status_make(INFERD_NOT_FOUND, "model '%s' not found", q->model_name);
-  inference__repository_model_unload_request__free_unpacked(q, NULL);
-  if (status_is_ok(&st))
-    st = status_make(INFERD_METHOD_NOT_ALLOWED, "unloading models at run time is not supported: every model in the repository is served until the server stops");
-  gcall_reply_status(c, &st);
-}
-
 #define SVC "/inference.GRPCInferenceService/"
 
 rpc_method inference_service_methods[] = {
@@ -512,7 +404,8 @@ rpc_method inference_service_methods[] = {
     {.path = SVC "ModelInfer", .kind = RPC_UNARY, .slots = 32, .on_unary = model_infer},
     {.path = SVC "ModelStreamInfer", .kind = RPC_STREAM, .slots = 4, .on_message = model_stream_infer},
     {.path = SVC "ModelStatistics", .kind = RPC_UNARY, .slots = 1, .on_unary = model_statistics},
-    {.path = SVC "RepositoryIndex", .kind = RPC_UNARY, .slots = 1, .on_unary = repository_index},
-    {.path = SVC "RepositoryModelLoad", .kind = RPC_UNARY, .slots = 1, .on_unary = repository_model_load},
-    {.path = SVC "RepositoryModelUnload", .kind = RPC_UNARY, .slots = 1, .on_unary = repository_model_unload},
+    {.path = SVC "RepositoryIndex", .kind = RPC_UNARY, .slots = 1, .on_unary = grpc_repository_index},
+    {.path = SVC "RepositoryModelLoad", .kind = RPC_UNARY, .slots = 1, .on_unary = grpc_repository_model_load},
+    {.path = SVC "RepositoryModelUnload", .kind = RPC_UNARY, .slots = 1, .on_unary = grpc_repository_model_unload},
+    {.path = SVC "ModelConfig", .kind = RPC_UNARY, .slots = 1, .on_unary = grpc_model_config},
     {0}};

@@ -309,14 +309,14 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
   gcall *c = pc->call;
   snprintf(pc->model, sizeof pc->model, "%s", model_name ? model_name : "");
   snprintf(pc->version, sizeof pc->version, "%s", version ? version : "");
-  inferd_status st;
-  model_version *mv = NULL;
+  inferd_status st = status_ok();
+  VERSION_REF model_version *mv = NULL;
   if (grpc_frontend_draining(c->fe))
     st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
   else if (model_name == NULL || *model_name == '\0')
     st = status_make(INFERD_INVALID_ARGUMENT, "the model name is required");
   else
-    st = repo_resolve(c->app->repo, model_name, version, &mv);
+    st = repo_acquire(c->app->repo, model_name, version, REPO_ANY_STATE, &mv);
   if (status_is_ok(&st)) snprintf(pc->version, sizeof pc->version, "%s", mv->version_str);
   gcall_set_model(c, pc->model, mv ? pc->version : "");
   if (status_is_ok(&st)) {
@@ -512,32 +512,34 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
     return;
   }
   inferd_status st = status_ok();
-  model *m = NULL;
+  SNAPSHOT_REF repo_snapshot *snap = repo_snapshot_acquire(c->app->repo);
+  const repo_model *m = NULL;
   model_version *only = NULL;
   if (q->model == NULL || *q->model == '\0')
     st = status_make(INFERD_INVALID_ARGUMENT, "the model name is required");
-  else if ((m = repo_find_model(c->app->repo, q->model)) == NULL)
+  else if ((m = repo_snapshot_find(snap, q->model)) == NULL)
     st = status_make(INFERD_NOT_FOUND, "model '%s' not found", q->model);
   else if (q->version && *q->version)
-    st = repo_resolve(c->app->repo, q->model, q->version, &only);
+    st = repo_model_version(m, q->version, &only);
   inferd__get_model_info_request__free_unpacked(q, NULL);
   if (!status_is_ok(&st)) {
     gcall_reply_status(c, &st);
     return;
   }
   arena a = {0};
-  model_version *def = model_default_version(m);
+  model_version *def = repo_model_default_version(m);
   if (def && model_version_state(def) != MODEL_READY) def = NULL;
   model_version *shown = only ? only : def;
   bool ready = shown && model_version_state(shown) == MODEL_READY;
   Inferd__ModelInfo r = INFERD__MODEL_INFO__INIT;
   r.id = m->name;
-  r.backend = m->config->backend ? m->config->backend : "";
+  const model_config *cfg = m->def ? m->def->config : NULL;
+  r.backend = cfg && cfg->backend ? cfg->backend : "";
   r.default_version = def ? def->version_str : "";
   const application *app = ready ? shown->application : NULL;
   const json_t *card = app ? app->model_card : NULL;
   const json_t *card_desc = card ? json_object_get(card, "description") : NULL;
-  r.description = m->config->description ? m->config->description
+  r.description = cfg && cfg->description ? cfg->description
                   : json_is_string(card_desc)  ? (char *)json_string_value(card_desc)
                                                : "";
   Inferd__VersionInfo *vi = arena_alloc(&a, (m->n_versions + 1) * sizeof *vi);
@@ -582,8 +584,8 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
     r.allow_extra_features = f->allow_extra;
     r.task = f->task == TASK_REGRESSION ? "regression" : "classification";
   }
-  r.class_labels = m->config->class_labels;
-  r.n_class_labels = m->config->n_class_labels;
+  r.class_labels = cfg ? cfg->class_labels : NULL;
+  r.n_class_labels = cfg ? cfg->n_class_labels : 0;
   if (ok && ready) {
     r.inputs = tensor_infos(&a, shown->inputs, shown->n_inputs);
     r.n_inputs = r.inputs ? shown->n_inputs : 0;

@@ -23,8 +23,8 @@ inferd_status appapi_precheck(http_call *c) {
 
 inferd_status appapi_resolve(http_call *c, const char *model, const char *version, model_version **out) {
   const char *v = version && version[0] ? version : http_call_header(c, "X-Model-Version");
-  model_version *mv;
-  TRY(repo_resolve(c->app->repo, model, v ? v : "", &mv));
+  VERSION_REF model_version *mv = NULL; /* handed to *out on success */
+  TRY(repo_acquire(c->app->repo, model, v ? v : "", REPO_ANY_STATE, &mv));
   snprintf(c->model, sizeof c->model, "%s", mv->model->name);
   snprintf(c->version, sizeof c->version, "%s", mv->version_str);
   model_state s = model_version_state(mv);
@@ -34,6 +34,7 @@ inferd_status appapi_resolve(http_call *c, const char *model, const char *versio
     return status_make(INFERD_UNAVAILABLE, "model '%s' version %s is not ready: %s", mv->model->name, mv->version_str,
                        mv->reason);
   *out = mv;
+  mv = NULL;
   return status_ok();
 }
 

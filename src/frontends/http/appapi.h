@@ -17,6 +17,7 @@
 inferd_status appapi_precheck(http_call *c);
 /* The path's version, else the X-Model-Version header, else the default version; the version
  * must be READY. Sets c->version for the access log. */
+/* On success *out is a counted reference: hold it in a VERSION_REF. */
 inferd_status appapi_resolve(http_call *c, const char *model, const char *version, model_version **out);
 /* Parses the body; 400 with line and column when it is not JSON, or not an object. */
 inferd_status appapi_parse_body(http_call *c, json_t **out);

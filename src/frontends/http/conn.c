@@ -2,7 +2,6 @@
  * keep-alive, pipelining one at a time), refuses an oversized body from its Content-Length
  * before reading it, answers malformed requests with JSON errors, and notices a client that
  * leaves while its request is being answered. */
-#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -14,12 +13,18 @@
 #include <strings.h>
 #include <time.h>
 
+#include "frontends/http/http_parse.h"
 #include "frontends/http/server_internal.h"
 
-#define MAX_HEAD_BYTES (64 * 1024)
-#define IDLE_TIMEOUT_S 120
+_Static_assert(HTTP_MAX_HEADERS >= HTTP_PARSE_MAX_HEADERS, "a parsed head's headers fit in a call");
 
-typedef enum { READ_HEAD, READ_BODY, READ_CHUNK_SIZE, READ_CHUNK_DATA, READ_CHUNK_END, READ_TRAILER, ANSWERING } conn_state;
+/* Past this much reply data not yet taken by the client, pipelined requests wait. */
+#define OUTPUT_HIGH_WATER (1024 * 1024)
+
+typedef enum { READ_HEAD, READ_BODY, READ_CHUNKED, ANSWERING } conn_state;
+
+/* What the connection's one timer is counting down. */
+typedef enum { TIMER_NONE, TIMER_IDLE, TIMER_HEAD, TIMER_BODY, TIMER_SEND } timer_phase;
 
 struct http_conn {
   http_loop *loop;
@@ -27,18 +32,36 @@ struct http_conn {
    * readable (an ioctl) before each read and re-arms write interest (two epoll_ctl) for each
    * reply, and on a virtual machine every system call counts. */
   evutil_socket_t fd;
-  struct event *readable; /* persistent; its timeout closes an idle connection */
+  struct event *readable; /* persistent */
   struct event *writable; /* added only while a reply is still being written */
+  /* One deadline per phase: idle between requests, the whole head, the body, a closing
+   * reply. A deadline, not an idle timeout: bytes trickling in do not push it back. */
+  struct event *timer;
+  timer_phase phase;
   struct evbuffer *in, *out;
   conn_state state;
   http_call *call;   /* the request being read or answered */
-  size_t to_read;    /* body or chunk bytes still expected */
+  size_t to_read;    /* Content-Length body bytes still expected */
+  size_t head_scan;  /* how far the head has been searched for its end */
+  http_chunked chunked;
+  int64_t body_start_ns;
+  uint64_t body_got;
   bool keep_alive;
   bool closing;      /* close once the output is written */
+  bool output_full;  /* pipelined requests wait until the client takes its replies */
+  /* process_input is running: a reply given synchronously does not parse the next request
+   * itself (thousands of pipelined requests would recurse that deep) but leaves it to the
+   * running loop, and a close waits until that loop returns. */
+  bool parsing;
+  bool dead;
   http_conn *prev, *next;
 };
 
 static void conn_free(http_conn *conn) {
+  if (conn->parsing) { /* process_input frees it on its way out */
+    conn->dead = true;
+    return;
+  }
   http_loop *l = conn->loop;
   if (conn->prev)
     conn->prev->next = conn->next;
@@ -55,21 +78,48 @@ static void conn_free(http_conn *conn) {
   }
   event_free(conn->readable);
   event_free(conn->writable);
+  event_free(conn->timer);
   evbuffer_free(conn->in);
   evbuffer_free(conn->out);
   evutil_closesocket(conn->fd);
+  atomic_fetch_sub(&l->srv->open_conns, 1);
   free(conn);
+}
+
+static void set_timer_ns(http_conn *conn, timer_phase phase, int64_t ns) {
+  conn->phase = phase;
+  if (ns < 0) ns = 0;
+  struct timeval tv = {(time_t)(ns / 1000000000), (suseconds_t)(ns % 1000000000 / 1000)};
+  event_add(conn->timer, &tv);
+}
+
+/* The fixed timeouts are libevent "common timeouts" of the loop (server.c): a queue each
+ * instead of the heap, so setting and clearing them per request costs O(1). */
+static void set_timer(http_conn *conn, timer_phase phase) {
+  const struct timeval *tv = NULL;
+  switch (phase) {
+    case TIMER_HEAD: tv = conn->loop->head_tv; break;
+    case TIMER_IDLE: tv = conn->loop->idle_tv; break;
+    case TIMER_SEND: tv = conn->loop->send_tv; break;
+    case TIMER_BODY: case TIMER_NONE: return; /* the body's deadline moves: set_timer_ns */
+  }
+  conn->phase = phase;
+  event_add(conn->timer, tv);
+}
+
+static void clear_timer(http_conn *conn) {
+  conn->phase = TIMER_NONE;
+  event_del(conn->timer);
 }
 
 static void stop_reading(http_conn *conn) { event_del(conn->readable); }
 
-static void start_reading(http_conn *conn) {
-  struct timeval idle = {IDLE_TIMEOUT_S, 0};
-  event_add(conn->readable, &idle);
-}
+static void start_reading(http_conn *conn) { event_add(conn->readable, NULL); }
+
+static void process_input(http_conn *conn);
 
 /* Writes what it can of conn->out now; the rest when the socket is writable. Returns false
- * when the connection was freed. */
+ * when the connection was (or may have been) freed. */
 static bool flush_output(http_conn *conn) {
   while (evbuffer_get_length(conn->out) > 0) {
     int n = evbuffer_write(conn->out, conn->fd);
@@ -87,6 +137,14 @@ static bool flush_output(http_conn *conn) {
     conn_free(conn);
     return false;
   }
+  if (conn->output_full) { /* the client took its replies: the pipelined requests' turn */
+    conn->output_full = false;
+    start_reading(conn);
+    if (evbuffer_get_length(conn->in) == 0)
+      set_timer(conn, TIMER_IDLE);
+    process_input(conn);
+    return false;
+  }
   return true;
 }
 
@@ -99,6 +157,7 @@ static http_call *call_new(http_conn *conn) {
   c->app = c->srv->app;
   c->status = 200;
   c->header_len = -1;
+  c->start_ns = monotonic_ns();
   c->request_body = evbuffer_new();
   if (c->request_body == NULL) {
     free(c);
@@ -107,8 +166,10 @@ static http_call *call_new(http_conn *conn) {
   return c;
 }
 
-/* The wire found the request wrong: answer it (JSON) and close afterwards. */
-static void fail_request(http_conn *conn, inferd_code code, const char *msg) {
+/* The wire found the request wrong, or the client too slow: answer (JSON) with http_status
+ * and close afterwards, whatever follows on the connection: after a framing error nothing
+ * says where the next request would start. */
+static void fail_with(http_conn *conn, int http_status, const char *msg) {
   http_call *c = conn->call;
   if (c == NULL) c = conn->call = call_new(conn);
   if (c == NULL) {
@@ -120,125 +181,28 @@ static void fail_request(http_conn *conn, inferd_code code, const char *msg) {
   conn->state = ANSWERING;
   conn->keep_alive = false;
   c->close_after = true;
-  inferd_status st = status_make(code, "%s", msg);
-  http_call_set_error(c, &st);
+  c->bytes_in = evbuffer_get_length(c->request_body);
+  http_call_set_json(c, http_status, json_pack("{ss}", "error", msg));
   stop_reading(conn);
+  clear_timer(conn);
   http_server_handle(c);
 }
 
-static bool token_char(char ch) {
-  return ch > 0x20 && ch < 0x7f && !strchr("()<>@,;:\\\"/[]?={}", ch);
+static void fail_request(http_conn *conn, const inferd_status *st) {
+  fail_with(conn, status_http_code(st->code), st->msg);
 }
 
-static char *trim(char *s) {
-  while (*s == ' ' || *s == '\t') s++;
-  size_t n = strlen(s);
-  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = '\0';
-  return s;
-}
-
-/* Parses the request line and headers in head (NUL-terminated, CRLF lines, no final blank
- * line). Returns NULL or an error message. */
-static const char *parse_head(http_conn *conn, char *head) {
-  http_call *c = conn->call;
-  char *save = NULL;
-  char *line = strtok_r(head, "\n", &save);
-  if (line == NULL) return "empty request";
-  size_t n = strlen(line);
-  if (n && line[n - 1] == '\r') line[n - 1] = '\0';
-  char *sp1 = strchr(line, ' ');
-  char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-  if (!sp1 || !sp2 || strchr(sp2 + 1, ' ')) return "malformed request line";
-  *sp1 = *sp2 = '\0';
-  const char *method = line, *target = sp1 + 1, *version = sp2 + 1;
-  if (strlen(method) == 0 || strlen(method) >= sizeof c->method) return "malformed method";
-  for (const char *p = method; *p; p++)
-    if (!token_char(*p)) return "malformed method";
-  snprintf(c->method, sizeof c->method, "%s", method);
-  if (target[0] != '/') return "the request target must be a path starting with /";
-  for (const char *p = target; *p; p++)
-    if ((unsigned char)*p <= 0x20 || *p == 0x7f) return "malformed request target";
-  if (strcmp(version, "HTTP/1.1") == 0)
-    conn->keep_alive = true;
-  else if (strcmp(version, "HTTP/1.0") == 0)
-    conn->keep_alive = false;
-  else
-    return "unsupported HTTP version (HTTP/1.0 and HTTP/1.1 are served)";
-  c->target = strdup(target);
-  c->path = strndup(target, strcspn(target, "?#"));
-  while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
-    n = strlen(line);
-    if (n && line[n - 1] == '\r') line[--n] = '\0';
-    if (n == 0) continue;
-    if (line[0] == ' ' || line[0] == '\t') return "obsolete header line folding is not accepted";
-    char *colon = strchr(line, ':');
-    if (colon == NULL || colon == line) return "malformed header line";
-    *colon = '\0';
-    for (const char *p = line; *p; p++)
-      if (!token_char(*p)) return "malformed header name";
-    if (c->n_headers == HTTP_MAX_HEADERS) return "too many headers";
-    c->headers[c->n_headers].name = strdup(line);
-    c->headers[c->n_headers].value = strdup(trim(colon + 1));
-    c->n_headers++;
-  }
-  const char *conn_hdr = http_call_header(c, "Connection");
-  if (conn_hdr && strcasecmp(conn_hdr, "close") == 0) conn->keep_alive = false;
-  if (conn_hdr && strcasecmp(conn_hdr, "keep-alive") == 0) conn->keep_alive = true;
-  return NULL;
-}
-
-/* Decides how the body is framed after the head. Returns false when the request was failed. */
-static bool start_body(http_conn *conn) {
-  http_call *c = conn->call;
-  size_t max = c->srv->opts.max_body_bytes;
-  const char *te = http_call_header(c, "Transfer-Encoding");
-  const char *cl = http_call_header(c, "Content-Length");
-  if (te) {
-    if (strcasecmp(te, "chunked") != 0) {
-      fail_request(conn, INFERD_INVALID_ARGUMENT, "Transfer-Encoding other than chunked is not supported");
-      return false;
-    }
-    if (cl) {
-      fail_request(conn, INFERD_INVALID_ARGUMENT, "a request may not have both Content-Length and Transfer-Encoding");
-      return false;
-    }
-    conn->state = READ_CHUNK_SIZE;
-    return true;
-  }
-  if (cl == NULL) {
-    conn->to_read = 0;
-    conn->state = READ_BODY;
-    return true;
-  }
-  for (int i = 0; i < c->n_headers; i++) /* repeated Content-Length must agree */
-    if (strcasecmp(c->headers[i].name, "Content-Length") == 0 && strcmp(c->headers[i].value, cl) != 0) {
-      fail_request(conn, INFERD_INVALID_ARGUMENT, "conflicting Content-Length headers");
-      return false;
-    }
-  char *end;
-  errno = 0;
-  unsigned long long n = strtoull(cl, &end, 10);
-  if (!isdigit((unsigned char)cl[0]) || *end != '\0' || errno) {
-    fail_request(conn, INFERD_INVALID_ARGUMENT, "Content-Length is not a number");
-    return false;
-  }
-  if (n > max) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "the body is %llu bytes, more than the limit of %zu (--max-body-bytes)", n, max);
-    fail_request(conn, INFERD_TOO_LARGE, msg);
-    return false;
-  }
-  conn->to_read = (size_t)n;
-  conn->state = READ_BODY;
-  return true;
-}
-
-/* Answers "Expect: 100-continue" when a body is to come; false when the connection was freed. */
-static bool maybe_continue(http_conn *conn) {
-  const char *expect = http_call_header(conn->call, "Expect");
-  if (expect && strcasecmp(expect, "100-continue") == 0 && conn->to_read + (conn->state != READ_BODY) > 0) {
-    evbuffer_add_printf(conn->out, "HTTP/1.1 100 Continue\r\n\r\n");
-    return flush_output(conn);
+/* Copies the parsed head into the call. False when out of memory. */
+static bool take_head(http_call *c, const http_head *h) {
+  snprintf(c->method, sizeof c->method, "%s", h->method);
+  c->target = strndup(h->target.p, h->target.n);
+  c->path = strndup(h->target.p, strcspn(c->target ? c->target : "", "?#"));
+  if (c->target == NULL || c->path == NULL) return false;
+  for (int i = 0; i < h->n_headers; i++) {
+    c->headers[i].name = strndup(h->headers[i].name.p, h->headers[i].name.n);
+    c->headers[i].value = strndup(h->headers[i].value.p, h->headers[i].value.n);
+    c->n_headers = i + 1;
+    if (c->headers[i].name == NULL || c->headers[i].value == NULL) return false;
   }
   return true;
 }
@@ -246,68 +210,130 @@ static bool maybe_continue(http_conn *conn) {
 static void request_complete(http_conn *conn) {
   http_call *c = conn->call;
   conn->state = ANSWERING;
+  clear_timer(conn);
   c->bytes_in = evbuffer_get_length(c->request_body);
   c->close_after = !conn->keep_alive;
   http_server_handle(c);
 }
 
-/* Parses what has arrived; returns when it needs more bytes or a request is being answered. */
-static void process_input(http_conn *conn) {
+/* The body deadline: --body-timeout-ms from the start of the body, one more second for every
+ * --min-body-rate bytes received, and never more than --body-timeout-ms after the last bytes. */
+static void arm_body_timer(http_conn *conn) {
+  const http_options *o = &conn->loop->srv->opts;
+  int64_t now = monotonic_ns(), window = (int64_t)o->body_timeout_ms * 1000000;
+  int64_t until = conn->body_start_ns + window;
+  if (o->min_body_rate > 0) {
+    uint64_t earned = conn->body_got / (uint64_t)o->min_body_rate; /* seconds; capped to stay in range */
+    until += (int64_t)(earned < 86400 * 365 ? earned : 86400 * 365) * 1000000000;
+  }
+  if (until > now + window) until = now + window;
+  set_timer_ns(conn, TIMER_BODY, until - now);
+}
+
+/* The head is complete in head[0..len): parse it and decide the body. False when the
+ * connection was failed or freed. */
+static bool start_request(http_conn *conn, const char *head, size_t len) {
+  http_head h;
+  http_framing f;
+  inferd_status st = http_parse_head(head, len, &h);
+  conn->call = call_new(conn);
+  if (conn->call == NULL) {
+    conn_free(conn);
+    return false;
+  }
+  if (status_is_ok(&st) && !take_head(conn->call, &h)) {
+    conn_free(conn);
+    return false;
+  }
+  if (status_is_ok(&st)) st = http_parse_framing(&h, conn->loop->srv->opts.max_body_bytes, &f);
+  if (!status_is_ok(&st)) {
+    fail_request(conn, &st);
+    return false;
+  }
+  conn->keep_alive = f.keep_alive;
+  conn->body_start_ns = monotonic_ns();
+  conn->body_got = 0;
+  if (f.kind == HTTP_BODY_CHUNKED) {
+    http_chunked_init(&conn->chunked, conn->loop->srv->opts.max_body_bytes);
+    conn->state = READ_CHUNKED;
+  } else {
+    conn->to_read = f.kind == HTTP_BODY_LENGTH ? (size_t)f.length : 0;
+    conn->state = READ_BODY;
+  }
+  if (conn->state == READ_CHUNKED || conn->to_read > 0) {
+    /* "Expect: 100-continue": the client waits for this before it sends the body */
+    if (f.expect_continue) {
+      evbuffer_add_printf(conn->out, "HTTP/1.1 100 %s\r\n\r\n", status_http_phrase(100));
+      if (!flush_output(conn)) return false;
+    }
+  }
+  return true;
+}
+
+/* The first contiguous piece of in, at most want bytes. */
+static const char *first_piece(struct evbuffer *in, size_t want, size_t *n) {
+  struct evbuffer_iovec v;
+  if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) {
+    *n = 0;
+    return "";
+  }
+  *n = v.iov_len < want ? v.iov_len : want;
+  return v.iov_base;
+}
+
+/* The first want bytes of in made contiguous (NULL when out of memory). */
+static const char *joined(struct evbuffer *in, size_t want, size_t *n) {
+  *n = want;
+  return (const char *)evbuffer_pullup(in, (ssize_t)want);
+}
+
+/* Parses what has arrived; returns when it needs more bytes, a request is being answered, or
+ * the connection is to close (conn->dead). */
+static void parse_loop(http_conn *conn) {
   struct evbuffer *in = conn->in;
-  size_t max = conn->loop->srv->opts.max_body_bytes;
   for (;;) {
+    if (conn->dead || conn->output_full) return;
     switch (conn->state) {
       case ANSWERING:
         return;
       case READ_HEAD: {
-        /* tolerate blank lines between pipelined requests */
-        while (evbuffer_get_length(in) >= 2) {
-          char two[2];
-          evbuffer_copyout(in, two, 2);
-          if (two[0] == '\r' && two[1] == '\n')
-            evbuffer_drain(in, 2);
-          else if (two[0] == '\n')
-            evbuffer_drain(in, 1);
-          else
-            break;
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0) return;
+        /* The head is usually all in the first piece of the buffer: look there, and copy
+         * pieces together only when it is not. */
+        size_t want = avail < HTTP_PARSE_MAX_HEAD_BYTES + 1 ? avail : HTTP_PARSE_MAX_HEAD_BYTES + 1, look;
+        const char *buf = first_piece(in, want, &look);
+        if (look < 2 && look < want) buf = joined(in, want, &look);
+        if (buf == NULL) {
+          conn_free(conn);
+          return;
         }
-        struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-        if (end.pos < 0) {
-          if (evbuffer_get_length(in) > MAX_HEAD_BYTES) {
-            fail_request(conn, INFERD_INVALID_ARGUMENT, "the request head is larger than 64 KiB");
+        if (conn->head_scan == 0) { /* tolerate empty lines between pipelined requests */
+          size_t skip = http_skip_empty_lines(buf, look);
+          if (skip) {
+            evbuffer_drain(in, skip);
+            continue;
+          }
+        }
+        if (conn->phase != TIMER_HEAD) set_timer(conn, TIMER_HEAD);
+        size_t head_len = http_head_end(buf, look, &conn->head_scan);
+        if (head_len == 0 && look < want) {
+          if ((buf = joined(in, want, &look)) == NULL) {
+            conn_free(conn);
+            return;
+          }
+          head_len = http_head_end(buf, look, &conn->head_scan);
+        }
+        if (head_len == 0) {
+          if (look > HTTP_PARSE_MAX_HEAD_BYTES) {
+            inferd_status st = status_make(INFERD_INVALID_ARGUMENT, "the request head is larger than 64 KiB");
+            fail_request(conn, &st);
           }
           return;
         }
-        if ((size_t)end.pos > MAX_HEAD_BYTES) {
-          fail_request(conn, INFERD_INVALID_ARGUMENT, "the request head is larger than 64 KiB");
-          return;
-        }
-        conn->call = call_new(conn);
-        if (conn->call == NULL) {
-          conn_free(conn);
-          return;
-        }
-        conn->call->start_ns = monotonic_ns();
-        char *head = malloc((size_t)end.pos + 1);
-        if (head == NULL) {
-          conn_free(conn);
-          return;
-        }
-        evbuffer_remove(in, head, (size_t)end.pos);
-        head[end.pos] = '\0';
-        evbuffer_drain(in, 4);
-        if (memchr(head, '\0', (size_t)end.pos)) {
-          free(head);
-          fail_request(conn, INFERD_INVALID_ARGUMENT, "the request head contains a NUL byte");
-          return;
-        }
-        const char *err = parse_head(conn, head);
-        free(head);
-        if (err) {
-          fail_request(conn, INFERD_INVALID_ARGUMENT, err);
-          return;
-        }
-        if (!start_body(conn) || !maybe_continue(conn)) return;
+        conn->head_scan = 0;
+        if (!start_request(conn, buf, head_len)) return; /* failed and answered, or closing */
+        evbuffer_drain(in, head_len);
         break;
       }
       case READ_BODY: {
@@ -315,66 +341,46 @@ static void process_input(http_conn *conn) {
         size_t take = got < conn->to_read ? got : conn->to_read;
         evbuffer_remove_buffer(in, conn->call->request_body, take);
         conn->to_read -= take;
-        if (conn->to_read > 0) return;
+        conn->body_got += take;
+        if (conn->to_read > 0) { /* (armed only now: a body that came with its head needs none) */
+          arm_body_timer(conn);
+          return;
+        }
         request_complete(conn);
-        return;
+        break; /* answered already (state READ_HEAD again), or still being answered */
       }
-      case READ_CHUNK_SIZE: {
-        size_t len;
-        char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
-        if (line == NULL) {
-          if (evbuffer_get_length(in) > 1024) fail_request(conn, INFERD_INVALID_ARGUMENT, "malformed chunk size");
+      case READ_CHUNKED: {
+        size_t avail = evbuffer_get_length(in), used = 0, data = 0;
+        inferd_status st = status_ok();
+        if (avail > 0) {
+          /* data is taken from the first piece without a copy; a line that runs past it is
+           * copied together, up to its limit */
+          size_t want = avail < HTTP_PARSE_MAX_TRAILER_BYTES + 2 ? avail : HTTP_PARSE_MAX_TRAILER_BYTES + 2, n;
+          const char *buf = first_piece(in, want, &n);
+          st = http_chunked_step(&conn->chunked, buf, n, &used, &data);
+          if (status_is_ok(&st) && used == 0 && n < want) {
+            if ((buf = joined(in, want, &n)) == NULL) {
+              conn_free(conn);
+              return;
+            }
+            st = http_chunked_step(&conn->chunked, buf, n, &used, &data);
+          }
+        }
+        if (!status_is_ok(&st)) {
+          fail_request(conn, &st);
           return;
         }
-        char *end;
-        errno = 0;
-        unsigned long long n = strtoull(line, &end, 16);
-        bool ok = isxdigit((unsigned char)line[0]) && (*end == '\0' || *end == ';') && errno == 0;
-        free(line);
-        if (!ok) {
-          fail_request(conn, INFERD_INVALID_ARGUMENT, "malformed chunk size");
-          return;
-        }
-        if (n > max || evbuffer_get_length(conn->call->request_body) + n > max) {
-          char msg[128];
-          snprintf(msg, sizeof msg, "the chunked body is more than the limit of %zu bytes (--max-body-bytes)", max);
-          fail_request(conn, INFERD_TOO_LARGE, msg);
-          return;
-        }
-        conn->to_read = (size_t)n;
-        conn->state = n == 0 ? READ_TRAILER : READ_CHUNK_DATA;
-        break;
-      }
-      case READ_CHUNK_DATA: {
-        size_t got = evbuffer_get_length(in);
-        size_t take = got < conn->to_read ? got : conn->to_read;
-        evbuffer_remove_buffer(in, conn->call->request_body, take);
-        conn->to_read -= take;
-        if (conn->to_read > 0) return;
-        conn->state = READ_CHUNK_END;
-        break;
-      }
-      case READ_CHUNK_END: {
-        if (evbuffer_get_length(in) < 2) return;
-        char crlf[2];
-        evbuffer_remove(in, crlf, 2);
-        if (crlf[0] != '\r' || crlf[1] != '\n') {
-          fail_request(conn, INFERD_INVALID_ARGUMENT, "a chunk does not end with CRLF");
-          return;
-        }
-        conn->state = READ_CHUNK_SIZE;
-        break;
-      }
-      case READ_TRAILER: {
-        size_t len;
-        char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
-        if (line == NULL) {
-          if (evbuffer_get_length(in) > MAX_HEAD_BYTES) fail_request(conn, INFERD_INVALID_ARGUMENT, "trailer too large");
-          return;
-        }
-        free(line);
-        if (len == 0) {
+        if (data)
+          evbuffer_remove_buffer(in, conn->call->request_body, data);
+        else
+          evbuffer_drain(in, used);
+        conn->body_got += used;
+        if (conn->chunked.state == HTTP_CHUNK_DONE) {
           request_complete(conn);
+          break;
+        }
+        if (used == 0) {
+          arm_body_timer(conn);
           return;
         }
         break;
@@ -383,12 +389,18 @@ static void process_input(http_conn *conn) {
   }
 }
 
+/* The connection may be gone when it returns. */
+static void process_input(http_conn *conn) {
+  if (conn->parsing) return; /* re-entered from a synchronous reply: the running loop goes on */
+  conn->parsing = true;
+  parse_loop(conn);
+  conn->parsing = false;
+  if (conn->dead) conn_free(conn);
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg) {
+  (void)what;
   http_conn *conn = arg;
-  if (what & EV_TIMEOUT) { /* idle too long */
-    conn_free(conn);
-    return;
-  }
   struct evbuffer_iovec vec;
   if (evbuffer_reserve_space(conn->in, 65536, &vec, 1) < 1) {
     conn_free(conn);
@@ -404,7 +416,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
   evbuffer_commit_space(conn->in, &vec, 1);
   if (conn->state == ANSWERING) {
     /* pipelined bytes wait their turn; stop reading if a client floods them */
-    if (evbuffer_get_length(conn->in) > MAX_HEAD_BYTES) stop_reading(conn);
+    if (evbuffer_get_length(conn->in) > HTTP_PARSE_MAX_HEAD_BYTES) stop_reading(conn);
     return;
   }
   process_input(conn);
@@ -416,10 +428,39 @@ static void on_writable(evutil_socket_t fd, short what, void *arg) {
   flush_output(arg);
 }
 
+static void on_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  http_conn *conn = arg;
+  const http_options *o = &conn->loop->srv->opts;
+  char msg[160];
+  switch (conn->phase) {
+    case TIMER_HEAD:
+      if (evbuffer_get_length(conn->in) == 0 && conn->call == NULL) { /* a connection that never spoke */
+        conn_free(conn);
+        return;
+      }
+      snprintf(msg, sizeof msg, "the request head did not arrive within %d ms (--request-head-timeout-ms)",
+               o->head_timeout_ms);
+      fail_with(conn, 408, msg);
+      return;
+    case TIMER_BODY:
+      snprintf(msg, sizeof msg,
+               "the request body arrived too slowly (--body-timeout-ms %d, --min-body-rate %d bytes/s)",
+               o->body_timeout_ms, o->min_body_rate);
+      fail_with(conn, 408, msg);
+      return;
+    case TIMER_IDLE: case TIMER_SEND: case TIMER_NONE:
+      conn_free(conn);
+      return;
+  }
+}
+
 void http_conn_accept(http_loop *l, evutil_socket_t fd) {
   http_conn *conn = calloc(1, sizeof *conn);
   if (conn == NULL) {
     evutil_closesocket(fd);
+    atomic_fetch_sub(&l->srv->open_conns, 1);
     return;
   }
   conn->loop = l;
@@ -427,36 +468,27 @@ void http_conn_accept(http_loop *l, evutil_socket_t fd) {
   evutil_make_socket_nonblocking(fd);
   conn->readable = event_new(l->base, fd, EV_READ | EV_PERSIST, on_readable, conn);
   conn->writable = event_new(l->base, fd, EV_WRITE | EV_PERSIST, on_writable, conn);
+  conn->timer = evtimer_new(l->base, on_timer, conn);
   conn->in = evbuffer_new();
   conn->out = evbuffer_new();
-  if (!conn->readable || !conn->writable || !conn->in || !conn->out) {
+  if (!conn->readable || !conn->writable || !conn->timer || !conn->in || !conn->out) {
     if (conn->readable) event_free(conn->readable);
     if (conn->writable) event_free(conn->writable);
+    if (conn->timer) event_free(conn->timer);
     if (conn->in) evbuffer_free(conn->in);
     if (conn->out) evbuffer_free(conn->out);
     evutil_closesocket(fd);
     free(conn);
+    atomic_fetch_sub(&l->srv->open_conns, 1);
     return;
   }
   conn->next = l->conns;
   if (l->conns) l->conns->prev = conn;
   l->conns = conn;
+  /* a new connection has the head deadline from the start: connecting and saying nothing
+   * is the cheapest way to hold a slot */
+  set_timer(conn, TIMER_HEAD);
   start_reading(conn);
-}
-
-static const char *reason_phrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
-  }
 }
 
 void http_conn_send_reply(http_call *c) {
@@ -474,7 +506,7 @@ void http_conn_send_reply(http_call *c) {
   gmtime_r(&now, &tm);
   strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
   evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nX-Request-ID: %s\r\n",
-                      c->status, reason_phrase(c->status), date, c->content_type ? c->content_type : "application/json",
+                      c->status, status_http_phrase(c->status), date, c->content_type ? c->content_type : "application/json",
                       body_len, c->request_id);
   if (c->header_len >= 0) evbuffer_add_printf(out, "Inference-Header-Content-Length: %lld\r\n", c->header_len);
   for (int i = 0; i < c->n_reply_headers; i++)
@@ -487,12 +519,21 @@ void http_conn_send_reply(http_call *c) {
   if (close) {
     conn->closing = true;
     stop_reading(conn);
+    set_timer(conn, TIMER_SEND);
     flush_output(conn); /* frees it once the reply is out */
     return;
   }
   if (!flush_output(conn)) return;
   conn->state = READ_HEAD;
+  if (evbuffer_get_length(conn->out) > OUTPUT_HIGH_WATER) { /* the client is not reading: wait */
+    conn->output_full = true;
+    stop_reading(conn);
+    set_timer(conn, TIMER_SEND);
+    return;
+  }
   start_reading(conn);
+  if (evbuffer_get_length(conn->in) == 0)
+    set_timer(conn, TIMER_IDLE);
   process_input(conn); /* a pipelined request may be waiting already */
 }
 

@@ -10,9 +10,9 @@ void health_summary(void *call, const route_params *p) {
   bool ready = app_ready(c->app, why, sizeof why);
   const char *status = ready ? "ready" : atomic_load(&c->app->draining) ? "draining" : "not_ready";
   json_t *models = json_array();
-  const repository *repo = c->app->repo;
+  SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(c->app->repo);
   for (size_t i = 0; i < repo->n_models; i++) {
-    const model *m = repo->models[i];
+    const repo_model *m = &repo->models[i];
     for (size_t j = 0; j < m->n_versions; j++) {
       const model_version *mv = m->versions[j];
       model_state s = model_version_state(mv);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,23 @@ static const char *leaf_by_libc(const char *p, const char *e, bool is_int, json_
 
 #define IS_DIGIT(c) ((unsigned)((c) - '0') < 10u)
 
+/* NaN, Infinity and -Infinity: not JSON, but what the server writes for such values (as
+ * Python's json and JavaScript's JSON5 do), so clients can send back what they got. Reached
+ * only where a number has no digit: ordinary numbers pay nothing for it. */
+static const char *scan_non_finite(const char *s, const char *end, bool neg, json_scalar *v) {
+  if (!neg && end - s >= 3 && memcmp(s, "NaN", 3) == 0) {
+    v->kind = JS_REAL;
+    v->d = NAN;
+    return s + 3;
+  }
+  if (end - s >= 8 && memcmp(s, "Infinity", 8) == 0) {
+    v->kind = JS_REAL;
+    v->d = neg ? -INFINITY : INFINITY;
+    return s + 8;
+  }
+  return NULL;
+}
+
 /* Reads one number or boolean leaf into v; returns its end, or NULL to decline. Numbers are
  * checked against JSON's grammar -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? and converted
  * in the same pass; what is too long for that goes to libc. */
@@ -81,7 +99,7 @@ static const char *scan_leaf(const char *p, const char *end, json_scalar *v) {
   const char *s = p;
   bool neg = s < end && *s == '-';
   if (neg) s++;
-  if (s >= end || !IS_DIGIT(*s)) return NULL;
+  if (s >= end || !IS_DIGIT(*s)) return scan_non_finite(s, end, neg, v);
   uint64_t m = 0; /* the significant digits, while there are at most 19 */
   int digits = 0, exp10 = 0;
   bool is_int = true;
@@ -122,7 +140,7 @@ static const char *scan_leaf(const char *p, const char *end, json_scalar *v) {
     if (digits > 18) return leaf_by_libc(p, s, is_int, v); /* may leave int64: let strtoll say */
     v->kind = JS_INT;
     v->i = neg ? -(long long)m : (long long)m;
-    v->d = (double)v->i;
+    v->d = neg ? -(double)(long long)m : (double)(long long)m; /* "-0" is -0.0 for a float input */
     return s;
   }
   v->kind = JS_REAL;

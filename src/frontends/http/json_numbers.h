@@ -1,8 +1,10 @@
 /* A fast path for the bulk of a V2 JSON request: the "data" arrays of numbers. A general JSON
  * parser builds a node per number (jansson: a malloc each, ~0.4 µs per element); this scanner
- * reads such arrays straight into values, strictly by JSON's grammar. Anything it does not
- * handle (strings, null, objects, an integer beyond 64 bits, a syntax error) makes it decline,
- * and the caller parses with jansson, which then also words the error. */
+ * reads such arrays straight into values, strictly by JSON's grammar plus the literals NaN,
+ * Infinity and -Infinity (which the server writes for such values; jansson refuses them).
+ * Anything it does not handle (strings, null, objects, an integer beyond 64 bits, a syntax
+ * error) makes it decline, and the caller parses with jansson, which then also words the
+ * error. */
 #ifndef INFERD_JSON_NUMBERS_H
 #define INFERD_JSON_NUMBERS_H
 

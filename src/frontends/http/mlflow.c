@@ -88,19 +88,19 @@ static void split_path(void *user, size_t record, const char *feature, char *buf
 }
 
 static model_version *resolve_default(http_call *c, inferd_status *st) {
-  const repository *repo = c->app->repo;
+  SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(c->app->repo);
   const char *name = c->app->default_model;
   if (name == NULL) {
     if (repo->n_models != 1) {
       char names[256];
       sbuf nb;
       sbuf_init(&nb, names, sizeof names);
-      for (size_t i = 0; i < repo->n_models; i++) sbuf_appendf(&nb, "%s%s", i ? ", " : "", repo->models[i]->name);
+      for (size_t i = 0; i < repo->n_models; i++) sbuf_appendf(&nb, "%s%s", i ? ", " : "", repo->models[i].name);
       *st = status_make(INFERD_NOT_FOUND,
                         "/invocations serves one model: start inferd with --default-model NAME (models: %s)", names);
       return NULL;
     }
-    name = repo->models[0]->name;
+    name = repo->models[0].name;
   }
   model_version *mv = NULL;
   *st = appapi_resolve(c, name, NULL, &mv);
@@ -157,7 +157,7 @@ void mlflow_invocations(void *call, const route_params *p) {
   (void)p;
   http_call *c = call;
   json_t *body = NULL;
-  model_version *mv = NULL;
+  VERSION_REF model_version *mv = NULL;
   inferd_status st = appapi_precheck(c);
   if (status_is_ok(&st)) mv = resolve_default(c, &st);
   if (status_is_ok(&st)) st = appapi_parse_body(c, &body);

@@ -55,6 +55,17 @@ static const route_doc docs[] = {
      "V2InferRequest", "V2InferResponse", "400 404 413 415 503", NULL, false},
     {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", "Open Inference Protocol", "Inference on one version",
      "V2InferRequest", "V2InferResponse", "400 404 413 415 503", NULL, false},
+    {ROUTE_POST, "/v2/repository/index", "Model repository", "Every model version with its state and why (body {\"ready\": true}: ready ones only)",
+     NULL, NULL, "400", NULL, false},
+    {ROUTE_POST, "/v2/repository/models/{model}/load", "Model repository",
+     "Load or reload a model (body {\"parameters\": {\"config\": \"<config.json text>\"}} replaces config.json)", NULL, NULL,
+     "400 404 503", NULL, false},
+    {ROUTE_POST, "/v2/repository/models/{model}/unload", "Model repository", "Stop serving a model; its versions drain", NULL,
+     NULL, "400 404", NULL, false},
+    {ROUTE_GET, "/v2/models/{model}/config", "Model repository", "The configuration the model serves with (Triton's field names)",
+     NULL, NULL, "404 503", NULL, false},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}/config", "Model repository", "The configuration of one version", NULL,
+     NULL, "404 503", NULL, false},
     {ROUTE_GET, "/health", "Operations", "One look at the server and every model version", NULL, NULL, "503", NULL, false},
     {ROUTE_GET, "/openapi.json", "Operations", "This document", NULL, NULL, "", NULL, false},
     {ROUTE_GET, "/docs", "Operations", "Swagger UI", NULL, NULL, "", NULL, false},
@@ -269,14 +280,14 @@ static json_t *openapi_document(const app *a) {
       json_object_set_new(item, methods[k].name, operation(r, d, upper));
     }
   }
-  const repository *repo = a->repo;
+  SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(a->repo);
   for (size_t i = 0; i < repo->n_models; i++) {
-    const model *m = repo->models[i];
-    const model_version *mv = model_default_version(m);
+    const repo_model *m = &repo->models[i];
+    const model_version *mv = repo_model_default_version(m);
     if (mv && model_version_state(mv) == MODEL_READY) {
       size_t max = a->max_records > 0 ? (size_t)a->max_records : APPAPI_DEFAULT_MAX_RECORDS;
-      if (m->config->max_batch_size > 0 && (size_t)m->config->max_batch_size < max) max = (size_t)m->config->max_batch_size;
-      add_model_paths(paths, schemas, m, mv, max);
+      if (mv->model->config->max_batch_size > 0 && (size_t)mv->model->config->max_batch_size < max) max = (size_t)mv->model->config->max_batch_size;
+      add_model_paths(paths, schemas, mv->model, mv, max);
     }
   }
   return json_pack("{ss s{ss ss ss} s[{ss}{ss}{ss}{ss}{ss}] so s{so}}", "openapi", "3.1.0", "info", "title", "inferd",

@@ -11,12 +11,18 @@ static const route routes[] = {
     {ROUTE_GET, "/v2/models/stats", v2_model_stats},
     {ROUTE_GET, "/v2/models/{model}/stats", v2_model_stats},
     {ROUTE_GET, "/v2/models/{model}/versions/{version}/stats", v2_model_stats},
+    {ROUTE_GET, "/v2/models/{model}/config", v2_model_config},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}/config", v2_model_config},
     {ROUTE_GET, "/v2/models/{model}", v2_model_metadata},
     {ROUTE_GET, "/v2/models/{model}/versions/{version}", v2_model_metadata},
     {ROUTE_GET, "/v2/models/{model}/ready", v2_model_ready},
     {ROUTE_GET, "/v2/models/{model}/versions/{version}/ready", v2_model_ready},
     {ROUTE_POST, "/v2/models/{model}/infer", v2_model_infer},
     {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", v2_model_infer},
+    /* the model repository extension (repository_api.c): admin routes */
+    {ROUTE_POST, "/v2/repository/index", repository_index},
+    {ROUTE_POST, "/v2/repository/models/{model}/load", repository_model_load},
+    {ROUTE_POST, "/v2/repository/models/{model}/unload", repository_model_unload},
     {ROUTE_GET, "/health", health_summary},
     /* the application API (v1.c); TF Serving's model status shares GET /v1/models/{model} */
     {ROUTE_GET, "/v1/models", v1_models_list},

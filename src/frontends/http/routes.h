@@ -16,6 +16,11 @@ void v2_model_ready(void *call, const route_params *p);
 void v2_model_infer(void *call, const route_params *p);
 void v2_model_stats(void *call, const route_params *p);
 void health_summary(void *call, const route_params *p);
+/* the model repository extension (repository_api.c): admin routes */
+void repository_index(void *call, const route_params *p);
+void repository_model_load(void *call, const route_params *p);
+void repository_model_unload(void *call, const route_params *p);
+void v2_model_config(void *call, const route_params *p);
 void v1_models_list(void *call, const route_params *p);
 void v1_model_get(void *call, const route_params *p);
 void v1_predict(void *call, const route_params *p);

@@ -1,3 +1,5 @@
+/* The HTTP frontend's loops, listeners and request lifecycle (server.h); the wire format is
+ * conn.c. */
 #include "frontends/http/server.h"
 
 #include <arpa/inet.h>
@@ -159,17 +161,76 @@ void http_server_handle(http_call *c) {
   http_routes_dispatch(c);
 }
 
+/* Refusals come in floods (a client at the limit retries at once): one log line a second at
+ * most, with running totals, instead of one per refusal. */
+static void log_refusals(http_server *s, const char *why) {
+  int64_t now = monotonic_ns(), last = atomic_load(&s->last_refusal_log_ns);
+  if (now - last < 1000000000LL || !atomic_compare_exchange_strong(&s->last_refusal_log_ns, &last, now)) return;
+  log_msg(LOG_WARN, NULL,
+          "%s; so far %ld connections refused at --max-connections %ld and %ld accepts failed (%ld open)", why,
+          atomic_load(&s->refused_at_limit), s->opts.max_connections, atomic_load(&s->accept_failures),
+          atomic_load(&s->open_conns));
+}
+
+/* Past --max-connections: a short 503 and close, so a client learns why rather than hanging. */
+static void refuse_connection(http_server *s, evutil_socket_t fd) {
+  static const char reply[] =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+      "Connection: close\r\nContent-Length: 69\r\n\r\n"
+      "{\"error\":\"the server is at its connection limit (--max-connections)\"}";
+  _Static_assert(sizeof "{\"error\":\"the server is at its connection limit (--max-connections)\"}" - 1 == 69,
+                 "Content-Length of the refusal");
+  ssize_t n = send(fd, reply, sizeof reply - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+  (void)n; /* best effort: the socket is new, its buffer empty */
+  evutil_closesocket(fd);
+  atomic_fetch_add(&s->refused_at_limit, 1);
+  log_refusals(s, "refusing connections: at --max-connections");
+}
+
 static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *addr, int len, void *arg) {
   (void)lis;
   (void)addr;
   (void)len;
-  http_conn_accept(arg, fd);
+  http_loop *l = arg;
+  http_server *s = l->srv;
+  if (atomic_fetch_add(&s->open_conns, 1) >= s->opts.max_connections) {
+    atomic_fetch_sub(&s->open_conns, 1);
+    refuse_connection(s, fd);
+    return;
+  }
+  http_conn_accept(l, fd);
+}
+
+#define ACCEPT_PAUSE_MS 100
+
+/* accept() failed for a reason other than "nothing to accept", typically EMFILE/ENFILE at
+ * the descriptor limit. The pending connection stays in the backlog, so the listener would
+ * be readable again at once and the loop would spin: pause accepting for a moment instead,
+ * and keep serving the connections already open. */
+static void on_accept_error(struct evconnlistener *lis, void *arg) {
+  http_loop *l = arg;
+  int err = EVUTIL_SOCKET_ERROR();
+  atomic_fetch_add(&l->srv->accept_failures, 1);
+  evconnlistener_disable(lis);
+  struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+  event_add(l->resume_accept, &pause);
+  char why[160];
+  snprintf(why, sizeof why, "cannot accept connections: %s; pausing accepts for %d ms", strerror(err), ACCEPT_PAUSE_MS);
+  log_refusals(l->srv, why);
+}
+
+static void on_resume_accept(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  http_loop *l = arg;
+  if (l->listener) evconnlistener_enable(l->listener);
 }
 
 static void on_stop_accept(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   http_loop *l = arg;
+  event_del(l->resume_accept);
   if (l->listener) evconnlistener_free(l->listener);
   l->listener = NULL;
 }
@@ -187,6 +248,7 @@ static inferd_status bind_loop(http_server *s, http_loop *l, struct sockaddr_sto
   if (lis == NULL)
     return status_make(INFERD_UNAVAILABLE, "cannot listen on %s:%d: %s", s->opts.host, s->port, strerror(errno));
   l->listener = lis;
+  evconnlistener_set_error_cb(lis, on_accept_error);
   if (s->port == 0) { /* an ephemeral port: the other loops share the one the first got */
     struct sockaddr_storage got;
     socklen_t glen = sizeof got;
@@ -207,11 +269,18 @@ static inferd_status init_loop(http_server *s, http_loop *l) {
   request_ids_init(&l->ids);
   l->base = event_base_new();
   if (l->base == NULL) return status_make(INFERD_INTERNAL, "cannot create an event loop");
+  struct timeval head = {s->opts.head_timeout_ms / 1000, s->opts.head_timeout_ms % 1000 * 1000},
+                 idle = {s->opts.keepalive_timeout_ms / 1000, s->opts.keepalive_timeout_ms % 1000 * 1000},
+                 send = {s->opts.send_timeout_ms / 1000, s->opts.send_timeout_ms % 1000 * 1000};
+  l->head_tv = event_base_init_common_timeout(l->base, &head);
+  l->idle_tv = event_base_init_common_timeout(l->base, &idle);
+  l->send_tv = event_base_init_common_timeout(l->base, &send);
   l->wake = event_new(l->base, -1, 0, on_wake, l);
   l->stop_accept = event_new(l->base, -1, 0, on_stop_accept, l);
+  l->resume_accept = evtimer_new(l->base, on_resume_accept, l);
   l->access_log = evbuffer_new();
   l->log_flush = event_new(l->base, -1, EV_PERSIST, on_log_flush, l);
-  if (!l->wake || !l->stop_accept || !l->access_log || !l->log_flush)
+  if (!l->head_tv || !l->idle_tv || !l->send_tv || !l->wake || !l->stop_accept || !l->resume_accept || !l->access_log || !l->log_flush)
     return status_make(INFERD_INTERNAL, "out of memory");
   struct timeval every = {0, LOG_ACCESS_FLUSH_MS * 1000};
   event_add(l->log_flush, &every);
@@ -224,6 +293,12 @@ inferd_status http_server_create(const http_options *opts, app *a, http_server *
   http_server *s = calloc(1, sizeof *s);
   if (s == NULL) return status_make(INFERD_INTERNAL, "out of memory");
   s->opts = *opts;
+  /* zero means the default (main.c documents them) */
+  if (s->opts.head_timeout_ms <= 0) s->opts.head_timeout_ms = 20000;
+  if (s->opts.body_timeout_ms <= 0) s->opts.body_timeout_ms = 30000;
+  if (s->opts.keepalive_timeout_ms <= 0) s->opts.keepalive_timeout_ms = 120000;
+  if (s->opts.send_timeout_ms <= 0) s->opts.send_timeout_ms = 30000;
+  if (s->opts.max_connections <= 0) s->opts.max_connections = 16384;
   s->app = a;
   s->port = opts->port;
   s->n_loops = opts->threads > 0 ? opts->threads : 1;
@@ -318,6 +393,7 @@ void http_server_destroy(http_server *s) {
     if (l->listener) evconnlistener_free(l->listener);
     if (l->wake) event_free(l->wake);
     if (l->stop_accept) event_free(l->stop_accept);
+    if (l->resume_accept) event_free(l->resume_accept);
     if (l->base) event_base_free(l->base);
     pthread_mutex_destroy(&l->mu);
   }

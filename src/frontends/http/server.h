@@ -24,11 +24,18 @@ typedef struct http_options {
   int threads;
   size_t max_body_bytes;
   int drain_timeout_ms;
+  /* limits on slow and idle clients (docs/http-api.md, "Limits and timeouts") */
+  int head_timeout_ms;      /* the whole request head, from its first byte (or the accept) */
+  int body_timeout_ms;      /* the body: this long, plus a second per min_body_rate bytes */
+  int min_body_rate;        /* bytes/s; 0: the body timeout is a fixed total */
+  int keepalive_timeout_ms; /* idle between requests */
+  int send_timeout_ms;      /* a closing reply the client does not take */
+  long max_connections;     /* open at once, over all loops */
 } http_options;
 
 /* One request being answered. Handlers run on the loop thread; a deferred reply may be
  * finished from any thread with http_call_reply_async. */
-#define HTTP_MAX_HEADERS 64
+#define HTTP_MAX_HEADERS 64 /* = HTTP_PARSE_MAX_HEADERS */
 #define HTTP_MAX_REPLY_HEADERS 6
 
 typedef struct http_header {

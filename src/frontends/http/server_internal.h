@@ -17,6 +17,7 @@ struct http_loop {
   struct evconnlistener *listener;
   struct event *wake;        /* activated by workers: replies are waiting */
   struct event *stop_accept; /* activated by the main thread on drain */
+  struct event *resume_accept; /* re-enables the listener after an accept failure's pause */
   pthread_t thread;
   bool thread_started;
   pthread_mutex_t mu;
@@ -25,6 +26,8 @@ struct http_loop {
   struct evbuffer *access_log; /* lines not yet written: flushed by log_flush or when large */
   struct event *log_flush;
   request_ids ids;
+  /* the fixed per-connection timeouts as the loop's common timeouts (conn.c) */
+  const struct timeval *head_tv, *idle_tv, *send_tv;
 };
 
 struct http_server {
@@ -34,9 +37,13 @@ struct http_server {
   http_loop *loops;
   int n_loops;
   atomic_long in_flight;
+  atomic_long open_conns;       /* connections open, over every loop */
+  atomic_long refused_at_limit; /* connections closed at once: --max-connections reached */
+  atomic_long accept_failures;  /* accept() failed (EMFILE, ENFILE, ENOMEM...) */
+  _Atomic int64_t last_refusal_log_ns; /* refusals are logged at most once a second */
 };
 
-/* conn.c: takes a new socket. */
+/* conn.c: takes a new socket, already counted in srv->open_conns. */
 void http_conn_accept(http_loop *l, evutil_socket_t fd);
 /* conn.c: writes c's reply on its connection (if it is still there) and frees c. */
 void http_conn_send_reply(http_call *c);

@@ -37,7 +37,7 @@ static void reply_feature_errors(http_call *c, int status, const feature_errors 
 
 void tfserving_predict(void *call, const route_params *p) {
   http_call *c = call;
-  model_version *mv = NULL;
+  VERSION_REF model_version *mv = NULL;
   json_t *body = NULL;
   inferd_status st = appapi_precheck(c);
   if (status_is_ok(&st)) st = appapi_resolve(c, p->model, p->version, &mv);

@@ -45,25 +45,25 @@ static json_t *version_json(const model_version *mv, bool detail) {
   return o;
 }
 
-static const model_version *ready_default(const model *m) {
-  const model_version *mv = model_default_version(m);
+static const model_version *ready_default(const repo_model *m) {
+  const model_version *mv = repo_model_default_version(m);
   return mv && model_version_state(mv) == MODEL_READY ? mv : NULL;
 }
 
-static const char *model_description(const model *m, const model_version *mv) {
+static const char *model_description(const repo_model *m, const model_version *mv) {
   const application *a = mv ? mv->application : NULL;
   const json_t *d = a && a->model_card ? json_object_get(a->model_card, "description") : NULL;
   if (json_is_string(d)) return json_string_value(d);
-  return m->config->description;
+  return m->def ? m->def->config->description : NULL;
 }
 
 void v1_models_list(void *call, const route_params *p) {
   (void)p;
   http_call *c = call;
-  const repository *repo = c->app->repo;
+  SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(c->app->repo);
   json_t *models = json_array();
   for (size_t i = 0; i < repo->n_models; i++) {
-    const model *m = repo->models[i];
+    const repo_model *m = &repo->models[i];
     const model_version *def = ready_default(m);
     json_t *versions = json_array();
     for (size_t j = 0; j < m->n_versions; j++) json_array_append_new(versions, version_json(m->versions[j], false));
@@ -91,7 +91,8 @@ static json_t *tensor_specs_json(const tensor_spec *specs, size_t n) {
 
 void v1_model_get(void *call, const route_params *p) {
   http_call *c = call;
-  const model *m = repo_find_model(c->app->repo, p->model);
+  SNAPSHOT_REF repo_snapshot *snap = repo_snapshot_acquire(c->app->repo);
+  const repo_model *m = repo_snapshot_find(snap, p->model);
   inferd_status st;
   if (m == NULL) {
     st = status_make(INFERD_NOT_FOUND, "model '%s' not found", p->model);
@@ -101,7 +102,7 @@ void v1_model_get(void *call, const route_params *p) {
   const model_version *only = NULL, *shown = ready_default(m);
   if (p->version[0]) {
     model_version *mv;
-    st = repo_resolve(c->app->repo, p->model, p->version, &mv);
+    st = repo_model_version(m, p->version, &mv);
     if (!status_is_ok(&st)) {
       http_call_reply_error(c, &st);
       return;
@@ -120,7 +121,7 @@ void v1_model_get(void *call, const route_params *p) {
   const char *desc = model_description(m, ready ? shown : NULL);
   json_t *doc = json_pack("{ss so so ss so}", "id", m->name, "description", desc ? json_string(desc) : json_null(),
                           "default_version", def ? json_string(def->version_str) : json_null(), "backend",
-                          m->config->backend, "versions", versions);
+                          m->def ? m->def->config->backend : "onnxruntime", "versions", versions);
   const features *f = ready ? application_features(shown) : NULL;
   json_object_set_new(doc, "schema_version", ready ? json_string(shown->version_str) : json_null());
   if (f) {
@@ -134,7 +135,8 @@ void v1_model_get(void *call, const route_params *p) {
     json_object_set_new(doc, "output_schema", json_null());
   }
   json_t *labels = json_array();
-  for (size_t i = 0; i < m->config->n_class_labels; i++) json_array_append_new(labels, json_string(m->config->class_labels[i]));
+  for (size_t i = 0; m->def && i < m->def->config->n_class_labels; i++)
+    json_array_append_new(labels, json_string(m->def->config->class_labels[i]));
   json_object_set_new(doc, "class_labels", labels);
   if (ready) {
     json_object_set_new(doc, "inputs", tensor_specs_json(shown->inputs, shown->n_inputs));
@@ -235,7 +237,7 @@ static void parse_parameters(const json_t *params, features_result_opts *opts, f
 
 void v1_predict(void *call, const route_params *p) {
   http_call *c = call;
-  model_version *mv = NULL;
+  VERSION_REF model_version *mv = NULL;
   json_t *body = NULL;
   inferd_status st = appapi_precheck(c);
   if (status_is_ok(&st)) st = appapi_resolve(c, p->model, p->version, &mv);

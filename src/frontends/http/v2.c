@@ -10,8 +10,8 @@
 void v2_server_metadata(void *call, const route_params *p) {
   (void)p;
   http_call_reply_json(call, 200,
-                       json_pack("{ss ss s[ss]}", "name", "inferd", "version", INFERD_VERSION, "extensions",
-                                 "binary_tensor_data", "statistics"));
+                       json_pack("{ss ss s[sss]}", "name", "inferd", "version", INFERD_VERSION, "extensions",
+                                 "binary_tensor_data", "statistics", "model_repository"));
 }
 
 void v2_health_live(void *call, const route_params *p) {
@@ -29,10 +29,11 @@ void v2_health_ready(void *call, const route_params *p) {
     http_call_reply_json(c, 503, json_pack("{sb ss}", "ready", 0, "error", why));
 }
 
-/* Resolves the path's model and version; on failure replies and returns NULL. */
+/* Resolves the path's model and version to a counted reference (hold it in a VERSION_REF);
+ * on failure replies and returns NULL. */
 static model_version *resolve(http_call *c, const route_params *p) {
   model_version *mv;
-  inferd_status st = repo_resolve(c->app->repo, p->model, p->version, &mv);
+  inferd_status st = repo_acquire(c->app->repo, p->model, p->version, REPO_ANY_STATE, &mv);
   if (!status_is_ok(&st)) {
     http_call_reply_error(c, &st);
     return NULL;
@@ -62,7 +63,7 @@ static json_t *tensor_specs_json(const tensor_spec *specs, size_t n) {
 
 void v2_model_metadata(void *call, const route_params *p) {
   http_call *c = call;
-  model_version *mv = resolve(c, p);
+  VERSION_REF model_version *mv = resolve(c, p);
   if (mv == NULL) return;
   if (model_version_state(mv) != MODEL_READY) {
     inferd_status st = not_ready(mv);
@@ -71,7 +72,9 @@ void v2_model_metadata(void *call, const route_params *p) {
   }
   const model *m = mv->model;
   json_t *versions = json_array();
-  for (size_t i = 0; i < m->n_versions; i++) json_array_append_new(versions, json_string(m->versions[i]->version_str));
+  SNAPSHOT_REF repo_snapshot *snap = repo_snapshot_acquire(c->app->repo);
+  const repo_model *rm = repo_snapshot_find(snap, m->name);
+  for (size_t i = 0; rm && i < rm->n_versions; i++) json_array_append_new(versions, json_string(rm->versions[i]->version_str));
   json_t *doc = json_pack("{ss so ss so so}", "name", m->name, "versions", versions, "platform", mv->backend->platform,
                           "inputs", tensor_specs_json(mv->inputs, mv->n_inputs), "outputs",
                           tensor_specs_json(mv->outputs, mv->n_outputs));
@@ -81,7 +84,7 @@ void v2_model_metadata(void *call, const route_params *p) {
 
 void v2_model_ready(void *call, const route_params *p) {
   http_call *c = call;
-  model_version *mv = resolve(c, p);
+  VERSION_REF model_version *mv = resolve(c, p);
   if (mv == NULL) return;
   if (model_version_state(mv) == MODEL_READY) {
     http_call_reply_json(c, 200, json_pack("{ss ss sb}", "name", mv->model->name, "version", mv->version_str, "ready", 1));
@@ -170,7 +173,7 @@ void v2_model_infer(void *call, const route_params *p) {
     http_call_reply_error(c, &st);
     return;
   }
-  model_version *mv = resolve(c, p);
+  VERSION_REF model_version *mv = resolve(c, p);
   if (mv == NULL) return;
   if (model_version_state(mv) != MODEL_READY) {
     st = not_ready(mv);
@@ -254,14 +257,14 @@ static json_t *version_stats_json(model_version *mv) {
 
 void v2_model_stats(void *call, const route_params *p) {
   http_call *c = call;
-  const repository *repo = c->app->repo;
+  SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(c->app->repo);
   json_t *list = json_array();
   if (p->model[0] == '\0') { /* every model */
     for (size_t i = 0; i < repo->n_models; i++)
-      for (size_t j = 0; j < repo->models[i]->n_versions; j++)
-        json_array_append_new(list, version_stats_json(repo->models[i]->versions[j]));
+      for (size_t j = 0; j < repo->models[i].n_versions; j++)
+        json_array_append_new(list, version_stats_json(repo->models[i].versions[j]));
   } else if (p->version[0] == '\0') { /* every version of one model */
-    const model *m = repo_find_model(repo, p->model);
+    const repo_model *m = repo_snapshot_find(repo, p->model);
     if (m == NULL) {
       json_decref(list);
       inferd_status st = status_make(INFERD_NOT_FOUND, "model '%s' not found", p->model);
@@ -270,7 +273,7 @@ void v2_model_stats(void *call, const route_params *p) {
     }
     for (size_t j = 0; j < m->n_versions; j++) json_array_append_new(list, version_stats_json(m->versions[j]));
   } else {
-    model_version *mv = resolve(c, p);
+    VERSION_REF model_version *mv = resolve(c, p);
     if (mv == NULL) {
       json_decref(list);
       return;

@@ -65,6 +65,10 @@ static inferd_status put_scalar(const json_scalar *v, inferd_datatype dt, bytes_
         return bad("input '%s' %s: value is out of range for FP32", tname, WHERE);
       float f = (float)d;
       ok = bytes_put(out, &f, 4);
+    } else if (dt == DT_BF16) {
+      if (isfinite(d) && fabs(d) >= BF16_OVERFLOW) return bad("input '%s' %s: value is out of range for BF16", tname, WHERE);
+      uint16_t b = double_to_bf16(d);
+      ok = bytes_put(out, &b, 2);
     } else {
       /* 65520 and beyond round to infinity in half precision; below, to at most 65504 */
       if (isfinite(d) && fabs(d) >= 65520.0) return bad("input '%s' %s: value is out of range for FP16", tname, WHERE);
@@ -309,7 +313,7 @@ static inferd_status decode_input(json_t *in, size_t idx, size_t json_len, const
   if (!json_is_string(dtv)) return bad("%s.datatype must be a string (input '%s')", path, nm);
   inferd_datatype dt = datatype_from_name(json_string_value(dtv));
   if (dt == DT_INVALID)
-    return status_make(INFERD_INVALID_ARGUMENT, "input '%s': unknown datatype '%s' (one of BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES)",
+    return status_make(INFERD_INVALID_ARGUMENT, "input '%s': unknown datatype '%s' (one of BOOL, UINT8..UINT64, INT8..INT64, FP16, BF16, FP32, FP64, BYTES)",
                        nm, json_string_value(dtv));
   int64_t count;
   inferd_status st = parse_shape(json_object_get(in, "shape"), path, t, nm, &count);
@@ -364,12 +368,25 @@ static inferd_status decode_input(json_t *in, size_t idx, size_t json_len, const
     scan_result r = json_numbers_scan_nested(body + fast->start, fast->end - fast->start, MAX_NESTING + 1, fast_emit,
                                              fast_bracket, &f);
     if (r == SCAN_DECLINED) {
-      free(out.p);
-      *declined = true;
-      return status_ok();
+      /* this array alone through jansson (a BYTES input's strings, say): the other inputs keep
+       * the fast path, and with it the NaN and Infinity literals jansson refuses. What jansson
+       * cannot parse here goes to the whole body's parse, which words the error with the
+       * body's line and column. */
+      json_error_t e;
+      json_t *arr = json_loadb(body + fast->start, fast->end - fast->start, JSON_DECODE_ANY, &e);
+      if (arr == NULL) {
+        free(out.p);
+        *declined = true;
+        return status_ok();
+      }
+      out.len = 0;
+      nest_check nc = {.t = t};
+      st = flatten(arr, dt, &out, nm, &got, count, 0, &nc);
+      json_decref(arr);
+    } else {
+      st = f.st;
+      got = f.count;
     }
-    st = f.st;
-    got = f.count;
   } else {
     nest_check nc = {.t = t};
     st = flatten(data, dt, &out, nm, &got, count, 0, &nc);
@@ -440,11 +457,12 @@ static inferd_status decode_root(json_t *root, const char *body, size_t json_len
       return bad("parameters.priority must be a non-negative integer%s%s", "", "");
     info->priority = pr ? (int)json_integer_value(pr) : 0;
   }
+  /* absent or empty for a model that takes no inputs; the signature check says when a model
+   * needs some */
   json_t *inputs = json_object_get(root, "inputs");
-  if (!json_is_array(inputs) || json_array_size(inputs) == 0)
-    return bad("inputs must be a non-empty array of tensors%s%s", "", "");
-  size_t n = json_array_size(inputs);
-  req->inputs = calloc(n, sizeof(tensor));
+  if (inputs && !json_is_array(inputs)) return bad("inputs must be an array of tensors%s%s", "", "");
+  size_t n = inputs ? json_array_size(inputs) : 0;
+  req->inputs = calloc(n ? n : 1, sizeof(tensor));
   if (req->inputs == NULL) return status_make(INFERD_INTERNAL, "out of memory");
   inferd_status st = status_ok();
   for (size_t i = 0; i < n && status_is_ok(&st) && !*declined; i++) {
@@ -516,8 +534,9 @@ inferd_status v2_decode_request(const char *body, size_t len, long long header_l
   json_error_t err;
   bool declined = false;
   /* Fast path: jansson parses the document without its data arrays, which are scanned
-   * straight into tensors. Any doubt (the scanner declines, the skeleton does not parse)
-   * and the whole body goes through jansson, which words any error. */
+   * straight into tensors (an array the scanner declines is parsed alone by jansson). Any
+   * doubt (that fails too, the skeleton does not parse) and the whole body goes through
+   * jansson, which words any error. */
   json_span spans[MAX_FAST_INPUTS];
   int n_spans = v2_find_data_spans(body, json_len, spans, MAX_FAST_INPUTS);
   size_t sk_len = 0;
@@ -625,6 +644,8 @@ static inferd_status append_data(struct evbuffer *out, const tensor *t) {
       case DT_INT32: { int32_t x; memcpy(&x, p, 4); o += (size_t)sprintf(buf + o, "%d", x); break; }
       case DT_INT64: { int64_t x; memcpy(&x, p, 8); o += (size_t)sprintf(buf + o, "%lld", (long long)x); break; }
       case DT_FP16: { uint16_t x; memcpy(&x, p, 2); o += fmt_double(buf + o, half_to_float(x), 5); break; }
+      /* 4 significant digits tell every bfloat16 (8-bit significand) apart */
+      case DT_BF16: { uint16_t x; memcpy(&x, p, 2); o += fmt_double(buf + o, bf16_to_float(x), 4); break; }
       case DT_FP32: { float x; memcpy(&x, p, 4); o += fmt_double(buf + o, x, 9); break; }
       case DT_FP64: { double x; memcpy(&x, p, 8); o += fmt_double(buf + o, x, 17); break; }
       default: break;
