@@ -61,10 +61,7 @@ static inline model_version *fuzz_model_create(const char *name, const char *con
     }
   }
   atomic_store(&mv->state, MODEL_READY);
-  m->versions = calloc(1, sizeof *m->versions);
-  m->versions[0] = mv;
-  m->n_versions = 1;
-  return mv;
+  return mv; /* kept for the process's life: never freed */
 }
 
 /* What the backend relies on once a request passed infer_request_validate: each input is one
