@@ -2,12 +2,16 @@
 # what it needs (scripts/bootstrap.sh, idempotent, re-run when it changes).
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+# make fuzz: seconds per harness; make test runs each for FUZZ_SMOKE_SECONDS
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 4
 PORT       ?= 8000
 PYTHON     := /usr/bin/python3
 STAMP      := third_party/.bootstrap.stamp
 JOBS       := $(shell nproc)
 
-.PHONY: all setup build run test lint unit e2e asan bench models clean
+.PHONY: all setup build run test lint unit e2e asan fuzz-build fuzz fuzz-smoke bench models clean
 
 all: build
 
@@ -51,7 +55,19 @@ lint: $(STAMP)
 	  --suppress=missingIncludeSystem --inline-suppr --error-exitcode=1 \
 	  -Isrc -I$(LINT)/proto -I$(LINT)/include src
 
-test: lint unit e2e asan
+# libFuzzer harnesses (tests/fuzz/README.md): clang, ASan + UBSan. Each run starts from the
+# committed seeds and regression inputs; what it finds goes under $(FUZZ_BUILD)/.
+fuzz-build: $(STAMP)
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINFERD_FUZZ=ON >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS)
+
+fuzz: fuzz-build
+	./tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-build
+	FUZZ_FRESH=1 ./tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
+
+test: lint unit e2e asan fuzz-smoke
 
 bench: build
 	./bench/run_http.sh
@@ -61,4 +77,4 @@ models: $(STAMP)
 	$(PYTHON) examples/make_models.py models
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -16,6 +16,7 @@ DEB_PACKAGES=(
   libevent-dev libjansson-dev libcmocka-dev zlib1g-dev
   python3 python3-pytest python3-requests python3-numpy python3-onnx python3-sklearn
   wrk nghttp2-client ca-certificates openssl
+  clang libclang-rt-14-dev  # make fuzz: clang and its libFuzzer runtime
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
   protobuf-compiler protobuf-compiler-grpc python3-grpcio
   chromium python3-jsonschema python3-fastapi python3-uvicorn python3-httptools python3-uvloop

@@ -126,6 +126,13 @@ static void test_finds_data_spans(void **state) {
   assert_int_equal(v2_find_data_spans("{\"inputs\":[{\"data\":[1]}", 22, spans, 4), -1);
   assert_int_equal(v2_find_data_spans("[1]", 3, spans, 4), -1);
   assert_int_equal(v2_find_data_spans("{\"inputs\":[{},{},{}]}", 21, spans, 2), -1);
+  /* a body ending right after a key's colon: nothing may be read past it (found by
+   * tests/fuzz/fuzz_json_numbers; the ASan build sees a read past this exact-size buffer) */
+  static const char cut[] = "{\"inputs\":";
+  char *exact = malloc(sizeof cut - 1);
+  memcpy(exact, cut, sizeof cut - 1);
+  assert_int_equal(v2_find_data_spans(exact, sizeof cut - 1, spans, 4), -1);
+  free(exact);
 }
 
 typedef struct brackets {

@@ -294,7 +294,7 @@ static const char *visit_input_member(const char *key, size_t klen, const char *
 
 static const char *visit_root_member(const char *key, size_t klen, const char *v, const char *end, void *ctx) {
   span_search *s = ctx;
-  if (!(klen == 6 && memcmp(key, "inputs", 6) == 0 && *v == '[')) return skip_value(v, end, 1);
+  if (!(klen == 6 && memcmp(key, "inputs", 6) == 0 && v < end && *v == '[')) return skip_value(v, end, 1);
   const char *p = skip_ws(v + 1, end);
   if (p < end && *p == ']') return p + 1;
   for (;;) {
