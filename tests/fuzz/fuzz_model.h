@@ -51,14 +51,10 @@ static inline model_version *fuzz_model_create(const char *name, const char *con
     fprintf(stderr, "fuzz_model_create(%s): %s\n", name, st.msg);
     abort();
   }
-  mv->application = calloc(1, sizeof *mv->application);
-  if (cfg->application) {
-    st = features_compile(cfg->application, cfg, mv->inputs, mv->n_inputs, mv->outputs, mv->n_outputs,
-                          &mv->application->features);
-    if (!status_is_ok(&st)) {
-      fprintf(stderr, "fuzz_model_create(%s): %s\n", name, st.msg);
-      abort();
-    }
+  st = application_attach(mv);
+  if (!status_is_ok(&st)) {
+    fprintf(stderr, "fuzz_model_create(%s): %s\n", name, st.msg);
+    abort();
   }
   atomic_store(&mv->state, MODEL_READY);
   return mv; /* kept for the process's life: never freed */
