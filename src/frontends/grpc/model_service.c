@@ -12,6 +12,7 @@
 
 #include "app/application.h"
 #include "app/features.h"
+#include "core/serve.h"
 #include "frontends/grpc/call.h"
 #include "util/utf8.h"
 #include "model_service.pb-c.h"
@@ -193,6 +194,7 @@ typedef struct predict_call {
   size_t n_records;
   char model[256];
   char version[24];
+  struct predict_decode *decode; /* during serve_submit only */
 } predict_call;
 
 static void errors_into(arena *a, const feature_errors *errs, Inferd__PredictResponse *r) {
@@ -303,85 +305,61 @@ static void options(const Inferd__PredictOptions *o, features_result_opts *opts,
     opts->top_k = o->top_k;
 }
 
-/* Resolves, validates and encodes the records, and submits; answers failures itself. */
-static void predict_start(predict_call *pc, const char *model_name, const char *version, Inferd__Record **records,
-                          size_t n_records, const Inferd__PredictOptions *o) {
+/* What serve's decode stage needs of the message, during serve_submit. */
+typedef struct predict_decode {
+  Inferd__Record **records;
+  size_t n_records;
+  const Inferd__PredictOptions *o;
+  feature_errors errs; /* the problems found, answered in the protocol's form */
+} predict_decode;
+
+/* serve's decode stage: the records through the version's feature schema into req. */
+static inferd_status predict_decode_records(serve_request *sr, infer_request *req) {
+  predict_call *pc = sr->user;
+  predict_decode *d = pc->decode;
   gcall *c = pc->call;
-  snprintf(pc->model, sizeof pc->model, "%s", model_name ? model_name : "");
-  snprintf(pc->version, sizeof pc->version, "%s", version ? version : "");
-  inferd_status st = status_ok();
-  VERSION_REF model_version *mv = NULL;
-  if (grpc_frontend_draining(c->fe))
-    st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
-  else if (model_name == NULL || *model_name == '\0')
-    st = status_make(INFERD_INVALID_ARGUMENT, "the model name is required");
-  else
-    st = repo_acquire(c->app->repo, model_name, version, REPO_ANY_STATE, &mv);
-  if (status_is_ok(&st)) snprintf(pc->version, sizeof pc->version, "%s", mv->version_str);
-  gcall_set_model(c, pc->model, mv ? pc->version : "");
-  if (status_is_ok(&st)) {
-    if (model_version_state(mv) != MODEL_READY)
-      st = status_make(INFERD_UNAVAILABLE, "model '%s' version %s is not ready%s%s", mv->model->name, mv->version_str,
-                       model_version_state(mv) == MODEL_LOADING ? " (still loading)" : ": ",
-                       model_version_state(mv) == MODEL_LOADING ? "" : mv->reason);
-  }
-  if (status_is_ok(&st) && (pc->f = application_features(mv)) == NULL)
-    st = status_make(INFERD_INVALID_ARGUMENT,
-                     "model '%s' has no feature schema (config.json \"application\"): send tensors with "
-                     "inference.GRPCInferenceService/ModelInfer",
-                     mv->model->name);
-  if (!status_is_ok(&st)) {
-    predict_fail(pc, &st, NULL);
-    return;
-  }
+  const model_version *mv = req->mv;
+  snprintf(pc->version, sizeof pc->version, "%s", sr->routed_version);
+  gcall_set_model(c, pc->model, pc->version);
+  if ((pc->f = application_features(mv)) == NULL)
+    return status_make(INFERD_INVALID_ARGUMENT,
+                       "model '%s' has no feature schema (config.json \"application\"): send tensors with "
+                       "inference.GRPCInferenceService/ModelInfer",
+                       mv->model->name);
   size_t max = c->app->max_records > 0 ? (size_t)c->app->max_records : DEFAULT_MAX_RECORDS;
   int max_batch = mv->model->config->max_batch_size;
   if (max_batch > 0 && (size_t)max_batch < max) max = (size_t)max_batch;
-  feature_errors errs = {0};
-  if (n_records > max) {
-    feature_errors_add(&errs, "$.records", "too_many", "%zu records, more than the %zu one request may carry", n_records,
-                       max);
-    st = status_make(INFERD_TOO_LARGE, "too many records");
-    predict_fail(pc, &st, &errs);
-    feature_errors_clear(&errs);
-    return;
+  if (d->n_records > max) {
+    feature_errors_add(&d->errs, "$.records", "too_many", "%zu records, more than the %zu one request may carry",
+                       d->n_records, max);
+    return status_make(INFERD_TOO_LARGE, "too many records");
   }
-  options(o, &pc->opts, &errs);
+  options(d->o, &pc->opts, &d->errs);
   json_t *recs = json_array();
   json_t *reported = json_array(); /* paths of values already reported: not "missing" too */
-  for (size_t i = 0; i < n_records; i++) {
+  for (size_t i = 0; i < d->n_records; i++) {
     char path[64];
     if (pc->kind == KIND_BATCH)
       snprintf(path, sizeof path, "$.records[%zu]", i);
     else
       snprintf(path, sizeof path, "$.record");
-    json_array_append_new(recs, record_json(records[i], path, &errs, reported));
+    json_array_append_new(recs, record_json(d->records[i], path, &d->errs, reported));
   }
   record_paths rp = {.single = pc->kind != KIND_BATCH};
   features_paths paths = {.base = pc->kind == KIND_BATCH ? "$.records" : "$.record", .path = record_path, .user = &rp};
   tensor *ts = NULL;
   size_t nt = 0;
-  st = features_encode(pc->f, recs, &paths, &ts, &nt, &errs);
+  inferd_status st = features_encode(pc->f, recs, &paths, &ts, &nt, &d->errs);
   json_decref(recs);
   for (size_t i = 0; i < json_array_size(reported); i++)
-    feature_errors_drop(&errs, json_string_value(json_array_get(reported, i)), "missing_feature");
+    feature_errors_drop(&d->errs, json_string_value(json_array_get(reported, i)), "missing_feature");
   json_decref(reported);
-  if (status_is_ok(&st) && errs.total) st = status_make(INFERD_INVALID_ARGUMENT, "invalid request");
+  if (status_is_ok(&st) && d->errs.total) st = status_make(INFERD_INVALID_ARGUMENT, "invalid request");
   if (!status_is_ok(&st)) {
     if (ts) tensors_free(ts, nt);
-    predict_fail(pc, &st, st.code == INFERD_INVALID_ARGUMENT ? &errs : NULL);
-    feature_errors_clear(&errs);
-    return;
+    return st;
   }
-  feature_errors_clear(&errs);
-  pc->n_records = n_records;
-  infer_request *req = infer_request_create(mv);
-  if (req == NULL) {
-    tensors_free(ts, nt);
-    st = status_make(INFERD_INTERNAL, "out of memory");
-    predict_fail(pc, &st, NULL);
-    return;
-  }
+  pc->n_records = d->n_records;
   req->inputs = ts;
   req->n_inputs = nt;
   req->output_names = calloc(pc->f->n_output_names + 1, sizeof(char *));
@@ -390,18 +368,37 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
     if (req->output_names[i]) req->n_outputs = i + 1;
   }
   if (req->output_names == NULL || req->n_outputs != pc->f->n_output_names)
-    st = status_make(INFERD_INTERNAL, "out of memory");
-  if (status_is_ok(&st)) st = infer_request_validate(req);
+    return status_make(INFERD_INTERNAL, "out of memory");
+  return status_ok();
+}
+
+/* Hands the records to serve; answers failures itself. */
+static void predict_start(predict_call *pc, const char *model_name, const char *version, Inferd__Record **records,
+                          size_t n_records, const Inferd__PredictOptions *o) {
+  gcall *c = pc->call;
+  snprintf(pc->model, sizeof pc->model, "%s", model_name ? model_name : "");
+  snprintf(pc->version, sizeof pc->version, "%s", version ? version : "");
+  gcall_set_model(c, pc->model, "");
+  predict_decode d = {.records = records, .n_records = n_records, .o = o};
+  pc->decode = &d;
+  serve_request sr = {.model = model_name,
+                      .version = version,
+                      .start_ns = c->start_ns,
+                      .deadline = {.client_deadline_ns = c->deadline_ns},
+                      .decode = predict_decode_records,
+                      .cancelled = &c->client_gone,
+                      .on_done = on_predict_done,
+                      .user = pc};
+  inferd_status st;
+  if (grpc_frontend_draining(c->fe))
+    st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
+  else
+    st = serve_submit(c->app->serve, &sr);
   if (!status_is_ok(&st)) {
-    infer_request_destroy(req);
-    predict_fail(pc, &st, NULL);
-    return;
+    pc->decode = NULL;
+    predict_fail(pc, &st, d.errs.total && st.code != INFERD_INTERNAL ? &d.errs : NULL);
   }
-  req->deadline_ns = c->deadline_ns;
-  req->cancelled = &c->client_gone;
-  req->on_done = on_predict_done;
-  req->user = pc;
-  sched_submit(c->app->sched, req);
+  feature_errors_clear(&d.errs);
 }
 
 static predict_call *predict_call_new(gcall *c, predict_kind kind, gstream_item *item) {
