@@ -75,25 +75,25 @@ void serve_destroy(serve *s) { free(s); }
 
 inferd_status serve_deadline(const serve_deadline_sources *src, int64_t start_ns, int64_t *deadline_ns) {
   *deadline_ns = 0;
-  int64_t best = src->client_deadline_ns > 0 ? src->client_deadline_ns : 0, t;
-#define EARLIER(x) \
-  if ((x) > 0 && (best == 0 || (x) < best)) best = (x)
+  int64_t asked = 0, t; /* the request's own timeout: the earlier of header and parameter */
+#define EARLIER(best, x) \
+  if ((x) > 0 && ((best) == 0 || (x) < (best))) (best) = (x)
   /* every source is checked, even when another is earlier, so an absurd value never passes */
   TRY(infer_deadline_after(start_ns, src->param_timeout_us,
                            src->param_timeout_what ? src->param_timeout_what : "parameter 'timeout'", &t));
-  EARLIER(t);
+  EARLIER(asked, t);
   if (src->timeout_header) {
     int64_t us;
     TRY(infer_timeout_ms_parse("X-Request-Timeout-Ms", src->timeout_header, &us));
     TRY(infer_deadline_after(start_ns, us, "X-Request-Timeout-Ms", &t));
-    EARLIER(t);
+    EARLIER(asked, t);
   }
-  /* the model's default is a default: it applies when the client set no deadline at all (a
-   * client may ask for longer, as Triton's default_timeout_microseconds allows) */
-  if (best == 0) {
-    TRY(infer_deadline_after(start_ns, src->model_default_us, "the model's default_timeout_us", &t));
-    best = t;
-  }
+  /* the model's default stands in for a timeout the request did not ask for (a request may
+   * ask for longer, as Triton's default_timeout_microseconds allows); the gRPC deadline is the
+   * transport's: past it nobody waits for the answer, so it bounds whatever was asked */
+  if (asked == 0) TRY(infer_deadline_after(start_ns, src->model_default_us, "the model's default_timeout_us", &asked));
+  int64_t best = asked;
+  EARLIER(best, src->client_deadline_ns);
 #undef EARLIER
   *deadline_ns = best;
   return status_ok();

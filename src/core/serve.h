@@ -51,9 +51,10 @@ typedef struct serve_deadline_sources {
   int64_t model_default_us;     /* the model's default_timeout_us; 0: none (serve fills it in) */
 } serve_deadline_sources;
 
-/* THE deadline rule, for every protocol: the earliest of the client's sources (gRPC deadline,
- * X-Request-Timeout-Ms, the timeout parameter), counted from start_ns; when the client gave
- * none, the model's default; 0 when there is none. INVALID_ARGUMENT naming the source when a timeout is
+/* THE deadline rule, for every protocol, counted from start_ns: the request's timeout is the
+ * earlier of X-Request-Timeout-Ms and the timeout parameter, or the model's default when it
+ * asked for none (so a request may ask for longer than the default); the deadline is the
+ * earlier of that and the client's gRPC deadline. 0: none. INVALID_ARGUMENT naming the source when a timeout is
  * malformed, negative or over a day (checked even when another source is earlier). */
 inferd_status serve_deadline(const serve_deadline_sources *src, int64_t start_ns, int64_t *deadline_ns);
 
