@@ -20,7 +20,7 @@ static void *unpack_or_reply(gcall *c, const ProtobufCMessageDescriptor *d, grpc
   if (m == NULL) {
     char msg[256];
     snprintf(msg, sizeof msg, "the request is not a valid %s message", d->name);
-    gcall_reply_code(c, GRPC_INVALID_ARGUMENT, msg);
+    gcall_reply_error(c, INFERD_INVALID_ARGUMENT, msg);
   }
   return m;
 }
@@ -117,11 +117,11 @@ static void model_metadata(gcall *c, grpc_byte_buffer *bb) {
   Inference__ModelMetadataResponse__TensorMetadata *tm = calloc(nt + 1, sizeof *tm);
   Inference__ModelMetadataResponse__TensorMetadata **ptrs = calloc(nt + 1, sizeof *ptrs);
   if (versions == NULL || tm == NULL || ptrs == NULL) {
-    gcall_reply_code(c, GRPC_INTERNAL, "out of memory");
+    gcall_reply_error(c, INFERD_INTERNAL, "out of memory");
   } else {
     Inference__ModelMetadataResponse r = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
     r.name = m->name;
-    for (size_t i = 0; i < m->n_versions; i++) versions[i] = m->versions[i]->version_str;
+    for (size_t i = 0; i < m->n_versions; i++) versions[i] = repo_model_version_at(m, i)->version_str;
     r.versions = versions;
     r.n_versions = m->n_versions;
     r.platform = (char *)mv->backend->platform;
@@ -353,15 +353,15 @@ static void model_statistics(gcall *c, grpc_byte_buffer *bb) {
   if (q->name == NULL || *q->name == '\0') {
     if (q->version && *q->version) st = status_make(INFERD_INVALID_ARGUMENT, "a version needs a model name");
     size_t total = 0;
-    for (size_t i = 0; i < repo->n_models; i++) total += repo->models[i].n_versions;
+    for (size_t i = 0; i < repo->n_models; i++) total += repo_snapshot_model(repo, i)->n_versions;
     list = calloc(total + 1, sizeof *list);
     for (size_t i = 0; list && i < repo->n_models; i++)
-      for (size_t j = 0; j < repo->models[i].n_versions; j++) list[n++] = repo->models[i].versions[j];
+      for (size_t j = 0; j < repo_snapshot_model(repo, i)->n_versions; j++) list[n++] = repo_model_version_at(repo_snapshot_model(repo, i), j);
   } else if (q->version == NULL || *q->version == '\0') {
     const repo_model *m = repo_snapshot_find(repo, q->name);
     if (m == NULL) st = status_make(INFERD_NOT_FOUND, "model '%s' not found", q->name);
     list = calloc(m ? m->n_versions + 1 : 1, sizeof *list);
-    for (size_t j = 0; m && list && j < m->n_versions; j++) list[n++] = m->versions[j];
+    for (size_t j = 0; m && list && j < m->n_versions; j++) list[n++] = repo_model_version_at(m, j);
   } else {
     model_version *mv = NULL;
     const repo_model *m = repo_snapshot_find(repo, q->name);

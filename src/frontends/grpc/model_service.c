@@ -229,7 +229,7 @@ static void predict_fail(predict_call *pc, const inferd_status *st, const featur
     gstream_send(pc->call, pc->item, pb_pack(&r.base));
     arena_free(&a);
   } else {
-    gcall_reply_code(pc->call, status_grpc_code(st->code), msg);
+    gcall_reply_error(pc->call, st->code, msg);
   }
   free(pc);
 }
@@ -407,7 +407,7 @@ static predict_call *predict_call_new(gcall *c, predict_kind kind, gstream_item 
     if (item)
       gstream_send(c, item, NULL);
     else
-      gcall_reply_code(c, GRPC_INTERNAL, "out of memory");
+      gcall_reply_error(c, INFERD_INTERNAL, "out of memory");
     return NULL;
   }
   pc->call = c;
@@ -505,7 +505,7 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
   Inferd__GetModelInfoRequest *q =
       (Inferd__GetModelInfoRequest *)pb_unpack(&inferd__get_model_info_request__descriptor, bb);
   if (q == NULL) {
-    gcall_reply_code(c, GRPC_INVALID_ARGUMENT, "the request is not a valid inferd.GetModelInfoRequest message");
+    gcall_reply_error(c, INFERD_INVALID_ARGUMENT, "the request is not a valid inferd.GetModelInfoRequest message");
     return;
   }
   inferd_status st = status_ok();
@@ -543,7 +543,7 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
   Inferd__VersionInfo **vp = arena_alloc(&a, (m->n_versions + 1) * sizeof *vp);
   bool ok = vi && vp;
   for (size_t j = 0; ok && j < m->n_versions; j++) {
-    model_version *mv = m->versions[j];
+    model_version *mv = repo_model_version_at(m, j);
     if (only && mv != only) continue;
     Inferd__VersionInfo *v = &vi[r.n_versions];
     inferd__version_info__init(v);
@@ -594,7 +594,7 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
   if (ok)
     gcall_reply(c, &r.base);
   else
-    gcall_reply_code(c, GRPC_INTERNAL, "out of memory");
+    gcall_reply_error(c, INFERD_INTERNAL, "out of memory");
   free(card_text);
   arena_free(&a);
 }

@@ -103,11 +103,11 @@ static inferd_status default_name(http_call *c, char *name, size_t len) {
     char names[256];
     sbuf nb;
     sbuf_init(&nb, names, sizeof names);
-    for (size_t i = 0; i < repo->n_models; i++) sbuf_appendf(&nb, "%s%s", i ? ", " : "", repo->models[i].name);
+    for (size_t i = 0; i < repo->n_models; i++) sbuf_appendf(&nb, "%s%s", i ? ", " : "", repo_snapshot_model(repo, i)->name);
     return status_make(INFERD_NOT_FOUND, "/invocations serves one model: start inferd with --default-model NAME (models: %s)",
                        names);
   }
-  snprintf(name, len, "%s", repo->models[0].name);
+  snprintf(name, len, "%s", repo_snapshot_model(repo, 0)->name);
   return status_ok();
 }
 

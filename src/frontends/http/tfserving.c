@@ -91,7 +91,7 @@ void tfserving_predict(void *call, const route_params *p) {
   if (status_is_ok(&st)) return; /* tc is the completion's now */
   feature_errors errs = tc->errs;
   free(tc);
-  if (errs.total) reply_feature_errors(c, st.code == INFERD_TOO_LARGE ? 413 : 400, &errs);
+  if (errs.total) reply_feature_errors(c, status_http_code(st.code), &errs);
   else http_call_reply_error(c, &st);
   feature_errors_clear(&errs);
 }

@@ -63,10 +63,10 @@ void v1_models_list(void *call, const route_params *p) {
   SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(c->app->repo);
   json_t *models = json_array();
   for (size_t i = 0; i < repo->n_models; i++) {
-    const repo_model *m = &repo->models[i];
+    const repo_model *m = repo_snapshot_model(repo, i);
     const model_version *def = ready_default(m);
     json_t *versions = json_array();
-    for (size_t j = 0; j < m->n_versions; j++) json_array_append_new(versions, version_json(m->versions[j], false));
+    for (size_t j = 0; j < m->n_versions; j++) json_array_append_new(versions, version_json(repo_model_version_at(m, j), false));
     const char *desc = model_description(m, def);
     const features *f = def ? application_features(def) : NULL;
     json_t *o = json_pack("{ss so so so}", "id", m->name, "default_version", def ? json_string(def->version_str) : json_null(),
@@ -113,9 +113,9 @@ void v1_model_get(void *call, const route_params *p) {
   bool ready = shown && model_version_state(shown) == MODEL_READY;
   json_t *versions = json_array(), *tf = json_array();
   for (size_t j = 0; j < m->n_versions; j++) {
-    if (only && m->versions[j] != only) continue;
-    json_array_append_new(versions, version_json(m->versions[j], true));
-    json_array_append_new(tf, tf_version_status(m->versions[j]));
+    if (only && repo_model_version_at(m, j) != only) continue;
+    json_array_append_new(versions, version_json(repo_model_version_at(m, j), true));
+    json_array_append_new(tf, tf_version_status(repo_model_version_at(m, j)));
   }
   const model_version *def = ready_default(m);
   const char *desc = model_description(m, ready ? shown : NULL);
@@ -385,7 +385,7 @@ void v1_predict(void *call, const route_params *p) {
   feature_errors errs = vc->errs;
   free(vc);
   if (errs.total && (st.code == INFERD_INVALID_ARGUMENT || st.code == INFERD_TOO_LARGE))
-    reply_errors(c, st.code == INFERD_TOO_LARGE ? 413 : 400, &errs);
+    reply_errors(c, status_http_code(st.code), &errs);
   else
     http_call_reply_error(c, &st);
   feature_errors_clear(&errs);

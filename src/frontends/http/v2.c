@@ -27,7 +27,7 @@ void v2_health_ready(void *call, const route_params *p) {
   if (app_ready(c->app, why, sizeof why))
     http_call_reply_json(c, 200, json_pack("{sb}", "ready", 1));
   else
-    http_call_reply_json(c, 503, json_pack("{sb ss}", "ready", 0, "error", why));
+    http_call_reply_json(c, status_http_code(INFERD_UNAVAILABLE), json_pack("{sb ss}", "ready", 0, "error", why));
 }
 
 /* Resolves the path's model and version to a counted reference (hold it in a VERSION_REF);
@@ -75,7 +75,7 @@ void v2_model_metadata(void *call, const route_params *p) {
   json_t *versions = json_array();
   SNAPSHOT_REF repo_snapshot *snap = repo_snapshot_acquire(c->app->repo);
   const repo_model *rm = repo_snapshot_find(snap, m->name);
-  for (size_t i = 0; rm && i < rm->n_versions; i++) json_array_append_new(versions, json_string(rm->versions[i]->version_str));
+  for (size_t i = 0; rm && i < rm->n_versions; i++) json_array_append_new(versions, json_string(repo_model_version_at(rm, i)->version_str));
   json_t *doc = json_pack("{ss so ss so so}", "name", m->name, "versions", versions, "platform", mv->backend->platform,
                           "inputs", tensor_specs_json(mv->inputs, mv->n_inputs), "outputs",
                           tensor_specs_json(mv->outputs, mv->n_outputs));
@@ -92,7 +92,7 @@ void v2_model_ready(void *call, const route_params *p) {
     return;
   }
   inferd_status st = not_ready(mv);
-  http_call_reply_json(c, 503, json_pack("{ss ss sb ss}", "name", mv->model->name, "version", mv->version_str, "ready",
+  http_call_reply_json(c, status_http_code(st.code), json_pack("{ss ss sb ss}", "name", mv->model->name, "version", mv->version_str, "ready",
                                          0, "error", st.msg));
 }
 
@@ -255,8 +255,8 @@ void v2_model_stats(void *call, const route_params *p) {
   json_t *list = json_array();
   if (p->model[0] == '\0') { /* every model */
     for (size_t i = 0; i < repo->n_models; i++)
-      for (size_t j = 0; j < repo->models[i].n_versions; j++)
-        json_array_append_new(list, version_stats_json(repo->models[i].versions[j]));
+      for (size_t j = 0; j < repo_snapshot_model(repo, i)->n_versions; j++)
+        json_array_append_new(list, version_stats_json(repo_model_version_at(repo_snapshot_model(repo, i), j)));
   } else if (p->version[0] == '\0') { /* every version of one model */
     const repo_model *m = repo_snapshot_find(repo, p->model);
     if (m == NULL) {
@@ -265,7 +265,7 @@ void v2_model_stats(void *call, const route_params *p) {
       http_call_reply_error(c, &st);
       return;
     }
-    for (size_t j = 0; j < m->n_versions; j++) json_array_append_new(list, version_stats_json(m->versions[j]));
+    for (size_t j = 0; j < m->n_versions; j++) json_array_append_new(list, version_stats_json(repo_model_version_at(m, j)));
   } else {
     VERSION_REF model_version *mv = resolve(c, p);
     if (mv == NULL) {
