@@ -144,7 +144,8 @@ static void complete(infer_request *req, void *user) {
 
 inferd_status serve_submit(serve *s, serve_request *sr) {
   sr->routed_version[0] = '\0';
-  if (atomic_load(&s->app->draining)) return status_make(INFERD_UNAVAILABLE, "the server is shutting down");
+  /* draining is the frontends' (each protocol drains its own way: HTTP refuses new requests,
+   * a gRPC stream already open keeps being served), so it is not checked here */
   TRY(run_stage(s, SERVE_STAGE_ADMIT, sr, NULL));
 
   VERSION_REF model_version *mv = NULL;

@@ -163,6 +163,11 @@ static inferd_status v2_decode(serve_request *sr, infer_request *req) {
 void v2_model_infer(void *call, const route_params *p) {
   http_call *c = call;
   inferd_status st;
+  if (atomic_load(&c->app->draining)) {
+    st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
+    http_call_reply_error(c, &st);
+    return;
+  }
   const char *ct = http_call_header(c, "Content-Type");
   if (!content_type_ok(ct)) {
     st = status_make(INFERD_UNSUPPORTED_MEDIA, "Content-Type '%s' is not supported: send application/json, or application/octet-stream with Inference-Header-Content-Length", ct);
