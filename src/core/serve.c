@@ -39,10 +39,22 @@ inferd_status serve_register(serve *s, serve_stage stage, serve_handler fn, void
   return status_ok();
 }
 
-/* The registered handlers of a request stage, in order; the first failure ends the request. */
-static inferd_status run_stage(serve *s, serve_stage stage, const serve_request *sr, infer_request *req) {
-  for (int i = 0; i < s->n_slots[stage]; i++) TRY(s->slots[stage][i].fn(s->slots[stage][i].ctx, sr, req));
-  return status_ok();
+/* The registered handlers of a request stage, in order; true (with *st) when one ends the
+ * request. An empty stage costs a compare: no status is built (an inferd_status is 516 bytes,
+ * and building one per empty stage showed in the per-request instruction count). */
+static bool stage_ends(serve *s, serve_stage stage, const serve_request *sr, infer_request *req, inferd_status *st) {
+  for (int i = 0; i < s->n_slots[stage]; i++) {
+    *st = s->slots[stage][i].fn(s->slots[stage][i].ctx, sr, req);
+    if (!status_is_ok(st)) return true;
+  }
+  return false;
+}
+
+/* A bounded copy (snprintf's "%s" costs a formatter run per request). */
+static void copy_str(char *dst, size_t cap, const char *src) {
+  size_t n = strnlen(src, cap - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
 }
 
 static void run_completion_stage(serve *s, serve_stage stage, infer_request *req) {
@@ -105,7 +117,7 @@ inferd_status serve_deadline(const serve_deadline_sources *src, int64_t start_ns
 static inferd_status route(serve *s, serve_request *sr, model_version **mv) {
   if (sr->model == NULL || sr->model[0] == '\0') return status_make(INFERD_INVALID_ARGUMENT, "the model name is required");
   TRY(repo_acquire(s->app->repo, sr->model, sr->version ? sr->version : "", REPO_ANY_STATE, mv));
-  snprintf(sr->routed_version, sizeof sr->routed_version, "%s", (*mv)->version_str);
+  copy_str(sr->routed_version, sizeof sr->routed_version, (*mv)->version_str);
   return status_ok();
 }
 
@@ -146,24 +158,30 @@ inferd_status serve_submit(serve *s, serve_request *sr) {
   sr->routed_version[0] = '\0';
   /* draining is the frontends' (each protocol drains its own way: HTTP refuses new requests,
    * a gRPC stream already open keeps being served), so it is not checked here */
-  TRY(run_stage(s, SERVE_STAGE_ADMIT, sr, NULL));
+  inferd_status st;
+  if (stage_ends(s, SERVE_STAGE_ADMIT, sr, NULL, &st)) return st;
 
   VERSION_REF model_version *mv = NULL;
   TRY(route(s, sr, &mv));
   TRY(check_ready(mv));
   infer_request *req = infer_request_create(mv);
   if (req == NULL) return status_make(INFERD_INTERNAL, "out of memory");
-  inferd_status st = run_stage(s, SERVE_STAGE_ROUTE, sr, req);
-  if (status_is_ok(&st) && sr->decode) st = sr->decode(sr, req);
-  if (status_is_ok(&st)) st = check(sr, req);
-  if (status_is_ok(&st)) st = run_stage(s, SERVE_STAGE_CHECK, sr, req);
-  if (status_is_ok(&st)) st = run_stage(s, SERVE_STAGE_LOOKUP, sr, req);
-  if (status_is_ok(&st)) st = run_stage(s, SERVE_STAGE_SCHEDULE, sr, req);
-  if (!status_is_ok(&st)) {
+  bool ended = stage_ends(s, SERVE_STAGE_ROUTE, sr, req, &st);
+  if (!ended && sr->decode) {
+    st = sr->decode(sr, req);
+    ended = !status_is_ok(&st);
+  }
+  if (!ended) {
+    st = check(sr, req);
+    ended = !status_is_ok(&st);
+  }
+  ended = ended || stage_ends(s, SERVE_STAGE_CHECK, sr, req, &st) || stage_ends(s, SERVE_STAGE_LOOKUP, sr, req, &st) ||
+          stage_ends(s, SERVE_STAGE_SCHEDULE, sr, req, &st);
+  if (ended) {
     infer_request_destroy(req);
     return st;
   }
-  (void)run_stage(s, SERVE_STAGE_FORK, sr, req); /* never fails the request */
+  (void)stage_ends(s, SERVE_STAGE_FORK, sr, req, &st); /* never fails the request */
   req->cancelled = sr->cancelled;
   req->reply_done = sr->on_done;
   req->reply_user = sr->user;
