@@ -1,5 +1,7 @@
 #include "app/features.h"
 
+#include "app/tensor_json.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -627,41 +629,14 @@ static void value_path(const features_paths *p, size_t record, const char *featu
   if (feature) json_path_key(buf, len, feature);
 }
 
-static void put_number(uint8_t *dst, inferd_datatype dt, double v) {
-  switch (dt) {
-    case DT_BOOL: *dst = v != 0; break;
-    case DT_UINT8: *dst = (uint8_t)v; break;
-    case DT_INT8: *(int8_t *)dst = (int8_t)v; break;
-    case DT_UINT16: { uint16_t x = (uint16_t)v; memcpy(dst, &x, 2); break; }
-    case DT_INT16: { int16_t x = (int16_t)v; memcpy(dst, &x, 2); break; }
-    case DT_UINT32: { uint32_t x = (uint32_t)v; memcpy(dst, &x, 4); break; }
-    case DT_INT32: { int32_t x = (int32_t)v; memcpy(dst, &x, 4); break; }
-    case DT_UINT64: { uint64_t x = (uint64_t)v; memcpy(dst, &x, 8); break; }
-    case DT_INT64: { int64_t x = (int64_t)v; memcpy(dst, &x, 8); break; }
-    case DT_FP16: { uint16_t x = float_to_half((float)v); memcpy(dst, &x, 2); break; }
-    case DT_BF16: { uint16_t x = double_to_bf16(v); memcpy(dst, &x, 2); break; }
-    case DT_FP32: { float x = (float)v; memcpy(dst, &x, 4); break; }
-    case DT_FP64: memcpy(dst, &v, 8); break;
-    default: break;
-  }
-}
+/* A value already checked with fits() into the tensor's element: the one JSON-number
+ * conversion (app/tensor_json.h) every JSON route uses. */
+static void put_number(uint8_t *dst, inferd_datatype dt, double v) { (void)tensor_number_store(dt, false, 0, v, dst); }
 
-/* Whether v fits the tensor's integer datatype exactly (a float tensor takes anything finite). */
+/* Whether v fits the tensor's datatype: whole and in range for integers, in range for floats. */
 static bool fits(inferd_datatype dt, double v) {
-  switch (dt) {
-    case DT_UINT8: return v >= 0 && v <= 255 && v == floor(v);
-    case DT_INT8: return v >= -128 && v <= 127 && v == floor(v);
-    case DT_UINT16: return v >= 0 && v <= 65535 && v == floor(v);
-    case DT_INT16: return v >= -32768 && v <= 32767 && v == floor(v);
-    case DT_UINT32: return v >= 0 && v <= 4294967295.0 && v == floor(v);
-    case DT_INT32: return v >= -2147483648.0 && v <= 2147483647.0 && v == floor(v);
-    case DT_UINT64: return v >= 0 && v < 18446744073709551616.0 && v == floor(v);
-    case DT_INT64: return v >= -9223372036854775808.0 && v < 9223372036854775808.0 && v == floor(v);
-    case DT_FP16: return fabs(v) <= 65504.0;
-    case DT_BF16: return fabs(v) < BF16_OVERFLOW;
-    case DT_FP32: return fabs(v) <= 3.4028234663852886e38;
-    default: return true;
-  }
+  uint8_t scratch[8];
+  return tensor_number_store(dt, false, 0, v, scratch) == TENSOR_NUMBER_OK;
 }
 
 inferd_status features_encode(const features *f, const json_t *records, const features_paths *paths, tensor **tensors,

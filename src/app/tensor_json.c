@@ -7,6 +7,55 @@
 
 #include "app/features.h"
 
+tensor_number_result tensor_number_store(inferd_datatype dt, bool is_int, long long i, double d, void *dst) {
+  if (datatype_is_float(dt)) {
+    if (dt == DT_FP64) {
+      memcpy(dst, &d, 8);
+    } else if (dt == DT_FP32) {
+      if (isfinite(d) && fabs(d) > 3.4028234663852886e38) return TENSOR_NUMBER_OUT_OF_RANGE;
+      float f = (float)d;
+      memcpy(dst, &f, 4);
+    } else if (dt == DT_BF16) {
+      if (isfinite(d) && fabs(d) >= BF16_OVERFLOW) return TENSOR_NUMBER_OUT_OF_RANGE;
+      uint16_t b = double_to_bf16(d);
+      memcpy(dst, &b, 2);
+    } else { /* FP16: 65520 and beyond round to infinity; below, to at most 65504 */
+      if (isfinite(d) && fabs(d) >= 65520.0) return TENSOR_NUMBER_OUT_OF_RANGE;
+      uint16_t h = float_to_half((float)d);
+      memcpy(dst, &h, 2);
+    }
+    return TENSOR_NUMBER_OK;
+  }
+  if (!is_int) { /* a real: whole, and within range as a double, then exact as an integer */
+    if (!isfinite(d) || d != floor(d)) return TENSOR_NUMBER_NOT_WHOLE;
+    if (dt == DT_UINT64) {
+      if (d < 0 || d >= 18446744073709551616.0) return TENSOR_NUMBER_OUT_OF_RANGE;
+      uint64_t u = (uint64_t)d;
+      memcpy(dst, &u, 8);
+      return TENSOR_NUMBER_OK;
+    }
+    if (d < -9223372036854775808.0 || d >= 9223372036854775808.0) return TENSOR_NUMBER_OUT_OF_RANGE;
+    i = (long long)d;
+  }
+  long long lo, hi;
+  switch (dt) {
+    case DT_BOOL: lo = 0; hi = 1; break;
+    case DT_UINT8: lo = 0; hi = UINT8_MAX; break;
+    case DT_UINT16: lo = 0; hi = UINT16_MAX; break;
+    case DT_UINT32: lo = 0; hi = UINT32_MAX; break;
+    case DT_UINT64: lo = 0; hi = INT64_MAX; break;
+    case DT_INT8: lo = INT8_MIN; hi = INT8_MAX; break;
+    case DT_INT16: lo = INT16_MIN; hi = INT16_MAX; break;
+    case DT_INT32: lo = INT32_MIN; hi = INT32_MAX; break;
+    case DT_INT64: lo = INT64_MIN; hi = INT64_MAX; break;
+    default: return TENSOR_NUMBER_OUT_OF_RANGE; /* BYTES: not a number */
+  }
+  if (i < lo || i > hi) return TENSOR_NUMBER_OUT_OF_RANGE;
+  /* little-endian host: the low bytes of i are the element */
+  memcpy(dst, &i, datatype_size(dt));
+  return TENSOR_NUMBER_OK;
+}
+
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 char *base64_encode(const uint8_t *d, size_t n) {
@@ -94,42 +143,31 @@ static bool put_scalar(filler *f, const json_t *v, const char *path) {
     free(tmp);
     return true;
   }
-  double x;
   if (f->dt == DT_BOOL) {
     if (!json_is_boolean(v) && !(json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1))) {
       f->st = status_make(INFERD_INVALID_ARGUMENT, "%s must be true or false (the input is BOOL)", path);
       return false;
     }
-    x = json_is_boolean(v) ? (json_is_true(v) ? 1 : 0) : (double)json_integer_value(v);
-  } else {
-    if (!json_is_number(v)) {
-      f->st = status_make(INFERD_INVALID_ARGUMENT, "%s must be a number (the input is %s)", path, datatype_name(f->dt));
-      return false;
-    }
-    x = json_number_value(v);
-    if (!datatype_is_float(f->dt) && x != floor(x)) {
-      f->st = status_make(INFERD_INVALID_ARGUMENT, "%s must be a whole number (the input is %s)", path, datatype_name(f->dt));
-      return false;
-    }
+    f->t->data[f->elem++] = json_is_boolean(v) ? json_is_true(v) : json_integer_value(v) == 1;
+    return true;
+  }
+  if (!json_is_number(v)) {
+    f->st = status_make(INFERD_INVALID_ARGUMENT, "%s must be a number (the input is %s)", path, datatype_name(f->dt));
+    return false;
   }
   uint8_t *p = f->t->data + f->elem * datatype_size(f->dt);
-  f->elem++;
-  switch (f->dt) {
-    case DT_BOOL: *p = x != 0; break;
-    case DT_UINT8: *p = (uint8_t)x; break;
-    case DT_INT8: *(int8_t *)p = (int8_t)x; break;
-    case DT_UINT16: { uint16_t y = (uint16_t)x; memcpy(p, &y, 2); break; }
-    case DT_INT16: { int16_t y = (int16_t)x; memcpy(p, &y, 2); break; }
-    case DT_UINT32: { uint32_t y = (uint32_t)x; memcpy(p, &y, 4); break; }
-    case DT_INT32: { int32_t y = (int32_t)x; memcpy(p, &y, 4); break; }
-    case DT_UINT64: { uint64_t y = json_is_integer(v) ? (uint64_t)json_integer_value(v) : (uint64_t)x; memcpy(p, &y, 8); break; }
-    case DT_INT64: { int64_t y = json_is_integer(v) ? (int64_t)json_integer_value(v) : (int64_t)x; memcpy(p, &y, 8); break; }
-    case DT_FP16: { uint16_t y = float_to_half((float)x); memcpy(p, &y, 2); break; }
-    case DT_BF16: { uint16_t y = double_to_bf16(x); memcpy(p, &y, 2); break; }
-    case DT_FP32: { float y = (float)x; memcpy(p, &y, 4); break; }
-    case DT_FP64: memcpy(p, &x, 8); break;
-    default: break;
+  tensor_number_result r = tensor_number_store(f->dt, json_is_integer(v), json_is_integer(v) ? json_integer_value(v) : 0,
+                                               json_number_value(v), p);
+  if (r == TENSOR_NUMBER_NOT_WHOLE) {
+    f->st = status_make(INFERD_INVALID_ARGUMENT, "%s must be a whole number (the input is %s)", path, datatype_name(f->dt));
+    return false;
   }
+  if (r == TENSOR_NUMBER_OUT_OF_RANGE) {
+    f->st = status_make(INFERD_INVALID_ARGUMENT, "%s: %.17g is out of range for %s", path, json_number_value(v),
+                        datatype_name(f->dt));
+    return false;
+  }
+  f->elem++;
   return true;
 }
 

@@ -8,6 +8,15 @@
 
 #include "core/tensor.h"
 
+/* THE conversion of one JSON number into a tensor element, for every route that reads JSON
+ * tensors (V2, /v1 records, TF Serving, MLflow), so each checks the same way. is_int: the
+ * number was written as an integer and i holds it exactly (d holds it as a double too); else
+ * d. Integer datatypes take whole numbers within their range; FP16, BF16 and FP32 take values
+ * within their finite range (NaN and the infinities pass: allow_nan is checked later, against
+ * the model). BOOL takes 0 and 1. Writes the element to dst only when OK. */
+typedef enum { TENSOR_NUMBER_OK, TENSOR_NUMBER_NOT_WHOLE, TENSOR_NUMBER_OUT_OF_RANGE } tensor_number_result;
+tensor_number_result tensor_number_store(inferd_datatype dt, bool is_int, long long i, double d, void *dst);
+
 /* Builds `out` (named `name`, datatype dt) from a nested array (or a scalar: shape []).
  * The nesting must be rectangular and at most TENSOR_MAX_DIMS deep; numbers must fit dt.
  * Errors are INVALID_ARGUMENT naming the JSON path (path is where v sits, e.g. "$.inputs.x"). */

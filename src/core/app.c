@@ -4,10 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/serve.h"
+
 inferd_status app_create(const app_options *opts, app **out) {
   app *a = calloc(1, sizeof *a);
   if (a == NULL) return status_make(INFERD_INTERNAL, "out of memory");
   inferd_status st = sched_create(opts->worker_threads, &a->sched);
+  if (status_is_ok(&st)) st = serve_create(a, &a->serve);
   if (status_is_ok(&st)) {
     repo_options ro = {.root = opts->model_repository, .mode = opts->control_mode, .poll_secs = opts->poll_secs,
                        .load_models = opts->load_models, .n_load_models = opts->n_load_models,
@@ -40,5 +43,6 @@ void app_destroy(app *a) {
   if (a == NULL) return;
   app_stop_work(a);
   repo_destroy(a->repo);
+  serve_destroy(a->serve);
   free(a);
 }

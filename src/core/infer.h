@@ -29,6 +29,10 @@ struct infer_request {
   const _Atomic bool *cancelled;
   infer_done_fn on_done;
   void *user;
+  /* core/serve's: the frontend's reply, run after the completion stages (serve sets on_done to
+   * its completion and keeps the frontend's here). */
+  infer_done_fn reply_done;
+  void *reply_user;
 
   /* The scheduler's. */
   int64_t enqueue_ns;

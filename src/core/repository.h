@@ -65,6 +65,11 @@ model_version *repo_model_find_version(const repo_model *m, int64_t version);
 /* A version named as a string within a snapshot (no reference taken): NOT_FOUND naming it. */
 inferd_status repo_model_version(const repo_model *m, const char *version, model_version **out);
 
+/* A snapshot's i-th model (i < n_models) and a model's j-th version (j < n_versions): how
+ * listings walk a snapshot, so the frontends never index its arrays. */
+static inline const repo_model *repo_snapshot_model(const repo_snapshot *s, size_t i) { return &s->models[i]; }
+static inline model_version *repo_model_version_at(const repo_model *m, size_t j) { return m->versions[j]; }
+
 typedef enum { REPO_ANY_STATE, REPO_READY } repo_acquire_mode;
 /* Routes a model name and an optional version ("" or NULL: the default version) to a counted
  * reference (release it with version_release). Unknown model or version: NOT_FOUND; a model

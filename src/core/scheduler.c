@@ -39,8 +39,8 @@ static int max_queue_of(const model_version *mv) {
   return m > 0 ? m : SCHED_DEFAULT_MAX_QUEUE;
 }
 
+/* The request's statistics are recorded by core/serve's completion (its stats stage). */
 static void finish(infer_request *req) {
-  stats_record_request(&req->mv->stats, req, monotime_ns());
   req->on_done(req, req->user);
 }
 

@@ -18,10 +18,6 @@
 #include "frontends/grpc/frontend.h"
 #include "util/request_id.h"
 
-/* gRPC status codes, for what the shared status table has no inferd code for. */
-enum { GRPC_OK = 0, GRPC_CANCELLED = 1, GRPC_INVALID_ARGUMENT = 3, GRPC_NOT_FOUND = 5, GRPC_UNIMPLEMENTED = 12,
-       GRPC_INTERNAL = 13, GRPC_UNAVAILABLE = 14 };
-
 /* A completion-queue tag: what to run when the operation completes. */
 typedef struct gtag {
   void (*fn)(struct gtag *t, bool ok);
@@ -94,15 +90,17 @@ struct gcall {
 void gcall_reply(gcall *c, const ProtobufCMessage *msg);
 void gcall_reply_buffer(gcall *c, grpc_byte_buffer *bb);
 void gcall_reply_status(gcall *c, const inferd_status *st);
-void gcall_reply_code(gcall *c, int grpc_code, const char *msg);
+/* An error with this message; the gRPC code is core/status.c's for `code`, as for every status. */
+void gcall_reply_error(gcall *c, inferd_code code, const char *msg);
 
 /* Streams: reserve the next response slot (in order), fill it from any thread. bb NULL skips
  * the slot. gstream_push = reserve + send. */
 gstream_item *gstream_reserve(gcall *c);
 void gstream_send(gcall *c, gstream_item *it, grpc_byte_buffer *bb);
 void gstream_push(gcall *c, grpc_byte_buffer *bb);
-/* Ends the stream with this status once what is reserved has gone out. */
-void gstream_end(gcall *c, int grpc_code, const char *msg);
+/* Ends the stream with this status (its gRPC code from core/status.c; INFERD_OK: OK) once
+ * what is reserved has gone out. */
+void gstream_end(gcall *c, inferd_code code, const char *msg);
 
 /* The model (and version, "" when none resolved) the call named, for the access log. */
 void gcall_set_model(gcall *c, const char *model, const char *version);

@@ -203,9 +203,9 @@ static void reply_thread_stop(grpc_frontend *fe) {
 
 /* The status the call ended with, as the client saw it. */
 static int final_status(const gcall *c) {
-  if (c->cancelled) return GRPC_CANCELLED;
+  if (c->cancelled) return GRPC_STATUS_CANCELLED; /* the wire's own state: no inferd status */
   if (c->method->kind == RPC_UNARY) return c->reply_code;
-  return c->end_requested ? c->end_code : GRPC_OK;
+  return c->end_requested ? c->end_code : GRPC_STATUS_OK;
 }
 
 /* One access-log line per call, in the HTTP lines' shape: method "gRPC", the RPC's path, and
@@ -366,9 +366,9 @@ static void unary_send(gcall *c, grpc_byte_buffer *bb, int code, const char *msg
 
 void gcall_reply_buffer(gcall *c, grpc_byte_buffer *bb) {
   if (bb == NULL)
-    unary_send(c, NULL, GRPC_INTERNAL, "out of memory for the response");
+    unary_send(c, NULL, status_grpc_code(INFERD_INTERNAL), "out of memory for the response");
   else
-    unary_send(c, bb, GRPC_OK, NULL);
+    unary_send(c, bb, status_grpc_code(INFERD_OK), NULL);
 }
 
 void gcall_reply(gcall *c, const ProtobufCMessage *msg) { gcall_reply_buffer(c, pb_pack(msg)); }
@@ -377,7 +377,7 @@ void gcall_reply_status(gcall *c, const inferd_status *st) {
   unary_send(c, NULL, status_grpc_code(st->code), st->msg);
 }
 
-void gcall_reply_code(gcall *c, int grpc_code, const char *msg) { unary_send(c, NULL, grpc_code, msg); }
+void gcall_reply_error(gcall *c, inferd_code code, const char *msg) { unary_send(c, NULL, status_grpc_code(code), msg); }
 
 /* -- streams -- */
 
@@ -501,7 +501,7 @@ static void maybe_finish(gcall *c) {
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
   size_t n = initial_metadata_op(c, ops);
-  int code = c->end_requested ? c->end_code : GRPC_OK;
+  int code = c->end_requested ? c->end_code : GRPC_STATUS_OK;
   const char *msg = c->end_requested ? c->end_msg : "";
   if (*msg) c->status_details = grpc_slice_from_copied_string(msg);
   ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
@@ -603,7 +603,7 @@ void gstream_send(gcall *c, gstream_item *it, grpc_byte_buffer *bb) {
 
 void gstream_push(gcall *c, grpc_byte_buffer *bb) { gstream_send(c, gstream_reserve(c), bb); }
 
-void gstream_end(gcall *c, int grpc_code, const char *msg) {
+void gstream_end(gcall *c, inferd_code code, const char *msg) {
   pthread_mutex_lock(&c->mu);
   if (c->freeing) {
     pthread_mutex_unlock(&c->mu);
@@ -611,7 +611,7 @@ void gstream_end(gcall *c, int grpc_code, const char *msg) {
   }
   if (!c->end_requested) {
     c->end_requested = true;
-    c->end_code = grpc_code;
+    c->end_code = status_grpc_code(code);
     snprintf(c->end_msg, sizeof c->end_msg, "%s", msg ? msg : "");
   }
   stream_flush_unlock(c);

@@ -68,7 +68,7 @@ static Grpc__Health__V1__HealthCheckRequest *unpack_request(grpc_byte_buffer *bb
 static void check(gcall *c, grpc_byte_buffer *bb) {
   Grpc__Health__V1__HealthCheckRequest *q = unpack_request(bb);
   if (q == NULL) {
-    gcall_reply_code(c, GRPC_INVALID_ARGUMENT, "the request is not a valid grpc.health.v1.HealthCheckRequest message");
+    gcall_reply_error(c, INFERD_INVALID_ARGUMENT, "the request is not a valid grpc.health.v1.HealthCheckRequest message");
     return;
   }
   serving_status s = status_of(c->fe, q->service ? q->service : "");
@@ -76,7 +76,7 @@ static void check(gcall *c, grpc_byte_buffer *bb) {
     char msg[400];
     snprintf(msg, sizeof msg, "unknown service '%.256s': ask for \"\" (the server) or a model's name", q->service);
     grpc__health__v1__health_check_request__free_unpacked(q, NULL);
-    gcall_reply_code(c, GRPC_NOT_FOUND, msg);
+    gcall_reply_error(c, INFERD_NOT_FOUND, msg);
     return;
   }
   grpc__health__v1__health_check_request__free_unpacked(q, NULL);
@@ -86,11 +86,11 @@ static void check(gcall *c, grpc_byte_buffer *bb) {
 static void watch(gcall *c, grpc_byte_buffer *bb) {
   health *h = grpc_frontend_health_state(c->fe);
   if (h == NULL) {
-    gstream_end(c, GRPC_UNAVAILABLE, "health watching is not available (out of memory at start)");
+    gstream_end(c, INFERD_UNAVAILABLE, "health watching is not available (out of memory at start)");
     return;
   }
   if (c->user) { /* Watch takes one request; a client stream of several is not the protocol */
-    gstream_end(c, GRPC_INVALID_ARGUMENT, "Watch takes a single request");
+    gstream_end(c, INFERD_INVALID_ARGUMENT, "Watch takes a single request");
     return;
   }
   Grpc__Health__V1__HealthCheckRequest *q = unpack_request(bb);
@@ -98,7 +98,7 @@ static void watch(gcall *c, grpc_byte_buffer *bb) {
   if (q == NULL || w == NULL || (w->service = strdup(q->service ? q->service : "")) == NULL) {
     if (q) grpc__health__v1__health_check_request__free_unpacked(q, NULL);
     free(w);
-    gstream_end(c, q ? GRPC_INTERNAL : GRPC_INVALID_ARGUMENT,
+    gstream_end(c, q ? INFERD_INTERNAL : INFERD_INVALID_ARGUMENT,
                 q ? "out of memory" : "the request is not a valid grpc.health.v1.HealthCheckRequest message");
     return;
   }
@@ -110,7 +110,7 @@ static void watch(gcall *c, grpc_byte_buffer *bb) {
   w->last = status_of(c->fe, w->service);
   gstream_push(c, status_message(w->last));
   if (h->draining) {
-    gstream_end(c, GRPC_UNAVAILABLE, "the server is shutting down");
+    gstream_end(c, INFERD_UNAVAILABLE, "the server is shutting down");
   } else {
     w->next = h->watchers;
     h->watchers = w;
@@ -178,7 +178,7 @@ void health_begin_drain(grpc_frontend *fe) {
   pthread_mutex_lock(&h->mu);
   h->draining = true;
   notify_changes(h);
-  for (watcher *w = h->watchers; w; w = w->next) gstream_end(w->call, GRPC_UNAVAILABLE, "the server is shutting down");
+  for (watcher *w = h->watchers; w; w = w->next) gstream_end(w->call, INFERD_UNAVAILABLE, "the server is shutting down");
   pthread_mutex_unlock(&h->mu);
 }
 

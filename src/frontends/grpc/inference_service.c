@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/serve.h"
 #include "core/version.h"
 #include "util/utf8.h"
 #include "frontends/grpc/call.h"
@@ -19,7 +20,7 @@ static void *unpack_or_reply(gcall *c, const ProtobufCMessageDescriptor *d, grpc
   if (m == NULL) {
     char msg[256];
     snprintf(msg, sizeof msg, "the request is not a valid %s message", d->name);
-    gcall_reply_code(c, GRPC_INVALID_ARGUMENT, msg);
+    gcall_reply_error(c, INFERD_INVALID_ARGUMENT, msg);
   }
   return m;
 }
@@ -116,11 +117,11 @@ static void model_metadata(gcall *c, grpc_byte_buffer *bb) {
   Inference__ModelMetadataResponse__TensorMetadata *tm = calloc(nt + 1, sizeof *tm);
   Inference__ModelMetadataResponse__TensorMetadata **ptrs = calloc(nt + 1, sizeof *ptrs);
   if (versions == NULL || tm == NULL || ptrs == NULL) {
-    gcall_reply_code(c, GRPC_INTERNAL, "out of memory");
+    gcall_reply_error(c, INFERD_INTERNAL, "out of memory");
   } else {
     Inference__ModelMetadataResponse r = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
     r.name = m->name;
-    for (size_t i = 0; i < m->n_versions; i++) versions[i] = m->versions[i]->version_str;
+    for (size_t i = 0; i < m->n_versions; i++) versions[i] = repo_model_version_at(m, i)->version_str;
     r.versions = versions;
     r.n_versions = m->n_versions;
     r.platform = (char *)mv->backend->platform;
@@ -147,6 +148,7 @@ typedef struct infer_call {
   grpc_infer_info info;
   char model[256]; /* for a stream error response */
   char version[24];
+  Inference__ModelInferRequest *msg; /* during serve_submit only: what decode reads */
 } infer_call;
 
 static void infer_call_free(infer_call *ic) {
@@ -207,6 +209,18 @@ static void on_infer_done(infer_request *req, void *user) {
   infer_call_free(ic);
 }
 
+/* serve's decode stage: the message into req, once the version is known. */
+static inferd_status infer_decode(serve_request *sr, infer_request *req) {
+  infer_call *ic = sr->user;
+  ic->req = req;
+  snprintf(ic->version, sizeof ic->version, "%s", sr->routed_version);
+  gcall_set_model(ic->call, ic->model, ic->version);
+  TRY(grpc_decode_infer_request(ic->msg, req, &ic->info));
+  sr->deadline.param_timeout_us = ic->info.timeout_us;
+  sr->priority = ic->info.priority;
+  return status_ok();
+}
+
 static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
   infer_call *ic = calloc(1, sizeof *ic);
   if (ic == NULL) {
@@ -230,45 +244,31 @@ static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
   /* echoed in a stream's error response, whose string fields must be UTF-8 */
   utf8_sanitize(ic->model, sizeof ic->model, q->model_name ? q->model_name : "");
   utf8_sanitize(ic->version, sizeof ic->version, q->model_version ? q->model_version : "");
-  VERSION_REF model_version *mv = NULL;
+  gcall_set_model(c, ic->model, "");
+  ic->msg = q;
+  serve_request sr = {.model = q->model_name,
+                      .version = q->model_version,
+                      .start_ns = c->start_ns,
+                      .deadline = {.client_deadline_ns = c->deadline_ns, .param_timeout_what = "parameter 'timeout'"},
+                      .priority_what = "parameter 'priority'",
+                      .decode = infer_decode,
+                      .cancelled = &c->client_gone,
+                      .on_done = on_infer_done,
+                      .user = ic};
   if (grpc_frontend_draining(c->fe))
     st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
   else
-    st = resolve(c, q->model_name, q->model_version, &mv);
+    st = serve_submit(c->app->serve, &sr);
   if (status_is_ok(&st)) {
-    snprintf(ic->version, sizeof ic->version, "%s", mv->version_str);
-    if (model_version_state(mv) != MODEL_READY) st = not_ready(mv);
+    /* ic belongs to the completion now (it may have run already): only the message is ours */
+    inference__model_infer_request__free_unpacked(q, NULL);
+    return;
   }
-  gcall_set_model(c, ic->model, mv ? ic->version : "");
-  if (status_is_ok(&st) && (ic->req = infer_request_create(mv)) == NULL) st = status_make(INFERD_INTERNAL, "out of memory");
-  if (status_is_ok(&st)) st = grpc_decode_infer_request(q, ic->req, &ic->info);
-  else if (q->id && *q->id && utf8_valid(q->id, strlen(q->id), NULL)) ic->info.id = strdup(q->id);
+  ic->req = NULL; /* serve has freed it */
+  ic->msg = NULL;
+  if (ic->info.id == NULL && q->id && *q->id && utf8_valid(q->id, strlen(q->id), NULL)) ic->info.id = strdup(q->id);
   inference__model_infer_request__free_unpacked(q, NULL);
-  if (status_is_ok(&st)) st = infer_request_validate(ic->req);
-  if (!status_is_ok(&st)) {
-    infer_fail(ic, &st);
-    return;
-  }
-  int64_t deadline = c->deadline_ns, t;
-  st = infer_deadline_after(c->start_ns, ic->info.timeout_us, "parameter 'timeout'", &t);
-  if (!status_is_ok(&st)) {
-    infer_fail(ic, &st);
-    return;
-  }
-  if (t && (deadline == 0 || t < deadline)) deadline = t; /* the earlier of the two */
-  ic->req->deadline_ns = deadline;
-  int levels = mv->model->config->batching.priority_levels;
-  if (ic->info.priority > levels) {
-    st = status_make(INFERD_INVALID_ARGUMENT, "parameter 'priority' is %d but model '%s' has %d priority level%s (1 is the highest)",
-                     ic->info.priority, mv->model->name, levels, levels == 1 ? "" : "s");
-    infer_fail(ic, &st);
-    return;
-  }
-  ic->req->priority = ic->info.priority;
-  ic->req->cancelled = &c->client_gone;
-  ic->req->on_done = on_infer_done;
-  ic->req->user = ic;
-  sched_submit(c->app->sched, ic->req);
+  infer_fail(ic, &st);
 }
 
 static void model_infer(gcall *c, grpc_byte_buffer *bb) { infer_start(c, NULL, bb); }
@@ -353,15 +353,15 @@ static void model_statistics(gcall *c, grpc_byte_buffer *bb) {
   if (q->name == NULL || *q->name == '\0') {
     if (q->version && *q->version) st = status_make(INFERD_INVALID_ARGUMENT, "a version needs a model name");
     size_t total = 0;
-    for (size_t i = 0; i < repo->n_models; i++) total += repo->models[i].n_versions;
+    for (size_t i = 0; i < repo->n_models; i++) total += repo_snapshot_model(repo, i)->n_versions;
     list = calloc(total + 1, sizeof *list);
     for (size_t i = 0; list && i < repo->n_models; i++)
-      for (size_t j = 0; j < repo->models[i].n_versions; j++) list[n++] = repo->models[i].versions[j];
+      for (size_t j = 0; j < repo_snapshot_model(repo, i)->n_versions; j++) list[n++] = repo_model_version_at(repo_snapshot_model(repo, i), j);
   } else if (q->version == NULL || *q->version == '\0') {
     const repo_model *m = repo_snapshot_find(repo, q->name);
     if (m == NULL) st = status_make(INFERD_NOT_FOUND, "model '%s' not found", q->name);
     list = calloc(m ? m->n_versions + 1 : 1, sizeof *list);
-    for (size_t j = 0; m && list && j < m->n_versions; j++) list[n++] = m->versions[j];
+    for (size_t j = 0; m && list && j < m->n_versions; j++) list[n++] = repo_model_version_at(m, j);
   } else {
     model_version *mv = NULL;
     const repo_model *m = repo_snapshot_find(repo, q->name);

@@ -12,6 +12,7 @@
 
 #include "app/application.h"
 #include "app/features.h"
+#include "core/serve.h"
 #include "frontends/grpc/call.h"
 #include "util/monotime.h"
 #include "util/utf8.h"
@@ -167,6 +168,7 @@ typedef struct predict_call {
   size_t n_records;
   char model[256];
   char version[24];
+  struct predict_decode *decode; /* during serve_submit only */
 } predict_call;
 
 static void errors_into(arena *a, const feature_errors *errs, Inferd__PredictResponse *r) {
@@ -201,7 +203,7 @@ static void predict_fail(predict_call *pc, const inferd_status *st, const featur
     gstream_send(pc->call, pc->item, pb_pack(&r.base));
     arena_free(&a);
   } else {
-    gcall_reply_code(pc->call, status_grpc_code(st->code), msg);
+    gcall_reply_error(pc->call, st->code, msg);
   }
   free(pc);
 }
@@ -277,85 +279,61 @@ static void options(const Inferd__PredictOptions *o, features_result_opts *opts,
     opts->top_k = o->top_k;
 }
 
-/* Resolves, validates and encodes the records, and submits; answers failures itself. */
-static void predict_start(predict_call *pc, const char *model_name, const char *version, Inferd__Record **records,
-                          size_t n_records, const Inferd__PredictOptions *o) {
+/* What serve's decode stage needs of the message, during serve_submit. */
+typedef struct predict_decode {
+  Inferd__Record **records;
+  size_t n_records;
+  const Inferd__PredictOptions *o;
+  feature_errors errs; /* the problems found, answered in the protocol's form */
+} predict_decode;
+
+/* serve's decode stage: the records through the version's feature schema into req. */
+static inferd_status predict_decode_records(serve_request *sr, infer_request *req) {
+  predict_call *pc = sr->user;
+  predict_decode *d = pc->decode;
   gcall *c = pc->call;
-  snprintf(pc->model, sizeof pc->model, "%s", model_name ? model_name : "");
-  snprintf(pc->version, sizeof pc->version, "%s", version ? version : "");
-  inferd_status st;
-  VERSION_REF model_version *mv = NULL;
-  if (grpc_frontend_draining(c->fe))
-    st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
-  else if (model_name == NULL || *model_name == '\0')
-    st = status_make(INFERD_INVALID_ARGUMENT, "the model name is required");
-  else
-    st = repo_acquire(c->app->repo, model_name, version, REPO_ANY_STATE, &mv);
-  if (status_is_ok(&st)) snprintf(pc->version, sizeof pc->version, "%s", mv->version_str);
-  gcall_set_model(c, pc->model, mv ? pc->version : "");
-  if (status_is_ok(&st)) {
-    if (model_version_state(mv) != MODEL_READY)
-      st = status_make(INFERD_UNAVAILABLE, "model '%s' version %s is not ready%s%s", mv->model->name, mv->version_str,
-                       model_version_state(mv) == MODEL_LOADING ? " (still loading)" : ": ",
-                       model_version_state(mv) == MODEL_LOADING ? "" : mv->reason);
-  }
-  if (status_is_ok(&st) && (pc->f = application_features(mv)) == NULL)
-    st = status_make(INFERD_INVALID_ARGUMENT,
-                     "model '%s' has no feature schema (config.json \"application\"): send tensors with "
-                     "inference.GRPCInferenceService/ModelInfer",
-                     mv->model->name);
-  if (!status_is_ok(&st)) {
-    predict_fail(pc, &st, NULL);
-    return;
-  }
+  const model_version *mv = req->mv;
+  snprintf(pc->version, sizeof pc->version, "%s", sr->routed_version);
+  gcall_set_model(c, pc->model, pc->version);
+  if ((pc->f = application_features(mv)) == NULL)
+    return status_make(INFERD_INVALID_ARGUMENT,
+                       "model '%s' has no feature schema (config.json \"application\"): send tensors with "
+                       "inference.GRPCInferenceService/ModelInfer",
+                       mv->model->name);
   size_t max = c->app->max_records > 0 ? (size_t)c->app->max_records : DEFAULT_MAX_RECORDS;
   int max_batch = mv->model->config->max_batch_size;
   if (max_batch > 0 && (size_t)max_batch < max) max = (size_t)max_batch;
-  feature_errors errs = {0};
-  if (n_records > max) {
-    feature_errors_add(&errs, "$.records", "too_many", "%zu records, more than the %zu one request may carry", n_records,
-                       max);
-    st = status_make(INFERD_TOO_LARGE, "too many records");
-    predict_fail(pc, &st, &errs);
-    feature_errors_clear(&errs);
-    return;
+  if (d->n_records > max) {
+    feature_errors_add(&d->errs, "$.records", "too_many", "%zu records, more than the %zu one request may carry",
+                       d->n_records, max);
+    return status_make(INFERD_TOO_LARGE, "too many records");
   }
-  options(o, &pc->opts, &errs);
+  options(d->o, &pc->opts, &d->errs);
   json_t *recs = json_array();
   json_t *reported = json_array(); /* paths of values already reported: not "missing" too */
-  for (size_t i = 0; i < n_records; i++) {
+  for (size_t i = 0; i < d->n_records; i++) {
     char path[64];
     if (pc->kind == KIND_BATCH)
       snprintf(path, sizeof path, "$.records[%zu]", i);
     else
       snprintf(path, sizeof path, "$.record");
-    json_array_append_new(recs, record_json(records[i], path, &errs, reported));
+    json_array_append_new(recs, record_json(d->records[i], path, &d->errs, reported));
   }
   record_paths rp = {.single = pc->kind != KIND_BATCH};
   features_paths paths = {.base = pc->kind == KIND_BATCH ? "$.records" : "$.record", .path = record_path, .user = &rp};
   tensor *ts = NULL;
   size_t nt = 0;
-  st = features_encode(pc->f, recs, &paths, &ts, &nt, &errs);
+  inferd_status st = features_encode(pc->f, recs, &paths, &ts, &nt, &d->errs);
   json_decref(recs);
   for (size_t i = 0; i < json_array_size(reported); i++)
-    feature_errors_drop(&errs, json_string_value(json_array_get(reported, i)), "missing_feature");
+    feature_errors_drop(&d->errs, json_string_value(json_array_get(reported, i)), "missing_feature");
   json_decref(reported);
-  if (status_is_ok(&st) && errs.total) st = status_make(INFERD_INVALID_ARGUMENT, "invalid request");
+  if (status_is_ok(&st) && d->errs.total) st = status_make(INFERD_INVALID_ARGUMENT, "invalid request");
   if (!status_is_ok(&st)) {
     if (ts) tensors_free(ts, nt);
-    predict_fail(pc, &st, st.code == INFERD_INVALID_ARGUMENT ? &errs : NULL);
-    feature_errors_clear(&errs);
-    return;
+    return st;
   }
-  feature_errors_clear(&errs);
-  pc->n_records = n_records;
-  infer_request *req = infer_request_create(mv);
-  if (req == NULL) {
-    tensors_free(ts, nt);
-    st = status_make(INFERD_INTERNAL, "out of memory");
-    predict_fail(pc, &st, NULL);
-    return;
-  }
+  pc->n_records = d->n_records;
   req->inputs = ts;
   req->n_inputs = nt;
   req->output_names = calloc(pc->f->n_output_names + 1, sizeof(char *));
@@ -364,18 +342,39 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
     if (req->output_names[i]) req->n_outputs = i + 1;
   }
   if (req->output_names == NULL || req->n_outputs != pc->f->n_output_names)
-    st = status_make(INFERD_INTERNAL, "out of memory");
-  if (status_is_ok(&st)) st = infer_request_validate(req);
+    return status_make(INFERD_INTERNAL, "out of memory");
+  return status_ok();
+}
+
+/* Hands the records to serve; answers failures itself. */
+static void predict_start(predict_call *pc, const char *model_name, const char *version, Inferd__Record **records,
+                          size_t n_records, const Inferd__PredictOptions *o) {
+  gcall *c = pc->call;
+  snprintf(pc->model, sizeof pc->model, "%s", model_name ? model_name : "");
+  snprintf(pc->version, sizeof pc->version, "%s", version ? version : "");
+  gcall_set_model(c, pc->model, "");
+  predict_decode d = {.records = records, .n_records = n_records, .o = o};
+  /* cppcheck-suppress autoVariables ; read only by the decode stage, inside serve_submit below;
+   * after a successful submit pc belongs to the completion and is not touched here again */
+  pc->decode = &d;
+  serve_request sr = {.model = model_name,
+                      .version = version,
+                      .start_ns = c->start_ns,
+                      .deadline = {.client_deadline_ns = c->deadline_ns},
+                      .decode = predict_decode_records,
+                      .cancelled = &c->client_gone,
+                      .on_done = on_predict_done,
+                      .user = pc};
+  inferd_status st;
+  if (grpc_frontend_draining(c->fe))
+    st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
+  else
+    st = serve_submit(c->app->serve, &sr);
   if (!status_is_ok(&st)) {
-    infer_request_destroy(req);
-    predict_fail(pc, &st, NULL);
-    return;
+    pc->decode = NULL;
+    predict_fail(pc, &st, d.errs.total && st.code != INFERD_INTERNAL ? &d.errs : NULL);
   }
-  req->deadline_ns = c->deadline_ns;
-  req->cancelled = &c->client_gone;
-  req->on_done = on_predict_done;
-  req->user = pc;
-  sched_submit(c->app->sched, req);
+  feature_errors_clear(&d.errs);
 }
 
 static predict_call *predict_call_new(gcall *c, predict_kind kind, gstream_item *item) {
@@ -384,7 +383,7 @@ static predict_call *predict_call_new(gcall *c, predict_kind kind, gstream_item 
     if (item)
       gstream_send(c, item, NULL);
     else
-      gcall_reply_code(c, GRPC_INTERNAL, "out of memory");
+      gcall_reply_error(c, INFERD_INTERNAL, "out of memory");
     return NULL;
   }
   pc->call = c;
@@ -482,7 +481,7 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
   Inferd__GetModelInfoRequest *q =
       (Inferd__GetModelInfoRequest *)pb_unpack(&inferd__get_model_info_request__descriptor, bb);
   if (q == NULL) {
-    gcall_reply_code(c, GRPC_INVALID_ARGUMENT, "the request is not a valid inferd.GetModelInfoRequest message");
+    gcall_reply_error(c, INFERD_INVALID_ARGUMENT, "the request is not a valid inferd.GetModelInfoRequest message");
     return;
   }
   inferd_status st = status_ok();
@@ -520,7 +519,7 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
   Inferd__VersionInfo **vp = arena_alloc(&a, (m->n_versions + 1) * sizeof *vp);
   bool ok = vi && vp;
   for (size_t j = 0; ok && j < m->n_versions; j++) {
-    model_version *mv = m->versions[j];
+    model_version *mv = repo_model_version_at(m, j);
     if (only && mv != only) continue;
     Inferd__VersionInfo *v = &vi[r.n_versions];
     inferd__version_info__init(v);
@@ -571,7 +570,7 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
   if (ok)
     gcall_reply(c, &r.base);
   else
-    gcall_reply_code(c, GRPC_INTERNAL, "out of memory");
+    gcall_reply_error(c, INFERD_INTERNAL, "out of memory");
   free(card_text);
   arena_free(&a);
 }

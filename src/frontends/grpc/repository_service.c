@@ -14,7 +14,7 @@ static void *unpack_or_reply(gcall *c, const ProtobufCMessageDescriptor *d, grpc
   if (m == NULL) {
     char msg[256];
     snprintf(msg, sizeof msg, "the request is not a valid %s message", d->name);
-    gcall_reply_code(c, GRPC_INVALID_ARGUMENT, msg);
+    gcall_reply_error(c, INFERD_INVALID_ARGUMENT, msg);
   }
   return m;
 }
@@ -42,18 +42,21 @@ void grpc_repository_index(gcall *c, grpc_byte_buffer *bb) {
   }
   SNAPSHOT_REF repo_snapshot *snap = repo_snapshot_acquire(c->app->repo);
   size_t n = 0;
-  for (size_t i = 0; i < snap->n_models; i++) n += snap->models[i].n_versions ? snap->models[i].n_versions : 1;
+  for (size_t i = 0; i < snap->n_models; i++) {
+    size_t nv = repo_snapshot_model(snap, i)->n_versions;
+    n += nv ? nv : 1;
+  }
   Inference__RepositoryIndexResponse__ModelIndex *e = calloc(n + 1, sizeof *e);
   Inference__RepositoryIndexResponse__ModelIndex **ptrs = calloc(n + 1, sizeof *ptrs);
   if (e == NULL || ptrs == NULL) {
     free(e);
     free(ptrs);
-    gcall_reply_code(c, GRPC_INTERNAL, "out of memory");
+    gcall_reply_error(c, INFERD_INTERNAL, "out of memory");
     return;
   }
   size_t k = 0;
   for (size_t i = 0; i < snap->n_models; i++) {
-    const repo_model *m = &snap->models[i];
+    const repo_model *m = repo_snapshot_model(snap, i);
     if (m->n_versions == 0) { /* a model folder that serves nothing: say why */
       if (only_ready) continue;
       inference__repository_index_response__model_index__init(&e[k]);
@@ -67,7 +70,7 @@ void grpc_repository_index(gcall *c, grpc_byte_buffer *bb) {
       continue;
     }
     for (size_t j = 0; j < m->n_versions; j++) {
-      model_version *mv = m->versions[j];
+      model_version *mv = repo_model_version_at(m, j);
       model_state s = model_version_state(mv);
       if (only_ready && s != MODEL_READY) continue;
       inference__repository_index_response__model_index__init(&e[k]);
@@ -257,7 +260,7 @@ void grpc_model_config(gcall *c, grpc_byte_buffer *bb) {
     r.config = &m;
     gcall_reply(c, &r.base);
   } else {
-    gcall_reply_code(c, GRPC_INTERNAL, "out of memory");
+    gcall_reply_error(c, INFERD_INTERNAL, "out of memory");
   }
   free(in);
   free(inp);

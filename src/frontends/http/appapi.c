@@ -7,7 +7,7 @@
 
 #include "core/infer.h"
 #include "app/tensor_json.h"
-#include "core/scheduler.h"
+#include "core/serve.h"
 #include "util/jsonerr.h"
 
 inferd_status appapi_precheck(http_call *c) {
@@ -18,23 +18,6 @@ inferd_status appapi_precheck(http_call *c) {
     if (!(strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ')))
       return status_make(INFERD_UNSUPPORTED_MEDIA, "Content-Type '%s' is not supported: send application/json", ct);
   }
-  return status_ok();
-}
-
-inferd_status appapi_resolve(http_call *c, const char *model, const char *version, model_version **out) {
-  const char *v = version && version[0] ? version : http_call_header(c, "X-Model-Version");
-  VERSION_REF model_version *mv = NULL; /* handed to *out on success */
-  TRY(repo_acquire(c->app->repo, model, v ? v : "", REPO_ANY_STATE, &mv));
-  snprintf(c->model, sizeof c->model, "%s", mv->model->name);
-  snprintf(c->version, sizeof c->version, "%s", mv->version_str);
-  model_state s = model_version_state(mv);
-  if (s == MODEL_LOADING)
-    return status_make(INFERD_UNAVAILABLE, "model '%s' version %s is still loading", mv->model->name, mv->version_str);
-  if (s != MODEL_READY)
-    return status_make(INFERD_UNAVAILABLE, "model '%s' version %s is not ready: %s", mv->model->name, mv->version_str,
-                       mv->reason);
-  *out = mv;
-  mv = NULL;
   return status_ok();
 }
 
@@ -63,36 +46,39 @@ size_t appapi_max_records(const http_call *c, const model_version *mv) {
   return n;
 }
 
-inferd_status appapi_submit(http_call *c, model_version *mv, tensor *inputs, size_t n_inputs,
-                            const char *const *outputs, size_t n_outputs, infer_done_fn done, void *user) {
-  infer_request *req = infer_request_create(mv);
-  inferd_status st = status_ok();
-  if (req == NULL) {
-    tensors_free(inputs, n_inputs);
-    return status_make(INFERD_INTERNAL, "out of memory");
-  }
-  req->inputs = inputs;
-  req->n_inputs = n_inputs;
+inferd_status appapi_serve(http_call *c, const char *model, const char *version,
+                          inferd_status (*decode)(serve_request *sr, infer_request *req), infer_done_fn done,
+                          void *user) {
+  const char *v = version && version[0] ? version : http_call_header(c, "X-Model-Version");
+  snprintf(c->model, sizeof c->model, "%s", model ? model : "");
+  serve_request sr = {.model = model,
+                      .version = v,
+                      .start_ns = c->start_ns,
+                      .deadline = {.timeout_header = http_call_header(c, "X-Request-Timeout-Ms")},
+                      .decode = decode,
+                      .cancelled = &c->client_gone,
+                      .on_done = done,
+                      .user = user};
+  return serve_submit(c->app->serve, &sr);
+}
+
+void appapi_routed(http_call *c, const serve_request *sr) {
+  snprintf(c->version, sizeof c->version, "%s", sr->routed_version);
+  http_call_add_reply_header(c, "X-Model-Version", sr->routed_version);
+}
+
+inferd_status appapi_fill(infer_request *req, appapi_inputs *in, const char *const *outputs, size_t n_outputs) {
+  req->inputs = in->tensors;
+  req->n_inputs = in->n_tensors;
+  in->tensors = NULL;
+  in->n_tensors = 0;
   if (n_outputs) {
     req->output_names = calloc(n_outputs + 1, sizeof(char *));
-    if (req->output_names == NULL) st = status_make(INFERD_INTERNAL, "out of memory");
-    for (size_t i = 0; i < n_outputs && status_is_ok(&st); i++) req->output_names[req->n_outputs++] = strdup(outputs[i]);
+    if (req->output_names == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+    for (size_t i = 0; i < n_outputs; i++)
+      if ((req->output_names[req->n_outputs++] = strdup(outputs[i])) == NULL)
+        return status_make(INFERD_INTERNAL, "out of memory");
   }
-  if (status_is_ok(&st)) st = infer_request_validate(req);
-  const char *h = http_call_header(c, "X-Request-Timeout-Ms");
-  if (status_is_ok(&st) && h) {
-    int64_t timeout_us;
-    st = infer_timeout_ms_parse("X-Request-Timeout-Ms", h, &timeout_us);
-    if (status_is_ok(&st)) st = infer_deadline_after(c->start_ns, timeout_us, "X-Request-Timeout-Ms", &req->deadline_ns);
-  }
-  if (!status_is_ok(&st)) {
-    infer_request_destroy(req);
-    return st;
-  }
-  req->cancelled = &c->client_gone;
-  req->on_done = done;
-  req->user = user;
-  sched_submit(c->app->sched, req);
   return status_ok();
 }
 

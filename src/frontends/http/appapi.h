@@ -1,6 +1,6 @@
 /* What the application-level HTTP routes share (/v1 predict and catalogue, TF Serving's
- * :predict, MLflow's /invocations): resolving the model version, reading the JSON body, the
- * record limit, and handing an inference to the scheduler. Each route answers errors in its
+ * :predict, MLflow's /invocations): reading the JSON body, the record limit, decoding inputs,
+ * and handing an inference to core/serve. Each route answers errors in its
  * own protocol's format, so these return a status instead of replying. */
 #ifndef INFERD_HTTP_APPAPI_H
 #define INFERD_HTTP_APPAPI_H
@@ -9,25 +9,17 @@
 
 #include "app/application.h"
 #include "core/infer.h"
+#include "core/serve.h"
 #include "frontends/http/server.h"
 
 #define APPAPI_DEFAULT_MAX_RECORDS 1000
 
 /* Refuses work while draining, and bodies that are not JSON (415). */
 inferd_status appapi_precheck(http_call *c);
-/* The path's version, else the X-Model-Version header, else the default version; the version
- * must be READY. Sets c->version for the access log. */
-/* On success *out is a counted reference: hold it in a VERSION_REF. */
-inferd_status appapi_resolve(http_call *c, const char *model, const char *version, model_version **out);
 /* Parses the body; 400 with line and column when it is not JSON, or not an object. */
 inferd_status appapi_parse_body(http_call *c, json_t **out);
 /* Records one request may carry: --max-records, and the model's max_batch_size. */
 size_t appapi_max_records(const http_call *c, const model_version *mv);
-/* Builds the infer request from `inputs` (taken, freed on failure), validates it and submits
- * it; done(req, user) runs on a worker thread, which must destroy req. */
-inferd_status appapi_submit(http_call *c, model_version *mv, tensor *inputs, size_t n_inputs,
-                            const char *const *outputs, size_t n_outputs, infer_done_fn done,
-                            void *user);
 /* "2026-11-22T15:30:00Z" */
 void appapi_iso_time(time_t t, char *buf, size_t len);
 
@@ -56,4 +48,16 @@ json_t *appapi_outputs_rows(const infer_request *req);
 /* Frees what a failed appapi_decode_inputs left. */
 void appapi_inputs_clear(appapi_inputs *in);
 json_t *appapi_outputs_columns(const infer_request *req);
+
+/* Hands an inference to core/serve: the model, the path's version (else the X-Model-Version
+ * header, else the default), X-Request-Timeout-Ms. decode (the route's, run once the version
+ * is known) fills the request; done(req, user) runs on a worker and must destroy req. Not OK:
+ * nothing was handed over, the route answers the status. */
+inferd_status appapi_serve(http_call *c, const char *model, const char *version,
+                          inferd_status (*decode)(serve_request *sr, infer_request *req), infer_done_fn done,
+                          void *user);
+/* In a decode: the routed version for the access log and the X-Model-Version reply header. */
+void appapi_routed(http_call *c, const serve_request *sr);
+/* In a decode: moves in's tensors into req and names the outputs wanted (none: all). */
+inferd_status appapi_fill(infer_request *req, appapi_inputs *in, const char *const *outputs, size_t n_outputs);
 #endif

@@ -12,9 +12,9 @@ void health_summary(void *call, const route_params *p) {
   json_t *models = json_array();
   SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(c->app->repo);
   for (size_t i = 0; i < repo->n_models; i++) {
-    const repo_model *m = &repo->models[i];
+    const repo_model *m = repo_snapshot_model(repo, i);
     for (size_t j = 0; j < m->n_versions; j++) {
-      const model_version *mv = m->versions[j];
+      const model_version *mv = repo_model_version_at(m, j);
       model_state s = model_version_state(mv);
       json_t *entry = json_pack("{ss ss ss}", "name", m->name, "version", mv->version_str, "state", model_state_name(s));
       json_object_set_new(entry, "reason", s == MODEL_UNAVAILABLE ? json_string(mv->reason) : json_null());

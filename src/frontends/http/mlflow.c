@@ -45,6 +45,10 @@ typedef struct mlflow_call {
   http_call *http;
   const features *features; /* NULL: tensor outputs */
   bool proba;
+  /* during serve_submit only: the body's form decode reads, and the problems it found */
+  const char *form;
+  const json_t *v;
+  feature_errors errs;
 } mlflow_call;
 
 static void on_mlflow_done(infer_request *req, void *user) {
@@ -63,6 +67,7 @@ static void on_mlflow_done(infer_request *req, void *user) {
   else
     set_mlflow_error(c, &st, NULL);
   infer_request_destroy(req);
+  feature_errors_clear(&mc->errs);
   free(mc);
   http_call_reply_async(c);
 }
@@ -87,24 +92,23 @@ static void split_path(void *user, size_t record, const char *feature, char *buf
   snprintf(buf, len, "$.dataframe_split.columns");
 }
 
-static model_version *resolve_default(http_call *c, inferd_status *st) {
+/* The model /invocations serves: --default-model, else the only one. */
+static inferd_status default_name(http_call *c, char *name, size_t len) {
   SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(c->app->repo);
-  const char *name = c->app->default_model;
-  if (name == NULL) {
-    if (repo->n_models != 1) {
-      char names[256];
-      sbuf nb;
-      sbuf_init(&nb, names, sizeof names);
-      for (size_t i = 0; i < repo->n_models; i++) sbuf_appendf(&nb, "%s%s", i ? ", " : "", repo->models[i].name);
-      *st = status_make(INFERD_NOT_FOUND,
-                        "/invocations serves one model: start inferd with --default-model NAME (models: %s)", names);
-      return NULL;
-    }
-    name = repo->models[0].name;
+  if (c->app->default_model) {
+    snprintf(name, len, "%s", c->app->default_model);
+    return status_ok();
   }
-  model_version *mv = NULL;
-  *st = appapi_resolve(c, name, NULL, &mv);
-  return mv;
+  if (repo->n_models != 1) {
+    char names[256];
+    sbuf nb;
+    sbuf_init(&nb, names, sizeof names);
+    for (size_t i = 0; i < repo->n_models; i++) sbuf_appendf(&nb, "%s%s", i ? ", " : "", repo_snapshot_model(repo, i)->name);
+    return status_make(INFERD_NOT_FOUND, "/invocations serves one model: start inferd with --default-model NAME (models: %s)",
+                       names);
+  }
+  snprintf(name, len, "%s", repo_snapshot_model(repo, 0)->name);
+  return status_ok();
 }
 
 /* Records from dataframe_split: {"columns": [...]?, "data": [[...], ...], "index": [...]?}. */
@@ -153,14 +157,62 @@ static json_t *split_records(const features *f, const json_t *split, split_paths
   return recs;
 }
 
-void mlflow_invocations(void *call, const route_params *p) {
-  (void)p;
-  http_call *c = call;
+/* The body's values (in mc->form) into req. */
+static inferd_status mlflow_decode_values(serve_request *sr, infer_request *req) {
+  mlflow_call *mc = sr->user;
+  http_call *c = mc->http;
+  model_version *mv = req->mv;
+  appapi_routed(c, sr);
+  const features *f = application_features(mv);
+  const json_t *v = mc->v;
+  const char *form = mc->form;
+  bool proba = mc->proba;
+  feature_errors *errs = &mc->errs;
+  appapi_inputs in = {0};
+  inferd_status st;
+  if (proba && (f == NULL || f->probabilities_output == NULL))
+    st = status_make(INFERD_INVALID_ARGUMENT, "model '%s' has no class probabilities for predict_proba", mv->model->name);
+  else if (strcmp(form, "instances") == 0 || strcmp(form, "inputs") == 0) {
+    bool columnar = strcmp(form, "inputs") == 0 && json_is_object(v) && json_object_get(v, "b64") == NULL;
+    st = appapi_decode_inputs(c, mv, v, columnar, strcmp(form, "inputs") == 0 ? "$.inputs" : "$.instances", true, &in, errs);
+  } else if (f == NULL) {
+    if (strcmp(form, "dataframe_split") == 0 && json_is_object(v) && json_object_get(v, "data"))
+      st = appapi_decode_inputs(c, mv, json_object_get(v, "data"), false, "$.dataframe_split.data", false, &in, errs);
+    else
+      st = status_make(INFERD_INVALID_ARGUMENT, "model '%s' has no feature schema (config.json \"application\"): send its tensor as \"inputs\" or dataframe_split data",
+                       mv->model->name);
+  } else {
+    split_paths sp = {0};
+    features_paths paths = {.base = "$.dataframe_records"};
+    json_t *recs = strcmp(form, "dataframe_split") == 0 ? split_records(f, v, &sp, &paths, errs) : json_incref((json_t *)v);
+    if (recs) {
+      in.records = true;
+      in.n_records = json_is_array(recs) ? json_array_size(recs) : 0;
+      size_t max = appapi_max_records(c, mv);
+      if (in.n_records > max)
+        st = status_make(INFERD_TOO_LARGE, "%zu records, more than the %zu one request may carry", in.n_records, max);
+      else
+        st = features_encode(f, recs, &paths, &in.tensors, &in.n_tensors, errs);
+      json_decref(recs);
+    } else {
+      st = status_make(INFERD_INVALID_ARGUMENT, "invalid dataframe");
+    }
+  }
+  if (status_is_ok(&st)) {
+    mc->features = in.records ? f : NULL;
+    st = in.records ? appapi_fill(req, &in, f->output_names, f->n_output_names) : appapi_fill(req, &in, NULL, 0);
+  }
+  appapi_inputs_clear(&in);
+  return st;
+}
+
+/* serve's decode stage, once the version is known (an unknown model answers before the
+ * body is looked at): the body's form and params, then its values into req. */
+static inferd_status mlflow_decode(serve_request *sr, infer_request *req) {
+  mlflow_call *mc = sr->user;
   json_t *body = NULL;
-  VERSION_REF model_version *mv = NULL;
-  inferd_status st = appapi_precheck(c);
-  if (status_is_ok(&st)) mv = resolve_default(c, &st);
-  if (status_is_ok(&st)) st = appapi_parse_body(c, &body);
+  TRY(appapi_parse_body(mc->http, &body));
+  inferd_status st = status_ok();
   static const char *const forms[] = {"dataframe_split", "dataframe_records", "instances", "inputs"};
   const char *form = NULL;
   bool proba = false;
@@ -192,66 +244,35 @@ void mlflow_invocations(void *call, const route_params *p) {
         st = status_make(INFERD_INVALID_ARGUMENT, "params.predict_method must be \"predict\" or \"predict_proba\"");
     }
   }
-  if (!status_is_ok(&st)) {
-    json_decref(body);
-    reply_mlflow_error(c, &st, NULL);
-    return;
-  }
-
-  const features *f = application_features(mv);
-  const json_t *v = json_object_get(body, form);
-  feature_errors errs = {0};
-  appapi_inputs in = {0};
-  if (proba && (f == NULL || f->probabilities_output == NULL))
-    st = status_make(INFERD_INVALID_ARGUMENT, "model '%s' has no class probabilities for predict_proba", mv->model->name);
-  else if (strcmp(form, "instances") == 0 || strcmp(form, "inputs") == 0) {
-    bool columnar = strcmp(form, "inputs") == 0 && json_is_object(v) && json_object_get(v, "b64") == NULL;
-    st = appapi_decode_inputs(c, mv, v, columnar, strcmp(form, "inputs") == 0 ? "$.inputs" : "$.instances", true, &in, &errs);
-  } else if (f == NULL) {
-    if (strcmp(form, "dataframe_split") == 0 && json_is_object(v) && json_object_get(v, "data"))
-      st = appapi_decode_inputs(c, mv, json_object_get(v, "data"), false, "$.dataframe_split.data", false, &in, &errs);
-    else
-      st = status_make(INFERD_INVALID_ARGUMENT, "model '%s' has no feature schema (config.json \"application\"): send its tensor as \"inputs\" or dataframe_split data",
-                       mv->model->name);
-  } else {
-    split_paths sp = {0};
-    features_paths paths = {.base = "$.dataframe_records"};
-    json_t *recs = strcmp(form, "dataframe_split") == 0 ? split_records(f, v, &sp, &paths, &errs) : json_incref((json_t *)v);
-    if (recs) {
-      in.records = true;
-      in.n_records = json_is_array(recs) ? json_array_size(recs) : 0;
-      size_t max = appapi_max_records(c, mv);
-      if (in.n_records > max)
-        st = status_make(INFERD_TOO_LARGE, "%zu records, more than the %zu one request may carry", in.n_records, max);
-      else
-        st = features_encode(f, recs, &paths, &in.tensors, &in.n_tensors, &errs);
-      json_decref(recs);
-    } else {
-      st = status_make(INFERD_INVALID_ARGUMENT, "invalid dataframe");
-    }
+  if (status_is_ok(&st)) {
+    mc->form = form;
+    mc->proba = proba;
+    mc->v = json_object_get(body, form);
+    st = mlflow_decode_values(sr, req);
   }
   json_decref(body);
-  if (!status_is_ok(&st)) {
-    appapi_inputs_clear(&in);
-    reply_mlflow_error(c, &st, &errs);
-    feature_errors_clear(&errs);
-    return;
-  }
-  mlflow_call *mc = calloc(1, sizeof *mc);
+  return st;
+}
+
+void mlflow_invocations(void *call, const route_params *p) {
+  (void)p;
+  http_call *c = call;
+  char name[256];
+  inferd_status st = appapi_precheck(c);
+  if (status_is_ok(&st)) st = default_name(c, name, sizeof name);
+  mlflow_call *mc = status_is_ok(&st) ? calloc(1, sizeof *mc) : NULL;
+  if (status_is_ok(&st) && mc == NULL) st = status_make(INFERD_INTERNAL, "out of memory");
   if (mc == NULL) {
-    appapi_inputs_clear(&in);
-    st = status_make(INFERD_INTERNAL, "out of memory");
     reply_mlflow_error(c, &st, NULL);
     return;
   }
-  *mc = (mlflow_call){.http = c, .features = in.records ? f : NULL, .proba = proba};
-  http_call_add_reply_header(c, "X-Model-Version", mv->version_str);
-  st = in.records ? appapi_submit(c, mv, in.tensors, in.n_tensors, f->output_names, f->n_output_names, on_mlflow_done, mc)
-                  : appapi_submit(c, mv, in.tensors, in.n_tensors, NULL, 0, on_mlflow_done, mc);
-  if (!status_is_ok(&st)) {
-    free(mc);
-    reply_mlflow_error(c, &st, NULL);
-  }
+  mc->http = c;
+  st = appapi_serve(c, name, NULL, mlflow_decode, on_mlflow_done, mc);
+  if (status_is_ok(&st)) return; /* mc is the completion's now */
+  feature_errors errs = mc->errs;
+  free(mc);
+  reply_mlflow_error(c, &st, &errs);
+  feature_errors_clear(&errs);
 }
 
 void mlflow_ping(void *call, const route_params *p) {
@@ -259,5 +280,5 @@ void mlflow_ping(void *call, const route_params *p) {
   http_call *c = call;
   char why[512];
   bool ready = app_ready(c->app, why, sizeof why);
-  http_call_reply_json(c, ready ? 200 : 503, ready ? json_pack("{ss}", "status", "ok") : json_pack("{ss}", "error", why));
+  http_call_reply_json(c, ready ? 200 : status_http_code(INFERD_UNAVAILABLE), ready ? json_pack("{ss}", "status", "ok") : json_pack("{ss}", "error", why));
 }

@@ -282,7 +282,7 @@ static json_t *openapi_document(const app *a) {
   }
   SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(a->repo);
   for (size_t i = 0; i < repo->n_models; i++) {
-    const repo_model *m = &repo->models[i];
+    const repo_model *m = repo_snapshot_model(repo, i);
     const model_version *mv = repo_model_default_version(m);
     if (mv && model_version_state(mv) == MODEL_READY) {
       size_t max = a->max_records > 0 ? (size_t)a->max_records : APPAPI_DEFAULT_MAX_RECORDS;

@@ -54,7 +54,7 @@ void repository_index(void *call, const route_params *p) {
   SNAPSHOT_REF repo_snapshot *snap = repo_snapshot_acquire(c->app->repo);
   json_t *list = json_array();
   for (size_t i = 0; i < snap->n_models; i++) {
-    const repo_model *m = &snap->models[i];
+    const repo_model *m = repo_snapshot_model(snap, i);
     if (m->n_versions == 0) { /* a model folder that serves nothing: say why */
       if (only_ready) continue;
       const char *why = m->reason[0] ? m->reason : m->def && m->def->config_error[0] ? m->def->config_error : "no version folders";
@@ -62,7 +62,7 @@ void repository_index(void *call, const route_params *p) {
       continue;
     }
     for (size_t j = 0; j < m->n_versions; j++) {
-      model_version *mv = m->versions[j];
+      model_version *mv = repo_model_version_at(m, j);
       model_state s = model_version_state(mv);
       if (only_ready && s != MODEL_READY) continue;
       /* a serving version's reason: its failed reload, else the model's (an unusable config.json) */

@@ -12,6 +12,7 @@
 typedef struct tf_call {
   http_call *http;
   bool columnar;
+  feature_errors errs; /* the problems decode found, answered in the protocol's form */
 } tf_call;
 
 static void on_tf_done(infer_request *req, void *user) {
@@ -25,6 +26,7 @@ static void on_tf_done(infer_request *req, void *user) {
     http_call_set_error(c, &req->status);
   }
   infer_request_destroy(req);
+  feature_errors_clear(&tc->errs);
   free(tc);
   http_call_reply_async(c);
 }
@@ -35,66 +37,61 @@ static void reply_feature_errors(http_call *c, int status, const feature_errors 
   http_call_reply_json(c, status, json_pack("{ss so}", "error", summary, "errors", feature_errors_json(errs)));
 }
 
+/* The body's checks and its instances or inputs into req: serve's decode stage, once the
+ * version is known (so an unknown model is 404 whatever the body). */
+static inferd_status tf_decode_body(tf_call *tc, json_t *body, infer_request *req) {
+  model_version *mv = req->mv;
+  json_t *instances = json_object_get(body, "instances");
+  json_t *inputs = json_object_get(body, "inputs");
+  json_t *sig = json_object_get(body, "signature_name");
+  const char *key;
+  json_t *v;
+  json_object_foreach(body, key, v) {
+    if (strcmp(key, "instances") && strcmp(key, "inputs") && strcmp(key, "signature_name"))
+      return status_make(INFERD_INVALID_ARGUMENT, "unknown field '%.60s' in the request (known: signature_name, instances, inputs)", key);
+  }
+  if (sig && !(json_is_string(sig) && (strcmp(json_string_value(sig), "serving_default") == 0 ||
+                                       json_string_value(sig)[0] == '\0')))
+    return status_make(INFERD_INVALID_ARGUMENT, "signature_name: model '%s' has only the \"serving_default\" signature",
+                       mv->model->name);
+  if (instances == NULL && inputs == NULL)
+    return status_make(INFERD_INVALID_ARGUMENT, "the request has neither \"instances\" (row form) nor \"inputs\" (columnar form): send one of them");
+  if (instances && inputs)
+    return status_make(INFERD_INVALID_ARGUMENT, "the request has both \"instances\" (row form) and \"inputs\" (columnar form): send only one");
+  tc->columnar = inputs != NULL;
+  appapi_inputs in;
+  inferd_status st = appapi_decode_inputs(tc->http, mv, tc->columnar ? inputs : instances, tc->columnar,
+                                          tc->columnar ? "$.inputs" : "$.instances", false, &in, &tc->errs);
+  if (status_is_ok(&st)) st = appapi_fill(req, &in, NULL, 0);
+  appapi_inputs_clear(&in);
+  return st;
+}
+
+static inferd_status tf_decode(serve_request *sr, infer_request *req) {
+  tf_call *tc = sr->user;
+  appapi_routed(tc->http, sr);
+  json_t *body = NULL;
+  TRY(appapi_parse_body(tc->http, &body));
+  inferd_status st = tf_decode_body(tc, body, req);
+  json_decref(body);
+  return st;
+}
+
 void tfserving_predict(void *call, const route_params *p) {
   http_call *c = call;
-  VERSION_REF model_version *mv = NULL;
-  json_t *body = NULL;
   inferd_status st = appapi_precheck(c);
-  if (status_is_ok(&st)) st = appapi_resolve(c, p->model, p->version, &mv);
-  if (status_is_ok(&st)) st = appapi_parse_body(c, &body);
-  json_t *instances = body ? json_object_get(body, "instances") : NULL;
-  json_t *inputs = body ? json_object_get(body, "inputs") : NULL;
-  if (status_is_ok(&st)) {
-    json_t *sig = json_object_get(body, "signature_name");
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v) {
-      if (strcmp(key, "instances") && strcmp(key, "inputs") && strcmp(key, "signature_name")) {
-        st = status_make(INFERD_INVALID_ARGUMENT, "unknown field '%.60s' in the request (known: signature_name, instances, inputs)", key);
-        break;
-      }
-    }
-    if (!status_is_ok(&st)) {
-    } else if (sig && !(json_is_string(sig) && (strcmp(json_string_value(sig), "serving_default") == 0 ||
-                                                json_string_value(sig)[0] == '\0'))) {
-      st = status_make(INFERD_INVALID_ARGUMENT, "signature_name: model '%s' has only the \"serving_default\" signature",
-                       mv->model->name);
-    } else if (instances == NULL && inputs == NULL) {
-      st = status_make(INFERD_INVALID_ARGUMENT, "the request has neither \"instances\" (row form) nor \"inputs\" (columnar form): send one of them");
-    } else if (instances && inputs) {
-      st = status_make(INFERD_INVALID_ARGUMENT, "the request has both \"instances\" (row form) and \"inputs\" (columnar form): send only one");
-    }
-  }
-  if (!status_is_ok(&st)) {
-    json_decref(body);
-    http_call_reply_error(c, &st);
-    return;
-  }
-  bool columnar = inputs != NULL;
-  appapi_inputs in;
-  feature_errors errs = {0};
-  st = appapi_decode_inputs(c, mv, columnar ? inputs : instances, columnar, columnar ? "$.inputs" : "$.instances", false,
-                            &in, &errs);
-  json_decref(body);
-  if (!status_is_ok(&st)) {
-    appapi_inputs_clear(&in);
-    if (errs.total) reply_feature_errors(c, st.code == INFERD_TOO_LARGE ? 413 : 400, &errs);
-    else http_call_reply_error(c, &st);
-    feature_errors_clear(&errs);
-    return;
-  }
-  tf_call *tc = calloc(1, sizeof *tc);
+  tf_call *tc = status_is_ok(&st) ? calloc(1, sizeof *tc) : NULL;
+  if (status_is_ok(&st) && tc == NULL) st = status_make(INFERD_INTERNAL, "out of memory");
   if (tc == NULL) {
-    appapi_inputs_clear(&in);
-    st = status_make(INFERD_INTERNAL, "out of memory");
     http_call_reply_error(c, &st);
     return;
   }
-  *tc = (tf_call){.http = c, .columnar = columnar};
-  http_call_add_reply_header(c, "X-Model-Version", mv->version_str);
-  st = appapi_submit(c, mv, in.tensors, in.n_tensors, NULL, 0, on_tf_done, tc);
-  if (!status_is_ok(&st)) {
-    free(tc);
-    http_call_reply_error(c, &st);
-  }
+  tc->http = c;
+  st = appapi_serve(c, p->model, p->version, tf_decode, on_tf_done, tc);
+  if (status_is_ok(&st)) return; /* tc is the completion's now */
+  feature_errors errs = tc->errs;
+  free(tc);
+  if (errs.total) reply_feature_errors(c, status_http_code(st.code), &errs);
+  else http_call_reply_error(c, &st);
+  feature_errors_clear(&errs);
 }

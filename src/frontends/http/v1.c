@@ -63,10 +63,10 @@ void v1_models_list(void *call, const route_params *p) {
   SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(c->app->repo);
   json_t *models = json_array();
   for (size_t i = 0; i < repo->n_models; i++) {
-    const repo_model *m = &repo->models[i];
+    const repo_model *m = repo_snapshot_model(repo, i);
     const model_version *def = ready_default(m);
     json_t *versions = json_array();
-    for (size_t j = 0; j < m->n_versions; j++) json_array_append_new(versions, version_json(m->versions[j], false));
+    for (size_t j = 0; j < m->n_versions; j++) json_array_append_new(versions, version_json(repo_model_version_at(m, j), false));
     const char *desc = model_description(m, def);
     const features *f = def ? application_features(def) : NULL;
     json_t *o = json_pack("{ss so so so}", "id", m->name, "default_version", def ? json_string(def->version_str) : json_null(),
@@ -113,9 +113,9 @@ void v1_model_get(void *call, const route_params *p) {
   bool ready = shown && model_version_state(shown) == MODEL_READY;
   json_t *versions = json_array(), *tf = json_array();
   for (size_t j = 0; j < m->n_versions; j++) {
-    if (only && m->versions[j] != only) continue;
-    json_array_append_new(versions, version_json(m->versions[j], true));
-    json_array_append_new(tf, tf_version_status(m->versions[j]));
+    if (only && repo_model_version_at(m, j) != only) continue;
+    json_array_append_new(versions, version_json(repo_model_version_at(m, j), true));
+    json_array_append_new(tf, tf_version_status(repo_model_version_at(m, j)));
   }
   const model_version *def = ready_default(m);
   const char *desc = model_description(m, ready ? shown : NULL);
@@ -159,6 +159,7 @@ typedef struct v1_call {
   const features *features;
   features_result_opts opts;
   size_t n_records;
+  feature_errors errs; /* the problems decode found, answered in the protocol's form */
 } v1_call;
 
 static void reply_errors(http_call *c, int status, const feature_errors *errs) {
@@ -190,6 +191,7 @@ static void on_predict_done(infer_request *req, void *user) {
     http_call_set_error(c, &st);
   }
   infer_request_destroy(req);
+  feature_errors_clear(&vc->errs);
   free(vc);
   http_call_reply_async(c);
 }
@@ -235,54 +237,50 @@ static void parse_parameters(const json_t *params, features_result_opts *opts, f
   }
 }
 
-void v1_predict(void *call, const route_params *p) {
-  http_call *c = call;
-  VERSION_REF model_version *mv = NULL;
-  json_t *body = NULL;
-  inferd_status st = appapi_precheck(c);
-  if (status_is_ok(&st)) st = appapi_resolve(c, p->model, p->version, &mv);
-  const features *f = mv ? application_features(mv) : NULL;
-  if (status_is_ok(&st) && f == NULL)
-    st = status_make(INFERD_INVALID_ARGUMENT,
-                     "model '%s' has no feature schema (config.json \"application\"): send tensors to "
-                     "POST /v2/models/%s/infer or POST /v1/models/%s:predict",
-                     mv->model->name, mv->model->name, mv->model->name);
-  if (status_is_ok(&st)) st = appapi_parse_body(c, &body);
-  if (!status_is_ok(&st)) {
-    http_call_reply_error(c, &st);
-    return;
-  }
-
-  feature_errors errs = {0};
+/* serve's decode stage: the records (or the one record) through the feature schema into req,
+ * once the version is known. */
+static inferd_status v1_decode_body(serve_request *sr, infer_request *req, json_t *body) {
+  v1_call *vc = sr->user;
+  http_call *c = vc->http;
+  model_version *mv = req->mv;
+  appapi_routed(c, sr);
+  const features *f = vc->features = application_features(mv);
+  if (f == NULL)
+    return status_make(INFERD_INVALID_ARGUMENT,
+                       "model '%s' has no feature schema (config.json \"application\"): send tensors to "
+                       "POST /v2/models/%s/infer or POST /v1/models/%s:predict",
+                       mv->model->name, mv->model->name, mv->model->name);
+  feature_errors *errs = &vc->errs;
   features_result_opts opts;
+  inferd_status st;
   const char *key;
   json_t *v;
   json_object_foreach(body, key, v) {
     if (strcmp(key, "inputs") && strcmp(key, "features") && strcmp(key, "parameters")) {
       char path[200] = "$";
       json_path_key(path, sizeof path, key);
-      feature_errors_add(&errs, path, "unknown_field", "unknown field '%.60s' (known: inputs, features, parameters)", key);
+      feature_errors_add(errs, path, "unknown_field", "unknown field '%.60s' (known: inputs, features, parameters)", key);
     }
   }
-  parse_parameters(json_object_get(body, "parameters"), &opts, &errs);
+  parse_parameters(json_object_get(body, "parameters"), &opts, errs);
 
   json_t *inputs = json_object_get(body, "inputs"), *single = json_object_get(body, "features");
   json_t *records = NULL, *index = NULL;
   features_paths paths = {.base = "$.inputs"};
   single_paths sp = {0};
   if (inputs && single) {
-    feature_errors_add(&errs, "$", "invalid", "send either \"inputs\" (records) or \"features\" (one record), not both");
+    feature_errors_add(errs, "$", "invalid", "send either \"inputs\" (records) or \"features\" (one record), not both");
   } else if (inputs) {
     if (json_is_array(inputs)) {
       records = json_incref(inputs);
     } else if (json_is_object(inputs)) { /* one record given bare */
       records = json_pack("[O]", inputs);
     } else {
-      feature_errors_add(&errs, "$.inputs", "wrong_type", "inputs must be an array of records (objects of feature values)");
+      feature_errors_add(errs, "$.inputs", "wrong_type", "inputs must be an array of records (objects of feature values)");
     }
   } else if (single) {
     if (!json_is_array(single)) {
-      feature_errors_add(&errs, "$.features", "wrong_type", "features must be an array of {\"name\": ..., \"value\": ...}");
+      feature_errors_add(errs, "$.features", "wrong_type", "features must be an array of {\"name\": ..., \"value\": ...}");
     } else {
       json_t *rec = json_object();
       index = json_object();
@@ -293,16 +291,16 @@ void v1_predict(void *call, const route_params *p) {
         snprintf(path, sizeof path, "$.features[%zu]", j);
         json_t *name = json_is_object(e) ? json_object_get(e, "name") : NULL;
         if (!json_is_object(e)) {
-          feature_errors_add(&errs, path, "wrong_type", "must be an object {\"name\": ..., \"value\": ...}");
+          feature_errors_add(errs, path, "wrong_type", "must be an object {\"name\": ..., \"value\": ...}");
         } else if (!json_is_string(name)) {
           strcat(path, ".name");
-          feature_errors_add(&errs, path, name ? "wrong_type" : "missing_feature", "name must be a string");
+          feature_errors_add(errs, path, name ? "wrong_type" : "missing_feature", "name must be a string");
         } else if (json_object_get(rec, json_string_value(name))) {
           strcat(path, ".name");
-          feature_errors_add(&errs, path, "invalid", "feature '%.60s' is given twice", json_string_value(name));
+          feature_errors_add(errs, path, "invalid", "feature '%.60s' is given twice", json_string_value(name));
         } else if (!f->allow_extra && features_find(f, json_string_value(name)) == NULL) {
           strcat(path, ".name");
-          feature_errors_add(&errs, path, "unknown_feature", "unknown feature '%.60s'", json_string_value(name));
+          feature_errors_add(errs, path, "unknown_feature", "unknown feature '%.60s'", json_string_value(name));
         } else {
           json_t *val = json_object_get(e, "value");
           json_object_set(rec, json_string_value(name), val ? val : json_null());
@@ -314,7 +312,7 @@ void v1_predict(void *call, const route_params *p) {
               char p2[200];
               snprintf(p2, sizeof p2, "$.features[%zu]", j);
               json_path_key(p2, sizeof p2, k2);
-              feature_errors_add(&errs, p2, "unknown_field", "unknown field '%.60s' (known: name, value)", k2);
+              feature_errors_add(errs, p2, "unknown_field", "unknown field '%.60s' (known: name, value)", k2);
             }
           }
         }
@@ -324,58 +322,71 @@ void v1_predict(void *call, const route_params *p) {
       paths = (features_paths){.base = "$.features", .path = single_path, .user = &sp};
     }
   } else {
-    feature_errors_add(&errs, "$.inputs", "missing_field",
+    feature_errors_add(errs, "$.inputs", "missing_field",
                        "send \"inputs\": [{feature: value, ...}, ...] or \"features\": [{\"name\": ..., \"value\": ...}]");
   }
 
   size_t n = records ? json_array_size(records) : 0;
   size_t max = appapi_max_records(c, mv);
   if (records && n > max) {
-    feature_errors_clear(&errs);
-    feature_errors_add(&errs, "$.inputs", "too_many", "%zu records, more than the %zu one request may carry", n, max);
+    feature_errors_clear(errs);
+    feature_errors_add(errs, "$.inputs", "too_many", "%zu records, more than the %zu one request may carry", n, max);
     json_decref(records);
     json_decref(index);
-    json_decref(body);
-    reply_errors(c, 413, &errs);
-    feature_errors_clear(&errs);
-    return;
+    return status_make(INFERD_TOO_LARGE, "too many records");
   }
   tensor *ts = NULL;
   size_t nt = 0;
   if (records) {
-    st = features_encode(f, records, &paths, &ts, &nt, &errs);
+    st = features_encode(f, records, &paths, &ts, &nt, errs);
     if (!status_is_ok(&st) && st.code != INFERD_INVALID_ARGUMENT) {
-      feature_errors_clear(&errs);
+      feature_errors_clear(errs);
       json_decref(records);
       json_decref(index);
-      json_decref(body);
-      http_call_reply_error(c, &st);
-      return;
+      return st;
     }
   }
   json_decref(records);
   json_decref(index);
-  json_decref(body);
-  if (errs.total > 0) {
-    if (ts) tensors_free(ts, nt);
-    reply_errors(c, 400, &errs);
-    feature_errors_clear(&errs);
-    return;
+  appapi_inputs in = {.tensors = ts, .n_tensors = nt};
+  if (errs->total > 0) {
+    appapi_inputs_clear(&in);
+    return status_make(INFERD_INVALID_ARGUMENT, "invalid request");
   }
-  feature_errors_clear(&errs);
+  vc->opts = opts;
+  vc->n_records = n;
+  st = appapi_fill(req, &in, f->output_names, f->n_output_names);
+  appapi_inputs_clear(&in);
+  return st;
+}
 
-  v1_call *vc = calloc(1, sizeof *vc);
+static inferd_status v1_decode(serve_request *sr, infer_request *req) {
+  v1_call *vc = sr->user;
+  json_t *body = NULL;
+  /* after route (an unknown model is 404 whatever the body), before the schema's checks */
+  if (application_features(req->mv) != NULL) TRY(appapi_parse_body(vc->http, &body));
+  inferd_status st = v1_decode_body(sr, req, body);
+  json_decref(body);
+  return st;
+}
+
+void v1_predict(void *call, const route_params *p) {
+  http_call *c = call;
+  inferd_status st = appapi_precheck(c);
+  v1_call *vc = status_is_ok(&st) ? calloc(1, sizeof *vc) : NULL;
+  if (status_is_ok(&st) && vc == NULL) st = status_make(INFERD_INTERNAL, "out of memory");
   if (vc == NULL) {
-    tensors_free(ts, nt);
-    st = status_make(INFERD_INTERNAL, "out of memory");
     http_call_reply_error(c, &st);
     return;
   }
-  *vc = (v1_call){.http = c, .features = f, .opts = opts, .n_records = n};
-  http_call_add_reply_header(c, "X-Model-Version", mv->version_str);
-  st = appapi_submit(c, mv, ts, nt, f->output_names, f->n_output_names, on_predict_done, vc);
-  if (!status_is_ok(&st)) {
-    free(vc);
+  vc->http = c;
+  st = appapi_serve(c, p->model, p->version, v1_decode, on_predict_done, vc);
+  if (status_is_ok(&st)) return; /* vc is the completion's now */
+  feature_errors errs = vc->errs;
+  free(vc);
+  if (errs.total && (st.code == INFERD_INVALID_ARGUMENT || st.code == INFERD_TOO_LARGE))
+    reply_errors(c, status_http_code(st.code), &errs);
+  else
     http_call_reply_error(c, &st);
-  }
+  feature_errors_clear(&errs);
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/serve.h"
 #include "core/version.h"
 #include "frontends/http/routes.h"
 #include "frontends/http/v2_codec.h"
@@ -26,7 +27,7 @@ void v2_health_ready(void *call, const route_params *p) {
   if (app_ready(c->app, why, sizeof why))
     http_call_reply_json(c, 200, json_pack("{sb}", "ready", 1));
   else
-    http_call_reply_json(c, 503, json_pack("{sb ss}", "ready", 0, "error", why));
+    http_call_reply_json(c, status_http_code(INFERD_UNAVAILABLE), json_pack("{sb ss}", "ready", 0, "error", why));
 }
 
 /* Resolves the path's model and version to a counted reference (hold it in a VERSION_REF);
@@ -74,7 +75,7 @@ void v2_model_metadata(void *call, const route_params *p) {
   json_t *versions = json_array();
   SNAPSHOT_REF repo_snapshot *snap = repo_snapshot_acquire(c->app->repo);
   const repo_model *rm = repo_snapshot_find(snap, m->name);
-  for (size_t i = 0; rm && i < rm->n_versions; i++) json_array_append_new(versions, json_string(rm->versions[i]->version_str));
+  for (size_t i = 0; rm && i < rm->n_versions; i++) json_array_append_new(versions, json_string(repo_model_version_at(rm, i)->version_str));
   json_t *doc = json_pack("{ss so ss so so}", "name", m->name, "versions", versions, "platform", mv->backend->platform,
                           "inputs", tensor_specs_json(mv->inputs, mv->n_inputs), "outputs",
                           tensor_specs_json(mv->outputs, mv->n_outputs));
@@ -91,7 +92,7 @@ void v2_model_ready(void *call, const route_params *p) {
     return;
   }
   inferd_status st = not_ready(mv);
-  http_call_reply_json(c, 503, json_pack("{ss ss sb ss}", "name", mv->model->name, "version", mv->version_str, "ready",
+  http_call_reply_json(c, status_http_code(st.code), json_pack("{ss ss sb ss}", "name", mv->model->name, "version", mv->version_str, "ready",
                                          0, "error", st.msg));
 }
 
@@ -100,6 +101,7 @@ typedef struct v2_infer_call {
   http_call *http;
   infer_request *req;
   v2_request_info info;
+  const struct v2_decode_ctx *decode; /* during serve_submit only */
 } v2_infer_call;
 
 static void v2_infer_call_free(v2_infer_call *ic) {
@@ -129,26 +131,6 @@ static void on_infer_done(infer_request *req, void *user) {
   http_call_reply_async(c);
 }
 
-/* The deadline (X-Request-Timeout-Ms, else parameters.timeout in µs, else the model's
- * default) and the priority level. */
-static inferd_status apply_scheduling(http_call *c, const model_version *mv, const v2_request_info *info,
-                                      infer_request *req) {
-  /* checked even when the header wins, so an absurd value is never silently ignored */
-  TRY(infer_deadline_after(c->start_ns, info->timeout_us, "parameters.timeout", &req->deadline_ns));
-  const char *h = http_call_header(c, "X-Request-Timeout-Ms");
-  if (h) {
-    int64_t timeout_us;
-    TRY(infer_timeout_ms_parse("X-Request-Timeout-Ms", h, &timeout_us));
-    TRY(infer_deadline_after(c->start_ns, timeout_us, "X-Request-Timeout-Ms", &req->deadline_ns));
-  }
-  int levels = mv->model->config->batching.priority_levels;
-  if (info->priority > levels)
-    return status_make(INFERD_INVALID_ARGUMENT, "parameters.priority is %d but model '%s' has %d priority level%s (1 is the highest)",
-                       info->priority, mv->model->name, levels, levels == 1 ? "" : "s");
-  req->priority = info->priority;
-  return status_ok();
-}
-
 static bool content_type_ok(const char *ct) {
   if (ct == NULL) return true;
   static const char *const ok[] = {"application/json", "application/octet-stream"};
@@ -157,6 +139,24 @@ static bool content_type_ok(const char *ct) {
     if (strncasecmp(ct, ok[i], n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ')) return true;
   }
   return false;
+}
+
+/* serve's decode stage: the body into req, now that the version (its signature) is known. */
+typedef struct v2_decode_ctx {
+  const char *body;
+  size_t len;
+  long long header_len;
+} v2_decode_ctx;
+
+static inferd_status v2_decode(serve_request *sr, infer_request *req) {
+  v2_infer_call *ic = sr->user;
+  const v2_decode_ctx *d = ic->decode;
+  ic->req = req;
+  snprintf(ic->http->version, sizeof ic->http->version, "%s", sr->routed_version);
+  TRY(v2_decode_request(d->body, d->len, d->header_len, req, &ic->info));
+  sr->deadline.param_timeout_us = ic->info.timeout_us;
+  sr->priority = ic->info.priority;
+  return status_ok();
 }
 
 void v2_model_infer(void *call, const route_params *p) {
@@ -170,13 +170,6 @@ void v2_model_infer(void *call, const route_params *p) {
   const char *ct = http_call_header(c, "Content-Type");
   if (!content_type_ok(ct)) {
     st = status_make(INFERD_UNSUPPORTED_MEDIA, "Content-Type '%s' is not supported: send application/json, or application/octet-stream with Inference-Header-Content-Length", ct);
-    http_call_reply_error(c, &st);
-    return;
-  }
-  VERSION_REF model_version *mv = resolve(c, p);
-  if (mv == NULL) return;
-  if (model_version_state(mv) != MODEL_READY) {
-    st = not_ready(mv);
     http_call_reply_error(c, &st);
     return;
   }
@@ -208,25 +201,30 @@ void v2_model_infer(void *call, const route_params *p) {
     return;
   }
   v2_infer_call *ic = calloc(1, sizeof *ic);
-  if (ic == NULL || (ic->req = infer_request_create(mv)) == NULL) {
-    free(ic);
+  if (ic == NULL) {
     st = status_make(INFERD_INTERNAL, "out of memory");
     http_call_reply_error(c, &st);
     return;
   }
   ic->http = c;
-  st = v2_decode_request(body, len, header_len, ic->req, &ic->info);
-  if (status_is_ok(&st)) st = infer_request_validate(ic->req);
-  if (status_is_ok(&st)) st = apply_scheduling(c, mv, &ic->info, ic->req);
+  v2_decode_ctx d = {body, len, header_len};
+  ic->decode = &d;
+  serve_request sr = {.model = p->model,
+                      .version = p->version,
+                      .start_ns = c->start_ns,
+                      .deadline = {.timeout_header = http_call_header(c, "X-Request-Timeout-Ms"),
+                                   .param_timeout_what = "parameters.timeout"},
+                      .priority_what = "parameters.priority",
+                      .decode = v2_decode,
+                      .cancelled = &c->client_gone,
+                      .on_done = on_infer_done,
+                      .user = ic};
+  st = serve_submit(c->app->serve, &sr);
   if (!status_is_ok(&st)) {
+    ic->req = NULL; /* serve has freed it */
     v2_infer_call_free(ic);
     http_call_reply_error(c, &st);
-    return;
   }
-  ic->req->cancelled = &c->client_gone;
-  ic->req->on_done = on_infer_done;
-  ic->req->user = ic;
-  sched_submit(c->app->sched, ic->req);
 }
 
 /* --- the statistics extension --- */
@@ -261,8 +259,8 @@ void v2_model_stats(void *call, const route_params *p) {
   json_t *list = json_array();
   if (p->model[0] == '\0') { /* every model */
     for (size_t i = 0; i < repo->n_models; i++)
-      for (size_t j = 0; j < repo->models[i].n_versions; j++)
-        json_array_append_new(list, version_stats_json(repo->models[i].versions[j]));
+      for (size_t j = 0; j < repo_snapshot_model(repo, i)->n_versions; j++)
+        json_array_append_new(list, version_stats_json(repo_model_version_at(repo_snapshot_model(repo, i), j)));
   } else if (p->version[0] == '\0') { /* every version of one model */
     const repo_model *m = repo_snapshot_find(repo, p->model);
     if (m == NULL) {
@@ -271,7 +269,7 @@ void v2_model_stats(void *call, const route_params *p) {
       http_call_reply_error(c, &st);
       return;
     }
-    for (size_t j = 0; j < m->n_versions; j++) json_array_append_new(list, version_stats_json(m->versions[j]));
+    for (size_t j = 0; j < m->n_versions; j++) json_array_append_new(list, version_stats_json(repo_model_version_at(m, j)));
   } else {
     VERSION_REF model_version *mv = resolve(c, p);
     if (mv == NULL) {

@@ -1,5 +1,7 @@
 #include "frontends/http/v2_codec.h"
 
+#include "app/tensor_json.h"
+
 #include "frontends/http/json_numbers.h"
 #include "util/jsonerr.h"
 
@@ -54,50 +56,22 @@ static inferd_status put_scalar(const json_scalar *v, inferd_datatype dt, bytes_
     return bytes_put(out, &x, 1) ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
   }
   if (dt == DT_BYTES) return bad("input '%s' %s: BYTES data must be strings", tname, WHERE);
-  if (datatype_is_float(dt)) {
-    if (v->kind != JS_INT && v->kind != JS_REAL) return bad("input '%s' %s: must be a number", tname, WHERE);
-    double d = v->d;
-    bool ok;
-    if (dt == DT_FP64) {
-      ok = bytes_put(out, &d, 8);
-    } else if (dt == DT_FP32) {
-      if (isfinite(d) && fabs(d) > 3.4028234663852886e38)
-        return bad("input '%s' %s: value is out of range for FP32", tname, WHERE);
-      float f = (float)d;
-      ok = bytes_put(out, &f, 4);
-    } else if (dt == DT_BF16) {
-      if (isfinite(d) && fabs(d) >= BF16_OVERFLOW) return bad("input '%s' %s: value is out of range for BF16", tname, WHERE);
-      uint16_t b = double_to_bf16(d);
-      ok = bytes_put(out, &b, 2);
-    } else {
-      /* 65520 and beyond round to infinity in half precision; below, to at most 65504 */
-      if (isfinite(d) && fabs(d) >= 65520.0) return bad("input '%s' %s: value is out of range for FP16", tname, WHERE);
-      uint16_t h = float_to_half((float)d);
-      ok = bytes_put(out, &h, 2);
-    }
-    return ok ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
+  if (v->kind != JS_INT && v->kind != JS_REAL) return bad("input '%s' %s: must be a number", tname, WHERE);
+  uint8_t elem[8];
+  tensor_number_result r = tensor_number_store(dt, v->kind == JS_INT, v->i, v->d, elem);
+  if (r == TENSOR_NUMBER_NOT_WHOLE) return bad("input '%s' %s: must be an integer", tname, WHERE);
+  if (r == TENSOR_NUMBER_OUT_OF_RANGE) {
+    (void)WHERE;
+    if (datatype_is_float(dt))
+      return status_make(INFERD_INVALID_ARGUMENT, "input '%s' %s: value is out of range for %s", tname, where,
+                         datatype_name(dt));
+    if (v->kind == JS_INT)
+      return status_make(INFERD_INVALID_ARGUMENT, "input '%s' %s: %lld is out of range for %s", tname, where, v->i,
+                         datatype_name(dt));
+    return status_make(INFERD_INVALID_ARGUMENT, "input '%s' %s: %.17g is out of range for %s", tname, where, v->d,
+                       datatype_name(dt));
   }
-  if (v->kind != JS_INT) return bad("input '%s' %s: must be an integer", tname, WHERE);
-  long long x = v->i;
-  long long lo, hi;
-  switch (dt) {
-    case DT_UINT8: lo = 0; hi = UINT8_MAX; break;
-    case DT_UINT16: lo = 0; hi = UINT16_MAX; break;
-    case DT_UINT32: lo = 0; hi = UINT32_MAX; break;
-    case DT_UINT64: lo = 0; hi = INT64_MAX; break;
-    case DT_INT8: lo = INT8_MIN; hi = INT8_MAX; break;
-    case DT_INT16: lo = INT16_MIN; hi = INT16_MAX; break;
-    case DT_INT32: lo = INT32_MIN; hi = INT32_MAX; break;
-    default: lo = INT64_MIN; hi = INT64_MAX; break;
-  }
-  if (x < lo || x > hi) {
-    char msg[96];
-    /* cppcheck-suppress invalidPrintfArgType_s ; WHERE is a comma expression whose value is where */
-    snprintf(msg, sizeof msg, "%s: %lld is out of range for %s", WHERE, x, datatype_name(dt));
-    return bad("input '%s' %s", tname, msg);
-  }
-  /* little-endian host: the low bytes of x are the element */
-  return bytes_put(out, &x, datatype_size(dt)) ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
+  return bytes_put(out, elem, datatype_size(dt)) ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
 }
 #undef WHERE
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Instructions the server executes per V2 churn request, counted by valgrind's callgrind (this
+# machine has no hardware counters for perf): instrumentation is switched on after 50 warm-up
+# requests, for 500 sequential requests over one keep-alive connection, then the counts are
+# dumped. All the server's threads, ONNX Runtime's Run included. Not disturbed by other load on
+# the machine, unlike CPU time; two runs of one build still differ by up to ~0.5 % (event-loop
+# wake-ups and thread-pool spinning depend on timing).
+#   bench/instructions_per_request.sh BUILD TAG   (prints "N (100.0%) PROGRAM TOTALS"; / 500)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+BUILD=$1 TAG=$2
+PY=/usr/bin/python3
+mkdir -p bench/out
+$PY bench/make_bodies.py bench/out
+port=$(free_port)
+rm -f /tmp/cg."$TAG".*
+valgrind --tool=callgrind --callgrind-out-file=/tmp/cg."$TAG".%p --instr-atstart=no --dump-instr=no \
+  "$BUILD/inferd" serve --model-repository models --host 127.0.0.1 --http-port "$port" >/tmp/cg."$TAG".log 2>&1 &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+wait_up "http://127.0.0.1:$port/v2/health/ready"
+send() {
+  $PY - "$port" "$1" <<'PY'
+import json, sys, requests
+port, n = sys.argv[1], int(sys.argv[2])
+body = json.load(open("bench/out/churn.json"))
+s = requests.Session()
+for _ in range(n):
+    s.post(f"http://127.0.0.1:{port}/v2/models/churn/infer", json=body).raise_for_status()
+PY
+}
+send 50
+callgrind_control -i on $pid >/dev/null
+send 500
+callgrind_control -i off $pid >/dev/null
+callgrind_control -d $pid >/dev/null
+kill -TERM $pid
+wait $pid || true
+trap - EXIT
+for f in /tmp/cg."$TAG".*[0-9]; do callgrind_annotate "$f" 2>/dev/null | grep -m1 "PROGRAM TOTALS"; done

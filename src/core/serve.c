@@ -1,0 +1,193 @@
+/* core/serve: the request pipeline every protocol goes through (admit, route, check, lookup,
+ * schedule, fork; then the completion stages), and the one deadline rule. */
+#include "core/serve.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/app.h"
+#include "core/repository.h"
+#include "core/scheduler.h"
+#include "core/stats.h"
+#include "util/monotime.h"
+
+#define SERVE_MAX_HANDLERS 8
+
+typedef struct serve_slot {
+  serve_handler fn;
+  void *ctx;
+} serve_slot;
+
+struct serve {
+  struct app *app;
+  serve_slot slots[SERVE_STAGE_COUNT][SERVE_MAX_HANDLERS];
+  int n_slots[SERVE_STAGE_COUNT];
+  char test_refuse_model[256]; /* INFERD_TEST_ADMIT_REFUSE_MODEL: test-only, empty: off */
+};
+
+static const char *const stage_names[SERVE_STAGE_COUNT] = {
+    "admit", "route", "check", "lookup", "schedule", "fork", "stats", "trace", "drift", "cache_store", "log"};
+
+const char *serve_stage_name(serve_stage s) { return s < SERVE_STAGE_COUNT ? stage_names[s] : "?"; }
+
+inferd_status serve_register(serve *s, serve_stage stage, serve_handler fn, void *ctx) {
+  if (stage >= SERVE_STAGE_COUNT || fn == NULL)
+    return status_make(INFERD_INTERNAL, "serve_register: no such stage or no handler");
+  if (s->n_slots[stage] == SERVE_MAX_HANDLERS)
+    return status_make(INFERD_INTERNAL, "stage '%s' has %d handlers already", stage_names[stage], SERVE_MAX_HANDLERS);
+  s->slots[stage][s->n_slots[stage]++] = (serve_slot){fn, ctx};
+  return status_ok();
+}
+
+/* The registered handlers of a request stage, in order; true (with *st) when one ends the
+ * request. An empty stage costs a compare: no status is built (an inferd_status is 516 bytes,
+ * and building one per empty stage showed in the per-request instruction count). */
+static bool stage_ends(serve *s, serve_stage stage, const serve_request *sr, infer_request *req, inferd_status *st) {
+  for (int i = 0; i < s->n_slots[stage]; i++) {
+    *st = s->slots[stage][i].fn(s->slots[stage][i].ctx, sr, req);
+    if (!status_is_ok(st)) return true;
+  }
+  return false;
+}
+
+/* A bounded copy (snprintf's "%s" costs a formatter run per request). */
+static void copy_str(char *dst, size_t cap, const char *src) {
+  size_t n = strnlen(src, cap - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+static void run_completion_stage(serve *s, serve_stage stage, infer_request *req) {
+  for (int i = 0; i < s->n_slots[stage]; i++) (void)s->slots[stage][i].fn(s->slots[stage][i].ctx, NULL, req);
+}
+
+/* Test-only (see serve.h): refuses the named model at admit. */
+static inferd_status test_refuse_admit(void *ctx, const serve_request *sr, infer_request *req) {
+  (void)req;
+  const serve *s = ctx;
+  if (sr->model && strcmp(sr->model, s->test_refuse_model) == 0)
+    return status_make(INFERD_UNAVAILABLE, "model '%s': refused by the test admit handler", sr->model);
+  return status_ok();
+}
+
+inferd_status serve_create(struct app *a, serve **out) {
+  serve *s = calloc(1, sizeof *s);
+  if (s == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  s->app = a;
+  const char *t = getenv("INFERD_TEST_ADMIT_REFUSE_MODEL");
+  if (t && *t) {
+    snprintf(s->test_refuse_model, sizeof s->test_refuse_model, "%s", t);
+    TRY(serve_register(s, SERVE_STAGE_ADMIT, test_refuse_admit, s));
+  }
+  *out = s;
+  return status_ok();
+}
+
+void serve_destroy(serve *s) { free(s); }
+
+inferd_status serve_deadline(const serve_deadline_sources *src, int64_t start_ns, int64_t *deadline_ns) {
+  *deadline_ns = 0;
+  int64_t asked = 0, t; /* the request's own timeout: the earlier of header and parameter */
+#define EARLIER(best, x) \
+  if ((x) > 0 && ((best) == 0 || (x) < (best))) (best) = (x)
+  /* every source is checked, even when another is earlier, so an absurd value never passes */
+  TRY(infer_deadline_after(start_ns, src->param_timeout_us,
+                           src->param_timeout_what ? src->param_timeout_what : "parameter 'timeout'", &t));
+  EARLIER(asked, t);
+  if (src->timeout_header) {
+    int64_t us;
+    TRY(infer_timeout_ms_parse("X-Request-Timeout-Ms", src->timeout_header, &us));
+    TRY(infer_deadline_after(start_ns, us, "X-Request-Timeout-Ms", &t));
+    EARLIER(asked, t);
+  }
+  /* the model's default stands in for a timeout the request did not ask for (a request may
+   * ask for longer, as Triton's default_timeout_microseconds allows); the gRPC deadline is the
+   * transport's: past it nobody waits for the answer, so it bounds whatever was asked */
+  if (asked == 0) TRY(infer_deadline_after(start_ns, src->model_default_us, "the model's default_timeout_us", &asked));
+  int64_t best = asked;
+  EARLIER(best, src->client_deadline_ns);
+#undef EARLIER
+  *deadline_ns = best;
+  return status_ok();
+}
+
+/* route: an explicit version, else the model's default (the repository's policy: the newest
+ * READY version). Labels and aliases (traffic/) resolve sr->version to a number here, before
+ * repo_acquire. */
+static inferd_status route(serve *s, serve_request *sr, model_version **mv) {
+  if (sr->model == NULL || sr->model[0] == '\0') return status_make(INFERD_INVALID_ARGUMENT, "the model name is required");
+  TRY(repo_acquire(s->app->repo, sr->model, sr->version ? sr->version : "", REPO_ANY_STATE, mv));
+  copy_str(sr->routed_version, sizeof sr->routed_version, (*mv)->version_str);
+  return status_ok();
+}
+
+static inferd_status check_ready(const model_version *mv) {
+  model_state st = model_version_state(mv);
+  if (st == MODEL_READY) return status_ok();
+  if (st == MODEL_LOADING)
+    return status_make(INFERD_UNAVAILABLE, "model '%s' version %s is still loading", mv->model->name, mv->version_str);
+  return status_make(INFERD_UNAVAILABLE, "model '%s' version %s is not ready: %s", mv->model->name, mv->version_str,
+                     mv->reason);
+}
+
+/* check: the signature, the priority against the model's levels, the deadline. */
+static inferd_status check(serve_request *sr, infer_request *req) {
+  const model_version *mv = req->mv;
+  TRY(infer_request_validate(req));
+  int levels = mv->model->config->batching.priority_levels;
+  if (sr->priority < 0 || sr->priority > levels)
+    return status_make(INFERD_INVALID_ARGUMENT, "%s is %d but model '%s' has %d priority level%s (1 is the highest)",
+                       sr->priority_what ? sr->priority_what : "priority", sr->priority, mv->model->name, levels,
+                       levels == 1 ? "" : "s");
+  req->priority = sr->priority;
+  serve_deadline_sources src = sr->deadline;
+  src.model_default_us = mv->model->config->batching.default_timeout_us;
+  return serve_deadline(&src, sr->start_ns, &req->deadline_ns);
+}
+
+/* On the worker that finished the request: the completion stages, then the reply. */
+static void complete(infer_request *req, void *user) {
+  serve *s = user;
+  stats_record_request(&req->mv->stats, req, monotime_ns());
+  run_completion_stage(s, SERVE_STAGE_STATS, req);
+  for (serve_stage st = SERVE_STAGE_TRACE; st <= SERVE_STAGE_LOG; st++) run_completion_stage(s, st, req);
+  req->reply_done(req, req->reply_user);
+}
+
+inferd_status serve_submit(serve *s, serve_request *sr) {
+  sr->routed_version[0] = '\0';
+  /* draining is the frontends' (each protocol drains its own way: HTTP refuses new requests,
+   * a gRPC stream already open keeps being served), so it is not checked here */
+  inferd_status st;
+  if (stage_ends(s, SERVE_STAGE_ADMIT, sr, NULL, &st)) return st;
+
+  VERSION_REF model_version *mv = NULL;
+  TRY(route(s, sr, &mv));
+  TRY(check_ready(mv));
+  infer_request *req = infer_request_create(mv);
+  if (req == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  bool ended = stage_ends(s, SERVE_STAGE_ROUTE, sr, req, &st);
+  if (!ended && sr->decode) {
+    st = sr->decode(sr, req);
+    ended = !status_is_ok(&st);
+  }
+  if (!ended) {
+    st = check(sr, req);
+    ended = !status_is_ok(&st);
+  }
+  ended = ended || stage_ends(s, SERVE_STAGE_CHECK, sr, req, &st) || stage_ends(s, SERVE_STAGE_LOOKUP, sr, req, &st) ||
+          stage_ends(s, SERVE_STAGE_SCHEDULE, sr, req, &st);
+  if (ended) {
+    infer_request_destroy(req);
+    return st;
+  }
+  (void)stage_ends(s, SERVE_STAGE_FORK, sr, req, &st); /* never fails the request */
+  req->cancelled = sr->cancelled;
+  req->reply_done = sr->on_done;
+  req->reply_user = sr->user;
+  req->on_done = complete;
+  req->user = s;
+  sched_submit(s->app->sched, req);
+  return status_ok();
+}

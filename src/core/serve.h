@@ -1,0 +1,97 @@
+/* core/serve: the one entry point of every inference, whatever the protocol. A frontend decodes
+ * its protocol into a serve_request and calls serve_submit, which runs the pipeline's named
+ * stages in a fixed order; later features plug handlers into those stages (docs/architecture.md). */
+#ifndef INFERD_SERVE_H
+#define INFERD_SERVE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/infer.h"
+#include "core/status.h"
+
+struct app;
+typedef struct serve serve;
+
+/* The stages, in the order they run. Request stages (admit .. fork) run on the frontend's
+ * thread inside serve_submit; completion stages (stats .. log) run on the worker that finished
+ * the request, before the frontend's on_done (the reply). */
+typedef enum {
+  SERVE_STAGE_ADMIT,    /* who is calling and may they (security, rate limits): handlers only */
+  SERVE_STAGE_ROUTE,    /* name + version (or the policy's default) -> a counted version reference */
+  SERVE_STAGE_CHECK,    /* ready, inputs valid against the signature, limits, the deadline */
+  SERVE_STAGE_LOOKUP,   /* the prediction cache: handlers only */
+  SERVE_STAGE_SCHEDULE, /* hand-off to the scheduler (handlers run just before it) */
+  SERVE_STAGE_FORK,     /* shadow copies: handlers only, run before the hand-off (the request is
+                           the scheduler's after it); their status is ignored */
+  SERVE_STAGE_STATS,    /* completion: the version's statistics */
+  SERVE_STAGE_TRACE,
+  SERVE_STAGE_DRIFT,
+  SERVE_STAGE_CACHE_STORE,
+  SERVE_STAGE_LOG,
+  SERVE_STAGE_COUNT
+} serve_stage;
+
+const char *serve_stage_name(serve_stage s);
+
+typedef struct serve_request serve_request;
+
+/* A registered handler. Request stages: sr is the request (req is NULL at admit, before the
+ * version is known); a status other than OK ends the request with it (e.g. 401, 429 later).
+ * Completion stages: sr is NULL, req holds the result; the status returned is ignored. */
+typedef inferd_status (*serve_handler)(void *ctx, const serve_request *sr, infer_request *req);
+
+/* The sources of a request's deadline: the frontend fills in those its protocol has. */
+typedef struct serve_deadline_sources {
+  int64_t client_deadline_ns;   /* gRPC: the client's deadline on the monotonic clock; 0: none */
+  const char *timeout_header;   /* X-Request-Timeout-Ms as sent; NULL: none */
+  int64_t param_timeout_us;     /* the V2 "timeout" parameter (REST and gRPC); 0: none */
+  const char *param_timeout_what; /* how the protocol names it, for messages */
+  int64_t model_default_us;     /* the model's default_timeout_us; 0: none (serve fills it in) */
+} serve_deadline_sources;
+
+/* THE deadline rule, for every protocol, counted from start_ns: the request's timeout is the
+ * earlier of X-Request-Timeout-Ms and the timeout parameter, or the model's default when it
+ * asked for none (so a request may ask for longer than the default); the deadline is the
+ * earlier of that and the client's gRPC deadline. 0: none. INVALID_ARGUMENT naming the source when a timeout is
+ * malformed, negative or over a day (checked even when another source is earlier). */
+inferd_status serve_deadline(const serve_deadline_sources *src, int64_t start_ns, int64_t *deadline_ns);
+
+struct serve_request {
+  /* route */
+  const char *model;   /* required */
+  const char *version; /* NULL or "": the model's default version */
+  /* check */
+  int64_t start_ns; /* arrival, monotonic */
+  serve_deadline_sources deadline;
+  int priority;              /* 0: the model's default */
+  const char *priority_what; /* how the protocol names it, for messages */
+  /* Fills req's inputs (and output names) from the protocol's body, once the version is
+   * known (req->mv, sr->routed_version); may set sr's deadline sources and priority when the
+   * body carries them. Runs between route and check, on the frontend's thread. */
+  inferd_status (*decode)(serve_request *sr, infer_request *req);
+  const _Atomic bool *cancelled; /* the frontend's "client has gone" flag; may be NULL */
+  infer_done_fn on_done;         /* the reply: runs once on a worker; must destroy req */
+  void *user;
+  /* Out, set by route even when a later stage fails: for the access log and replies. */
+  char routed_version[32];
+};
+
+/* Runs the pipeline. OK: the request was handed to the scheduler and on_done will run exactly
+ * once. Otherwise the request ended at a stage (nothing was handed over; on_done will not run)
+ * and the status says why: the frontend answers it. */
+inferd_status serve_submit(serve *s, serve_request *sr);
+
+/* Adds a handler to a stage; handlers of a stage run in registration order, after the stage's
+ * own work. Register before serving starts (not thread-safe against serve_submit). */
+inferd_status serve_register(serve *s, serve_stage stage, serve_handler fn, void *ctx);
+
+/* The pipeline of one server. Test-only: when INFERD_TEST_ADMIT_REFUSE_MODEL names a model,
+ * serve_create registers an admit handler that refuses that model's requests (UNAVAILABLE,
+ * "refused by the test admit handler"), so the e2e suite can see that a registered handler
+ * runs on every protocol. Off unless that variable is set. */
+inferd_status serve_create(struct app *a, serve **out);
+void serve_destroy(serve *s);
+
+#endif
