@@ -7,7 +7,7 @@
 
 #include "frontends/http/json_numbers.h"
 
-static bool sink(const json_scalar *v, void *ctx) {
+static bool sink(const jnum_scalar *v, void *ctx) {
   *(double *)ctx += v->d;
   return true;
 }
@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
   *p++ = ']';
   double acc = 0;
   for (int r = 0; r < reps; r++)
-    if (json_numbers_scan(buf, (size_t)(p - buf), 4, sink, &acc) != SCAN_OK) return 1;
+    if (jnum_scan(buf, (size_t)(p - buf), 4, sink, &acc) != SCAN_OK) return 1;
   printf("%g\n", acc);
   free(buf);
   return 0;

@@ -275,10 +275,10 @@ static int serve(int argc, char **argv) {
   }
   log_msg(LOG_INFO, NULL, "inferd %s serving %s over HTTP on %s:%d", INFERD_VERSION, o.model_repository, o.host,
           http_server_port(http));
-  grpc_frontend *grpc;
-  grpc_options go = {.host = o.host, .port = (int)o.grpc_port, .threads = (int)o.grpc_threads,
+  grpcfe *grpc;
+  grpcfe_options go = {.host = o.host, .port = (int)o.grpc_port, .threads = (int)o.grpc_threads,
                      .max_message_bytes = (int)o.grpc_max_message_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms};
-  st = grpc_frontend_create(&go, a, &grpc);
+  st = grpcfe_create(&go, a, &grpc);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
     atomic_store(&a->draining, true);
@@ -288,7 +288,7 @@ static int serve(int argc, char **argv) {
     app_destroy(a);
     return 1;
   }
-  log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o.host, grpc_frontend_port(grpc));
+  log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o.host, grpcfe_port(grpc));
 
   int sig = 0;
   while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
@@ -297,12 +297,12 @@ static int serve(int argc, char **argv) {
   }
   log_msg(LOG_INFO, NULL, "%s: draining (up to %ld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout_ms);
   atomic_store(&a->draining, true);
-  grpc_frontend_begin_drain(grpc); /* both frontends stop taking calls, then drain together */
+  grpcfe_begin_drain(grpc); /* both frontends stop taking calls, then drain together */
   http_server_drain(http);
-  grpc_frontend_drain(grpc);
+  grpcfe_drain(grpc);
   app_stop_work(a); /* what is still queued is answered 503 through the loops, still running */
   http_server_destroy(http);
-  grpc_frontend_destroy(grpc);
+  grpcfe_destroy(grpc);
   app_destroy(a);
   log_msg(LOG_INFO, NULL, "stopped");
   return 0;

@@ -23,7 +23,7 @@ static bool is_identifier(const char *s) {
   return true;
 }
 
-void json_path_key(char *buf, size_t len, const char *key) {
+void jpath_key(char *buf, size_t len, const char *key) {
   size_t off = strlen(buf);
   if (off >= len) return;
   if (is_identifier(key)) {
@@ -46,7 +46,7 @@ void json_path_key(char *buf, size_t len, const char *key) {
   buf[off] = '\0';
 }
 
-void json_path_index(char *buf, size_t len, size_t i) {
+void jpath_index(char *buf, size_t len, size_t i) {
   size_t off = strlen(buf);
   if (off < len) snprintf(buf + off, len - off, "[%zu]", i);
 }
@@ -625,8 +625,8 @@ static void value_path(const features_paths *p, size_t record, const char *featu
     return;
   }
   snprintf(buf, len, "%s", p && p->base ? p->base : "$");
-  json_path_index(buf, len, record);
-  if (feature) json_path_key(buf, len, feature);
+  jpath_index(buf, len, record);
+  if (feature) jpath_key(buf, len, feature);
 }
 
 /* A value already checked with fits() into the tensor's element: the one JSON-number
@@ -807,8 +807,8 @@ json_t *features_rows_to_records(const features *f, const json_t *rows, const fe
 void features_columnar_path(void *base, size_t record, const char *feature, char *buf, size_t len) {
   snprintf(buf, len, "%s", (const char *)base);
   if (feature == NULL) return;
-  json_path_key(buf, len, feature);
-  json_path_index(buf, len, record);
+  jpath_key(buf, len, feature);
+  jpath_index(buf, len, record);
 }
 
 json_t *features_columns_to_records(const json_t *columns, const char *base, feature_errors *errs) {
@@ -819,7 +819,7 @@ json_t *features_columns_to_records(const json_t *columns, const char *base, fea
   json_t *col;
   json_object_foreach((json_t *)columns, key, col) {
     snprintf(path, sizeof path, "%s", base);
-    json_path_key(path, sizeof path, key);
+    jpath_key(path, sizeof path, key);
     if (!json_is_array(col)) {
       feature_errors_add(errs, path, "wrong_type", "a column must be an array with one value per record");
     } else if (!have_n) {

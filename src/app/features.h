@@ -154,8 +154,8 @@ json_t *feature_errors_json(const feature_errors *e);
 const char *feature_errors_summary(const feature_errors *e, char *buf, size_t len);
 
 /* JSON path helpers: append ".key" (or ["key"] when it is not an identifier) or "[i]". */
-void json_path_key(char *buf, size_t len, const char *key);
-void json_path_index(char *buf, size_t len, size_t i);
+void jpath_key(char *buf, size_t len, const char *key);
+void jpath_index(char *buf, size_t len, size_t i);
 
 /* ---- records -> tensors ------------------------------------------------------------------ */
 

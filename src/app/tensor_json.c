@@ -186,7 +186,7 @@ static bool fill(filler *f, const json_t *v, int depth, char *path, size_t plen)
   }
   size_t base = strlen(path);
   for (size_t i = 0; i < json_array_size(v); i++) {
-    json_path_index(path, plen, i);
+    jpath_index(path, plen, i);
     bool ok = fill(f, json_array_get(v, i), depth + 1, path, plen);
     path[base] = '\0';
     if (!ok) return false;

@@ -20,6 +20,7 @@ static const struct {
     [INFERD_RESOURCE_EXHAUSTED] = {503, "Service Unavailable", 8},
     [INFERD_DEADLINE_EXCEEDED] = {504, "Gateway Timeout", 4},
     [INFERD_INTERNAL] = {500, "Internal Server Error", 13},
+    [INFERD_REQUEST_TIMEOUT] = {408, "Request Timeout", 4},
 };
 
 inferd_status status_ok(void) {
@@ -57,8 +58,7 @@ const char *status_http_phrase(int http_status) {
   for (int i = 0; i < INFERD_CODE_COUNT; i++)
     if (status_table[i].http == http_status) return status_table[i].reason;
   switch (http_status) {
-    case 100: return "Continue";
-    case 408: return "Request Timeout";
+    case 100: return "Continue"; /* the interim answer to Expect: 100-continue, not an outcome */
     default: return "Unknown";
   }
 }

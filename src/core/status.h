@@ -16,6 +16,7 @@ typedef enum {
   INFERD_RESOURCE_EXHAUSTED, /* queue full: 503 with Retry-After */
   INFERD_DEADLINE_EXCEEDED,  /* 504 */
   INFERD_INTERNAL,           /* a backend or server failure: 500 */
+  INFERD_REQUEST_TIMEOUT,    /* the client sent its request too slowly: 408 */
   INFERD_CODE_COUNT
 } inferd_code;
 

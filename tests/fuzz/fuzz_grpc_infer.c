@@ -21,11 +21,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   Inference__ModelInferRequest *msg = inference__model_infer_request__unpack(NULL, size, data);
   if (msg == NULL) return 0;
   infer_request *req = infer_request_create(models[size % 4]);
-  grpc_infer_info info = {0};
-  inferd_status st = grpc_decode_infer_request(msg, req, &info);
+  grpcfe_infer_info info = {0};
+  inferd_status st = grpcfe_decode_infer_request(msg, req, &info);
   if (status_is_ok(&st)) st = infer_request_validate(req);
   if (status_is_ok(&st)) fuzz_check_valid_request(req);
-  grpc_infer_info_clear(&info);
+  grpcfe_infer_info_clear(&info);
   infer_request_destroy(req);
   inference__model_infer_request__free_unpacked(msg, NULL);
   return 0;

@@ -16,11 +16,11 @@
 #define MAX_LEAVES 4096
 
 typedef struct leaves {
-  json_scalar v[MAX_LEAVES];
+  jnum_scalar v[MAX_LEAVES];
   size_t n;
 } leaves;
 
-static bool collect(const json_scalar *v, void *ctx) {
+static bool collect(const jnum_scalar *v, void *ctx) {
   leaves *l = ctx;
   if (l->n == MAX_LEAVES) return false;
   l->v[l->n++] = *v;
@@ -28,14 +28,14 @@ static bool collect(const json_scalar *v, void *ctx) {
 }
 
 /* jansson's leaves in document order; false when a leaf is not a number or boolean. */
-static bool flatten(const json_t *j, json_scalar *out, size_t max, size_t *n) {
+static bool flatten(const json_t *j, jnum_scalar *out, size_t max, size_t *n) {
   if (json_is_array(j)) {
     for (size_t i = 0; i < json_array_size(j); i++)
       if (!flatten(json_array_get(j, i), out, max, n)) return false;
     return true;
   }
   if (*n == max) return false;
-  json_scalar *v = &out[(*n)++];
+  jnum_scalar *v = &out[(*n)++];
   if (json_is_integer(j)) {
     v->kind = JS_INT;
     v->i = json_integer_value(j);
@@ -76,7 +76,7 @@ static char *as_json(const char *text, size_t size) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *text = (const char *)data;
   got.n = 0;
-  scan_result r = json_numbers_scan(text, size, 8, collect, &got);
+  scan_result r = jnum_scan(text, size, 8, collect, &got);
   if (r == SCAN_OK) {
     json_error_t err;
     char *spelled = as_json(text, size);
@@ -88,7 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     json_decref(doc);
     if (want.n != got.n) fail("leaf count", data, size);
     for (size_t i = 0; i < got.n; i++) {
-      const json_scalar *a = &got.v[i], *b = &want.v[i];
+      const jnum_scalar *a = &got.v[i], *b = &want.v[i];
       if (a->kind != b->kind) fail("leaf kind", data, size);
       if (a->kind == JS_INT && (a->i != b->i || a->d != (double)b->i)) fail("integer value", data, size);
       if (a->kind == JS_REAL && isnan(a->d)) {
@@ -102,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
   }
 
-  json_span spans[16];
+  jnum_span spans[16];
   int n = v2_find_data_spans(text, size, spans, 16);
   if (n > 16) abort();
   for (int k = 0; k < n; k++) {
@@ -112,7 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       abort();
     }
     got.n = 0;
-    (void)json_numbers_scan(text + spans[k].start, spans[k].end - spans[k].start, 8, collect, &got);
+    (void)jnum_scan(text + spans[k].start, spans[k].end - spans[k].start, 8, collect, &got);
   }
   return 0;
 }

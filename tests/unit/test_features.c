@@ -382,7 +382,7 @@ static void test_rows_schema_example(void **state) {
   json_decref(arr);
 
   char path[64] = "$";
-  json_path_key(path, sizeof path, "a\"b");
+  jpath_key(path, sizeof path, "a\"b");
   assert_string_equal(path, "$[\"a\\\"b\"]");
   features_destroy(f);
   model_config_destroy(cfg);

@@ -25,21 +25,21 @@ static Inference__ModelInferRequest *roundtrip(const Inference__ModelInferReques
 
 typedef struct decoded {
   infer_request *req;
-  grpc_infer_info info;
+  grpcfe_infer_info info;
   inferd_status st;
 } decoded;
 
 static decoded decode(const Inference__ModelInferRequest *q) {
   decoded d = {.req = infer_request_create(&test_mv)};
   Inference__ModelInferRequest *m = roundtrip(q);
-  d.st = grpc_decode_infer_request(m, d.req, &d.info);
+  d.st = grpcfe_decode_infer_request(m, d.req, &d.info);
   inference__model_infer_request__free_unpacked(m, NULL);
   return d;
 }
 
 static void release(decoded *d) {
   infer_request_destroy(d->req);
-  grpc_infer_info_clear(&d->info);
+  grpcfe_infer_info_clear(&d->info);
 }
 
 static void expect_error(const Inference__ModelInferRequest *q, const char *fragment) {
@@ -313,15 +313,15 @@ static Inference__ModelInferResponse *encode(tensor *outs, size_t n, bool raw_ou
   infer_request *req = infer_request_create(&test_mv);
   req->outputs = outs;
   req->n_outputs = n;
-  grpc_infer_info info = {.id = strdup("id-1"), .raw_output = raw_out};
-  grpc_infer_response r;
-  inferd_status st = grpc_build_infer_response(req, &info, &r);
+  grpcfe_infer_info info = {.id = strdup("id-1"), .raw_output = raw_out};
+  grpcfe_infer_response r;
+  inferd_status st = grpcfe_build_infer_response(req, &info, &r);
   assert_true(status_is_ok(&st));
   size_t len = inference__model_infer_response__get_packed_size(&r.msg);
   uint8_t *buf = malloc(len + 1);
   inference__model_infer_response__pack(&r.msg, buf);
-  grpc_infer_response_clear(&r);
-  grpc_infer_info_clear(&info);
+  grpcfe_infer_response_clear(&r);
+  grpcfe_infer_info_clear(&info);
   req->outputs = NULL; /* the caller's */
   req->n_outputs = 0;
   infer_request_destroy(req);

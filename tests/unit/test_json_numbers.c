@@ -13,11 +13,11 @@
 #include "frontends/http/json_numbers.h"
 
 typedef struct collected {
-  json_scalar v[64];
+  jnum_scalar v[64];
   int n;
 } collected;
 
-static bool collect(const json_scalar *v, void *ctx) {
+static bool collect(const jnum_scalar *v, void *ctx) {
   collected *c = ctx;
   if (c->n == 64) return false;
   c->v[c->n++] = *v;
@@ -26,7 +26,7 @@ static bool collect(const json_scalar *v, void *ctx) {
 
 static scan_result scan(const char *text, collected *c) {
   c->n = 0;
-  return json_numbers_scan(text, strlen(text), 8, collect, c);
+  return jnum_scan(text, strlen(text), 8, collect, c);
 }
 
 static void test_values_and_nesting(void **state) {
@@ -116,7 +116,7 @@ static void test_finds_data_spans(void **state) {
   (void)state;
   const char *body = "{\"id\":\"x\",\"inputs\":[{\"name\":\"a\",\"data\":[1,2],\"shape\":[2]},"
                      "{\"data\":\"not an array\",\"name\":\"b\"},{\"name\":\"c\",\"data\" : [[3]] }],\"outputs\":[]}";
-  json_span spans[4];
+  jnum_span spans[4];
   int n = v2_find_data_spans(body, strlen(body), spans, 4);
   assert_int_equal(n, 3);
   assert_int_equal(spans[0].end - spans[0].start, 5);
@@ -141,7 +141,7 @@ typedef struct brackets {
   int stop_at; /* stop at this bracket (-1: never) */
 } brackets;
 
-static bool on_leaf(const json_scalar *v, void *ctx) {
+static bool on_leaf(const jnum_scalar *v, void *ctx) {
   (void)v;
   brackets *b = ctx;
   if (b->n < 63) b->trace[b->n++] = 'v';
@@ -160,11 +160,11 @@ static void test_nested_scan_reports_brackets(void **state) {
   (void)state;
   brackets b = {.stop_at = -1};
   const char *text = "[[1,2],[],[[3]]]";
-  assert_int_equal(json_numbers_scan_nested(text, strlen(text), 8, on_leaf, on_bracket, &b), SCAN_OK);
+  assert_int_equal(jnum_scan_nested(text, strlen(text), 8, on_leaf, on_bracket, &b), SCAN_OK);
   b.trace[b.n] = '\0';
   assert_string_equal(b.trace, "[[vv][][[v]]]");
   b = (brackets){.stop_at = 2};
-  assert_int_equal(json_numbers_scan_nested(text, strlen(text), 8, on_leaf, on_bracket, &b), SCAN_STOPPED);
+  assert_int_equal(jnum_scan_nested(text, strlen(text), 8, on_leaf, on_bracket, &b), SCAN_STOPPED);
 }
 
 int main(void) {

@@ -45,7 +45,7 @@ typedef struct rpc_method {
 typedef struct gstream_item gstream_item;
 
 struct gcall {
-  grpc_frontend *fe;
+  grpcfe *fe;
   app *app;
   const rpc_method *method;
   grpc_call *call;
@@ -116,14 +116,14 @@ extern rpc_method health_service_methods[];
 extern rpc_method model_service_methods[];
 
 /* Health: Watch streams see status changes; called by the frontend. */
-void health_start(grpc_frontend *fe);
-void health_begin_drain(grpc_frontend *fe);
-void health_stop(grpc_frontend *fe);
+void health_start(grpcfe *fe);
+void health_begin_drain(grpcfe *fe);
+void health_stop(grpcfe *fe);
 
 /* What the services need of the frontend. */
-app *grpc_frontend_app(grpc_frontend *fe);
-bool grpc_frontend_draining(grpc_frontend *fe);
-void *grpc_frontend_health_state(grpc_frontend *fe);
-void grpc_frontend_set_health_state(grpc_frontend *fe, void *state);
+app *grpcfe_app(grpcfe *fe);
+bool grpcfe_draining(grpcfe *fe);
+void *grpcfe_health_state(grpcfe *fe);
+void grpcfe_set_health_state(grpcfe *fe, void *state);
 
 #endif

@@ -28,7 +28,7 @@ struct gstream_item {
 /* A call to a method no service registered: answered UNIMPLEMENTED. */
 typedef struct unknown_call {
   gtag tag;
-  grpc_frontend *fe;
+  grpcfe *fe;
   grpc_call *call;
   grpc_call_details details;
   grpc_metadata_array md;
@@ -37,7 +37,7 @@ typedef struct unknown_call {
   bool replied;
 } unknown_call;
 
-struct grpc_frontend {
+struct grpcfe {
   app *app;
   grpc_server *server;
   grpc_completion_queue *cq;
@@ -71,15 +71,15 @@ struct grpc_frontend {
   atomic_llong log_due_ns; /* when the buffered lines must be written; 0: none buffered */
 };
 
-app *grpc_frontend_app(grpc_frontend *fe) { return fe->app; }
-bool grpc_frontend_draining(grpc_frontend *fe) {
+app *grpcfe_app(grpcfe *fe) { return fe->app; }
+bool grpcfe_draining(grpcfe *fe) {
   return atomic_load(&fe->shutting_down) || atomic_load(&fe->app->draining);
 }
-void *grpc_frontend_health_state(grpc_frontend *fe) { return fe->health; }
-void grpc_frontend_set_health_state(grpc_frontend *fe, void *state) { fe->health = state; }
-int grpc_frontend_port(const grpc_frontend *f) { return f->port; }
+void *grpcfe_health_state(grpcfe *fe) { return fe->health; }
+void grpcfe_set_health_state(grpcfe *fe, void *state) { fe->health = state; }
+int grpcfe_port(const grpcfe *f) { return f->port; }
 
-static void live_add(grpc_frontend *fe, int d) {
+static void live_add(grpcfe *fe, int d) {
   pthread_mutex_lock(&fe->mu);
   fe->live += d;
   if (fe->live == 0) pthread_cond_broadcast(&fe->cv);
@@ -122,7 +122,7 @@ ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffe
  * running the next batch (with one instance, that worker is every request's bottleneck). So, as
  * the HTTP frontend posts replies back to the connection's loop, sends started off the
  * frontend's own threads go to one reply thread, which under load sends many per wake-up. */
-static bool on_frontend_thread(const grpc_frontend *fe) {
+static bool on_frontend_thread(const grpcfe *fe) {
   pthread_t self = pthread_self();
   if (fe->reply_thread_started && pthread_equal(self, fe->reply_thread)) return true;
   for (int i = 0; i < fe->n_threads; i++)
@@ -133,7 +133,7 @@ static bool on_frontend_thread(const grpc_frontend *fe) {
 /* Runs fn(c) on the reply thread. A call is in the queue at most once at a time: the caller
  * makes sure of that (a unary call replies once; a stream posts one flush at a time). */
 static void post_to_reply_thread(gcall *c, void (*fn)(gcall *c)) {
-  grpc_frontend *fe = c->fe;
+  grpcfe *fe = c->fe;
   c->post_fn = fn;
   c->post_next = NULL;
   pthread_mutex_lock(&fe->reply_mu);
@@ -146,7 +146,7 @@ static void post_to_reply_thread(gcall *c, void (*fn)(gcall *c)) {
   pthread_mutex_unlock(&fe->reply_mu);
 }
 
-static void access_log_flush(grpc_frontend *fe) {
+static void access_log_flush(grpcfe *fe) {
   pthread_mutex_lock(&fe->log_mu);
   if (fe->log_len) log_write_lines(fe->log_buf, fe->log_len);
   fe->log_len = 0;
@@ -156,7 +156,7 @@ static void access_log_flush(grpc_frontend *fe) {
 
 /* The reply thread also writes the access log when its oldest line is LOG_ACCESS_FLUSH_MS old. */
 static void *reply_main(void *arg) {
-  grpc_frontend *fe = arg;
+  grpcfe *fe = arg;
   pthread_mutex_lock(&fe->reply_mu);
   for (;;) {
     while (fe->reply_head == NULL && !fe->reply_stopping) {
@@ -190,7 +190,7 @@ static void *reply_main(void *arg) {
 }
 
 /* Stops the reply thread once what is queued has run. */
-static void reply_thread_stop(grpc_frontend *fe) {
+static void reply_thread_stop(grpcfe *fe) {
   pthread_mutex_lock(&fe->reply_mu);
   fe->reply_stopping = true;
   pthread_cond_signal(&fe->reply_cv);
@@ -211,7 +211,7 @@ static int final_status(const gcall *c) {
 /* One access-log line per call, in the HTTP lines' shape: method "gRPC", the RPC's path, and
  * the gRPC status code (0 is OK). Gathered here; the reply thread writes them. */
 static void access_log_call(gcall *c) {
-  grpc_frontend *fe = c->fe;
+  grpcfe *fe = c->fe;
   access_record r = {
       .request_id = c->request_id,
       .method = "gRPC",
@@ -253,7 +253,7 @@ void gcall_set_model(gcall *c, const char *model, const char *version) {
 static size_t buffer_bytes(grpc_byte_buffer *bb) { return bb ? grpc_byte_buffer_length(bb) : 0; }
 
 static void free_call(gcall *c) {
-  grpc_frontend *fe = c->fe;
+  grpcfe *fe = c->fe;
   if (c->arrived) access_log_call(c);
   if (c->call) grpc_call_unref(c->call);
   grpc_metadata_array_destroy(&c->md);
@@ -274,7 +274,7 @@ static void free_call(gcall *c) {
 
 static void on_arrival(gtag *t, bool ok);
 
-static void request_slot(grpc_frontend *fe, rpc_method *m) {
+static void request_slot(grpcfe *fe, rpc_method *m) {
   gcall *c = calloc(1, sizeof *c);
   if (c == NULL) {
     log_msg(LOG_ERROR, NULL, "gRPC: out of memory for a call slot of %s", m->path);
@@ -637,7 +637,7 @@ static void set_request_id(gcall *c) {
 
 static void on_arrival(gtag *t, bool ok) {
   gcall *c = container_of(t, gcall, req_tag);
-  grpc_frontend *fe = c->fe;
+  grpcfe *fe = c->fe;
   if (!ok) { /* the server is shutting down: the slot goes away unused */
     free_call(c);
     return;
@@ -665,11 +665,11 @@ static void on_arrival(gtag *t, bool ok) {
 
 /* -- methods nobody serves -- */
 
-static void request_unknown(grpc_frontend *fe);
+static void request_unknown(grpcfe *fe);
 
 static void on_unknown(gtag *t, bool ok) {
   unknown_call *u = container_of(t, unknown_call, tag);
-  grpc_frontend *fe = u->fe;
+  grpcfe *fe = u->fe;
   if (ok && !u->replied) {
     if (!atomic_load(&fe->shutting_down)) request_unknown(fe);
     char msg[512];
@@ -696,7 +696,7 @@ static void on_unknown(gtag *t, bool ok) {
   live_add(fe, -1);
 }
 
-static void request_unknown(grpc_frontend *fe) {
+static void request_unknown(grpcfe *fe) {
   unknown_call *u = calloc(1, sizeof *u);
   if (u == NULL) return;
   u->fe = fe;
@@ -715,7 +715,7 @@ static void request_unknown(grpc_frontend *fe) {
 /* the server */
 
 static void *cq_main(void *arg) {
-  grpc_frontend *fe = arg;
+  grpcfe *fe = arg;
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(fe->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
@@ -729,14 +729,14 @@ static void *cq_main(void *arg) {
 
 static void on_shutdown(gtag *t, bool ok) {
   (void)ok;
-  grpc_frontend *fe = container_of(t, grpc_frontend, shutdown_tag);
+  grpcfe *fe = container_of(t, grpcfe, shutdown_tag);
   pthread_mutex_lock(&fe->mu);
   fe->shutdown_done = true;
   pthread_cond_broadcast(&fe->cv);
   pthread_mutex_unlock(&fe->mu);
 }
 
-static inferd_status add_methods(grpc_frontend *fe) {
+static inferd_status add_methods(grpcfe *fe) {
   rpc_method *tables[] = {inference_service_methods, health_service_methods, model_service_methods};
   size_t n = 0;
   for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
@@ -757,7 +757,7 @@ static inferd_status add_methods(grpc_frontend *fe) {
 }
 
 /* The last of a teardown, once gRPC core's server, queue and threads are gone. */
-static void free_frontend(grpc_frontend *fe) {
+static void free_frontend(grpcfe *fe) {
   free(fe->threads);
   free(fe->methods);
   pthread_mutex_destroy(&fe->mu);
@@ -770,7 +770,7 @@ static void free_frontend(grpc_frontend *fe) {
 }
 
 /* Tears down a server that never started serving (an error at creation). */
-static void destroy_unstarted(grpc_frontend *fe) {
+static void destroy_unstarted(grpcfe *fe) {
   if (fe->reply_thread_started) reply_thread_stop(fe);
   if (fe->server) {
     grpc_server_shutdown_and_notify(fe->server, fe->cq, &fe->shutdown_tag);
@@ -789,9 +789,9 @@ static void destroy_unstarted(grpc_frontend *fe) {
   free_frontend(fe);
 }
 
-inferd_status grpc_frontend_create(const grpc_options *opts, app *a, grpc_frontend **out) {
+inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out) {
   grpc_init();
-  grpc_frontend *fe = calloc(1, sizeof *fe);
+  grpcfe *fe = calloc(1, sizeof *fe);
   if (fe == NULL) {
     grpc_shutdown_blocking();
     return status_make(INFERD_INTERNAL, "out of memory");
@@ -862,7 +862,7 @@ inferd_status grpc_frontend_create(const grpc_options *opts, app *a, grpc_fronte
   return status_ok();
 }
 
-void grpc_frontend_begin_drain(grpc_frontend *fe) {
+void grpcfe_begin_drain(grpcfe *fe) {
   if (fe->shutdown_started) return;
   fe->shutdown_started = true;
   atomic_store(&fe->shutting_down, true);
@@ -874,7 +874,7 @@ void grpc_frontend_begin_drain(grpc_frontend *fe) {
 }
 
 /* Waits for the shutdown notification until deadline_ns (0: for ever); true when it came. */
-static bool wait_shutdown(grpc_frontend *fe, int64_t deadline_ns) {
+static bool wait_shutdown(grpcfe *fe, int64_t deadline_ns) {
   pthread_mutex_lock(&fe->mu);
   while (!fe->shutdown_done) {
     if (deadline_ns == 0) {
@@ -895,8 +895,8 @@ static bool wait_shutdown(grpc_frontend *fe, int64_t deadline_ns) {
   return done;
 }
 
-void grpc_frontend_drain(grpc_frontend *fe) {
-  grpc_frontend_begin_drain(fe);
+void grpcfe_drain(grpcfe *fe) {
+  grpcfe_begin_drain(fe);
   int64_t deadline = fe->drain_started_ns + (int64_t)fe->drain_timeout_ms * 1000000;
   if (!wait_shutdown(fe, deadline)) {
     log_msg(LOG_WARN, NULL, "gRPC: calls still open after the drain timeout: cancelling them");
@@ -904,9 +904,9 @@ void grpc_frontend_drain(grpc_frontend *fe) {
   }
 }
 
-void grpc_frontend_destroy(grpc_frontend *fe) {
+void grpcfe_destroy(grpcfe *fe) {
   if (fe == NULL) return;
-  grpc_frontend_begin_drain(fe);
+  grpcfe_begin_drain(fe);
   if (!wait_shutdown(fe, monotime_ns() + (int64_t)fe->drain_timeout_ms * 1000000 + 1)) {
     grpc_server_cancel_all_calls(fe->server);
     wait_shutdown(fe, 0);

@@ -8,25 +8,25 @@
 
 #include "core/app.h"
 
-typedef struct grpc_frontend grpc_frontend;
+typedef struct grpcfe grpcfe;
 
-typedef struct grpc_options {
+typedef struct grpcfe_options {
   const char *host;
-  int port; /* 0: any free port (grpc_frontend_port tells which) */
+  int port; /* 0: any free port (grpcfe_port tells which) */
   int threads; /* completion-queue threads */
   int max_message_bytes; /* largest message received or sent */
   int drain_timeout_ms;
-} grpc_options;
+} grpcfe_options;
 
-inferd_status grpc_frontend_create(const grpc_options *opts, app *a, grpc_frontend **out);
-int grpc_frontend_port(const grpc_frontend *f);
+inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out);
+int grpcfe_port(const grpcfe *f);
 /* Stops accepting calls (returns at once); health watchers are told NOT_SERVING. */
-void grpc_frontend_begin_drain(grpc_frontend *f);
+void grpcfe_begin_drain(grpcfe *f);
 /* Waits for the calls in flight to finish, up to the drain timeout counted from
  * begin_drain; then cancels what is left. */
-void grpc_frontend_drain(grpc_frontend *f);
+void grpcfe_drain(grpcfe *f);
 /* Waits for every call to be released (call after app_stop_work, which completes what was
  * still queued), stops the threads and frees everything. */
-void grpc_frontend_destroy(grpc_frontend *f);
+void grpcfe_destroy(grpcfe *f);
 
 #endif

@@ -26,7 +26,7 @@ typedef struct watcher {
 } watcher;
 
 typedef struct health {
-  grpc_frontend *fe;
+  grpcfe *fe;
   pthread_mutex_t mu; /* guards what follows; taken before any call's lock */
   pthread_cond_t cv;
   watcher *watchers;
@@ -38,12 +38,12 @@ typedef struct health {
 static const char *const server_services[] = {"", "inference.GRPCInferenceService", "inferd.ModelService",
                                               "grpc.health.v1.Health"};
 
-static serving_status status_of(grpc_frontend *fe, const char *service) {
-  app *a = grpc_frontend_app(fe);
+static serving_status status_of(grpcfe *fe, const char *service) {
+  app *a = grpcfe_app(fe);
   for (size_t i = 0; i < sizeof server_services / sizeof server_services[0]; i++)
     if (strcmp(service, server_services[i]) == 0) {
       char why[512];
-      return app_ready(a, why, sizeof why) && !grpc_frontend_draining(fe) ? SERVING : NOT_SERVING;
+      return app_ready(a, why, sizeof why) && !grpcfe_draining(fe) ? SERVING : NOT_SERVING;
     }
   char name[256];
   snprintf(name, sizeof name, "%s", service);
@@ -52,7 +52,7 @@ static serving_status status_of(grpc_frontend *fe, const char *service) {
   VERSION_REF model_version *mv = NULL;
   inferd_status st = repo_acquire(a->repo, name, slash ? slash + 1 : NULL, REPO_ANY_STATE, &mv);
   if (!status_is_ok(&st)) return SERVICE_UNKNOWN;
-  return model_version_state(mv) == MODEL_READY && !grpc_frontend_draining(fe) ? SERVING : NOT_SERVING;
+  return model_version_state(mv) == MODEL_READY && !grpcfe_draining(fe) ? SERVING : NOT_SERVING;
 }
 
 static grpc_byte_buffer *status_message(serving_status s) {
@@ -84,7 +84,7 @@ static void check(gcall *c, grpc_byte_buffer *bb) {
 }
 
 static void watch(gcall *c, grpc_byte_buffer *bb) {
-  health *h = grpc_frontend_health_state(c->fe);
+  health *h = grpcfe_health_state(c->fe);
   if (h == NULL) {
     gstream_end(c, INFERD_UNAVAILABLE, "health watching is not available (out of memory at start)");
     return;
@@ -121,7 +121,7 @@ static void watch(gcall *c, grpc_byte_buffer *bb) {
 static void watch_end(gcall *c) {
   watcher *w = c->user;
   if (w == NULL) return;
-  health *h = grpc_frontend_health_state(c->fe);
+  health *h = grpcfe_health_state(c->fe);
   pthread_mutex_lock(&h->mu);
   for (watcher **p = &h->watchers; *p; p = &(*p)->next)
     if (*p == w) {
@@ -162,18 +162,18 @@ static void *watch_main(void *arg) {
   return NULL;
 }
 
-void health_start(grpc_frontend *fe) {
+void health_start(grpcfe *fe) {
   health *h = calloc(1, sizeof *h);
   if (h == NULL) return; /* Watch then answers from the request alone; Check needs no state */
   h->fe = fe;
   pthread_mutex_init(&h->mu, NULL);
   pthread_cond_init(&h->cv, NULL);
   h->thread_started = pthread_create(&h->thread, NULL, watch_main, h) == 0;
-  grpc_frontend_set_health_state(fe, h);
+  grpcfe_set_health_state(fe, h);
 }
 
-void health_begin_drain(grpc_frontend *fe) {
-  health *h = grpc_frontend_health_state(fe);
+void health_begin_drain(grpcfe *fe) {
+  health *h = grpcfe_health_state(fe);
   if (h == NULL) return;
   pthread_mutex_lock(&h->mu);
   h->draining = true;
@@ -182,8 +182,8 @@ void health_begin_drain(grpc_frontend *fe) {
   pthread_mutex_unlock(&h->mu);
 }
 
-void health_stop(grpc_frontend *fe) {
-  health *h = grpc_frontend_health_state(fe);
+void health_stop(grpcfe *fe) {
+  health *h = grpcfe_health_state(fe);
   if (h == NULL) return;
   pthread_mutex_lock(&h->mu);
   h->stop = true;
@@ -193,7 +193,7 @@ void health_stop(grpc_frontend *fe) {
   pthread_mutex_destroy(&h->mu);
   pthread_cond_destroy(&h->cv);
   free(h);
-  grpc_frontend_set_health_state(fe, NULL);
+  grpcfe_set_health_state(fe, NULL);
 }
 
 rpc_method health_service_methods[] = {

@@ -7,7 +7,7 @@
 
 #include "util/utf8.h"
 
-void grpc_infer_info_clear(grpc_infer_info *info) {
+void grpcfe_infer_info_clear(grpcfe_infer_info *info) {
   free(info->id);
   memset(info, 0, sizeof *info);
 }
@@ -185,7 +185,7 @@ static inferd_status parameter_integer(const char *key, const Inference__InferPa
   return status_ok();
 }
 
-static inferd_status decode_parameters(const Inference__ModelInferRequest *msg, grpc_infer_info *info) {
+static inferd_status decode_parameters(const Inference__ModelInferRequest *msg, grpcfe_infer_info *info) {
   for (size_t i = 0; i < msg->n_parameters; i++) {
     const Inference__ModelInferRequest__ParametersEntry *e = msg->parameters[i];
     size_t bad;
@@ -205,8 +205,8 @@ static inferd_status decode_parameters(const Inference__ModelInferRequest *msg, 
   return status_ok();
 }
 
-inferd_status grpc_decode_infer_request(Inference__ModelInferRequest *msg, infer_request *req,
-                                        grpc_infer_info *info) {
+inferd_status grpcfe_decode_infer_request(Inference__ModelInferRequest *msg, infer_request *req,
+                                        grpcfe_infer_info *info) {
   memset(info, 0, sizeof *info);
   size_t bad;
   /* the id is echoed in the response's proto3 string field, which strict clients refuse to
@@ -268,9 +268,9 @@ inferd_status grpc_decode_infer_request(Inference__ModelInferRequest *msg, infer
 
 /* ---------------------------------------------------------------------------------------- */
 
-static void *scratch_alloc(grpc_infer_response *r, size_t n) { return arena_alloc(&r->scratch, n); }
+static void *scratch_alloc(grpcfe_infer_response *r, size_t n) { return arena_alloc(&r->scratch, n); }
 
-void grpc_infer_response_clear(grpc_infer_response *r) {
+void grpcfe_infer_response_clear(grpcfe_infer_response *r) {
   arena_free(&r->scratch);
   free(r->outs);
   free(r->out_ptrs);
@@ -279,7 +279,7 @@ void grpc_infer_response_clear(grpc_infer_response *r) {
   memset(r, 0, sizeof *r);
 }
 
-static inferd_status encode_typed(grpc_infer_response *r, const tensor *t, Inference__InferTensorContents *c) {
+static inferd_status encode_typed(grpcfe_infer_response *r, const tensor *t, Inference__InferTensorContents *c) {
   int64_t count = tensor_element_count(t);
   size_t n = (size_t)count;
   const uint8_t *p = t->data;
@@ -340,8 +340,8 @@ static inferd_status encode_typed(grpc_infer_response *r, const tensor *t, Infer
   return status_make(INFERD_INTERNAL, "out of memory");
 }
 
-inferd_status grpc_build_infer_response(const infer_request *req, const grpc_infer_info *info,
-                                        grpc_infer_response *r) {
+inferd_status grpcfe_build_infer_response(const infer_request *req, const grpcfe_infer_info *info,
+                                        grpcfe_infer_response *r) {
   memset(r, 0, sizeof *r);
   inference__model_infer_response__init(&r->msg);
   size_t n = req->n_outputs;
@@ -355,7 +355,7 @@ inferd_status grpc_build_infer_response(const infer_request *req, const grpc_inf
   else
     r->contents = calloc(n + 1, sizeof *r->contents);
   if (r->outs == NULL || r->out_ptrs == NULL || (raw ? (void *)r->raw : (void *)r->contents) == NULL) {
-    grpc_infer_response_clear(r);
+    grpcfe_infer_response_clear(r);
     return status_make(INFERD_INTERNAL, "out of memory");
   }
   const model_version *mv = req->mv;
@@ -377,7 +377,7 @@ inferd_status grpc_build_infer_response(const infer_request *req, const grpc_inf
       inference__infer_tensor_contents__init(&r->contents[i]);
       inferd_status st = encode_typed(r, t, &r->contents[i]);
       if (!status_is_ok(&st)) {
-        grpc_infer_response_clear(r);
+        grpcfe_infer_response_clear(r);
         return st;
       }
       o->contents = &r->contents[i];

@@ -68,7 +68,7 @@ static void model_ready(gcall *c, grpc_byte_buffer *bb) {
     return;
   }
   Inference__ModelReadyResponse r = INFERENCE__MODEL_READY_RESPONSE__INIT;
-  r.ready = mv && model_version_state(mv) == MODEL_READY && !grpc_frontend_draining(c->fe);
+  r.ready = mv && model_version_state(mv) == MODEL_READY && !grpcfe_draining(c->fe);
   gcall_reply(c, &r.base);
 }
 
@@ -145,7 +145,7 @@ typedef struct infer_call {
   gcall *call;
   gstream_item *item; /* streams: this request's place among the responses; NULL: unary */
   infer_request *req;
-  grpc_infer_info info;
+  grpcfe_infer_info info;
   char model[256]; /* for a stream error response */
   char version[24];
   Inference__ModelInferRequest *msg; /* during serve_submit only: what decode reads */
@@ -153,7 +153,7 @@ typedef struct infer_call {
 
 static void infer_call_free(infer_call *ic) {
   infer_request_destroy(ic->req);
-  grpc_infer_info_clear(&ic->info);
+  grpcfe_infer_info_clear(&ic->info);
   free(ic);
 }
 
@@ -186,8 +186,8 @@ static void on_infer_done(infer_request *req, void *user) {
     infer_fail(ic, &st);
     return;
   }
-  grpc_infer_response r;
-  st = grpc_build_infer_response(req, &ic->info, &r);
+  grpcfe_infer_response r;
+  st = grpcfe_build_infer_response(req, &ic->info, &r);
   if (!status_is_ok(&st)) {
     infer_fail(ic, &st);
     return;
@@ -201,7 +201,7 @@ static void on_infer_done(infer_request *req, void *user) {
   } else {
     bb = pb_pack(&r.msg.base);
   }
-  grpc_infer_response_clear(&r);
+  grpcfe_infer_response_clear(&r);
   if (ic->item)
     gstream_send(ic->call, ic->item, bb);
   else
@@ -215,7 +215,7 @@ static inferd_status infer_decode(serve_request *sr, infer_request *req) {
   ic->req = req;
   snprintf(ic->version, sizeof ic->version, "%s", sr->routed_version);
   gcall_set_model(ic->call, ic->model, ic->version);
-  TRY(grpc_decode_infer_request(ic->msg, req, &ic->info));
+  TRY(grpcfe_decode_infer_request(ic->msg, req, &ic->info));
   sr->deadline.param_timeout_us = ic->info.timeout_us;
   sr->priority = ic->info.priority;
   return status_ok();
@@ -255,7 +255,7 @@ static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
                       .cancelled = &c->client_gone,
                       .on_done = on_infer_done,
                       .user = ic};
-  if (grpc_frontend_draining(c->fe))
+  if (grpcfe_draining(c->fe))
     st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
   else
     st = serve_submit(c->app->serve, &sr);
@@ -404,8 +404,8 @@ rpc_method inference_service_methods[] = {
     {.path = SVC "ModelInfer", .kind = RPC_UNARY, .slots = 32, .on_unary = model_infer},
     {.path = SVC "ModelStreamInfer", .kind = RPC_STREAM, .slots = 4, .on_message = model_stream_infer},
     {.path = SVC "ModelStatistics", .kind = RPC_UNARY, .slots = 1, .on_unary = model_statistics},
-    {.path = SVC "RepositoryIndex", .kind = RPC_UNARY, .slots = 1, .on_unary = grpc_repository_index},
-    {.path = SVC "RepositoryModelLoad", .kind = RPC_UNARY, .slots = 1, .on_unary = grpc_repository_model_load},
-    {.path = SVC "RepositoryModelUnload", .kind = RPC_UNARY, .slots = 1, .on_unary = grpc_repository_model_unload},
-    {.path = SVC "ModelConfig", .kind = RPC_UNARY, .slots = 1, .on_unary = grpc_model_config},
+    {.path = SVC "RepositoryIndex", .kind = RPC_UNARY, .slots = 1, .on_unary = grpcfe_repository_index},
+    {.path = SVC "RepositoryModelLoad", .kind = RPC_UNARY, .slots = 1, .on_unary = grpcfe_repository_model_load},
+    {.path = SVC "RepositoryModelUnload", .kind = RPC_UNARY, .slots = 1, .on_unary = grpcfe_repository_model_unload},
+    {.path = SVC "ModelConfig", .kind = RPC_UNARY, .slots = 1, .on_unary = grpcfe_model_config},
     {0}};

@@ -45,7 +45,7 @@ static json_t *record_json(const Inferd__Record *r, const char *path, feature_er
     if (!utf8_valid(key, strlen(key), NULL)) {
       char p[200];
       snprintf(p, sizeof p, "%s.features", path);
-      json_path_key(p, sizeof p, key);
+      jpath_key(p, sizeof p, key);
       feature_errors_add(errs, p, "invalid", "the feature name is not valid UTF-8 text");
       continue;
     }
@@ -53,7 +53,7 @@ static json_t *record_json(const Inferd__Record *r, const char *path, feature_er
       /* JSON, which the features read, has no NaN or infinity: say so rather than "missing" */
       char p[200];
       snprintf(p, sizeof p, "%s.features", path);
-      json_path_key(p, sizeof p, key);
+      jpath_key(p, sizeof p, key);
       feature_errors_add(errs, p, "wrong_type", "%s is not allowed: send a finite number",
                          isnan(e->value->number_value) ? "NaN" : e->value->number_value > 0 ? "Infinity" : "-Infinity");
       json_array_append_new(reported, json_string(errs->n ? errs->items[errs->n - 1].path : p));
@@ -64,7 +64,7 @@ static json_t *record_json(const Inferd__Record *r, const char *path, feature_er
       if (e->value && e->value->kind_case == INFERD__VALUE__KIND_STRING_VALUE) {
         char p[200];
         snprintf(p, sizeof p, "%s.features", path);
-        json_path_key(p, sizeof p, e->key);
+        jpath_key(p, sizeof p, e->key);
         feature_errors_add(errs, p, "wrong_type", "not valid UTF-8 text");
         json_array_append_new(reported, json_string(errs->n ? errs->items[errs->n - 1].path : p));
       }
@@ -87,7 +87,7 @@ static void record_path(void *user, size_t record, const char *feature, char *bu
     snprintf(buf, len, "$.records[%zu]", record);
   if (feature) {
     strncat(buf, ".features", len - strlen(buf) - 1);
-    json_path_key(buf, len, feature);
+    jpath_key(buf, len, feature);
   }
 }
 
@@ -366,7 +366,7 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
                       .on_done = on_predict_done,
                       .user = pc};
   inferd_status st;
-  if (grpc_frontend_draining(c->fe))
+  if (grpcfe_draining(c->fe))
     st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
   else
     st = serve_submit(c->app->serve, &sr);

@@ -29,7 +29,7 @@ static inferd_status check_repository(gcall *c, const char *name) {
   return status_make(INFERD_NOT_FOUND, "no repository '%s' (this server serves one: '%s')", name, root);
 }
 
-void grpc_repository_index(gcall *c, grpc_byte_buffer *bb) {
+void grpcfe_repository_index(gcall *c, grpc_byte_buffer *bb) {
   Inference__RepositoryIndexRequest *q =
       unpack_or_reply(c, &inference__repository_index_request__descriptor, bb);
   if (q == NULL) return;
@@ -111,7 +111,7 @@ static void on_unload_done(inferd_status st, void *user) {
   gcall_reply(c, &r.base);
 }
 
-void grpc_repository_model_load(gcall *c, grpc_byte_buffer *bb) {
+void grpcfe_repository_model_load(gcall *c, grpc_byte_buffer *bb) {
   Inference__RepositoryModelLoadRequest *q =
       unpack_or_reply(c, &inference__repository_model_load_request__descriptor, bb);
   if (q == NULL) return;
@@ -134,7 +134,7 @@ void grpc_repository_model_load(gcall *c, grpc_byte_buffer *bb) {
   if (!status_is_ok(&st)) gcall_reply_status(c, &st);
 }
 
-void grpc_repository_model_unload(gcall *c, grpc_byte_buffer *bb) {
+void grpcfe_repository_model_unload(gcall *c, grpc_byte_buffer *bb) {
   Inference__RepositoryModelUnloadRequest *q =
       unpack_or_reply(c, &inference__repository_model_unload_request__descriptor, bb);
   if (q == NULL) return;
@@ -172,7 +172,7 @@ static Inference__DataType triton_type(inferd_datatype dt) {
   }
 }
 
-void grpc_model_config(gcall *c, grpc_byte_buffer *bb) {
+void grpcfe_model_config(gcall *c, grpc_byte_buffer *bb) {
   Inference__ModelConfigRequest *q = unpack_or_reply(c, &inference__model_config_request__descriptor, bb);
   if (q == NULL) return;
   VERSION_REF model_version *mv = NULL;

@@ -5,9 +5,9 @@
 
 #include "frontends/grpc/call.h"
 
-void grpc_repository_index(gcall *c, grpc_byte_buffer *bb);
-void grpc_repository_model_load(gcall *c, grpc_byte_buffer *bb);
-void grpc_repository_model_unload(gcall *c, grpc_byte_buffer *bb);
-void grpc_model_config(gcall *c, grpc_byte_buffer *bb);
+void grpcfe_repository_index(gcall *c, grpc_byte_buffer *bb);
+void grpcfe_repository_model_load(gcall *c, grpc_byte_buffer *bb);
+void grpcfe_repository_model_unload(gcall *c, grpc_byte_buffer *bb);
+void grpcfe_model_config(gcall *c, grpc_byte_buffer *bb);
 
 #endif

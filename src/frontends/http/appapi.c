@@ -173,7 +173,7 @@ static inferd_status decode_inputs(http_call *c, model_version *mv, const json_t
         }
         char path[200];
         snprintf(path, sizeof path, "%s[*]", base);
-        json_path_key(path, sizeof path, key);
+        jpath_key(path, sizeof path, key);
         inferd_status st = tensor_from_json(rows, key, spec->datatype, path, &out->tensors[out->n_tensors]);
         json_decref(rows);
         if (!status_is_ok(&st)) return st;
@@ -195,7 +195,7 @@ static inferd_status decode_inputs(http_call *c, model_version *mv, const json_t
                            mv->model->name);
       char path[200];
       snprintf(path, sizeof path, "%s", base);
-      json_path_key(path, sizeof path, key);
+      jpath_key(path, sizeof path, key);
       TRY(tensor_from_json(val, key, spec->datatype, path, &out->tensors[out->n_tensors]));
       out->n_tensors++;
     }

@@ -170,7 +170,7 @@ static http_call *call_new(http_conn *conn) {
 /* The wire found the request wrong, or the client too slow: answer (JSON) with http_status
  * and close afterwards, whatever follows on the connection: after a framing error nothing
  * says where the next request would start. */
-static void fail_with(http_conn *conn, int http_status, const char *msg) {
+static void fail_request(http_conn *conn, const inferd_status *st) {
   http_call *c = conn->call;
   if (c == NULL) c = conn->call = call_new(conn);
   if (c == NULL) {
@@ -183,15 +183,12 @@ static void fail_with(http_conn *conn, int http_status, const char *msg) {
   conn->keep_alive = false;
   c->close_after = true;
   c->bytes_in = evbuffer_get_length(c->request_body);
-  http_call_set_json(c, http_status, json_pack("{ss}", "error", msg));
+  http_call_set_json(c, status_http_code(st->code), json_pack("{ss}", "error", st->msg));
   stop_reading(conn);
   clear_timer(conn);
   http_server_handle(c);
 }
 
-static void fail_request(http_conn *conn, const inferd_status *st) {
-  fail_with(conn, status_http_code(st->code), st->msg);
-}
 
 /* Copies the parsed head into the call. False when out of memory. */
 static bool take_head(http_call *c, const http_head *h) {
@@ -437,22 +434,21 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   http_conn *conn = arg;
   const http_options *o = &conn->loop->srv->opts;
-  char msg[160];
+  inferd_status st;
   switch (conn->phase) {
     case TIMER_HEAD:
       if (evbuffer_get_length(conn->in) == 0 && conn->call == NULL) { /* a connection that never spoke */
         conn_free(conn);
         return;
       }
-      snprintf(msg, sizeof msg, "the request head did not arrive within %d ms (--request-head-timeout-ms)",
-               o->head_timeout_ms);
-      fail_with(conn, 408, msg);
+      st = status_make(INFERD_REQUEST_TIMEOUT, "the request head did not arrive within %d ms (--request-head-timeout-ms)",
+                       o->head_timeout_ms);
+      fail_request(conn, &st);
       return;
     case TIMER_BODY:
-      snprintf(msg, sizeof msg,
-               "the request body arrived too slowly (--body-timeout-ms %d, --min-body-rate %d bytes/s)",
-               o->body_timeout_ms, o->min_body_rate);
-      fail_with(conn, 408, msg);
+      st = status_make(INFERD_REQUEST_TIMEOUT, "the request body arrived too slowly (--body-timeout-ms %d, --min-body-rate %d bytes/s)",
+                       o->body_timeout_ms, o->min_body_rate);
+      fail_request(conn, &st);
       return;
     case TIMER_IDLE: case TIMER_SEND: case TIMER_NONE:
       conn_free(conn);

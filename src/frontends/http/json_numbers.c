@@ -45,7 +45,7 @@ static bool decimal_to_double(uint64_t m, int exp10, bool neg, double *out) {
 }
 
 /* The slow way, for what the single pass below leaves: the text through strtoll/strtod. */
-static const char *leaf_by_libc(const char *p, const char *e, bool is_int, json_scalar *v) {
+static const char *leaf_by_libc(const char *p, const char *e, bool is_int, jnum_scalar *v) {
   char tmp[64]; /* strtod needs a terminated string; numbers this long are rare: decline */
   size_t n = (size_t)(e - p);
   if (n >= sizeof tmp) return NULL;
@@ -70,7 +70,7 @@ static const char *leaf_by_libc(const char *p, const char *e, bool is_int, json_
 /* NaN, Infinity and -Infinity: not JSON, but what the server writes for such values (as
  * Python's json and JavaScript's JSON5 do), so clients can send back what they got. Reached
  * only where a number has no digit: ordinary numbers pay nothing for it. */
-static const char *scan_non_finite(const char *s, const char *end, bool neg, json_scalar *v) {
+static const char *scan_non_finite(const char *s, const char *end, bool neg, jnum_scalar *v) {
   if (!neg && end - s >= 3 && memcmp(s, "NaN", 3) == 0) {
     v->kind = JS_REAL;
     v->d = NAN;
@@ -87,7 +87,7 @@ static const char *scan_non_finite(const char *s, const char *end, bool neg, jso
 /* Reads one number or boolean leaf into v; returns its end, or NULL to decline. Numbers are
  * checked against JSON's grammar -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? and converted
  * in the same pass; what is too long for that goes to libc. */
-static const char *scan_leaf(const char *p, const char *end, json_scalar *v) {
+static const char *scan_leaf(const char *p, const char *end, jnum_scalar *v) {
   if (end - p >= 4 && memcmp(p, "true", 4) == 0) {
     v->kind = JS_TRUE;
     return p + 4;
@@ -148,13 +148,13 @@ static const char *scan_leaf(const char *p, const char *end, json_scalar *v) {
   return leaf_by_libc(p, s, is_int, v);
 }
 
-scan_result json_numbers_scan(const char *p, size_t len, int max_depth,
-                              bool (*emit)(const json_scalar *v, void *ctx), void *ctx) {
-  return json_numbers_scan_nested(p, len, max_depth, emit, NULL, ctx);
+scan_result jnum_scan(const char *p, size_t len, int max_depth,
+                              bool (*emit)(const jnum_scalar *v, void *ctx), void *ctx) {
+  return jnum_scan_nested(p, len, max_depth, emit, NULL, ctx);
 }
 
-scan_result json_numbers_scan_nested(const char *p, size_t len, int max_depth,
-                                     bool (*emit)(const json_scalar *v, void *ctx),
+scan_result jnum_scan_nested(const char *p, size_t len, int max_depth,
+                                     bool (*emit)(const jnum_scalar *v, void *ctx),
                                      bool (*bracket)(bool open, void *ctx), void *ctx) {
   const char *end = p + len;
   int depth = 0;
@@ -190,7 +190,7 @@ scan_result json_numbers_scan_nested(const char *p, size_t len, int max_depth,
       if (bracket && !bracket(false, ctx)) return SCAN_STOPPED;
       if (--depth == 0) return skip_ws(p, end) == end ? SCAN_OK : SCAN_DECLINED;
     } else {
-      json_scalar v;
+      jnum_scalar v;
       p = scan_leaf(p, end, &v);
       if (p == NULL) return SCAN_DECLINED;
       if (!emit(&v, ctx)) return SCAN_STOPPED;
@@ -278,7 +278,7 @@ static const char *each_member(const char *p, const char *end, member_fn visit, 
 
 typedef struct span_search {
   const char *body;
-  json_span *spans;
+  jnum_span *spans;
   size_t max, n;
 } span_search;
 
@@ -312,7 +312,7 @@ static const char *visit_root_member(const char *key, size_t klen, const char *v
   }
 }
 
-int v2_find_data_spans(const char *body, size_t len, json_span *spans, size_t max) {
+int v2_find_data_spans(const char *body, size_t len, jnum_span *spans, size_t max) {
   span_search s = {.body = body, .spans = spans, .max = max};
   const char *end = body + len;
   const char *e = each_member(body, end, visit_root_member, &s);

@@ -223,7 +223,7 @@ static void parse_parameters(const json_t *params, features_result_opts *opts, f
   json_t *v;
   json_object_foreach((json_t *)params, key, v) {
     char path[200] = "$.parameters";
-    json_path_key(path, sizeof path, key);
+    jpath_key(path, sizeof path, key);
     if (strcmp(key, "return_probabilities") == 0) {
       if (!json_is_boolean(v)) feature_errors_add(errs, path, "wrong_type", "return_probabilities must be true or false");
       else opts->return_probabilities = json_is_true(v);
@@ -258,7 +258,7 @@ static inferd_status v1_decode_body(serve_request *sr, infer_request *req, json_
   json_object_foreach(body, key, v) {
     if (strcmp(key, "inputs") && strcmp(key, "features") && strcmp(key, "parameters")) {
       char path[200] = "$";
-      json_path_key(path, sizeof path, key);
+      jpath_key(path, sizeof path, key);
       feature_errors_add(errs, path, "unknown_field", "unknown field '%.60s' (known: inputs, features, parameters)", key);
     }
   }
@@ -311,7 +311,7 @@ static inferd_status v1_decode_body(serve_request *sr, infer_request *req, json_
             if (strcmp(k2, "name") && strcmp(k2, "value")) {
               char p2[200];
               snprintf(p2, sizeof p2, "$.features[%zu]", j);
-              json_path_key(p2, sizeof p2, k2);
+              jpath_key(p2, sizeof p2, k2);
               feature_errors_add(errs, p2, "unknown_field", "unknown field '%.60s' (known: name, value)", k2);
             }
           }

@@ -46,7 +46,7 @@ static bool bytes_put(bytes_out *b, const void *src, size_t n) {
 }
 
 /* Appends one number or boolean element as datatype dt. */
-static inferd_status put_scalar(const json_scalar *v, inferd_datatype dt, bytes_out *out, const char *tname,
+static inferd_status put_scalar(const jnum_scalar *v, inferd_datatype dt, bytes_out *out, const char *tname,
                                 int64_t idx) {
   char where[64]; /* for messages; formatted only on the error paths below */
 #define WHERE (snprintf(where, sizeof where, "element %lld", (long long)idx), where)
@@ -92,7 +92,7 @@ static inferd_status put_element(json_t *v, inferd_datatype dt, bytes_out *out, 
       return status_make(INFERD_INTERNAL, "out of memory");
     return status_ok();
   }
-  json_scalar sc = {.kind = JS_OTHER};
+  jnum_scalar sc = {.kind = JS_OTHER};
   if (json_is_integer(v)) {
     sc.kind = JS_INT;
     sc.i = json_integer_value(v);
@@ -182,7 +182,7 @@ typedef struct fast_fill {
 
 /* The common cases without building a status: false sends the element to put_scalar, which
  * handles every case and words the error. */
-static bool put_number_quick(const json_scalar *v, inferd_datatype dt, bytes_out *out) {
+static bool put_number_quick(const jnum_scalar *v, inferd_datatype dt, bytes_out *out) {
   if (out->len + 8 > out->cap) return false;
   uint8_t *dst = out->p + out->len;
   if (dt == DT_FP32 && (v->kind == JS_REAL || v->kind == JS_INT) && fabs(v->d) <= 3.4028234663852886e38) {
@@ -210,7 +210,7 @@ static bool fast_bracket(bool open, void *ctx) {
   return status_is_ok(&f->st);
 }
 
-static bool fast_emit(const json_scalar *v, void *ctx) {
+static bool fast_emit(const jnum_scalar *v, void *ctx) {
   fast_fill *f = ctx;
   if (f->nest.depth != 1 || f->nest.mode != NEST_FLAT) { /* flat data, the common case, needs no check */
     f->st = nest_leaf(&f->nest);
@@ -275,7 +275,7 @@ static inferd_status parse_shape(json_t *shape, const char *path, tensor *t, con
  * document then holds null there), else NULL. *declined: the scanner could not read it, and
  * the whole request must be parsed again by jansson. */
 static inferd_status decode_input(json_t *in, size_t idx, size_t json_len, const char **binary,
-                                  size_t *binary_left, const json_span *fast, const char *body,
+                                  size_t *binary_left, const jnum_span *fast, const char *body,
                                   bool *declined, tensor *t) {
   char path[32];
   snprintf(path, sizeof path, "inputs[%zu]", idx);
@@ -339,7 +339,7 @@ static inferd_status decode_input(json_t *in, size_t idx, size_t json_len, const
   }
   if (fast && fast->end > fast->start && json_is_null(data)) {
     fast_fill f = {.dt = dt, .out = &out, .tname = nm, .limit = count, .nest = {.t = t}, .st = status_ok()};
-    scan_result r = json_numbers_scan_nested(body + fast->start, fast->end - fast->start, MAX_NESTING + 1, fast_emit,
+    scan_result r = jnum_scan_nested(body + fast->start, fast->end - fast->start, MAX_NESTING + 1, fast_emit,
                                              fast_bracket, &f);
     if (r == SCAN_DECLINED) {
       /* this array alone through jansson (a BYTES input's strings, say): the other inputs keep
@@ -408,7 +408,7 @@ static inferd_status decode_outputs(json_t *outs, v2_request_info *info, infer_r
 
 /* Decodes a parsed request. spans (NULL: none) locate the data arrays left null in root. */
 static inferd_status decode_root(json_t *root, const char *body, size_t json_len, const char *binary,
-                                 size_t binary_left, const json_span *spans, int n_spans, bool *declined,
+                                 size_t binary_left, const jnum_span *spans, int n_spans, bool *declined,
                                  infer_request *req, v2_request_info *info) {
   if (!json_is_object(root)) return bad("the request body must be a JSON object%s%s", "", "");
   json_t *id = json_object_get(root, "id");
@@ -441,7 +441,7 @@ static inferd_status decode_root(json_t *root, const char *body, size_t json_len
   inferd_status st = status_ok();
   for (size_t i = 0; i < n && status_is_ok(&st) && !*declined; i++) {
     req->n_inputs = i + 1;
-    const json_span *fast = spans && (int)i < n_spans ? &spans[i] : NULL;
+    const jnum_span *fast = spans && (int)i < n_spans ? &spans[i] : NULL;
     st = decode_input(json_array_get(inputs, i), i, json_len, &binary, &binary_left, fast, body, declined,
                       &req->inputs[i]);
   }
@@ -455,7 +455,7 @@ static inferd_status decode_root(json_t *root, const char *body, size_t json_len
 
 /* The document with each located data array replaced by null: jansson then parses only the
  * small rest. NULL when there is nothing to replace. */
-static char *skeleton_of(const char *body, size_t len, const json_span *spans, int n, size_t *out_len) {
+static char *skeleton_of(const char *body, size_t len, const jnum_span *spans, int n, size_t *out_len) {
   size_t cut = 0;
   int k = 0;
   for (int i = 0; i < n; i++)
@@ -511,7 +511,7 @@ inferd_status v2_decode_request(const char *body, size_t len, long long header_l
    * straight into tensors (an array the scanner declines is parsed alone by jansson). Any
    * doubt (that fails too, the skeleton does not parse) and the whole body goes through
    * jansson, which words any error. */
-  json_span spans[MAX_FAST_INPUTS];
+  jnum_span spans[MAX_FAST_INPUTS];
   int n_spans = v2_find_data_spans(body, json_len, spans, MAX_FAST_INPUTS);
   size_t sk_len = 0;
   char *sk = n_spans > 0 ? skeleton_of(body, json_len, spans, n_spans, &sk_len) : NULL;
@@ -538,7 +538,7 @@ inferd_status v2_decode_request(const char *body, size_t len, long long header_l
 
 /* --- encoding --- */
 
-bool json_append_string(struct evbuffer *out, const char *s, size_t len) {
+bool v2_append_json_string(struct evbuffer *out, const char *s, size_t len) {
   char buf[512];
   size_t o = 0;
   buf[o++] = '"';
@@ -593,7 +593,7 @@ static inferd_status append_data(struct evbuffer *out, const tensor *t) {
       if (i++) evbuffer_add(out, ",", 1);
       if (t->bytes_are_json)
         evbuffer_add(out, e, len);
-      else if (!json_append_string(out, (const char *)e, len))
+      else if (!v2_append_json_string(out, (const char *)e, len))
         return status_make(INFERD_INVALID_ARGUMENT, "output '%s' element %lld is not valid UTF-8 and cannot be sent as JSON; request it with \"binary_data\": true",
                            t->name, (long long)(i - 1));
     }
@@ -642,18 +642,18 @@ inferd_status v2_encode_response(const infer_request *req, const v2_request_info
   size_t start = evbuffer_get_length(out);
   bool any_binary = false;
   evbuffer_add_printf(out, "{\"model_name\":");
-  json_append_string(out, mv->model->name, strlen(mv->model->name));
+  v2_append_json_string(out, mv->model->name, strlen(mv->model->name));
   evbuffer_add_printf(out, ",\"model_version\":\"%s\"", mv->version_str);
   if (info->id) {
     evbuffer_add_printf(out, ",\"id\":");
-    json_append_string(out, info->id, strlen(info->id));
+    v2_append_json_string(out, info->id, strlen(info->id));
   }
   evbuffer_add_printf(out, ",\"outputs\":[");
   for (size_t i = 0; i < req->n_outputs; i++) {
     const tensor *t = &req->outputs[i];
     char shape[256];
     evbuffer_add_printf(out, "%s{\"name\":", i ? "," : "");
-    json_append_string(out, t->name, strlen(t->name));
+    v2_append_json_string(out, t->name, strlen(t->name));
     evbuffer_add_printf(out, ",\"datatype\":\"%s\",\"shape\":%s", datatype_name(t->datatype),
                         shape_str(t->shape, t->ndim, shape, sizeof shape));
     if (output_is_binary(info, t->name)) {

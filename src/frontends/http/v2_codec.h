@@ -33,6 +33,6 @@ inferd_status v2_encode_response(const infer_request *req, const v2_request_info
                                  struct evbuffer *out, size_t *header_len);
 
 /* Appends s[0..len) as a JSON string literal; false when s is not valid UTF-8. */
-bool json_append_string(struct evbuffer *out, const char *s, size_t len);
+bool v2_append_json_string(struct evbuffer *out, const char *s, size_t len);
 
 #endif
