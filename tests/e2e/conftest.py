@@ -282,6 +282,10 @@ def wait_models_settled(srv, expect=("broken",), seconds=None):
         names = {m.get("name") for m in models}
         if not all(e in names for e in expect):
             return None
+        # the start-up scan ends a moment after its last model settles: until then the server
+        # still says so, rather than naming the broken model
+        if body.get("reason") == "models are loading":
+            return None
         if all(m.get("state") in ("READY", "UNAVAILABLE") for m in models):
             return body
         return None
