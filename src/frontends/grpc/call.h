@@ -109,6 +109,8 @@ void gcall_set_model(gcall *c, const char *model, const char *version);
 grpc_byte_buffer *pb_pack(const ProtobufCMessage *msg);
 /* NULL when bb is not a valid message of that type. */
 ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb);
+/* The request message, or NULL after answering INVALID_ARGUMENT naming the message type. */
+void *pb_unpack_or_reply(gcall *c, const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb);
 
 /* The services' method tables (NULL-terminated) and their lifecycle hooks. */
 extern rpc_method inference_service_methods[];

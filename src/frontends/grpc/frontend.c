@@ -114,6 +114,16 @@ ProtobufCMessage *pb_unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffe
   return m;
 }
 
+void *pb_unpack_or_reply(gcall *c, const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb) {
+  ProtobufCMessage *m = pb_unpack(d, bb);
+  if (m == NULL) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "the request is not a valid %s message", d->name);
+    gcall_reply_error(c, INFERD_INVALID_ARGUMENT, msg);
+  }
+  return m;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* the reply thread */
 

@@ -14,18 +14,8 @@
 #include "frontends/grpc/repository_service.h"
 #include "inference.pb-c.h"
 
-/* The request message, or NULL after answering INVALID_ARGUMENT. */
-static void *unpack_or_reply(gcall *c, const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb) {
-  ProtobufCMessage *m = pb_unpack(d, bb);
-  if (m == NULL) {
-    char msg[256];
-    snprintf(msg, sizeof msg, "the request is not a valid %s message", d->name);
-    gcall_reply_error(c, INFERD_INVALID_ARGUMENT, msg);
-  }
-  return m;
-}
 
-#define UNPACK(type, desc, c, bb) ((type *)unpack_or_reply((c), &(desc), (bb)))
+#define UNPACK(type, desc, c, bb) ((type *)pb_unpack_or_reply((c), &(desc), (bb)))
 
 static inferd_status not_ready(const model_version *mv) {
   if (model_version_state(mv) == MODEL_LOADING)

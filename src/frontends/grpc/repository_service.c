@@ -9,16 +9,6 @@
 
 #include "inference.pb-c.h"
 
-static void *unpack_or_reply(gcall *c, const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb) {
-  ProtobufCMessage *m = pb_unpack(d, bb);
-  if (m == NULL) {
-    char msg[256];
-    snprintf(msg, sizeof msg, "the request is not a valid %s message", d->name);
-    gcall_reply_error(c, INFERD_INVALID_ARGUMENT, msg);
-  }
-  return m;
-}
-
 /* One repository: its name is its folder's (or the path given to --model-repository). */
 static inferd_status check_repository(gcall *c, const char *name) {
   if (name == NULL || *name == '\0') return status_ok();
@@ -31,7 +21,7 @@ static inferd_status check_repository(gcall *c, const char *name) {
 
 void grpcfe_repository_index(gcall *c, grpc_byte_buffer *bb) {
   Inference__RepositoryIndexRequest *q =
-      unpack_or_reply(c, &inference__repository_index_request__descriptor, bb);
+      pb_unpack_or_reply(c, &inference__repository_index_request__descriptor, bb);
   if (q == NULL) return;
   inferd_status st = check_repository(c, q->repository_name);
   bool only_ready = q->ready;
@@ -113,7 +103,7 @@ static void on_unload_done(inferd_status st, void *user) {
 
 void grpcfe_repository_model_load(gcall *c, grpc_byte_buffer *bb) {
   Inference__RepositoryModelLoadRequest *q =
-      unpack_or_reply(c, &inference__repository_model_load_request__descriptor, bb);
+      pb_unpack_or_reply(c, &inference__repository_model_load_request__descriptor, bb);
   if (q == NULL) return;
   inferd_status st = check_repository(c, q->repository_name);
   const char *config = NULL;
@@ -136,7 +126,7 @@ void grpcfe_repository_model_load(gcall *c, grpc_byte_buffer *bb) {
 
 void grpcfe_repository_model_unload(gcall *c, grpc_byte_buffer *bb) {
   Inference__RepositoryModelUnloadRequest *q =
-      unpack_or_reply(c, &inference__repository_model_unload_request__descriptor, bb);
+      pb_unpack_or_reply(c, &inference__repository_model_unload_request__descriptor, bb);
   if (q == NULL) return;
   inferd_status st = check_repository(c, q->repository_name);
   if (status_is_ok(&st) && (q->model_name == NULL || *q->model_name == '\0'))
@@ -173,7 +163,7 @@ static Inference__DataType triton_type(inferd_datatype dt) {
 }
 
 void grpcfe_model_config(gcall *c, grpc_byte_buffer *bb) {
-  Inference__ModelConfigRequest *q = unpack_or_reply(c, &inference__model_config_request__descriptor, bb);
+  Inference__ModelConfigRequest *q = pb_unpack_or_reply(c, &inference__model_config_request__descriptor, bb);
   if (q == NULL) return;
   VERSION_REF model_version *mv = NULL;
   inferd_status st = q->name && *q->name ? repo_acquire(c->app->repo, q->name, q->version, REPO_READY, &mv)

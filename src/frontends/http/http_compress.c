@@ -52,6 +52,16 @@ static inferd_status corrupt(http_coding coding, const z_stream *z, const char *
 
 /* deflate in HTTP is the zlib format, but raw deflate is common enough: a zlib stream starts
  * with CM=8, a window of at most 32 KiB and a header check (RFC 1950 2.2). */
+/* Gives zlib the next stretch of a piece once it has used up the last (avail_in is a uInt). */
+static void feed(z_stream *z, const unsigned char **p, size_t *left) {
+  if (z->avail_in > 0 || *left == 0) return;
+  uInt take = *left > UINT_MAX ? UINT_MAX : (uInt)*left;
+  z->next_in = (Bytef *)*p;
+  z->avail_in = take;
+  *p += take;
+  *left -= take;
+}
+
 static bool looks_zlib(struct evbuffer *in) {
   unsigned char h[2];
   if (evbuffer_copyout(in, h, 2) != 2) return false;
@@ -87,13 +97,7 @@ inferd_status http_body_decode(http_coding coding, struct evbuffer *in, struct e
     /* go on while there is input, or while the last step filled its output (zlib may hold
      * more decoded bytes than fitted) */
     while (status_is_ok(&st) && (left > 0 || z.avail_in > 0 || (!ended && z.avail_out == 0))) {
-      if (z.avail_in == 0 && left > 0) {
-        uInt take = left > UINT_MAX ? UINT_MAX : (uInt)left;
-        z.next_in = (Bytef *)p;
-        z.avail_in = take;
-        p += take;
-        left -= take;
-      }
+      feed(&z, &p, &left);
       if (ended) {
         if (z.avail_in == 0) break;
         if (coding != HTTP_CODING_GZIP) {
@@ -161,13 +165,7 @@ inferd_status http_gzip_encode(struct evbuffer *in, struct evbuffer *out, int le
     size_t left = last ? 0 : pieces[i].iov_len;
     int r;
     do {
-      if (z.avail_in == 0 && left > 0) {
-        uInt take = left > UINT_MAX ? UINT_MAX : (uInt)left;
-        z.next_in = (Bytef *)p;
-        z.avail_in = take;
-        p += take;
-        left -= take;
-      }
+      feed(&z, &p, &left);
       struct evbuffer_iovec v;
       if (evbuffer_reserve_space(out, STEP_BYTES, &v, 1) < 1) {
         st = status_make(INFERD_INTERNAL, "out of memory");
