@@ -25,7 +25,7 @@ CFG = dict(tm.VERSIONED_CONFIG)  # x FP32 [N, 1] -> y = x * version; {"latest": 
 def put_version(repo, name, version, factor=None, config=None):
     """Writes <repo>/<name>/<version>/model.onnx (y = x * factor) in a temporary folder and
     renames it in, so a scan never sees half a version."""
-    tmp = os.path.join(repo, f".tmp-{name}-{version}-{time.monotime_ns()}")
+    tmp = os.path.join(repo, f".tmp-{name}-{version}-{time.monotonic_ns()}")
     tm.save(tmp, name, tm.versioned(factor if factor is not None else version), version=version)
     os.makedirs(os.path.join(repo, name), exist_ok=True)
     os.rename(os.path.join(tmp, name, str(version)), os.path.join(repo, name, str(version)))

@@ -69,7 +69,7 @@ class Timeline:
 
 def write_version(repo, version, factor):
     """<repo>/vm/<version>/model.onnx computing y = x * factor, renamed in as a whole folder."""
-    tmp = os.path.join(repo, f".tmp-{version}-{time.monotime_ns()}")
+    tmp = os.path.join(repo, f".tmp-{version}-{time.monotonic_ns()}")
     tm.save(tmp, "vm", tm.versioned(factor), version=version)
     os.rename(os.path.join(tmp, "vm", str(version)), os.path.join(repo, "vm", str(version)))
     shutil.rmtree(tmp)
