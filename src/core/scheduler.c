@@ -293,7 +293,6 @@ void sched_submit(scheduler *s, infer_request *req) {
   int level = (req->priority ? req->priority : b->default_priority_level) - 1;
   if (level < 0) level = 0;
   if (level >= MAX_LEVELS) level = MAX_LEVELS - 1;
-  if (req->deadline_ns == 0 && b->default_timeout_us > 0) req->deadline_ns = monotime_ns() + b->default_timeout_us * 1000;
   req->enqueue_ns = monotime_ns();
   req->next = NULL;
   pthread_mutex_lock(&s->mu);

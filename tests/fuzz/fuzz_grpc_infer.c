@@ -6,21 +6,18 @@
 #include "frontends/grpc/infer_codec.h"
 #include "fuzz_model.h"
 
-static model_version *models[4];
+static model_version *models[FUZZ_N_MODELS];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
-  models[0] = fuzz_model_create("churn", FUZZ_CHURN_CONFIG);
-  models[1] = fuzz_model_create("mixed", FUZZ_MIXED_CONFIG);
-  models[2] = fuzz_model_create("tensors", FUZZ_TENSORS_CONFIG);
-  models[3] = fuzz_model_create("text", FUZZ_TEXT_CONFIG);
+  fuzz_models_create_all(models);
   return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   Inference__ModelInferRequest *msg = inference__model_infer_request__unpack(NULL, size, data);
   if (msg == NULL) return 0;
-  infer_request *req = infer_request_create(models[size % 4]);
+  infer_request *req = infer_request_create(models[size % FUZZ_N_MODELS]);
   grpcfe_infer_info info = {0};
   inferd_status st = grpcfe_decode_infer_request(msg, req, &info);
   if (status_is_ok(&st)) st = infer_request_validate(req);

@@ -145,4 +145,13 @@ static const char FUZZ_TEXT_CONFIG[] =
     " \"outputs\": [{\"name\": \"probabilities\", \"datatype\": \"FP32\", \"dims\": [2]},"
     "   {\"name\": \"label\", \"datatype\": \"BYTES\", \"dims\": []}]}";
 
+/* The four signatures the tensor harnesses (V2 JSON, V2 binary, gRPC) pick from. */
+#define FUZZ_N_MODELS 4
+static inline void fuzz_models_create_all(model_version *models[FUZZ_N_MODELS]) {
+  models[0] = fuzz_model_create("churn", FUZZ_CHURN_CONFIG);
+  models[1] = fuzz_model_create("mixed", FUZZ_MIXED_CONFIG);
+  models[2] = fuzz_model_create("tensors", FUZZ_TENSORS_CONFIG);
+  models[3] = fuzz_model_create("text", FUZZ_TEXT_CONFIG);
+}
+
 #endif

@@ -10,14 +10,11 @@
 #include "fuzz_model.h"
 #include "fuzz_v2_reply.h"
 
-static model_version *models[4];
+static model_version *models[FUZZ_N_MODELS];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
-  models[0] = fuzz_model_create("churn", FUZZ_CHURN_CONFIG);
-  models[1] = fuzz_model_create("mixed", FUZZ_MIXED_CONFIG);
-  models[2] = fuzz_model_create("tensors", FUZZ_TENSORS_CONFIG);
-  models[3] = fuzz_model_create("text", FUZZ_TEXT_CONFIG);
+  fuzz_models_create_all(models);
   return 0;
 }
 
@@ -31,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
    * the header could carry */
   long long header_len = (raw >> 63) ? (long long)(raw & 0x7fffffffffffffffULL)
                                      : (long long)((raw & 0xffffffff) % (size + 1));
-  model_version *mv = models[(raw >> 32) % 4];
+  model_version *mv = models[(raw >> 32) % FUZZ_N_MODELS];
   /* a copy of exactly the body, so ASan sees any read past its end */
   char *body = malloc(size ? size : 1);
   memcpy(body, data, size);

@@ -8,20 +8,17 @@
 #include "fuzz_model.h"
 #include "fuzz_v2_reply.h"
 
-static model_version *models[4];
+static model_version *models[FUZZ_N_MODELS];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
-  models[0] = fuzz_model_create("churn", FUZZ_CHURN_CONFIG);
-  models[1] = fuzz_model_create("mixed", FUZZ_MIXED_CONFIG);
-  models[2] = fuzz_model_create("tensors", FUZZ_TENSORS_CONFIG);
-  models[3] = fuzz_model_create("text", FUZZ_TEXT_CONFIG);
+  fuzz_models_create_all(models);
   return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* the model is a function of the input, so a reproducer replays the same way */
-  model_version *mv = models[size % 4];
+  model_version *mv = models[size % FUZZ_N_MODELS];
   infer_request *req = infer_request_create(mv);
   v2_request_info info = {0};
   inferd_status st = v2_decode_request((const char *)data, size, -1, req, &info);
