@@ -215,7 +215,7 @@ static void raise_fd_limit(long max_connections) {
             "retried every 100 ms", (unsigned long long)rl.rlim_cur, max_connections);
 }
 
-static int serve(int argc, char **argv) {
+static int cmd_serve(int argc, char **argv) {
   serve_options o;
   if (parse_serve(argc, argv, &o)) return 2;
 
@@ -309,7 +309,7 @@ static int serve(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  if (argc >= 2 && strcmp(argv[1], "serve") == 0) return serve(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "version") == 0) {
     printf("inferd %s\n", INFERD_VERSION);
     return 0;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/principal.h"
 #include "util/monotime.h"
 #include "util/strbuf.h"
 #include "util/utf8.h"
@@ -55,6 +56,7 @@ void infer_request_destroy(infer_request *req) {
   for (size_t i = 0; i < req->n_outputs; i++) free(req->output_names[i]);
   free(req->output_names);
   version_release(req->mv);
+  principal_unref(req->principal);
   free(req);
 }
 

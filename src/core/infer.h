@@ -12,6 +12,8 @@
 #include "core/tensor.h"
 
 typedef struct infer_request infer_request;
+struct principal;
+struct serve_headers;
 
 /* Called exactly once per submitted request, on a worker thread. */
 typedef void (*infer_done_fn)(infer_request *req, void *user);
@@ -33,6 +35,11 @@ struct infer_request {
    * its completion and keeps the frontend's here). */
   infer_done_fn reply_done;
   void *reply_user;
+  /* core/serve's copies of the serve_request's caller and reply headers, for the completion
+   * stages (the serve_request itself lives only as long as serve_submit). */
+  const struct principal *principal; /* a counted reference, dropped by infer_request_destroy */
+  struct serve_headers *reply_headers;
+  char arm[32]; /* traffic/'s: the arm of the model's split that answered ("" when none) */
 
   /* The scheduler's. */
   int64_t enqueue_ns;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/app.h"
+#include "core/principal.h"
 #include "core/repository.h"
 #include "core/scheduler.h"
 #include "core/stats.h"
@@ -60,6 +61,19 @@ static void copy_str(char *dst, size_t cap, const char *src) {
 
 static void run_completion_stage(serve *s, serve_stage stage, infer_request *req) {
   for (int i = 0; i < s->n_slots[stage]; i++) (void)s->slots[stage][i].fn(s->slots[stage][i].ctx, NULL, req);
+}
+
+void serve_headers_add(serve_headers *h, const char *name, const char *value) {
+  if (h == NULL || h->n == SERVE_MAX_REPLY_HEADERS) return;
+  size_t nl = strlen(name), vl = strlen(value);
+  if (nl >= sizeof h->h[0].name || vl >= sizeof h->h[0].value) return;
+  memcpy(h->h[h->n].name, name, nl + 1);
+  memcpy(h->h[h->n].value, value, vl + 1);
+  h->n++;
+}
+
+const char *serve_meta(const serve_request *sr, const char *name) {
+  return sr->meta ? sr->meta(sr->meta_ctx, name) : NULL;
 }
 
 /* Test-only (see serve.h): refuses the named model at admit. */
@@ -167,6 +181,8 @@ inferd_status serve_submit(serve *s, serve_request *sr) {
   TRY(check_ready(mv));
   infer_request *req = infer_request_create(mv);
   if (req == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  req->principal = principal_ref(sr->principal);
+  req->reply_headers = sr->reply_headers;
   bool ended = stage_ends(s, SERVE_STAGE_ROUTE, sr, req, &st);
   if (!ended && sr->decode) {
     st = sr->decode(sr, req);

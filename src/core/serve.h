@@ -36,6 +36,22 @@ typedef enum {
 const char *serve_stage_name(serve_stage s);
 
 typedef struct serve_request serve_request;
+struct principal; /* security/'s: who is calling */
+
+/* Reply headers the stages add (X-Model-Arm, RateLimit, traceparent, Server-Timing, X-Cache):
+ * the frontend owns the storage (in its call, alive until the reply) and sends them with the
+ * reply: HTTP headers, gRPC initial metadata (names lower-cased). Request stages add on the
+ * frontend's thread, completion stages on the worker before on_done posts the reply, so no lock
+ * is needed. Bounded: an add past the bound, or too long, is dropped. */
+#define SERVE_MAX_REPLY_HEADERS 8
+typedef struct serve_headers {
+  int n;
+  struct {
+    char name[32];
+    char value[224];
+  } h[SERVE_MAX_REPLY_HEADERS];
+} serve_headers;
+void serve_headers_add(serve_headers *h, const char *name, const char *value);
 
 /* A registered handler. Request stages: sr is the request (req is NULL at admit, before the
  * version is known); a status other than OK ends the request with it (e.g. 401, 429 later).
@@ -74,6 +90,14 @@ struct serve_request {
   const _Atomic bool *cancelled; /* the frontend's "client has gone" flag; may be NULL */
   infer_done_fn on_done;         /* the reply: runs once on a worker; must destroy req */
   void *user;
+  /* The request's metadata by name, case-insensitively: HTTP headers or gRPC metadata (keys
+   * lower-case), for stages that read a credential, a sticky key or a trace context. NULL: none. */
+  const char *(*meta)(void *meta_ctx, const char *name);
+  void *meta_ctx;
+  /* Who is calling, as the frontend's authentication established it (security/); NULL when
+   * security is off. Must outlive the request: serve copies the pointer to req->principal. */
+  const struct principal *principal;
+  serve_headers *reply_headers; /* the frontend's, see serve_headers; may be NULL */
   /* Out, set by route even when a later stage fails: for the access log and replies. */
   char routed_version[32];
 };
@@ -82,6 +106,9 @@ struct serve_request {
  * once. Otherwise the request ended at a stage (nothing was handed over; on_done will not run)
  * and the status says why: the frontend answers it. */
 inferd_status serve_submit(serve *s, serve_request *sr);
+
+/* sr's metadata entry `name`, or NULL (also when the frontend gave no lookup). */
+const char *serve_meta(const serve_request *sr, const char *name);
 
 /* Adds a handler to a stage; handlers of a stage run in registration order, after the stage's
  * own work. Register before serving starts (not thread-safe against serve_submit). */

@@ -21,6 +21,9 @@ static const struct {
     [INFERD_DEADLINE_EXCEEDED] = {504, "Gateway Timeout", 4},
     [INFERD_INTERNAL] = {500, "Internal Server Error", 13},
     [INFERD_REQUEST_TIMEOUT] = {408, "Request Timeout", 4},
+    [INFERD_UNAUTHENTICATED] = {401, "Unauthorized", 16},
+    [INFERD_PERMISSION_DENIED] = {403, "Forbidden", 7},
+    [INFERD_RATE_LIMITED] = {429, "Too Many Requests", 8},
 };
 
 inferd_status status_ok(void) {

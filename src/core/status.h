@@ -17,6 +17,9 @@ typedef enum {
   INFERD_DEADLINE_EXCEEDED,  /* 504 */
   INFERD_INTERNAL,           /* a backend or server failure: 500 */
   INFERD_REQUEST_TIMEOUT,    /* the client sent its request too slowly: 408 */
+  INFERD_UNAUTHENTICATED,    /* no credential, or a bad one: 401 (with WWW-Authenticate) */
+  INFERD_PERMISSION_DENIED,  /* a credential without the scope the route needs: 403 */
+  INFERD_RATE_LIMITED,       /* the caller's rate or quota: 429 with Retry-After */
   INFERD_CODE_COUNT
 } inferd_code;
 

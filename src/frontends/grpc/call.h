@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/app.h"
+#include "core/serve.h"
 #include "frontends/grpc/frontend.h"
 #include "util/request_id.h"
 
@@ -70,6 +71,15 @@ struct gcall {
   size_t bytes_in, bytes_out;          /* messages' bytes */
   int cancelled; /* RECV_CLOSE_ON_SERVER's */
   _Atomic bool client_gone; /* the call ended without our status: cancel, deadline, disconnect */
+  /* the client's metadata as C strings, made on the first serve_meta lookup (frontend thread) */
+  char **md_text; /* owned: key, value, key, value ... */
+  size_t md_n;
+  char *client_subject; /* owned: the verified TLS client certificate's subject, NULL: none */
+  const struct principal *principal; /* counted reference once authenticated (security/) */
+  /* unary calls: the pipeline stages' reply headers, sent as initial metadata */
+  serve_headers stage_headers;
+  grpc_metadata stage_md[SERVE_MAX_REPLY_HEADERS];
+  size_t stage_md_n;
 
   /* streams; mu guards what follows */
   pthread_mutex_t mu;
@@ -101,6 +111,10 @@ void gstream_push(gcall *c, grpc_byte_buffer *bb);
 /* Ends the stream with this status (its gRPC code from core/status.c; INFERD_OK: OK) once
  * what is reserved has gone out. */
 void gstream_end(gcall *c, inferd_code code, const char *msg);
+
+/* Fills what every gRPC serve_request shares: arrival, the client's deadline, the client-gone
+ * flag, the call's metadata, and (unary calls) the reply headers' storage. */
+void gcall_serve_init(gcall *c, serve_request *sr);
 
 /* The model (and version, "" when none resolved) the call named, for the access log. */
 void gcall_set_model(gcall *c, const char *model, const char *version);

@@ -4,11 +4,14 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/time.h>
+#include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "core/principal.h"
 #include "frontends/grpc/call.h"
 #include "util/log.h"
 #include "util/monotime.h"
@@ -271,6 +274,14 @@ static void free_call(gcall *c) {
   if (c->recv_buf) grpc_byte_buffer_destroy(c->recv_buf);
   if (c->send_buf) grpc_byte_buffer_destroy(c->send_buf);
   grpc_slice_unref(c->status_details);
+  principal_unref(c->principal);
+  free(c->client_subject);
+  for (size_t i = 0; i < c->md_n * 2; i++) free(c->md_text[i]);
+  free(c->md_text);
+  for (size_t i = 0; i < c->stage_md_n; i++) {
+    grpc_slice_unref(c->stage_md[i].key);
+    grpc_slice_unref(c->stage_md[i].value);
+  }
   while (c->head) {
     gstream_item *it = c->head;
     c->head = it->next;
@@ -344,12 +355,62 @@ static void on_unary_done(gtag *t, bool ok) {
   release_ref(container_of(t, gcall, req_tag));
 }
 
+static char *slice_text(grpc_slice s) {
+  size_t n = GRPC_SLICE_LENGTH(s);
+  char *t = malloc(n + 1);
+  if (t) {
+    memcpy(t, GRPC_SLICE_START_PTR(s), n);
+    t[n] = '\0';
+  }
+  return t;
+}
+
+/* gRPC keys arrive lower-case; a lookup by an HTTP-style name ("X-User-Id") still matches. */
+static const char *call_meta(void *ctx, const char *name) {
+  gcall *c = ctx;
+  if (c->md_text == NULL && c->md.count) {
+    c->md_text = calloc(c->md.count * 2, sizeof(char *));
+    if (c->md_text == NULL) return NULL;
+    for (size_t i = 0; i < c->md.count; i++) {
+      c->md_text[2 * i] = slice_text(c->md.metadata[i].key);
+      c->md_text[2 * i + 1] = slice_text(c->md.metadata[i].value);
+      c->md_n = i + 1;
+      if (!c->md_text[2 * i] || !c->md_text[2 * i + 1]) break;
+    }
+  }
+  for (size_t i = 0; i < c->md_n; i++)
+    if (c->md_text[2 * i] && c->md_text[2 * i + 1] && strcasecmp(c->md_text[2 * i], name) == 0)
+      return c->md_text[2 * i + 1];
+  return NULL;
+}
+
+void gcall_serve_init(gcall *c, serve_request *sr) {
+  sr->start_ns = c->start_ns;
+  sr->deadline.client_deadline_ns = c->deadline_ns;
+  sr->cancelled = &c->client_gone;
+  sr->meta = call_meta;
+  sr->meta_ctx = c;
+  sr->principal = c->principal;
+  /* a stream answers many requests on one call: its responses carry no per-request headers */
+  if (c->method->kind == RPC_UNARY) sr->reply_headers = &c->stage_headers;
+}
+
 /* Starts the reply that unary_send stored in c. */
 static void unary_start(gcall *c) {
   grpc_op ops[3];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
-  ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  for (int i = 0; i < c->stage_headers.n && c->stage_md_n < SERVE_MAX_REPLY_HEADERS; i++) {
+    char key[sizeof c->stage_headers.h[0].name];
+    size_t k = 0;
+    for (; c->stage_headers.h[i].name[k]; k++) key[k] = (char)tolower((unsigned char)c->stage_headers.h[i].name[k]);
+    key[k] = '\0';
+    c->stage_md[c->stage_md_n].key = grpc_slice_from_copied_string(key);
+    c->stage_md[c->stage_md_n++].value = grpc_slice_from_copied_string(c->stage_headers.h[i].value);
+  }
+  ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[n].data.send_initial_metadata.count = c->stage_md_n;
+  ops[n++].data.send_initial_metadata.metadata = c->stage_md_n ? c->stage_md : NULL;
   if (c->send_buf) {
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = c->send_buf;

@@ -238,13 +238,12 @@ static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
   ic->msg = q;
   serve_request sr = {.model = q->model_name,
                       .version = q->model_version,
-                      .start_ns = c->start_ns,
-                      .deadline = {.client_deadline_ns = c->deadline_ns, .param_timeout_what = "parameter 'timeout'"},
+                      .deadline = {.param_timeout_what = "parameter 'timeout'"},
                       .priority_what = "parameter 'priority'",
                       .decode = infer_decode,
-                      .cancelled = &c->client_gone,
                       .on_done = on_infer_done,
                       .user = ic};
+  gcall_serve_init(c, &sr);
   if (grpcfe_draining(c->fe))
     st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
   else

@@ -359,12 +359,10 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
   pc->decode = &d;
   serve_request sr = {.model = model_name,
                       .version = version,
-                      .start_ns = c->start_ns,
-                      .deadline = {.client_deadline_ns = c->deadline_ns},
                       .decode = predict_decode_records,
-                      .cancelled = &c->client_gone,
                       .on_done = on_predict_done,
                       .user = pc};
+  gcall_serve_init(c, &sr);
   inferd_status st;
   if (grpcfe_draining(c->fe))
     st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");

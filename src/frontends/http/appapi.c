@@ -53,12 +53,11 @@ inferd_status appapi_serve(http_call *c, const char *model, const char *version,
   snprintf(c->model, sizeof c->model, "%s", model ? model : "");
   serve_request sr = {.model = model,
                       .version = v,
-                      .start_ns = c->start_ns,
                       .deadline = {.timeout_header = http_call_header(c, "X-Request-Timeout-Ms")},
                       .decode = decode,
-                      .cancelled = &c->client_gone,
                       .on_done = done,
                       .user = user};
+  http_call_serve_init(c, &sr);
   return serve_submit(c->app->serve, &sr);
 }
 

@@ -511,6 +511,8 @@ void http_conn_send_reply(http_call *c) {
   if (c->header_len >= 0) evbuffer_add_printf(out, "Inference-Header-Content-Length: %lld\r\n", c->header_len);
   for (int i = 0; i < c->n_reply_headers; i++)
     evbuffer_add_printf(out, "%s: %s\r\n", c->reply_headers[i].name, c->reply_headers[i].value);
+  for (int i = 0; i < c->stage_headers.n; i++)
+    evbuffer_add_printf(out, "%s: %s\r\n", c->stage_headers.h[i].name, c->stage_headers.h[i].value);
   if (close) evbuffer_add_printf(out, "Connection: close\r\n");
   evbuffer_add(out, "\r\n", 2);
   if (body_len && strcmp(c->method, "HEAD") != 0) evbuffer_add_buffer(out, c->body);

@@ -18,6 +18,7 @@
 #include "frontends/http/http_compress.h"
 #include "frontends/http/routes.h"
 #include "frontends/http/server_internal.h"
+#include "core/principal.h"
 #include "util/log.h"
 #include "util/monotime.h"
 
@@ -32,6 +33,17 @@ void http_call_add_reply_header(http_call *c, const char *name, const char *valu
   c->reply_headers[c->n_reply_headers].name = strdup(name);
   c->reply_headers[c->n_reply_headers].value = strdup(value);
   c->n_reply_headers++;
+}
+
+static const char *call_meta(void *ctx, const char *name) { return http_call_header(ctx, name); }
+
+void http_call_serve_init(http_call *c, serve_request *sr) {
+  sr->start_ns = c->start_ns;
+  sr->cancelled = &c->client_gone;
+  sr->meta = call_meta;
+  sr->meta_ctx = c;
+  sr->reply_headers = &c->stage_headers;
+  sr->principal = c->principal;
 }
 
 const char *http_call_body(http_call *c, size_t *len) {
@@ -51,6 +63,7 @@ void http_call_free(http_call *c) {
     free(c->reply_headers[i].name);
     free(c->reply_headers[i].value);
   }
+  principal_unref(c->principal);
   free(c->target);
   free(c->path);
   free(c);

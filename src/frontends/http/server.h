@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "core/app.h"
+#include "core/serve.h"
 #include "frontends/http/router.h"
 
 typedef struct http_server http_server;
@@ -68,6 +69,11 @@ typedef struct http_call {
   long long header_len; /* Inference-Header-Content-Length, -1 for none */
   http_header reply_headers[HTTP_MAX_REPLY_HEADERS];
   int n_reply_headers;
+  /* the verified TLS client certificate's subject (conn.c's), NULL: none or no TLS */
+  const char *client_subject;
+  /* who is calling, once authenticated (security/); a counted reference, dropped with the call */
+  const struct principal *principal;
+  serve_headers stage_headers; /* the pipeline stages' (serve_request.reply_headers), sent too */
   bool close_after; /* answer with Connection: close and close */
   /* Set on the loop thread when the client leaves before its answer; the scheduler reads it
    * to drop a request still queued. Lives as long as the call. */
@@ -102,5 +108,8 @@ const char *http_call_body(http_call *c, size_t *len);
 const char *http_call_header(http_call *c, const char *name);
 /* Adds a header to the reply (copied). */
 void http_call_add_reply_header(http_call *c, const char *name, const char *value);
+/* Fills what every HTTP serve_request shares: arrival, the client-gone flag, the headers as
+ * its metadata, the reply headers' storage. */
+void http_call_serve_init(http_call *c, serve_request *sr);
 
 #endif

@@ -211,14 +211,13 @@ void v2_model_infer(void *call, const route_params *p) {
   ic->decode = &d;
   serve_request sr = {.model = p->model,
                       .version = p->version,
-                      .start_ns = c->start_ns,
                       .deadline = {.timeout_header = http_call_header(c, "X-Request-Timeout-Ms"),
                                    .param_timeout_what = "parameters.timeout"},
                       .priority_what = "parameters.priority",
                       .decode = v2_decode,
-                      .cancelled = &c->client_gone,
                       .on_done = on_infer_done,
                       .user = ic};
+  http_call_serve_init(c, &sr);
   st = serve_submit(c->app->serve, &sr);
   if (!status_is_ok(&st)) {
     ic->req = NULL; /* serve has freed it */
