@@ -121,6 +121,10 @@ size_t log_access_format(const access_record *r, char *line, size_t cap) {
   append_time(&b);
   sbuf_append(&b, "\",\"type\":\"access\",\"request_id\":");
   cut |= !sbuf_append_json_string(&b, r->request_id, ACCESS_ID_MAX);
+  if (r->trace_id) {
+    sbuf_append(&b, ",\"trace_id\":");
+    cut |= !sbuf_append_json_string(&b, r->trace_id, 40);
+  }
   sbuf_append(&b, ",\"method\":");
   cut |= !sbuf_append_json_string(&b, r->method, ACCESS_METHOD_MAX);
   sbuf_append(&b, ",\"path\":");
