@@ -212,7 +212,7 @@ static void js_hex(otlp_buf *b, const uint8_t *d, size_t n) {
 }
 
 static void js_attr(otlp_buf *b, const otlp_attr *a) {
-  char num[32];
+  char num[64];
   js(b, "{\"key\":");
   js_string(b, a->key);
   js(b, ",\"value\":{");
@@ -229,7 +229,7 @@ static void js_attr(otlp_buf *b, const otlp_attr *a) {
 }
 
 static void js_span(otlp_buf *b, const otlp_span *s) {
-  char num[96];
+  char num[192];
   js(b, "{\"traceId\":");
   js_hex(b, s->trace_id, 16);
   js(b, ",\"spanId\":");

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "observability/trace.h"
 #include "observability/trace_context.h"
@@ -230,12 +231,38 @@ static void test_record_spans(void **state) {
   assert_false(s[0].has_link);
 }
 
+/* OTLP/JSON with real-sized values parses, and keeps its 64-bit numbers as strings. */
+static void test_otlp_json(void **state) {
+  (void)state;
+  otlp_resource res = {.service_name = "svc \"quoted\"", .service_version = "1", .scope_name = "inferd", .scope_version = "1"};
+  otlp_span s[2] = {{.name = "infer", .kind = OTLP_SPAN_KIND_SERVER, .flags = 1, .start_unix_ns = INT64_C(1796000111725324990),
+                     .end_unix_ns = INT64_C(1796000111725999999), .n_attrs = 1, .has_link = true,
+                     .status_code = OTLP_STATUS_ERROR, .status_message = "line\nbreak"},
+                    {.name = "queue", .kind = OTLP_SPAN_KIND_INTERNAL, .has_parent = true,
+                     .start_unix_ns = INT64_C(1796000111725324991), .end_unix_ns = INT64_C(1796000111725324999)}};
+  s[0].attrs[0] = (otlp_attr){.key = "inferd.batch.size", .kind = OTLP_ATTR_INT, .i = INT64_C(-9223372036854775807)};
+  otlp_buf b = {0};
+  assert_true(otlp_encode_json(&res, s, 2, &b));
+  json_error_t err;
+  json_t *doc = json_loadb((const char *)b.p, b.len, 0, &err);
+  if (doc == NULL) fail_msg("OTLP/JSON does not parse: %s at %d: %.*s", err.text, err.position, (int)b.len, b.p);
+  json_t *spans = json_object_get(json_array_get(json_object_get(json_array_get(json_object_get(doc, "resourceSpans"), 0),
+                                                                "scopeSpans"), 0), "spans");
+  assert_int_equal(json_array_size(spans), 2);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(spans, 0), "startTimeUnixNano")),
+                      "1796000111725324990");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(spans, 0), "status"), "message")),
+                      "line\nbreak");
+  json_decref(doc);
+  otlp_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_traceparent_valid), cmocka_unit_test(test_traceparent_invalid),
       cmocka_unit_test(test_tracestate),        cmocka_unit_test(test_sampling),
       cmocka_unit_test(test_ids),               cmocka_unit_test(test_export_url),
-      cmocka_unit_test(test_record_spans),
+      cmocka_unit_test(test_record_spans),      cmocka_unit_test(test_otlp_json),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
