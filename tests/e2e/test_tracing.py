@@ -391,6 +391,23 @@ def test_grpc_metadata_carries_the_context_both_ways(traced):
     assert line["trace_id"] == trace_id
 
 
+def test_grpc_stream_requests_join_the_streams_trace(traced):
+    """A stream's metadata is its requests' context: each is a child of the caller's span."""
+    rec = traced.rec
+    trace_id, parent = new_ids()
+    ones = np.ones((1, 4), np.float32)
+    reqs = [infer_request("add_sub", [("a", "FP32", ones), ("b", "FP32", ones)], request_id=f"s{i}") for i in range(3)]
+    got = list(traced.infer.ModelStreamInfer(iter(reqs), timeout=T,
+                                             metadata=[("traceparent", traceparent(trace_id, parent))]))
+    assert len(got) == 3 and all(not r.error_message for r in got)
+    spans = rec.wait_trace(trace_id, 12)
+    servers = [s for s in spans if s.name == "infer"]
+    assert len(servers) == 3 and all(s.parent == parent for s in servers), servers
+    assert all(s.attrs["inferd.protocol"] == "grpc" for s in servers)
+    for s in servers:
+        check_tree(rec, trace_id, s.span_id)
+
+
 # --------------------------------------------------------------------------------------------
 # OTLP/JSON, head sampling at ratio 1
 
