@@ -191,6 +191,39 @@ void trace_batch_ids(uint64_t salt, uint64_t batch_id, uint8_t trace_id[16], uin
   put64(span_id, sp ? sp : 1);
 }
 
+/* ns as milliseconds with three decimals ("12.345"), by hand: printf's floating point costs
+ * thousands of instructions, and this runs on every response when tracing is on. */
+static size_t put_ms(char *out, int64_t ns) {
+  if (ns < 0) ns = 0;
+  int64_t us = (ns + 500) / 1000;
+  char digits[24];
+  size_t n = 0;
+  int64_t whole = us / 1000;
+  do {
+    digits[n++] = (char)('0' + whole % 10);
+    whole /= 10;
+  } while (whole);
+  size_t len = 0;
+  while (n) out[len++] = digits[--n];
+  int frac = (int)(us % 1000);
+  out[len++] = '.';
+  out[len++] = (char)('0' + frac / 100);
+  out[len++] = (char)('0' + frac / 10 % 10);
+  out[len++] = (char)('0' + frac % 10);
+  return len;
+}
+
 void trace_server_timing(int64_t queue_ns, int64_t compute_ns, char *out, size_t cap) {
-  snprintf(out, cap, "queue;dur=%.3f, compute;dur=%.3f", (double)queue_ns / 1e6, (double)compute_ns / 1e6);
+  char buf[96];
+  size_t len = 0;
+  memcpy(buf, "queue;dur=", 10);
+  len = 10;
+  len += put_ms(buf + len, queue_ns);
+  memcpy(buf + len, ", compute;dur=", 14);
+  len += 14;
+  len += put_ms(buf + len, compute_ns);
+  if (cap == 0) return;
+  if (len >= cap) len = cap - 1;
+  memcpy(out, buf, len);
+  out[len] = '\0';
 }

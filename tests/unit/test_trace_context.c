@@ -175,6 +175,12 @@ static void test_ids(void **state) {
   char timing[96];
   trace_server_timing(1234567, 89000, timing, sizeof timing);
   assert_string_equal(timing, "queue;dur=1.235, compute;dur=0.089");
+  trace_server_timing(0, INT64_C(12345678901), timing, sizeof timing);
+  assert_string_equal(timing, "queue;dur=0.000, compute;dur=12345.679");
+  trace_server_timing(-5, 999, timing, sizeof timing); /* rounds to the µs; never negative */
+  assert_string_equal(timing, "queue;dur=0.000, compute;dur=0.001");
+  trace_server_timing(1000000, 1000000, timing, 12); /* cut to the room given */
+  assert_string_equal(timing, "queue;dur=1");
 }
 
 static void test_export_url(void **state) {
