@@ -188,7 +188,7 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     }
     case 1103: o->trace.service_name = val; return 0;
     case 1104: if (parse_num(name, val, 1, 1000000, &v)) return -1; o->trace.queue_size = (int)v; return 0;
-    case 1105: if (parse_num(name, val, 1, 100000, &v)) return -1; o->trace.batch_size = (int)v; return 0;
+    case 1105: if (parse_num(name, val, 5, 100000, &v)) return -1; /* a request makes up to 5 spans */ o->trace.batch_size = (int)v; return 0;
     case 1106: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->trace.export_interval_ms = (int)v; return 0;
     case 1107: if (parse_num(name, val, 1, 600000, &v)) return -1; o->trace.timeout_ms = (int)v; return 0;
     case 'L':
