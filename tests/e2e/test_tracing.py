@@ -494,3 +494,36 @@ def test_a_full_queue_drops_and_counts(test_models_dir, logs_dir):
         assert full > 0, msg[0]
     finally:
         lst.close()
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--otlp-endpoint", "collector:4318"], "--otlp-endpoint must be an http:// or https:// URL"),
+    (["--otlp-endpoint", "http://"], "has no host"),
+    (["--otlp-endpoint", "http://127.0.0.1:4318", "--otlp-protocol", "grpc"], "--otlp-protocol must be http/protobuf or http/json"),
+    (["--otlp-endpoint", "http://127.0.0.1:4318", "--trace-sample-ratio", "1.5"], "--trace-sample-ratio must be a number from 0 to 1"),
+    (["--otlp-endpoint", "http://127.0.0.1:4318", "--trace-sample-ratio", "nan"], "--trace-sample-ratio must be a number from 0 to 1"),
+    (["--otlp-endpoint", "http://127.0.0.1:4318", "--otlp-queue-size", "0"], "--otlp-queue-size must be an integer"),
+])
+def test_bad_tracing_options_stop_the_server_with_a_message(test_models_dir, args, needle):
+    from conftest import INFERD_BIN
+    p = subprocess.run([INFERD_BIN, "serve", "--model-repository", test_models_dir, "--http-port", "0",
+                        "--grpc-port", "0"] + args, capture_output=True, text=True, timeout=T)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert needle in p.stderr, p.stderr[-2000:]
+
+
+def test_tracing_options_from_the_environment(test_models_dir, logs_dir):
+    with receiver() as rec:
+        env = {"INFERD_OTLP_ENDPOINT": rec.endpoint(), "INFERD_OTLP_PROTOCOL": "http/json",
+               "INFERD_TRACE_SAMPLE_RATIO": "1", "INFERD_OTLP_EXPORT_INTERVAL_MS": "50",
+               "INFERD_OTLP_SERVICE_NAME": "from-env"}
+        with running_server(test_models_dir, env=env, workdir=logs_dir) as srv:
+            r = srv.post("/v2/models/add_sub/infer", json=v2_body(), timeout=T)
+            m = TP_RE.match(r.headers["traceparent"])
+            spans = rec.wait_trace(m.group(1), 4)
+            assert spans[0].resource["service.name"] == "from-env"
+            assert all(c == "application/json" for _, c in rec.posts)
