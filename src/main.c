@@ -1,7 +1,9 @@
-/* inferd's command line: `inferd serve` runs the server; `inferd version` prints the version. */
+/* inferd's command line: `inferd serve` runs the server; `inferd keys` manages an API key file
+ * (security/keys_cli.c); `inferd version` prints the version. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,9 @@
 #include "core/version.h"
 #include "frontends/grpc/frontend.h"
 #include "frontends/http/server.h"
+#include "security/auth.h"
+#include "security/cors.h"
+#include "security/keys_cli.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -36,11 +41,14 @@ typedef struct serve_options {
   long poll_secs;
   const char *load_models[64];
   size_t n_load_models;
+  /* security (docs/security.md) */
+  const char *api_keys, *jwt_jwks, *jwt_secret_file, *jwt_issuer, *jwt_audience, *cors_origins;
 } serve_options;
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: inferd serve [options]\n"
+          "       inferd keys create|list|revoke|rotate --file FILE ...  (inferd keys --help)\n"
           "       inferd version\n\n"
           "serve options (each also read from the environment variable shown):\n"
           "  --model-repository DIR   models to serve              INFERD_MODEL_REPOSITORY (required)\n"
@@ -68,7 +76,16 @@ static void usage(FILE *f) {
           "  --min-body-rate N        bytes/s that earn a body one more second  INFERD_MIN_BODY_RATE (1024)\n"
           "  --keepalive-timeout-ms N idle time between requests   INFERD_KEEPALIVE_TIMEOUT_MS (120000)\n"
           "  --send-timeout-ms N      time for a client to take a closing reply  INFERD_SEND_TIMEOUT_MS (30000)\n"
-          "  --max-connections N      HTTP connections open at once  INFERD_MAX_CONNECTIONS (16384)\n");
+          "  --max-connections N      HTTP connections open at once  INFERD_MAX_CONNECTIONS (16384)\n"
+          "security (docs/security.md); with none of the first three, every route is open:\n"
+          "  --api-keys FILE          API key store (inferd keys)  INFERD_API_KEYS\n"
+          "  --jwt-jwks FILE          JWKS with the JWT verification keys  INFERD_JWT_JWKS\n"
+          "  --jwt-secret-file FILE   HS256 shared secret for JWTs  INFERD_JWT_SECRET_FILE\n"
+          "  --jwt-issuer ISS         required JWT \"iss\"          INFERD_JWT_ISSUER\n"
+          "  --jwt-audience AUD       required JWT \"aud\"          INFERD_JWT_AUDIENCE\n"
+          "  --cors-origins LIST      origins browsers may call from (comma-separated, or *)\n"
+          "                                                        INFERD_CORS_ORIGINS (none: CORS off)\n"
+          "The key and JWT files are reloaded when they change and on SIGHUP.\n");
 }
 
 /* Parses a whole decimal integer within [lo, hi]; names the option on failure. */
@@ -97,6 +114,9 @@ static const struct option serve_longopts[] = {
     {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
     {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
     {"load-model", required_argument, 0, 'L'},
+    {"api-keys", required_argument, 0, 1100},        {"jwt-jwks", required_argument, 0, 1101},
+    {"jwt-secret-file", required_argument, 0, 1102}, {"jwt-issuer", required_argument, 0, 1103},
+    {"jwt-audience", required_argument, 0, 1104},    {"cors-origins", required_argument, 0, 1105},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -112,7 +132,9 @@ static const struct {
                   {"INFERD_REQUEST_HEAD_TIMEOUT_MS", 1000}, {"INFERD_BODY_TIMEOUT_MS", 1001},
                   {"INFERD_MIN_BODY_RATE", 1002}, {"INFERD_KEEPALIVE_TIMEOUT_MS", 1003},
                   {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005},
-                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}};
+                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'},
+                  {"INFERD_API_KEYS", 1100}, {"INFERD_JWT_JWKS", 1101}, {"INFERD_JWT_SECRET_FILE", 1102},
+                  {"INFERD_JWT_ISSUER", 1103}, {"INFERD_JWT_AUDIENCE", 1104}, {"INFERD_CORS_ORIGINS", 1105}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -146,6 +168,12 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
       }
       return 0;
     case 'P': if (parse_num(name, val, 1, 86400, &v)) return -1; o->poll_secs = (long)v; return 0;
+    case 1100: o->api_keys = *val ? val : NULL; return 0;
+    case 1101: o->jwt_jwks = *val ? val : NULL; return 0;
+    case 1102: o->jwt_secret_file = *val ? val : NULL; return 0;
+    case 1103: o->jwt_issuer = *val ? val : NULL; return 0;
+    case 1104: o->jwt_audience = *val ? val : NULL; return 0;
+    case 1105: o->cors_origins = *val ? val : NULL; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -215,6 +243,11 @@ static void raise_fd_limit(long max_connections) {
             "retried every 100 ms", (unsigned long long)rl.rlim_cur, max_connections);
 }
 
+/* Loopback addresses only reach this machine: no warning for an open server there. */
+static bool host_is_loopback(const char *host) {
+  return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
+}
+
 static int cmd_serve(int argc, char **argv) {
   serve_options o;
   if (parse_serve(argc, argv, &o)) return 2;
@@ -237,13 +270,32 @@ static int cmd_serve(int argc, char **argv) {
     return 1;
   }
 
+  /* Credentials first: a key file that does not parse stops the start, before any model loads. */
+  auth *au = NULL;
+  cors_policy *cors = NULL;
+  auth_options auo = {.api_keys_path = o.api_keys, .jwt_jwks_path = o.jwt_jwks, .jwt_secret_path = o.jwt_secret_file,
+                      .jwt_issuer = o.jwt_issuer, .jwt_audience = o.jwt_audience};
+  inferd_status sec = auth_create(&auo, &au);
+  if (status_is_ok(&sec)) sec = cors_parse(o.cors_origins, &cors);
+  if (!status_is_ok(&sec)) {
+    log_msg(LOG_ERROR, NULL, "%s", sec.msg);
+    auth_destroy(au);
+    return 2;
+  }
+
   app *a;
   app_options ao = {.model_repository = o.model_repository, .worker_threads = (int)o.worker_threads,
                     .control_mode = o.control_mode, .poll_secs = (int)o.poll_secs, .load_models = o.load_models,
                     .n_load_models = o.n_load_models, .drain_timeout_ms = (int)o.drain_timeout_ms};
   inferd_status st = app_create(&ao, &a);
+  if (status_is_ok(&st)) {
+    st = auth_install(au, a->serve); /* the admit stage's infer:<model> check, on every protocol */
+    if (!status_is_ok(&st)) app_destroy(a);
+  }
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    auth_destroy(au);
+    cors_free(cors);
     return 1;
   }
   a->default_model = o.default_model;
@@ -258,6 +310,8 @@ static int cmd_serve(int argc, char **argv) {
   if (no_default) {
     log_msg(LOG_ERROR, NULL, "--default-model: no model '%s' in %s", o.default_model, o.model_repository);
     app_destroy(a);
+    auth_destroy(au);
+    cors_free(cors);
     return 2;
   }
   http_server *http;
@@ -265,19 +319,23 @@ static int cmd_serve(int argc, char **argv) {
                      .max_body_bytes = (size_t)o.max_body_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms,
                      .head_timeout_ms = (int)o.head_timeout_ms, .body_timeout_ms = (int)o.body_timeout_ms,
                      .min_body_rate = (int)o.min_body_rate, .keepalive_timeout_ms = (int)o.keepalive_timeout_ms,
-                     .send_timeout_ms = (int)o.send_timeout_ms, .max_connections = o.max_connections};
+                     .send_timeout_ms = (int)o.send_timeout_ms, .max_connections = o.max_connections,
+                     .auth = au, .cors = cors};
   raise_fd_limit(o.max_connections);
   st = http_server_create(&ho, a, &http);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
     app_destroy(a);
+    auth_destroy(au);
+    cors_free(cors);
     return 1;
   }
   log_msg(LOG_INFO, NULL, "inferd %s serving %s over HTTP on %s:%d", INFERD_VERSION, o.model_repository, o.host,
           http_server_port(http));
   grpcfe *grpc;
   grpcfe_options go = {.host = o.host, .port = (int)o.grpc_port, .threads = (int)o.grpc_threads,
-                     .max_message_bytes = (int)o.grpc_max_message_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms};
+                     .max_message_bytes = (int)o.grpc_max_message_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms,
+                     .auth = au};
   st = grpcfe_create(&go, a, &grpc);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
@@ -286,14 +344,27 @@ static int cmd_serve(int argc, char **argv) {
     app_stop_work(a);
     http_server_destroy(http);
     app_destroy(a);
+    auth_destroy(au);
+    cors_free(cors);
     return 1;
   }
   log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o.host, grpcfe_port(grpc));
+  if (auth_enabled(au))
+    log_msg(LOG_INFO, NULL, "authentication on: every route but the health probes needs a credential (%s%s%s)",
+            o.api_keys ? "--api-keys" : "", o.api_keys && (o.jwt_jwks || o.jwt_secret_file) ? ", " : "",
+            o.jwt_jwks || o.jwt_secret_file ? "JWT" : "");
+  else if (!host_is_loopback(o.host))
+    log_msg(LOG_WARN, NULL,
+            "WARNING: NO AUTHENTICATION. inferd is bound to %s, reachable from other machines, and anyone who can "
+            "reach ports %d (HTTP) and %d (gRPC) can run, load and unload models. Configure --api-keys (inferd keys "
+            "create) or --jwt-jwks, or bind --host 127.0.0.1 (docs/security.md).",
+            o.host, http_server_port(http), grpcfe_port(grpc));
 
   int sig = 0;
   while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
-    log_msg(LOG_INFO, NULL, "SIGHUP: rescanning the model repository");
+    log_msg(LOG_INFO, NULL, "SIGHUP: rescanning the model repository%s", auth_enabled(au) ? ", reloading credentials" : "");
     repo_request_rescan(a->repo);
+    auth_reload(au);
   }
   log_msg(LOG_INFO, NULL, "%s: draining (up to %ld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout_ms);
   atomic_store(&a->draining, true);
@@ -304,12 +375,15 @@ static int cmd_serve(int argc, char **argv) {
   http_server_destroy(http);
   grpcfe_destroy(grpc);
   app_destroy(a);
+  auth_destroy(au); /* after everything that could still admit a request */
+  cors_free(cors);
   log_msg(LOG_INFO, NULL, "stopped");
   return 0;
 }
 
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "keys") == 0) return keys_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "version") == 0) {
     printf("inferd %s\n", INFERD_VERSION);
     return 0;
