@@ -142,10 +142,10 @@ void http_routes_dispatch(http_call *c) {
   unsigned allowed = 0;
   inferd_status st;
   route_result rr = router_match(routes, sizeof routes / sizeof routes[0], c->path, method_of(c), &r, &params, &allowed);
+  if (rr == ROUTE_MATCHED) snprintf(c->model, sizeof c->model, "%s", params.model); /* logged on a refusal too */
   if (!admit_call(c, rr == ROUTE_MATCHED ? r : NULL, &params)) return;
   switch (rr) {
     case ROUTE_MATCHED:
-      snprintf(c->model, sizeof c->model, "%s", params.model);
       r->handler(c, &params);
       return;
     case ROUTE_BAD_METHOD: {
