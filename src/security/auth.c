@@ -197,12 +197,12 @@ inferd_status auth_create(const auth_options *o, auth **out) {
   pthread_cond_init(&a->wcv, &ca);
   pthread_condattr_destroy(&ca);
   *out = a;
-  if (!a->enabled) return status_ok();
   if ((o->jwt_issuer || o->jwt_audience) && !o->jwt_jwks_path && !o->jwt_secret_path) {
     auth_destroy(a);
     *out = NULL;
     return status_make(INFERD_INVALID_ARGUMENT, "--jwt-issuer and --jwt-audience need --jwt-jwks or --jwt-secret-file");
   }
+  if (!a->enabled) return status_ok();
   const char *paths[3] = {o->api_keys_path, o->jwt_jwks_path, o->jwt_secret_path};
   for (int i = 0; i < 3; i++) a->sig[i] = sig_of(paths[i]);
   auth_snap *s;

@@ -71,6 +71,7 @@ def keys(tmp_path_factory):
         "admin": create_key(path, "ops", "admin"),
         "all": create_key(path, "root", "*"),
         "wild": create_key(path, "svc-all", "infer:*,read", "--rate", "50/s", "--concurrency", "4"),
+        "other": create_key(path, "svc-other", "infer:u8other"),
         "revoked": create_key(path, "gone", "infer:*,read,admin"),
     }
     keys_cli("revoke", "--file", path, "--name", "gone")
@@ -277,6 +278,13 @@ def test_a_key_for_one_model_cannot_infer_another(g, keys):
         assert "infer:u8other" in text, text
         kind, res = caller(g, "u8other", ("bearer", keys["wild"]))
         t.check(f"{caller.__name__} / infer:* on u8other", kind, res, 200)
+        kind, res = caller(g, "u8other", ("bearer", keys["other"]))
+        t.check(f"{caller.__name__} / infer:u8other on u8other", kind, res, 200)
+    # /invocations names its model nowhere in the path (--default-model u8): only the admit
+    # stage, which sees the model, can refuse a key for another model
+    kind, res = mlflow(g, "u8", ("x-api-key", keys["other"]))
+    t.check("mlflow / infer:u8other on the default model u8", kind, res, 403)
+    assert "infer:u8" in res.text, res.text
     t.assert_none()
 
 
