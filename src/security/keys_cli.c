@@ -281,13 +281,14 @@ static int cmd_create(const keys_args *a, int64_t now) {
     rc = save_doc(a->file, doc);
     if (rc == 0) fprintf(stderr, "inferd keys: certificate subject '%s' mapped to '%s' in %s\n", a->subject, a->name, a->file);
   } else {
-    char key[APIKEY_LEN + 1], id[APIKEY_ID_HEX + 1], hex[80];
+    char key[APIKEY_LEN + 1], id[APIKEY_ID_HEX + 1];
     uint8_t h[APIKEY_HASH_BYTES];
     inferd_status st = apikey_generate(key, id);
     if (status_is_ok(&st)) st = apikey_hash(key, h);
     if (!status_is_ok(&st)) {
       fprintf(stderr, "inferd keys: %s\n", st.msg);
     } else {
+      char hex[80];
       apikey_hash_format(h, hex);
       json_t *entry = json_pack("{ss ss ss sO}", "id", id, "name", a->name, "hash", hex, "scopes", scopes);
       set_time(entry, "created", now);
