@@ -321,9 +321,10 @@ inferd_status auth_check(const auth *a, const principal *p, const char *need, co
   if (p == NULL)
     return status_make(INFERD_UNAUTHENTICATED,
                        "this needs a credential: send Authorization: Bearer <API key or JWT>, or X-API-Key: <API key>");
+  bool infer_model = strcmp(need, SCOPE_INFER) == 0 && model && *model;
+  if (infer_model ? scope_allows_infer(p, model) : scope_allows(p, need)) return status_ok();
   char buf[300];
   const char *scope = scope_needed(need, model, buf, sizeof buf);
-  if (scope_allows(p, scope)) return status_ok();
   return status_make(INFERD_PERMISSION_DENIED, "'%s' lacks the scope '%s' this needs", p->name, scope);
 }
 

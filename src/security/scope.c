@@ -30,6 +30,20 @@ bool scope_allows(const principal *p, const char *need) {
   return false;
 }
 
+bool scope_allows_infer(const principal *p, const char *model) {
+  if (p == NULL || model == NULL || *model == '\0') return false;
+  size_t pl = strlen(SCOPE_INFER_PREFIX);
+  for (size_t i = 0; i < p->n_scopes; i++) {
+    const char *h = p->scopes[i];
+    if (h[0] == '*' && h[1] == '\0') return true;
+    if (strncmp(h, SCOPE_INFER_PREFIX, pl) != 0) continue;
+    h += pl;
+    size_t hl = strlen(h);
+    if (hl && h[hl - 1] == '*' ? strncmp(h, model, hl - 1) == 0 : strcmp(h, model) == 0) return true;
+  }
+  return false;
+}
+
 const char *scope_needed(const char *need, const char *model, char *buf, size_t len) {
   if (strcmp(need, SCOPE_INFER) == 0 && model && *model) {
     snprintf(buf, len, "%s%s", SCOPE_INFER_PREFIX, model);

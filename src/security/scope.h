@@ -28,6 +28,9 @@
 bool scope_grants(const char *have, const char *need);
 /* Whether any of p's scopes grants need (p NULL: no). */
 bool scope_allows(const principal *p, const char *need);
+/* scope_allows(p, "infer:<model>") without building the string (the admit stage's check, on
+ * every request). */
+bool scope_allows_infer(const principal *p, const char *model);
 /* need for a route: SCOPE_INFER with a model becomes "infer:<model>" in buf, else need. */
 const char *scope_needed(const char *need, const char *model, char *buf, size_t len);
 /* A scope a key may hold: read, metrics, jobs, admin, *, infer:*, infer:<model>,

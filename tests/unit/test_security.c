@@ -57,6 +57,20 @@ static void test_scope_allows_and_needed(void **state) {
   assert_false(scope_allows(p, "metrics"));
   assert_false(scope_allows(NULL, "read"));
   char buf[64];
+  /* the admit stage's shortcut decides as scope_allows on the spelled-out scope */
+  const char *haves[] = {"infer:a", "infer:*", "infer:ab*", "*", "read", "infer:", "infer:a*"};
+  const char *models[] = {"a", "ab", "abc", "b", "", "a*"};
+  for (size_t h = 0; h < sizeof haves / sizeof haves[0]; h++) {
+    principal *q = principal_create(PRINCIPAL_API_KEY, "q");
+    principal_add_scope(q, haves[h]);
+    for (size_t m = 0; m < sizeof models / sizeof models[0]; m++) {
+      char need[64];
+      snprintf(need, sizeof need, "infer:%s", models[m]);
+      bool want = *models[m] && scope_allows(q, need);
+      if (scope_allows_infer(q, models[m]) != want) fail_msg("%s for model '%s': want %d", haves[h], models[m], want);
+    }
+    principal_unref(q);
+  }
   assert_string_equal(scope_needed(SCOPE_INFER, "iris", buf, sizeof buf), "infer:iris");
   assert_string_equal(scope_needed(SCOPE_INFER, "", buf, sizeof buf), "infer");
   assert_string_equal(scope_needed(SCOPE_READ, "iris", buf, sizeof buf), "read");
