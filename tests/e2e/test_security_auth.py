@@ -177,7 +177,33 @@ def model_service(g, model, cred):
         return "grpc", (e.code(), e.details() or "")
 
 
-INFER_CALLERS = [v2_rest, v1_predict, tf_predict, mlflow, grpc_infer, grpc_stream, model_service]
+def batch_predict(g, model, cred):
+    r = mspb.Record()
+    r.features["a"].CopyFrom(mspb.Value(int_value=7))
+    try:
+        g.app.BatchPredict(mspb.BatchPredictRequest(model=model, records=[r, r]), metadata=grpc_md(cred), timeout=T)
+        return "grpc", (grpc.StatusCode.OK, "")
+    except grpc.RpcError as e:
+        return "grpc", (e.code(), e.details() or "")
+
+
+def stream_predict(g, model, cred):
+    r = mspb.Record()
+    r.features["a"].CopyFrom(mspb.Value(int_value=7))
+    try:
+        got = list(g.app.StreamPredict(iter([mspb.PredictRequest(model=model, record=r)]), metadata=grpc_md(cred),
+                                       timeout=T))
+    except grpc.RpcError as e:
+        return "grpc", (e.code(), e.details() or "")
+    assert len(got) == 1
+    if not got[0].error:
+        return "grpc", (grpc.StatusCode.OK, "")
+    code = grpc.StatusCode.PERMISSION_DENIED if "lacks the scope" in got[0].error else grpc.StatusCode.UNAUTHENTICATED
+    return "grpc", (code, got[0].error)
+
+
+INFER_CALLERS = [v2_rest, v1_predict, tf_predict, mlflow, grpc_infer, grpc_stream, model_service, batch_predict,
+                 stream_predict]
 
 
 class Tally:
@@ -271,7 +297,7 @@ def test_every_bad_credential_is_refused_on_every_protocol(g, keys):
 
 def test_a_key_for_one_model_cannot_infer_another(g, keys):
     t = Tally()
-    for caller in [v2_rest, v1_predict, tf_predict, grpc_infer, grpc_stream, model_service]:
+    for caller in [c for c in INFER_CALLERS if c is not mlflow]:
         kind, res = caller(g, "u8other", ("bearer", keys["infer"]))
         t.check(f"{caller.__name__} / u8other", kind, res, 403)
         text = res.text if kind == "http" else res[1]
@@ -473,7 +499,24 @@ def test_a_broken_key_file_keeps_the_previous_keys(repo, tmp_path, server_factor
     assert key not in srv.stderr()
 
 
+def test_flags_from_the_environment(repo, keys, server_factory, tmp_path):
+    srv = server_factory(repo, env={"INFERD_API_KEYS": keys["path"], "INFERD_CORS_ORIGINS": "https://app.example"})
+    assert srv.get("/v1/models").status_code == 401
+    r = srv.get("/v1/models", headers={"X-API-Key": keys["reader"], "Origin": "https://app.example"})
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    # the CLI takes its file from the same variable
+    path = str(tmp_path / "env-keys.json")
+    env = dict(os.environ, INFERD_API_KEYS=path)
+    res = subprocess.run([INFERD_BIN, "keys", "create", "--name", "e", "--scopes", "read"], capture_output=True,
+                         text=True, timeout=T, env=env)
+    assert res.returncode == 0 and KEY_RE.match(res.stdout.strip()), res.stderr
+    assert json.load(open(path))["keys"][0]["name"] == "e"
+
+
 def test_a_bad_key_file_stops_the_start(repo, tmp_path):
+    res = subprocess.run([INFERD_BIN, "serve", "--model-repository", repo, "--http-port", "0", "--grpc-port", "0",
+                          "--api-keys", str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=T)
+    assert res.returncode == 2 and "missing.json" in res.stderr
     path = str(tmp_path / "keys.json")
     with open(path, "w") as f:
         json.dump({"keys": [{"name": "x", "id": "zz", "hash": "sha256:00", "scopes": ["read"]}]}, f)
