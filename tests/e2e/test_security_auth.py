@@ -23,7 +23,7 @@ import pytest
 
 import test_serve_pipeline as sp
 from conftest import INFERD_BIN, SANITIZED, raw_connect, read_http_response, timeout, wait_until
-from grpc_stubs import hpb, infer_request, mspb, pb
+from grpc_stubs import grpc_server_factory, hpb, infer_request, mspb, pb  # noqa: F401
 
 T = timeout(30)
 KEY_RE = re.compile(r"^ifd_[0-9a-f]{16}_[0-9a-f]{64}$")
@@ -443,6 +443,43 @@ def test_revocation_takes_effect_within_a_second(repo, keys, tmp_path, server_fa
     key2 = create_key(path, "temp2", "read")
     wait_until(lambda: _status(srv, key2) == 200, timeout(1.0), what="the new key accepted")
     assert t0 < t_revoked
+
+
+def test_revocation_ends_an_open_grpc_stream(repo, tmp_path, grpc_server_factory):
+    """A stream authenticated at its start is checked again on each message: after a
+    revocation its next message ends it with UNAUTHENTICATED."""
+    import queue
+    path = str(tmp_path / "keys.json")
+    key = create_key(path, "streamer", "infer:u8")
+    g = grpc_server_factory(repo, args=["--api-keys", path])
+    q = queue.Queue()
+
+    def gen():
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            yield item
+
+    req = infer_request("u8", [("x", "UINT8", np.array([[7]], np.uint8))])
+    it = g.infer.ModelStreamInfer(gen(), metadata=[("x-api-key", key)], timeout=T)
+    q.put(req)
+    assert next(it).error_message == ""
+    keys_cli("revoke", "--file", path, "--name", "streamer")
+    # the reload is seen within a second; until then a message may still be served
+    deadline = time.monotonic() + timeout(1.0) + 0.3
+    try:
+        while True:
+            q.put(req)
+            r = next(it)
+            assert r.error_message == "", r.error_message
+            assert time.monotonic() < deadline, "the stream still serves a revoked key after a second"
+            time.sleep(0.05)
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+        assert "revoked" in e.details() and key not in e.details()
+    finally:
+        q.put(None)
 
 
 def test_a_key_expiring_while_the_server_runs_stops_at_its_time(repo, tmp_path, server_factory):

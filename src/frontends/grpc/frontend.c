@@ -470,6 +470,19 @@ static void unlock_release(gcall *c) {
   free_call(c);
 }
 
+/* A stream lives on after its credential may have been revoked or expired: each of its
+ * messages checks the call's credential again against the current key store (one more digest
+ * per message, as a unary call pays once), and a refusal ends the stream. The call keeps the
+ * principal it started with, which requests still in flight point to. */
+static inferd_status stream_still_admitted(gcall *c) {
+  if (c->principal == NULL) return status_ok(); /* authentication off, or an open method */
+  bool invalid = false;
+  const principal *p = NULL;
+  inferd_status st = auth_authenticate(c->fe->auth, call_meta, c, c->client_subject, (int64_t)time(NULL), &p, &invalid);
+  principal_unref(p);
+  return st;
+}
+
 static void on_recv(gtag *t, bool ok) {
   gcall *c = container_of(t, gcall, recv_tag);
   pthread_mutex_lock(&c->mu);
@@ -487,7 +500,13 @@ static void on_recv(gtag *t, bool ok) {
   else
     c->reading = false;
   pthread_mutex_unlock(&c->mu);
-  if (deliver) c->method->on_message(c, bb);
+  if (deliver) {
+    inferd_status still = stream_still_admitted(c);
+    if (status_is_ok(&still))
+      c->method->on_message(c, bb);
+    else
+      gstream_end(c, still.code, still.msg);
+  }
   if (bb) grpc_byte_buffer_destroy(bb);
   pthread_mutex_lock(&c->mu);
   if (deliver) {
