@@ -15,6 +15,8 @@
 #include "core/version.h"
 #include "frontends/grpc/frontend.h"
 #include "frontends/http/server.h"
+#include "traffic/cli.h"
+#include "traffic/traffic.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -36,11 +38,13 @@ typedef struct serve_options {
   long poll_secs;
   const char *load_models[64];
   size_t n_load_models;
+  const char *state_dir; /* traffic's durable state (docs/traffic.md) */
 } serve_options;
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: inferd serve [options]\n"
+          "       inferd traffic COMMAND MODEL ...   (inferd traffic --help)\n"
           "       inferd version\n\n"
           "serve options (each also read from the environment variable shown):\n"
           "  --model-repository DIR   models to serve              INFERD_MODEL_REPOSITORY (required)\n"
@@ -61,6 +65,7 @@ static void usage(FILE *f) {
           "                           explicit (load through the API)  INFERD_MODEL_CONTROL_MODE (none)\n"
           "  --repository-poll-secs N poll mode's rescan interval  INFERD_REPOSITORY_POLL_SECS (15)\n"
           "  --load-model NAME        explicit mode: load NAME at start (repeatable; '*' for all)\n"
+          "  --state-dir DIR          traffic policies' store and audit log  INFERD_STATE_DIR (inferd-state beside the repository)\n"
           "SIGHUP rescans the repository in every mode; SIGTERM drains and stops.\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
           "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
@@ -96,7 +101,7 @@ static const struct option serve_longopts[] = {
     {"min-body-rate", required_argument, 0, 1002},   {"keepalive-timeout-ms", required_argument, 0, 1003},
     {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
     {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
-    {"load-model", required_argument, 0, 'L'},
+    {"load-model", required_argument, 0, 'L'}, {"state-dir", required_argument, 0, 'S'},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -112,7 +117,7 @@ static const struct {
                   {"INFERD_REQUEST_HEAD_TIMEOUT_MS", 1000}, {"INFERD_BODY_TIMEOUT_MS", 1001},
                   {"INFERD_MIN_BODY_RATE", 1002}, {"INFERD_KEEPALIVE_TIMEOUT_MS", 1003},
                   {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005},
-                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}};
+                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}, {"INFERD_STATE_DIR", 'S'}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -129,6 +134,7 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 'G': if (parse_num(name, val, 1024, 2147483647, &v)) return -1; o->grpc_max_message_bytes = (long)v; return 0;
     case 'T': if (parse_num(name, val, 1, 64, &v)) return -1; o->grpc_threads = (long)v; return 0;
     case 'M': o->default_model = val; return 0;
+    case 'S': o->state_dir = val; return 0;
     case 'R': if (parse_num(name, val, 1, 1000000, &v)) return -1; o->max_records = (long)v; return 0;
     case 1000: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->head_timeout_ms = (long)v; return 0;
     case 1001: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->body_timeout_ms = (long)v; return 0;
@@ -260,6 +266,14 @@ static int cmd_serve(int argc, char **argv) {
     app_destroy(a);
     return 2;
   }
+  traffic *tr;
+  traffic_options to = {.state_dir = o.state_dir, .model_repository = o.model_repository};
+  st = traffic_create(a, &to, &tr);
+  if (!status_is_ok(&st)) {
+    log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    app_destroy(a);
+    return 1;
+  }
   http_server *http;
   http_options ho = {.host = o.host, .port = (int)o.http_port, .threads = (int)o.http_threads,
                      .max_body_bytes = (size_t)o.max_body_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms,
@@ -270,6 +284,7 @@ static int cmd_serve(int argc, char **argv) {
   st = http_server_create(&ho, a, &http);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    traffic_destroy(tr);
     app_destroy(a);
     return 1;
   }
@@ -285,6 +300,7 @@ static int cmd_serve(int argc, char **argv) {
     http_server_drain(http);
     app_stop_work(a);
     http_server_destroy(http);
+    traffic_destroy(tr);
     app_destroy(a);
     return 1;
   }
@@ -303,6 +319,7 @@ static int cmd_serve(int argc, char **argv) {
   app_stop_work(a); /* what is still queued is answered 503 through the loops, still running */
   http_server_destroy(http);
   grpcfe_destroy(grpc);
+  traffic_destroy(tr);
   app_destroy(a);
   log_msg(LOG_INFO, NULL, "stopped");
   return 0;
@@ -310,6 +327,7 @@ static int cmd_serve(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "traffic") == 0) return traffic_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "version") == 0) {
     printf("inferd %s\n", INFERD_VERSION);
     return 0;
