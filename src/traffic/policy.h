@@ -69,7 +69,7 @@ typedef struct traffic_policy {
 } traffic_policy;
 
 /* The stable hash of a sticky key into [0, 1): the same key gives the same value on every
- * replica and every run (FNV-1a 64 then a mixing finaliser, 53 bits). */
+ * replica and every run (FNV-1a 64 then two splitmix64 rounds, 53 bits). */
 double traffic_hash_unit(const char *key, size_t len);
 /* splitmix64: turns a counter into a well-spread 64-bit value (unpinned, key-less requests). */
 uint64_t traffic_mix64(uint64_t x);
