@@ -27,9 +27,21 @@
 
 /* ---- the published snapshot ------------------------------------------------------------- */
 
+/* A model's guard breaker: set by the completion stage the moment a running rollout's
+ * candidate has failed more than its guard allows, read by the route stage, which then sends
+ * the candidate's share to the baseline until the tick has recorded and published the rollback.
+ * This is what bounds the candidate's failures by the guard's minimum sample rather than by
+ * the tick's period and the store's fsync. One per model, alive as long as the server. */
+typedef struct traffic_breaker {
+  char model[256];
+  _Atomic bool tripped;
+  struct traffic_breaker *next;
+} traffic_breaker;
+
 typedef struct traffic_entry {
   char model[256];
   traffic_policy policy;
+  traffic_breaker *breaker;
 } traffic_entry;
 
 typedef struct traffic_snap {
@@ -74,6 +86,7 @@ struct traffic {
   _Atomic uint64_t draws;   /* unpinned, key-less requests: a counter mixed into [0, 1) */
   pthread_mutex_t stats_mu;
   arm_stats *stats;
+  traffic_breaker *breakers; /* admin_mu (or start-up) adds; never removed until destroy */
   /* the rollout tick */
   pthread_t tick;
   bool tick_started;
@@ -127,6 +140,15 @@ static inferd_status publish(traffic *t, const char *model, const traffic_policy
     snprintf(e->model, sizeof e->model, "%s", model);
   }
   e->policy = *p;
+  if (e->breaker == NULL) {
+    for (traffic_breaker *b = t->breakers; b && !e->breaker; b = b->next)
+      if (strcmp(b->model, model) == 0) e->breaker = b;
+    if (e->breaker == NULL && (e->breaker = calloc(1, sizeof *e->breaker)) != NULL) {
+      snprintf(e->breaker->model, sizeof e->breaker->model, "%s", model);
+      e->breaker->next = t->breakers;
+      t->breakers = e->breaker;
+    }
+  }
   atomic_store(&s->refs, 1);
   pthread_mutex_lock(&t->snap_mu);
   t->cur = s;
@@ -157,6 +179,14 @@ static inferd_status route(void *ctx, const serve_request *sr, char version[32],
     if (key && *key) u = traffic_hash_unit(key, strlen(key));
     else u = traffic_unit_of(traffic_mix64(atomic_fetch_add_explicit(&t->draws, 1, memory_order_relaxed)));
     st = traffic_route(p, sr->model, req, u, version, arm);
+    /* the breaker: a tripped candidate's share goes to the baseline until the rollback lands */
+    if (status_is_ok(&st) && e->breaker && strcmp(arm, "canary") == 0 && atomic_load(&e->breaker->tripped)) {
+      const char *v = p->rollout.baseline[0] ? traffic_resolve_version(p, p->rollout.baseline) : NULL;
+      if (v) {
+        snprintf(version, 32, "%s", v);
+        snprintf(arm, 32, "stable");
+      }
+    }
   }
   snap_release(s);
   return st;
@@ -218,6 +248,7 @@ static inferd_status on_complete(void *ctx, const serve_request *sr, infer_reque
   int b = traffic_hist_bucket(ms);
   const tensor *label = NULL, *probs = NULL;
   bool cls = ok && classifier_outputs(req, &label, &probs);
+  traffic_window win = {0};
   pthread_mutex_lock(&t->stats_mu);
   arm_stats *a = stats_find(t, req->mv->model->name, req->arm, true);
   if (a) {
@@ -246,10 +277,25 @@ static inferd_status on_complete(void *ctx, const serve_request *sr, infer_reque
         }
       }
     }
+    win.requests = a->win_requests;
+    win.errors = a->win_errors;
   }
   pthread_mutex_unlock(&t->stats_mu);
-  /* a failing candidate is judged at once, not at the next tick: that bounds its failures */
-  if (!ok && strcmp(req->arm, "canary") == 0) poke_tick(t);
+  /* a failing candidate is judged at once, not at the next tick: its errors alone decide the
+   * error guards (the baseline and the clock only matter to the latency guard and the step) */
+  if (!ok && strcmp(req->arm, "canary") == 0) {
+    traffic_snap *s = snap_acquire(t);
+    const traffic_entry *e = snap_find(s, req->mv->model->name);
+    if (e && e->breaker && e->policy.rollout.state == ROLLOUT_RUNNING) {
+      traffic_observation obs = {.candidate = win};
+      char why[512];
+      if (traffic_rollout_decide(&e->policy.rollout, e->policy.rollout.step_started_ms, &obs, why, sizeof why) ==
+          ROLLOUT_ROLLBACK)
+        atomic_store(&e->breaker->tripped, true);
+    }
+    snap_release(s);
+    poke_tick(t);
+  }
   return status_ok();
 }
 
@@ -337,6 +383,8 @@ static inferd_status commit(traffic *t, const char *model, const traffic_policy 
                       old->rollout.step_started_ms != p->rollout.step_started_ms;
     st = publish(t, model, p);
     if (status_is_ok(&st) && new_window) windows_reset(t, model);
+    const traffic_entry *e = status_is_ok(&st) ? snap_find(t->cur, model) : NULL;
+    if (e && e->breaker && new_window) atomic_store(&e->breaker->tripped, false); /* the new policy decides */
     if (status_is_ok(&st))
       log_msg(LOG_INFO, model, "traffic: %s by %s%s%s", action, who && *who ? who : "anonymous", why && *why ? ": " : "",
               why ? why : "");
@@ -402,9 +450,7 @@ static void *tick_main(void *arg) {
 
 typedef struct load_ctx {
   traffic *t;
-  size_t n, cap;
-  traffic_entry *e;
-  inferd_status st;
+  size_t n;
 } load_ctx;
 
 static void load_one(void *user, const char *model, const char *policy_json) {
@@ -419,16 +465,8 @@ static void load_one(void *user, const char *model, const char *policy_json) {
     log_msg(LOG_ERROR, model, "traffic: the stored policy is unreadable, ignored: %s", st.msg);
     return;
   }
-  if (lc->n == lc->cap) {
-    size_t cap = lc->cap ? lc->cap * 2 : 8;
-    traffic_entry *e = realloc(lc->e, cap * sizeof *e);
-    if (e == NULL) return;
-    lc->e = e;
-    lc->cap = cap;
-  }
-  snprintf(lc->e[lc->n].model, sizeof lc->e[lc->n].model, "%s", model);
-  lc->e[lc->n].policy = p;
-  lc->n++;
+  st = publish(lc->t, model, &p); /* at start, before any reader: no lock needed */
+  if (status_is_ok(&st)) lc->n++;
 }
 
 /* config.json "traffic" of each model folder, for models the store has no policy for. */
@@ -499,12 +537,9 @@ inferd_status traffic_create(app *a, const traffic_options *o, traffic **out) {
     load_ctx lc = {.t = t};
     if (status_is_ok(&st)) st = t->store->ops->load(t->store, load_one, &lc);
     if (!status_is_ok(&st)) {
-      free(lc.e);
       traffic_destroy(t);
       return st;
     }
-    t->cur->e = lc.e;
-    t->cur->n = lc.n;
     if (lc.n) log_msg(LOG_INFO, NULL, "traffic: %zu model policies restored from %s", lc.n, db);
   }
   load_config_defaults(t, o->model_repository);
@@ -537,6 +572,10 @@ void traffic_destroy(traffic *t) {
   for (arm_stats *a = t->stats, *next; a; a = next) {
     next = a->next;
     free(a);
+  }
+  for (traffic_breaker *b = t->breakers, *next; b; b = next) {
+    next = b->next;
+    free(b);
   }
   pthread_mutex_destroy(&t->snap_mu);
   pthread_mutex_destroy(&t->admin_mu);
