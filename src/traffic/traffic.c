@@ -84,6 +84,7 @@ struct traffic {
   traffic_store *store;     /* NULL until the first change when no state existed */
   int audit_fd;             /* -1 until the first change */
   _Atomic uint64_t draws;   /* unpinned, key-less requests: a counter mixed into [0, 1) */
+  atomic_size_t n_policies; /* models in cur: 0 lets the route stage skip the snapshot */
   pthread_mutex_t stats_mu;
   arm_stats *stats;
   traffic_breaker *breakers; /* admin_mu (or start-up) adds; never removed until destroy */
@@ -153,6 +154,7 @@ static inferd_status publish(traffic *t, const char *model, const traffic_policy
   pthread_mutex_lock(&t->snap_mu);
   t->cur = s;
   pthread_mutex_unlock(&t->snap_mu);
+  atomic_store(&t->n_policies, s->n);
   snap_release(old);
   return status_ok();
 }
@@ -163,6 +165,12 @@ static inferd_status route(void *ctx, const serve_request *sr, char version[32],
   traffic *t = ctx;
   const char *req = sr->version ? sr->version : "";
   version[0] = arm[0] = '\0';
+  if (atomic_load_explicit(&t->n_policies, memory_order_relaxed) == 0) { /* no policy anywhere */
+    size_t n = strlen(req);
+    if (n >= 32) return status_make(INFERD_NOT_FOUND, "model '%s' has no version '%.40s...'", sr->model, req);
+    memcpy(version, req, n + 1);
+    return status_ok();
+  }
   traffic_snap *s = snap_acquire(t);
   const traffic_entry *e = snap_find(s, sr->model);
   inferd_status st = status_ok();
@@ -543,13 +551,16 @@ inferd_status traffic_create(app *a, const traffic_options *o, traffic **out) {
     if (lc.n) log_msg(LOG_INFO, NULL, "traffic: %zu model policies restored from %s", lc.n, db);
   }
   load_config_defaults(t, o->model_repository);
-  serve_set_router(a->serve, route, t);
-  TRY(serve_register(a->serve, SERVE_STAGE_STATS, on_complete, t));
+  inferd_status st = serve_register(a->serve, SERVE_STAGE_STATS, on_complete, t);
+  if (!status_is_ok(&st)) {
+    traffic_destroy(t);
+    return st;
+  }
   if (pthread_create(&t->tick, NULL, tick_main, t) != 0) {
-    serve_set_router(a->serve, NULL, NULL);
     traffic_destroy(t);
     return status_make(INFERD_INTERNAL, "cannot start the rollout tick thread");
   }
+  serve_set_router(a->serve, route, t); /* last: nothing above can fail once requests use it */
   t->tick_started = true;
   a->traffic = t;
   *out = t;
