@@ -108,6 +108,9 @@ json_t *traffic_policy_to_json(const traffic_policy *p) {
     json_object_set_new(doc, "sticky_key", json_pack("{ss}", "header", p->sticky_header));
   else if (p->sticky == TRAFFIC_STICKY_PRINCIPAL)
     json_object_set_new(doc, "sticky_key", json_pack("{sb}", "principal", 1));
+  if (p->shadow.on)
+    json_object_set_new(doc, "shadow", json_pack("{ss sf si}", "version", p->shadow.version, "percent", p->shadow.percent,
+                                                 "max_in_flight", p->shadow.max_in_flight));
   const traffic_rollout *r = &p->rollout;
   if (r->state != ROLLOUT_NONE) {
     json_t *steps = json_array();
@@ -243,12 +246,12 @@ static inferd_status parse_rollout(const json_t *ro, const char *path, traffic_p
 }
 
 inferd_status traffic_policy_from_json(const json_t *doc, const char *path, traffic_policy *out) {
-  static const char *const keys[] = {"aliases", "arms", "sticky_key", "rollout", NULL};
+  static const char *const keys[] = {"aliases", "arms", "sticky_key", "rollout", "shadow", NULL};
   traffic_policy p;
   memset(&p, 0, sizeof p);
   if (!json_is_object(doc)) FAIL("%s must be an object", path);
   const char *bad = jsonkeys_unknown(doc, keys);
-  if (bad) FAIL("%s has an unknown field '%s' (known: aliases, arms, sticky_key, rollout)", path, bad);
+  if (bad) FAIL("%s has an unknown field '%s' (known: aliases, arms, sticky_key, rollout, shadow)", path, bad);
   const json_t *v = json_object_get(doc, "aliases");
   if (v) {
     if (!json_is_object(v)) FAIL("%s.aliases must be an object of alias name to version number", path);
@@ -313,6 +316,27 @@ inferd_status traffic_policy_from_json(const json_t *doc, const char *path, traf
       FAIL("%s.sticky_key must be {\"header\": \"X-User-Id\"} (a header name under 64 characters) or {\"principal\": true}",
            path);
     }
+  }
+  if ((v = json_object_get(doc, "shadow")) != NULL && !json_is_null(v)) {
+    static const char *const skeys[] = {"version", "percent", "max_in_flight", NULL};
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s.shadow", path);
+    if (!json_is_object(v)) FAIL("%s must be an object {version, percent, max_in_flight}", sub);
+    if ((bad = jsonkeys_unknown(v, skeys)) != NULL)
+      FAIL("%s has an unknown field '%s' (known: version, percent, max_in_flight)", sub, bad);
+    const json_t *sv = json_object_get(v, "version");
+    char vsub[160];
+    snprintf(vsub, sizeof vsub, "%s.version", sub);
+    if (sv == NULL) FAIL("%s is required", vsub);
+    TRY(get_version(sv, vsub, p.shadow.version));
+    if (traffic_resolve_version(&p, p.shadow.version) == NULL)
+      FAIL("%s names the unknown alias '%s'", vsub, p.shadow.version);
+    p.shadow.percent = 100;
+    TRY(get_number(v, "percent", sub, 0, 100, &p.shadow.percent));
+    double mif = 16;
+    TRY(get_number(v, "max_in_flight", sub, 1, 100000, &mif));
+    p.shadow.max_in_flight = (int)mif;
+    p.shadow.on = true;
   }
   if ((v = json_object_get(doc, "rollout")) != NULL && !json_is_null(v)) {
     TRY(parse_rollout(v, path, &p));

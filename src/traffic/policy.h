@@ -58,6 +58,15 @@ typedef struct traffic_rollout {
   char reason[256];         /* why it stopped (rolled back, completed, paused) */
 } traffic_rollout;
 
+/* Shadow traffic: a copy of a share of the live requests to another version, at the lowest
+ * priority, never waited on; the answers are compared when both are in. */
+typedef struct traffic_shadow {
+  bool on;
+  char version[TRAFFIC_NAME_MAX]; /* a version number or an alias */
+  double percent;                 /* of the model's requests, 0..100 */
+  int max_in_flight;              /* shadow copies queued or running at once; past it, dropped */
+} traffic_shadow;
+
 typedef struct traffic_policy {
   traffic_alias aliases[TRAFFIC_MAX_ALIASES];
   int n_aliases;
@@ -66,6 +75,7 @@ typedef struct traffic_policy {
   traffic_sticky_kind sticky;
   char sticky_header[64];
   traffic_rollout rollout;
+  traffic_shadow shadow;
 } traffic_policy;
 
 /* The stable hash of a sticky key into [0, 1): the same key gives the same value on every

@@ -19,6 +19,7 @@
 #include "core/model.h"
 #include "core/principal.h"
 #include "core/repository.h"
+#include "core/scheduler.h"
 #include "core/serve.h"
 #include "core/tensor.h"
 #include "traffic/policy.h"
@@ -75,6 +76,39 @@ typedef struct arm_stats {
   struct arm_stats *next;
 } arm_stats;
 
+/* ---- shadow traffic ---------------------------------------------------------------------- */
+
+#define SHADOW_MAX_OUTPUTS 8
+
+/* What the shadow copies of one model did, compared with their live requests. */
+typedef struct shadow_stats {
+  char model[256];
+  char version[TRAFFIC_NAME_MAX];
+  int64_t sent, dropped, errors, compared;
+  int64_t label_rows, label_agree; /* classifiers: rows whose labels agree */
+  int64_t disagreed;               /* compared requests with a label that differs */
+  struct {
+    char name[64];
+    double sum_abs, max_abs;
+    int64_t n;
+  } out[SHADOW_MAX_OUTPUTS]; /* regressors: |shadow - live| per FP32 output */
+  int n_out;
+  int64_t hist[TRAFFIC_HIST_BUCKETS]; /* the shadow's own server time */
+  int64_t win_compared, win_disagreed;
+  _Atomic int in_flight;
+  struct shadow_stats *next;
+} shadow_stats;
+
+/* A live request and its shadow copy, until both have finished. */
+typedef struct shadow_pair {
+  const infer_request *live; /* the key the live completion finds it by; never dereferenced */
+  shadow_stats *stats;
+  bool live_done, shadow_done, live_ok, shadow_ok;
+  tensor *live_out, *shadow_out; /* owned copies / taken outputs */
+  size_t n_live, n_shadow;
+  struct shadow_pair *next;
+} shadow_pair;
+
 struct traffic {
   app *app;
   char state_dir[PATH_MAX];
@@ -88,6 +122,9 @@ struct traffic {
   pthread_mutex_t stats_mu;
   arm_stats *stats;
   traffic_breaker *breakers; /* admin_mu (or start-up) adds; never removed until destroy */
+  shadow_stats *shadows;     /* stats_mu */
+  shadow_pair *pending;      /* stats_mu: pairs whose live request has not finished */
+  _Atomic int n_pending;
   /* the rollout tick */
   pthread_t tick;
   bool tick_started;
@@ -246,6 +283,206 @@ static void poke_tick(traffic *t) {
   pthread_mutex_unlock(&t->tick_mu);
 }
 
+static shadow_stats *shadow_find(traffic *t, const char *model, bool create) {
+  for (shadow_stats *x = t->shadows; x; x = x->next)
+    if (strcmp(x->model, model) == 0) return x;
+  if (!create) return NULL;
+  shadow_stats *x = calloc(1, sizeof *x);
+  if (x == NULL) return NULL;
+  snprintf(x->model, sizeof x->model, "%s", model);
+  x->next = t->shadows;
+  t->shadows = x;
+  return x;
+}
+
+static const tensor *find_output(const tensor *ts, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(ts[i].name, name) == 0) return &ts[i];
+  return NULL;
+}
+
+/* Both answers are in (stats_mu held): labels (INT64) agree row by row, FP32 outputs differ by
+ * how much. Outputs are matched by name and shape; others are not compared. */
+static void shadow_compare(shadow_pair *p) {
+  shadow_stats *x = p->stats;
+  if (!p->shadow_ok) {
+    x->errors++;
+    return;
+  }
+  if (!p->live_ok) return; /* nothing to compare with */
+  x->compared++;
+  x->win_compared++;
+  bool disagreed = false;
+  for (size_t i = 0; i < p->n_live; i++) {
+    const tensor *l = &p->live_out[i], *sh = find_output(p->shadow_out, p->n_shadow, l->name);
+    if (sh == NULL || sh->datatype != l->datatype || sh->byte_size != l->byte_size) continue;
+    if (l->datatype == DT_INT64) {
+      const int64_t *a = (const int64_t *)l->data, *b = (const int64_t *)sh->data;
+      for (size_t k = 0; k < l->byte_size / 8; k++) {
+        x->label_rows++;
+        if (a[k] == b[k]) x->label_agree++;
+        else disagreed = true;
+      }
+    } else if (l->datatype == DT_FP32) {
+      int j = 0;
+      while (j < x->n_out && strcmp(x->out[j].name, l->name) != 0) j++;
+      if (j == x->n_out) {
+        if (x->n_out == SHADOW_MAX_OUTPUTS) continue;
+        snprintf(x->out[j].name, sizeof x->out[j].name, "%s", l->name);
+        x->n_out++;
+      }
+      const float *a = (const float *)l->data, *b = (const float *)sh->data;
+      for (size_t k = 0; k < l->byte_size / 4; k++) {
+        double d = a[k] > b[k] ? (double)a[k] - b[k] : (double)b[k] - a[k];
+        x->out[j].sum_abs += d;
+        x->out[j].n++;
+        if (d > x->out[j].max_abs) x->out[j].max_abs = d;
+      }
+    }
+  }
+  if (disagreed) {
+    x->disagreed++;
+    x->win_disagreed++;
+  }
+}
+
+static void shadow_pair_free(shadow_pair *p) {
+  if (p->live_out) tensors_free(p->live_out, p->n_live);
+  if (p->shadow_out) tensors_free(p->shadow_out, p->n_shadow);
+  free(p);
+}
+
+/* A deep copy of n tensors (the live outputs are freed with the live request). */
+static tensor *tensors_copy(const tensor *src, size_t n) {
+  tensor *dst = calloc(n ? n : 1, sizeof *dst);
+  if (dst == NULL) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    inferd_status st = tensor_init(&dst[i], src[i].name, src[i].datatype, src[i].shape, src[i].ndim);
+    if (status_is_ok(&st)) st = tensor_alloc(&dst[i], src[i].byte_size);
+    if (!status_is_ok(&st)) {
+      tensors_free(dst, i + 1);
+      return NULL;
+    }
+    if (src[i].byte_size) memcpy(dst[i].data, src[i].data, src[i].byte_size);
+    dst[i].bytes_are_json = src[i].bytes_are_json;
+  }
+  return dst;
+}
+
+/* The shadow copy finished, on a worker: record it, compare when the live one is in too. */
+static void shadow_done(infer_request *sreq, void *user) {
+  shadow_pair *p = user;
+  traffic *t = (traffic *)sreq->reply_user;
+  double ms = (double)(sreq->queue_ns + sreq->compute_input_ns + sreq->compute_infer_ns + sreq->compute_output_ns) / 1e6;
+  bool ok = status_is_ok(&sreq->status);
+  pthread_mutex_lock(&t->stats_mu);
+  p->shadow_ok = ok;
+  if (ok) { /* take the outputs: the request is destroyed below */
+    p->shadow_out = sreq->outputs;
+    p->n_shadow = sreq->n_outputs;
+    sreq->outputs = NULL;
+  }
+  if (ok) p->stats->hist[traffic_hist_bucket(ms)]++;
+  p->shadow_done = true;
+  bool both = p->live_done;
+  if (both) shadow_compare(p);
+  atomic_fetch_sub(&p->stats->in_flight, 1);
+  pthread_mutex_unlock(&t->stats_mu);
+  if (both) shadow_pair_free(p);
+  infer_request_destroy(sreq);
+}
+
+/* The fork stage: a copy of the live request to the shadow version, at the lowest priority,
+ * never waited on. Its status is ignored by serve, and nothing here changes the live request. */
+static inferd_status on_fork(void *ctx, const serve_request *sr, infer_request *req) {
+  traffic *t = ctx;
+  if (req->arm[0] == '\0') return status_ok(); /* no policy */
+  char version[TRAFFIC_NAME_MAX] = "";
+  double percent = 0;
+  int max_in_flight = 0;
+  traffic_snap *s = snap_acquire(t);
+  const traffic_entry *e = snap_find(s, sr->model);
+  if (e && e->policy.shadow.on) {
+    const char *v = traffic_resolve_version(&e->policy, e->policy.shadow.version);
+    if (v) snprintf(version, sizeof version, "%s", v);
+    percent = e->policy.shadow.percent;
+    max_in_flight = e->policy.shadow.max_in_flight;
+  }
+  snap_release(s);
+  if (version[0] == '\0' || strcmp(version, req->mv->version_str) == 0) return status_ok();
+  uint64_t draw = atomic_fetch_add_explicit(&t->draws, 1, memory_order_relaxed);
+  if (traffic_unit_of(traffic_mix64(draw ^ 0x5eed5eedULL)) * 100 >= percent) return status_ok();
+  pthread_mutex_lock(&t->stats_mu);
+  shadow_stats *x = shadow_find(t, sr->model, true);
+  if (x) {
+    snprintf(x->version, sizeof x->version, "%s", version);
+    x->sent++;
+  }
+  pthread_mutex_unlock(&t->stats_mu);
+  if (x == NULL) return status_ok();
+  /* under load the shadow goes first: past its in-flight bound, or when its version cannot
+   * take it, the copy is dropped (counted), never queued behind the live traffic */
+  model_version *mv = NULL;
+  infer_request *sreq = NULL;
+  shadow_pair *p = NULL;
+  bool sent = false;
+  if (atomic_fetch_add(&x->in_flight, 1) < max_in_flight &&
+      repo_acquire(t->app->repo, sr->model, version, REPO_READY, &mv).code == INFERD_OK &&
+      (sreq = infer_request_create(mv)) != NULL && (p = calloc(1, sizeof *p)) != NULL &&
+      (sreq->inputs = tensors_copy(req->inputs, req->n_inputs)) != NULL) {
+    sreq->n_inputs = req->n_inputs;
+    inferd_status st = infer_request_validate(sreq); /* the shadow's signature; all its outputs */
+    if (status_is_ok(&st)) {
+      int levels = mv->model->config->batching.priority_levels;
+      sreq->priority = levels > 1 ? levels : 0; /* the lowest the version has */
+      sreq->deadline_ns = req->deadline_ns;
+      snprintf(sreq->arm, sizeof sreq->arm, "shadow");
+      p->live = req;
+      p->stats = x;
+      sreq->on_done = shadow_done;
+      sreq->user = p;
+      sreq->reply_user = t;
+      pthread_mutex_lock(&t->stats_mu);
+      p->next = t->pending;
+      t->pending = p;
+      atomic_fetch_add(&t->n_pending, 1);
+      pthread_mutex_unlock(&t->stats_mu);
+      sched_submit(t->app->sched, sreq);
+      sent = true;
+    }
+  }
+  if (mv) version_release(mv);
+  if (!sent) {
+    atomic_fetch_sub(&x->in_flight, 1);
+    pthread_mutex_lock(&t->stats_mu);
+    x->dropped++;
+    pthread_mutex_unlock(&t->stats_mu);
+    free(p);
+    infer_request_destroy(sreq);
+  }
+  return status_ok();
+}
+
+/* The live side of a shadowed request finished (stats_mu held). */
+static shadow_pair *live_finished(traffic *t, const infer_request *req) {
+  for (shadow_pair **pp = &t->pending; *pp; pp = &(*pp)->next) {
+    shadow_pair *p = *pp;
+    if (p->live != req) continue;
+    *pp = p->next;
+    atomic_fetch_sub(&t->n_pending, 1);
+    p->live_ok = status_is_ok(&req->status);
+    if (p->live_ok) {
+      p->live_out = tensors_copy(req->outputs, req->n_outputs);
+      p->n_live = p->live_out ? req->n_outputs : 0;
+    }
+    p->live_done = true;
+    if (!p->shadow_done) return NULL; /* the shadow side frees it */
+    shadow_compare(p);
+    return p;
+  }
+  return NULL;
+}
+
 static inferd_status on_complete(void *ctx, const serve_request *sr, infer_request *req) {
   (void)sr;
   traffic *t = ctx;
@@ -257,7 +494,9 @@ static inferd_status on_complete(void *ctx, const serve_request *sr, infer_reque
   const tensor *label = NULL, *probs = NULL;
   bool cls = ok && classifier_outputs(req, &label, &probs);
   traffic_window win = {0};
+  shadow_pair *done_pair = NULL;
   pthread_mutex_lock(&t->stats_mu);
+  if (atomic_load(&t->n_pending) > 0) done_pair = live_finished(t, req);
   arm_stats *a = stats_find(t, req->mv->model->name, req->arm, true);
   if (a) {
     snprintf(a->version, sizeof a->version, "%s", req->mv->version_str);
@@ -289,6 +528,7 @@ static inferd_status on_complete(void *ctx, const serve_request *sr, infer_reque
     win.errors = a->win_errors;
   }
   pthread_mutex_unlock(&t->stats_mu);
+  if (done_pair) shadow_pair_free(done_pair);
   /* a failing candidate is judged at once, not at the next tick: its errors alone decide the
    * error guards (the baseline and the clock only matter to the latency guard and the step) */
   if (!ok && strcmp(req->arm, "canary") == 0) {
@@ -323,6 +563,8 @@ static void windows_reset(traffic *t, const char *model) {
       a->win_requests = a->win_errors = 0;
       memset(a->win_hist, 0, sizeof a->win_hist);
     }
+  shadow_stats *x = shadow_find(t, model, false);
+  if (x) x->win_compared = x->win_disagreed = 0;
   pthread_mutex_unlock(&t->stats_mu);
 }
 
@@ -414,6 +656,11 @@ static void tick_once(traffic *t) {
     pthread_mutex_lock(&t->stats_mu);
     window_of(t, e->model, "canary", &obs.candidate);
     window_of(t, e->model, "stable", &obs.baseline);
+    const shadow_stats *x = shadow_find(t, e->model, false);
+    if (x && x->win_compared > 0) {
+      obs.has_shadow = true;
+      obs.shadow_disagreement = (double)x->win_disagreed / (double)x->win_compared;
+    }
     pthread_mutex_unlock(&t->stats_mu);
     char why[512];
     traffic_decision d = traffic_rollout_decide(&e->policy.rollout, now, &obs, why, sizeof why);
@@ -552,6 +799,7 @@ inferd_status traffic_create(app *a, const traffic_options *o, traffic **out) {
   }
   load_config_defaults(t, o->model_repository);
   inferd_status st = serve_register(a->serve, SERVE_STAGE_STATS, on_complete, t);
+  if (status_is_ok(&st)) st = serve_register(a->serve, SERVE_STAGE_FORK, on_fork, t);
   if (!status_is_ok(&st)) {
     traffic_destroy(t);
     return st;
@@ -583,6 +831,14 @@ void traffic_destroy(traffic *t) {
   for (arm_stats *a = t->stats, *next; a; a = next) {
     next = a->next;
     free(a);
+  }
+  for (shadow_pair *p = t->pending, *next; p; p = next) { /* a live side that never finished */
+    next = p->next;
+    if (p->shadow_done) shadow_pair_free(p);
+  }
+  for (shadow_stats *x = t->shadows, *next; x; x = next) {
+    next = x->next;
+    free(x);
   }
   for (traffic_breaker *b = t->breakers, *next; b; b = next) {
     next = b->next;
@@ -802,7 +1058,24 @@ inferd_status traffic_report(traffic *t, const char *model, json_t **out) {
     if (a->score_n) json_object_set_new(arm, "mean_score", json_real(a->score_sum / (double)a->score_n));
     json_array_append_new(arms, arm);
   }
+  json_t *shadow = NULL;
+  const shadow_stats *x = shadow_find(t, model, false);
+  if (x) {
+    shadow = json_pack("{ss sI sI sI sI s{sf sf}}", "version", x->version, "sent", (json_int_t)x->sent, "dropped",
+                       (json_int_t)x->dropped, "errors", (json_int_t)x->errors, "compared", (json_int_t)x->compared,
+                       "latency_ms", "p50", traffic_hist_quantile(x->hist, 0.5), "p99", traffic_hist_quantile(x->hist, 0.99));
+    if (x->label_rows)
+      json_object_set_new(shadow, "label_agreement", json_real((double)x->label_agree / (double)x->label_rows));
+    if (x->compared) json_object_set_new(shadow, "disagreement", json_real((double)x->disagreed / (double)x->compared));
+    json_t *outs = json_object();
+    for (int i = 0; i < x->n_out; i++)
+      json_object_set_new(outs, x->out[i].name,
+                          json_pack("{sf sf}", "mean_abs_diff", x->out[i].n ? x->out[i].sum_abs / (double)x->out[i].n : 0.0,
+                                    "max_abs_diff", x->out[i].max_abs));
+    json_object_set_new(shadow, "outputs", outs);
+  }
   pthread_mutex_unlock(&t->stats_mu);
   *out = json_pack("{ss so so}", "model", model, "arms", arms, "policy", policy);
+  if (shadow) json_object_set_new(*out, "shadow", shadow);
   return status_ok();
 }

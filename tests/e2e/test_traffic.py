@@ -11,7 +11,8 @@ The models are written here, from tests/e2e/make_test_models.py's helpers:
             an index is 10 or more, and answers like version 1 otherwise.
   slowcand  x FP32 [N, 1] -> y = x after dense 320 x 320 matrix products: version 1 does one,
             version 2 five, so version 2 is about 5x slower.
-  churn     the example classifier (models/churn), for the report's labels and scores.
+  churn     the example classifier (models/churn), its version 1 also as version 2, for the
+            report's labels and scores and the shadow's label agreement.
 """
 
 import json
@@ -68,7 +69,14 @@ def repo(tmp_path_factory):
     slow_cfg = dict(ALL_VERSIONS, onnxruntime={"intra_op_threads": 1})
     mtm.save(out, "slowcand", slow_model(1), version=1, config=slow_cfg)
     mtm.save(out, "slowcand", slow_model(5), version=2, config=slow_cfg)
-    shutil.copytree(os.path.join(REPO_ROOT, "models", "churn"), os.path.join(out, "churn"))
+    churn = os.path.join(out, "churn")
+    shutil.copytree(os.path.join(REPO_ROOT, "models", "churn"), churn)
+    shutil.copytree(os.path.join(churn, "1"), os.path.join(churn, "2"))
+    with open(os.path.join(churn, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["version_policy"] = {"all": True}
+    with open(os.path.join(churn, "config.json"), "w") as f:
+        json.dump(cfg, f)
     return out
 
 
@@ -520,3 +528,64 @@ def test_openapi_lists_the_traffic_routes(srv):
     assert "get" in paths["/v1/models/{model}/traffic/history"]
     assert "get" in paths["/v1/models/{model}/traffic/report"]
     assert "post" in paths["/v1/models/{model}/labels/{version}:predict"]
+
+
+# --------------------------------------------------------------------------------------------
+# shadow traffic
+
+
+def shadow_report(s, model, n):
+    def settled():
+        sh = s.get(f"/v1/models/{model}/traffic/report").json().get("shadow")
+        return sh if sh and sh["sent"] == n and sh["errors"] + sh["compared"] + sh["dropped"] == n else None
+    return wait_until(settled, timeout(30), what="every shadow copy accounted for")
+
+
+def test_a_failing_shadow_changes_nothing_live(srv):
+    put_policy(srv, "flaky", {"aliases": {"production": 1}, "arms": [{"name": "stable", "version": "production"}],
+                              "shadow": {"version": 2, "percent": 100, "max_in_flight": 1000}})
+    rng = random.Random(3)
+    s = requests.Session()
+    for _ in range(200):
+        idx = rng.randrange(0, 40)
+        r = s.post(srv.url("/v2/models/flaky/infer"),
+                   json={"inputs": [{"name": "idx", "datatype": "INT64", "shape": [1, 1], "data": [idx]}]}, timeout=T)
+        assert r.status_code == 200, r.text
+        assert r.json()["model_version"] == "1" and r.json()["outputs"][0]["data"] == [idx + 0.5]
+        assert r.headers["X-Model-Arm"] == "stable"
+    sh = shadow_report(srv, "flaky", 200)
+    assert sh["version"] == "2"
+    assert sh["errors"] > 100 and sh["compared"] > 10  # 3 in 4 indexes fail on version 2
+    # where version 2 answered, it answered what version 1 did
+    assert sh["outputs"]["out"]["max_abs_diff"] == 0.0
+    report = srv.get("/v1/models/flaky/traffic/report").json()
+    assert [(a["arm"], a["requests"], a["errors"]) for a in report["arms"]] == [("stable", 200, 0)]
+
+
+def test_a_slow_shadow_changes_nothing_live(srv):
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.5]}]}
+    put_policy(srv, "slowcand", {"aliases": {"production": 1}, "arms": [{"name": "stable", "version": "production"}],
+                                 "shadow": {"version": 2, "percent": 100, "max_in_flight": 2}})
+    s = requests.Session()
+    for _ in range(100):
+        r = s.post(srv.url("/v2/models/slowcand/infer"), json=body, timeout=T)
+        assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [1.5] and r.json()["model_version"] == "1"
+    sh = shadow_report(srv, "slowcand", 100)
+    assert sh["errors"] == 0 and sh["compared"] > 0
+    assert sh["outputs"]["y"]["max_abs_diff"] == 0.0
+    stable = srv.get("/v1/models/slowcand/traffic/report").json()["arms"][0]
+    assert sh["latency_ms"]["p50"] > 2 * stable["latency_ms"]["p50"]
+
+
+def test_shadow_label_agreement_of_a_classifier(srv):
+    put_policy(srv, "churn", {"arms": [{"name": "live", "version": 1}],
+                              "shadow": {"version": 2, "percent": 50, "max_in_flight": 1000}})
+    row = [3, 89.5, 268.5, 2, 29, 1, 0, 0, 0, 0, 1, 0]
+    for _ in range(100):
+        r = srv.post("/v2/models/churn/infer", json={"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 12],
+                                                                 "data": row}]})
+        assert r.status_code == 200 and r.json()["model_version"] == "1"
+    sh = srv.get("/v1/models/churn/traffic/report").json()["shadow"]
+    assert 35 <= sh["sent"] <= 65  # half of the requests
+    sh = shadow_report(srv, "churn", sh["sent"])
+    assert sh["label_agreement"] == 1.0 and sh["disagreement"] == 0.0
