@@ -176,6 +176,9 @@ static void test_json_errors_name_the_path(void **state) {
   expect_error("{\"aliases\": {\"production\": 2}, \"rollout\": {\"candidate\": 2}}", "candidate and baseline are both version 2");
   expect_error("{\"aliases\": {\"production\": 1}, \"rollout\": {\"candidate\": 2, \"max_error_rate\": 2}}",
                "$.rollout.max_error_rate must be a number from 0 to 1");
+  expect_error("{\"shadow\": {\"percent\": 5}}", "$.shadow.version is required");
+  expect_error("{\"shadow\": {\"version\": 2, \"percent\": 101}}", "$.shadow.percent must be a number from 0 to 100");
+  expect_error("{\"shadow\": {\"version\": \"canary\"}}", "$.shadow.version names the unknown alias 'canary'");
   expect_error("{\"aliases\": {\"production\": 1}, \"rollout\": {\"candidate\": 2, \"speed\": 2}}",
                "$.rollout has an unknown field 'speed'");
 }
@@ -205,6 +208,16 @@ static void test_json_round_trip(void **state) {
   assert_string_equal(q.arms[1].version, "2");
   assert_true(q.arms[1].weight == 100);
   assert_int_equal(q.rollout.min_requests, 7);
+  traffic_policy sh = parse("{\"aliases\": {\"next\": 4}, \"shadow\": {\"version\": \"next\", \"percent\": 25}}");
+  assert_true(sh.shadow.on);
+  assert_string_equal(sh.shadow.version, "next");
+  assert_true(sh.shadow.percent == 25);
+  assert_int_equal(sh.shadow.max_in_flight, 16);
+  j = traffic_policy_to_json(&sh);
+  inferd_status sst = traffic_policy_from_json(j, "$", &q);
+  json_decref(j);
+  assert_true(status_is_ok(&sst));
+  assert_true(q.shadow.on && q.shadow.percent == 25 && strcmp(q.shadow.version, "next") == 0);
   traffic_policy pr = parse("{\"sticky_key\": {\"principal\": true}}");
   assert_int_equal(pr.sticky, TRAFFIC_STICKY_PRINCIPAL);
 }
