@@ -206,7 +206,9 @@ int traffic_cli_main(int argc, char **argv) {
       if (nb == NULL) return 2;
       sbuf o;
       sbuf_init(&o, nb, cap);
-      sbuf_appendf(&o, "%.*s, \"reason\": \"", (int)(end - 1 - body), body);
+      const char *last = end - 2; /* the last character inside the object: '{' when it is empty */
+      while (last > body && (*last == ' ' || *last == '\n' || *last == '\r' || *last == '\t')) last--;
+      sbuf_appendf(&o, "%.*s%s\"reason\": \"", (int)(end - 1 - body), body, *last == '{' ? "" : ", ");
       for (const char *r = reason; *r; r++) {
         unsigned char c = (unsigned char)*r;
         if (c == '"' || c == '\\') sbuf_appendf(&o, "\\%c", c);

@@ -518,6 +518,12 @@ def test_cli(srv, tmp_path):
     r = cli("promote", "nope")
     assert r.returncode == 1 and json.loads(r.stderr) == {"error": "model 'nope' not found"}
     assert cli("frobnicate", "ab").returncode == 2
+    empty = tmp_path / "empty.json"
+    empty.write_text("{ }\n")
+    r = cli("set", "ab", str(empty), "--reason", "clear it")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"aliases": {}, "arms": [], "model": "ab"}
+    assert json.loads(cli("history", "ab", "--limit", "1").stdout)["events"][0]["why"] == "clear it"
 
 
 def test_openapi_lists_the_traffic_routes(srv):
