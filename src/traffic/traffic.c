@@ -331,9 +331,11 @@ static void shadow_compare(shadow_pair *p) {
         snprintf(x->out[j].name, sizeof x->out[j].name, "%s", l->name);
         x->n_out++;
       }
-      const float *a = (const float *)l->data, *b = (const float *)sh->data;
       for (size_t k = 0; k < l->byte_size / 4; k++) {
-        double d = a[k] > b[k] ? (double)a[k] - b[k] : (double)b[k] - a[k];
+        float a, b; /* tensor data is bytes: copied out, as its alignment is not promised */
+        memcpy(&a, l->data + 4 * k, 4);
+        memcpy(&b, sh->data + 4 * k, 4);
+        double d = a > b ? (double)a - b : (double)b - a;
         x->out[j].sum_abs += d;
         x->out[j].n++;
         if (d > x->out[j].max_abs) x->out[j].max_abs = d;
@@ -381,8 +383,8 @@ static void shadow_done(infer_request *sreq, void *user) {
     p->shadow_out = sreq->outputs;
     p->n_shadow = sreq->n_outputs;
     sreq->outputs = NULL;
+    p->stats->hist[traffic_hist_bucket(ms)]++;
   }
-  if (ok) p->stats->hist[traffic_hist_bucket(ms)]++;
   p->shadow_done = true;
   bool both = p->live_done;
   if (both) shadow_compare(p);
@@ -513,12 +515,14 @@ static inferd_status on_complete(void *ctx, const serve_request *sr, infer_reque
       int64_t rows = label->shape[0];
       for (int64_t r = 0; r < rows; r++) stats_add_label(a, lv[r]);
       if (probs && probs->shape[0] == rows) {
-        const float *pv = (const float *)probs->data;
         int64_t k = probs->shape[1];
         for (int64_t r = 0; r < rows; r++) {
-          float best = pv[r * k];
-          for (int64_t j = 1; j < k; j++)
-            if (pv[r * k + j] > best) best = pv[r * k + j];
+          float best, v;
+          memcpy(&best, probs->data + 4 * (size_t)(r * k), 4);
+          for (int64_t j = 1; j < k; j++) {
+            memcpy(&v, probs->data + 4 * (size_t)(r * k + j), 4);
+            if (v > best) best = v;
+          }
           a->score_sum += best;
           a->score_n++;
         }
