@@ -261,6 +261,8 @@ def test_blue_green_flip_under_load(srv):
     assert srv.get("/v1/models/ab/traffic").json()["aliases"] == {"production": "1"}
     stop = threading.Event()
     conns = 16 if SANITIZED else 64
+    answered = [0]  # successful answers so far, over every connection
+    lock = threading.Lock()
 
     def work(i, session):
         ok, failed, versions = 0, 0, set()
@@ -270,20 +272,27 @@ def test_blue_green_flip_under_load(srv):
                 if r.status_code == 200 and r.json()["outputs"][0]["data"][0] == float(r.json()["model_version"]):
                     ok += 1
                     versions.add(r.json()["model_version"])
+                    with lock:
+                        answered[0] += 1
                 else:
                     failed += 1
             except requests.RequestException:
                 failed += 1
         return ok, failed, versions
 
+    def after_more(n):  # each flip lands while requests flow: wait for n more answers
+        with lock:
+            target = answered[0] + n
+        wait_until(lambda: answered[0] >= target, timeout(60), what=f"{n} more answers")
+
     results = []
     loader = threading.Thread(target=lambda: results.extend(parallel(conns, work)))
     loader.start()
     try:
-        time.sleep(0.5)
+        after_more(100)
         for policy in (green, blue, green, blue, green):
             put_policy(srv, "ab", policy)
-            time.sleep(0.4)
+            after_more(100)
     finally:
         stop.set()
         loader.join()
