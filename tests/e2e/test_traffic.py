@@ -372,7 +372,7 @@ def test_rollout_guard_rolls_back_a_5x_slower_candidate(srv, state_dir):
                                  "rollout": {"candidate": 2, "steps": [50, 100], "min_dwell_ms": 600000,
                                              "min_requests": 40, "max_error_rate": 0.05, "max_p99_ratio": 2}})
     sent = 0
-    while rollout_state(srv, "slowcand") == "running" and sent < 2000:
+    while rollout_state(srv, "slowcand") == "running" and sent < 4000:
         for _ in range(10):
             r = s.post(srv.url("/v2/models/slowcand/infer"), json=body, timeout=T)
             assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [1.5]
