@@ -21,6 +21,8 @@
 #include "security/auth.h"
 #include "security/cors.h"
 #include "security/keys_cli.h"
+#include "traffic/cli.h"
+#include "traffic/traffic.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -45,12 +47,14 @@ typedef struct serve_options {
   trace_options trace; /* tracing is on when trace.otlp_endpoint is set */
   /* security (docs/security.md) */
   const char *api_keys, *jwt_jwks, *jwt_secret_file, *jwt_issuer, *jwt_audience, *cors_origins;
+  const char *state_dir; /* traffic's durable state (docs/traffic.md) */
 } serve_options;
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: inferd serve [options]\n"
           "       inferd keys create|list|revoke|rotate --file FILE ...  (inferd keys --help)\n"
+          "       inferd traffic COMMAND MODEL ...   (inferd traffic --help)\n"
           "       inferd version\n\n"
           "serve options (each also read from the environment variable shown):\n"
           "  --model-repository DIR   models to serve              INFERD_MODEL_REPOSITORY (required)\n"
@@ -71,6 +75,7 @@ static void usage(FILE *f) {
           "                           explicit (load through the API)  INFERD_MODEL_CONTROL_MODE (none)\n"
           "  --repository-poll-secs N poll mode's rescan interval  INFERD_REPOSITORY_POLL_SECS (15)\n"
           "  --load-model NAME        explicit mode: load NAME at start (repeatable; '*' for all)\n"
+          "  --state-dir DIR          traffic policies' store and audit log  INFERD_STATE_DIR (inferd-state beside the repository)\n"
           "SIGHUP rescans the repository in every mode; SIGTERM drains and stops.\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
           "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
@@ -125,7 +130,7 @@ static const struct option serve_longopts[] = {
     {"min-body-rate", required_argument, 0, 1002},   {"keepalive-timeout-ms", required_argument, 0, 1003},
     {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
     {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
-    {"load-model", required_argument, 0, 'L'},
+    {"load-model", required_argument, 0, 'L'}, {"state-dir", required_argument, 0, 'S'},
     {"otlp-endpoint", required_argument, 0, 1100}, {"otlp-protocol", required_argument, 0, 1101},
     {"trace-sample-ratio", required_argument, 0, 1102}, {"otlp-service-name", required_argument, 0, 1103},
     {"otlp-queue-size", required_argument, 0, 1104}, {"otlp-batch-size", required_argument, 0, 1105},
@@ -148,7 +153,7 @@ static const struct {
                   {"INFERD_REQUEST_HEAD_TIMEOUT_MS", 1000}, {"INFERD_BODY_TIMEOUT_MS", 1001},
                   {"INFERD_MIN_BODY_RATE", 1002}, {"INFERD_KEEPALIVE_TIMEOUT_MS", 1003},
                   {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005},
-                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'},
+                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}, {"INFERD_STATE_DIR", 'S'},
                   {"INFERD_OTLP_ENDPOINT", 1100}, {"INFERD_OTLP_PROTOCOL", 1101},
                   {"INFERD_TRACE_SAMPLE_RATIO", 1102}, {"INFERD_OTLP_SERVICE_NAME", 1103},
                   {"INFERD_OTLP_QUEUE_SIZE", 1104}, {"INFERD_OTLP_BATCH_SIZE", 1105},
@@ -171,6 +176,7 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 'G': if (parse_num(name, val, 1024, 2147483647, &v)) return -1; o->grpc_max_message_bytes = (long)v; return 0;
     case 'T': if (parse_num(name, val, 1, 64, &v)) return -1; o->grpc_threads = (long)v; return 0;
     case 'M': o->default_model = val; return 0;
+    case 'S': o->state_dir = val; return 0;
     case 'R': if (parse_num(name, val, 1, 1000000, &v)) return -1; o->max_records = (long)v; return 0;
     case 1000: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->head_timeout_ms = (long)v; return 0;
     case 1001: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->body_timeout_ms = (long)v; return 0;
@@ -368,10 +374,23 @@ static int cmd_serve(int argc, char **argv) {
     if (!status_is_ok(&st)) {
       log_msg(LOG_ERROR, NULL, "%s", st.msg);
       app_destroy(a);
+      auth_destroy(au);
+      cors_free(cors);
       return 2;
     }
     log_msg(LOG_INFO, NULL, "tracing: exporting OTLP/HTTP (%s) to %s, sampling %g of requests without a parent",
             o.trace.otlp_json ? "json" : "protobuf", o.trace.otlp_endpoint, o.trace.sample_ratio);
+  }
+  traffic *tr;
+  traffic_options to = {.state_dir = o.state_dir, .model_repository = o.model_repository};
+  st = traffic_create(a, &to, &tr);
+  if (!status_is_ok(&st)) {
+    log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    app_destroy(a);
+    trace_destroy(trace);
+    auth_destroy(au);
+    cors_free(cors);
+    return 1;
   }
   http_server *http;
   http_options ho = {.host = o.host, .port = (int)o.http_port, .threads = (int)o.http_threads,
@@ -384,6 +403,7 @@ static int cmd_serve(int argc, char **argv) {
   st = http_server_create(&ho, a, &http);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    traffic_destroy(tr);
     app_destroy(a);
     trace_destroy(trace);
     auth_destroy(au);
@@ -403,6 +423,7 @@ static int cmd_serve(int argc, char **argv) {
     http_server_drain(http);
     app_stop_work(a);
     http_server_destroy(http);
+    traffic_destroy(tr);
     app_destroy(a);
     trace_destroy(trace);
     auth_destroy(au);
@@ -435,6 +456,7 @@ static int cmd_serve(int argc, char **argv) {
   app_stop_work(a); /* what is still queued is answered 503 through the loops, still running */
   http_server_destroy(http);
   grpcfe_destroy(grpc);
+  traffic_destroy(tr);
   app_destroy(a);
   trace_destroy(trace); /* after the last completion (and the pipeline) is gone: exports what is left */
   auth_destroy(au); /* after everything that could still admit a request */
@@ -446,6 +468,7 @@ static int cmd_serve(int argc, char **argv) {
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "keys") == 0) return keys_cli_main(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "traffic") == 0) return traffic_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "version") == 0) {
     printf("inferd %s\n", INFERD_VERSION);
     return 0;

@@ -41,6 +41,15 @@ static const route routes[] = {
     /* TF Serving's REST predict (tfserving.c) and MLflow's scoring protocol (mlflow.c) */
     {ROUTE_POST, "/v1/models/{model}:predict", tfserving_predict, SCOPE_INFER},
     {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", tfserving_predict, SCOPE_INFER},
+    {ROUTE_POST, "/v1/models/{model}/labels/{version}:predict", tfserving_predict, SCOPE_INFER}, /* a label: an alias */
+    /* the traffic admin API (traffic_api.c): admin routes */
+    {ROUTE_GET | ROUTE_PUT, "/v1/models/{model}/traffic", traffic_api_policy, SCOPE_ADMIN},
+    {ROUTE_POST, "/v1/models/{model}/traffic/promote", traffic_api_promote, SCOPE_ADMIN},
+    {ROUTE_POST, "/v1/models/{model}/traffic/rollback", traffic_api_rollback, SCOPE_ADMIN},
+    {ROUTE_POST, "/v1/models/{model}/traffic/pause", traffic_api_pause, SCOPE_ADMIN},
+    {ROUTE_POST, "/v1/models/{model}/traffic/resume", traffic_api_resume, SCOPE_ADMIN},
+    {ROUTE_GET, "/v1/models/{model}/traffic/history", traffic_api_history, SCOPE_READ},
+    {ROUTE_GET, "/v1/models/{model}/traffic/report", traffic_api_report, SCOPE_READ},
     {ROUTE_POST, "/invocations", mlflow_invocations, SCOPE_INFER},
     {ROUTE_GET, "/ping", mlflow_ping, SCOPE_OPEN},
     /* the API's own documentation (openapi.c, docs_ui.c) */
