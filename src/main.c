@@ -15,6 +15,8 @@
 #include "core/version.h"
 #include "frontends/grpc/frontend.h"
 #include "frontends/http/server.h"
+#include "observability/options.h"
+#include "profile_cmd.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -36,11 +38,13 @@ typedef struct serve_options {
   long poll_secs;
   const char *load_models[64];
   size_t n_load_models;
+  obs_options obs; /* drift and payload capture (observability/options.h) */
 } serve_options;
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: inferd serve [options]\n"
+          "       inferd profile --model NAME --repository DIR --data FILE.csv|.jsonl  (docs/observability.md)\n"
           "       inferd version\n\n"
           "serve options (each also read from the environment variable shown):\n"
           "  --model-repository DIR   models to serve              INFERD_MODEL_REPOSITORY (required)\n"
@@ -68,7 +72,8 @@ static void usage(FILE *f) {
           "  --min-body-rate N        bytes/s that earn a body one more second  INFERD_MIN_BODY_RATE (1024)\n"
           "  --keepalive-timeout-ms N idle time between requests   INFERD_KEEPALIVE_TIMEOUT_MS (120000)\n"
           "  --send-timeout-ms N      time for a client to take a closing reply  INFERD_SEND_TIMEOUT_MS (30000)\n"
-          "  --max-connections N      HTTP connections open at once  INFERD_MAX_CONNECTIONS (16384)\n");
+          "  --max-connections N      HTTP connections open at once  INFERD_MAX_CONNECTIONS (16384)\n%s",
+          OBS_OPTIONS_USAGE);
 }
 
 /* Parses a whole decimal integer within [lo, hi]; names the option on failure. */
@@ -97,6 +102,16 @@ static const struct option serve_longopts[] = {
     {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
     {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
     {"load-model", required_argument, 0, 'L'},
+    {"drift-window-s", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_WINDOW_S},
+    {"drift-buckets", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_BUCKETS},
+    {"drift-psi-warn", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_PSI_WARN},
+    {"drift-psi-alert", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_PSI_ALERT},
+    {"drift-min-samples", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_MIN_SAMPLES},
+    {"capture-dir", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_DIR},
+    {"capture-percent", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_PERCENT},
+    {"capture-max-file-bytes", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_MAX_FILE_BYTES},
+    {"capture-max-files", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_MAX_FILES},
+    {"capture-queue", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_QUEUE},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -117,6 +132,11 @@ static const struct {
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
   long long v = 0;
+  if (c >= OBS_OPTION_BASE && c < OBS_OPTION_BASE + OBS_OPTION_COUNT) {
+    inferd_status st = obs_option_apply(&o->obs, c - OBS_OPTION_BASE, name, val);
+    if (!status_is_ok(&st)) fprintf(stderr, "inferd: %s\n", st.msg);
+    return status_is_ok(&st) ? 0 : -1;
+  }
   switch (c) {
     case 'm': o->model_repository = val; return 0;
     case 'H': o->host = val; return 0;
@@ -165,6 +185,7 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .max_records = 1000, .head_timeout_ms = 20000, .body_timeout_ms = 30000,
                        .min_body_rate = 1024, .keepalive_timeout_ms = 120000, .send_timeout_ms = 30000,
                        .max_connections = 16384, .control_mode = REPO_CONTROL_NONE, .poll_secs = 15};
+  obs_options_default(&o->obs);
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
     if (val && apply_option(o, serve_envs[i].opt, serve_envs[i].env, val)) return -1;
@@ -232,6 +253,7 @@ static int cmd_serve(int argc, char **argv) {
    * registry, the application API as a version-load hook. */
   inferd_status reg = backends_register_builtin();
   if (status_is_ok(&reg)) reg = application_register();
+  if (status_is_ok(&reg)) reg = drift_register(&o.obs.drift); /* after application: it binds to the schema */
   if (!status_is_ok(&reg)) {
     log_msg(LOG_ERROR, NULL, "%s", reg.msg);
     return 1;
@@ -247,6 +269,16 @@ static int cmd_serve(int argc, char **argv) {
     return 1;
   }
   a->default_model = o.default_model;
+  capture *cap = NULL;
+  st = drift_serve_register(a->serve);
+  if (status_is_ok(&st) && o.obs.capture.dir) st = capture_create(&o.obs.capture, &cap);
+  if (status_is_ok(&st) && cap) st = capture_serve_register(cap, a->serve);
+  if (!status_is_ok(&st)) {
+    log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    capture_destroy(cap);
+    app_destroy(a);
+    return 2;
+  }
   a->max_records = (int)o.max_records;
   bool no_default = false;
   if (o.default_model) { /* the folder, not what has loaded yet: the first scan may be under way */
@@ -257,6 +289,7 @@ static int cmd_serve(int argc, char **argv) {
   }
   if (no_default) {
     log_msg(LOG_ERROR, NULL, "--default-model: no model '%s' in %s", o.default_model, o.model_repository);
+    capture_destroy(cap);
     app_destroy(a);
     return 2;
   }
@@ -270,6 +303,7 @@ static int cmd_serve(int argc, char **argv) {
   st = http_server_create(&ho, a, &http);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    capture_destroy(cap);
     app_destroy(a);
     return 1;
   }
@@ -285,6 +319,7 @@ static int cmd_serve(int argc, char **argv) {
     http_server_drain(http);
     app_stop_work(a);
     http_server_destroy(http);
+    capture_destroy(cap);
     app_destroy(a);
     return 1;
   }
@@ -303,6 +338,7 @@ static int cmd_serve(int argc, char **argv) {
   app_stop_work(a); /* what is still queued is answered 503 through the loops, still running */
   http_server_destroy(http);
   grpcfe_destroy(grpc);
+  capture_destroy(cap); /* no request completes any more: write what is queued */
   app_destroy(a);
   log_msg(LOG_INFO, NULL, "stopped");
   return 0;
@@ -310,6 +346,7 @@ static int cmd_serve(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "profile") == 0) return profile_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "version") == 0) {
     printf("inferd %s\n", INFERD_VERSION);
     return 0;

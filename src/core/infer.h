@@ -40,6 +40,9 @@ struct infer_request {
   const struct principal *principal; /* a counted reference, dropped by infer_request_destroy */
   struct serve_headers *reply_headers;
   char arm[32]; /* traffic/'s: the arm of the model's split that answered ("" when none) */
+  int64_t start_ns;     /* core/serve's copy of the request's arrival (monotonic), for latencies */
+  char request_id[64];  /* the request's id for completion stages (capture): the trace id or the
+                           client's X-Request-ID when a stage fills it in; "" when none did */
 
   /* The scheduler's. */
   int64_t enqueue_ns;

@@ -183,6 +183,7 @@ inferd_status serve_submit(serve *s, serve_request *sr) {
   if (req == NULL) return status_make(INFERD_INTERNAL, "out of memory");
   req->principal = principal_ref(sr->principal);
   req->reply_headers = sr->reply_headers;
+  req->start_ns = sr->start_ns;
   bool ended = stage_ends(s, SERVE_STAGE_ROUTE, sr, req, &st);
   if (!ended && sr->decode) {
     st = sr->decode(sr, req);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/infer.h"
 #include "core/model.h"
 #include "core/repository.h"
 #include "core/status.h"

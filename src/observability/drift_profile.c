@@ -156,7 +156,8 @@ inferd_status drift_profile_load(const char *path, drift_profile **out) {
 static json_t *hist_json(const drift_hist *h) {
   json_t *bounds = json_array(), *counts = json_array();
   for (size_t i = 0; i < h->n_bins; i++) {
-    json_array_append_new(counts, json_real(h->counts[i]));
+    double c = h->counts[i]; /* counts are whole numbers unless a profile was scaled by hand */
+    json_array_append_new(counts, c == floor(c) && c < 9007199254740992.0 ? json_integer((json_int_t)c) : json_real(c));
     if (i + 1 < h->n_bins)
       json_array_append_new(bounds, h->kind == DRIFT_NUMERIC ? json_real(h->edges[i]) : json_string(h->categories[i]));
   }
@@ -169,7 +170,7 @@ json_t *drift_profile_json(const drift_profile *p, const char *model, const char
   if (model) json_object_set_new(root, "model", json_string(model));
   if (version) json_object_set_new(root, "version", json_string(version));
   if (source) json_object_set_new(root, "source", json_string(source));
-  json_object_set_new(root, "rows", json_real(p->rows));
+  json_object_set_new(root, "rows", json_integer((json_int_t)p->rows));
   json_t *feats = json_array();
   for (size_t i = 0; i < p->n_features; i++) json_array_append_new(feats, hist_json(&p->features[i]));
   json_object_set_new(root, "features", feats);

@@ -30,6 +30,8 @@ static const route routes[] = {
     {ROUTE_GET, "/v1/models/{model}/versions/{version}", v1_model_get},
     {ROUTE_POST, "/v1/models/{model}/predict", v1_predict},
     {ROUTE_POST, "/v1/models/{model}/versions/{version}/predict", v1_predict},
+    {ROUTE_GET, "/v1/models/{model}/drift", v1_model_drift},
+    {ROUTE_GET, "/v1/models/{model}/versions/{version}/drift", v1_model_drift},
     /* TF Serving's REST predict (tfserving.c) and MLflow's scoring protocol (mlflow.c) */
     {ROUTE_POST, "/v1/models/{model}:predict", tfserving_predict},
     {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", tfserving_predict},
