@@ -54,9 +54,13 @@ static bool open_next(capture *c) {
   char path[4200];
   c->seq++;
   file_path(c, c->seq, path, sizeof path);
-  c->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  /* Non-blocking open: a FIFO at this name (a consumer streaming the records) with no reader yet
+   * fails now and is retried with the next record, rather than hanging the writer; its writes
+   * then block as a file's would. */
+  c->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0644);
   c->file_bytes = 0;
   if (c->fd < 0) return false;
+  fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
   atomic_fetch_add(&c->files, 1);
   if (c->o.max_files > 0 && c->seq > (uint64_t)c->o.max_files) { /* the oldest beyond max_files */
     file_path(c, c->seq - (uint64_t)c->o.max_files, path, sizeof path);
@@ -280,7 +284,13 @@ static uint64_t highest_seq(const char *dir) {
   while ((e = readdir(d)) != NULL) {
     unsigned long long n;
     char tail[16];
-    if (sscanf(e->d_name, "capture-%llu.%15s", &n, tail) == 2 && strcmp(tail, "jsonl") == 0 && n > best) best = n;
+    struct stat sb;
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    /* regular files only: a FIFO or a link to a device placed at the next name is written to */
+    if (sscanf(e->d_name, "capture-%llu.%15s", &n, tail) == 2 && strcmp(tail, "jsonl") == 0 && n > best &&
+        lstat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+      best = n;
   }
   closedir(d);
   return best;

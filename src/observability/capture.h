@@ -40,7 +40,10 @@ typedef struct capture_counts {
 } capture_counts;
 
 /* Creates the directory if needed (INVALID_ARGUMENT naming it when it cannot be made) and
- * starts the writer thread. Files continue after the highest number already there. */
+ * starts the writer thread. Numbering continues after the highest-numbered regular
+ * capture-N.jsonl already there, so a restart never appends to an old file; what sits at the
+ * next name and is not a regular file (a FIFO a consumer reads, a link to a device) is written
+ * to. */
 inferd_status capture_create(const capture_options *opts, capture **out);
 /* Registers the stages: the request's id at fork, the sampled record at log. */
 inferd_status capture_serve_register(capture *c, struct serve *s);

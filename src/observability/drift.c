@@ -53,7 +53,7 @@ typedef struct drift_state {
   _Atomic int64_t *bucket_epoch; /* owned: the period each bucket counts, INT64_MIN: never */
   _Atomic uint64_t *bucket_rows; /* owned */
   _Atomic uint64_t *counts;      /* owned: n_buckets * total_bins */
-  _Atomic int64_t *last_warn;    /* owned: per histogram, the period of its last warning */
+  _Atomic int64_t *last_warn;    /* owned: per histogram, when it last warned (monotonic ns) */
   atomic_uint_fast64_t warnings;
   const model_version *mv;
 } drift_state;
@@ -258,6 +258,14 @@ inferd_status drift_register(const drift_options *opts) {
   return hook_slot < 0 ? status_make(INFERD_INTERNAL, "too many version hooks") : status_ok();
 }
 
+inferd_status drift_attach(model_version *mv, const drift_options *opts) {
+  TRY(drift_register(opts));
+  void **slot = &mv->hook_data[hook_slot];
+  if (*slot) drift_unload(mv, *slot);
+  *slot = NULL;
+  return drift_load(mv, slot);
+}
+
 /* ---- the request path ------------------------------------------------------------------- */
 
 static double number_at(const tensor *t, size_t i) {
@@ -413,10 +421,11 @@ static uint64_t window_rows(const drift_state *s, int64_t e) {
 }
 
 /* Logs each histogram over a threshold, at most once per window length. */
-static void warn_if_due(drift_state *s, size_t i, const hist_score *sc, int64_t e) {
+static void warn_if_due(drift_state *s, size_t i, const hist_score *sc, int64_t now_ns) {
   if (sc->level < LEVEL_WARN) return;
   int64_t last = atomic_load_explicit(&s->last_warn[i], memory_order_relaxed);
-  if (e - last < s->n_buckets || !atomic_compare_exchange_strong(&s->last_warn[i], &last, e)) return;
+  if (now_ns - last < g_opts.window_ms * 1000000 || !atomic_compare_exchange_strong(&s->last_warn[i], &last, now_ns))
+    return;
   atomic_fetch_add_explicit(&s->warnings, 1, memory_order_relaxed);
   const drift_hist *h = s->hists[i];
   log_msg(LOG_WARN, s->mv->model->name,
@@ -431,7 +440,7 @@ static void check_and_warn(drift_state *s, int64_t now_ns) {
   int64_t e = now_ns / s->period_ns;
   for (size_t i = 0; i < s->n_hists; i++) {
     hist_score sc = score_hist(s, i, e);
-    warn_if_due(s, i, &sc, e);
+    warn_if_due(s, i, &sc, now_ns);
   }
 }
 
@@ -451,24 +460,24 @@ inferd_status drift_report_json(const model_version *mv, int64_t now_ns, json_t 
   for (size_t i = 0; i < s->n_hists; i++) {
     const drift_hist *h = s->hists[i];
     hist_score sc = score_hist(s, i, e);
-    warn_if_due(s, i, &sc, e);
-    json_t *o = json_pack("{ss ss sf so so so ss}", "name", h->name, "type",
-                          h->kind == DRIFT_NUMERIC ? "numeric" : "categorical", "samples", sc.samples, "psi",
+    warn_if_due(s, i, &sc, now_ns);
+    json_t *o = json_pack("{ss ss sI so so so ss}", "name", h->name, "type",
+                          h->kind == DRIFT_NUMERIC ? "numeric" : "categorical", "samples", (json_int_t)sc.samples, "psi",
                           number_or_null(sc.psi), "js_distance", number_or_null(sc.js), "ks", number_or_null(sc.ks),
                           "level", level_names[sc.level]);
-    if (sc.level == LEVEL_WARN) json_array_append_new(warn, json_string(h->name));
-    if (sc.level == LEVEL_ALERT) json_array_append_new(alert, json_string(h->name));
-    if (i == s->profile->n_features) {
+    if (i == s->profile->n_features) { /* the prediction has its own level, outside the feature lists */
       json_decref(pred);
       pred = o;
     } else {
       json_array_append_new(feats, o);
+      if (sc.level == LEVEL_WARN) json_array_append_new(warn, json_string(h->name));
+      if (sc.level == LEVEL_ALERT) json_array_append_new(alert, json_string(h->name));
     }
   }
-  *out = json_pack("{ss ss sf sf si sI sf s{sf sf sI} so so so so sI}", "model", mv->model->name, "version",
+  *out = json_pack("{ss ss sf sf si sI sI s{sf sf sI} so so so so sI}", "model", mv->model->name, "version",
                    mv->version_str, "window_seconds", (double)g_opts.window_ms / 1000, "bucket_seconds",
                    (double)s->period_ns / 1e9, "buckets", s->n_buckets, "samples", (json_int_t)window_rows(s, e),
-                   "reference_rows", s->profile->rows, "thresholds", "psi_warn", g_opts.psi_warn, "psi_alert",
+                   "reference_rows", (json_int_t)s->profile->rows, "thresholds", "psi_warn", g_opts.psi_warn, "psi_alert",
                    g_opts.psi_alert, "min_samples", (json_int_t)g_opts.min_samples, "features", feats, "prediction",
                    pred, "warn", warn, "alert", alert, "warnings_logged",
                    (json_int_t)atomic_load_explicit(&s->warnings, memory_order_relaxed));

@@ -24,17 +24,22 @@ typedef struct drift_options {
   int buckets;        /* time buckets it is made of (default 10): it slides by window / buckets */
   double psi_warn;    /* PSI from which a feature is "warn" (default 0.1) */
   double psi_alert;   /* and "alert" (default 0.25) */
-  long min_samples;   /* below this many rows in the window no feature is flagged (default 100) */
+  long min_samples;   /* below this many rows in the window no feature is flagged (default 500):
+                         PSI's own sampling noise is about (bins - 1) / rows, 0.02 at 500 rows
+                         over 10 bins, but 0.09 at 100, near the warn threshold */
 } drift_options;
 
 #define DRIFT_DEFAULT_OPTIONS \
-  ((drift_options){.window_ms = 300000, .buckets = 10, .psi_warn = 0.1, .psi_alert = 0.25, .min_samples = 100})
+  ((drift_options){.window_ms = 300000, .buckets = 10, .psi_warn = 0.1, .psi_alert = 0.25, .min_samples = 500})
 
 /* Registers the version-load hook that reads each version's reference profile (call once at
  * start, after application_register, whose feature schema it binds to, and before the
  * repository opens). The options are fixed from then on. A missing profile turns drift off for
  * that version; an unusable one is logged and reported by the route, and the version serves. */
 inferd_status drift_register(const drift_options *opts);
+/* Loads the drift data of a version built outside the repository (unit tests; signature
+ * already set) into its slot, registering the hook first with the options if needed. */
+inferd_status drift_attach(model_version *mv, const drift_options *opts);
 /* Adds the DRIFT completion handler to the pipeline. */
 inferd_status drift_serve_register(struct serve *s);
 

@@ -11,7 +11,7 @@ const char OBS_OPTIONS_USAGE[] =
     "  --drift-buckets N        time buckets in the window; it slides by window / N (10)\n"
     "  --drift-psi-warn X       PSI from which a feature is flagged \"warn\" (0.1)\n"
     "  --drift-psi-alert X      and \"alert\" (0.25)\n"
-    "  --drift-min-samples N    rows the window needs before it flags anything (100)\n"
+    "  --drift-min-samples N    rows the window needs before it flags anything (500)\n"
     "Payload capture (docs/observability.md, \"Payload capture\"):\n"
     "  --capture-dir DIR        write sampled requests and responses to DIR/capture-NNNNNN.jsonl (off)\n"
     "  --capture-percent P      percentage of requests sampled (1)\n"
