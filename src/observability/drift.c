@@ -508,11 +508,10 @@ static void series(FILE *out, const char *metric, const model_version *mv, const
   else fprintf(out, "} %.17g\n", v);
 }
 
-void drift_metrics_write(repository *repo, FILE *out, int64_t now_ns) {
+void drift_metrics_write_versions(const model_version *const *mvs, size_t n, FILE *out, int64_t now_ns) {
   fputs("# HELP inferd_feature_drift Drift of a feature's (or the predictions') distribution in the sliding window "
         "against the version's reference profile\n# TYPE inferd_feature_drift gauge\n",
         out);
-  SNAPSHOT_REF repo_snapshot *snap = repo_snapshot_acquire(repo);
   for (int pass = 0; pass < 3; pass++) {
     if (pass == 1)
       fputs("# HELP inferd_drift_window_samples Rows in the drift window\n# TYPE inferd_drift_window_samples gauge\n",
@@ -521,27 +520,39 @@ void drift_metrics_write(repository *repo, FILE *out, int64_t now_ns) {
       fputs("# HELP inferd_drift_warnings_total Drift threshold crossings logged\n"
             "# TYPE inferd_drift_warnings_total counter\n",
             out);
-    for (size_t m = 0; m < snap->n_models; m++) {
-      const repo_model *rm = repo_snapshot_model(snap, m);
-      for (size_t j = 0; j < rm->n_versions; j++) {
-        model_version *mv = repo_model_version_at(rm, j);
-        if (model_version_state(mv) != MODEL_READY) continue;
-        drift_state *s = model_version_hook_data(mv, hook_slot);
-        if (s == NULL || s->profile == NULL) continue;
-        int64_t e = now_ns / s->period_ns;
-        if (pass == 1) series(out, "inferd_drift_window_samples", mv, NULL, NULL, (double)window_rows(s, e));
-        if (pass == 2)
-          series(out, "inferd_drift_warnings_total", mv, NULL, NULL,
-                 (double)atomic_load_explicit(&s->warnings, memory_order_relaxed));
-        if (pass != 0) continue;
-        for (size_t i = 0; i < s->n_hists; i++) {
-          hist_score sc = score_hist(s, i, e);
-          const char *name = i == s->profile->n_features ? "prediction" : s->hists[i]->name;
-          series(out, "inferd_feature_drift", mv, name, "psi", sc.psi);
-          series(out, "inferd_feature_drift", mv, name, "js_distance", sc.js);
-          series(out, "inferd_feature_drift", mv, name, "ks", sc.ks);
-        }
+    for (size_t j = 0; j < n; j++) {
+      const model_version *mv = mvs[j];
+      drift_state *s = model_version_hook_data(mv, hook_slot);
+      if (s == NULL || s->profile == NULL) continue;
+      int64_t e = now_ns / s->period_ns;
+      if (pass == 1) series(out, "inferd_drift_window_samples", mv, NULL, NULL, (double)window_rows(s, e));
+      if (pass == 2)
+        series(out, "inferd_drift_warnings_total", mv, NULL, NULL,
+               (double)atomic_load_explicit(&s->warnings, memory_order_relaxed));
+      if (pass != 0) continue;
+      for (size_t i = 0; i < s->n_hists; i++) {
+        hist_score sc = score_hist(s, i, e);
+        const char *name = i == s->profile->n_features ? "prediction" : s->hists[i]->name;
+        series(out, "inferd_feature_drift", mv, name, "psi", sc.psi);
+        series(out, "inferd_feature_drift", mv, name, "js_distance", sc.js);
+        series(out, "inferd_feature_drift", mv, name, "ks", sc.ks);
       }
     }
   }
+}
+
+void drift_metrics_write(repository *repo, FILE *out, int64_t now_ns) {
+  SNAPSHOT_REF repo_snapshot *snap = repo_snapshot_acquire(repo);
+  size_t n = 0;
+  for (size_t m = 0; m < snap->n_models; m++) n += repo_snapshot_model(snap, m)->n_versions;
+  const model_version **mvs = calloc(n ? n : 1, sizeof *mvs);
+  if (mvs == NULL) return;
+  size_t k = 0;
+  for (size_t m = 0; m < snap->n_models; m++) {
+    const repo_model *rm = repo_snapshot_model(snap, m);
+    for (size_t j = 0; j < rm->n_versions; j++)
+      if (model_version_state(repo_model_version_at(rm, j)) == MODEL_READY) mvs[k++] = repo_model_version_at(rm, j);
+  }
+  drift_metrics_write_versions(mvs, k, out, now_ns);
+  free(mvs);
 }

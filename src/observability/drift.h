@@ -50,7 +50,7 @@ void drift_observe_at(const model_version *mv, const infer_request *req, int64_t
  *   {"model", "version", "window_seconds", "bucket_seconds", "samples", "reference_rows",
  *    "thresholds": {"psi_warn", "psi_alert", "min_samples"},
  *    "features": [{"name", "type", "samples", "psi", "js_distance", "ks", "level"}, ...],
- *    "prediction": {...} | null, "warn": [names], "alert": [names]}
+ *    "prediction": {...} | null, "warn": [features], "alert": [features], "warnings_logged"}
  * level: "ok", "warn", "alert", or "insufficient_data" (fewer than min_samples rows).
  * NOT_FOUND (naming the version) when it has no usable profile. Logs the crossings it sees,
  * once per window each, as the request path does. */
@@ -61,5 +61,7 @@ inferd_status drift_report_json(const model_version *mv, int64_t now_ns, json_t 
  *   feature "prediction" is the predictions' distribution), inferd_drift_window_samples{model,version}
  *   (gauge), inferd_drift_warnings_total{model,version} (counter). */
 void drift_metrics_write(repository *repo, FILE *out, int64_t now_ns);
+/* The same for the given versions (the snapshot's READY ones above; a test's own). */
+void drift_metrics_write_versions(const model_version *const *mvs, size_t n, FILE *out, int64_t now_ns);
 
 #endif

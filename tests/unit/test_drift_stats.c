@@ -281,6 +281,35 @@ static void test_bucket_reuse_resets(void **state) {
   json_decref(d);
 }
 
+/* The Prometheus lines of one version: names, labels (escaped), NaN for an empty window. */
+static void test_metrics_lines(void **state) {
+  window_fixture *f = *state;
+  int64_t t0 = 9000 * SEC;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  const model_version *mvs[] = {f->mv};
+  drift_metrics_write_versions(mvs, 1, out, t0);
+  fclose(out);
+  assert_non_null(strstr(text, "# TYPE inferd_feature_drift gauge\n"));
+  assert_non_null(strstr(text, "inferd_feature_drift{model=\"w\",version=\"1\",feature=\"x[0]\",statistic=\"psi\"} NaN\n"));
+  free(text);
+  observe(f->mv, 0.0f, 30, t0);
+  observe(f->mv, 1.0f, 10, t0);
+  out = open_memstream(&text, &len);
+  drift_metrics_write_versions(mvs, 1, out, t0);
+  fclose(out);
+  char want[200];
+  double p = 0.75, q = 0.25;
+  snprintf(want, sizeof want, "statistic=\"psi\"} %.17g\n", (p - 0.5) * log(p / 0.5) + (q - 0.5) * log(q / 0.5));
+  assert_non_null(strstr(text, want));
+  assert_non_null(strstr(text, "statistic=\"js_distance\"} "));
+  assert_non_null(strstr(text, "statistic=\"ks\"} 0.25\n"));
+  assert_non_null(strstr(text, "# TYPE inferd_drift_window_samples gauge\ninferd_drift_window_samples{model=\"w\",version=\"1\"} 40\n"));
+  assert_non_null(strstr(text, "# TYPE inferd_drift_warnings_total counter\ninferd_drift_warnings_total{model=\"w\",version=\"1\"} 1\n"));
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_psi_identical_and_empty),
@@ -293,6 +322,7 @@ int main(void) {
       cmocka_unit_test(test_profile_roundtrip),
       cmocka_unit_test_setup_teardown(test_window_slides, window_setup, window_teardown),
       cmocka_unit_test_setup_teardown(test_bucket_reuse_resets, window_setup, window_teardown),
+      cmocka_unit_test_setup_teardown(test_metrics_lines, window_setup, window_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
