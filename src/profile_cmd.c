@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "app/application.h"
 #include "app/features.h"
@@ -352,7 +352,7 @@ static inferd_status wait_loaded(app *a, const char *model, const char *version,
     char why[512];
     if (monotime_ns() > until) return status_make(INFERD_UNAVAILABLE, "model '%s' did not load in 120 s", model);
     if (!status_is_ok(&st) && app_ready(a, why, sizeof why)) return st; /* loaded everything, not this */
-    usleep(20000);
+    nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
   }
 }
 
