@@ -30,7 +30,8 @@ static void usage(FILE *f) {
           "features over quantile bins, categorical ones over their categories) and of the model's\n"
           "predictions on it, the reference the server's drift detection compares traffic with.\n\n"
           "  --data FILE       training data: .csv (a header row of feature names) or .jsonl (one\n"
-          "                    JSON object of feature values per line); for a model without an\n"
+          "                    JSON object of feature values per line); columns or keys that are\n"
+          "                    not features (a label) are ignored. For a model without an\n"
           "                    application schema, each row is its input's columns in order\n"
           "  --version V       the version to profile (default: the newest)\n"
           "  --bins N          quantile bins per numeric feature, 2 to %d (10)\n"
@@ -112,6 +113,14 @@ static inferd_status read_rows(const char *path, const features *f, json_t **out
         st = status_make(INFERD_INVALID_ARGUMENT, "%s line %zu: expected a JSON %s", path, lineno, f ? "object" : "array");
         break;
       }
+      if (f) { /* keys that are not features (a label column) are ignored, as CSV columns are */
+        const char *k;
+        json_t *x;
+        void *tmp;
+        json_object_foreach_safe(v, tmp, k, x) {
+          if (features_find(f, k) == NULL) json_object_del(v, k);
+        }
+      }
       json_array_append_new(rows, v);
       continue;
     }
@@ -138,7 +147,7 @@ static inferd_status read_rows(const char *path, const features *f, json_t **out
     for (size_t i = 0; i < n; i++) {
       if (f) {
         const feature_def *d = features_find(f, names[i]);
-        json_t *v = csv_value(fields[i], d);
+        json_t *v = d ? csv_value(fields[i], d) : NULL; /* not a feature (a label column): ignored */
         if (v) json_object_set_new(row, names[i], v);
       } else {
         json_t *v = csv_value(fields[i], NULL);

@@ -327,7 +327,8 @@ static void observe_hist(const drift_state *s, size_t i, const tensor *t, _Atomi
         double v = number_at(t, base + k);
         if (v > bv) bv = v, best = k;
       }
-      bin = best < src->n_map ? src->map[best] : h->n_bins - 1;
+      /* a row with no column set (all zero) has no category: "other" */
+      bin = bv > 0 && best < src->n_map ? src->map[best] : h->n_bins - 1;
     } else { /* an index */
       double v = number_at(t, base);
       bin = v >= 0 && v < (double)src->n_map && v == floor(v) ? src->map[(size_t)v] : h->n_bins - 1;

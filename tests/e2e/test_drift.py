@@ -191,6 +191,23 @@ def test_profile_matches_numpy(drift_repo, tmp_path):
     assert committed["features"] == prof["features"] and committed["prediction"] == prof["prediction"]
 
 
+def test_profile_from_jsonl_ignores_non_features(drift_repo, tmp_path):
+    """Training data with its label column (a key that is not a feature) profiles the same."""
+    data = tmp_path / "train.jsonl"
+    with open(data, "w") as f:
+        for i, r in enumerate(TRAIN):
+            f.write(json.dumps(dict(r, churned=i % 2)) + "\n")
+    out = str(tmp_path / "profile.json")
+    subprocess.run([INFERD_BIN, "profile", "--model", "churn_steady", "--repository", drift_repo,
+                    "--data", str(data), "--output", out], check=True, timeout=timeout(120), capture_output=True)
+    with open(out) as f:
+        prof = json.load(f)
+    with open(os.path.join(EXAMPLE_REPO, "churn", "1", "reference_profile.json")) as f:
+        committed = json.load(f)
+    assert prof["source"] == "train.jsonl" and prof["rows"] == len(TRAIN)
+    assert prof["features"] == committed["features"] and prof["prediction"] == committed["prediction"]
+
+
 def test_profile_errors_are_clear(drift_repo, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("tenure_months,age\n1,2,3\n")
