@@ -43,6 +43,7 @@ struct infer_request {
   int64_t start_ns;     /* core/serve's copy of the request's arrival (monotonic), for latencies */
   char request_id[64];  /* the request's id for completion stages (capture): the trace id or the
                            client's X-Request-ID when a stage fills it in; "" when none did */
+  bool capture;         /* payload capture sampled this request (observability/capture) */
 
   /* The scheduler's. */
   int64_t enqueue_ns;

@@ -180,10 +180,13 @@ static bool is_hex(const char *s, size_t n) {
   return true;
 }
 
-/* fork: the request's id, while its metadata is at hand: the W3C trace id when a traceparent
- * came, else the client's X-Request-ID, else a new one. */
+/* fork: whether the request is sampled and, when it is, its id while its metadata is at hand:
+ * the W3C trace id when a traceparent came, else the client's X-Request-ID, else a new one. */
 static inferd_status capture_fork(void *ctx, const serve_request *sr, infer_request *req) {
-  (void)ctx;
+  const capture *c = ctx;
+  /* sampled here, so that a request not sampled costs one draw, not two header lookups */
+  if (c->threshold == 0 || draw() >= c->threshold) return status_ok();
+  req->capture = true;
   const char *tp = serve_meta(sr, "traceparent");
   if (tp && strlen(tp) >= 55 && tp[2] == '-' && tp[35] == '-' && is_hex(tp + 3, 32)) {
     memcpy(req->request_id, tp + 3, 32);
@@ -230,7 +233,7 @@ static void iso_time(char *buf, size_t len) {
 static inferd_status capture_log(void *ctx, const serve_request *sr, infer_request *req) {
   (void)sr;
   capture *c = ctx;
-  if (c->threshold == 0 || draw() >= c->threshold) return status_ok();
+  if (!req->capture) return status_ok();
   atomic_fetch_add(&c->sampled, 1);
   int64_t now = monotime_ns();
   char when[40];

@@ -358,10 +358,14 @@ void drift_observe_at(const model_version *mv, const infer_request *req, int64_t
   _Atomic uint64_t *cnt = &s->counts[b * s->total_bins];
   const infer_request *r = req;
   int64_t rows = 0;
+  const char *last_name = NULL; /* features of one tensor share its name's pointer: look it up once */
+  const tensor *t = NULL;
   for (size_t i = 0; i < s->n_hists; i++) {
     bool pred = i == s->profile->n_features;
-    const tensor *t = pred ? find_tensor(r->outputs, r->output_names, r->n_outputs, s->srcs[i].tensor)
-                           : find_tensor(r->inputs, NULL, r->n_inputs, s->srcs[i].tensor);
+    if (pred || s->srcs[i].tensor != last_name)
+      t = pred ? find_tensor(r->outputs, r->output_names, r->n_outputs, s->srcs[i].tensor)
+               : find_tensor(r->inputs, NULL, r->n_inputs, s->srcs[i].tensor);
+    last_name = pred ? NULL : s->srcs[i].tensor;
     if (t == NULL) continue;
     if (rows == 0 && !pred) rows = t->ndim >= 1 ? t->shape[0] : 1;
     observe_hist(s, i, t, cnt + s->offset[i]);
