@@ -3,7 +3,7 @@ server's scores against numpy/scipy computed from the same data, and the example
 under traffic drawn from its training distribution (every PSI below 0.1), with one numeric
 feature shifted (that feature, and only it, over 0.25), with a categorical feature shifted, by
 position for a model without a schema, and the warning logged once per window."""
-import copy
+import concurrent.futures
 import csv
 import json
 import os
@@ -17,7 +17,8 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp
 
-from conftest import EXAMPLE_REPO, INFERD_BIN, PYTHON, REPO_ROOT, Server, timeout, wait_until
+from conftest import EXAMPLE_REPO, INFERD_BIN, REPO_ROOT, Server, timeout
+from grpc_stubs import grpc_server_factory, mspb  # noqa: F401
 
 TRAINING_CSV = os.path.join(REPO_ROOT, "examples", "artifacts", "churn_training.csv")
 NUMERIC = ["tenure_months", "monthly_charges", "total_charges", "support_calls", "age"]
@@ -103,7 +104,7 @@ def copy_churn(root, name, with_profile=True, application=True):
 @pytest.fixture(scope="module")
 def drift_repo(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("drift_repo"))
-    for name in ("churn_steady", "churn_num", "churn_cat", "churn_scores", "churn_v2"):
+    for name in ("churn_steady", "churn_num", "churn_cat", "churn_scores", "churn_v2", "churn_conc", "churn_grpc"):
         copy_churn(root, name)
     copy_churn(root, "churn_noprofile", with_profile=False)
     broken = copy_churn(root, "churn_badprofile")
@@ -319,6 +320,51 @@ def test_positional_features_without_a_schema(drift_server):
     assert report["prediction"] is None
     assert report["alert"] == ["input[0]"], report
     assert all(f["psi"] < 0.1 for n, f in feats.items() if n != "input[0]"), feats
+
+
+def test_concurrent_requests_all_counted(drift_server):
+    """The window's counters are atomic: rows from many connections at once are all counted
+    (unless the run crossed a bucket boundary, where a racing request may lose its rows)."""
+    period = 60.0  # --drift-window-s 600 over 10 buckets
+    recs = sample(4000, seed=11)
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda k: predict(drift_server, "churn_conc", recs[k::8], chunk=10), range(8)))
+    t1 = time.monotonic()
+    report = drift(drift_server, "churn_conc")
+    if int(t0 // period) == int(t1 // period):  # the server's clock is CLOCK_MONOTONIC too
+        assert report["samples"] == 4000
+        assert all(f["samples"] == 4000 for f in report["features"])
+        assert report["prediction"]["samples"] == 4000
+    else:
+        assert 3900 <= report["samples"] <= 4000
+    assert all(f["psi"] < 0.1 for f in report["features"])
+
+
+def test_grpc_model_service_feeds_drift(drift_repo, grpc_server_factory):  # noqa: F811
+    g = grpc_server_factory(drift_repo)
+    recs = sample(1000, seed=12)
+    for r in recs:
+        r["age"] = int(min(120, r["age"] + 20))
+
+    def record(d):
+        out = mspb.Record()
+        for k, v in d.items():
+            if isinstance(v, int):
+                out.features[k].CopyFrom(mspb.Value(int_value=v))
+            elif isinstance(v, float):
+                out.features[k].CopyFrom(mspb.Value(number_value=v))
+            else:
+                out.features[k].CopyFrom(mspb.Value(string_value=v))
+        return out
+
+    for i in range(0, len(recs), 100):
+        g.app.BatchPredict(mspb.BatchPredictRequest(model="churn_grpc", records=[record(r) for r in recs[i:i + 100]]),
+                           timeout=timeout(30))
+    r = g.srv.get("/v1/models/churn_grpc/drift")
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["samples"] == 1000 and report["alert"] == ["age"], report
 
 
 def test_drift_route_errors(drift_server):
