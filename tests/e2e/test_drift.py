@@ -383,6 +383,18 @@ def test_drift_route_errors(drift_server):
                for l in drift_server.log_lines())
 
 
+def test_new_profile_read_when_the_model_loads_again(drift_server, drift_repo):
+    assert drift_server.get("/v1/models/churn_noprofile/drift").status_code == 404
+    shutil.copy(os.path.join(EXAMPLE_REPO, "churn", "1", "reference_profile.json"),
+                os.path.join(drift_repo, "churn_noprofile", "1", "reference_profile.json"))
+    assert drift_server.post("/v2/repository/models/churn_noprofile/unload").status_code == 200
+    r = drift_server.post("/v2/repository/models/churn_noprofile/load")
+    assert r.status_code == 200, r.text
+    predict(drift_server, "churn_noprofile", sample(600, seed=13))
+    report = drift(drift_server, "churn_noprofile")
+    assert report["samples"] == 600 and report["alert"] == [] and report["warn"] == []
+
+
 # ---- the warning, once per window ------------------------------------------------------------
 
 
