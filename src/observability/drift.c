@@ -16,10 +16,12 @@
 #include "core/tensor.h"
 #include "observability/drift_profile.h"
 #include "observability/drift_stats.h"
+#include "util/jsonkeys.h"
 #include "util/log.h"
 #include "util/monotime.h"
 
-/* Fixed at drift_register, before any version loads; read-only afterwards. */
+/* Fixed at drift_register, before any version loads; read-only afterwards. A model's config.json
+ * "drift" section overrides them for its versions. */
 static drift_options g_opts;
 static int hook_slot = -1;
 
@@ -56,6 +58,7 @@ typedef struct drift_state {
   _Atomic int64_t *last_warn;    /* owned: per histogram, when it last warned (monotonic ns) */
   atomic_uint_fast64_t warnings;
   const model_version *mv;
+  drift_options opts; /* the server's, with the model's config.json "drift" over them */
 } drift_state;
 
 #define NEVER (INT64_MIN / 2)
@@ -200,8 +203,8 @@ static inferd_status state_build(model_version *mv, drift_state *s) {
     else if (f) TRY(bind_named(f, h, &s->srcs[i]));
     else TRY(bind_positional(mv, h, &s->srcs[i]));
   }
-  s->n_buckets = g_opts.buckets;
-  s->period_ns = g_opts.window_ms * 1000000 / g_opts.buckets;
+  s->n_buckets = s->opts.buckets;
+  s->period_ns = s->opts.window_ms * 1000000 / s->opts.buckets;
   s->bucket_epoch = calloc((size_t)s->n_buckets, sizeof *s->bucket_epoch);
   s->bucket_rows = calloc((size_t)s->n_buckets, sizeof *s->bucket_rows);
   s->counts = calloc((size_t)s->n_buckets * (s->total_bins ? s->total_bins : 1), sizeof *s->counts);
@@ -210,8 +213,48 @@ static inferd_status state_build(model_version *mv, drift_state *s) {
   return status_ok();
 }
 
+/* config.json "drift": {"window_s", "buckets", "psi_warn", "psi_alert", "min_samples"}, each
+ * optional, over the server's options. Errors name the field, as config.json's do. */
+static inferd_status model_options(const json_t *d, drift_options *o) {
+  static const char *const keys[] = {"window_s", "buckets", "psi_warn", "psi_alert", "min_samples", NULL};
+  if (d == NULL) return status_ok();
+  const char *bad = jsonkeys_unknown(d, keys);
+  if (bad) {
+    char list[200];
+    jsonkeys_list(keys, list, sizeof list);
+    return status_make(INFERD_INVALID_ARGUMENT, "config.json: drift.%s is not a known field (known: %s)", bad, list);
+  }
+  static const struct {
+    const char *key;
+    double lo, hi;
+    bool whole;
+  } lim[] = {{"window_s", 0.01, 86400 * 30, false}, {"buckets", 1, 1000, true}, {"psi_warn", 0, 1e6, false},
+             {"psi_alert", 0, 1e6, false}, {"min_samples", 0, 1e12, true}};
+  for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
+    const json_t *v = json_object_get(d, lim[i].key);
+    if (v == NULL) continue;
+    double x = json_number_value(v);
+    if (!json_is_number(v) || x < lim[i].lo || x > lim[i].hi || (lim[i].whole && x != floor(x)))
+      return status_make(INFERD_INVALID_ARGUMENT, "config.json: drift.%s must be a %snumber from %g to %g", lim[i].key,
+                         lim[i].whole ? "whole " : "", lim[i].lo, lim[i].hi);
+    if (i == 0) o->window_ms = (int64_t)(x * 1000);
+    if (i == 1) o->buckets = (int)x;
+    if (i == 2) o->psi_warn = x;
+    if (i == 3) o->psi_alert = x;
+    if (i == 4) o->min_samples = (long)x;
+  }
+  if (o->psi_alert < o->psi_warn)
+    return status_make(INFERD_INVALID_ARGUMENT, "config.json: drift.psi_alert (%g) is below psi_warn (%g)", o->psi_alert,
+                       o->psi_warn);
+  if (o->window_ms < o->buckets)
+    return status_make(INFERD_INVALID_ARGUMENT, "config.json: drift: a bucket of the window must be 1 ms or more");
+  return status_ok();
+}
+
 static inferd_status drift_load(model_version *mv, void **data) {
   *data = NULL;
+  drift_options opts = g_opts;
+  TRY(model_options(mv->model->config->drift, &opts)); /* a bad section fails the version */
   char tmp[4096], path[4200];
   snprintf(tmp, sizeof tmp, "%s", mv->path);
   snprintf(path, sizeof path, "%s/%s", dirname(tmp), DRIFT_PROFILE_FILE);
@@ -224,6 +267,7 @@ static inferd_status drift_load(model_version *mv, void **data) {
     return status_make(INFERD_INTERNAL, "out of memory");
   }
   s->mv = mv;
+  s->opts = opts;
   if (status_is_ok(&st)) {
     s->profile = p;
     st = state_build(mv, s);
@@ -235,6 +279,7 @@ static inferd_status drift_load(model_version *mv, void **data) {
     if (e == NULL) return status_make(INFERD_INTERNAL, "out of memory");
     snprintf(e->error, sizeof e->error, "%s", st.msg);
     e->mv = mv;
+    e->opts = opts;
     s = e;
   }
   *data = s;
@@ -411,9 +456,9 @@ static hist_score score_hist(const drift_state *s, size_t i, int64_t e) {
   sc.psi = drift_psi(h->counts, cur, h->n_bins);
   sc.js = drift_js_distance(h->counts, cur, h->n_bins);
   sc.ks = drift_ks(h->counts, cur, h->n_bins);
-  if (sc.samples < (double)g_opts.min_samples || isnan(sc.psi)) sc.level = LEVEL_INSUFFICIENT;
-  else if (sc.psi >= g_opts.psi_alert) sc.level = LEVEL_ALERT;
-  else if (sc.psi >= g_opts.psi_warn) sc.level = LEVEL_WARN;
+  if (sc.samples < (double)s->opts.min_samples || isnan(sc.psi)) sc.level = LEVEL_INSUFFICIENT;
+  else if (sc.psi >= s->opts.psi_alert) sc.level = LEVEL_ALERT;
+  else if (sc.psi >= s->opts.psi_warn) sc.level = LEVEL_WARN;
   else sc.level = LEVEL_OK;
   return sc;
 }
@@ -429,7 +474,7 @@ static uint64_t window_rows(const drift_state *s, int64_t e) {
 static void warn_if_due(drift_state *s, size_t i, const hist_score *sc, int64_t now_ns) {
   if (sc->level < LEVEL_WARN) return;
   int64_t last = atomic_load_explicit(&s->last_warn[i], memory_order_relaxed);
-  if (now_ns - last < g_opts.window_ms * 1000000 || !atomic_compare_exchange_strong(&s->last_warn[i], &last, now_ns))
+  if (now_ns - last < s->opts.window_ms * 1000000 || !atomic_compare_exchange_strong(&s->last_warn[i], &last, now_ns))
     return;
   atomic_fetch_add_explicit(&s->warnings, 1, memory_order_relaxed);
   const drift_hist *h = s->hists[i];
@@ -437,8 +482,8 @@ static void warn_if_due(drift_state *s, size_t i, const hist_score *sc, int64_t 
           "drift: version %s %s '%s': PSI %.3f is over the %s threshold %g in the last %g s (%.0f samples; "
           "Jensen-Shannon %.3f, KS %.3f)",
           s->mv->version_str, i == s->profile->n_features ? "prediction" : "feature", h->name, sc->psi,
-          sc->level == LEVEL_ALERT ? "alert" : "warn", sc->level == LEVEL_ALERT ? g_opts.psi_alert : g_opts.psi_warn,
-          (double)g_opts.window_ms / 1000, sc->samples, sc->js, sc->ks);
+          sc->level == LEVEL_ALERT ? "alert" : "warn", sc->level == LEVEL_ALERT ? s->opts.psi_alert : s->opts.psi_warn,
+          (double)s->opts.window_ms / 1000, sc->samples, sc->js, sc->ks);
 }
 
 static void check_and_warn(drift_state *s, int64_t now_ns) {
@@ -480,10 +525,10 @@ inferd_status drift_report_json(const model_version *mv, int64_t now_ns, json_t 
     }
   }
   *out = json_pack("{ss ss sf sf si sI sI s{sf sf sI} so so so so sI}", "model", mv->model->name, "version",
-                   mv->version_str, "window_seconds", (double)g_opts.window_ms / 1000, "bucket_seconds",
+                   mv->version_str, "window_seconds", (double)s->opts.window_ms / 1000, "bucket_seconds",
                    (double)s->period_ns / 1e9, "buckets", s->n_buckets, "samples", (json_int_t)window_rows(s, e),
-                   "reference_rows", (json_int_t)s->profile->rows, "thresholds", "psi_warn", g_opts.psi_warn, "psi_alert",
-                   g_opts.psi_alert, "min_samples", (json_int_t)g_opts.min_samples, "features", feats, "prediction",
+                   "reference_rows", (json_int_t)s->profile->rows, "thresholds", "psi_warn", s->opts.psi_warn, "psi_alert",
+                   s->opts.psi_alert, "min_samples", (json_int_t)s->opts.min_samples, "features", feats, "prediction",
                    pred, "warn", warn, "alert", alert, "warnings_logged",
                    (json_int_t)atomic_load_explicit(&s->warnings, memory_order_relaxed));
   return *out ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");

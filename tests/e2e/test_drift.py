@@ -17,7 +17,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp
 
-from conftest import EXAMPLE_REPO, INFERD_BIN, REPO_ROOT, Server, timeout
+from conftest import EXAMPLE_REPO, INFERD_BIN, REPO_ROOT, Server, timeout, wait_models_settled
 from grpc_stubs import grpc_server_factory, mspb  # noqa: F401
 
 TRAINING_CSV = os.path.join(REPO_ROOT, "examples", "artifacts", "churn_training.csv")
@@ -101,12 +101,22 @@ def copy_churn(root, name, with_profile=True, application=True):
     return dst
 
 
+def set_config(model_dir, **keys):
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = json.load(f)
+    cfg.update(keys)
+    with open(os.path.join(model_dir, "config.json"), "w") as f:
+        json.dump(cfg, f)
+
+
 @pytest.fixture(scope="module")
 def drift_repo(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("drift_repo"))
     for name in ("churn_steady", "churn_num", "churn_cat", "churn_scores", "churn_v2", "churn_conc", "churn_grpc"):
         copy_churn(root, name)
     copy_churn(root, "churn_noprofile", with_profile=False)
+    own = copy_churn(root, "churn_own")  # its own window and thresholds in config.json
+    set_config(own, drift={"window_s": 1200, "buckets": 4, "psi_warn": 0.2, "psi_alert": 100, "min_samples": 50})
     broken = copy_churn(root, "churn_badprofile")
     with open(os.path.join(broken, "1", "reference_profile.json"), "w") as f:
         json.dump({"format": "inferd-reference-profile/1",
@@ -365,6 +375,36 @@ def test_grpc_model_service_feeds_drift(drift_repo, grpc_server_factory):  # noq
     assert r.status_code == 200, r.text
     report = r.json()
     assert report["samples"] == 1000 and report["alert"] == ["age"], report
+
+
+def test_model_config_drift_section(drift_server):
+    recs = sample(300, seed=14)
+    for r in recs:
+        r["age"] = int(min(120, r["age"] + 20))
+    predict(drift_server, "churn_own", recs)
+    report = drift(drift_server, "churn_own")
+    assert report["window_seconds"] == 1200 and report["buckets"] == 4 and report["bucket_seconds"] == 300
+    assert report["thresholds"] == {"psi_warn": 0.2, "psi_alert": 100, "min_samples": 50}
+    # 300 rows are enough for this model, and a shift the server's thresholds call an alert is
+    # only a warning under its own
+    assert by_name(report)["age"]["psi"] > 0.25
+    assert report["warn"] == ["age"] and report["alert"] == []
+
+
+def test_bad_model_drift_section_fails_the_version(tmp_path, logs_dir):
+    bad = copy_churn(str(tmp_path), "churn_baddrift")
+    set_config(bad, drift={"buckets": 2.5})
+    srv = Server(str(tmp_path), workdir=logs_dir)
+    srv.start(wait_ready=False)
+    try:
+        wait_models_settled(srv, expect=("churn_baddrift",))
+        r = srv.get("/v1/models/churn_baddrift")
+        assert r.status_code == 200
+        reasons = json.dumps(r.json()["versions"])
+        assert "config.json: drift.buckets must be a whole number from 1 to 1000" in reasons, reasons
+    finally:
+        srv.stop()
+        srv.check_clean_exit()
 
 
 def test_drift_route_errors(drift_server):
