@@ -29,6 +29,7 @@ DEB_PACKAGES=(
   chromium python3-jsonschema python3-fastapi python3-uvicorn python3-httptools python3-uvloop
   cppcheck
   libcurl4-openssl-dev python3-protobuf  # OTLP export; the tracing test's decoder
+  python3-scipy  # tests/e2e/test_drift.py: the drift statistics computed independently
 )
 
 log() { echo "bootstrap: $*" >&2; }

@@ -23,6 +23,8 @@
 #include "security/keys_cli.h"
 #include "traffic/cli.h"
 #include "traffic/traffic.h"
+#include "observability/options.h"
+#include "profile_cmd.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -48,6 +50,7 @@ typedef struct serve_options {
   /* security (docs/security.md) */
   const char *api_keys, *jwt_jwks, *jwt_secret_file, *jwt_issuer, *jwt_audience, *cors_origins;
   const char *state_dir; /* traffic's durable state (docs/traffic.md) */
+  obs_options obs; /* drift and payload capture (observability/options.h) */
 } serve_options;
 
 static void usage(FILE *f) {
@@ -55,6 +58,7 @@ static void usage(FILE *f) {
           "usage: inferd serve [options]\n"
           "       inferd keys create|list|revoke|rotate --file FILE ...  (inferd keys --help)\n"
           "       inferd traffic COMMAND MODEL ...   (inferd traffic --help)\n"
+          "       inferd profile --model NAME --repository DIR --data FILE.csv|.jsonl  (docs/observability.md)\n"
           "       inferd version\n\n"
           "serve options (each also read from the environment variable shown):\n"
           "  --model-repository DIR   models to serve              INFERD_MODEL_REPOSITORY (required)\n"
@@ -102,7 +106,8 @@ static void usage(FILE *f) {
           "  --jwt-audience AUD       required JWT \"aud\"          INFERD_JWT_AUDIENCE\n"
           "  --cors-origins LIST      origins browsers may call from (comma-separated, or *)\n"
           "                                                        INFERD_CORS_ORIGINS (none: CORS off)\n"
-          "The key and JWT files are reloaded when they change and on SIGHUP.\n");
+          "The key and JWT files are reloaded when they change and on SIGHUP.\n%s",
+          OBS_OPTIONS_USAGE);
 }
 
 /* Parses a whole decimal integer within [lo, hi]; names the option on failure. */
@@ -138,6 +143,16 @@ static const struct option serve_longopts[] = {
     {"api-keys", required_argument, 0, 1300},        {"jwt-jwks", required_argument, 0, 1301},
     {"jwt-secret-file", required_argument, 0, 1302}, {"jwt-issuer", required_argument, 0, 1303},
     {"jwt-audience", required_argument, 0, 1304},    {"cors-origins", required_argument, 0, 1305},
+    {"drift-window-s", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_WINDOW_S},
+    {"drift-buckets", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_BUCKETS},
+    {"drift-psi-warn", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_PSI_WARN},
+    {"drift-psi-alert", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_PSI_ALERT},
+    {"drift-min-samples", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_MIN_SAMPLES},
+    {"capture-dir", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_DIR},
+    {"capture-percent", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_PERCENT},
+    {"capture-max-file-bytes", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_MAX_FILE_BYTES},
+    {"capture-max-files", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_MAX_FILES},
+    {"capture-queue", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_QUEUE},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -164,6 +179,11 @@ static const struct {
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
   long long v = 0;
+  if (c >= OBS_OPTION_BASE && c < OBS_OPTION_BASE + OBS_OPTION_COUNT) {
+    inferd_status st = obs_option_apply(&o->obs, c - OBS_OPTION_BASE, name, val);
+    if (!status_is_ok(&st)) fprintf(stderr, "inferd: %s\n", st.msg);
+    return status_is_ok(&st) ? 0 : -1;
+  }
   switch (c) {
     case 'm': o->model_repository = val; return 0;
     case 'H': o->host = val; return 0;
@@ -246,6 +266,7 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .max_connections = 16384, .control_mode = REPO_CONTROL_NONE, .poll_secs = 15,
                        .trace = {.sample_ratio = 1.0, .service_name = "inferd", .service_version = INFERD_VERSION,
                                  .queue_size = 2048, .batch_size = 512, .export_interval_ms = 1000, .timeout_ms = 2000}};
+  obs_options_default(&o->obs);
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
     if (val && apply_option(o, serve_envs[i].opt, serve_envs[i].env, val)) return -1;
@@ -318,6 +339,7 @@ static int cmd_serve(int argc, char **argv) {
    * registry, the application API as a version-load hook. */
   inferd_status reg = backends_register_builtin();
   if (status_is_ok(&reg)) reg = application_register();
+  if (status_is_ok(&reg)) reg = drift_register(&o.obs.drift); /* after application: it binds to the schema */
   if (!status_is_ok(&reg)) {
     log_msg(LOG_ERROR, NULL, "%s", reg.msg);
     return 1;
@@ -352,6 +374,16 @@ static int cmd_serve(int argc, char **argv) {
     return 1;
   }
   a->default_model = o.default_model;
+  capture *cap = NULL;
+  st = drift_serve_register(a->serve);
+  if (status_is_ok(&st) && o.obs.capture.dir) st = capture_create(&o.obs.capture, &cap);
+  if (status_is_ok(&st) && cap) st = capture_serve_register(cap, a->serve);
+  if (!status_is_ok(&st)) {
+    log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    capture_destroy(cap);
+    app_destroy(a);
+    return 2;
+  }
   a->max_records = (int)o.max_records;
   bool no_default = false;
   if (o.default_model) { /* the folder, not what has loaded yet: the first scan may be under way */
@@ -362,6 +394,7 @@ static int cmd_serve(int argc, char **argv) {
   }
   if (no_default) {
     log_msg(LOG_ERROR, NULL, "--default-model: no model '%s' in %s", o.default_model, o.model_repository);
+    capture_destroy(cap);
     app_destroy(a);
     auth_destroy(au);
     cors_free(cors);
@@ -404,6 +437,7 @@ static int cmd_serve(int argc, char **argv) {
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
     traffic_destroy(tr);
+    capture_destroy(cap);
     app_destroy(a);
     trace_destroy(trace);
     auth_destroy(au);
@@ -424,6 +458,7 @@ static int cmd_serve(int argc, char **argv) {
     app_stop_work(a);
     http_server_destroy(http);
     traffic_destroy(tr);
+    capture_destroy(cap);
     app_destroy(a);
     trace_destroy(trace);
     auth_destroy(au);
@@ -457,6 +492,7 @@ static int cmd_serve(int argc, char **argv) {
   http_server_destroy(http);
   grpcfe_destroy(grpc);
   traffic_destroy(tr);
+  capture_destroy(cap); /* no request completes any more: write what is queued */
   app_destroy(a);
   trace_destroy(trace); /* after the last completion (and the pipeline) is gone: exports what is left */
   auth_destroy(au); /* after everything that could still admit a request */
@@ -469,6 +505,7 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "keys") == 0) return keys_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "traffic") == 0) return traffic_cli_main(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "profile") == 0) return profile_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "version") == 0) {
     printf("inferd %s\n", INFERD_VERSION);
     return 0;

@@ -44,6 +44,10 @@ struct infer_request {
    * route handler: one allocation holding no pointers of its own, so infer_request_destroy
    * frees it with free() whether or not the request reached its completion. NULL: none. */
   void *trace;
+  int64_t start_ns;     /* core/serve's copy of the request's arrival (monotonic), for latencies */
+  char request_id[64];  /* the request's id for completion stages (capture): the trace id or the
+                           client's X-Request-ID when a stage fills it in; "" when none did */
+  bool capture;         /* payload capture sampled this request (observability/capture) */
 
   /* The scheduler's. */
   int64_t enqueue_ns;

@@ -202,6 +202,7 @@ inferd_status serve_submit(serve *s, serve_request *sr) {
     memcpy(req->arm, arm, sizeof req->arm);
     serve_headers_add(sr->reply_headers, "X-Model-Arm", arm);
   }
+  req->start_ns = sr->start_ns;
   bool ended = stage_ends(s, SERVE_STAGE_ROUTE, sr, req, &st);
   if (!ended && sr->decode) {
     st = sr->decode(sr, req);

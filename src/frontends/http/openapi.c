@@ -36,6 +36,12 @@ static const route_doc docs[] = {
      "PredictResponse", "400 404 413 415 503", "ValidationError", false},
     {ROUTE_POST, "/v1/models/{model}/versions/{version}/predict", "Application API", "Predict with one version",
      "PredictRequest", "PredictResponse", "400 404 413 415 503", "ValidationError", false},
+    {ROUTE_GET, "/v1/models/{model}/drift", "Application API",
+     "Drift of the served data against the version's reference profile: per-feature PSI, Jensen-Shannon distance, KS "
+     "over the sliding window, and which features exceed the thresholds (docs/observability.md)",
+     NULL, NULL, "404", NULL, false},
+    {ROUTE_GET, "/v1/models/{model}/versions/{version}/drift", "Application API", "Drift of one version", NULL, NULL,
+     "404", NULL, false},
     {ROUTE_POST, "/v1/models/{model}:predict", "TensorFlow Serving", "TF Serving's REST predict (row or columnar form)",
      "TFPredictRequest", "TFPredictResponse", "400 404 413 415 503", NULL, false},
     {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", "TensorFlow Serving", "TF Serving's REST predict on one version",

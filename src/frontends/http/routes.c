@@ -38,6 +38,8 @@ static const route routes[] = {
     {ROUTE_GET, "/v1/models/{model}/versions/{version}", v1_model_get, SCOPE_READ},
     {ROUTE_POST, "/v1/models/{model}/predict", v1_predict, SCOPE_INFER},
     {ROUTE_POST, "/v1/models/{model}/versions/{version}/predict", v1_predict, SCOPE_INFER},
+    {ROUTE_GET, "/v1/models/{model}/drift", v1_model_drift, SCOPE_READ},
+    {ROUTE_GET, "/v1/models/{model}/versions/{version}/drift", v1_model_drift, SCOPE_READ},
     /* TF Serving's REST predict (tfserving.c) and MLflow's scoring protocol (mlflow.c) */
     {ROUTE_POST, "/v1/models/{model}:predict", tfserving_predict, SCOPE_INFER},
     {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", tfserving_predict, SCOPE_INFER},
