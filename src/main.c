@@ -14,7 +14,9 @@
 #include "core/app.h"
 #include "core/version.h"
 #include "frontends/grpc/frontend.h"
+#include "frontends/http/metrics_http.h"
 #include "frontends/http/server.h"
+#include "observability/metrics.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -36,6 +38,10 @@ typedef struct serve_options {
   long poll_secs;
   const char *load_models[64];
   size_t n_load_models;
+  /* observability (docs/observability.md) */
+  long metrics_port; /* -1: none (/metrics on the HTTP port only) */
+  bool metrics;
+  log_format log_fmt;
 } serve_options;
 
 static void usage(FILE *f) {
@@ -61,6 +67,9 @@ static void usage(FILE *f) {
           "                           explicit (load through the API)  INFERD_MODEL_CONTROL_MODE (none)\n"
           "  --repository-poll-secs N poll mode's rescan interval  INFERD_REPOSITORY_POLL_SECS (15)\n"
           "  --load-model NAME        explicit mode: load NAME at start (repeatable; '*' for all)\n"
+          "  --metrics on|off         Prometheus metrics at GET /metrics  INFERD_METRICS (on)\n"
+          "  --metrics-port N         also serve GET /metrics alone on this port  INFERD_METRICS_PORT (none)\n"
+          "  --log-format json|text   log and access-log lines: JSON objects or logfmt  INFERD_LOG_FORMAT (json)\n"
           "SIGHUP rescans the repository in every mode; SIGTERM drains and stops.\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
           "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
@@ -97,6 +106,8 @@ static const struct option serve_longopts[] = {
     {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
     {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
     {"load-model", required_argument, 0, 'L'},
+    {"metrics", required_argument, 0, 1006}, {"metrics-port", required_argument, 0, 1007},
+    {"log-format", required_argument, 0, 1008},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -112,7 +123,8 @@ static const struct {
                   {"INFERD_REQUEST_HEAD_TIMEOUT_MS", 1000}, {"INFERD_BODY_TIMEOUT_MS", 1001},
                   {"INFERD_MIN_BODY_RATE", 1002}, {"INFERD_KEEPALIVE_TIMEOUT_MS", 1003},
                   {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005},
-                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}};
+                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'},
+                  {"INFERD_METRICS", 1006}, {"INFERD_METRICS_PORT", 1007}, {"INFERD_LOG_FORMAT", 1008}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -146,6 +158,23 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
       }
       return 0;
     case 'P': if (parse_num(name, val, 1, 86400, &v)) return -1; o->poll_secs = (long)v; return 0;
+    case 1006:
+      if (strcmp(val, "on") == 0) o->metrics = true;
+      else if (strcmp(val, "off") == 0) o->metrics = false;
+      else {
+        fprintf(stderr, "inferd: %s must be on or off, got '%s'\n", name, val);
+        return -1;
+      }
+      return 0;
+    case 1007: if (parse_num(name, val, 0, 65535, &v)) return -1; o->metrics_port = (long)v; return 0;
+    case 1008:
+      if (strcmp(val, "json") == 0) o->log_fmt = LOG_FORMAT_JSON;
+      else if (strcmp(val, "text") == 0) o->log_fmt = LOG_FORMAT_TEXT;
+      else {
+        fprintf(stderr, "inferd: %s must be json or text, got '%s'\n", name, val);
+        return -1;
+      }
+      return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -164,7 +193,8 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .drain_timeout_ms = 10000, .grpc_port = 8001, .grpc_max_message_bytes = 64L << 20, .grpc_threads = 1,
                        .max_records = 1000, .head_timeout_ms = 20000, .body_timeout_ms = 30000,
                        .min_body_rate = 1024, .keepalive_timeout_ms = 120000, .send_timeout_ms = 30000,
-                       .max_connections = 16384, .control_mode = REPO_CONTROL_NONE, .poll_secs = 15};
+                       .max_connections = 16384, .control_mode = REPO_CONTROL_NONE, .poll_secs = 15,
+                       .metrics_port = -1, .metrics = true, .log_fmt = LOG_FORMAT_JSON};
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
     if (val && apply_option(o, serve_envs[i].opt, serve_envs[i].env, val)) return -1;
@@ -186,6 +216,10 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
   }
   if (optind < argc) {
     fprintf(stderr, "inferd: unexpected argument '%s'\n", argv[optind]);
+    return -1;
+  }
+  if (o->metrics_port >= 0 && !o->metrics) {
+    fprintf(stderr, "inferd: --metrics-port needs --metrics on\n");
     return -1;
   }
   if (o->n_load_models && o->control_mode != REPO_CONTROL_EXPLICIT) {
@@ -218,6 +252,7 @@ static void raise_fd_limit(long max_connections) {
 static int cmd_serve(int argc, char **argv) {
   serve_options o;
   if (parse_serve(argc, argv, &o)) return 2;
+  log_set_format(o.log_fmt); /* before any thread starts or any line is written */
 
   /* Signals are taken by sigwait below, never delivered to a serving thread. */
   sigset_t sigs;
@@ -248,6 +283,14 @@ static int cmd_serve(int argc, char **argv) {
   }
   a->default_model = o.default_model;
   a->max_records = (int)o.max_records;
+  metrics *mreg = NULL; /* registers its stage handlers: before any request */
+  if (o.metrics) st = metrics_create(a, &mreg);
+  if (!status_is_ok(&st)) {
+    log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    app_destroy(a);
+    return 1;
+  }
+  a->metrics = mreg;
   bool no_default = false;
   if (o.default_model) { /* the folder, not what has loaded yet: the first scan may be under way */
     char path[4096];
@@ -258,6 +301,7 @@ static int cmd_serve(int argc, char **argv) {
   if (no_default) {
     log_msg(LOG_ERROR, NULL, "--default-model: no model '%s' in %s", o.default_model, o.model_repository);
     app_destroy(a);
+    metrics_destroy(mreg);
     return 2;
   }
   http_server *http;
@@ -271,6 +315,7 @@ static int cmd_serve(int argc, char **argv) {
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
     app_destroy(a);
+    metrics_destroy(mreg);
     return 1;
   }
   log_msg(LOG_INFO, NULL, "inferd %s serving %s over HTTP on %s:%d", INFERD_VERSION, o.model_repository, o.host,
@@ -286,12 +331,26 @@ static int cmd_serve(int argc, char **argv) {
     app_stop_work(a);
     http_server_destroy(http);
     app_destroy(a);
+    metrics_destroy(mreg);
     return 1;
   }
   log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o.host, grpcfe_port(grpc));
+  metrics_port *mport = NULL;
+  if (mreg) {
+    /* the frontends' gauges; later features add theirs the same way */
+    st = metrics_register_collector(mreg, http_metrics_collect, http);
+    if (status_is_ok(&st)) st = metrics_register_collector(mreg, grpcfe_metrics_collect, grpc);
+    if (status_is_ok(&st) && o.metrics_port >= 0) st = metrics_port_start(o.host, (int)o.metrics_port, a, &mport);
+    if (mport) log_msg(LOG_INFO, NULL, "serving metrics on %s:%d", o.host, metrics_port_port(mport));
+  }
+  int rc = 0;
+  if (!status_is_ok(&st)) { /* e.g. --metrics-port taken: stop as a failed start does */
+    log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    rc = 1;
+  }
 
-  int sig = 0;
-  while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+  int sig = SIGTERM;
+  while (rc == 0 && sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
     log_msg(LOG_INFO, NULL, "SIGHUP: rescanning the model repository");
     repo_request_rescan(a->repo);
   }
@@ -302,10 +361,12 @@ static int cmd_serve(int argc, char **argv) {
   grpcfe_drain(grpc);
   app_stop_work(a); /* what is still queued is answered 503 through the loops, still running */
   http_server_destroy(http);
+  metrics_port_stop(mport);
   grpcfe_destroy(grpc);
   app_destroy(a);
+  metrics_destroy(mreg);
   log_msg(LOG_INFO, NULL, "stopped");
-  return 0;
+  return rc;
 }
 
 int main(int argc, char **argv) {

@@ -14,6 +14,7 @@
 typedef struct infer_request infer_request;
 struct principal;
 struct serve_headers;
+struct serve_record;
 
 /* Called exactly once per submitted request, on a worker thread. */
 typedef void (*infer_done_fn)(infer_request *req, void *user);
@@ -39,6 +40,9 @@ struct infer_request {
    * stages (the serve_request itself lives only as long as serve_submit). */
   const struct principal *principal; /* a counted reference, dropped by infer_request_destroy */
   struct serve_headers *reply_headers;
+  struct serve_record *record; /* the frontend's access-log record (core/serve.h); may be NULL */
+  int protocol;                /* serve_protocol (core/serve.h) */
+  int64_t start_ns;            /* arrival at the frontend, monotonic */
   char arm[32]; /* traffic/'s: the arm of the model's split that answered ("" when none) */
 
   /* The scheduler's. */

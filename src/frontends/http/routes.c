@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "frontends/http/metrics_http.h"
+
 static const route routes[] = {
     {ROUTE_GET, "/v2", v2_server_metadata},
     {ROUTE_GET, "/v2/health/live", v2_health_live},
@@ -24,6 +26,7 @@ static const route routes[] = {
     {ROUTE_POST, "/v2/repository/models/{model}/load", repository_model_load},
     {ROUTE_POST, "/v2/repository/models/{model}/unload", repository_model_unload},
     {ROUTE_GET, "/health", health_summary},
+    {ROUTE_GET, "/metrics", metrics_get}, /* Prometheus (metrics_http.c) */
     /* the application API (v1.c); TF Serving's model status shares GET /v1/models/{model} */
     {ROUTE_GET, "/v1/models", v1_models_list},
     {ROUTE_GET, "/v1/models/{model}", v1_model_get},
