@@ -21,6 +21,7 @@ DEB_PACKAGES=(
   protobuf-compiler protobuf-compiler-grpc python3-grpcio
   chromium python3-jsonschema python3-fastapi python3-uvicorn python3-httptools python3-uvloop
   cppcheck
+  prometheus  # tests/e2e/test_metrics.py: a real Prometheus and promtool
 )
 
 log() { echo "bootstrap: $*" >&2; }
