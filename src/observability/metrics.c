@@ -216,6 +216,8 @@ struct metrics {
   } collectors[METRICS_MAX_COLLECTORS];
   int n_collectors;
   double start_time; /* unix seconds */
+  char le[METRICS_DURATION_BUCKETS + 1][16]; /* the buckets' le texts, made once */
+  _Atomic size_t last_page; /* the last page's size: the next one's buffer starts there */
 };
 
 static uint64_t series_hash(const char *model, int64_t version) {
@@ -342,6 +344,18 @@ void metrics_observe_reply(metrics *m, serve_protocol protocol, const serve_reco
 /* ---------------------------------------------------------------------------------------- */
 /* lifecycle */
 
+/* A duration in seconds as a short decimal ("0.0075", "10"): the le label's text, identical in
+ * every scrape and on every replica, so sums by le line up. */
+static void seconds_str(int64_t ns, char *out, size_t cap) {
+  snprintf(out, cap, "%.6f", (double)ns / 1e9);
+  char *dot = strchr(out, '.');
+  if (dot == NULL) return;
+  char *end = out + strlen(out) - 1;
+  while (end > dot && *end == '0') *end-- = '\0';
+  if (end == dot) *end = '\0';
+}
+
+
 inferd_status metrics_create(app *a, metrics **out) {
   metrics *m = calloc(1, sizeof *m);
   if (m == NULL) return status_make(INFERD_INTERNAL, "out of memory");
@@ -350,6 +364,8 @@ inferd_status metrics_create(app *a, metrics **out) {
   struct timeval tv;
   gettimeofday(&tv, NULL);
   m->start_time = (double)tv.tv_sec + tv.tv_usec / 1e6;
+  for (int b = 0; b < METRICS_DURATION_BUCKETS; b++) seconds_str(metrics_duration_bounds_ns[b], m->le[b], sizeof m->le[b]);
+  snprintf(m->le[METRICS_DURATION_BUCKETS], sizeof m->le[0], "+Inf");
   inferd_status st = serve_register(a->serve, SERVE_STAGE_ROUTE, on_route, m);
   if (status_is_ok(&st)) st = serve_register(a->serve, SERVE_STAGE_FORK, on_fork, m);
   if (status_is_ok(&st)) st = serve_register(a->serve, SERVE_STAGE_STATS, on_stats, m);
@@ -386,17 +402,6 @@ inferd_status metrics_register_collector(metrics *m, metrics_collector fn, void 
 /* ---------------------------------------------------------------------------------------- */
 /* the exposition */
 
-/* A duration in seconds as a short decimal ("0.0075", "10"): the le label's text, identical in
- * every scrape and on every replica, so sums by le line up. */
-static void seconds_str(int64_t ns, char *out, size_t cap) {
-  snprintf(out, cap, "%.6f", (double)ns / 1e9);
-  char *dot = strchr(out, '.');
-  if (dot == NULL) return;
-  char *end = out + strlen(out) - 1;
-  while (end > dot && *end == '0') *end-- = '\0';
-  if (end == dot) *end = '\0';
-}
-
 static void labels_mv(metrics_text *t, const char *model, const char *version) {
   metrics_text_puts(t, "model=");
   metrics_text_label_value(t, model);
@@ -410,29 +415,58 @@ static bool hist_empty(const mhist *h) {
   return true;
 }
 
-/* One histogram's _bucket, _sum and _count lines; `labels` is what precedes le. +Inf is the
- * count, so the two always agree. */
-static void hist_render(metrics_text *t, const char *name, const mseries *s, int proto, int cls, const char *stage,
-                        const mhist *h) {
-  char le[32];
+/* Decimal digits of v at the end of buf[24]; returns where they start (printf is the bulk of a
+ * scrape's time otherwise: a page with 100 models has some 20,000 lines). */
+static char *u64_digits(uint64_t v, char *end) {
+  char *p = end;
+  do {
+    *--p = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return p;
+}
+
+/* One histogram's _bucket, _sum and _count lines. +Inf is the count, so the two always agree. */
+static void hist_render(metrics *m, metrics_text *t, const char *name, const mseries *s, int proto, int cls,
+                        const char *stage, const mhist *h) {
+  /* the labels but le, once: {model="..",version="..",protocol="..",status_class=".."[,stage=".."] */
+  metrics_text lbl;
+  metrics_text_init(&lbl);
+  labels_mv(&lbl, s->model, s->version_str);
+  metrics_text_puts(&lbl, ",protocol=\"");
+  metrics_text_puts(&lbl, serve_protocol_name(proto));
+  metrics_text_puts(&lbl, "\",status_class=\"");
+  metrics_text_puts(&lbl, class_names[cls]);
+  metrics_text_puts(&lbl, "\"");
+  if (stage) {
+    metrics_text_puts(&lbl, ",stage=\"");
+    metrics_text_puts(&lbl, stage);
+    metrics_text_puts(&lbl, "\"");
+  }
+  if (lbl.oom) {
+    t->oom = true;
+    metrics_text_free(&lbl);
+    return;
+  }
+  size_t nl = strlen(name);
   uint64_t cum = 0;
-  char lbl[768];
-  metrics_text tmp;
-  metrics_text_init(&tmp);
-  labels_mv(&tmp, s->model, s->version_str);
-  metrics_text_printf(&tmp, ",protocol=\"%s\",status_class=\"%s\"", serve_protocol_name(proto), class_names[cls]);
-  if (stage) metrics_text_printf(&tmp, ",stage=\"%s\"", stage);
-  snprintf(lbl, sizeof lbl, "%s", tmp.buf ? tmp.buf : "");
-  metrics_text_free(&tmp);
+  char num[24];
   for (int b = 0; b <= METRICS_DURATION_BUCKETS; b++) {
     cum += atomic_load_explicit(&h->bucket[b], memory_order_relaxed);
-    if (b < METRICS_DURATION_BUCKETS) seconds_str(metrics_duration_bounds_ns[b], le, sizeof le);
-    else snprintf(le, sizeof le, "+Inf");
-    metrics_text_printf(t, "%s_bucket{%s,le=\"%s\"} %llu\n", name, lbl, le, (unsigned long long)cum);
+    metrics_text_append(t, name, nl);
+    metrics_text_append(t, "_bucket{", 8);
+    metrics_text_append(t, lbl.buf, lbl.len);
+    metrics_text_append(t, ",le=\"", 5);
+    metrics_text_puts(t, m->le[b]);
+    metrics_text_append(t, "\"} ", 3);
+    char *d = u64_digits(cum, num + sizeof num);
+    metrics_text_append(t, d, (size_t)(num + sizeof num - d));
+    metrics_text_append(t, "\n", 1);
   }
-  metrics_text_printf(t, "%s_sum{%s} %.9f\n", name, lbl,
+  metrics_text_printf(t, "%s_sum{%s} %.9f\n", name, lbl.buf,
                       (double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e9);
-  metrics_text_printf(t, "%s_count{%s} %llu\n", name, lbl, (unsigned long long)cum);
+  metrics_text_printf(t, "%s_count{%s} %llu\n", name, lbl.buf, (unsigned long long)cum);
+  metrics_text_free(&lbl);
 }
 
 static void render_series(metrics *m, metrics_text *t) {
@@ -443,7 +477,7 @@ static void render_series(metrics *m, metrics_text *t) {
     for (int p = 0; p < SERVE_PROTOCOL_COUNT; p++)
       for (int c = 0; c < CLASS_COUNT; c++)
         if (!hist_empty(&s->h[p][c][H_TOTAL]))
-          hist_render(t, "inferd_request_duration_seconds", s, p, c, NULL, &s->h[p][c][H_TOTAL]);
+          hist_render(m, t, "inferd_request_duration_seconds", s, p, c, NULL, &s->h[p][c][H_TOTAL]);
   metrics_text_family(t, "inferd_request_stage_duration_seconds", "histogram",
                       "Time an inference request spent in one stage: queue (waiting in the scheduler, batching "
                       "delay included), compute (its batch's input gathering, run and output hand-out), serialize "
@@ -453,7 +487,7 @@ static void render_series(metrics *m, metrics_text *t) {
       for (int c = 0; c < CLASS_COUNT; c++)
         for (int st = H_QUEUE; st < H_COUNT; st++)
           if (!hist_empty(&s->h[p][c][st]))
-            hist_render(t, "inferd_request_stage_duration_seconds", s, p, c, stage_label[st], &s->h[p][c][st]);
+            hist_render(m, t, "inferd_request_stage_duration_seconds", s, p, c, stage_label[st], &s->h[p][c][st]);
 }
 
 static void render_traffic(metrics *m, metrics_text *t) {
@@ -651,9 +685,19 @@ static void render_process(metrics *m, metrics_text *t) {
 }
 
 void metrics_render(metrics *m, metrics_text *t) {
+  /* one allocation for the page, most times: the last page's size and some room */
+  size_t want = atomic_load_explicit(&m->last_page, memory_order_relaxed);
+  if (t->cap < want + want / 8 + 4096) {
+    char *nb = realloc(t->buf, want + want / 8 + 4096);
+    if (nb) {
+      t->buf = nb;
+      t->cap = want + want / 8 + 4096;
+    }
+  }
   render_series(m, t);
   render_versions(m, t);
   render_traffic(m, t);
   render_process(m, t);
   for (int i = 0; i < m->n_collectors; i++) m->collectors[i].fn(m->collectors[i].ctx, t);
+  atomic_store_explicit(&m->last_page, t->len, memory_order_relaxed);
 }

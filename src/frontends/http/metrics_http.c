@@ -18,6 +18,12 @@
 #include "observability/metrics.h"
 #include "util/log.h"
 
+static void free_page(const void *data, size_t len, void *page) {
+  (void)data;
+  (void)len;
+  free(page);
+}
+
 void metrics_get(void *call, const route_params *p) {
   (void)p;
   http_call *c = call;
@@ -29,13 +35,14 @@ void metrics_get(void *call, const route_params *p) {
   metrics_text t;
   metrics_text_init(&t);
   metrics_render(c->app->metrics, &t);
-  if (t.oom || (c->body = evbuffer_new()) == NULL || evbuffer_add(c->body, t.buf, t.len) != 0) {
+  /* the page (megabytes with many models) goes out without a copy: the body refers to it */
+  if (t.oom || (c->body = evbuffer_new()) == NULL ||
+      evbuffer_add_reference(c->body, t.buf, t.len, free_page, t.buf) != 0) {
     metrics_text_free(&t);
     inferd_status st = status_make(INFERD_INTERNAL, "out of memory for the metrics page");
     http_call_reply_error(c, &st);
     return;
   }
-  metrics_text_free(&t);
   c->status = 200;
   c->content_type = METRICS_CONTENT_TYPE;
   c->header_len = -1;
