@@ -6,6 +6,7 @@
 # the machine, unlike CPU time; two runs of one build still differ by up to ~0.5 % (event-loop
 # wake-ups and thread-pool spinning depend on timing).
 #   bench/instructions_per_request.sh BUILD TAG   (prints "N (100.0%) PROGRAM TOTALS"; / 500)
+# SERVER_ARGS (environment): more options for the server, e.g. "--metrics off".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -16,7 +17,8 @@ $PY bench/make_bodies.py bench/out
 port=$(free_port)
 rm -f /tmp/cg."$TAG".*
 valgrind --tool=callgrind --callgrind-out-file=/tmp/cg."$TAG".%p --instr-atstart=no --dump-instr=no \
-  "$BUILD/inferd" serve --model-repository models --host 127.0.0.1 --http-port "$port" >/tmp/cg."$TAG".log 2>&1 &
+  "$BUILD/inferd" serve --model-repository models --host 127.0.0.1 --http-port "$port" --grpc-port "$(free_port)" \
+  ${SERVER_ARGS:-} >/tmp/cg."$TAG".log 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 wait_up "http://127.0.0.1:$port/v2/health/ready"
