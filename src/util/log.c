@@ -14,15 +14,25 @@
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-/* "2026-11-22T15:30:00.123456Z" */
+/* "2026-11-22T15:30:00.123456Z". The date and time to the second are formatted once a second
+ * per thread (gmtime_r + strftime were a sixth of an access line's instructions). */
 static void append_time(sbuf *b) {
+  static _Thread_local time_t cached_sec = -1;
+  static _Thread_local char cached[32];
+  static _Thread_local size_t cached_len;
   struct timeval tv;
   gettimeofday(&tv, NULL);
-  struct tm tm;
-  gmtime_r(&tv.tv_sec, &tm);
-  char t[32];
-  if (strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm) == 0) t[0] = '\0';
-  sbuf_appendf(b, "%s.%06ldZ", t, (long)tv.tv_usec);
+  if (tv.tv_sec != cached_sec) {
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    cached_len = strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+    cached_sec = tv.tv_sec;
+  }
+  char us[8] = {'.', 0, 0, 0, 0, 0, 0, 'Z'};
+  long u = (long)tv.tv_usec;
+  for (int i = 6; i >= 1; i--, u /= 10) us[i] = (char)('0' + u % 10);
+  sbuf_appendn(b, cached, cached_len);
+  sbuf_appendn(b, us, sizeof us);
 }
 
 /* The format chosen by main before any thread starts; read on every line. */
