@@ -40,9 +40,23 @@ done
 sleep 2
 curl -sf "http://127.0.0.1:$HTTP_PORT/metrics" >"$OUT/scrape-page.txt"
 echo "page: $(wc -c <"$OUT/scrape-page.txt") bytes, $(grep -vc '^#' "$OUT/scrape-page.txt") samples, $(curl -sf "http://127.0.0.1:$HTTP_PORT/v2/models/stats" | $PY -c 'import json,sys; print(len(json.load(sys.stdin)["model_stats"]))') model versions"
+# total time and time to the first byte (the page is rendered before its first byte goes out)
 for port in "$HTTP_PORT" "$METRICS_PORT"; do
   for _ in $(seq "$SCRAPES"); do
-    curl -sf -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$port/metrics"
-  done | sort -n | awk -v what="$([ "$port" = "$HTTP_PORT" ] && echo 'HTTP port' || echo 'metrics port')" '
-    { t[NR] = $1 * 1000 } END { printf "%-13s scrapes %d  median %.2f ms  p90 %.2f ms  max %.2f ms\n", what, NR, t[int(NR / 2) + 1], t[int(NR * 0.9)], t[NR] }'
+    curl -sf -o /dev/null -w '%{time_total} %{time_starttransfer}\n' "http://127.0.0.1:$port/metrics"
+  done | $PY -c '
+import statistics, sys
+what = sys.argv[1]
+rows = [tuple(float(x) * 1000 for x in l.split()) for l in sys.stdin]
+tot = sorted(r[0] for r in rows); first = sorted(r[1] for r in rows)
+print(f"{what:13} scrapes {len(rows)}  total: median {statistics.median(tot):.2f} ms  p90 {tot[int(len(tot) * 0.9) - 1]:.2f} ms"
+      f"  max {tot[-1]:.2f} ms;  first byte: median {statistics.median(first):.2f} ms")
+' "$([ "$port" = "$HTTP_PORT" ] && echo 'HTTP port' || echo 'metrics port')"
 done
+# the server's own render time (inferd_metrics_render_seconds: the previous page's), SCRAPES times
+for _ in $(seq "$SCRAPES"); do
+  curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | awk '$1 == "inferd_metrics_render_seconds" { print $2 * 1000 }'
+done | $PY -c '
+import statistics, sys
+v = sorted(float(l) for l in sys.stdin)
+print(f"render in the server: median {statistics.median(v):.2f} ms  p90 {v[int(len(v) * 0.9) - 1]:.2f} ms  max {v[-1]:.2f} ms")'

@@ -218,6 +218,7 @@ struct metrics {
   double start_time; /* unix seconds */
   char le[METRICS_DURATION_BUCKETS + 1][16]; /* the buckets' le texts, made once */
   _Atomic size_t last_page; /* the last page's size: the next one's buffer starts there */
+  _Atomic int64_t last_render_ns; /* how long the last page took to render */
 };
 
 static uint64_t series_hash(const char *model, int64_t version) {
@@ -448,21 +449,50 @@ static void hist_render(metrics *m, metrics_text *t, const char *name, const mse
     metrics_text_free(&lbl);
     return;
   }
-  size_t nl = strlen(name);
+  /* every bucket line is prefix + le text + count: the prefix once, the lines written in place
+   * into room reserved for all of them */
+  size_t nl = strlen(name), pre = nl + 8 + lbl.len + 5;
+  size_t need = (METRICS_DURATION_BUCKETS + 1) * (pre + 16 + 3 + 21 + 1);
+  if (t->oom) {
+    metrics_text_free(&lbl);
+    return;
+  }
+  if (t->len + need + 1 > t->cap) {
+    size_t cap = t->cap ? t->cap : 16384;
+    while (cap < t->len + need + 1) cap *= 2;
+    char *nb = realloc(t->buf, cap);
+    if (nb == NULL) {
+      t->oom = true;
+      metrics_text_free(&lbl);
+      return;
+    }
+    t->buf = nb;
+    t->cap = cap;
+  }
+  char *w = t->buf + t->len, *line0 = w;
+  memcpy(w, name, nl);
+  memcpy(w + nl, "_bucket{", 8);
+  memcpy(w + nl + 8, lbl.buf, lbl.len);
+  memcpy(w + nl + 8 + lbl.len, ",le=\"", 5);
   uint64_t cum = 0;
   char num[24];
   for (int b = 0; b <= METRICS_DURATION_BUCKETS; b++) {
     cum += atomic_load_explicit(&h->bucket[b], memory_order_relaxed);
-    metrics_text_append(t, name, nl);
-    metrics_text_append(t, "_bucket{", 8);
-    metrics_text_append(t, lbl.buf, lbl.len);
-    metrics_text_append(t, ",le=\"", 5);
-    metrics_text_puts(t, m->le[b]);
-    metrics_text_append(t, "\"} ", 3);
+    if (w != line0) memcpy(w, line0, pre);
+    w += pre;
+    size_t ll = strlen(m->le[b]);
+    memcpy(w, m->le[b], ll);
+    w += ll;
+    memcpy(w, "\"} ", 3);
+    w += 3;
     char *d = u64_digits(cum, num + sizeof num);
-    metrics_text_append(t, d, (size_t)(num + sizeof num - d));
-    metrics_text_append(t, "\n", 1);
+    size_t dl = (size_t)(num + sizeof num - d);
+    memcpy(w, d, dl);
+    w += dl;
+    *w++ = '\n';
   }
+  t->len = (size_t)(w - t->buf);
+  t->buf[t->len] = '\0';
   metrics_text_printf(t, "%s_sum{%s} %.9f\n", name, lbl.buf,
                       (double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e9);
   metrics_text_printf(t, "%s_count{%s} %llu\n", name, lbl.buf, (unsigned long long)cum);
@@ -685,6 +715,7 @@ static void render_process(metrics *m, metrics_text *t) {
 }
 
 void metrics_render(metrics *m, metrics_text *t) {
+  int64_t start = monotime_ns();
   /* one allocation for the page, most times: the last page's size and some room */
   size_t want = atomic_load_explicit(&m->last_page, memory_order_relaxed);
   if (t->cap < want + want / 8 + 4096) {
@@ -699,5 +730,10 @@ void metrics_render(metrics *m, metrics_text *t) {
   render_traffic(m, t);
   render_process(m, t);
   for (int i = 0; i < m->n_collectors; i++) m->collectors[i].fn(m->collectors[i].ctx, t);
+  metrics_text_family(t, "inferd_metrics_render_seconds", "gauge",
+                      "How long the previous /metrics page took to render in the server.");
+  metrics_text_printf(t, "inferd_metrics_render_seconds %.6f\n",
+                      (double)atomic_load_explicit(&m->last_render_ns, memory_order_relaxed) / 1e9);
   atomic_store_explicit(&m->last_page, t->len, memory_order_relaxed);
+  atomic_store_explicit(&m->last_render_ns, monotime_ns() - start, memory_order_relaxed);
 }
