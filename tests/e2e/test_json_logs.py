@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -55,9 +54,11 @@ def load(srv):
     threads += [threading.Thread(target=grpc_client, args=(k,)) for k in range(CLIENTS)]
     for t in threads:
         t.start()
-    for _ in range(HUPS):
+    # one signal at a time: two SIGHUPs that arrive before the server takes the first are one
+    for i in range(HUPS):
         srv.send_signal(signal.SIGHUP)
-        time.sleep(0.02)
+        wait_until(lambda: srv.stderr().count("SIGHUP: rescanning") > i, timeout(10), interval=0.005,
+                   what=f"the log line of SIGHUP {i + 1}")
     for t in threads:
         t.join()
     assert not errors, errors[:5]

@@ -10,10 +10,8 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 
-import grpc
 import numpy as np
 import pytest
 import requests
