@@ -30,6 +30,7 @@ DEB_PACKAGES=(
   cppcheck
   libcurl4-openssl-dev python3-protobuf  # OTLP export; the tracing test's decoder
   python3-scipy  # tests/e2e/test_drift.py: the drift statistics computed independently
+  prometheus  # tests/e2e/test_metrics.py: a real Prometheus and promtool
 )
 
 log() { echo "bootstrap: $*" >&2; }

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "core/principal.h"
+#include "observability/metrics.h"
 #include "frontends/grpc/call.h"
 #include "security/auth.h"
 #include "util/log.h"
@@ -44,6 +45,7 @@ typedef struct unknown_call {
 
 struct grpcfe {
   app *app;
+  atomic_long active_calls; /* arrived and not yet freed */
   grpc_server *server;
   grpc_completion_queue *cq;
   pthread_t *threads;
@@ -83,6 +85,14 @@ bool grpcfe_draining(grpcfe *fe) {
 }
 void *grpcfe_health_state(grpcfe *fe) { return fe->health; }
 void grpcfe_set_health_state(grpcfe *fe, void *state) { fe->health = state; }
+long grpcfe_active_calls(const grpcfe *f) { return atomic_load(&((grpcfe *)f)->active_calls); }
+
+void grpcfe_metrics_collect(void *ctx, metrics_text *out) {
+  metrics_text_family(out, "inferd_grpc_active_calls", "gauge",
+                      "gRPC calls under way now (gRPC core does not expose its connections).");
+  metrics_text_printf(out, "inferd_grpc_active_calls %ld\n", grpcfe_active_calls(ctx));
+}
+
 int grpcfe_port(const grpcfe *f) { return f->port; }
 
 static void live_add(grpcfe *fe, int d) {
@@ -228,6 +238,7 @@ static int final_status(const gcall *c) {
  * the gRPC status code (0 is OK). Gathered here; the reply thread writes them. */
 static void access_log_call(gcall *c) {
   grpcfe *fe = c->fe;
+  int64_t now = monotime_ns();
   access_record r = {
       .request_id = c->request_id,
       .trace_id = c->trace_id[0] ? c->trace_id : NULL,
@@ -237,10 +248,16 @@ static void access_log_call(gcall *c) {
       .version = c->version[0] ? c->version : NULL,
       .principal = c->principal ? c->principal->name : NULL,
       .status = final_status(c),
-      .latency_us = (monotime_ns() - c->start_ns) / 1000,
+      .latency_us = (now - c->start_ns) / 1000,
       .bytes_in = c->bytes_in,
       .bytes_out = c->bytes_out,
+      .arm = c->record.arm,
+      .timed = c->record.done_ns != 0,
+      .queue_us = c->record.queue_ns / 1000,
+      .compute_us = c->record.compute_ns / 1000,
   };
+  metrics_observe_reply(fe->app->metrics, SERVE_PROTOCOL_GRPC, &c->record, metrics_grpc_http_status(r.status),
+                        c->start_ns, now, r.bytes_in, r.bytes_out);
   char line[LOG_ACCESS_LINE_MAX];
   size_t n = log_access_format(&r, line, sizeof line);
   pthread_mutex_lock(&fe->log_mu);
@@ -272,7 +289,10 @@ static size_t buffer_bytes(grpc_byte_buffer *bb) { return bb ? grpc_byte_buffer_
 
 static void free_call(gcall *c) {
   grpcfe *fe = c->fe;
-  if (c->arrived) access_log_call(c);
+  if (c->arrived) {
+    access_log_call(c);
+    atomic_fetch_sub(&fe->active_calls, 1);
+  }
   if (c->call) grpc_call_unref(c->call);
   grpc_metadata_array_destroy(&c->md);
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
@@ -397,10 +417,14 @@ void gcall_serve_init(gcall *c, serve_request *sr) {
   sr->meta_ctx = c;
   sr->principal = c->principal;
   sr->request_id = c->request_id;
-  sr->protocol = "grpc";
   sr->trace_id = c->trace_id;
-  /* a stream answers many requests on one call: its responses carry no per-request headers */
-  if (c->method->kind == RPC_UNARY) sr->reply_headers = &c->stage_headers;
+  sr->protocol = SERVE_PROTOCOL_GRPC;
+  /* a stream answers many requests on one call: its responses carry no per-request headers,
+   * and its log line no per-request timings */
+  if (c->method->kind == RPC_UNARY) {
+    sr->reply_headers = &c->stage_headers;
+    sr->record = &c->record;
+  }
 }
 
 /* Starts the reply that unary_send stored in c. */
@@ -760,6 +784,7 @@ static void on_arrival(gtag *t, bool ok) {
   c->start_ns = monotime_ns();
   c->deadline_ns = deadline_to_monotonic(c->deadline);
   c->arrived = true;
+  atomic_fetch_add(&fe->active_calls, 1);
   c->bytes_in = buffer_bytes(c->payload);
   set_request_id(c);
   inferd_status admitted = admit_call(c);

@@ -94,6 +94,8 @@ static const route_doc docs[] = {
      NULL, NULL, "404 503", NULL, false},
     {ROUTE_GET, "/v2/models/{model}/versions/{version}/config", "Model repository", "The configuration of one version", NULL,
      NULL, "404 503", NULL, false},
+    {ROUTE_GET, "/metrics", "Operations", "Prometheus metrics (text exposition format 0.0.4; docs/observability.md)", NULL,
+     NULL, "", NULL, false},
     {ROUTE_GET, "/health", "Operations", "One look at the server and every model version", NULL, NULL, "503", NULL, false},
     {ROUTE_GET, "/openapi.json", "Operations", "This document", NULL, NULL, "", NULL, false},
     {ROUTE_GET, "/docs", "Operations", "Swagger UI", NULL, NULL, "", NULL, false},

@@ -11,6 +11,8 @@
 #include "security/cors.h"
 #include "security/scope.h"
 
+#include "frontends/http/metrics_http.h"
+
 static const route routes[] = {
     {ROUTE_GET, "/v2", v2_server_metadata, SCOPE_READ},
     {ROUTE_GET, "/v2/health/live", v2_health_live, SCOPE_OPEN},
@@ -32,6 +34,7 @@ static const route routes[] = {
     {ROUTE_POST, "/v2/repository/models/{model}/load", repository_model_load, SCOPE_ADMIN},
     {ROUTE_POST, "/v2/repository/models/{model}/unload", repository_model_unload, SCOPE_ADMIN},
     {ROUTE_GET, "/health", health_summary, SCOPE_OPEN},
+    {ROUTE_GET, "/metrics", metrics_get, SCOPE_METRICS}, /* Prometheus (metrics_http.c) */
     /* the application API (v1.c); TF Serving's model status shares GET /v1/models/{model} */
     {ROUTE_GET, "/v1/models", v1_models_list, SCOPE_READ},
     {ROUTE_GET, "/v1/models/{model}", v1_model_get, SCOPE_READ},

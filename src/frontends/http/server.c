@@ -20,6 +20,7 @@
 #include "frontends/http/server_internal.h"
 #include "core/principal.h"
 #include "security/auth.h"
+#include "observability/metrics.h"
 #include "util/log.h"
 #include "util/monotime.h"
 
@@ -46,8 +47,9 @@ void http_call_serve_init(http_call *c, serve_request *sr) {
   sr->reply_headers = &c->stage_headers;
   sr->principal = c->principal;
   sr->request_id = c->request_id;
-  sr->protocol = "http";
   sr->trace_id = c->trace_id;
+  sr->protocol = SERVE_PROTOCOL_HTTP;
+  sr->record = &c->record;
 }
 
 const char *http_call_body(http_call *c, size_t *len) {
@@ -146,6 +148,7 @@ static inferd_status decode_request_body(http_call *c) {
 /* Sends a reply already encoded, on the loop thread. */
 static void send_reply(http_call *c) {
   if (atomic_load(&c->app->draining)) c->close_after = true;
+  int64_t now = monotime_ns();
   access_record r = {
       .request_id = c->request_id,
       .trace_id = c->trace_id[0] ? c->trace_id : NULL,
@@ -155,10 +158,16 @@ static void send_reply(http_call *c) {
       .version = c->version[0] ? c->version : NULL,
       .principal = c->principal ? c->principal->name : NULL,
       .status = c->status,
-      .latency_us = (monotime_ns() - c->start_ns) / 1000,
+      .latency_us = (now - c->start_ns) / 1000,
       .bytes_in = c->bytes_in,
       .bytes_out = c->body ? evbuffer_get_length(c->body) : 0,
+      .arm = c->record.arm,
+      .timed = c->record.done_ns != 0,
+      .queue_us = c->record.queue_ns / 1000,
+      .compute_us = c->record.compute_ns / 1000,
   };
+  metrics_observe_reply(c->app->metrics, SERVE_PROTOCOL_HTTP, &c->record, c->status, c->start_ns, now, r.bytes_in,
+                        r.bytes_out);
   char line[LOG_ACCESS_LINE_MAX];
   evbuffer_add(c->loop->access_log, line, log_access_format(&r, line, sizeof line));
   if (evbuffer_get_length(c->loop->access_log) > LOG_ACCESS_FLUSH_BYTES) flush_access_log(c->loop);
@@ -447,6 +456,7 @@ inferd_status http_server_create(const http_options *opts, app *a, http_server *
 }
 
 int http_server_port(const http_server *s) { return s->port; }
+long http_server_open_connections(const http_server *s) { return atomic_load(&((http_server *)s)->open_conns); }
 
 /* usleep is obsolescent (POSIX.1-2008 removed it) */
 static void sleep_us(long us) {

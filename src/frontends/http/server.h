@@ -77,6 +77,7 @@ typedef struct http_call {
   /* who is calling, once authenticated (security/); a counted reference, dropped with the call */
   const struct principal *principal;
   serve_headers stage_headers; /* the pipeline stages' (serve_request.reply_headers), sent too */
+  serve_record record;         /* what the completion tells the access log and metrics (serve_request.record) */
   bool close_after; /* answer with Connection: close and close */
   /* Set on the loop thread when the client leaves before its answer; the scheduler reads it
    * to drop a request still queued. Lives as long as the call. */
@@ -87,6 +88,8 @@ typedef struct http_call {
 inferd_status http_server_create(const http_options *opts, app *a, http_server **out);
 /* The port bound (useful with port 0). */
 int http_server_port(const http_server *s);
+/* Connections open now, over every loop (for the connections gauge). */
+long http_server_open_connections(const http_server *s);
 /* Stops accepting, waits for the calls in flight up to the drain timeout. */
 void http_server_drain(http_server *s);
 /* Stops the loops and frees everything; calls not answered by then are dropped. */
