@@ -15,6 +15,7 @@
 #include "core/version.h"
 #include "frontends/grpc/frontend.h"
 #include "frontends/http/server.h"
+#include "security/tlsconf.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -36,6 +37,10 @@ typedef struct serve_options {
   long poll_secs;
   const char *load_models[64];
   size_t n_load_models;
+  /* TLS (docs/security.md, "TLS and mutual TLS") */
+  const char *tls_cert, *tls_key, *tls_client_ca;
+  const char *tls_client_auth; /* required | optional; NULL: required when a client CA is given */
+  long http_plain_port;        /* -1: none */
 } serve_options;
 
 static void usage(FILE *f) {
@@ -61,14 +66,22 @@ static void usage(FILE *f) {
           "                           explicit (load through the API)  INFERD_MODEL_CONTROL_MODE (none)\n"
           "  --repository-poll-secs N poll mode's rescan interval  INFERD_REPOSITORY_POLL_SECS (15)\n"
           "  --load-model NAME        explicit mode: load NAME at start (repeatable; '*' for all)\n"
-          "SIGHUP rescans the repository in every mode; SIGTERM drains and stops.\n"
+          "SIGHUP rescans the repository in every mode (and reloads TLS files); SIGTERM drains and stops.\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
           "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
           "  --body-timeout-ms N      time for a body, and the longest pause in one  INFERD_BODY_TIMEOUT_MS (30000)\n"
           "  --min-body-rate N        bytes/s that earn a body one more second  INFERD_MIN_BODY_RATE (1024)\n"
           "  --keepalive-timeout-ms N idle time between requests   INFERD_KEEPALIVE_TIMEOUT_MS (120000)\n"
           "  --send-timeout-ms N      time for a client to take a closing reply  INFERD_SEND_TIMEOUT_MS (30000)\n"
-          "  --max-connections N      HTTP connections open at once  INFERD_MAX_CONNECTIONS (16384)\n");
+          "  --max-connections N      HTTP connections open at once  INFERD_MAX_CONNECTIONS (16384)\n"
+          "TLS (docs/security.md; SIGHUP reloads the files, open connections keep theirs):\n"
+          "  --tls-cert FILE          PEM certificate chain: HTTPS on --http-port, TLS on gRPC  INFERD_TLS_CERT\n"
+          "  --tls-key FILE           PEM private key of --tls-cert  INFERD_TLS_KEY\n"
+          "  --tls-client-ca FILE     PEM CAs for client certificates (mutual TLS)  INFERD_TLS_CLIENT_CA\n"
+          "  --tls-client-auth MODE   required (no valid certificate, no connection) or optional\n"
+          "                           (none: accepted without a subject)  INFERD_TLS_CLIENT_AUTH (required)\n"
+          "  --http-plain-port N      with TLS, also serve plain HTTP on port N (none by default)\n"
+          "                                                        INFERD_HTTP_PLAIN_PORT\n");
 }
 
 /* Parses a whole decimal integer within [lo, hi]; names the option on failure. */
@@ -97,6 +110,9 @@ static const struct option serve_longopts[] = {
     {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
     {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
     {"load-model", required_argument, 0, 'L'},
+    {"tls-cert", required_argument, 0, 1100},        {"tls-key", required_argument, 0, 1101},
+    {"tls-client-ca", required_argument, 0, 1102},   {"tls-client-auth", required_argument, 0, 1103},
+    {"http-plain-port", required_argument, 0, 1104},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -112,7 +128,9 @@ static const struct {
                   {"INFERD_REQUEST_HEAD_TIMEOUT_MS", 1000}, {"INFERD_BODY_TIMEOUT_MS", 1001},
                   {"INFERD_MIN_BODY_RATE", 1002}, {"INFERD_KEEPALIVE_TIMEOUT_MS", 1003},
                   {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005},
-                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}};
+                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'},
+                  {"INFERD_TLS_CERT", 1100}, {"INFERD_TLS_KEY", 1101}, {"INFERD_TLS_CLIENT_CA", 1102},
+                  {"INFERD_TLS_CLIENT_AUTH", 1103}, {"INFERD_HTTP_PLAIN_PORT", 1104}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -146,6 +164,17 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
       }
       return 0;
     case 'P': if (parse_num(name, val, 1, 86400, &v)) return -1; o->poll_secs = (long)v; return 0;
+    case 1100: o->tls_cert = val; return 0;
+    case 1101: o->tls_key = val; return 0;
+    case 1102: o->tls_client_ca = val; return 0;
+    case 1103:
+      if (strcmp(val, "required") != 0 && strcmp(val, "optional") != 0) {
+        fprintf(stderr, "inferd: %s must be required or optional, got '%s'\n", name, val);
+        return -1;
+      }
+      o->tls_client_auth = val;
+      return 0;
+    case 1104: if (parse_num(name, val, 0, 65535, &v)) return -1; o->http_plain_port = (long)v; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -164,7 +193,8 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .drain_timeout_ms = 10000, .grpc_port = 8001, .grpc_max_message_bytes = 64L << 20, .grpc_threads = 1,
                        .max_records = 1000, .head_timeout_ms = 20000, .body_timeout_ms = 30000,
                        .min_body_rate = 1024, .keepalive_timeout_ms = 120000, .send_timeout_ms = 30000,
-                       .max_connections = 16384, .control_mode = REPO_CONTROL_NONE, .poll_secs = 15};
+                       .max_connections = 16384, .control_mode = REPO_CONTROL_NONE, .poll_secs = 15,
+                       .http_plain_port = -1};
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
     if (val && apply_option(o, serve_envs[i].opt, serve_envs[i].env, val)) return -1;
@@ -190,6 +220,18 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
   }
   if (o->n_load_models && o->control_mode != REPO_CONTROL_EXPLICIT) {
     fprintf(stderr, "inferd: --load-model needs --model-control-mode explicit (the other modes load every model)\n");
+    return -1;
+  }
+  if ((o->tls_cert != NULL) != (o->tls_key != NULL)) {
+    fprintf(stderr, "inferd: TLS needs both --tls-cert and --tls-key\n");
+    return -1;
+  }
+  if (o->tls_cert == NULL && (o->tls_client_ca || o->tls_client_auth || o->http_plain_port >= 0)) {
+    fprintf(stderr, "inferd: --tls-client-ca, --tls-client-auth and --http-plain-port need --tls-cert and --tls-key\n");
+    return -1;
+  }
+  if (o->tls_client_auth && o->tls_client_ca == NULL) {
+    fprintf(stderr, "inferd: --tls-client-auth needs --tls-client-ca (the CAs client certificates are checked against)\n");
     return -1;
   }
   if (o->model_repository == NULL) {
@@ -260,8 +302,20 @@ static int cmd_serve(int argc, char **argv) {
     app_destroy(a);
     return 2;
   }
+  tlsconf *tls = NULL;
+  if (o.tls_cert) {
+    tlsconf_options to = {.cert_file = o.tls_cert, .key_file = o.tls_key, .client_ca_file = o.tls_client_ca,
+                          .client_auth = o.tls_client_auth && strcmp(o.tls_client_auth, "optional") == 0
+                                             ? TLSCONF_CLIENT_OPTIONAL : TLSCONF_CLIENT_REQUIRED};
+    st = tlsconf_create(&to, &tls);
+    if (!status_is_ok(&st)) {
+      log_msg(LOG_ERROR, NULL, "%s", st.msg);
+      app_destroy(a);
+      return 2;
+    }
+  }
   http_server *http;
-  http_options ho = {.host = o.host, .port = (int)o.http_port, .threads = (int)o.http_threads,
+  http_options ho = {.tls = tls, .plain_port = (int)o.http_plain_port,.host = o.host, .port = (int)o.http_port, .threads = (int)o.http_threads,
                      .max_body_bytes = (size_t)o.max_body_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms,
                      .head_timeout_ms = (int)o.head_timeout_ms, .body_timeout_ms = (int)o.body_timeout_ms,
                      .min_body_rate = (int)o.min_body_rate, .keepalive_timeout_ms = (int)o.keepalive_timeout_ms,
@@ -271,13 +325,20 @@ static int cmd_serve(int argc, char **argv) {
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
     app_destroy(a);
+    tlsconf_destroy(tls);
     return 1;
   }
-  log_msg(LOG_INFO, NULL, "inferd %s serving %s over HTTP on %s:%d", INFERD_VERSION, o.model_repository, o.host,
-          http_server_port(http));
+  log_msg(LOG_INFO, NULL, "inferd %s serving %s over %s on %s:%d", INFERD_VERSION, o.model_repository,
+          tls ? "HTTPS" : "HTTP", o.host, http_server_port(http));
+  if (tls && http_server_plain_port(http))
+    log_msg(LOG_INFO, NULL, "plain HTTP too on %s:%d (--http-plain-port)", o.host, http_server_plain_port(http));
+  if (tls && o.tls_client_ca)
+    log_msg(LOG_INFO, NULL, "client certificates %s (--tls-client-auth), checked against %s",
+            tlsconf_client_mode(tls) == TLSCONF_CLIENT_OPTIONAL ? "optional" : "required", o.tls_client_ca);
   grpcfe *grpc;
   grpcfe_options go = {.host = o.host, .port = (int)o.grpc_port, .threads = (int)o.grpc_threads,
-                     .max_message_bytes = (int)o.grpc_max_message_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms};
+                     .max_message_bytes = (int)o.grpc_max_message_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms,
+                     .tls = tls};
   st = grpcfe_create(&go, a, &grpc);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
@@ -286,14 +347,22 @@ static int cmd_serve(int argc, char **argv) {
     app_stop_work(a);
     http_server_destroy(http);
     app_destroy(a);
+    tlsconf_destroy(tls);
     return 1;
   }
-  log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o.host, grpcfe_port(grpc));
+  log_msg(LOG_INFO, NULL, "serving gRPC%s on %s:%d", tls ? " over TLS" : "", o.host, grpcfe_port(grpc));
 
   int sig = 0;
   while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
     log_msg(LOG_INFO, NULL, "SIGHUP: rescanning the model repository");
     repo_request_rescan(a->repo);
+    if (tls) { /* new connections take the new certificates; open ones keep theirs */
+      inferd_status rs = tlsconf_reload(tls);
+      if (status_is_ok(&rs))
+        log_msg(LOG_INFO, NULL, "SIGHUP: TLS certificates reloaded from %s", o.tls_cert);
+      else
+        log_msg(LOG_ERROR, NULL, "SIGHUP: TLS certificates not reloaded, the previous ones stay: %s", rs.msg);
+    }
   }
   log_msg(LOG_INFO, NULL, "%s: draining (up to %ld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout_ms);
   atomic_store(&a->draining, true);
@@ -304,6 +373,7 @@ static int cmd_serve(int argc, char **argv) {
   http_server_destroy(http);
   grpcfe_destroy(grpc);
   app_destroy(a);
+  tlsconf_destroy(tls);
   log_msg(LOG_INFO, NULL, "stopped");
   return 0;
 }

@@ -16,6 +16,9 @@ typedef struct grpcfe_options {
   int threads; /* completion-queue threads */
   int max_message_bytes; /* largest message received or sent */
   int drain_timeout_ms;
+  /* TLS and client certificates (security/tlsconf, the caller's, outliving the frontend);
+   * NULL: plaintext */
+  struct tlsconf *tls;
 } grpcfe_options;
 
 inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out);
