@@ -890,7 +890,10 @@ static grpc_ssl_certificate_config_reload_status fetch_certs(void *user, grpc_ss
   char *cert, *key, *ca;
   if (!tlsconf_pem(fe->tls, &gen, &cert, &key, &ca)) return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
   grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
-  *config = grpc_ssl_server_certificate_config_create(ca, &pair, 1); /* copies them */
+  /* gRPC core 1.51 asserts a fetched config has client roots even when it asks for no client
+   * certificate; without --tls-client-ca it asks for none and never consults them, so the
+   * server's own chain stands in */
+  *config = grpc_ssl_server_certificate_config_create(ca ? ca : cert, &pair, 1); /* copies them */
   tlsconf_pem_free(cert, key, ca);
   atomic_store(&fe->tls_generation, gen);
   return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
