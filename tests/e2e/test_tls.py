@@ -252,6 +252,41 @@ def test_keepalive_and_pipelining_over_tls(tls_server):
         conn.close()
 
 
+def test_records_that_arrive_together_are_all_read(tls_server, certs):
+    """Several TLS records in one TCP segment: OpenSSL takes them all off the socket at once
+    (read-ahead), so the server must read every record it holds, not wait for the socket."""
+    srv = tls_server()
+    ctx = ssl.create_default_context(cafile=certs["ca"])
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=timeout(5)) as sock:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(out.read())
+                chunk = sock.recv(65536)
+                assert chunk, "closed during the handshake"
+                inc.write(chunk)
+        sock.sendall(out.read())
+        paths = ("live", "ready", "live", "ready")
+        for p in paths:  # one record each, sent in one segment
+            tls.write(f"GET /v2/health/{p} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(out.read())
+        got = b""
+        while got.count(b"HTTP/1.1 200") < len(paths) or not got.endswith(b"}"):
+            try:
+                got += tls.read(65536)
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            chunk = sock.recv(65536)  # times out if the server left a record unread
+            assert chunk, "the server closed the connection"
+            inc.write(chunk)
+        assert got.count(b"HTTP/1.1 200") == len(paths)
+
+
 def test_plain_http_on_the_tls_port_is_told_and_plain_port(tls_server):
     plain = free_port()
     srv = tls_server(args=["--http-plain-port", str(plain)])
