@@ -578,8 +578,11 @@ static void tls_handshake(http_conn *conn) {
   ERR_clear_error();
   int r = SSL_do_handshake(conn->ssl);
   if (r != 1) {
-    if (!tls_wait(conn, r, true)) conn_free(conn);
-    else if (!conn->read_wants_write) event_del(conn->writable);
+    if (!tls_wait(conn, r, true)) {
+      conn_free(conn);
+      return;
+    }
+    if (!conn->read_wants_write) event_del(conn->writable);
     conn->read_wants_write = false; /* the handshake retries on either event */
     return;
   }
