@@ -258,15 +258,17 @@ static void log_refusals(http_server *s, const char *why) {
 }
 
 /* Past --max-connections: a short 503 and close, so a client learns why rather than hanging. */
-static void refuse_connection(http_server *s, evutil_socket_t fd) {
+static void refuse_connection(http_server *s, evutil_socket_t fd, bool tls) {
   static const char reply[] =
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
       "Connection: close\r\nContent-Length: 69\r\n\r\n"
       "{\"error\":\"the server is at its connection limit (--max-connections)\"}";
   _Static_assert(sizeof "{\"error\":\"the server is at its connection limit (--max-connections)\"}" - 1 == 69,
                  "Content-Length of the refusal");
-  ssize_t n = send(fd, reply, sizeof reply - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-  (void)n; /* best effort: the socket is new, its buffer empty */
+  if (!tls) { /* a TLS client could not read it: it only sees the close */
+    ssize_t n = send(fd, reply, sizeof reply - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)n; /* best effort: the socket is new, its buffer empty */
+  }
   evutil_closesocket(fd);
   atomic_fetch_add(&s->refused_at_limit, 1);
   log_refusals(s, "refusing connections: at --max-connections");
@@ -276,7 +278,7 @@ static void accept_conn(http_loop *l, evutil_socket_t fd, bool tls) {
   http_server *s = l->srv;
   if (atomic_fetch_add(&s->open_conns, 1) >= s->opts.max_connections) {
     atomic_fetch_sub(&s->open_conns, 1);
-    refuse_connection(s, fd);
+    refuse_connection(s, fd, tls);
     return;
   }
   http_conn_accept(l, fd, tls);
