@@ -21,7 +21,7 @@ import grpc
 import pytest
 import requests
 
-from conftest import SANITIZED, Server, free_port, timeout, wait_until
+from conftest import INFERD_BIN, Server, free_port, timeout, wait_until
 from grpc_stubs import pb, pbg
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
@@ -214,9 +214,13 @@ def test_curl_over_https_and_openssl_sees_tls13(tls_server):
     # TLS 1.2 is still accepted (with a forward-secret AEAD suite); 1.1 is not
     out12 = s_client(srv.port, srv.certs, ["-tls1_2"])
     assert "Protocol  : TLSv1.2" in out12 or "TLSv1.2" in out12, out12
-    assert "ECDHE" in out12 and "GCM" in out12 or "CHACHA20" in out12, out12
-    out11 = s_client(srv.port, srv.certs, ["-tls1_1"])
-    assert "Cipher is (NONE)" in out11 or "no protocols available" in out11 or "alert" in out11, out11
+    assert "ECDHE" in out12 and ("GCM" in out12 or "CHACHA20" in out12), out12
+    # (the client is let down to security level 0 so that it offers 1.1: the server refuses it)
+    out11 = s_client(srv.port, srv.certs, ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"])
+    assert "alert protocol version" in out11 and "Cipher is (NONE)" in out11, out11
+    # a TLS 1.2 suite without forward secrecy is not offered
+    outrsa = s_client(srv.port, srv.certs, ["-tls1_2", "-cipher", "AES128-SHA:AES256-GCM-SHA384"])
+    assert "handshake failure" in outrsa and "Cipher is (NONE)" in outrsa, outrsa
     # a client that can speak only HTTP/2 is told so in the handshake
     outh2 = s_client(srv.port, srv.certs, ["-alpn", "h2"])
     assert "no application protocol" in outh2 or "Cipher is (NONE)" in outh2, outh2
@@ -501,3 +505,47 @@ def _client_hello(port):
         t.join()
         lis.close()
     return captured[0]
+
+
+# -- configuration ------------------------------------------------------------------------------------
+
+
+def _serve(test_models_dir, args, env=None):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("INFERD_")}
+    e.update(env or {})
+    return subprocess.run([INFERD_BIN, "serve", "--model-repository", test_models_dir,
+                           "--host", "127.0.0.1", "--http-port", str(free_port()), "--grpc-port", str(free_port())] + args,
+                          capture_output=True, text=True, timeout=timeout(60), env=e)
+
+
+def test_bad_tls_configuration_is_refused_at_start(test_models_dir, certs):
+    cert, key = certs["server"]
+    res = _serve(test_models_dir, ["--tls-cert", cert])
+    assert res.returncode == 2 and "--tls-key" in res.stderr, res.stderr
+    res = _serve(test_models_dir, ["--tls-client-ca", certs["ca"]])
+    assert res.returncode == 2 and "need --tls-cert" in res.stderr, res.stderr
+    res = _serve(test_models_dir, ["--tls-cert", cert, "--tls-key", key, "--tls-client-auth", "required"])
+    assert res.returncode == 2 and "--tls-client-ca" in res.stderr, res.stderr
+    res = _serve(test_models_dir, ["--tls-cert", cert, "--tls-key", key, "--tls-client-ca", certs["ca"],
+                                   "--tls-client-auth", "sometimes"])
+    assert res.returncode == 2 and "required or optional" in res.stderr, res.stderr
+    # a key that is not the certificate's, and a file that is not there: named in the message
+    res = _serve(test_models_dir, ["--tls-cert", cert, "--tls-key", certs["mallory"][1]])
+    assert res.returncode == 2 and "does not match" in res.stderr and certs["mallory"][1] in res.stderr, res.stderr
+    res = _serve(test_models_dir, ["--tls-cert", cert + ".missing", "--tls-key", key])
+    assert res.returncode == 2 and "cannot open" in res.stderr and ".missing" in res.stderr, res.stderr
+    res = _serve(test_models_dir, ["--tls-cert", cert, "--tls-key", key, "--tls-client-ca", key])
+    assert res.returncode == 2 and "--tls-client-ca" in res.stderr and "no certificate" in res.stderr, res.stderr
+
+
+def test_tls_from_environment_variables(test_models_dir, logs_dir, certs):
+    env = {**SUBJECT_ENV, "INFERD_TLS_CERT": certs["server"][0], "INFERD_TLS_KEY": certs["server"][1],
+           "INFERD_TLS_CLIENT_CA": certs["ca"], "INFERD_TLS_CLIENT_AUTH": "optional"}
+    srv = TlsServer(test_models_dir, certs, args=["--grpc-port", str(free_port())], env=env, workdir=logs_dir)
+    srv.start()
+    try:
+        res = curl(srv, client=certs["alice"])
+        assert res.returncode == 0 and f"X-Test-Client-Subject: {ALICE}" in res.stdout, res.stdout
+    finally:
+        srv.stop()
+    srv.check_clean_exit()
