@@ -63,7 +63,7 @@ struct http_conn {
   /* TLS (NULL: plain HTTP). The handshake runs on the same events and under the head deadline
    * set at accept; afterwards SSL_read/SSL_write stand in for read/write. OpenSSL may need the
    * other direction to make progress (a read that must write, a write that must read): the
-   * wants_* flags route the next readable/writable event back to the operation waiting. */
+   * *_wants_* flags route the next readable/writable event back to the operation waiting. */
   SSL *ssl;
   bool handshaking;
   bool peeked;            /* the first bytes were checked for plain HTTP */
@@ -71,7 +71,8 @@ struct http_conn {
   bool read_wants_write;
   bool write_wants_read;
   /* owned: the verified client certificate's subject (RFC 2253), every call's client_subject;
-   * handed to a call still being answered when the connection goes (detach_call) */
+   * handed over to a call still being answered when the connection goes (conn_free), which
+   * frees it then (free_detached) */
   char *subject;
   http_conn *prev, *next;
 };
