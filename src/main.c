@@ -28,6 +28,7 @@
 #include "profile_cmd.h"
 #include "observability/collectors.h"
 #include "observability/metrics.h"
+#include "security/tlsconf.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -58,6 +59,10 @@ typedef struct serve_options {
   long metrics_port; /* -1: none (/metrics on the HTTP port only) */
   bool metrics;
   log_format log_fmt;
+  /* TLS (docs/security.md, "TLS and mutual TLS") */
+  const char *tls_cert, *tls_key, *tls_client_ca;
+  const char *tls_client_auth; /* required | optional; NULL: required when a client CA is given */
+  long http_plain_port;        /* -1: none */
 } serve_options;
 
 static void usage(FILE *f) {
@@ -90,7 +95,7 @@ static void usage(FILE *f) {
           "  --metrics on|off         Prometheus metrics at GET /metrics  INFERD_METRICS (on)\n"
           "  --metrics-port N         also serve GET /metrics alone on this port  INFERD_METRICS_PORT (none)\n"
           "  --log-format json|text   log and access-log lines: JSON objects or logfmt  INFERD_LOG_FORMAT (json)\n"
-          "SIGHUP rescans the repository in every mode; SIGTERM drains and stops.\n"
+          "SIGHUP rescans the repository in every mode (and reloads TLS files); SIGTERM drains and stops.\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
           "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
           "  --body-timeout-ms N      time for a body, and the longest pause in one  INFERD_BODY_TIMEOUT_MS (30000)\n"
@@ -116,7 +121,16 @@ static void usage(FILE *f) {
           "  --jwt-audience AUD       required JWT \"aud\"          INFERD_JWT_AUDIENCE\n"
           "  --cors-origins LIST      origins browsers may call from (comma-separated, or *)\n"
           "                                                        INFERD_CORS_ORIGINS (none: CORS off)\n"
-          "The key and JWT files are reloaded when they change and on SIGHUP.\n%s",
+          "The key and JWT files are reloaded when they change and on SIGHUP.\n"
+
+          "TLS (docs/security.md; SIGHUP reloads the files, open connections keep theirs):\n"
+          "  --tls-cert FILE          PEM certificate chain: HTTPS on --http-port, TLS on gRPC  INFERD_TLS_CERT\n"
+          "  --tls-key FILE           PEM private key of --tls-cert  INFERD_TLS_KEY\n"
+          "  --tls-client-ca FILE     PEM CAs for client certificates (mutual TLS)  INFERD_TLS_CLIENT_CA\n"
+          "  --tls-client-auth MODE   required (no valid certificate, no connection) or optional\n"
+          "                           (none: accepted without a subject)  INFERD_TLS_CLIENT_AUTH (required)\n"
+          "  --http-plain-port N      with TLS, also serve plain HTTP on port N (none by default)\n"
+          "                                                        INFERD_HTTP_PLAIN_PORT\n%s",
           OBS_OPTIONS_USAGE);
 }
 
@@ -165,6 +179,9 @@ static const struct option serve_longopts[] = {
     {"capture-queue", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_QUEUE},
     {"metrics", required_argument, 0, 1006}, {"metrics-port", required_argument, 0, 1007},
     {"log-format", required_argument, 0, 1008},
+    {"tls-cert", required_argument, 0, 1400},        {"tls-key", required_argument, 0, 1401},
+    {"tls-client-ca", required_argument, 0, 1402},   {"tls-client-auth", required_argument, 0, 1403},
+    {"http-plain-port", required_argument, 0, 1404},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -187,7 +204,9 @@ static const struct {
                   {"INFERD_OTLP_EXPORT_INTERVAL_MS", 1106}, {"INFERD_OTLP_TIMEOUT_MS", 1107},
                   {"INFERD_API_KEYS", 1300}, {"INFERD_JWT_JWKS", 1301}, {"INFERD_JWT_SECRET_FILE", 1302},
                   {"INFERD_JWT_ISSUER", 1303}, {"INFERD_JWT_AUDIENCE", 1304}, {"INFERD_CORS_ORIGINS", 1305},
-                  {"INFERD_METRICS", 1006}, {"INFERD_METRICS_PORT", 1007}, {"INFERD_LOG_FORMAT", 1008}};
+                  {"INFERD_METRICS", 1006}, {"INFERD_METRICS_PORT", 1007}, {"INFERD_LOG_FORMAT", 1008},
+                  {"INFERD_TLS_CERT", 1400}, {"INFERD_TLS_KEY", 1401}, {"INFERD_TLS_CLIENT_CA", 1402},
+                  {"INFERD_TLS_CLIENT_AUTH", 1403}, {"INFERD_HTTP_PLAIN_PORT", 1404}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -275,6 +294,17 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
         return -1;
       }
       return 0;
+    case 1400: o->tls_cert = val; return 0;
+    case 1401: o->tls_key = val; return 0;
+    case 1402: o->tls_client_ca = val; return 0;
+    case 1403:
+      if (strcmp(val, "required") != 0 && strcmp(val, "optional") != 0) {
+        fprintf(stderr, "inferd: %s must be required or optional, got '%s'\n", name, val);
+        return -1;
+      }
+      o->tls_client_auth = val;
+      return 0;
+    case 1404: if (parse_num(name, val, 0, 65535, &v)) return -1; o->http_plain_port = (long)v; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -296,7 +326,8 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .max_connections = 16384, .control_mode = REPO_CONTROL_NONE, .poll_secs = 15,
                        .trace = {.sample_ratio = 1.0, .service_name = "inferd", .service_version = INFERD_VERSION,
                                  .queue_size = 2048, .batch_size = 512, .export_interval_ms = 1000, .timeout_ms = 2000},
-                       .metrics_port = -1, .metrics = true, .log_fmt = LOG_FORMAT_JSON};
+                       .metrics_port = -1, .metrics = true, .log_fmt = LOG_FORMAT_JSON,
+                       .http_plain_port = -1};
   obs_options_default(&o->obs);
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
@@ -327,6 +358,18 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
   }
   if (o->n_load_models && o->control_mode != REPO_CONTROL_EXPLICIT) {
     fprintf(stderr, "inferd: --load-model needs --model-control-mode explicit (the other modes load every model)\n");
+    return -1;
+  }
+  if ((o->tls_cert != NULL) != (o->tls_key != NULL)) {
+    fprintf(stderr, "inferd: TLS needs both --tls-cert and --tls-key\n");
+    return -1;
+  }
+  if (o->tls_cert == NULL && (o->tls_client_ca || o->tls_client_auth || o->http_plain_port >= 0)) {
+    fprintf(stderr, "inferd: --tls-client-ca, --tls-client-auth and --http-plain-port need --tls-cert and --tls-key\n");
+    return -1;
+  }
+  if (o->tls_client_auth && o->tls_client_ca == NULL) {
+    fprintf(stderr, "inferd: --tls-client-auth needs --tls-client-ca (the CAs client certificates are checked against)\n");
     return -1;
   }
   if (o->model_repository == NULL) {
@@ -365,6 +408,7 @@ typedef struct server_parts {
   metrics *mreg;
   tracer *trace;
   traffic *tr;
+  tlsconf *tls; /* NULL: plain HTTP and gRPC */
   http_server *http;
   grpcfe *grpc;
   metrics_port *mport;
@@ -415,7 +459,14 @@ static int start(const serve_options *o, server_parts *p) {
   st = traffic_create(a, &to, &p->tr);
   if (!status_is_ok(&st)) goto fail1;
 
-  http_options ho = {.host = o->host, .port = (int)o->http_port, .threads = (int)o->http_threads,
+  if (o->tls_cert) {
+    tlsconf_options tlo = {.cert_file = o->tls_cert, .key_file = o->tls_key, .client_ca_file = o->tls_client_ca,
+                           .client_auth = o->tls_client_auth && strcmp(o->tls_client_auth, "optional") == 0
+                                              ? TLSCONF_CLIENT_OPTIONAL : TLSCONF_CLIENT_REQUIRED};
+    st = tlsconf_create(&tlo, &p->tls);
+    if (!status_is_ok(&st)) goto fail2;
+  }
+  http_options ho = {.tls = p->tls, .plain_port = (int)o->http_plain_port, .host = o->host, .port = (int)o->http_port, .threads = (int)o->http_threads,
                      .max_body_bytes = (size_t)o->max_body_bytes, .drain_timeout_ms = (int)o->drain_timeout_ms,
                      .head_timeout_ms = (int)o->head_timeout_ms, .body_timeout_ms = (int)o->body_timeout_ms,
                      .min_body_rate = (int)o->min_body_rate, .keepalive_timeout_ms = (int)o->keepalive_timeout_ms,
@@ -424,14 +475,19 @@ static int start(const serve_options *o, server_parts *p) {
   raise_fd_limit(o->max_connections);
   st = http_server_create(&ho, a, &p->http);
   if (!status_is_ok(&st)) goto fail1;
-  log_msg(LOG_INFO, NULL, "inferd %s serving %s over HTTP on %s:%d", INFERD_VERSION, o->model_repository, o->host,
-          http_server_port(p->http));
+  log_msg(LOG_INFO, NULL, "inferd %s serving %s over %s on %s:%d", INFERD_VERSION, o->model_repository,
+          p->tls ? "HTTPS" : "HTTP", o->host, http_server_port(p->http));
+  if (p->tls && http_server_plain_port(p->http))
+    log_msg(LOG_INFO, NULL, "plain HTTP too on %s:%d (--http-plain-port)", o->host, http_server_plain_port(p->http));
+  if (p->tls && o->tls_client_ca)
+    log_msg(LOG_INFO, NULL, "client certificates %s (--tls-client-auth), checked against %s",
+            tlsconf_client_mode(p->tls) == TLSCONF_CLIENT_OPTIONAL ? "optional" : "required", o->tls_client_ca);
   grpcfe_options go = {.host = o->host, .port = (int)o->grpc_port, .threads = (int)o->grpc_threads,
                        .max_message_bytes = (int)o->grpc_max_message_bytes, .drain_timeout_ms = (int)o->drain_timeout_ms,
-                       .auth = p->au};
+                       .auth = p->au, .tls = p->tls};
   st = grpcfe_create(&go, a, &p->grpc);
   if (!status_is_ok(&st)) goto fail1;
-  log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o->host, grpcfe_port(p->grpc));
+  log_msg(LOG_INFO, NULL, "serving gRPC%s on %s:%d", p->tls ? " over TLS" : "", o->host, grpcfe_port(p->grpc));
   if (p->mreg) {
     /* the frontends' gauges; later features add theirs the same way */
     st = metrics_register_collector(p->mreg, http_metrics_collect, p->http);
@@ -474,6 +530,7 @@ static void stop(server_parts *p) {
   if (p->http) http_server_destroy(p->http);
   metrics_port_stop(p->mport);
   if (p->grpc) grpcfe_destroy(p->grpc);
+  tlsconf_destroy(p->tls); /* after both frontends: connections hold its contexts */
   if (p->tr) traffic_destroy(p->tr);
   capture_destroy(p->cap); /* no request completes any more: write what is queued */
   if (p->a) app_destroy(p->a);
@@ -518,6 +575,13 @@ static int cmd_serve(int argc, char **argv) {
               auth_enabled(p.au) ? ", reloading credentials" : "");
       repo_request_rescan(p.a->repo);
       auth_reload(p.au);
+      if (p.tls) { /* new connections take the new certificates; open ones keep theirs */
+        inferd_status rs = tlsconf_reload(p.tls);
+        if (status_is_ok(&rs))
+          log_msg(LOG_INFO, NULL, "SIGHUP: TLS certificates reloaded from %s", o.tls_cert);
+        else
+          log_msg(LOG_ERROR, NULL, "SIGHUP: TLS certificates not reloaded, the previous ones stay: %s", rs.msg);
+      }
     }
     log_msg(LOG_INFO, NULL, "%s: draining (up to %ld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout_ms);
   }

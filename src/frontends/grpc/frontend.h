@@ -17,6 +17,9 @@ typedef struct grpcfe_options {
   int max_message_bytes; /* largest message received or sent */
   int drain_timeout_ms;
   struct auth *auth; /* security/auth.h: who may call; NULL or disabled: everyone */
+  /* TLS and client certificates (security/tlsconf, the caller's, outliving the frontend);
+   * NULL: plaintext */
+  struct tlsconf *tls;
 } grpcfe_options;
 
 inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out);
