@@ -1,6 +1,7 @@
 /* `inferd tokenize --tokenizer FILE`: text on stdin to a JSON array of ids on stdout; with
  * --decode, a JSON array of ids on stdin to the text as a JSON string; with --stream, that text
- * as the JSON array of pieces incremental decoding gives, one per id. */
+ * as the JSON array of pieces incremental decoding gives, one per id. --batch: a JSON array of
+ * inputs on stdin, a JSON array of the outputs on stdout (one process for a whole test corpus). */
 #include "generate/tokenize_cli.h"
 
 #include <getopt.h>
@@ -18,7 +19,9 @@ static void usage(FILE *f) {
           "  --decode                a JSON array of ids on stdin -> the text as a JSON string\n"
           "  --stream                with --decode: the JSON array of the pieces incremental\n"
           "                          decoding gives (one per id, then what finishing adds)\n"
-          "  --skip-special-tokens   with --decode: leave special tokens out\n");
+          "  --skip-special-tokens   with --decode: leave special tokens out\n"
+          "  --batch                 stdin is a JSON array of inputs (texts, or id arrays with\n"
+          "                          --decode); stdout the JSON array of their outputs\n");
 }
 
 /* All of stdin, up to limit bytes (one more is an error). */
@@ -44,24 +47,17 @@ static char *read_stdin(size_t limit, size_t *len) {
   return NULL;
 }
 
-static int encode(const tokenizer *t) {
-  size_t len;
-  char *text = read_stdin(TOKENIZER_MAX_INPUT_BYTES, &len);
-  if (!text) {
-    fprintf(stderr, "inferd tokenize: cannot read stdin (or it is over %u bytes)\n", TOKENIZER_MAX_INPUT_BYTES);
-    return 1;
-  }
+static int encode_text(const tokenizer *t, const char *text, size_t len) {
   uint32_t *ids;
   size_t n;
   inferd_status st = tokenizer_encode(t, text, len, &ids, &n);
-  free(text);
   if (!status_is_ok(&st)) {
     fprintf(stderr, "inferd tokenize: %s\n", st.msg);
     return 1;
   }
   putchar('[');
   for (size_t i = 0; i < n; i++) printf(i ? ",%u" : "%u", ids[i]);
-  printf("]\n");
+  putchar(']');
   free(ids);
   return 0;
 }
@@ -76,15 +72,9 @@ static int print_json_string(const char *s, size_t len) {
   return 0;
 }
 
-static int decode(const tokenizer *t, bool stream, bool skip_special) {
-  size_t len;
-  char *text = read_stdin(64u << 20, &len);
-  json_error_t err;
-  json_t *arr = text ? json_loadb(text, len, 0, &err) : NULL;
-  free(text);
+static int decode_ids(const tokenizer *t, const json_t *arr, bool stream, bool skip_special) {
   if (!json_is_array(arr)) {
-    fprintf(stderr, "inferd tokenize: --decode reads a JSON array of ids on stdin\n");
-    json_decref(arr);
+    fprintf(stderr, "inferd tokenize: --decode reads a JSON array of ids\n");
     return 1;
   }
   size_t n = json_array_size(arr);
@@ -94,12 +84,10 @@ static int decode(const tokenizer *t, bool stream, bool skip_special) {
     if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > UINT32_MAX) {
       fprintf(stderr, "inferd tokenize: [%zu] is not an id (an integer from 0 to %u)\n", i, UINT32_MAX);
       free(ids);
-      json_decref(arr);
       return 1;
     }
     ids[i] = (uint32_t)json_integer_value(v);
   }
-  json_decref(arr);
   if (!ids) return 1;
   int rc = 0;
   if (stream) {
@@ -129,8 +117,52 @@ static int decode(const tokenizer *t, bool stream, bool skip_special) {
       free(out);
     }
   }
-  putchar('\n');
   free(ids);
+  return rc;
+}
+
+static int run(const tokenizer *t, bool do_decode, bool stream, bool skip, bool batch) {
+  size_t len;
+  char *in = read_stdin(do_decode || batch ? 64u << 20 : TOKENIZER_MAX_INPUT_BYTES, &len);
+  if (!in) {
+    fprintf(stderr, "inferd tokenize: cannot read stdin (or it is too long)\n");
+    return 1;
+  }
+  if (!do_decode && !batch) {
+    int rc = encode_text(t, in, len);
+    free(in);
+    putchar('\n');
+    return rc;
+  }
+  json_error_t err;
+  json_t *doc = json_loadb(in, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+  free(in);
+  if (!doc || (batch && !json_is_array(doc))) {
+    fprintf(stderr, "inferd tokenize: stdin is not %s\n", batch ? "a JSON array" : "JSON");
+    json_decref(doc);
+    return 1;
+  }
+  int rc = 0;
+  if (!batch) {
+    rc = decode_ids(t, doc, stream, skip);
+  } else {
+    putchar('[');
+    for (size_t i = 0; i < json_array_size(doc) && rc == 0; i++) {
+      const json_t *item = json_array_get(doc, i);
+      if (i) putchar(',');
+      if (do_decode)
+        rc = decode_ids(t, item, stream, skip);
+      else if (json_is_string(item))
+        rc = encode_text(t, json_string_value(item), json_string_length(item));
+      else {
+        fprintf(stderr, "inferd tokenize: [%zu] is not a string\n", i);
+        rc = 1;
+      }
+    }
+    putchar(']');
+  }
+  json_decref(doc);
+  putchar('\n');
   return rc;
 }
 
@@ -139,10 +171,11 @@ int tokenize_cli_main(int argc, char **argv) {
                                        {"decode", no_argument, NULL, 'd'},
                                        {"stream", no_argument, NULL, 's'},
                                        {"skip-special-tokens", no_argument, NULL, 'k'},
+                                       {"batch", no_argument, NULL, 'b'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *path = NULL;
-  bool do_decode = false, stream = false, skip = false;
+  bool do_decode = false, stream = false, skip = false, batch = false;
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -151,6 +184,7 @@ int tokenize_cli_main(int argc, char **argv) {
     case 'd': do_decode = true; break;
     case 's': stream = true; break;
     case 'k': skip = true; break;
+    case 'b': batch = true; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -165,7 +199,7 @@ int tokenize_cli_main(int argc, char **argv) {
     fprintf(stderr, "inferd tokenize: %s\n", st.msg);
     return 1;
   }
-  int rc = do_decode ? decode(t, stream, skip) : encode(t);
+  int rc = run(t, do_decode, stream, skip, batch);
   tokenizer_destroy(t);
   return rc;
 }
