@@ -91,7 +91,7 @@ def added(id_, content, special=True, normalized=False):
 
 
 def tokenizer(vocab, merges, *, merge_form="string", add_prefix_space=False, use_regex=True, normalizer=None,
-              added_tokens=(), decoder=True, ignore_merges=False):
+              added_tokens=(), decoder=True, ignore_merges=False, unk_token=None, fuse_unk=False):
     # tokenizers' rule: the vocabulary's id for a text it has, else the next id after the rest
     ids, n = [], len(vocab)
     for a in added_tokens:
@@ -110,18 +110,29 @@ def tokenizer(vocab, merges, *, merge_form="string", add_prefix_space=False, use
         "post_processor": byte_level(True),
         "decoder": byte_level(True) if decoder else None,
         "model": {
-            "type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+            "type": "BPE", "dropout": None, "unk_token": unk_token, "continuing_subword_prefix": None,
+            "end_of_word_suffix": None, "fuse_unk": fuse_unk, "byte_fallback": False,
             "ignore_merges": ignore_merges, "vocab": vocab,
             "merges": [f"{a} {b}" for a, b in merges] if merge_form == "string" else [[a, b] for a, b in merges],
         },
     }
 
 
+def ascii_only(vocab, merges):
+    """The vocabulary without the characters of bytes over 0x7F, plus <unk>: what those bytes
+    become shows the unknown-token rules."""
+    b2u = bytes_to_unicode()
+    gone = {b2u[b] for b in range(0x80, 0x100)}
+    keep = [t for t in sorted(vocab, key=vocab.get) if not gone & set(t)]
+    small = {t: i for i, t in enumerate(keep + ["<unk>"])}
+    return small, [(a, b) for a, b in merges if a in small and b in small and a + b in small]
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     vocab, merges = train(1500)
+    small, small_merges = ascii_only(vocab, merges)
     variants = {
         # GPT-2 itself: no prefix space, "a b" merges, <|endoftext|> as the one special token.
         "gpt2.json": tokenizer(vocab, merges, added_tokens=[("<|endoftext|>",)]),
@@ -136,6 +147,11 @@ def main():
         # No regex split (each piece between added tokens is one word), no decoder.
         "noregex.json": tokenizer(vocab, merges[:300], use_regex=False, decoder=False,
                                   added_tokens=[("<|endoftext|>",)]),
+        # Characters not in the vocabulary: <unk>, runs of them fused into one or not.
+        "unk_fused.json": tokenizer(small, small_merges, unk_token="<unk>", fuse_unk=True),
+        "unk.json": tokenizer(small, small_merges, unk_token="<unk>", added_tokens=[("<unk>",)]),
+        # ... and no unk_token: they are dropped.
+        "unk_none.json": tokenizer(small, small_merges),
     }
     for name, tok in variants.items():
         with open(os.path.join(out, name), "w", encoding="utf-8") as f:
