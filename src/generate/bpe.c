@@ -4,15 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* 12 bytes a symbol and a queue entry: a word is at most TOKENIZER_MAX_INPUT_BYTES symbols. */
 typedef struct bpe_symbol {
   uint32_t id;
-  int64_t prev, next; /* -1: none */
-  int removed;
+  int32_t prev, next; /* -1: none; prev -2: merged into the symbol on its left */
 } bpe_symbol;
 
 typedef struct bpe_heap_item {
-  uint32_t rank, merged;
-  size_t pos;
+  uint32_t rank, merged, pos;
 } bpe_heap_item;
 
 static uint64_t mix(uint64_t k) { /* splitmix64's finalizer: pairs of small ids spread well */
@@ -77,11 +76,25 @@ void bpe_scratch_free(bpe_scratch *s) {
   memset(s, 0, sizeof *s);
 }
 
+/* Room for one more queue entry. (The merge path returns bools, not inferd_status: a status
+ * is 516 bytes, and returning one per queued pair cost a quarter of the encoding time.) */
+static bool heap_room(bpe_scratch *s, size_t n) {
+  if (n < s->heap_cap) return true;
+  size_t cap = s->heap_cap ? 2 * s->heap_cap : 64;
+  bpe_heap_item *h = realloc(s->heap, cap * sizeof *h);
+  if (!h) return false;
+  s->heap = h;
+  s->heap_cap = cap;
+  return true;
+}
+
 static bool heap_less(const bpe_heap_item *a, const bpe_heap_item *b) {
   return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
 }
 
-static void heap_push(bpe_heap_item *h, size_t *n, bpe_heap_item it) {
+static bool heap_push(bpe_scratch *s, size_t *n, bpe_heap_item it) {
+  if (!heap_room(s, *n)) return false;
+  bpe_heap_item *h = s->heap;
   size_t i = (*n)++;
   while (i > 0) {
     size_t parent = (i - 1) / 2;
@@ -90,6 +103,7 @@ static void heap_push(bpe_heap_item *h, size_t *n, bpe_heap_item it) {
     i = parent;
   }
   h[i] = it;
+  return true;
 }
 
 static bpe_heap_item heap_pop(bpe_heap_item *h, size_t *n) {
@@ -107,51 +121,46 @@ static bpe_heap_item heap_pop(bpe_heap_item *h, size_t *n) {
   return top;
 }
 
-inferd_status bpe_merge_word(const bpe_merges *m, bpe_scratch *s, uint32_t *ids, size_t *n) {
+bool bpe_merge_word(const bpe_merges *m, bpe_scratch *s, uint32_t *ids, size_t *n) {
   size_t count = *n;
-  if (count < 2 || m->count == 0) return status_ok();
-  /* Each merge removes a symbol and queues at most two pairs: the heap never holds more than
-   * the count - 1 initial pairs plus 2 per merge, i.e. under 3 * count. */
-  size_t heap_cap = 3 * count;
-  if (s->cap < heap_cap) {
-    bpe_symbol *sym = realloc(s->sym, heap_cap * sizeof *sym);
-    if (sym) s->sym = sym;
-    bpe_heap_item *heap = realloc(s->heap, heap_cap * sizeof *heap);
-    if (heap) s->heap = heap;
-    if (!sym || !heap) return status_make(INFERD_INTERNAL, "out of memory for a word of %zu symbols", count);
-    s->cap = heap_cap;
+  if (count < 2 || m->count == 0) return true;
+  if (count > INT32_MAX) return false;
+  if (s->sym_cap < count) {
+    bpe_symbol *sym = realloc(s->sym, count * sizeof *sym);
+    if (!sym) return false;
+    s->sym = sym;
+    s->sym_cap = count;
   }
   bpe_symbol *sym = s->sym;
-  bpe_heap_item *heap = s->heap;
   size_t hn = 0;
   for (size_t i = 0; i < count; i++) {
     sym[i].id = ids[i];
-    sym[i].prev = (int64_t)i - 1;
-    sym[i].next = i + 1 < count ? (int64_t)i + 1 : -1;
-    sym[i].removed = 0;
+    sym[i].prev = (int32_t)i - 1;
+    sym[i].next = i + 1 < count ? (int32_t)i + 1 : -1;
   }
   uint32_t rank, merged;
+  /* The queue grows as needed: each merge removes a symbol and queues at most two pairs. */
   for (size_t i = 0; i + 1 < count; i++)
     if (bpe_merges_get(m, ids[i], ids[i + 1], &rank, &merged))
-      heap_push(heap, &hn, (bpe_heap_item){.rank = rank, .merged = merged, .pos = i});
+      if (!heap_push(s, &hn, (bpe_heap_item){.rank = rank, .merged = merged, .pos = (uint32_t)i})) return false;
   while (hn > 0) {
-    bpe_heap_item top = heap_pop(heap, &hn);
+    bpe_heap_item top = heap_pop(s->heap, &hn);
     bpe_symbol *cur = &sym[top.pos];
-    if (cur->removed || cur->next < 0) continue;
+    if (cur->prev == -2 || cur->next < 0) continue;
     bpe_symbol *right = &sym[cur->next];
     /* A stale entry: one of the pair has merged since it was queued. */
     if (!bpe_merges_get(m, cur->id, right->id, &rank, &merged) || merged != top.merged) continue;
     cur->id = top.merged;
-    right->removed = 1;
+    right->prev = -2;
     cur->next = right->next;
-    if (cur->next >= 0) sym[cur->next].prev = (int64_t)top.pos;
+    if (cur->next >= 0) sym[cur->next].prev = (int32_t)top.pos;
     if (cur->prev >= 0 && bpe_merges_get(m, sym[cur->prev].id, cur->id, &rank, &merged))
-      heap_push(heap, &hn, (bpe_heap_item){.rank = rank, .merged = merged, .pos = (size_t)cur->prev});
+      if (!heap_push(s, &hn, (bpe_heap_item){.rank = rank, .merged = merged, .pos = (uint32_t)cur->prev})) return false;
     if (cur->next >= 0 && bpe_merges_get(m, cur->id, sym[cur->next].id, &rank, &merged))
-      heap_push(heap, &hn, (bpe_heap_item){.rank = rank, .merged = merged, .pos = top.pos});
+      if (!heap_push(s, &hn, (bpe_heap_item){.rank = rank, .merged = merged, .pos = top.pos})) return false;
   }
   size_t out = 0;
-  for (int64_t i = 0; i >= 0; i = sym[i].next) ids[out++] = sym[i].id;
+  for (int32_t i = 0; i >= 0; i = sym[i].next) ids[out++] = sym[i].id;
   *n = out;
-  return status_ok();
+  return true;
 }

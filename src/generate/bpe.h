@@ -30,12 +30,13 @@ bool bpe_merges_get(const bpe_merges *m, uint32_t left, uint32_t right, uint32_t
 typedef struct bpe_scratch {
   struct bpe_symbol *sym;
   struct bpe_heap_item *heap;
-  size_t cap;
+  size_t sym_cap, heap_cap;
 } bpe_scratch;
 
 void bpe_scratch_free(bpe_scratch *s);
 
-/* Merges ids[0..*n) in place; *n becomes the number of tokens left. */
-inferd_status bpe_merge_word(const bpe_merges *m, bpe_scratch *s, uint32_t *ids, size_t *n);
+/* Merges ids[0..*n) in place; *n becomes the number of tokens left. False when out of memory
+ * (or a word over INT32_MAX symbols). */
+bool bpe_merge_word(const bpe_merges *m, bpe_scratch *s, uint32_t *ids, size_t *n);
 
 #endif

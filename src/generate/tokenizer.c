@@ -467,7 +467,7 @@ static inferd_status load_added(const char *src, tokenizer *t, const json_t *lis
   return status_ok();
 }
 
-static inferd_status normalize(const tokenizer *t, const char *s, size_t len, char **out, size_t *out_len);
+static bool normalize(const tokenizer *t, const char *s, size_t len, char **out, size_t *out_len);
 
 /* The decoding tables by id, and the tries added tokens are matched with. */
 static inferd_status build_tables(tokenizer *t) {
@@ -497,7 +497,8 @@ static inferd_status build_tables(tokenizer *t) {
     trie *tr = a->normalized ? &t->norm : &t->raw;
     char *norm = NULL;
     size_t norm_len = a->len;
-    if (a->normalized) TRY(normalize(t, a->content, a->len, &norm, &norm_len));
+    if (a->normalized && !normalize(t, a->content, a->len, &norm, &norm_len))
+      return status_make(INFERD_INTERNAL, "out of memory for added_tokens");
     uint32_t node = trie_walk(tr, norm ? norm : a->content, norm_len, true);
     free(norm);
     if (!node) return status_make(INFERD_INTERNAL, "out of memory for added_tokens");
@@ -629,13 +630,13 @@ inferd_status tokenizer_load_file(const char *path, tokenizer **out) {
 
 /* ---- encoding ---- */
 
-static inferd_status normalize(const tokenizer *t, const char *s, size_t len, char **out, size_t *out_len) {
+static bool normalize(const tokenizer *t, const char *s, size_t len, char **out, size_t *out_len) {
   *out = NULL;
   *out_len = len;
-  if (!t->lowercase) return status_ok();
+  if (!t->lowercase) return true;
   /* A lowercase mapping at most doubles a character's UTF-8 (U+0130, 2 bytes, gives 3). */
   char *d = malloc(2 * len + 1);
-  if (!d) return status_make(INFERD_INTERNAL, "out of memory normalizing %zu bytes", len);
+  if (!d) return false;
   size_t dn = 0;
   for (size_t p = 0; p < len;) {
     uint32_t cp, low[2];
@@ -645,7 +646,7 @@ static inferd_status normalize(const tokenizer *t, const char *s, size_t len, ch
   }
   *out = d;
   *out_len = dn;
-  return status_ok();
+  return true;
 }
 
 typedef struct encoder {
@@ -659,29 +660,30 @@ typedef struct encoder {
   bpe_scratch scratch;
 } encoder;
 
-static inferd_status grow(void **p, size_t *cap, size_t need, size_t elem) {
-  if (need <= *cap) return status_ok();
+/* The encoding path returns bools (false: out of memory), not 516-byte statuses. */
+static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
+  if (need <= *cap) return true;
   size_t c = *cap ? *cap : 64;
   while (c < need) c *= 2;
   void *q = realloc(*p, c * elem);
-  if (!q) return status_make(INFERD_INTERNAL, "out of memory encoding");
+  if (!q) return false;
   *p = q;
   *cap = c;
-  return status_ok();
+  return true;
 }
 
-static inferd_status emit(encoder *e, const uint32_t *ids, size_t n) {
-  TRY(grow((void **)&e->ids, &e->cap, e->n + n, sizeof *e->ids));
+static bool emit(encoder *e, const uint32_t *ids, size_t n) {
+  if (!(grow((void **)&e->ids, &e->cap, e->n + n, sizeof *e->ids))) return false;
   memcpy(e->ids + e->n, ids, n * sizeof *ids);
   e->n += n;
-  return status_ok();
+  return true;
 }
 
 /* One pre-tokenized word (raw bytes) through the BPE model. */
-static inferd_status encode_word(encoder *e, const char *w, size_t len) {
+static bool encode_word(encoder *e, const char *w, size_t len) {
   const tokenizer *t = e->t;
   if (t->ignore_merges) { /* a word that is a token is that token */
-    TRY(grow((void **)&e->buf, &e->buf_cap, 2 * len, 1));
+    if (!(grow((void **)&e->buf, &e->buf_cap, 2 * len, 1))) return false;
     size_t m = 0;
     for (size_t i = 0; i < len; i++) m += utf8_put(e->buf + m, byte_char[(unsigned char)w[i]]);
     int64_t id = vocab_get(t, e->buf, m);
@@ -690,7 +692,7 @@ static inferd_status encode_word(encoder *e, const char *w, size_t len) {
       return emit(e, &one, 1);
     }
   }
-  TRY(grow((void **)&e->word, &e->word_cap, len, sizeof *e->word));
+  if (!(grow((void **)&e->word, &e->word_cap, len, sizeof *e->word))) return false;
   size_t n = 0;
   bool pending_unk = false;
   for (size_t i = 0; i < len; i++) {
@@ -704,55 +706,55 @@ static inferd_status encode_word(encoder *e, const char *w, size_t len) {
     } /* no unk_token: the character is dropped */
   }
   if (pending_unk) e->word[n++] = (uint32_t)t->unk_id;
-  TRY(bpe_merge_word(&t->merges, &e->scratch, e->word, &n));
+  if (!(bpe_merge_word(&t->merges, &e->scratch, e->word, &n))) return false;
   return emit(e, e->word, n);
 }
 
 /* A piece between added tokens, normalized: the ByteLevel pre-tokenizer, then BPE per word. */
-static inferd_status encode_text(encoder *e, const char *s, size_t len) {
+static bool encode_text(encoder *e, const char *s, size_t len) {
   const tokenizer *t = e->t;
-  if (len == 0) return status_ok();
+  if (len == 0) return true;
   if (t->add_prefix_space && s[0] != ' ') {
     /* a copy, not e->buf: encode_word uses that for each word */
     char *copy = malloc(len + 1);
-    if (!copy) return status_make(INFERD_INTERNAL, "out of memory encoding");
+    if (!copy) return false;
     copy[0] = ' ';
     memcpy(copy + 1, s, len);
-    inferd_status st = status_ok();
+    bool ok = true;
     size_t n = len + 1;
-    for (size_t pos = 0; pos < n && status_is_ok(&st);) {
+    for (size_t pos = 0; pos < n && ok;) {
       size_t end = t->use_regex ? gpt2_split_next(copy, n, pos) : n;
-      st = encode_word(e, copy + pos, end - pos);
+      ok = encode_word(e, copy + pos, end - pos);
       pos = end;
     }
     free(copy);
-    return st;
+    return ok;
   }
   for (size_t pos = 0; pos < len;) {
     size_t end = t->use_regex ? gpt2_split_next(s, len, pos) : len;
-    TRY(encode_word(e, s + pos, end - pos));
+    if (!(encode_word(e, s + pos, end - pos))) return false;
     pos = end;
   }
-  return status_ok();
+  return true;
 }
 
 /* Splits s[0..len) at the added tokens of tr (leftmost match, then longest). The pieces between
  * are normalized and split again at the normalized added tokens (the first pass, over the text
  * as given), or pre-tokenized and encoded (the second, over normalized text). */
-static inferd_status split_added(encoder *e, const trie *tr, const char *s, size_t len, bool normalized);
+static bool split_added(encoder *e, const trie *tr, const char *s, size_t len, bool normalized);
 
-static inferd_status encode_between(encoder *e, const char *s, size_t len, bool normalized) {
-  if (len == 0) return status_ok();
+static bool encode_between(encoder *e, const char *s, size_t len, bool normalized) {
+  if (len == 0) return true;
   if (normalized) return encode_text(e, s, len);
   char *norm;
   size_t norm_len;
-  TRY(normalize(e->t, s, len, &norm, &norm_len));
-  inferd_status st = split_added(e, &e->t->norm, norm ? norm : s, norm_len, true);
+  if (!(normalize(e->t, s, len, &norm, &norm_len))) return false;
+  bool ok = split_added(e, &e->t->norm, norm ? norm : s, norm_len, true);
   free(norm);
-  return st;
+  return ok;
 }
 
-static inferd_status split_added(encoder *e, const trie *tr, const char *s, size_t len, bool normalized) {
+static bool split_added(encoder *e, const trie *tr, const char *s, size_t len, bool normalized) {
   size_t start = 0;
   if (tr->node[0].child)
     for (size_t i = 0; i < len;) {
@@ -762,8 +764,8 @@ static inferd_status split_added(encoder *e, const trie *tr, const char *s, size
         i++;
         continue;
       }
-      TRY(encode_between(e, s + start, i - start, normalized));
-      TRY(emit(e, &e->t->added[k].id, 1));
+      if (!(encode_between(e, s + start, i - start, normalized))) return false;
+      if (!(emit(e, &e->t->added[k].id, 1))) return false;
       i += m;
       start = i;
     }
@@ -778,13 +780,13 @@ inferd_status tokenizer_encode(const tokenizer *t, const char *text, size_t len,
   size_t bad;
   if (!utf8_valid(text, len, &bad)) return BAD("the text is not valid UTF-8 (at byte %zu)", bad);
   encoder e = {.t = t};
-  inferd_status st = split_added(&e, &t->raw, text, len, false);
+  bool ok = split_added(&e, &t->raw, text, len, false);
   free(e.word);
   free(e.buf);
   bpe_scratch_free(&e.scratch);
-  if (!status_is_ok(&st)) {
+  if (!ok) {
     free(e.ids);
-    return st;
+    return status_make(INFERD_INTERNAL, "out of memory encoding %zu bytes", len);
   }
   *ids = e.ids;
   *n = e.n;

@@ -27,7 +27,7 @@
 #define TOKENIZER_MAX_MERGES (2u << 20)
 #define TOKENIZER_MAX_ADDED 65536
 #define TOKENIZER_MAX_TOKEN_BYTES 4096 /* one token's text */
-#define TOKENIZER_MAX_INPUT_BYTES (8u << 20)
+#define TOKENIZER_MAX_INPUT_BYTES (4u << 20) /* a word of that many bytes needs ~100 MB to merge */
 
 typedef struct tokenizer tokenizer;
 

@@ -97,19 +97,19 @@ static void test_bpe_merge_order(void **state) {
   bpe_scratch s = {0};
   uint32_t w1[] = {A, B, C};
   size_t n = 3;
-  assert_int_equal(bpe_merge_word(&m, &s, w1, &n).code, INFERD_OK);
+  assert_true(bpe_merge_word(&m, &s, w1, &n));
   assert_int_equal(n, 1); /* b+c before a+b, then a+bc */
   assert_int_equal(w1[0], A_BC);
   uint32_t w2[] = {A, A, A, A, A};
   n = 5;
-  assert_int_equal(bpe_merge_word(&m, &s, w2, &n).code, INFERD_OK);
+  assert_true(bpe_merge_word(&m, &s, w2, &n));
   /* equal ranks go leftmost first: (aa)(aa)a, then aa+a is only formed at the end: aa, aaa */
   assert_int_equal(n, 2);
   assert_int_equal(w2[0], AA);
   assert_int_equal(w2[1], AAA);
   uint32_t w3[] = {C, B, A};
   n = 3;
-  assert_int_equal(bpe_merge_word(&m, &s, w3, &n).code, INFERD_OK);
+  assert_true(bpe_merge_word(&m, &s, w3, &n));
   assert_int_equal(n, 3);
   bpe_merges_put(&m, A, B, 5, AB); /* a later rule for the same pair replaces the earlier */
   uint32_t r, mg;
