@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,8 +75,7 @@ struct tokenizer {
 static uint32_t byte_char[256];
 static int16_t char_byte[0x144];
 
-static void byte_level_tables(void) {
-  /* Idempotent and the same every time: concurrent first loads write the same values. */
+static void byte_level_tables_init(void) {
   uint32_t next = 256;
   for (uint32_t b = 0; b < 256; b++) {
     bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
@@ -84,6 +84,10 @@ static void byte_level_tables(void) {
   for (size_t c = 0; c < sizeof char_byte / sizeof *char_byte; c++) char_byte[c] = -1;
   for (uint32_t b = 0; b < 256; b++) char_byte[byte_char[b]] = (int16_t)b;
 }
+
+static pthread_once_t byte_level_once = PTHREAD_ONCE_INIT;
+
+static void byte_level_tables(void) { pthread_once(&byte_level_once, byte_level_tables_init); }
 
 static size_t utf8_put(char *out, uint32_t cp) {
   if (cp < 0x80) {
@@ -673,6 +677,7 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
 }
 
 static bool emit(encoder *e, const uint32_t *ids, size_t n) {
+  if (n == 0) return true; /* a word of dropped characters: ids may still be NULL */
   if (!(grow((void **)&e->ids, &e->cap, e->n + n, sizeof *e->ids))) return false;
   memcpy(e->ids + e->n, ids, n * sizeof *ids);
   e->n += n;
