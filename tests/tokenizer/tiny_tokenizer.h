@@ -49,11 +49,27 @@ static json_t *tiny_byte_level(bool add_prefix_space) {
                    "use_regex", 1);
 }
 
+/* Characters missing from the vocabulary (unk_mode): 0 none; else the characters of bytes C3,
+ * A9 and 91 ("é" is C3 A9, "ő" C5 91) are replaced, at the same ids, by "<unk>" and
+ * placeholders, and such characters are 1: dropped (no unk_token), 2: "<unk>" with fuse_unk,
+ * 3: "<unk>" each. */
+enum { TINY_UNK_NONE, TINY_UNK_DROPPED, TINY_UNK_FUSED, TINY_UNK_EACH };
+
 /* The tokenizer as a jansson object (the caller may change it, then json_dumps it). */
-static json_t *tiny_tokenizer(bool add_prefix_space, bool lowercase) {
+static json_t *tiny_tokenizer(bool add_prefix_space, bool lowercase, int unk_mode) {
   json_t *vocab = json_object(), *merges = json_array();
-  char ch[3];
-  for (unsigned b = 0; b < 256; b++) json_object_set_new(vocab, tiny_byte_char(b, ch), json_integer(b));
+  char ch[8];
+  for (unsigned b = 0; b < 256; b++) {
+    if (unk_mode != TINY_UNK_NONE && (b == 0xC3 || b == 0xA9 || b == 0x91)) {
+      if (b == 0xC3 && unk_mode != TINY_UNK_DROPPED)
+        snprintf(ch, sizeof ch, "<unk>");
+      else
+        snprintf(ch, sizeof ch, "<x%u>", b);
+      json_object_set_new(vocab, ch, json_integer(b));
+      continue;
+    }
+    json_object_set_new(vocab, tiny_byte_char(b, ch), json_integer(b));
+  }
   for (size_t i = 0; i < TINY_N_MERGES; i++) {
     char merged[64];
     snprintf(merged, sizeof merged, "%s%s", tiny_merges[i][0], tiny_merges[i][1]);
@@ -67,17 +83,23 @@ static json_t *tiny_tokenizer(bool add_prefix_space, bool lowercase) {
   json_array_append_new(added, tiny_added(TINY_ID_PAD, "<|pad|>", true, false));
   json_array_append_new(added, tiny_added(TINY_ID_HELLO_WORLD, "hello world", false, true));
   json_t *normalizer = lowercase ? json_pack("{s:s}", "type", "Lowercase") : json_null();
-  return json_pack("{s:s, s:n, s:n, s:o, s:o, s:o, s:o, s:o, s:{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b, s:o, s:o}}",
+  json_t *t = json_pack("{s:s, s:n, s:n, s:o, s:o, s:o, s:o, s:o, s:{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b, s:o, s:o}}",
                    "version", "1.0", "truncation", "padding", "added_tokens", added, "normalizer", normalizer,
                    "pre_tokenizer", tiny_byte_level(add_prefix_space), "post_processor", tiny_byte_level(true),
                    "decoder", tiny_byte_level(true), "model", "type", "BPE", "dropout", "unk_token",
                    "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 0, "byte_fallback", 0,
                    "ignore_merges", 0, "vocab", vocab, "merges", merges);
+  if (unk_mode == TINY_UNK_FUSED || unk_mode == TINY_UNK_EACH) {
+    json_t *model = json_object_get(t, "model");
+    json_object_set_new(model, "unk_token", json_string("<unk>"));
+    json_object_set_new(model, "fuse_unk", json_boolean(unk_mode == TINY_UNK_FUSED));
+  }
+  return t;
 }
 
 /* The tokenizer's JSON text (malloc'd). */
-static char *tiny_tokenizer_json(bool add_prefix_space, bool lowercase) {
-  json_t *t = tiny_tokenizer(add_prefix_space, lowercase);
+static char *tiny_tokenizer_json(bool add_prefix_space, bool lowercase, int unk_mode) {
+  json_t *t = tiny_tokenizer(add_prefix_space, lowercase, unk_mode);
   char *s = json_dumps(t, JSON_COMPACT);
   json_decref(t);
   return s;

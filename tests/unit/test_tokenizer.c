@@ -141,13 +141,17 @@ static void test_utf8_lossy(void **state) {
   lossy("\xf0\x9f\x98\x80", 4, false, "\xf0\x9f\x98\x80", 4);
 }
 
-static tokenizer *load_tiny(bool add_prefix_space, bool lowercase) {
-  char *json = tiny_tokenizer_json(add_prefix_space, lowercase);
+static tokenizer *load_tiny_unk(bool add_prefix_space, bool lowercase, int unk_mode) {
+  char *json = tiny_tokenizer_json(add_prefix_space, lowercase, unk_mode);
   tokenizer *t = NULL;
   inferd_status st = tokenizer_load(json, strlen(json), "tiny.json", &t);
   free(json);
   if (st.code != INFERD_OK) fail_msg("%s", st.msg);
   return t;
+}
+
+static tokenizer *load_tiny(bool add_prefix_space, bool lowercase) {
+  return load_tiny_unk(add_prefix_space, lowercase, TINY_UNK_NONE);
 }
 
 static void expect_ids_n(const tokenizer *t, const char *text, size_t len, const uint32_t *want, size_t n_want) {
@@ -188,6 +192,21 @@ static void test_encode(void **state) {
   /* each piece between added tokens gets its own prefix space; "HELLO WORLD" lowercased matches
    * the normalized added token (and, a token, gets none) */
   expect_ids(t, "<|pad|>the<|pad|>HELLO WORLD", (uint32_t[]){TINY_ID_PAD, M(10), TINY_ID_PAD, TINY_ID_HELLO_WORLD}, 4);
+  tokenizer_destroy(t);
+}
+
+/* "é" is C3 A9 and "ő" C5 91: the characters of C3, A9 and 91 are not in these vocabularies. */
+static void test_unknown_characters(void **state) {
+  (void)state;
+  tokenizer *t = load_tiny_unk(false, false, TINY_UNK_DROPPED);
+  expect_ids(t, "\xc3\xa9\xc5\x91x", (uint32_t[]){0xC5, 'x'}, 2);
+  expect_ids(t, "\xc3\xa9", NULL, 0);
+  tokenizer_destroy(t);
+  t = load_tiny_unk(false, false, TINY_UNK_FUSED); /* <unk> has the id 0xC3 */
+  expect_ids(t, "\xc3\xa9\xc5\x91x", (uint32_t[]){0xC3, 0xC5, 0xC3, 'x'}, 4);
+  tokenizer_destroy(t);
+  t = load_tiny_unk(false, false, TINY_UNK_EACH);
+  expect_ids(t, "\xc3\xa9\xc5\x91x", (uint32_t[]){0xC3, 0xC3, 0xC5, 0xC3, 'x'}, 5);
   tokenizer_destroy(t);
 }
 
@@ -259,7 +278,7 @@ static void test_lookups(void **state) {
 
 /* Loads tiny with one change (fn) and expects a refusal whose message has want. */
 static void refused(void (*change)(json_t *), const char *want) {
-  json_t *j = tiny_tokenizer(false, false);
+  json_t *j = tiny_tokenizer(false, false, TINY_UNK_NONE);
   change(j);
   char *s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
@@ -326,6 +345,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_gpt2_split),   cmocka_unit_test(test_unicode_classes), cmocka_unit_test(test_bpe_merge_order),
       cmocka_unit_test(test_utf8_lossy),   cmocka_unit_test(test_encode),          cmocka_unit_test(test_encode_refuses),
+      cmocka_unit_test(test_unknown_characters),
       cmocka_unit_test(test_decode_and_stream), cmocka_unit_test(test_lookups),    cmocka_unit_test(test_load_refuses),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
