@@ -95,6 +95,18 @@ install_web_packages() {
   touch "$stamp"
 }
 
+# The tokenizer test's reference (tests/e2e/test_tokenizer_reference.py): Hugging Face tokenizers
+# as a Node.js native build (@anush008/tokenizers, its linux-x64 binary an optional dependency)
+# and its JavaScript port (@huggingface/tokenizers), pinned by tests/tokenizer/package-lock.json
+# into the ignored tests/tokenizer/node_modules; install scripts are not run.
+install_tokenizer_reference() {
+  local stamp=tests/tokenizer/node_modules/.inferd-installed
+  [ -f "$stamp" ] && [ "$stamp" -nt tests/tokenizer/package-lock.json ] && [ "$stamp" -nt tests/tokenizer/package.json ] && return 0
+  log "installing the tokenizer test's reference packages (npm ci in tests/tokenizer)"
+  (cd tests/tokenizer && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  touch "$stamp"
+}
+
 install_otlp_protos() {
   [ -f "$OTLP_PROTO_DIR/opentelemetry/proto/collector/trace/v1/trace_service.proto" ] && return 0
   log "fetching the OTLP .proto files from the npm registry ($OTLP_PROTO_NPM_PACKAGE)"
@@ -119,4 +131,5 @@ install_otlp_protos() {
 install_debian_packages
 install_onnxruntime
 install_web_packages
+install_tokenizer_reference
 install_otlp_protos
