@@ -15,6 +15,7 @@
 #include "core/version.h"
 #include "frontends/grpc/frontend.h"
 #include "frontends/http/server.h"
+#include "security/token_cli.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -310,6 +311,7 @@ static int cmd_serve(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "token") == 0) return token_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "version") == 0) {
     printf("inferd %s\n", INFERD_VERSION);
     return 0;
