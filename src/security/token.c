@@ -283,11 +283,12 @@ static inferd_status jwk_load(const json_t *jwk, size_t index, const char *path,
     snprintf(label, sizeof label, "%s", json_string_value(kid));
   else
     snprintf(label, sizeof label, "keys[%zu] (no kid)", index);
-  TRY(jwk_not_for_signatures(jwk, path, label, skip));
-  if (*skip) return status_ok();
+  /* a private key in the file is a leak whatever the key is for: refused before anything else */
   if (json_object_get(jwk, "d") != NULL)
     return status_make(INFERD_INVALID_ARGUMENT,
                        "JWKS %s: key '%s' holds private key material (\"d\"): publish only the public key", path, label);
+  TRY(jwk_not_for_signatures(jwk, path, label, skip));
+  if (*skip) return status_ok();
   json_t *kty = json_object_get(jwk, "kty");
   json_t *alg = json_object_get(jwk, "alg");
   if (alg != NULL && !json_is_string(alg))

@@ -725,6 +725,8 @@ static void test_jwks_load_rules(void **state) {
   buf[strlen(buf) - 1] = '\0';
   strcat(buf, ",\"d\":\"AQAB\"}");
   jwks_case(buf, "'r1' holds private key material");
+  snprintf(buf, sizeof buf, "{\"kty\":\"RSA\",\"kid\":\"priv-enc\",\"use\":\"enc\",\"key_ops\":[\"sign\"],\"d\":\"AQAB\"}");
+  jwks_case(buf, "'priv-enc' holds private key material"); /* even on a key that would be left out */
   char *r_even = rsa_jwk(rsa1, "even-e", "");
   char *epos = strstr(r_even, "\"e\":\"AQAB\"");
   assert_non_null(epos);
