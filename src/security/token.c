@@ -620,7 +620,7 @@ static bool text_ok(const char *s, size_t len, bool allow_space) {
 
 static inferd_status add_scope(principal *p, const char *s, size_t len) {
   if (len == 0) return status_ok();
-  if (len > TOKEN_SCOPE_MAX_BYTES || !text_ok(s, len, false)) return REFUSE("malformed JWT: a scope is too long or holds control characters");
+  if (len > TOKEN_SCOPE_MAX_BYTES || !text_ok(s, len, false)) return REFUSE("malformed JWT: a scope is too long or holds spaces or control characters");
   if (p->n_scopes >= TOKEN_MAX_SCOPES) return REFUSE("malformed JWT: too many scopes");
   char buf[TOKEN_SCOPE_MAX_BYTES + 1];
   memcpy(buf, s, len);
