@@ -94,7 +94,7 @@ static bool b64url_decode(const char *s, size_t len, unsigned char **out, size_t
 
 /* ---- loading ---- */
 
-/* Reads a whole regular file of at most max bytes. errno-style reason in *why on failure. */
+/* Reads a whole regular file of at most max bytes into *out (malloc'd). */
 static inferd_status token_read_file(const char *what, const char *path, size_t max, unsigned char **out, size_t *out_len) {
   FILE *f = fopen(path, "rb");
   if (f == NULL) return status_make(INFERD_INVALID_ARGUMENT, "%s %s: %s", what, path, strerror(errno));
