@@ -657,7 +657,7 @@ static inferd_status scopes_from(principal *p, const json_t *v, const char *clai
   return refuse("malformed JWT: \"%s\" is not a string or an array of strings", claim);
 }
 
-static inferd_status claims_to_principal(const json_t *payload, const token_options *o, int64_t exp, principal **out) {
+static inferd_status claims_to_principal(const json_t *payload, const token_options *o, int64_t expires_at, principal **out) {
   json_t *sub = json_object_get(payload, "sub");
   if (sub == NULL) return REFUSE("JWT has no \"sub\" (the subject names the caller)");
   if (!json_is_string(sub) || json_string_length(sub) == 0) return REFUSE("malformed JWT: \"sub\" is not a non-empty string");
@@ -667,7 +667,7 @@ static inferd_status claims_to_principal(const json_t *payload, const token_opti
     return REFUSE("malformed JWT: \"sub\" holds control characters");
   principal *p = principal_create(PRINCIPAL_JWT, json_string_value(sub));
   if (p == NULL) return status_make(INFERD_INTERNAL, "out of memory");
-  p->expires_at = exp;
+  p->expires_at = expires_at;
   inferd_status st = status_ok();
   if (o->scope_claim != NULL) {
     json_t *v = json_object_get(payload, o->scope_claim);
@@ -726,7 +726,9 @@ inferd_status token_verify(const token_keyset *ks, const token_options *o, const
   int64_t exp = 0;
   st = check_times(payload, now, leeway, &exp);
   if (status_is_ok(&st)) st = check_issuer_audience(payload, o);
-  if (status_is_ok(&st)) st = claims_to_principal(payload, o, exp, out);
+  /* the principal expires when this verifier would stop accepting the token, leeway included,
+   * so that a later check of expires_at (the admit stage's, for every credential) agrees */
+  if (status_is_ok(&st)) st = claims_to_principal(payload, o, sat_add(exp, leeway), out);
   json_decref(payload);
   return st;
 }

@@ -42,7 +42,8 @@ typedef struct token_options {
 } token_options;
 
 /* Verifies token at `now` (unix seconds); o NULL means the defaults. OK: *out is a new principal
- * (kind PRINCIPAL_JWT, name = "sub", scopes from the scope claim, expires_at = "exp").
+ * (kind PRINCIPAL_JWT, name = "sub", scopes from the scope claim, expires_at = "exp" plus
+ * the leeway: the first second at which the token is refused as expired).
  * Otherwise UNAUTHENTICATED with a reason that names what failed (expired, not yet valid, wrong
  * issuer, wrong audience, unknown kid, bad signature, alg none, algorithm not allowed for the
  * key, too large, malformed) and never echoes the token.

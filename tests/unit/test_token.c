@@ -245,7 +245,7 @@ static void test_valid_rs_es_hs(void **state) {
     assert_int_equal(p->n_scopes, 2);
     assert_string_equal(p->scopes[0], "infer:iris");
     assert_string_equal(p->scopes[1], "read");
-    assert_int_equal(p->expires_at, NOW + 600);
+    assert_int_equal(p->expires_at, NOW + 600 + TOKEN_DEFAULT_LEEWAY_S); /* when it stops being accepted */
     principal_unref(p);
     free(tok);
   }
@@ -573,6 +573,20 @@ static void test_exp_edges(void **state) {
   expect(&def, "{\"sub\":\"alice\",\"exp\":-9223372036854775807}", NOW, "expired");
   expect(&def, "{\"sub\":\"alice\",\"exp\":-1e300}", NOW, "expired");
   expect(&def, "{\"sub\":\"alice\"}", NOW, "no \"exp\"");
+  /* the principal expires when the token stops being accepted: exp plus the leeway, saturated */
+  struct {
+    const token_options *o;
+    const char *payload;
+    int64_t want;
+  } ex[] = {{&none, p, NOW}, {&five, p, NOW + 5}, {&def, p, NOW + 30},
+            {&def, "{\"sub\":\"alice\",\"exp\":9223372036854775807}", INT64_MAX}};
+  for (size_t i = 0; i < 4; i++) {
+    char *tok = make_token(HDR_HS, ex[i].payload, SIGN_HS, NULL);
+    principal *pr = accept_tok(ks_all, ex[i].o, tok, NOW - 1);
+    assert_int_equal(pr->expires_at, ex[i].want);
+    principal_unref(pr);
+    free(tok);
+  }
   expect(&def, "{\"sub\":\"alice\",\"exp\":\"1900000000\"}", NOW, "\"exp\" is not a number");
   expect(&def, "{\"sub\":\"alice\",\"exp\":null}", NOW, "\"exp\" is not a number");
 }
