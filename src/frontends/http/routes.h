@@ -3,6 +3,7 @@
 #define INFERD_HTTP_ROUTES_H
 
 #include "frontends/http/server.h"
+#include "security/scope.h"
 
 /* Routes the call to its handler, or answers 404/405 itself. */
 void http_routes_dispatch(http_call *c);
