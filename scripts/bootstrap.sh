@@ -20,16 +20,19 @@ OTLP_PROTO_DIR="third_party/otlp-proto"
 
 DEB_PACKAGES=(
   build-essential cmake pkg-config
-  libevent-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev
+  libevent-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev libsqlite3-dev
   python3 python3-pytest python3-requests python3-numpy python3-onnx python3-sklearn
   python3-jwt python3-cryptography  # tests/e2e JWT suites: tokens and JWKS made independently of inferd
-  wrk nghttp2-client ca-certificates openssl
+  wrk nghttp2-client ca-certificates openssl curl
+  nginx-light  # bench/tls.sh: TLS handshakes against nginx
   clang libclang-rt-14-dev  # make fuzz: clang and its libFuzzer runtime
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
   protobuf-compiler protobuf-compiler-grpc python3-grpcio
   chromium python3-jsonschema python3-fastapi python3-uvicorn python3-httptools python3-uvloop
   cppcheck
   libcurl4-openssl-dev python3-protobuf  # OTLP export; the tracing test's decoder
+  python3-scipy  # tests/e2e/test_drift.py: the drift statistics computed independently
+  prometheus  # tests/e2e/test_metrics.py: a real Prometheus and promtool
 )
 
 log() { echo "bootstrap: $*" >&2; }

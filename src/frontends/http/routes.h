@@ -25,9 +25,18 @@ void v2_model_config(void *call, const route_params *p);
 void v1_models_list(void *call, const route_params *p);
 void v1_model_get(void *call, const route_params *p);
 void v1_predict(void *call, const route_params *p);
+void v1_model_drift(void *call, const route_params *p); /* drift_api.c */
 void tfserving_predict(void *call, const route_params *p);
 void mlflow_invocations(void *call, const route_params *p);
 void mlflow_ping(void *call, const route_params *p);
+/* the traffic admin API (traffic_api.c): admin routes */
+void traffic_api_policy(void *call, const route_params *p);
+void traffic_api_promote(void *call, const route_params *p);
+void traffic_api_rollback(void *call, const route_params *p);
+void traffic_api_pause(void *call, const route_params *p);
+void traffic_api_resume(void *call, const route_params *p);
+void traffic_api_history(void *call, const route_params *p);
+void traffic_api_report(void *call, const route_params *p);
 void openapi_json(void *call, const route_params *p);
 void docs_swagger_ui(void *call, const route_params *p);
 void docs_redoc(void *call, const route_params *p);
