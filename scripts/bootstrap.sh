@@ -22,6 +22,7 @@ DEB_PACKAGES=(
   build-essential cmake pkg-config
   libevent-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev libsqlite3-dev
   python3 python3-pytest python3-requests python3-numpy python3-onnx python3-sklearn
+  python3-jwt python3-cryptography  # tests/e2e JWT suites: tokens and JWKS made independently of inferd
   wrk nghttp2-client ca-certificates openssl curl
   nginx-light  # bench/tls.sh: TLS handshakes against nginx
   clang libclang-rt-14-dev  # make fuzz: clang and its libFuzzer runtime

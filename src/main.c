@@ -23,6 +23,7 @@
 #include "security/auth.h"
 #include "security/cors.h"
 #include "security/keys_cli.h"
+#include "security/token_cli.h"
 #include "traffic/cli.h"
 #include "traffic/traffic.h"
 #include "observability/options.h"
@@ -72,6 +73,8 @@ static void usage(FILE *f) {
           "       inferd keys create|list|revoke|rotate --file FILE ...  (inferd keys --help)\n"
           "       inferd traffic COMMAND MODEL ...   (inferd traffic --help)\n"
           "       inferd profile --model NAME --repository DIR --data FILE.csv|.jsonl  (docs/observability.md)\n"
+          "       inferd token verify --jwks FILE|--secret-file FILE TOKEN  (inferd token --help)\n"
+          "       inferd tokenize --tokenizer tokenizer.json [--decode]  (inferd tokenize --help)\n"
           "       inferd version\n\n"
           "serve options (each also read from the environment variable shown):\n"
           "  --model-repository DIR   models to serve              INFERD_MODEL_REPOSITORY (required)\n"
@@ -593,6 +596,7 @@ static int cmd_serve(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "token") == 0) return token_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "keys") == 0) return keys_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "traffic") == 0) return traffic_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "profile") == 0) return profile_main(argc - 1, argv + 1);

@@ -1015,7 +1015,7 @@ inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out) {
   pthread_mutex_init(&fe->log_mu, NULL);
   request_ids_init(&fe->ids);
 
-  grpc_arg args[2];
+  grpc_arg args[3];
   memset(args, 0, sizeof args);
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -1023,7 +1023,13 @@ inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out) {
   args[1].type = GRPC_ARG_INTEGER;
   args[1].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
   args[1].value.integer = opts->max_message_bytes;
-  grpc_channel_args cargs = {.num_args = 2, .args = args};
+  /* request metadata up to 64 KiB, as HTTP's request head: gRPC's 8 KiB default would refuse
+   * a bearer token over the JWT verifier's own limit (8 KiB) with RESOURCE_EXHAUSTED before
+   * authentication could answer UNAUTHENTICATED */
+  args[2].type = GRPC_ARG_INTEGER;
+  args[2].key = (char *)GRPC_ARG_MAX_METADATA_SIZE;
+  args[2].value.integer = 64 * 1024;
+  grpc_channel_args cargs = {.num_args = 3, .args = args};
   fe->server = grpc_server_create(&cargs, NULL);
   fe->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(fe->server, fe->cq, NULL);

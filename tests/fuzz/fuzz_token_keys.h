@@ -1,0 +1,4 @@
+/* fuzz_token's fixed keys (public JWKS and HS256 secret), made by make_token_corpus.py with
+ * the seeds in corpus/token/; the private keys were not kept. */
+static const char FUZZ_TOKEN_JWKS[] = "{\"keys\": [{\"kty\": \"RSA\", \"key_ops\": [\"verify\"], \"n\": \"mEvjyKQtKR4kvRtaqdhAAX8Adi9l8KHPueETCxW9RYLZBZFt308qbv10CrR_iG0PrmUMhZkLVq6zuJncibPfYimxcMI_kwo_JVLkR0lHBLmWmvSL0nHwuWvjJXl7m6hAjTNyN9KQik5LxJwhXDJVCEwqkQf8OMOs37ccWPn2Y57-vyDpL9SsiSAWyFo4d4yhYq7P5pcS43Hl6PcjUCf0PpHFXEPHDeLT-d3ppmf_nWPYJCEBqu1ujROcBrrvjE77kBJ_8vR05C6BWcjmi4g1UTSHTVUkWut2jf3rUPuLEdu1PzkZsC29YLO1PR6pvmdEHbDpZp69Dk7ZDMK1bwTKZw\", \"e\": \"AQAB\", \"kid\": \"r1\", \"use\": \"sig\", \"alg\": \"RS256\"}, {\"kty\": \"EC\", \"crv\": \"P-256\", \"x\": \"txuZT5ixJpJYiNb9ABNSCFDLyJ62E0yWX2poj97HNws\", \"y\": \"Tqrm7v93cQDk68GYjlWcne3fLyLPJui_cU26ZfgY8n8\", \"kid\": \"e1\"}]}";
+static const char FUZZ_TOKEN_SECRET[] = "34111eb69028ced16a2849f973ef80a9ff9befcd9c8ebccb";
