@@ -54,7 +54,7 @@ typedef struct serve_options {
   size_t n_load_models;
   trace_options trace; /* tracing is on when trace.otlp_endpoint is set */
   /* security (docs/security.md) */
-  const char *api_keys, *jwt_jwks, *jwt_secret_file, *jwt_issuer, *jwt_audience, *cors_origins;
+  const char *api_keys, *jwt_jwks, *jwt_secret_file, *jwt_issuer, *jwt_audience, *jwt_scope_claim, *cors_origins;
   const char *state_dir; /* traffic's durable state (docs/traffic.md) */
   obs_options obs; /* drift and payload capture (observability/options.h) */
   /* observability (docs/observability.md) */
@@ -123,6 +123,7 @@ static void usage(FILE *f) {
           "  --jwt-secret-file FILE   HS256 shared secret for JWTs  INFERD_JWT_SECRET_FILE\n"
           "  --jwt-issuer ISS         required JWT \"iss\"          INFERD_JWT_ISSUER\n"
           "  --jwt-audience AUD       required JWT \"aud\"          INFERD_JWT_AUDIENCE\n"
+          "  --jwt-scope-claim NAME   the JWT claim holding scopes  INFERD_JWT_SCOPE_CLAIM (scope, else scp)\n"
           "  --cors-origins LIST      origins browsers may call from (comma-separated, or *)\n"
           "                                                        INFERD_CORS_ORIGINS (none: CORS off)\n"
           "The key and JWT files are reloaded when they change and on SIGHUP.\n"
@@ -171,6 +172,7 @@ static const struct option serve_longopts[] = {
     {"api-keys", required_argument, 0, 1300},        {"jwt-jwks", required_argument, 0, 1301},
     {"jwt-secret-file", required_argument, 0, 1302}, {"jwt-issuer", required_argument, 0, 1303},
     {"jwt-audience", required_argument, 0, 1304},    {"cors-origins", required_argument, 0, 1305},
+    {"jwt-scope-claim", required_argument, 0, 1306},
     {"drift-window-s", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_WINDOW_S},
     {"drift-buckets", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_BUCKETS},
     {"drift-psi-warn", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_PSI_WARN},
@@ -207,7 +209,7 @@ static const struct {
                   {"INFERD_OTLP_QUEUE_SIZE", 1104}, {"INFERD_OTLP_BATCH_SIZE", 1105},
                   {"INFERD_OTLP_EXPORT_INTERVAL_MS", 1106}, {"INFERD_OTLP_TIMEOUT_MS", 1107},
                   {"INFERD_API_KEYS", 1300}, {"INFERD_JWT_JWKS", 1301}, {"INFERD_JWT_SECRET_FILE", 1302},
-                  {"INFERD_JWT_ISSUER", 1303}, {"INFERD_JWT_AUDIENCE", 1304}, {"INFERD_CORS_ORIGINS", 1305},
+                  {"INFERD_JWT_ISSUER", 1303}, {"INFERD_JWT_AUDIENCE", 1304}, {"INFERD_CORS_ORIGINS", 1305}, {"INFERD_JWT_SCOPE_CLAIM", 1306},
                   {"INFERD_METRICS", 1006}, {"INFERD_METRICS_PORT", 1007}, {"INFERD_LOG_FORMAT", 1008},
                   {"INFERD_TLS_CERT", 1400}, {"INFERD_TLS_KEY", 1401}, {"INFERD_TLS_CLIENT_CA", 1402},
                   {"INFERD_TLS_CLIENT_AUTH", 1403}, {"INFERD_HTTP_PLAIN_PORT", 1404}};
@@ -281,6 +283,7 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 1303: o->jwt_issuer = *val ? val : NULL; return 0;
     case 1304: o->jwt_audience = *val ? val : NULL; return 0;
     case 1305: o->cors_origins = *val ? val : NULL; return 0;
+    case 1306: o->jwt_scope_claim = *val ? val : NULL; return 0;
     case 1006:
       if (strcmp(val, "on") == 0) o->metrics = true;
       else if (strcmp(val, "off") == 0) o->metrics = false;
@@ -422,7 +425,8 @@ typedef struct server_parts {
 static int start(const serve_options *o, server_parts *p) {
   /* Credentials first: a key file that does not parse stops the start, before any model loads. */
   auth_options auo = {.api_keys_path = o->api_keys, .jwt_jwks_path = o->jwt_jwks, .jwt_secret_path = o->jwt_secret_file,
-                      .jwt_issuer = o->jwt_issuer, .jwt_audience = o->jwt_audience};
+                      .jwt_issuer = o->jwt_issuer, .jwt_audience = o->jwt_audience,
+                      .jwt_scope_claim = o->jwt_scope_claim};
   inferd_status st = auth_create(&auo, &p->au);
   if (status_is_ok(&st)) st = cors_parse(o->cors_origins, &p->cors);
   if (!status_is_ok(&st)) goto fail2;

@@ -188,7 +188,8 @@ inferd_status auth_create(const auth_options *o, auth **out) {
   a->o = *o;
   if (a->o.poll_ms <= 0) a->o.poll_ms = 250;
   a->enabled = o->api_keys_path || o->jwt_jwks_path || o->jwt_secret_path;
-  a->topts = (token_options){.issuer = o->jwt_issuer, .audience = o->jwt_audience, .leeway_s = 30};
+  a->topts = (token_options){
+      .issuer = o->jwt_issuer, .audience = o->jwt_audience, .scope_claim = o->jwt_scope_claim, .leeway_s = 30};
   pthread_mutex_init(&a->mu, NULL);
   pthread_mutex_init(&a->wmu, NULL);
   pthread_condattr_t ca;
@@ -197,7 +198,7 @@ inferd_status auth_create(const auth_options *o, auth **out) {
   pthread_cond_init(&a->wcv, &ca);
   pthread_condattr_destroy(&ca);
   *out = a;
-  if ((o->jwt_issuer || o->jwt_audience) && !o->jwt_jwks_path && !o->jwt_secret_path) {
+  if ((o->jwt_issuer || o->jwt_audience || o->jwt_scope_claim) && !o->jwt_jwks_path && !o->jwt_secret_path) {
     auth_destroy(a);
     *out = NULL;
     return status_make(INFERD_INVALID_ARGUMENT, "--jwt-issuer and --jwt-audience need --jwt-jwks or --jwt-secret-file");

@@ -25,6 +25,7 @@ typedef struct auth_options {
   const char *jwt_secret_path; /* --jwt-secret-file */
   const char *jwt_issuer;      /* --jwt-issuer */
   const char *jwt_audience;    /* --jwt-audience */
+  const char *jwt_scope_claim; /* --jwt-scope-claim; NULL: "scope", else "scp" */
   int poll_ms;                 /* how often the files' mtimes are checked; 0: 250 */
 } auth_options;
 

@@ -221,3 +221,18 @@ def test_jwks_replaced_while_serving(g, idp):
         write_jwks(idp["jwks"], [jwk_of(idp["rsa"].public_key(), "rsa-1", use="sig", alg="RS256"),
                                  jwk_of(idp["ec"].public_key(), "ec-1", use="sig")])
         wait_until(lambda: v2_rest(g, "u8", bearer(old))[1].status_code == 200, timeout(5), what="the first key back")
+
+
+def test_a_configured_scope_claim(repo, idp, logs_dir):  # noqa: F811
+    """--jwt-scope-claim names where an identity provider puts scopes (Auth0's `permissions`):
+    that claim grants, and `scope` no longer does."""
+    from grpc_stubs import running_grpc_server
+    args = ["--jwt-jwks", idp["jwks"], "--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE,
+            "--jwt-scope-claim", "permissions"]
+    body = {"inputs": [{"name": "x", "datatype": "UINT8", "shape": [1, 1], "data": [7]}]}
+    with running_grpc_server(repo, logs_dir, args=args) as gs:
+        def status(c):
+            return gs.srv.post("/v2/models/u8/infer", json=body, headers={"Authorization": f"Bearer {rs(idp, c)}"},
+                               timeout=timeout(30)).status_code
+        assert status(claims(scope=None, permissions=["infer:u8"])) == 200
+        assert status(claims(scope="infer:u8")) == 403
