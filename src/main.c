@@ -15,6 +15,7 @@
 #include "core/version.h"
 #include "frontends/grpc/frontend.h"
 #include "frontends/http/server.h"
+#include "security/limits.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -36,6 +37,7 @@ typedef struct serve_options {
   long poll_secs;
   const char *load_models[64];
   size_t n_load_models;
+  limits_options limits; /* the default rate limits (docs/security.md#rate-limits) */
 } serve_options;
 
 static void usage(FILE *f) {
@@ -68,7 +70,13 @@ static void usage(FILE *f) {
           "  --min-body-rate N        bytes/s that earn a body one more second  INFERD_MIN_BODY_RATE (1024)\n"
           "  --keepalive-timeout-ms N idle time between requests   INFERD_KEEPALIVE_TIMEOUT_MS (120000)\n"
           "  --send-timeout-ms N      time for a client to take a closing reply  INFERD_SEND_TIMEOUT_MS (30000)\n"
-          "  --max-connections N      HTTP connections open at once  INFERD_MAX_CONNECTIONS (16384)\n");
+          "  --max-connections N      HTTP connections open at once  INFERD_MAX_CONNECTIONS (16384)\n"
+          "rate limits, for every caller without limits of its own (docs/security.md#rate-limits):\n"
+          "  --rate-limit R           requests per second: 10, 10/s, 600/m, 3600/h  INFERD_RATE_LIMIT (none)\n"
+          "  --rate-burst N           requests at once after a pause  INFERD_RATE_BURST (the rate's second)\n"
+          "  --max-concurrent N       requests in flight            INFERD_MAX_CONCURRENT (none)\n"
+          "  --records-per-minute N   records (rows) per minute     INFERD_RECORDS_PER_MINUTE (none)\n"
+          "  --rate-limit-per-model   a budget per caller and model  INFERD_RATE_LIMIT_PER_MODEL (per caller)\n");
 }
 
 /* Parses a whole decimal integer within [lo, hi]; names the option on failure. */
@@ -97,6 +105,9 @@ static const struct option serve_longopts[] = {
     {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
     {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
     {"load-model", required_argument, 0, 'L'},
+    {"rate-limit", required_argument, 0, 1100},      {"rate-burst", required_argument, 0, 1101},
+    {"max-concurrent", required_argument, 0, 1102},  {"records-per-minute", required_argument, 0, 1103},
+    {"rate-limit-per-model", no_argument, 0, 1104},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -112,7 +123,9 @@ static const struct {
                   {"INFERD_REQUEST_HEAD_TIMEOUT_MS", 1000}, {"INFERD_BODY_TIMEOUT_MS", 1001},
                   {"INFERD_MIN_BODY_RATE", 1002}, {"INFERD_KEEPALIVE_TIMEOUT_MS", 1003},
                   {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005},
-                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}};
+                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'},
+                  {"INFERD_RATE_LIMIT", 1100}, {"INFERD_RATE_BURST", 1101}, {"INFERD_MAX_CONCURRENT", 1102},
+                  {"INFERD_RECORDS_PER_MINUTE", 1103}, {"INFERD_RATE_LIMIT_PER_MODEL", 1104}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -146,6 +159,22 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
       }
       return 0;
     case 'P': if (parse_num(name, val, 1, 86400, &v)) return -1; o->poll_secs = (long)v; return 0;
+    case 1100: {
+      inferd_status st = limits_parse_rate(name, val, &o->limits.rate_per_s);
+      if (!status_is_ok(&st)) fprintf(stderr, "inferd: %s\n", st.msg);
+      return status_is_ok(&st) ? 0 : -1;
+    }
+    case 1101: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.burst = v; return 0;
+    case 1102: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.max_concurrent = v; return 0;
+    case 1103: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.records_per_min = v; return 0;
+    case 1104: /* a flag; its variable says 1/true or 0/false */
+      if (val == NULL || strcmp(val, "1") == 0 || strcmp(val, "true") == 0) o->limits.per_model = true;
+      else if (strcmp(val, "0") == 0 || strcmp(val, "false") == 0) o->limits.per_model = false;
+      else {
+        fprintf(stderr, "inferd: %s must be 1, true, 0 or false, got '%s'\n", name, val);
+        return -1;
+      }
+      return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -187,6 +216,19 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
   if (optind < argc) {
     fprintf(stderr, "inferd: unexpected argument '%s'\n", argv[optind]);
     return -1;
+  }
+  if (o->limits.burst && o->limits.rate_per_s == 0) {
+    fprintf(stderr, "inferd: --rate-burst needs --rate-limit\n");
+    return -1;
+  }
+  if (o->limits.rate_per_s > 0) { /* the limiter's bound on a full burst's refill time */
+    ratelimit_rule r = {.rate_per_s = o->limits.rate_per_s,
+                        .burst = o->limits.burst ? o->limits.burst : (o->limits.rate_per_s >= 1 ? (int64_t)o->limits.rate_per_s : 1)};
+    const char *why = ratelimit_rule_check(&r);
+    if (why) {
+      fprintf(stderr, "inferd: --rate-limit and --rate-burst: %s\n", why);
+      return -1;
+    }
   }
   if (o->n_load_models && o->control_mode != REPO_CONTROL_EXPLICIT) {
     fprintf(stderr, "inferd: --load-model needs --model-control-mode explicit (the other modes load every model)\n");
@@ -248,6 +290,15 @@ static int cmd_serve(int argc, char **argv) {
   }
   a->default_model = o.default_model;
   a->max_records = (int)o.max_records;
+  limits *lim = NULL; /* after authentication's admit handler, which names the caller */
+  st = limits_create(&o.limits, NULL, &lim);
+  if (status_is_ok(&st)) st = limits_register(lim, a->serve);
+  if (!status_is_ok(&st)) {
+    log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    limits_destroy(lim);
+    app_destroy(a);
+    return 1;
+  }
   bool no_default = false;
   if (o.default_model) { /* the folder, not what has loaded yet: the first scan may be under way */
     char path[4096];
@@ -258,6 +309,7 @@ static int cmd_serve(int argc, char **argv) {
   if (no_default) {
     log_msg(LOG_ERROR, NULL, "--default-model: no model '%s' in %s", o.default_model, o.model_repository);
     app_destroy(a);
+    limits_destroy(lim);
     return 2;
   }
   http_server *http;
@@ -271,6 +323,7 @@ static int cmd_serve(int argc, char **argv) {
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
     app_destroy(a);
+    limits_destroy(lim);
     return 1;
   }
   log_msg(LOG_INFO, NULL, "inferd %s serving %s over HTTP on %s:%d", INFERD_VERSION, o.model_repository, o.host,
@@ -286,6 +339,7 @@ static int cmd_serve(int argc, char **argv) {
     app_stop_work(a);
     http_server_destroy(http);
     app_destroy(a);
+    limits_destroy(lim);
     return 1;
   }
   log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o.host, grpcfe_port(grpc));
@@ -304,6 +358,7 @@ static int cmd_serve(int argc, char **argv) {
   http_server_destroy(http);
   grpcfe_destroy(grpc);
   app_destroy(a);
+  limits_destroy(lim); /* no request holds a slot now */
   log_msg(LOG_INFO, NULL, "stopped");
   return 0;
 }

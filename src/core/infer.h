@@ -15,6 +15,18 @@ typedef struct infer_request infer_request;
 struct principal;
 struct serve_headers;
 
+/* core/serve's end hooks (serve_on_end): what must run once when a request ends, however it
+ * ends. Kept in the request so that the hand-off carries them to the worker that completes it. */
+typedef void (*infer_end_fn)(void *ctx, void *arg, const inferd_status *st);
+#define INFER_MAX_END_HOOKS 4
+typedef struct infer_end_hooks {
+  int n;
+  struct {
+    infer_end_fn fn;
+    void *ctx, *arg;
+  } h[INFER_MAX_END_HOOKS];
+} infer_end_hooks;
+
 /* Called exactly once per submitted request, on a worker thread. */
 typedef void (*infer_done_fn)(infer_request *req, void *user);
 
@@ -40,6 +52,7 @@ struct infer_request {
   const struct principal *principal; /* a counted reference, dropped by infer_request_destroy */
   struct serve_headers *reply_headers;
   char arm[32]; /* traffic/'s: the arm of the model's split that answered ("" when none) */
+  infer_end_hooks ends; /* core/serve's: run once when the request ends (serve_on_end) */
 
   /* The scheduler's. */
   int64_t enqueue_ns;
