@@ -36,6 +36,7 @@ ratelimit_decision ratelimit_take(int64_t *tat_ns, const ratelimit_rule *r, int6
   int64_t t = interval_ns(r);
   int64_t cap = r->burst * t;
   int64_t tat = clamp_tat(*tat_ns, now_ns, cap);
+  if (tat < *tat_ns) *tat_ns = tat; /* a state from a clock ahead is brought back once, for good */
   ratelimit_decision d = {.limit = r->burst};
   if (cost < 0) cost = 0;
   if (cost > r->burst) { /* more than a full bucket: no wait will do */
@@ -98,8 +99,13 @@ void ratelimit_rate_window(double rate_per_s, int64_t *quota, int64_t *window_s)
       return;
     }
   }
-  *quota = (int64_t)floor(rate_per_s * 60);
-  *window_s = 60;
+  if (rate_per_s * 60 >= 1) {
+    *quota = (int64_t)floor(rate_per_s * 60);
+    *window_s = 60;
+  } else { /* slower than one a minute: one per its interval */
+    *quota = 1;
+    *window_s = (int64_t)ceil(1 / rate_per_s - 1e-9);
+  }
 }
 
 /* Appends item to buf as one more list member, or leaves buf as it was when it does not fit. */

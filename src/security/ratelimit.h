@@ -69,7 +69,8 @@ bool ratelimit_policy_item(char *buf, size_t cap, const char *name, int64_t quot
 bool ratelimit_limit_item(char *buf, size_t cap, const char *name, int64_t remaining, int64_t reset_s);
 
 /* A rate as a RateLimit-Policy quota over a window: the smallest window of 1..60 s in which the
- * rate is a whole number of units (2.5/s: 5 per 2 s), else the units of a minute rounded down. */
+ * rate is a whole number of units (2.5/s: 5 per 2 s), else the units of a minute rounded down,
+ * or for a rate under one a minute, 1 per its interval rounded up. */
 void ratelimit_rate_window(double rate_per_s, int64_t *quota, int64_t *window_s);
 
 #endif
