@@ -219,13 +219,15 @@ def test_concurrency_holds_under_64_connections(limited):
     most, the server's own statistics never show a batch above 2 rows."""
     srv = limited("--max-concurrent", "2")
     import requests
-    stop = time.monotonic() + (6 if SANITIZED else 3)
+    # until 6 requests have run (3 runs of 2 rows at the least): a deadline would make the count
+    # depend on how fast this shared machine runs the model
+    want, give_up = 6, time.monotonic() + timeout(90)
     codes, bad = [], []
     lock = threading.Lock()
 
     def client():
         s = requests.Session()
-        while time.monotonic() < stop:
+        while codes.count(200) < want and time.monotonic() < give_up:
             r = s.post(srv.url("/v2/models/slow_batched/infer"), json=slow_body(), timeout=T)
             with lock:
                 codes.append(r.status_code)
@@ -234,7 +236,7 @@ def test_concurrency_holds_under_64_connections(limited):
                 if r.headers.get("Retry-After") != "1" or lim.get("concurrency") != {"r": 0}:
                     with lock:
                         bad.append(dict(r.headers))
-                time.sleep(0.02)
+                time.sleep(0.05)
             elif r.status_code != 200:
                 with lock:
                     bad.append((r.status_code, r.text))
@@ -248,8 +250,8 @@ def test_concurrency_holds_under_64_connections(limited):
     sizes = batch_sizes(srv)
     assert sizes and max(sizes) <= 2, f"batches of {sizes} rows: more than 2 requests were in flight"
     assert not bad, bad[:3]
-    # the slots come back as requests complete: runs go on throughout (~300 ms each, 2 rows)
-    assert codes.count(200) >= 6 and codes.count(429) > 0, (codes.count(200), codes.count(429))
+    # the slots come back as requests complete: runs go on until enough have run
+    assert codes.count(200) >= want and codes.count(429) > 0, (codes.count(200), codes.count(429))
     assert sum(n * size for size, n in sizes.items()) == codes.count(200)
 
 
