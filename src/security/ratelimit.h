@@ -63,7 +63,10 @@ int64_t ratelimit_seconds(int64_t us);
  * item did not fit, and then nothing is added). A second item is joined with ", ".
  * RateLimit-Policy: "name";q=Q;w=W[;qu="unit"][;inferd-burst=B]  (w 0: none; burst 0: none; a
  *                   unit the draft does not register, such as "records", goes in inferd-unit)
- * RateLimit:        "name";r=R[;t=T]                             (t < 0: none) */
+ * RateLimit:        "name";r=R[;t=T]                             (t < 0: none)
+ * A policy name is checked to be a valid sf-string (printable, no '"' or '\\') by
+ * ratelimit_policy_item; ratelimit_limit_item, built on every request, takes the same names
+ * unchecked. */
 bool ratelimit_policy_item(char *buf, size_t cap, const char *name, int64_t quota, int64_t window_s,
                            const char *unit, int64_t burst);
 bool ratelimit_limit_item(char *buf, size_t cap, const char *name, int64_t remaining, int64_t reset_s);

@@ -253,8 +253,10 @@ static void test_fields(void **state) {
   assert_string_equal(small, "\"requests\";r=5;t=1");
   /* a name that would break the sf-string is refused */
   char q[64] = "";
-  assert_false(ratelimit_limit_item(q, sizeof q, "a\"b", 1, 1));
-  assert_false(ratelimit_limit_item(q, sizeof q, "", 1, 1));
+  assert_false(ratelimit_policy_item(q, sizeof q, "a\"b", 1, 1, NULL, 0));
+  assert_false(ratelimit_policy_item(q, sizeof q, "a\\b", 1, 1, NULL, 0));
+  assert_false(ratelimit_policy_item(q, sizeof q, "", 1, 1, NULL, 0));
+  assert_false(ratelimit_policy_item(q, sizeof q, "ok", 1, 1, "un\"it", 0));
   assert_string_equal(q, "");
 }
 
