@@ -11,6 +11,13 @@ ORT_NPM_PACKAGE="com.github.asus4.onnxruntime@0.4.9"
 ORT_NPM_SHA512="BkzxduSZ9IkeDP6Q8lz2TFU2ie7hSSvS7ZIfzMooExoq0CNzJnuuGaUJ7IsojBgqO4ouD1jXah8OYyJbCN29Fg=="
 ORT_DIR="third_party/onnxruntime"
 
+# The OTLP .proto definitions the tracing test decodes exports with (tests/e2e/test_tracing.py
+# compiles them with protoc): the last release of this OpenTelemetry JS package that ships the
+# opentelemetry-proto files it was built from. Unpacked, never committed.
+OTLP_PROTO_NPM_PACKAGE="@opentelemetry/otlp-grpc-exporter-base@0.38.0"
+OTLP_PROTO_NPM_SHA512="wwGxeJt80w+mIA0aE+K9OshkyEoYQrXuwXl1TNZBs9K7qE4AAiEuxU9cbd3VX3BTsp+xzNcDRWIb9WWkiU9+kA=="
+OTLP_PROTO_DIR="third_party/otlp-proto"
+
 DEB_PACKAGES=(
   build-essential cmake pkg-config
   libevent-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev
@@ -21,6 +28,7 @@ DEB_PACKAGES=(
   protobuf-compiler protobuf-compiler-grpc python3-grpcio
   chromium python3-jsonschema python3-fastapi python3-uvicorn python3-httptools python3-uvloop
   cppcheck
+  libcurl4-openssl-dev python3-protobuf  # OTLP export; the tracing test's decoder
 )
 
 log() { echo "bootstrap: $*" >&2; }
@@ -84,6 +92,28 @@ install_web_packages() {
   touch "$stamp"
 }
 
+install_otlp_protos() {
+  [ -f "$OTLP_PROTO_DIR/opentelemetry/proto/collector/trace/v1/trace_service.proto" ] && return 0
+  log "fetching the OTLP .proto files from the npm registry ($OTLP_PROTO_NPM_PACKAGE)"
+  local tmp
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  (cd "$tmp" && npm pack --silent "$OTLP_PROTO_NPM_PACKAGE" >/dev/null)
+  local tgz got
+  tgz=$(ls "$tmp"/*.tgz)
+  got=$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)
+  if [ "$got" != "$OTLP_PROTO_NPM_SHA512" ]; then
+    log "sha512 mismatch for $OTLP_PROTO_NPM_PACKAGE: got $got"
+    exit 1
+  fi
+  tar xzf "$tgz" -C "$tmp" 'package/build/protos'
+  rm -rf "$OTLP_PROTO_DIR"
+  mkdir -p "$OTLP_PROTO_DIR"
+  cp -r "$tmp"/package/build/protos/opentelemetry "$OTLP_PROTO_DIR/"
+  log "OTLP .proto files unpacked into $OTLP_PROTO_DIR"
+}
+
 install_debian_packages
 install_onnxruntime
 install_web_packages
+install_otlp_protos

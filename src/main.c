@@ -16,6 +16,7 @@
 #include "frontends/grpc/frontend.h"
 #include "frontends/http/server.h"
 #include "security/limits.h"
+#include "observability/trace.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -38,6 +39,7 @@ typedef struct serve_options {
   const char *load_models[64];
   size_t n_load_models;
   limits_options limits; /* the default rate limits (docs/security.md#rate-limits) */
+  trace_options trace; /* tracing is on when trace.otlp_endpoint is set */
 } serve_options;
 
 static void usage(FILE *f) {
@@ -76,7 +78,17 @@ static void usage(FILE *f) {
           "  --rate-burst N           requests at once after a pause  INFERD_RATE_BURST (the rate's second)\n"
           "  --max-concurrent N       requests in flight            INFERD_MAX_CONCURRENT (none)\n"
           "  --records-per-minute N   records (rows) per minute     INFERD_RECORDS_PER_MINUTE (none)\n"
-          "  --rate-limit-per-model   a budget per caller and model  INFERD_RATE_LIMIT_PER_MODEL (per caller)\n");
+          "  --rate-limit-per-model   a budget per caller and model  INFERD_RATE_LIMIT_PER_MODEL (per caller)\n"
+          "Tracing (docs/observability.md, \"Tracing\"): on when an OTLP endpoint is set\n"
+          "  --otlp-endpoint URL      OTLP/HTTP collector (no path: /v1/traces)  INFERD_OTLP_ENDPOINT (off)\n"
+          "  --otlp-protocol P        http/protobuf or http/json   INFERD_OTLP_PROTOCOL (http/protobuf)\n"
+          "  --trace-sample-ratio R   share of requests sampled when the caller sent no sampled flag\n"
+          "                                                        INFERD_TRACE_SAMPLE_RATIO (1)\n"
+          "  --otlp-service-name S    the service.name resource attribute  INFERD_OTLP_SERVICE_NAME (inferd)\n"
+          "  --otlp-queue-size N      sampled requests waiting for export  INFERD_OTLP_QUEUE_SIZE (2048)\n"
+          "  --otlp-batch-size N      spans per export request     INFERD_OTLP_BATCH_SIZE (512)\n"
+          "  --otlp-export-interval-ms N  longest wait of a partial batch  INFERD_OTLP_EXPORT_INTERVAL_MS (1000)\n"
+          "  --otlp-timeout-ms N      one export request           INFERD_OTLP_TIMEOUT_MS (2000)\n");
 }
 
 /* Parses a whole decimal integer within [lo, hi]; names the option on failure. */
@@ -105,9 +117,13 @@ static const struct option serve_longopts[] = {
     {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
     {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
     {"load-model", required_argument, 0, 'L'},
-    {"rate-limit", required_argument, 0, 1100},      {"rate-burst", required_argument, 0, 1101},
-    {"max-concurrent", required_argument, 0, 1102},  {"records-per-minute", required_argument, 0, 1103},
-    {"rate-limit-per-model", no_argument, 0, 1104},
+    {"rate-limit", required_argument, 0, 1200},      {"rate-burst", required_argument, 0, 1201},
+    {"max-concurrent", required_argument, 0, 1202},  {"records-per-minute", required_argument, 0, 1203},
+    {"rate-limit-per-model", no_argument, 0, 1204},
+    {"otlp-endpoint", required_argument, 0, 1100}, {"otlp-protocol", required_argument, 0, 1101},
+    {"trace-sample-ratio", required_argument, 0, 1102}, {"otlp-service-name", required_argument, 0, 1103},
+    {"otlp-queue-size", required_argument, 0, 1104}, {"otlp-batch-size", required_argument, 0, 1105},
+    {"otlp-export-interval-ms", required_argument, 0, 1106}, {"otlp-timeout-ms", required_argument, 0, 1107},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -124,8 +140,12 @@ static const struct {
                   {"INFERD_MIN_BODY_RATE", 1002}, {"INFERD_KEEPALIVE_TIMEOUT_MS", 1003},
                   {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005},
                   {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'},
-                  {"INFERD_RATE_LIMIT", 1100}, {"INFERD_RATE_BURST", 1101}, {"INFERD_MAX_CONCURRENT", 1102},
-                  {"INFERD_RECORDS_PER_MINUTE", 1103}, {"INFERD_RATE_LIMIT_PER_MODEL", 1104}};
+                  {"INFERD_RATE_LIMIT", 1200}, {"INFERD_RATE_BURST", 1201}, {"INFERD_MAX_CONCURRENT", 1202},
+                  {"INFERD_RECORDS_PER_MINUTE", 1203}, {"INFERD_RATE_LIMIT_PER_MODEL", 1204},
+                  {"INFERD_OTLP_ENDPOINT", 1100}, {"INFERD_OTLP_PROTOCOL", 1101},
+                  {"INFERD_TRACE_SAMPLE_RATIO", 1102}, {"INFERD_OTLP_SERVICE_NAME", 1103},
+                  {"INFERD_OTLP_QUEUE_SIZE", 1104}, {"INFERD_OTLP_BATCH_SIZE", 1105},
+                  {"INFERD_OTLP_EXPORT_INTERVAL_MS", 1106}, {"INFERD_OTLP_TIMEOUT_MS", 1107}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -159,15 +179,15 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
       }
       return 0;
     case 'P': if (parse_num(name, val, 1, 86400, &v)) return -1; o->poll_secs = (long)v; return 0;
-    case 1100: {
+    case 1200: {
       inferd_status st = limits_parse_rate(name, val, &o->limits.rate_per_s);
       if (!status_is_ok(&st)) fprintf(stderr, "inferd: %s\n", st.msg);
       return status_is_ok(&st) ? 0 : -1;
     }
-    case 1101: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.burst = v; return 0;
-    case 1102: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.max_concurrent = v; return 0;
-    case 1103: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.records_per_min = v; return 0;
-    case 1104: /* a flag; its variable says 1/true or 0/false */
+    case 1201: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.burst = v; return 0;
+    case 1202: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.max_concurrent = v; return 0;
+    case 1203: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.records_per_min = v; return 0;
+    case 1204: /* a flag; its variable says 1/true or 0/false */
       if (val == NULL || strcmp(val, "1") == 0 || strcmp(val, "true") == 0) o->limits.per_model = true;
       else if (strcmp(val, "0") == 0 || strcmp(val, "false") == 0) o->limits.per_model = false;
       else {
@@ -175,6 +195,31 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
         return -1;
       }
       return 0;
+    case 1100: o->trace.otlp_endpoint = *val ? val : NULL; return 0;
+    case 1101:
+      if (strcmp(val, "http/protobuf") == 0) o->trace.otlp_json = false;
+      else if (strcmp(val, "http/json") == 0) o->trace.otlp_json = true;
+      else {
+        fprintf(stderr, "inferd: %s must be http/protobuf or http/json, got '%s'\n", name, val);
+        return -1;
+      }
+      return 0;
+    case 1102: {
+      char *end;
+      errno = 0;
+      double r = strtod(val, &end);
+      if (errno || *val == '\0' || *end != '\0' || !(r >= 0 && r <= 1)) {
+        fprintf(stderr, "inferd: %s must be a number from 0 to 1, got '%s'\n", name, val);
+        return -1;
+      }
+      o->trace.sample_ratio = r;
+      return 0;
+    }
+    case 1103: o->trace.service_name = val; return 0;
+    case 1104: if (parse_num(name, val, 1, 1000000, &v)) return -1; o->trace.queue_size = (int)v; return 0;
+    case 1105: if (parse_num(name, val, 5, 100000, &v)) return -1; /* a request makes up to 5 spans */ o->trace.batch_size = (int)v; return 0;
+    case 1106: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->trace.export_interval_ms = (int)v; return 0;
+    case 1107: if (parse_num(name, val, 1, 600000, &v)) return -1; o->trace.timeout_ms = (int)v; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -193,7 +238,9 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .drain_timeout_ms = 10000, .grpc_port = 8001, .grpc_max_message_bytes = 64L << 20, .grpc_threads = 1,
                        .max_records = 1000, .head_timeout_ms = 20000, .body_timeout_ms = 30000,
                        .min_body_rate = 1024, .keepalive_timeout_ms = 120000, .send_timeout_ms = 30000,
-                       .max_connections = 16384, .control_mode = REPO_CONTROL_NONE, .poll_secs = 15};
+                       .max_connections = 16384, .control_mode = REPO_CONTROL_NONE, .poll_secs = 15,
+                       .trace = {.sample_ratio = 1.0, .service_name = "inferd", .service_version = INFERD_VERSION,
+                                 .queue_size = 2048, .batch_size = 512, .export_interval_ms = 1000, .timeout_ms = 2000}};
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
     if (val && apply_option(o, serve_envs[i].opt, serve_envs[i].env, val)) return -1;
@@ -312,6 +359,19 @@ static int cmd_serve(int argc, char **argv) {
     limits_destroy(lim);
     return 2;
   }
+  /* tracing plugs into the pipeline's stages before any request can arrive */
+  tracer *trace = NULL;
+  if (o.trace.otlp_endpoint) {
+    st = trace_create(&o.trace, a->serve, &trace);
+    if (!status_is_ok(&st)) {
+      log_msg(LOG_ERROR, NULL, "%s", st.msg);
+      app_destroy(a);
+      limits_destroy(lim);
+      return 2;
+    }
+    log_msg(LOG_INFO, NULL, "tracing: exporting OTLP/HTTP (%s) to %s, sampling %g of requests without a parent",
+            o.trace.otlp_json ? "json" : "protobuf", o.trace.otlp_endpoint, o.trace.sample_ratio);
+  }
   http_server *http;
   http_options ho = {.host = o.host, .port = (int)o.http_port, .threads = (int)o.http_threads,
                      .max_body_bytes = (size_t)o.max_body_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms,
@@ -324,6 +384,7 @@ static int cmd_serve(int argc, char **argv) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
     app_destroy(a);
     limits_destroy(lim);
+    trace_destroy(trace);
     return 1;
   }
   log_msg(LOG_INFO, NULL, "inferd %s serving %s over HTTP on %s:%d", INFERD_VERSION, o.model_repository, o.host,
@@ -340,6 +401,7 @@ static int cmd_serve(int argc, char **argv) {
     http_server_destroy(http);
     app_destroy(a);
     limits_destroy(lim);
+    trace_destroy(trace);
     return 1;
   }
   log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o.host, grpcfe_port(grpc));
@@ -359,6 +421,7 @@ static int cmd_serve(int argc, char **argv) {
   grpcfe_destroy(grpc);
   app_destroy(a);
   limits_destroy(lim); /* no request holds a slot now */
+  trace_destroy(trace); /* after the last completion (and the pipeline) is gone: exports what is left */
   log_msg(LOG_INFO, NULL, "stopped");
   return 0;
 }

@@ -57,6 +57,7 @@ void infer_request_destroy(infer_request *req) {
   free(req->output_names);
   version_release(req->mv);
   principal_unref(req->principal);
+  free(req->trace);
   free(req);
 }
 

@@ -53,6 +53,10 @@ struct infer_request {
   struct serve_headers *reply_headers;
   char arm[32]; /* traffic/'s: the arm of the model's split that answered ("" when none) */
   infer_end_hooks ends; /* core/serve's: run once when the request ends (serve_on_end) */
+  /* observability/'s per-request trace data (tracing on and the request sampled), set by its
+   * route handler: one allocation holding no pointers of its own, so infer_request_destroy
+   * frees it with free() whether or not the request reached its completion. NULL: none. */
+  void *trace;
 
   /* The scheduler's. */
   int64_t enqueue_ns;
@@ -67,6 +71,14 @@ struct infer_request {
   int64_t compute_infer_ns;  /* in the backend */
   int64_t compute_output_ns; /* handing each request its rows */
   int64_t batch_size;        /* rows of the batch it ran in */
+  /* The batch it ran in, shared by the batch's requests (a trace links each request's span to
+   * the batch's own): a scheduler-wide id (0: it never ran), when the run started (monotonic),
+   * how many requests it joined, and whether this request reports the batch (the first of
+   * them with trace data, so one span per batch is exported). */
+  uint64_t batch_id;
+  int64_t batch_start_ns;
+  int batch_requests;
+  bool batch_reporter;
 };
 
 /* The request takes its own reference on mv, dropped by infer_request_destroy. */

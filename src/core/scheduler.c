@@ -28,6 +28,7 @@ struct scheduler {
   version_queue *queues;
   bool stopping;
   atomic_ulong submits; /* counts submits, for a spinning worker to notice new work */
+  atomic_uint_fast64_t batches; /* batch ids (infer_request.batch_id), from 1 */
   pthread_t *workers;
   int n_workers;
 };
@@ -154,10 +155,19 @@ static void finish_list(infer_request *r) {
   }
 }
 
-static void run_batch(infer_request **batch, size_t n) {
+static void run_batch(scheduler *s, infer_request **batch, size_t n) {
   model_version *mv = batch[0]->mv;
   int64_t now = monotime_ns();
-  for (size_t i = 0; i < n; i++) batch[i]->queue_ns = now - batch[i]->enqueue_ns;
+  uint64_t id = atomic_fetch_add(&s->batches, 1) + 1;
+  bool reporter = false; /* the first request with trace data reports the batch */
+  for (size_t i = 0; i < n; i++) {
+    batch[i]->queue_ns = now - batch[i]->enqueue_ns;
+    batch[i]->batch_id = id;
+    batch[i]->batch_start_ns = now;
+    batch[i]->batch_requests = (int)n;
+    batch[i]->batch_reporter = !reporter && batch[i]->trace != NULL;
+    reporter = reporter || batch[i]->trace != NULL;
+  }
   if (model_version_state(mv) != MODEL_READY) {
     for (size_t i = 0; i < n; i++)
       batch[i]->status = status_make(INFERD_UNAVAILABLE, "model '%s' version %lld is not ready", mv->model->name,
@@ -248,7 +258,7 @@ static void *worker_main(void *arg) {
         }
       pthread_mutex_unlock(&s->mu);
       finish_list(dropped);
-      if (chosen) run_batch(batch, n);
+      if (chosen) run_batch(s, batch, n);
       pthread_mutex_lock(&s->mu);
       /* this worker looks at the queues again itself: no one else need wake for the freed instance */
       if (chosen) {

@@ -74,6 +74,8 @@ typedef struct serve_deadline_sources {
  * malformed, negative or over a day (checked even when another source is earlier). */
 inferd_status serve_deadline(const serve_deadline_sources *src, int64_t start_ns, int64_t *deadline_ns);
 
+#define SERVE_TRACE_ID_SIZE 33
+
 struct serve_request {
   /* route */
   const char *model;   /* required */
@@ -100,6 +102,13 @@ struct serve_request {
   serve_headers *reply_headers; /* the frontend's, see serve_headers; may be NULL */
   /* serve's: the end hooks of this request (serve_on_end); serve_submit points it at its own. */
   infer_end_hooks *ends;
+  /* For traces and the access log: the frontend's request id and protocol ("http", "grpc"),
+   * alive as long as the serve_request; and where the trace stage writes the request's trace id
+   * (SERVE_TRACE_ID_SIZE bytes: 32 hex digits and a NUL, "" when not traced), the frontend's
+   * storage, read by its access log. Each may be NULL. */
+  const char *request_id;
+  const char *protocol;
+  char *trace_id;
   /* Out, set by route even when a later stage fails: for the access log and replies. */
   char routed_version[32];
 };

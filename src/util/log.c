@@ -121,6 +121,11 @@ size_t log_access_format(const access_record *r, char *line, size_t cap) {
   append_time(&b);
   sbuf_append(&b, "\",\"type\":\"access\",\"request_id\":");
   cut |= !sbuf_append_json_string(&b, r->request_id, ACCESS_ID_MAX);
+  if (r->trace_id) { /* 32 hex digits: nothing to escape */
+    sbuf_append(&b, ",\"trace_id\":\"");
+    sbuf_appendn(&b, r->trace_id, strspn(r->trace_id, "0123456789abcdef") == 32 && r->trace_id[32] == '\0' ? 32 : 0);
+    sbuf_append(&b, "\"");
+  }
   sbuf_append(&b, ",\"method\":");
   cut |= !sbuf_append_json_string(&b, r->method, ACCESS_METHOD_MAX);
   sbuf_append(&b, ",\"path\":");

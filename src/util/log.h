@@ -13,6 +13,7 @@ void log_msg(log_level level, const char *model, const char *fmt, ...)
 
 typedef struct access_record {
   const char *request_id;
+  const char *trace_id; /* W3C trace id (32 hex digits) when the request was traced; NULL: none */
   const char *method;
   const char *path;
   const char *model;   /* NULL when the request named none */

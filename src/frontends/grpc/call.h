@@ -67,6 +67,7 @@ struct gcall {
   /* for the access log line written when the call is freed */
   bool arrived; /* a call came into this slot */
   char request_id[REQUEST_ID_MAX + 1]; /* x-request-id metadata when usable, else generated */
+  char trace_id[SERVE_TRACE_ID_SIZE];  /* the trace stage's (a stream's last request's); "" when none */
   char model[256], version[32];        /* what the call named, set by the service */
   size_t bytes_in, bytes_out;          /* messages' bytes */
   int cancelled; /* RECV_CLOSE_ON_SERVER's */

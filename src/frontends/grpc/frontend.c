@@ -227,6 +227,7 @@ static void access_log_call(gcall *c) {
   grpcfe *fe = c->fe;
   access_record r = {
       .request_id = c->request_id,
+      .trace_id = c->trace_id[0] ? c->trace_id : NULL,
       .method = "gRPC",
       .path = c->method->path,
       .model = c->model[0] ? c->model : NULL,
@@ -391,6 +392,9 @@ void gcall_serve_init(gcall *c, serve_request *sr) {
   sr->meta = call_meta;
   sr->meta_ctx = c;
   sr->principal = c->principal;
+  sr->request_id = c->request_id;
+  sr->protocol = "grpc";
+  sr->trace_id = c->trace_id;
   /* a stream answers many requests on one call: its responses carry no per-request headers */
   if (c->method->kind == RPC_UNARY) sr->reply_headers = &c->stage_headers;
 }

@@ -44,6 +44,9 @@ void http_call_serve_init(http_call *c, serve_request *sr) {
   sr->meta_ctx = c;
   sr->reply_headers = &c->stage_headers;
   sr->principal = c->principal;
+  sr->request_id = c->request_id;
+  sr->protocol = "http";
+  sr->trace_id = c->trace_id;
 }
 
 const char *http_call_body(http_call *c, size_t *len) {
@@ -144,6 +147,7 @@ static void send_reply(http_call *c) {
   if (atomic_load(&c->app->draining)) c->close_after = true;
   access_record r = {
       .request_id = c->request_id,
+      .trace_id = c->trace_id[0] ? c->trace_id : NULL,
       .method = c->method,
       .path = c->path ? c->path : "-",
       .model = c->model[0] ? c->model : NULL,

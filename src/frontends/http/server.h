@@ -52,6 +52,7 @@ typedef struct http_call {
   http_server *srv;
   app *app;
   char request_id[130];
+  char trace_id[SERVE_TRACE_ID_SIZE]; /* the trace stage's, for the access log; "" when none */
   int64_t start_ns;
   size_t bytes_in;
   char method[16];
