@@ -223,10 +223,12 @@ static inferd_status admit(void *ctx, const serve_request *sr, infer_request *re
       if (!d.allowed) {
         add_retry_after(sr, d.retry_after_ns);
         serve_headers_add(sr->reply_headers, "RateLimit", field);
-        return status_make(INFERD_RATE_LIMITED,
-                           "rate limit: '%s' may send %.6g requests per second (bursts of %lld); retry in %lld s",
-                           caller(sr), pol.requests.rate_per_s, (long long)pol.requests.burst,
-                           (long long)ratelimit_seconds(d.retry_after_ns));
+        /* the rate in the unit a person would write it: 2 per minute, not 0.0333333 per second */
+        double r = pol.requests.rate_per_s;
+        const char *per = r >= 1 ? "second" : r * 60 >= 1 ? "minute" : "hour";
+        return status_make(INFERD_RATE_LIMITED, "rate limit: '%s' may send %.6g requests per %s (bursts of %lld); retry in %lld s",
+                           caller(sr), r >= 1 ? r : r * 60 >= 1 ? r * 60 : r * 3600, per,
+                           (long long)pol.requests.burst, (long long)ratelimit_seconds(d.retry_after_ns));
       }
       took_rate = true;
     }
