@@ -335,3 +335,20 @@ def test_grpc_resource_exhausted_with_metadata(limited):
         assert infer(srv).status_code == 429
     finally:
         g.close()
+
+
+def test_grpc_stream_messages_are_each_limited(limited):
+    """Each message of a ModelStreamInfer stream is a request: past the budget its answer is an
+    error on the stream (a stream shares one call, so no per-message metadata), and the stream
+    goes on."""
+    srv = limited("--rate-limit", "2/m", "--rate-burst", "2")
+    g = GrpcServer(srv)
+    try:
+        reqs = [infer_request("churn", [("input", "FP32", [CHURN_ROW])], request_id=f"m{i}") for i in range(4)]
+        got = list(g.infer.ModelStreamInfer(iter(reqs), timeout=T))
+        assert len(got) == 4
+        assert [r.error_message for r in got[:2]] == ["", ""]
+        for r in got[2:]:
+            assert "rate limit: 'anonymous' may send 2 requests per minute" in r.error_message, r.error_message
+    finally:
+        g.close()
