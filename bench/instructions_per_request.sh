@@ -6,6 +6,10 @@
 # the machine, unlike CPU time; two runs of one build still differ by up to ~0.5 % (event-loop
 # wake-ups and thread-pool spinning depend on timing).
 #   bench/instructions_per_request.sh BUILD TAG   (prints "N (100.0%) PROGRAM TOTALS"; / 500)
+# Environment: SERVE_ARGS (more serve flags, e.g. "--api-keys keys.json"), API_KEY (sent as
+# X-API-Key on every request).
+# With POLICY=FILE, churn gets that traffic policy (docs/traffic.md) first, in a scratch state
+# directory, and each request sends its own X-User-Id (a sticky key).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -14,20 +18,28 @@ PY=/usr/bin/python3
 mkdir -p bench/out
 $PY bench/make_bodies.py bench/out
 port=$(free_port)
-rm -f /tmp/cg."$TAG".*
+rm -rf /tmp/cg."$TAG".*
 valgrind --tool=callgrind --callgrind-out-file=/tmp/cg."$TAG".%p --instr-atstart=no --dump-instr=no \
-  "$BUILD/inferd" serve --model-repository models --host 127.0.0.1 --http-port "$port" >/tmp/cg."$TAG".log 2>&1 &
+  "$BUILD/inferd" serve --model-repository models --host 127.0.0.1 --http-port "$port" \
+  --state-dir "/tmp/cg.$TAG.state" ${SERVE_ARGS:-} >/tmp/cg."$TAG".log 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 wait_up "http://127.0.0.1:$port/v2/health/ready"
+if [ -n "${POLICY:-}" ]; then
+  curl -sf -X PUT -H 'Content-Type: application/json' --data-binary @"$POLICY" \
+    "http://127.0.0.1:$port/v1/models/churn/traffic" >/dev/null
+fi
 send() {
   $PY - "$port" "$1" <<'PY'
-import json, sys, requests
+import json, os, sys, requests
 port, n = sys.argv[1], int(sys.argv[2])
 body = json.load(open("bench/out/churn.json"))
 s = requests.Session()
-for _ in range(n):
-    s.post(f"http://127.0.0.1:{port}/v2/models/churn/infer", json=body).raise_for_status()
+if os.environ.get("API_KEY"):
+    s.headers["X-API-Key"] = os.environ["API_KEY"]
+for i in range(n):
+    s.post(f"http://127.0.0.1:{port}/v2/models/churn/infer", json=body,
+           headers={"X-User-Id": f"user-{i}"}).raise_for_status()
 PY
 }
 send 50

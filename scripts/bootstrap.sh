@@ -20,7 +20,7 @@ OTLP_PROTO_DIR="third_party/otlp-proto"
 
 DEB_PACKAGES=(
   build-essential cmake pkg-config
-  libevent-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev
+  libevent-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev libsqlite3-dev
   python3 python3-pytest python3-requests python3-numpy python3-onnx python3-sklearn
   wrk nghttp2-client ca-certificates openssl
   clang libclang-rt-14-dev  # make fuzz: clang and its libFuzzer runtime

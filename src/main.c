@@ -1,7 +1,9 @@
-/* inferd's command line: `inferd serve` runs the server; `inferd version` prints the version. */
+/* inferd's command line: `inferd serve` runs the server; `inferd keys` manages an API key file
+ * (security/keys_cli.c); `inferd version` prints the version. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,11 @@
 #include "frontends/http/server.h"
 #include "security/limits.h"
 #include "observability/trace.h"
+#include "security/auth.h"
+#include "security/cors.h"
+#include "security/keys_cli.h"
+#include "traffic/cli.h"
+#include "traffic/traffic.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -40,11 +47,16 @@ typedef struct serve_options {
   size_t n_load_models;
   limits_options limits; /* the default rate limits (docs/security.md#rate-limits) */
   trace_options trace; /* tracing is on when trace.otlp_endpoint is set */
+  /* security (docs/security.md) */
+  const char *api_keys, *jwt_jwks, *jwt_secret_file, *jwt_issuer, *jwt_audience, *cors_origins;
+  const char *state_dir; /* traffic's durable state (docs/traffic.md) */
 } serve_options;
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: inferd serve [options]\n"
+          "       inferd keys create|list|revoke|rotate --file FILE ...  (inferd keys --help)\n"
+          "       inferd traffic COMMAND MODEL ...   (inferd traffic --help)\n"
           "       inferd version\n\n"
           "serve options (each also read from the environment variable shown):\n"
           "  --model-repository DIR   models to serve              INFERD_MODEL_REPOSITORY (required)\n"
@@ -65,6 +77,7 @@ static void usage(FILE *f) {
           "                           explicit (load through the API)  INFERD_MODEL_CONTROL_MODE (none)\n"
           "  --repository-poll-secs N poll mode's rescan interval  INFERD_REPOSITORY_POLL_SECS (15)\n"
           "  --load-model NAME        explicit mode: load NAME at start (repeatable; '*' for all)\n"
+          "  --state-dir DIR          traffic policies' store and audit log  INFERD_STATE_DIR (inferd-state beside the repository)\n"
           "SIGHUP rescans the repository in every mode; SIGTERM drains and stops.\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
           "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
@@ -88,7 +101,16 @@ static void usage(FILE *f) {
           "  --otlp-queue-size N      sampled requests waiting for export  INFERD_OTLP_QUEUE_SIZE (2048)\n"
           "  --otlp-batch-size N      spans per export request     INFERD_OTLP_BATCH_SIZE (512)\n"
           "  --otlp-export-interval-ms N  longest wait of a partial batch  INFERD_OTLP_EXPORT_INTERVAL_MS (1000)\n"
-          "  --otlp-timeout-ms N      one export request           INFERD_OTLP_TIMEOUT_MS (2000)\n");
+          "  --otlp-timeout-ms N      one export request           INFERD_OTLP_TIMEOUT_MS (2000)\n"
+          "security (docs/security.md); with none of the first three, every route is open:\n"
+          "  --api-keys FILE          API key store (inferd keys)  INFERD_API_KEYS\n"
+          "  --jwt-jwks FILE          JWKS with the JWT verification keys  INFERD_JWT_JWKS\n"
+          "  --jwt-secret-file FILE   HS256 shared secret for JWTs  INFERD_JWT_SECRET_FILE\n"
+          "  --jwt-issuer ISS         required JWT \"iss\"          INFERD_JWT_ISSUER\n"
+          "  --jwt-audience AUD       required JWT \"aud\"          INFERD_JWT_AUDIENCE\n"
+          "  --cors-origins LIST      origins browsers may call from (comma-separated, or *)\n"
+          "                                                        INFERD_CORS_ORIGINS (none: CORS off)\n"
+          "The key and JWT files are reloaded when they change and on SIGHUP.\n");
 }
 
 /* Parses a whole decimal integer within [lo, hi]; names the option on failure. */
@@ -116,7 +138,7 @@ static const struct option serve_longopts[] = {
     {"min-body-rate", required_argument, 0, 1002},   {"keepalive-timeout-ms", required_argument, 0, 1003},
     {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
     {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
-    {"load-model", required_argument, 0, 'L'},
+    {"load-model", required_argument, 0, 'L'}, {"state-dir", required_argument, 0, 'S'},
     {"rate-limit", required_argument, 0, 1200},      {"rate-burst", required_argument, 0, 1201},
     {"max-concurrent", required_argument, 0, 1202},  {"records-per-minute", required_argument, 0, 1203},
     {"rate-limit-per-model", no_argument, 0, 1204},
@@ -124,6 +146,9 @@ static const struct option serve_longopts[] = {
     {"trace-sample-ratio", required_argument, 0, 1102}, {"otlp-service-name", required_argument, 0, 1103},
     {"otlp-queue-size", required_argument, 0, 1104}, {"otlp-batch-size", required_argument, 0, 1105},
     {"otlp-export-interval-ms", required_argument, 0, 1106}, {"otlp-timeout-ms", required_argument, 0, 1107},
+    {"api-keys", required_argument, 0, 1300},        {"jwt-jwks", required_argument, 0, 1301},
+    {"jwt-secret-file", required_argument, 0, 1302}, {"jwt-issuer", required_argument, 0, 1303},
+    {"jwt-audience", required_argument, 0, 1304},    {"cors-origins", required_argument, 0, 1305},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -139,13 +164,15 @@ static const struct {
                   {"INFERD_REQUEST_HEAD_TIMEOUT_MS", 1000}, {"INFERD_BODY_TIMEOUT_MS", 1001},
                   {"INFERD_MIN_BODY_RATE", 1002}, {"INFERD_KEEPALIVE_TIMEOUT_MS", 1003},
                   {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005},
-                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'},
+                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}, {"INFERD_STATE_DIR", 'S'},
                   {"INFERD_RATE_LIMIT", 1200}, {"INFERD_RATE_BURST", 1201}, {"INFERD_MAX_CONCURRENT", 1202},
                   {"INFERD_RECORDS_PER_MINUTE", 1203}, {"INFERD_RATE_LIMIT_PER_MODEL", 1204},
                   {"INFERD_OTLP_ENDPOINT", 1100}, {"INFERD_OTLP_PROTOCOL", 1101},
                   {"INFERD_TRACE_SAMPLE_RATIO", 1102}, {"INFERD_OTLP_SERVICE_NAME", 1103},
                   {"INFERD_OTLP_QUEUE_SIZE", 1104}, {"INFERD_OTLP_BATCH_SIZE", 1105},
-                  {"INFERD_OTLP_EXPORT_INTERVAL_MS", 1106}, {"INFERD_OTLP_TIMEOUT_MS", 1107}};
+                  {"INFERD_OTLP_EXPORT_INTERVAL_MS", 1106}, {"INFERD_OTLP_TIMEOUT_MS", 1107},
+                  {"INFERD_API_KEYS", 1300}, {"INFERD_JWT_JWKS", 1301}, {"INFERD_JWT_SECRET_FILE", 1302},
+                  {"INFERD_JWT_ISSUER", 1303}, {"INFERD_JWT_AUDIENCE", 1304}, {"INFERD_CORS_ORIGINS", 1305}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -162,6 +189,7 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 'G': if (parse_num(name, val, 1024, 2147483647, &v)) return -1; o->grpc_max_message_bytes = (long)v; return 0;
     case 'T': if (parse_num(name, val, 1, 64, &v)) return -1; o->grpc_threads = (long)v; return 0;
     case 'M': o->default_model = val; return 0;
+    case 'S': o->state_dir = val; return 0;
     case 'R': if (parse_num(name, val, 1, 1000000, &v)) return -1; o->max_records = (long)v; return 0;
     case 1000: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->head_timeout_ms = (long)v; return 0;
     case 1001: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->body_timeout_ms = (long)v; return 0;
@@ -220,6 +248,12 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 1105: if (parse_num(name, val, 5, 100000, &v)) return -1; /* a request makes up to 5 spans */ o->trace.batch_size = (int)v; return 0;
     case 1106: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->trace.export_interval_ms = (int)v; return 0;
     case 1107: if (parse_num(name, val, 1, 600000, &v)) return -1; o->trace.timeout_ms = (int)v; return 0;
+    case 1300: o->api_keys = *val ? val : NULL; return 0;
+    case 1301: o->jwt_jwks = *val ? val : NULL; return 0;
+    case 1302: o->jwt_secret_file = *val ? val : NULL; return 0;
+    case 1303: o->jwt_issuer = *val ? val : NULL; return 0;
+    case 1304: o->jwt_audience = *val ? val : NULL; return 0;
+    case 1305: o->cors_origins = *val ? val : NULL; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -304,6 +338,11 @@ static void raise_fd_limit(long max_connections) {
             "retried every 100 ms", (unsigned long long)rl.rlim_cur, max_connections);
 }
 
+/* Loopback addresses only reach this machine: no warning for an open server there. */
+static bool host_is_loopback(const char *host) {
+  return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
+}
+
 static int cmd_serve(int argc, char **argv) {
   serve_options o;
   if (parse_serve(argc, argv, &o)) return 2;
@@ -326,13 +365,32 @@ static int cmd_serve(int argc, char **argv) {
     return 1;
   }
 
+  /* Credentials first: a key file that does not parse stops the start, before any model loads. */
+  auth *au = NULL;
+  cors_policy *cors = NULL;
+  auth_options auo = {.api_keys_path = o.api_keys, .jwt_jwks_path = o.jwt_jwks, .jwt_secret_path = o.jwt_secret_file,
+                      .jwt_issuer = o.jwt_issuer, .jwt_audience = o.jwt_audience};
+  inferd_status sec = auth_create(&auo, &au);
+  if (status_is_ok(&sec)) sec = cors_parse(o.cors_origins, &cors);
+  if (!status_is_ok(&sec)) {
+    log_msg(LOG_ERROR, NULL, "%s", sec.msg);
+    auth_destroy(au);
+    return 2;
+  }
+
   app *a;
   app_options ao = {.model_repository = o.model_repository, .worker_threads = (int)o.worker_threads,
                     .control_mode = o.control_mode, .poll_secs = (int)o.poll_secs, .load_models = o.load_models,
                     .n_load_models = o.n_load_models, .drain_timeout_ms = (int)o.drain_timeout_ms};
   inferd_status st = app_create(&ao, &a);
+  if (status_is_ok(&st)) {
+    st = auth_install(au, a->serve); /* the admit stage's infer:<model> check, on every protocol */
+    if (!status_is_ok(&st)) app_destroy(a);
+  }
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    auth_destroy(au);
+    cors_free(cors);
     return 1;
   }
   a->default_model = o.default_model;
@@ -344,6 +402,8 @@ static int cmd_serve(int argc, char **argv) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
     limits_destroy(lim);
     app_destroy(a);
+    auth_destroy(au);
+    cors_free(cors);
     return 1;
   }
   bool no_default = false;
@@ -357,6 +417,8 @@ static int cmd_serve(int argc, char **argv) {
     log_msg(LOG_ERROR, NULL, "--default-model: no model '%s' in %s", o.default_model, o.model_repository);
     app_destroy(a);
     limits_destroy(lim);
+    auth_destroy(au);
+    cors_free(cors);
     return 2;
   }
   /* tracing plugs into the pipeline's stages before any request can arrive */
@@ -367,31 +429,50 @@ static int cmd_serve(int argc, char **argv) {
       log_msg(LOG_ERROR, NULL, "%s", st.msg);
       app_destroy(a);
       limits_destroy(lim);
+      auth_destroy(au);
+      cors_free(cors);
       return 2;
     }
     log_msg(LOG_INFO, NULL, "tracing: exporting OTLP/HTTP (%s) to %s, sampling %g of requests without a parent",
             o.trace.otlp_json ? "json" : "protobuf", o.trace.otlp_endpoint, o.trace.sample_ratio);
+  }
+  traffic *tr;
+  traffic_options to = {.state_dir = o.state_dir, .model_repository = o.model_repository};
+  st = traffic_create(a, &to, &tr);
+  if (!status_is_ok(&st)) {
+    log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    app_destroy(a);
+    limits_destroy(lim);
+    trace_destroy(trace);
+    auth_destroy(au);
+    cors_free(cors);
+    return 1;
   }
   http_server *http;
   http_options ho = {.host = o.host, .port = (int)o.http_port, .threads = (int)o.http_threads,
                      .max_body_bytes = (size_t)o.max_body_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms,
                      .head_timeout_ms = (int)o.head_timeout_ms, .body_timeout_ms = (int)o.body_timeout_ms,
                      .min_body_rate = (int)o.min_body_rate, .keepalive_timeout_ms = (int)o.keepalive_timeout_ms,
-                     .send_timeout_ms = (int)o.send_timeout_ms, .max_connections = o.max_connections};
+                     .send_timeout_ms = (int)o.send_timeout_ms, .max_connections = o.max_connections,
+                     .auth = au, .cors = cors};
   raise_fd_limit(o.max_connections);
   st = http_server_create(&ho, a, &http);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
+    traffic_destroy(tr);
     app_destroy(a);
     limits_destroy(lim);
     trace_destroy(trace);
+    auth_destroy(au);
+    cors_free(cors);
     return 1;
   }
   log_msg(LOG_INFO, NULL, "inferd %s serving %s over HTTP on %s:%d", INFERD_VERSION, o.model_repository, o.host,
           http_server_port(http));
   grpcfe *grpc;
   grpcfe_options go = {.host = o.host, .port = (int)o.grpc_port, .threads = (int)o.grpc_threads,
-                     .max_message_bytes = (int)o.grpc_max_message_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms};
+                     .max_message_bytes = (int)o.grpc_max_message_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms,
+                     .auth = au};
   st = grpcfe_create(&go, a, &grpc);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "%s", st.msg);
@@ -399,17 +480,31 @@ static int cmd_serve(int argc, char **argv) {
     http_server_drain(http);
     app_stop_work(a);
     http_server_destroy(http);
+    traffic_destroy(tr);
     app_destroy(a);
     limits_destroy(lim);
     trace_destroy(trace);
+    auth_destroy(au);
+    cors_free(cors);
     return 1;
   }
   log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o.host, grpcfe_port(grpc));
+  if (auth_enabled(au))
+    log_msg(LOG_INFO, NULL, "authentication on: every route but the health probes needs a credential (%s%s%s)",
+            o.api_keys ? "--api-keys" : "", o.api_keys && (o.jwt_jwks || o.jwt_secret_file) ? ", " : "",
+            o.jwt_jwks || o.jwt_secret_file ? "JWT" : "");
+  else if (!host_is_loopback(o.host))
+    log_msg(LOG_WARN, NULL,
+            "WARNING: NO AUTHENTICATION. inferd is bound to %s, reachable from other machines, and anyone who can "
+            "reach ports %d (HTTP) and %d (gRPC) can run, load and unload models. Configure --api-keys (inferd keys "
+            "create) or --jwt-jwks, or bind --host 127.0.0.1 (docs/security.md).",
+            o.host, http_server_port(http), grpcfe_port(grpc));
 
   int sig = 0;
   while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
-    log_msg(LOG_INFO, NULL, "SIGHUP: rescanning the model repository");
+    log_msg(LOG_INFO, NULL, "SIGHUP: rescanning the model repository%s", auth_enabled(au) ? ", reloading credentials" : "");
     repo_request_rescan(a->repo);
+    auth_reload(au);
   }
   log_msg(LOG_INFO, NULL, "%s: draining (up to %ld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout_ms);
   atomic_store(&a->draining, true);
@@ -419,15 +514,20 @@ static int cmd_serve(int argc, char **argv) {
   app_stop_work(a); /* what is still queued is answered 503 through the loops, still running */
   http_server_destroy(http);
   grpcfe_destroy(grpc);
+  traffic_destroy(tr);
   app_destroy(a);
   limits_destroy(lim); /* no request holds a slot now */
   trace_destroy(trace); /* after the last completion (and the pipeline) is gone: exports what is left */
+  auth_destroy(au); /* after everything that could still admit a request */
+  cors_free(cors);
   log_msg(LOG_INFO, NULL, "stopped");
   return 0;
 }
 
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "keys") == 0) return keys_cli_main(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "traffic") == 0) return traffic_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "version") == 0) {
     printf("inferd %s\n", INFERD_VERSION);
     return 0;

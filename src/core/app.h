@@ -13,6 +13,7 @@ typedef struct app {
   repository *repo;
   scheduler *sched;
   struct serve *serve; /* the request pipeline (core/serve.h): every inference enters here */
+  struct traffic *traffic; /* traffic/'s policies and their admin API, set by main; NULL: none */
   atomic_bool draining;
   /* The application API's settings (src/frontends/http/v1*.c, mlflow.c), set by main. */
   const char *default_model; /* /invocations' model; NULL: the only model */

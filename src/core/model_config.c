@@ -268,7 +268,8 @@ static inferd_status parse_object(json_t *root, model_config *cfg) {
   static const char *const keys[] = {"name", "backend", "max_batch_size", "inputs", "outputs",
                                      "class_labels", "version_policy", "instance_count",
                                      "onnxruntime", "allow_nan", "description", "dynamic_batching",
-                                     "queue_policy", "application", "warmup", NULL};
+                                     "queue_policy", "application", "warmup",
+                                     "traffic" /* read by traffic/ at start (docs/traffic.md) */, NULL};
   static const char *const ort_keys[] = {"intra_op_threads", "inter_op_threads", NULL};
   inferd_status st = check_keys(root, "", keys);
   if (!status_is_ok(&st)) return st;

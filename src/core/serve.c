@@ -25,7 +25,14 @@ struct serve {
   serve_slot slots[SERVE_STAGE_COUNT][SERVE_MAX_HANDLERS];
   int n_slots[SERVE_STAGE_COUNT];
   char test_refuse_model[256]; /* INFERD_TEST_ADMIT_REFUSE_MODEL: test-only, empty: off */
+  serve_router_fn router;      /* traffic/'s resolver; NULL: versions as requested */
+  void *router_ctx;
 };
+
+void serve_set_router(serve *s, serve_router_fn fn, void *ctx) {
+  s->router = fn;
+  s->router_ctx = ctx;
+}
 
 static const char *const stage_names[SERVE_STAGE_COUNT] = {
     "admit", "route", "check", "lookup", "schedule", "fork", "stats", "trace", "drift", "cache_store", "log"};
@@ -147,11 +154,18 @@ inferd_status serve_deadline(const serve_deadline_sources *src, int64_t start_ns
 }
 
 /* route: an explicit version, else the model's default (the repository's policy: the newest
- * READY version). Labels and aliases (traffic/) resolve sr->version to a number here, before
- * repo_acquire. */
-static inferd_status route(serve *s, serve_request *sr, model_version **mv) {
+ * READY version). The router (traffic/) first turns an alias, or the model's split for an
+ * unpinned request, into a version number, before repo_acquire. */
+static inferd_status route(serve *s, serve_request *sr, model_version **mv, char arm[32]) {
   if (sr->model == NULL || sr->model[0] == '\0') return status_make(INFERD_INVALID_ARGUMENT, "the model name is required");
-  TRY(repo_acquire(s->app->repo, sr->model, sr->version ? sr->version : "", REPO_ANY_STATE, mv));
+  const char *version = sr->version ? sr->version : "";
+  char routed[32];
+  arm[0] = '\0';
+  if (s->router) {
+    TRY(s->router(s->router_ctx, sr, routed, arm));
+    version = routed;
+  }
+  TRY(repo_acquire(s->app->repo, sr->model, version, REPO_ANY_STATE, mv));
   copy_str(sr->routed_version, sizeof sr->routed_version, (*mv)->version_str);
   return status_ok();
 }
@@ -210,13 +224,18 @@ inferd_status serve_submit(serve *s, serve_request *sr) {
   if (stage_ends(s, SERVE_STAGE_ADMIT, sr, NULL, &st)) return ended_early(sr, st);
 
   VERSION_REF model_version *mv = NULL;
-  st = route(s, sr, &mv);
+  char arm[32];
+  st = route(s, sr, &mv, arm);
   if (status_is_ok(&st)) st = check_ready(mv);
   if (!status_is_ok(&st)) return ended_early(sr, st);
   infer_request *req = infer_request_create(mv);
   if (req == NULL) return ended_early(sr, status_make(INFERD_INTERNAL, "out of memory"));
   req->principal = principal_ref(sr->principal);
   req->reply_headers = sr->reply_headers;
+  if (arm[0]) {
+    memcpy(req->arm, arm, sizeof req->arm);
+    serve_headers_add(sr->reply_headers, "X-Model-Arm", arm);
+  }
   bool ended = stage_ends(s, SERVE_STAGE_ROUTE, sr, req, &st);
   if (!ended && sr->decode) {
     st = sr->decode(sr, req);

@@ -135,6 +135,16 @@ const char *serve_meta(const serve_request *sr, const char *name);
  * own work. Register before serving starts (not thread-safe against serve_submit). */
 inferd_status serve_register(serve *s, serve_stage stage, serve_handler fn, void *ctx);
 
+/* The route stage's resolver (traffic/ sets it; the core cannot include traffic/): turns the
+ * request's model, version-or-alias (sr->version) and sticky key (read from sr: serve_meta,
+ * sr->principal) into a concrete version number and the arm of the model's split. version
+ * "" leaves the choice to the repository (the model's default); arm "" names no arm. A status
+ * other than OK ends the request with it (an unknown alias: 404). Runs on the frontend's
+ * thread before repo_acquire; the arm goes to infer_request.arm and the X-Model-Arm header.
+ * Set it before serving starts. */
+typedef inferd_status (*serve_router_fn)(void *ctx, const serve_request *sr, char version[32], char arm[32]);
+void serve_set_router(serve *s, serve_router_fn fn, void *ctx);
+
 /* The pipeline of one server. Test-only: when INFERD_TEST_ADMIT_REFUSE_MODEL names a model,
  * serve_create registers an admit handler that refuses that model's requests (UNAVAILABLE,
  * "refused by the test admit handler"), so the e2e suite can see that a registered handler

@@ -94,11 +94,12 @@ void log_msg(log_level level, const char *model, const char *fmt, ...) {
 #define ACCESS_ID_MAX 260
 #define ACCESS_METHOD_MAX 40
 #define ACCESS_VERSION_MAX 100
+#define ACCESS_PRINCIPAL_MAX 260 /* PRINCIPAL_NAME_MAX bytes, escaped */
 /* Everything of a line but the path, at its largest: time 27, keys and punctuation 150, the
  * fields above, four numbers of at most 20 digits, the end. The path gets the rest, at least
  * LOG_ACCESS_LINE_MAX - ACCESS_FIXED_MAX bytes. */
 #define ACCESS_FIXED_MAX \
-  (27 + 150 + ACCESS_ID_MAX + ACCESS_METHOD_MAX + LOG_MODEL_MAX + ACCESS_VERSION_MAX + 4 * 20 + \
+  (27 + 165 + ACCESS_ID_MAX + ACCESS_METHOD_MAX + LOG_MODEL_MAX + ACCESS_VERSION_MAX + ACCESS_PRINCIPAL_MAX + 4 * 20 + \
    LOG_LINE_END_MAX)
 _Static_assert(LOG_ACCESS_LINE_MAX >= ACCESS_FIXED_MAX + 512, "an access line leaves the path too little room");
 
@@ -112,6 +113,10 @@ size_t log_access_format(const access_record *r, char *line, size_t cap) {
   cut |= !sbuf_append_json_string(&a, r->model, LOG_MODEL_MAX);
   sbuf_append(&a, ",\"version\":");
   cut |= !sbuf_append_json_string(&a, r->version, ACCESS_VERSION_MAX);
+  if (r->principal) {
+    sbuf_append(&a, ",\"principal\":");
+    cut |= !sbuf_append_json_string(&a, r->principal, ACCESS_PRINCIPAL_MAX);
+  }
   sbuf_appendf(&a, ",\"status\":%d,\"latency_us\":%lld,\"bytes_in\":%zu,\"bytes_out\":%zu",
                r->status, (long long)r->latency_us, r->bytes_in, r->bytes_out);
 

@@ -18,6 +18,7 @@ typedef struct access_record {
   const char *path;
   const char *model;   /* NULL when the request named none */
   const char *version; /* NULL when none was resolved */
+  const char *principal; /* who called (a key's name, a JWT subject), never a secret; NULL: no field */
   int status;
   int64_t latency_us;
   size_t bytes_in;

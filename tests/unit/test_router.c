@@ -12,11 +12,11 @@ static void h_b(void *c, const route_params *p) { (void)c; (void)p; }
 static void h_c(void *c, const route_params *p) { (void)c; (void)p; }
 
 static const route table[] = {
-    {ROUTE_GET, "/v2/health/live", h_a},
-    {ROUTE_GET, "/v2/models/{model}", h_b},
-    {ROUTE_GET, "/v2/models/{model}/versions/{version}", h_b},
-    {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", h_c},
-    {ROUTE_POST, "/v2/models/{model}/infer", h_c},
+    {ROUTE_GET, "/v2/health/live", h_a, NULL},
+    {ROUTE_GET, "/v2/models/{model}", h_b, NULL},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}", h_b, NULL},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", h_c, NULL},
+    {ROUTE_POST, "/v2/models/{model}/infer", h_c, NULL},
 };
 #define N (sizeof table / sizeof table[0])
 
@@ -82,11 +82,11 @@ static void h_d(void *c, const route_params *p) { (void)c; (void)p; }
 static void h_e(void *c, const route_params *p) { (void)c; (void)p; }
 
 static const route tf_table[] = {
-    {ROUTE_GET, "/v1/models/{model}", h_a},
-    {ROUTE_GET, "/v1/models/{model}/versions/{version}", h_a},
-    {ROUTE_POST, "/v1/models/{model}/predict", h_b},
-    {ROUTE_POST, "/v1/models/{model}:predict", h_d},
-    {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", h_e},
+    {ROUTE_GET, "/v1/models/{model}", h_a, NULL},
+    {ROUTE_GET, "/v1/models/{model}/versions/{version}", h_a, NULL},
+    {ROUTE_POST, "/v1/models/{model}/predict", h_b, NULL},
+    {ROUTE_POST, "/v1/models/{model}:predict", h_d, NULL},
+    {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", h_e, NULL},
 };
 #define TF_N (sizeof tf_table / sizeof tf_table[0])
 

@@ -17,6 +17,7 @@
 #include "core/app.h"
 #include "core/serve.h"
 #include "frontends/grpc/frontend.h"
+#include "security/scope.h"
 #include "util/request_id.h"
 
 /* A completion-queue tag: what to run when the operation completes. */
@@ -41,6 +42,10 @@ typedef struct rpc_method {
   /* RPC_STREAM, optional: the call is about to be freed; drop every reference to it. */
   void (*on_end)(gcall *c);
   void *handle; /* grpc_server_register_method's */
+  /* The scope a caller needs (security/scope.h), checked when the call arrives; NULL:
+   * scope_for_pattern of the path decides (admin for an undeclared method). SCOPE_INFER
+   * methods are checked per request, with the model, by the admit stage. */
+  const char *scope;
 } rpc_method;
 
 typedef struct gstream_item gstream_item;

@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "core/principal.h"
 #include "frontends/grpc/call.h"
+#include "security/auth.h"
 #include "util/log.h"
 #include "util/monotime.h"
 
@@ -48,6 +50,7 @@ struct grpcfe {
   int n_threads;
   int port;
   int drain_timeout_ms;
+  struct auth *auth; /* not owned */
   rpc_method *methods; /* owned: the services' tables, with gRPC core's handles */
   size_t n_methods;
   atomic_bool shutting_down;
@@ -232,6 +235,7 @@ static void access_log_call(gcall *c) {
       .path = c->method->path,
       .model = c->model[0] ? c->model : NULL,
       .version = c->version[0] ? c->version : NULL,
+      .principal = c->principal ? c->principal->name : NULL,
       .status = final_status(c),
       .latency_us = (monotime_ns() - c->start_ns) / 1000,
       .bytes_in = c->bytes_in,
@@ -470,6 +474,19 @@ static void unlock_release(gcall *c) {
   free_call(c);
 }
 
+/* A stream lives on after its credential may have been revoked or expired: each of its
+ * messages checks the call's credential again against the current key store (one more digest
+ * per message, as a unary call pays once), and a refusal ends the stream. The call keeps the
+ * principal it started with, which requests still in flight point to. */
+static inferd_status stream_still_admitted(gcall *c) {
+  if (c->principal == NULL) return status_ok(); /* authentication off, or an open method */
+  bool invalid = false;
+  const principal *p = NULL;
+  inferd_status st = auth_authenticate(c->fe->auth, call_meta, c, c->client_subject, (int64_t)time(NULL), &p, &invalid);
+  principal_unref(p);
+  return st;
+}
+
 static void on_recv(gtag *t, bool ok) {
   gcall *c = container_of(t, gcall, recv_tag);
   pthread_mutex_lock(&c->mu);
@@ -487,7 +504,13 @@ static void on_recv(gtag *t, bool ok) {
   else
     c->reading = false;
   pthread_mutex_unlock(&c->mu);
-  if (deliver) c->method->on_message(c, bb);
+  if (deliver) {
+    inferd_status still = stream_still_admitted(c);
+    if (status_is_ok(&still))
+      c->method->on_message(c, bb);
+    else
+      gstream_end(c, still.code, still.msg);
+  }
   if (bb) grpc_byte_buffer_destroy(bb);
   pthread_mutex_lock(&c->mu);
   if (deliver) {
@@ -710,6 +733,22 @@ static void set_request_id(gcall *c) {
   pthread_mutex_unlock(&c->fe->mu);
 }
 
+/* Who is calling, and may they call this method: once per call, from its metadata
+ * (authorization, x-api-key) or its verified client certificate. Open methods (the health
+ * probes) skip it; an inference method needs infer:<model>, which the admit stage checks per
+ * request once the model is known. */
+static inferd_status admit_call(gcall *c) {
+  auth *au = c->fe->auth;
+  if (!auth_enabled(au)) return status_ok();
+  const char *need = c->method->scope ? c->method->scope : scope_for_pattern(c->method->path);
+  if (scope_is_open(need)) return status_ok();
+  bool invalid = false;
+  const principal *p = NULL;
+  TRY(auth_authenticate(au, call_meta, c, c->client_subject, (int64_t)time(NULL), &p, &invalid));
+  c->principal = p;
+  return auth_check(au, p, need, NULL);
+}
+
 static void on_arrival(gtag *t, bool ok) {
   gcall *c = container_of(t, gcall, req_tag);
   grpcfe *fe = c->fe;
@@ -723,6 +762,7 @@ static void on_arrival(gtag *t, bool ok) {
   c->arrived = true;
   c->bytes_in = buffer_bytes(c->payload);
   set_request_id(c);
+  inferd_status admitted = admit_call(c);
   pthread_mutex_lock(&c->mu);
   watch_close(c);
   if (c->method->kind == RPC_UNARY) {
@@ -730,10 +770,20 @@ static void on_arrival(gtag *t, bool ok) {
     pthread_mutex_unlock(&c->mu);
     grpc_byte_buffer *bb = c->payload;
     c->payload = NULL; /* the handler may reply (and c be freed) before it returns */
-    c->method->on_unary(c, bb);
+    if (status_is_ok(&admitted))
+      c->method->on_unary(c, bb);
+    else
+      gcall_reply_status(c, &admitted); /* the handler's reference passes to the reply */
     if (bb) grpc_byte_buffer_destroy(bb);
   } else {
-    maybe_read(c);
+    if (status_is_ok(&admitted)) {
+      maybe_read(c);
+    } else { /* no message is read: the status goes out at once */
+      c->end_requested = true;
+      c->end_code = status_grpc_code(admitted.code);
+      snprintf(c->end_msg, sizeof c->end_msg, "%s", admitted.msg);
+      maybe_finish(c);
+    }
     unlock_release(c);
   }
 }
@@ -873,6 +923,7 @@ inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out) {
   }
   fe->app = a;
   fe->drain_timeout_ms = opts->drain_timeout_ms;
+  fe->auth = opts->auth;
   fe->shutdown_tag.fn = on_shutdown;
   pthread_mutex_init(&fe->mu, NULL);
   pthread_cond_init(&fe->cv, NULL);

@@ -16,6 +16,7 @@ typedef struct grpcfe_options {
   int threads; /* completion-queue threads */
   int max_message_bytes; /* largest message received or sent */
   int drain_timeout_ms;
+  struct auth *auth; /* security/auth.h: who may call; NULL or disabled: everyone */
 } grpcfe_options;
 
 inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out);

@@ -197,6 +197,6 @@ void health_stop(grpcfe *fe) {
 }
 
 rpc_method health_service_methods[] = {
-    {.path = "/grpc.health.v1.Health/Check", .kind = RPC_UNARY, .slots = 2, .on_unary = check},
-    {.path = "/grpc.health.v1.Health/Watch", .kind = RPC_STREAM, .slots = 1, .on_message = watch, .on_end = watch_end},
+    {.path = "/grpc.health.v1.Health/Check", .kind = RPC_UNARY, .slots = 2, .on_unary = check, .scope = SCOPE_OPEN},
+    {.path = "/grpc.health.v1.Health/Watch", .kind = RPC_STREAM, .slots = 1, .on_message = watch, .on_end = watch_end, .scope = SCOPE_OPEN},
     {0}};

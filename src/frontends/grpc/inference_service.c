@@ -385,16 +385,16 @@ static void model_statistics(gcall *c, grpc_byte_buffer *bb) {
 #define SVC "/inference.GRPCInferenceService/"
 
 rpc_method inference_service_methods[] = {
-    {.path = SVC "ServerLive", .kind = RPC_UNARY, .slots = 2, .on_unary = server_live},
-    {.path = SVC "ServerReady", .kind = RPC_UNARY, .slots = 2, .on_unary = server_ready},
-    {.path = SVC "ModelReady", .kind = RPC_UNARY, .slots = 2, .on_unary = model_ready},
-    {.path = SVC "ServerMetadata", .kind = RPC_UNARY, .slots = 2, .on_unary = server_metadata},
-    {.path = SVC "ModelMetadata", .kind = RPC_UNARY, .slots = 2, .on_unary = model_metadata},
-    {.path = SVC "ModelInfer", .kind = RPC_UNARY, .slots = 32, .on_unary = model_infer},
-    {.path = SVC "ModelStreamInfer", .kind = RPC_STREAM, .slots = 4, .on_message = model_stream_infer},
-    {.path = SVC "ModelStatistics", .kind = RPC_UNARY, .slots = 1, .on_unary = model_statistics},
-    {.path = SVC "RepositoryIndex", .kind = RPC_UNARY, .slots = 1, .on_unary = grpcfe_repository_index},
-    {.path = SVC "RepositoryModelLoad", .kind = RPC_UNARY, .slots = 1, .on_unary = grpcfe_repository_model_load},
-    {.path = SVC "RepositoryModelUnload", .kind = RPC_UNARY, .slots = 1, .on_unary = grpcfe_repository_model_unload},
-    {.path = SVC "ModelConfig", .kind = RPC_UNARY, .slots = 1, .on_unary = grpcfe_model_config},
+    {.path = SVC "ServerLive", .kind = RPC_UNARY, .slots = 2, .on_unary = server_live, .scope = SCOPE_OPEN},
+    {.path = SVC "ServerReady", .kind = RPC_UNARY, .slots = 2, .on_unary = server_ready, .scope = SCOPE_OPEN},
+    {.path = SVC "ModelReady", .kind = RPC_UNARY, .slots = 2, .on_unary = model_ready, .scope = SCOPE_READ},
+    {.path = SVC "ServerMetadata", .kind = RPC_UNARY, .slots = 2, .on_unary = server_metadata, .scope = SCOPE_READ},
+    {.path = SVC "ModelMetadata", .kind = RPC_UNARY, .slots = 2, .on_unary = model_metadata, .scope = SCOPE_READ},
+    {.path = SVC "ModelInfer", .kind = RPC_UNARY, .slots = 32, .on_unary = model_infer, .scope = SCOPE_INFER},
+    {.path = SVC "ModelStreamInfer", .kind = RPC_STREAM, .slots = 4, .on_message = model_stream_infer, .scope = SCOPE_INFER},
+    {.path = SVC "ModelStatistics", .kind = RPC_UNARY, .slots = 1, .on_unary = model_statistics, .scope = SCOPE_READ},
+    {.path = SVC "RepositoryIndex", .kind = RPC_UNARY, .slots = 1, .on_unary = grpcfe_repository_index, .scope = SCOPE_ADMIN},
+    {.path = SVC "RepositoryModelLoad", .kind = RPC_UNARY, .slots = 1, .on_unary = grpcfe_repository_model_load, .scope = SCOPE_ADMIN},
+    {.path = SVC "RepositoryModelUnload", .kind = RPC_UNARY, .slots = 1, .on_unary = grpcfe_repository_model_unload, .scope = SCOPE_ADMIN},
+    {.path = SVC "ModelConfig", .kind = RPC_UNARY, .slots = 1, .on_unary = grpcfe_model_config, .scope = SCOPE_READ},
     {0}};

@@ -576,8 +576,8 @@ static void get_model_info(gcall *c, grpc_byte_buffer *bb) {
 #define SVC "/inferd.ModelService/"
 
 rpc_method model_service_methods[] = {
-    {.path = SVC "Predict", .kind = RPC_UNARY, .slots = 8, .on_unary = predict},
-    {.path = SVC "BatchPredict", .kind = RPC_UNARY, .slots = 4, .on_unary = batch_predict},
-    {.path = SVC "StreamPredict", .kind = RPC_STREAM, .slots = 2, .on_message = stream_predict},
-    {.path = SVC "GetModelInfo", .kind = RPC_UNARY, .slots = 2, .on_unary = get_model_info},
+    {.path = SVC "Predict", .kind = RPC_UNARY, .slots = 8, .on_unary = predict, .scope = SCOPE_INFER},
+    {.path = SVC "BatchPredict", .kind = RPC_UNARY, .slots = 4, .on_unary = batch_predict, .scope = SCOPE_INFER},
+    {.path = SVC "StreamPredict", .kind = RPC_STREAM, .slots = 2, .on_message = stream_predict, .scope = SCOPE_INFER},
+    {.path = SVC "GetModelInfo", .kind = RPC_UNARY, .slots = 2, .on_unary = get_model_info, .scope = SCOPE_READ},
     {0}};

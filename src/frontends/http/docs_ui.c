@@ -46,7 +46,12 @@ static void reply_text(http_call *c, const char *type, const char *text, size_t 
    * would otherwise fetch its logo from a CDN). Inline styles and the init script are ours. */
   http_call_add_reply_header(c, "Content-Security-Policy",
                              "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-                             "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'");
+                             "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+                             "frame-ancestors 'none'; base-uri 'self'; form-action 'self'");
+  /* no framing (clickjacking), no content sniffing, no Referer with the page's URL elsewhere */
+  http_call_add_reply_header(c, "X-Frame-Options", "DENY");
+  http_call_add_reply_header(c, "X-Content-Type-Options", "nosniff");
+  http_call_add_reply_header(c, "Referrer-Policy", "no-referrer");
   http_call_reply(c);
 }
 
@@ -122,6 +127,7 @@ void docs_asset(void *call, const route_params *p) {
     c->content_type = assets[i].type;
     c->header_len = -1;
     http_call_add_reply_header(c, "Cache-Control", "public, max-age=3600");
+    http_call_add_reply_header(c, "X-Content-Type-Options", "nosniff");
     http_call_reply(c);
     return;
   }

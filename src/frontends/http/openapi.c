@@ -10,6 +10,7 @@
 #include "core/version.h"
 #include "frontends/http/appapi.h"
 #include "frontends/http/routes.h"
+#include "security/scope.h"
 
 typedef struct route_doc {
   unsigned method;
@@ -39,6 +40,27 @@ static const route_doc docs[] = {
      "TFPredictRequest", "TFPredictResponse", "400 404 413 415 503", NULL, false},
     {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", "TensorFlow Serving", "TF Serving's REST predict on one version",
      "TFPredictRequest", "TFPredictResponse", "400 404 413 415 503", NULL, false},
+    {ROUTE_POST, "/v1/models/{model}/labels/{version}:predict", "TensorFlow Serving",
+     "TF Serving's REST predict on a version label (a traffic alias such as production)", "TFPredictRequest",
+     "TFPredictResponse", "400 404 413 415 503", NULL, false},
+    {ROUTE_GET, "/v1/models/{model}/traffic", "Traffic", "The model's traffic policy: aliases, weighted arms, sticky key, rollout",
+     NULL, NULL, "404 503", NULL, false},
+    {ROUTE_PUT, "/v1/models/{model}/traffic", "Traffic",
+     "Replace the traffic policy (docs/traffic.md); a version gains traffic only once READY; audited (optional \"reason\")",
+     NULL, NULL, "400 404 503", NULL, false},
+    {ROUTE_POST, "/v1/models/{model}/traffic/promote", "Traffic", "Promote the rollout's candidate now (body {\"reason\": ...})",
+     NULL, NULL, "400 404", NULL, false},
+    {ROUTE_POST, "/v1/models/{model}/traffic/rollback", "Traffic", "Send the rollout's candidate back to 0 % now", NULL, NULL,
+     "400 404", NULL, false},
+    {ROUTE_POST, "/v1/models/{model}/traffic/pause", "Traffic", "Hold the rollout at its step", NULL, NULL, "400 404", NULL,
+     false},
+    {ROUTE_POST, "/v1/models/{model}/traffic/resume", "Traffic", "Resume a paused rollout (a rolled-back one restarts)", NULL,
+     NULL, "400 404", NULL, false},
+    {ROUTE_GET, "/v1/models/{model}/traffic/history", "Traffic", "Every change: who, when, action, why, from, to (?limit=N)",
+     NULL, NULL, "400 404", NULL, false},
+    {ROUTE_GET, "/v1/models/{model}/traffic/report", "Traffic",
+     "Per arm: requests, errors, latency p50/p99, and for classifiers the label distribution and mean score", NULL, NULL,
+     "404", NULL, false},
     {ROUTE_POST, "/invocations", "MLflow", "MLflow's scoring protocol on the default model (--default-model)",
      "MLflowRequest", "MLflowResponse", "400 404 413 415 503", "MLflowError", false},
     {ROUTE_GET, "/ping", "MLflow", "MLflow's health check: 200 once every model is loaded", NULL, NULL, "503", NULL, false},
@@ -179,9 +201,33 @@ static const char *status_text(int code) {
     case 404: return "No such model or version";
     case 413: return "Too many records, or the body is too large";
     case 415: return "The body is not JSON";
+    case 401: return "No credential, or a bad one (WWW-Authenticate says how to authenticate)";
+    case 403: return "The credential lacks the scope this needs (x-required-scope)";
     case 503: return "The model is not ready, or the server is draining";
     default: return "Error";
   }
+}
+
+static const char *route_scope(const route *r) { return r->scope ? r->scope : scope_for_pattern(r->pattern); }
+
+/* What the caller needs, the table's scope (security/scope.h) in the document: "security" lists
+ * the schemes with the scope (OpenAPI 3.1 lets non-OAuth schemes name roles), x-required-scope
+ * says it plainly, and 401/403 are documented. An open route (a health probe) has an empty
+ * "security". Inference needs infer:<model>, the model of the path. */
+static void add_security(json_t *op, json_t *responses, const char *scope, const char *pattern) {
+  if (scope_is_open(scope)) {
+    json_object_set_new(op, "security", json_array());
+    return;
+  }
+  char need[300];
+  if (strcmp(scope, SCOPE_INFER) == 0)
+    snprintf(need, sizeof need, "%s%s", SCOPE_INFER_PREFIX, strstr(pattern, "{model}") ? "{model}" : "<the model>");
+  else
+    snprintf(need, sizeof need, "%s", scope);
+  json_object_set_new(op, "x-required-scope", json_string(need));
+  json_object_set_new(op, "security", json_pack("[{s[s]} {s[s]}]", "apiKey", need, "bearer", need));
+  json_object_set_new(responses, "401", json_pack("{ss so}", "description", status_text(401), "content", json_content(ref("Error"))));
+  json_object_set_new(responses, "403", json_pack("{ss so}", "description", status_text(403), "content", json_content(ref("Error"))));
 }
 
 static json_t *operation(const route *r, const route_doc *d, const char *method) {
@@ -214,6 +260,7 @@ static json_t *operation(const route *r, const route_doc *d, const char *method)
                                                                                                                  : "Error"))));
     p += n;
   }
+  add_security(op, responses, route_scope(r), r->pattern);
   json_object_set_new(op, "responses", responses);
   return op;
 }
@@ -251,6 +298,13 @@ static void add_model_paths(json_t *paths, json_t *schemas, const model *m, cons
                          "description", status_text(400), "content", json_content(ref("ValidationError")), "413",
                          "description", status_text(413), "content", json_content(ref("ValidationError")), "503",
                          "description", status_text(503), "content", json_content(ref("Error")));
+  char need[300];
+  snprintf(need, sizeof need, "%s%s", SCOPE_INFER_PREFIX, m->name);
+  json_object_set_new(op, "x-required-scope", json_string(need));
+  json_object_set_new(op, "security", json_pack("[{s[s]} {s[s]}]", "apiKey", need, "bearer", need));
+  json_t *responses = json_object_get(op, "responses");
+  json_object_set_new(responses, "401", json_pack("{ss so}", "description", status_text(401), "content", json_content(ref("Error"))));
+  json_object_set_new(responses, "403", json_pack("{ss so}", "description", status_text(403), "content", json_content(ref("Error"))));
   json_object_set_new(paths, path, json_pack("{so}", "post", op));
 }
 
@@ -290,13 +344,20 @@ static json_t *openapi_document(const app *a) {
       add_model_paths(paths, schemas, mv->model, mv, max);
     }
   }
-  return json_pack("{ss s{ss ss ss} s[{ss}{ss}{ss}{ss}{ss}] so s{so}}", "openapi", "3.1.0", "info", "title", "inferd",
+  /* the schemes a credential may come in (docs/security.md); whether the server asks for one
+   * depends on its flags, so the document describes them always */
+  json_t *schemes = json_pack(
+      "{s{ss ss ss ss} s{ss ss ss}}", "apiKey", "type", "apiKey", "in", "header", "name", "X-API-Key", "description",
+      "An API key made by `inferd keys create` (also accepted as Authorization: Bearer <key>)", "bearer", "type", "http",
+      "scheme", "bearer", "description", "Authorization: Bearer <API key or JWT>");
+  return json_pack("{ss s{ss ss ss} s[{ss}{ss}{ss}{ss}{ss}] so s{so so} s[{s[]}{s[]}]}", "openapi", "3.1.0", "info", "title", "inferd",
                    "version", INFERD_VERSION, "description",
                    "Model inference server: named-feature predictions (/v1), TF Serving and MLflow compatible routes, "
                    "and the Open Inference Protocol (/v2). Generated from the server's route table and each loaded "
                    "model's feature schema.",
                    "tags", "name", "Models", "name", "Application API", "name", "TensorFlow Serving", "name", "MLflow",
-                   "name", "Open Inference Protocol", "paths", paths, "components", "schemas", schemas);
+                   "name", "Open Inference Protocol", "paths", paths, "components", "schemas", schemas,
+                   "securitySchemes", schemes, "security", "apiKey", "bearer");
 }
 
 void openapi_json(void *call, const route_params *p) {

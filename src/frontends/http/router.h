@@ -25,6 +25,9 @@ typedef struct route {
   unsigned methods;
   const char *pattern;
   void (*handler)(void *call, const route_params *params);
+  /* The scope a caller needs (security/scope.h: SCOPE_OPEN, SCOPE_READ, SCOPE_INFER...); NULL:
+   * scope_for_pattern decides, which refuses all but admin for an undeclared route. */
+  const char *scope;
 } route;
 
 typedef enum { ROUTE_MATCHED, ROUTE_NO_PATH, ROUTE_BAD_METHOD, ROUTE_BAD_PARAM } route_result;

@@ -1,48 +1,65 @@
+/* The HTTP route table, with the scope each route needs, and the dispatch: CORS, then
+ * authentication and the route's scope (security/), then the handler. */
 #include "frontends/http/routes.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include "frontends/http/server_internal.h"
+#include "security/auth.h"
+#include "security/cors.h"
+#include "security/scope.h"
 
 static const route routes[] = {
-    {ROUTE_GET, "/v2", v2_server_metadata},
-    {ROUTE_GET, "/v2/health/live", v2_health_live},
-    {ROUTE_GET, "/v2/health/ready", v2_health_ready},
+    {ROUTE_GET, "/v2", v2_server_metadata, SCOPE_READ},
+    {ROUTE_GET, "/v2/health/live", v2_health_live, SCOPE_OPEN},
+    {ROUTE_GET, "/v2/health/ready", v2_health_ready, SCOPE_OPEN},
     /* before /v2/models/{model}: the first match wins */
-    {ROUTE_GET, "/v2/models/stats", v2_model_stats},
-    {ROUTE_GET, "/v2/models/{model}/stats", v2_model_stats},
-    {ROUTE_GET, "/v2/models/{model}/versions/{version}/stats", v2_model_stats},
-    {ROUTE_GET, "/v2/models/{model}/config", v2_model_config},
-    {ROUTE_GET, "/v2/models/{model}/versions/{version}/config", v2_model_config},
-    {ROUTE_GET, "/v2/models/{model}", v2_model_metadata},
-    {ROUTE_GET, "/v2/models/{model}/versions/{version}", v2_model_metadata},
-    {ROUTE_GET, "/v2/models/{model}/ready", v2_model_ready},
-    {ROUTE_GET, "/v2/models/{model}/versions/{version}/ready", v2_model_ready},
-    {ROUTE_POST, "/v2/models/{model}/infer", v2_model_infer},
-    {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", v2_model_infer},
+    {ROUTE_GET, "/v2/models/stats", v2_model_stats, SCOPE_READ},
+    {ROUTE_GET, "/v2/models/{model}/stats", v2_model_stats, SCOPE_READ},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}/stats", v2_model_stats, SCOPE_READ},
+    {ROUTE_GET, "/v2/models/{model}/config", v2_model_config, SCOPE_READ},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}/config", v2_model_config, SCOPE_READ},
+    {ROUTE_GET, "/v2/models/{model}", v2_model_metadata, SCOPE_READ},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}", v2_model_metadata, SCOPE_READ},
+    {ROUTE_GET, "/v2/models/{model}/ready", v2_model_ready, SCOPE_READ},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}/ready", v2_model_ready, SCOPE_READ},
+    {ROUTE_POST, "/v2/models/{model}/infer", v2_model_infer, SCOPE_INFER},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", v2_model_infer, SCOPE_INFER},
     /* the model repository extension (repository_api.c): admin routes */
-    {ROUTE_POST, "/v2/repository/index", repository_index},
-    {ROUTE_POST, "/v2/repository/models/{model}/load", repository_model_load},
-    {ROUTE_POST, "/v2/repository/models/{model}/unload", repository_model_unload},
-    {ROUTE_GET, "/health", health_summary},
+    {ROUTE_POST, "/v2/repository/index", repository_index, SCOPE_ADMIN},
+    {ROUTE_POST, "/v2/repository/models/{model}/load", repository_model_load, SCOPE_ADMIN},
+    {ROUTE_POST, "/v2/repository/models/{model}/unload", repository_model_unload, SCOPE_ADMIN},
+    {ROUTE_GET, "/health", health_summary, SCOPE_OPEN},
     /* the application API (v1.c); TF Serving's model status shares GET /v1/models/{model} */
-    {ROUTE_GET, "/v1/models", v1_models_list},
-    {ROUTE_GET, "/v1/models/{model}", v1_model_get},
-    {ROUTE_GET, "/v1/models/{model}/versions/{version}", v1_model_get},
-    {ROUTE_POST, "/v1/models/{model}/predict", v1_predict},
-    {ROUTE_POST, "/v1/models/{model}/versions/{version}/predict", v1_predict},
+    {ROUTE_GET, "/v1/models", v1_models_list, SCOPE_READ},
+    {ROUTE_GET, "/v1/models/{model}", v1_model_get, SCOPE_READ},
+    {ROUTE_GET, "/v1/models/{model}/versions/{version}", v1_model_get, SCOPE_READ},
+    {ROUTE_POST, "/v1/models/{model}/predict", v1_predict, SCOPE_INFER},
+    {ROUTE_POST, "/v1/models/{model}/versions/{version}/predict", v1_predict, SCOPE_INFER},
     /* TF Serving's REST predict (tfserving.c) and MLflow's scoring protocol (mlflow.c) */
-    {ROUTE_POST, "/v1/models/{model}:predict", tfserving_predict},
-    {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", tfserving_predict},
-    {ROUTE_POST, "/invocations", mlflow_invocations},
-    {ROUTE_GET, "/ping", mlflow_ping},
+    {ROUTE_POST, "/v1/models/{model}:predict", tfserving_predict, SCOPE_INFER},
+    {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", tfserving_predict, SCOPE_INFER},
+    {ROUTE_POST, "/v1/models/{model}/labels/{version}:predict", tfserving_predict, SCOPE_INFER}, /* a label: an alias */
+    /* the traffic admin API (traffic_api.c): admin routes */
+    {ROUTE_GET | ROUTE_PUT, "/v1/models/{model}/traffic", traffic_api_policy, SCOPE_ADMIN},
+    {ROUTE_POST, "/v1/models/{model}/traffic/promote", traffic_api_promote, SCOPE_ADMIN},
+    {ROUTE_POST, "/v1/models/{model}/traffic/rollback", traffic_api_rollback, SCOPE_ADMIN},
+    {ROUTE_POST, "/v1/models/{model}/traffic/pause", traffic_api_pause, SCOPE_ADMIN},
+    {ROUTE_POST, "/v1/models/{model}/traffic/resume", traffic_api_resume, SCOPE_ADMIN},
+    {ROUTE_GET, "/v1/models/{model}/traffic/history", traffic_api_history, SCOPE_READ},
+    {ROUTE_GET, "/v1/models/{model}/traffic/report", traffic_api_report, SCOPE_READ},
+    {ROUTE_POST, "/invocations", mlflow_invocations, SCOPE_INFER},
+    {ROUTE_GET, "/ping", mlflow_ping, SCOPE_OPEN},
     /* the API's own documentation (openapi.c, docs_ui.c) */
-    {ROUTE_GET, "/openapi.json", openapi_json},
-    {ROUTE_GET, "/docs", docs_swagger_ui},
-    {ROUTE_GET, "/docs/swagger-ui.css", docs_asset},
-    {ROUTE_GET, "/docs/swagger-ui-bundle.js", docs_asset},
-    {ROUTE_GET, "/docs/favicon-32x32.png", docs_asset},
-    {ROUTE_GET, "/redoc", docs_redoc},
-    {ROUTE_GET, "/redoc/redoc.standalone.js", docs_asset},
+    {ROUTE_GET, "/openapi.json", openapi_json, SCOPE_READ},
+    {ROUTE_GET, "/docs", docs_swagger_ui, SCOPE_READ},
+    {ROUTE_GET, "/docs/swagger-ui.css", docs_asset, SCOPE_READ},
+    {ROUTE_GET, "/docs/swagger-ui-bundle.js", docs_asset, SCOPE_READ},
+    {ROUTE_GET, "/docs/favicon-32x32.png", docs_asset, SCOPE_READ},
+    {ROUTE_GET, "/redoc", docs_redoc, SCOPE_READ},
+    {ROUTE_GET, "/redoc/redoc.standalone.js", docs_asset, SCOPE_READ},
 };
 
 const route *http_routes_table(size_t *n) {
@@ -60,14 +77,84 @@ static unsigned method_of(const http_call *c) {
   return ROUTE_OTHER;
 }
 
+/* Headers a browser script may read from a cross-origin reply (the simple ones it always may). */
+#define CORS_EXPOSE "X-Request-ID, X-Model-Version, Retry-After, RateLimit, RateLimit-Policy, Inference-Header-Content-Length, Content-Encoding"
+#define CORS_ALLOW_HEADERS \
+  "Authorization, X-API-Key, Content-Type, Content-Encoding, X-Request-ID, X-Request-Timeout-Ms, X-Model-Version, " \
+  "Inference-Header-Content-Length"
+
+/* CORS (--cors-origins): answers a preflight itself (true), or marks an allowed origin's
+ * reply readable. Off, or an Origin not listed: no CORS header, and the browser keeps the
+ * reply from the page. Runs before authentication: a preflight carries no credential. */
+static bool cors_handle(http_call *c) {
+  const cors_policy *cp = c->srv->opts.cors;
+  const char *origin = cp ? http_call_header(c, "Origin") : NULL;
+  if (origin == NULL) return false;
+  bool allowed = cors_allows(cp, origin);
+  if (strcmp(c->method, "OPTIONS") == 0 && http_call_header(c, "Access-Control-Request-Method")) {
+    if (!allowed) {
+      inferd_status st = status_make(INFERD_PERMISSION_DENIED, "the origin is not allowed to call this server (--cors-origins)");
+      http_call_add_reply_header(c, "Vary", "Origin");
+      http_call_reply_error(c, &st);
+      return true;
+    }
+    const char *want = http_call_header(c, "Access-Control-Request-Headers");
+    http_call_add_reply_header(c, "Access-Control-Allow-Origin", origin);
+    http_call_add_reply_header(c, "Vary", "Origin");
+    http_call_add_reply_header(c, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, HEAD");
+    http_call_add_reply_header(c, "Access-Control-Allow-Headers", want && *want && cors_headers_token_list(want) ? want : CORS_ALLOW_HEADERS);
+    http_call_add_reply_header(c, "Access-Control-Max-Age", "600");
+    /* 200 with no body rather than 204: the wire layer always sends Content-Length, which a
+     * 204 must not carry; browsers take any 2xx */
+    c->status = 200;
+    c->content_type = "text/plain";
+    http_call_reply(c);
+    return true;
+  }
+  http_call_add_reply_header(c, "Vary", "Origin");
+  if (allowed) {
+    http_call_add_reply_header(c, "Access-Control-Allow-Origin", origin);
+    http_call_add_reply_header(c, "Access-Control-Expose-Headers", CORS_EXPOSE);
+  }
+  return false;
+}
+
+static const char *call_meta(void *ctx, const char *name) { return http_call_header(ctx, name); }
+
+/* Who is calling, and may they: every route but an open one (and every unknown path, so a
+ * caller without a credential learns nothing of the routes) needs a credential; a matched
+ * route needs its scope, and an inference route whose path names the model infer:<model>
+ * (the admit stage checks it again, for the routes that name the model in the body). */
+static bool admit_call(http_call *c, const route *r, const route_params *params) {
+  auth *au = c->srv->opts.auth;
+  if (!auth_enabled(au)) return true;
+  const char *need = r ? (r->scope ? r->scope : scope_for_pattern(r->pattern)) : NULL;
+  if (need && scope_is_open(need)) return true;
+  bool invalid = false;
+  const principal *p = NULL;
+  inferd_status st = auth_authenticate(au, call_meta, c, c->client_subject, (int64_t)time(NULL), &p, &invalid);
+  if (status_is_ok(&st)) {
+    c->principal = p;
+    if (r == NULL) return true;
+    st = auth_check(au, p, need, params->model);
+    if (status_is_ok(&st)) return true;
+  }
+  if (st.code == INFERD_UNAUTHENTICATED) http_call_add_reply_header(c, "WWW-Authenticate", auth_challenge(invalid));
+  http_call_reply_error(c, &st);
+  return false;
+}
+
 void http_routes_dispatch(http_call *c) {
-  const route *r;
+  if (cors_handle(c)) return;
+  const route *r = NULL;
   route_params params;
   unsigned allowed = 0;
   inferd_status st;
-  switch (router_match(routes, sizeof routes / sizeof routes[0], c->path, method_of(c), &r, &params, &allowed)) {
+  route_result rr = router_match(routes, sizeof routes / sizeof routes[0], c->path, method_of(c), &r, &params, &allowed);
+  if (rr == ROUTE_MATCHED) snprintf(c->model, sizeof c->model, "%s", params.model); /* logged on a refusal too */
+  if (!admit_call(c, rr == ROUTE_MATCHED ? r : NULL, &params)) return;
+  switch (rr) {
     case ROUTE_MATCHED:
-      snprintf(c->model, sizeof c->model, "%s", params.model);
       r->handler(c, &params);
       return;
     case ROUTE_BAD_METHOD: {

@@ -3,6 +3,7 @@
 #define INFERD_HTTP_ROUTES_H
 
 #include "frontends/http/server.h"
+#include "security/scope.h"
 
 /* Routes the call to its handler, or answers 404/405 itself. */
 void http_routes_dispatch(http_call *c);
@@ -27,6 +28,14 @@ void v1_predict(void *call, const route_params *p);
 void tfserving_predict(void *call, const route_params *p);
 void mlflow_invocations(void *call, const route_params *p);
 void mlflow_ping(void *call, const route_params *p);
+/* the traffic admin API (traffic_api.c): admin routes */
+void traffic_api_policy(void *call, const route_params *p);
+void traffic_api_promote(void *call, const route_params *p);
+void traffic_api_rollback(void *call, const route_params *p);
+void traffic_api_pause(void *call, const route_params *p);
+void traffic_api_resume(void *call, const route_params *p);
+void traffic_api_history(void *call, const route_params *p);
+void traffic_api_report(void *call, const route_params *p);
 void openapi_json(void *call, const route_params *p);
 void docs_swagger_ui(void *call, const route_params *p);
 void docs_redoc(void *call, const route_params *p);

@@ -19,6 +19,7 @@
 #include "frontends/http/routes.h"
 #include "frontends/http/server_internal.h"
 #include "core/principal.h"
+#include "security/auth.h"
 #include "util/log.h"
 #include "util/monotime.h"
 
@@ -152,6 +153,7 @@ static void send_reply(http_call *c) {
       .path = c->path ? c->path : "-",
       .model = c->model[0] ? c->model : NULL,
       .version = c->version[0] ? c->version : NULL,
+      .principal = c->principal ? c->principal->name : NULL,
       .status = c->status,
       .latency_us = (monotime_ns() - c->start_ns) / 1000,
       .bytes_in = c->bytes_in,
@@ -214,8 +216,17 @@ void http_call_set_json(http_call *c, int status, json_t *doc) {
   c->header_len = -1;
 }
 
+static bool has_reply_header(const http_call *c, const char *name) {
+  for (int i = 0; i < c->n_reply_headers; i++)
+    if (strcasecmp(c->reply_headers[i].name, name) == 0) return true;
+  return false;
+}
+
 void http_call_set_error(http_call *c, const inferd_status *st) {
   if (st->code == INFERD_RESOURCE_EXHAUSTED) http_call_add_reply_header(c, "Retry-After", "1");
+  /* RFC 9110 11.6.1: every 401 says how to authenticate (the dispatch adds the precise one) */
+  if (st->code == INFERD_UNAUTHENTICATED && !has_reply_header(c, "WWW-Authenticate"))
+    http_call_add_reply_header(c, "WWW-Authenticate", auth_challenge(true));
   http_call_set_json(c, status_http_code(st->code), json_pack("{ss}", "error", st->msg));
 }
 

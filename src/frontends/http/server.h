@@ -32,12 +32,14 @@ typedef struct http_options {
   int keepalive_timeout_ms; /* idle between requests */
   int send_timeout_ms;      /* a closing reply the client does not take */
   long max_connections;     /* open at once, over all loops */
+  struct auth *auth;        /* security/auth.h: who may call; NULL or disabled: everyone */
+  const struct cors_policy *cors; /* security/cors.h: --cors-origins; NULL: CORS off */
 } http_options;
 
 /* One request being answered. Handlers run on the loop thread; a deferred reply may be
  * finished from any thread with http_call_reply_async. */
 #define HTTP_MAX_HEADERS 64 /* = HTTP_PARSE_MAX_HEADERS */
-#define HTTP_MAX_REPLY_HEADERS 6
+#define HTTP_MAX_REPLY_HEADERS 16
 
 typedef struct http_header {
   char *name; /* owned */

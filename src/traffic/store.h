@@ -1,0 +1,34 @@
+/* traffic/store: where the live traffic state (each model's policy, with its aliases, weights
+ * and rollout step) and its history are kept, behind a small interface so a shared store
+ * (Redis, for several replicas) can stand in for the local SQLite one. */
+#ifndef INFERD_TRAFFIC_STORE_H
+#define INFERD_TRAFFIC_STORE_H
+
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef struct traffic_store traffic_store;
+
+typedef struct traffic_store_ops {
+  /* Calls fn once per stored model with its policy (JSON text). */
+  inferd_status (*load)(traffic_store *st, void (*fn)(void *user, const char *model, const char *policy_json),
+                        void *user);
+  /* Stores model's policy and appends event (JSON text) to its history, in one transaction:
+   * after a crash either both or neither are there. */
+  inferd_status (*save)(traffic_store *st, const char *model, const char *policy_json, int64_t at_ms,
+                        const char *event_json);
+  /* The newest `limit` events of model, oldest first, each passed to fn. */
+  inferd_status (*history)(traffic_store *st, const char *model, int limit,
+                           void (*fn)(void *user, const char *event_json), void *user);
+  void (*close)(traffic_store *st);
+} traffic_store_ops;
+
+struct traffic_store {
+  const traffic_store_ops *ops;
+};
+
+/* SQLite in WAL mode at path (created with its folder's tables when new). */
+inferd_status traffic_store_sqlite_open(const char *path, traffic_store **out);
+
+#endif
