@@ -9,13 +9,16 @@ limited answer; gRPC RESOURCE_EXHAUSTED with the same fields as metadata.
   and every request that passed admit gives its slot back, however it ends (400, 404, completion);
 - records per minute on /v1 batches (and V2 rows): the remaining count, the wait, and a batch
   larger than a minute's quota refused as 413;
-- gRPC: RESOURCE_EXHAUSTED, with retry-after, ratelimit and ratelimit-policy in the metadata.
+- gRPC: RESOURCE_EXHAUSTED, with retry-after, ratelimit and ratelimit-policy in the metadata;
+  each message of a stream is limited;
+- API keys: two keys do not share a budget (REST and gRPC), and a key's own limits replace the
+  defaults while a key without any gets them.
 """
 import json
-import math
 import os
 import re
 import shutil
+import subprocess
 import threading
 import time
 
@@ -23,7 +26,7 @@ import grpc
 import pytest
 
 from app_repo import CHURN_RECORD, CHURN_ROW
-from conftest import EXAMPLE_REPO, SANITIZED, assert_error, timeout
+from conftest import EXAMPLE_REPO, INFERD_BIN, SANITIZED, assert_error, timeout
 from grpc_stubs import GrpcServer, infer_request, pb, start_grpc_server  # noqa: F401
 
 T = timeout(30)
@@ -156,8 +159,6 @@ def test_retry_after_is_honest_and_budgets_per_model(limited):
 
 
 def test_rate_flags_are_checked(repo, logs_dir):
-    from conftest import INFERD_BIN
-    import subprocess
     for args, needle in ((["--rate-limit", "fast"], "--rate-limit must be a positive rate"),
                          (["--rate-limit", "2000000/s"], "at most 1000000 per second"),
                          (["--rate-burst", "5"], "--rate-burst needs --rate-limit"),
@@ -352,3 +353,83 @@ def test_grpc_stream_messages_are_each_limited(limited):
             assert "rate limit: 'anonymous' may send 2 requests per minute" in r.error_message, r.error_message
     finally:
         g.close()
+
+
+# ---- per key: an API key's own limits (security/auth fills the principal from the key file) -----
+
+
+def create_key(path, name, *extra):
+    res = subprocess.run([INFERD_BIN, "keys", "create", "--file", path, "--name", name, "--scopes", "infer:*", *extra],
+                         capture_output=True, text=True, timeout=T)
+    assert res.returncode == 0, f"inferd keys create {name}: {res.stderr}"
+    key = res.stdout.strip()
+    assert key and "\n" not in key, res.stdout
+    return key
+
+
+def bearer(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_two_keys_do_not_share_a_budget(limited, tmp_path):
+    """Two callers with the same limits: one spending its budget leaves the other's whole. (2 a
+    minute, bursts of 2: nothing refills while the test runs, however slowly.)"""
+    path = str(tmp_path / "keys.json")
+    alice = create_key(path, "alice", "--rate", "2/m", "--burst", "2")
+    bob = create_key(path, "bob", "--rate", "2/m", "--burst", "2")
+    srv = limited("--api-keys", path)
+
+    def send(key, n):
+        return [srv.post("/v2/models/churn/infer", json=v2_body(), headers=bearer(key), timeout=T) for _ in range(n)]
+
+    a = send(alice, 3)
+    assert [r.status_code for r in a] == [200, 200, 429], [r.text for r in a]
+    assert_error(a[2], 429, "rate limit", "'alice' may send 2 requests per minute (bursts of 2)")
+    assert limit_fields(a[0].headers)[0] == {"requests": {"q": 1, "w": 30, "inferd-burst": 2}}
+    assert [limit_fields(r.headers)[1]["requests"]["r"] for r in a] == [1, 0, 0]
+    assert int(a[2].headers["Retry-After"]) in (29, 30)  # the next of 2 a minute
+    b = send(bob, 3)
+    assert [r.status_code for r in b] == [200, 200, 429], [r.text for r in b]
+    assert "'bob'" in b[2].json()["error"]
+    # gRPC: the same callers, the same budgets (alice's is spent)
+    g = GrpcServer(srv)
+    try:
+        req = infer_request("churn", [("input", "FP32", [CHURN_ROW])])
+        with pytest.raises(grpc.RpcError) as ei:
+            g.infer.ModelInfer(req, timeout=T, metadata=[("authorization", f"Bearer {alice}")])
+        assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "'alice'" in ei.value.details()
+    finally:
+        g.close()
+
+
+def test_a_key_s_own_limits_replace_the_defaults(limited, tmp_path):
+    path = str(tmp_path / "keys.json")
+    tight = create_key(path, "tight", "--rate", "3/m", "--burst", "3", "--concurrency", "1",
+                       "--records-per-min", "30")
+    plain = create_key(path, "plain")
+    srv = limited("--api-keys", path, "--rate-limit", "1000/s", "--max-concurrent", "50",
+                  "--records-per-minute", "100000")
+    # a key without limits of its own gets the defaults
+    r = srv.post("/v2/models/churn/infer", json=v2_body(), headers=bearer(plain), timeout=T)
+    assert r.status_code == 200, r.text
+    assert limit_fields(r.headers)[0] == {"requests": {"q": 1000, "w": 1, "inferd-burst": 1000},
+                                          "concurrency": {"q": 50, "qu": "concurrent-requests"},
+                                          "records": {"q": 100000, "w": 60, "inferd-unit": "records"}}
+    # the tight key's own: 3 a minute (1 per 20 s), 1 in flight, 30 records a minute
+    r = srv.post("/v2/models/churn/infer", json=v2_body(), headers=bearer(tight), timeout=T)
+    assert r.status_code == 200, r.text
+    policy, lim = limit_fields(r.headers)
+    assert policy == {"requests": {"q": 1, "w": 20, "inferd-burst": 3},
+                      "concurrency": {"q": 1, "qu": "concurrent-requests"},
+                      "records": {"q": 30, "w": 60, "inferd-unit": "records"}}
+    assert lim["requests"]["r"] == 2 and lim["concurrency"] == {"r": 0} and lim["records"]["r"] == 29
+    r = srv.post("/v1/models/churn/predict", json={"inputs": [CHURN_RECORD] * 31}, headers=bearer(tight), timeout=T)
+    assert_error(r, 413, "31 records", "30 records per minute", "'tight'")
+    r = srv.post("/v2/models/churn/infer", json=v2_body(), headers=bearer(tight), timeout=T)
+    assert r.status_code == 200, r.text
+    r = srv.post("/v2/models/churn/infer", json=v2_body(), headers=bearer(tight), timeout=T)
+    assert_error(r, 429, "rate limit", "'tight'")
+    # the plain key is untouched by the tight key's use
+    r = srv.post("/v2/models/churn/infer", json=v2_body(), headers=bearer(plain), timeout=T)
+    assert r.status_code == 200, r.text
