@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # What the rate limits cost: server CPU per churn request with open access against the same build
-# with a rate limit (LIMITS=rate, the default: requests per second) or every limit on (LIMITS=all:
+# with an API key and its rate limit (LIMITS=key, the default: the comparison), a rate
+# limit alone (LIMITS=rate: requests per second, anonymous) or every limit on (LIMITS=all:
 # requests per second, requests in flight, records per minute), set so high that nothing is
 # refused, so every request pays the limiter, the end hook and the RateLimit fields; side by
 # side in one run, interleaved (open limited open limited ...): bench/
 # cpu_per_request.sh with the server pinned to core 0 and wrk (2 threads, 64 connections, 10 s,
 # V2 JSON) pinned to core 1. The limits come in through their INFERD_ variables.
 #   bench/rate_limit_cpu.sh [BUILD] (default build); REPS (default 3); MODEL (default churn);
-#   LIMITS (rate or all)
+#   LIMITS (key, rate or all)
 # Prints each run's µs of server CPU (every server thread, user + system) per request, then the
 # means and their ratio.
 set -euo pipefail
@@ -17,16 +18,22 @@ REPS=${REPS:-3}
 MODEL=${MODEL:-churn}
 OUT=bench/out
 mkdir -p "$OUT"
-if [ "${LIMITS:-rate}" = all ]; then
-  LIMITS=(INFERD_RATE_LIMIT=1000000/s INFERD_RATE_BURST=1000000 INFERD_MAX_CONCURRENT=100000
-          INFERD_RECORDS_PER_MINUTE=1000000000)
-else
-  LIMITS=(INFERD_RATE_LIMIT=1000000/s INFERD_RATE_BURST=1000000)
-fi
+KEY=""
+case "${LIMITS:-key}" in
+  all) LIMITS=(INFERD_RATE_LIMIT=1000000/s INFERD_RATE_BURST=1000000 INFERD_MAX_CONCURRENT=100000
+               INFERD_RECORDS_PER_MINUTE=1000000000) ;;
+  rate) LIMITS=(INFERD_RATE_LIMIT=1000000/s INFERD_RATE_BURST=1000000) ;;
+  key) # a key with a rate of its own; the client sends it (bench/post_body.lua's API_KEY)
+    rm -f "$OUT/bench-keys.json"
+    KEY=$("$BUILD/inferd" keys create --file "$OUT/bench-keys.json" --name bench --scopes 'infer:*,read' \
+      --rate 1000000/s --burst 1000000 2>/dev/null)
+    LIMITS=(INFERD_API_KEYS="$OUT/bench-keys.json") ;;
+  *) echo "LIMITS must be key, rate or all" >&2; exit 2 ;;
+esac
 : >"$OUT/rate_limit_cpu.txt"
 for rep in $(seq "$REPS"); do
   for mode in open limited; do
-    if [ "$mode" = limited ]; then envs=("${LIMITS[@]}"); else envs=(); fi
+    if [ "$mode" = limited ]; then envs=("${LIMITS[@]}" API_KEY="$KEY"); else envs=(API_KEY=); fi
     log="$OUT/rate_limit_cpu-$mode-$rep.txt"
     env "${envs[@]}" BUILD="$BUILD" MODEL="$MODEL" taskset -c 0 bench/cpu_per_request.sh -- taskset -c 1 sh -c \
       "env BODY=$OUT/$MODEL.json wrk -t2 -c64 -d10s -s bench/post_body.lua http://127.0.0.1:\$HTTP_PORT/v2/models/$MODEL/infer" \
