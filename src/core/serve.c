@@ -217,6 +217,8 @@ inferd_status serve_submit(serve *s, serve_request *sr) {
   sr->routed_version[0] = '\0';
   infer_end_hooks ends;
   ends.n = 0;
+  /* cppcheck-suppress autoVariables ; handlers add to it inside this call only: every return
+   * below runs the hooks or moves them into the request, and sets sr->ends back to NULL */
   sr->ends = &ends;
   /* draining is the frontends' (each protocol drains its own way: HTTP refuses new requests,
    * a gRPC stream already open keeps being served), so it is not checked here */

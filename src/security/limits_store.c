@@ -23,11 +23,10 @@ typedef struct lentry {
 } lentry;
 
 struct lstripe {
-  pthread_mutex_t mu;
-  lentry **buckets; /* owned; nbuckets chains */
-  size_t nbuckets;  /* a power of two */
+  _Alignas(64) pthread_mutex_t mu; /* a cache line of its own: neighbouring stripes' locks apart */
+  lentry **buckets;                /* owned; nbuckets chains */
+  size_t nbuckets;                 /* a power of two */
   size_t n, max;
-  char pad[64]; /* keeps neighbouring stripes' locks off one cache line */
 };
 
 typedef struct local_store {
@@ -177,8 +176,10 @@ static const limit_store_ops local_ops = {
 
 inferd_status limit_store_local_create(size_t max_entries, limit_store **out) {
   if (max_entries == 0) max_entries = 65536;
-  local_store *ls = calloc(1, sizeof *ls);
+  /* the stripes' 64-byte alignment needs an allocation that keeps it (calloc's is 16) */
+  local_store *ls = aligned_alloc(_Alignof(local_store), sizeof *ls);
   if (ls == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  memset(ls, 0, sizeof *ls);
   ls->base.ops = &local_ops;
   size_t per = (max_entries + STRIPES - 1) / STRIPES, nb = 16;
   while (nb < per) nb *= 2;
