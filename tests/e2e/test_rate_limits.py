@@ -101,6 +101,18 @@ def limit_fields(headers):
 # ---- requests per second --------------------------------------------------------------------
 
 
+def gcra_count(times, rate, burst):
+    """How many requests arriving at `times` (seconds) a bucket of `burst` refilled at `rate`/s
+    admits: the limiter's arithmetic, independently written."""
+    interval, tat, ok = 1.0 / rate, float("-inf"), 0
+    for t in times:
+        start = max(tat, t)
+        if start + interval - t <= burst * interval + 1e-9:
+            tat = start + interval
+            ok += 1
+    return ok
+
+
 def test_overload_at_five_times_the_rate(limited):
     """1,000 requests at 5x the rate: 200s as the limiter allows them (burst + rate x the time the
     requests spanned) within 2 %, every other one a 429 whose fields say why and for how long."""
@@ -121,8 +133,14 @@ def test_overload_at_five_times_the_rate(limited):
     ok = sum(1 for _, code, _, _ in results if code == 200)
     limited_n = sum(1 for _, code, _, _ in results if code == 429)
     assert ok + limited_n == n, {code for _, code, _, _ in results}
-    expected = BURST + RATE * span
-    assert abs(ok - expected) <= 0.02 * expected, f"{ok} 200s, expected {expected:.1f} over {span:.2f} s"
+    # The expected count: a token bucket run over the times the requests were sent. It is
+    # burst + rate x span when the client kept its schedule; when this shared machine stalled the
+    # server or the client longer than a full bucket's refill (BURST/RATE s), the tokens of the
+    # stall beyond the bucket are lost, and the simulation counts that too.
+    expected = gcra_count([sent for sent, _, _, _ in results], RATE, BURST)
+    assert abs(ok - expected) <= 0.02 * expected, (
+        f"{ok} 200s, expected {expected} (at most {BURST + RATE * span:.1f}) over {span:.2f} s")
+    assert ok <= BURST + RATE * span + 1, "more 200s than the rate allows"
     # the client kept to 5x (within 10 %), so the test is the one asked for
     assert span <= (n - 1) / offered * 1.1, f"the client fell behind: {span:.2f} s"
     for sent, code, h, body in results:
