@@ -6,8 +6,8 @@
 # the machine, unlike CPU time; two runs of one build still differ by up to ~0.5 % (event-loop
 # wake-ups and thread-pool spinning depend on timing).
 #   bench/instructions_per_request.sh BUILD TAG   (prints "N (100.0%) PROGRAM TOTALS"; / 500)
-# Environment: SERVE_ARGS (more serve flags, e.g. "--api-keys keys.json"), API_KEY (sent as
-# X-API-Key on every request).
+# Environment: REPO (default models), SERVE_ARGS (or SERVER_ARGS) (more `inferd serve` options, e.g.
+# "--api-keys keys.json" or capture), API_KEY (sent as X-API-Key on every request).
 # With POLICY=FILE, churn gets that traffic policy (docs/traffic.md) first, in a scratch state
 # directory, and each request sends its own X-User-Id (a sticky key).
 set -euo pipefail
@@ -20,8 +20,9 @@ $PY bench/make_bodies.py bench/out
 port=$(free_port)
 rm -rf /tmp/cg."$TAG".*
 valgrind --tool=callgrind --callgrind-out-file=/tmp/cg."$TAG".%p --instr-atstart=no --dump-instr=no \
-  "$BUILD/inferd" serve --model-repository models --host 127.0.0.1 --http-port "$port" \
-  --state-dir "/tmp/cg.$TAG.state" ${SERVE_ARGS:-} >/tmp/cg."$TAG".log 2>&1 &
+  "$BUILD/inferd" serve --model-repository "${REPO:-models}" --host 127.0.0.1 --http-port "$port" \
+  --grpc-port "$(free_port)" --state-dir "/tmp/cg.$TAG.state" ${SERVE_ARGS:-} ${SERVER_ARGS:-} \
+  >/tmp/cg."$TAG".log 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 wait_up "http://127.0.0.1:$port/v2/health/ready"

@@ -18,12 +18,22 @@ Models written (each OUT_DIR/<name>/1/model.onnx plus OUT_DIR/<name>/config.json
              regression; outputs probabilities and the label as a string.
 
 Also writes DIR/churn_sklearn.pkl (the trained scikit-learn pipeline, which takes exactly the
-ONNX model's input matrix) and DIR/churn_features.json (the column order and encoding).
+ONNX model's input matrix), DIR/churn_features.json (the column order and encoding) and
+DIR/churn_training.csv (the training data as named-feature records).
+
+Then, for drift detection (docs/observability.md, "Drift"), each model's reference profile
+OUT_DIR/<name>/1/reference_profile.json is written by `inferd profile` from its training data
+(churn: churn_training.csv; sentiment: its corpus, whose free text has no histogram, so only
+its predictions are profiled; mlp has random weights and no training data, so no profile).
+The binary is $INFERD_BIN, else build/inferd; without one the profiles are skipped.
 """
 import argparse
+import csv
 import json
 import os
 import pickle
+import subprocess
+import tempfile
 
 import numpy as np
 import onnx
@@ -139,6 +149,61 @@ def churn_dataset(n=6000, seed=20240601):
     onehot_p = np.eye(4)[payment]
     X = np.column_stack([tenure, monthly, total, calls, age, onehot_c, onehot_p]).astype(np.float32)
     return X, churned
+
+
+def churn_records(X):
+    """The model's input rows as named-feature records (the /v1 API's form)."""
+    n_num = len(NUMERIC)
+    records = []
+    for row in X:
+        rec = {}
+        for i, name in enumerate(NUMERIC):
+            v = float(row[i])
+            rec[name] = int(v) if name in ("support_calls", "age") else round(v, 2)
+        col = n_num
+        for feat, cats in CATEGORICAL.items():
+            rec[feat] = cats[int(np.argmax(row[col:col + len(cats)]))]
+            col += len(cats)
+        records.append(rec)
+    return records
+
+
+def write_churn_training_csv(X, path):
+    names = NUMERIC + list(CATEGORICAL)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=names, lineterminator="\n")
+        w.writeheader()
+        for rec in churn_records(X):
+            w.writerow(rec)
+    print(f"wrote {path} ({len(X)} rows)")
+
+
+def inferd_binary():
+    path = os.environ.get("INFERD_BIN", os.path.join(REPO, "build", "inferd"))
+    return path if os.access(path, os.X_OK) else None
+
+
+def write_profile(out_dir, name, data_path):
+    """OUT_DIR/name/1/reference_profile.json from data_path, by `inferd profile`."""
+    binary = inferd_binary()
+    if binary is None:
+        print(f"{name}: no inferd binary (build it, or set INFERD_BIN): reference profile not written")
+        return
+    subprocess.run([binary, "profile", "--model", name, "--repository", out_dir, "--data", data_path],
+                   check=True, stderr=subprocess.DEVNULL)
+    print(f"wrote {os.path.join(out_dir, name, '1', 'reference_profile.json')}")
+
+
+def write_profiles(out_dir, artifacts_dir):
+    write_profile(out_dir, "churn", os.path.join(artifacts_dir, "churn_training.csv"))
+    texts, _ = sentiment_corpus()
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        for t in texts:
+            f.write(json.dumps({"text": t}) + "\n")
+    try:
+        write_profile(out_dir, "sentiment", f.name)
+    finally:
+        os.unlink(f.name)
 
 
 def make_churn(out_dir, artifacts_dir):
@@ -264,6 +329,7 @@ takes the same `[N, {F}]` matrix (column order in `examples/artifacts/churn_feat
     with open(os.path.join(artifacts_dir, "churn_features.json"), "w") as f:
         json.dump(features, f, indent=2)
         f.write("\n")
+    write_churn_training_csv(X, os.path.join(artifacts_dir, "churn_training.csv"))
     print(f"churn: training accuracy {acc:.3f}, churn rate {y.mean():.3f}")
 
 
@@ -532,6 +598,7 @@ def main():
     make_churn(args.out_dir, args.artifacts)
     make_mlp(args.out_dir)
     make_sentiment(args.out_dir)
+    write_profiles(args.out_dir, args.artifacts)
 
 
 if __name__ == "__main__":

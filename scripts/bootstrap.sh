@@ -22,13 +22,16 @@ DEB_PACKAGES=(
   build-essential cmake pkg-config
   libevent-dev libjansson-dev libcmocka-dev zlib1g-dev libssl-dev libsqlite3-dev
   python3 python3-pytest python3-requests python3-numpy python3-onnx python3-sklearn
-  wrk nghttp2-client ca-certificates openssl
+  wrk nghttp2-client ca-certificates openssl curl
+  nginx-light  # bench/tls.sh: TLS handshakes against nginx
   clang libclang-rt-14-dev  # make fuzz: clang and its libFuzzer runtime
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
   protobuf-compiler protobuf-compiler-grpc python3-grpcio
   chromium python3-jsonschema python3-fastapi python3-uvicorn python3-httptools python3-uvloop
   cppcheck
   libcurl4-openssl-dev python3-protobuf  # OTLP export; the tracing test's decoder
+  python3-scipy  # tests/e2e/test_drift.py: the drift statistics computed independently
+  prometheus  # tests/e2e/test_metrics.py: a real Prometheus and promtool
 )
 
 log() { echo "bootstrap: $*" >&2; }
@@ -92,6 +95,18 @@ install_web_packages() {
   touch "$stamp"
 }
 
+# The tokenizer test's reference (tests/e2e/test_tokenizer_reference.py): Hugging Face tokenizers
+# as a Node.js native build (@anush008/tokenizers, its linux-x64 binary an optional dependency)
+# and its JavaScript port (@huggingface/tokenizers), pinned by tests/tokenizer/package-lock.json
+# into the ignored tests/tokenizer/node_modules; install scripts are not run.
+install_tokenizer_reference() {
+  local stamp=tests/tokenizer/node_modules/.inferd-installed
+  [ -f "$stamp" ] && [ "$stamp" -nt tests/tokenizer/package-lock.json ] && [ "$stamp" -nt tests/tokenizer/package.json ] && return 0
+  log "installing the tokenizer test's reference packages (npm ci in tests/tokenizer)"
+  (cd tests/tokenizer && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  touch "$stamp"
+}
+
 install_otlp_protos() {
   [ -f "$OTLP_PROTO_DIR/opentelemetry/proto/collector/trace/v1/trace_service.proto" ] && return 0
   log "fetching the OTLP .proto files from the npm registry ($OTLP_PROTO_NPM_PACKAGE)"
@@ -116,4 +131,5 @@ install_otlp_protos() {
 install_debian_packages
 install_onnxruntime
 install_web_packages
+install_tokenizer_reference
 install_otlp_protos

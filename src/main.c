@@ -16,14 +16,21 @@
 #include "core/app.h"
 #include "core/version.h"
 #include "frontends/grpc/frontend.h"
+#include "frontends/http/metrics_http.h"
 #include "frontends/http/server.h"
 #include "security/limits.h"
+#include "generate/tokenize_cli.h"
 #include "observability/trace.h"
 #include "security/auth.h"
 #include "security/cors.h"
 #include "security/keys_cli.h"
 #include "traffic/cli.h"
 #include "traffic/traffic.h"
+#include "observability/options.h"
+#include "profile_cmd.h"
+#include "observability/collectors.h"
+#include "observability/metrics.h"
+#include "security/tlsconf.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -50,6 +57,15 @@ typedef struct serve_options {
   /* security (docs/security.md) */
   const char *api_keys, *jwt_jwks, *jwt_secret_file, *jwt_issuer, *jwt_audience, *cors_origins;
   const char *state_dir; /* traffic's durable state (docs/traffic.md) */
+  obs_options obs; /* drift and payload capture (observability/options.h) */
+  /* observability (docs/observability.md) */
+  long metrics_port; /* -1: none (/metrics on the HTTP port only) */
+  bool metrics;
+  log_format log_fmt;
+  /* TLS (docs/security.md, "TLS and mutual TLS") */
+  const char *tls_cert, *tls_key, *tls_client_ca;
+  const char *tls_client_auth; /* required | optional; NULL: required when a client CA is given */
+  long http_plain_port;        /* -1: none */
 } serve_options;
 
 static void usage(FILE *f) {
@@ -57,6 +73,7 @@ static void usage(FILE *f) {
           "usage: inferd serve [options]\n"
           "       inferd keys create|list|revoke|rotate --file FILE ...  (inferd keys --help)\n"
           "       inferd traffic COMMAND MODEL ...   (inferd traffic --help)\n"
+          "       inferd profile --model NAME --repository DIR --data FILE.csv|.jsonl  (docs/observability.md)\n"
           "       inferd version\n\n"
           "serve options (each also read from the environment variable shown):\n"
           "  --model-repository DIR   models to serve              INFERD_MODEL_REPOSITORY (required)\n"
@@ -78,7 +95,10 @@ static void usage(FILE *f) {
           "  --repository-poll-secs N poll mode's rescan interval  INFERD_REPOSITORY_POLL_SECS (15)\n"
           "  --load-model NAME        explicit mode: load NAME at start (repeatable; '*' for all)\n"
           "  --state-dir DIR          traffic policies' store and audit log  INFERD_STATE_DIR (inferd-state beside the repository)\n"
-          "SIGHUP rescans the repository in every mode; SIGTERM drains and stops.\n"
+          "  --metrics on|off         Prometheus metrics at GET /metrics  INFERD_METRICS (on)\n"
+          "  --metrics-port N         also serve GET /metrics alone on this port  INFERD_METRICS_PORT (none)\n"
+          "  --log-format json|text   log and access-log lines: JSON objects or logfmt  INFERD_LOG_FORMAT (json)\n"
+          "SIGHUP rescans the repository in every mode (and reloads TLS files); SIGTERM drains and stops.\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
           "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
           "  --body-timeout-ms N      time for a body, and the longest pause in one  INFERD_BODY_TIMEOUT_MS (30000)\n"
@@ -110,7 +130,17 @@ static void usage(FILE *f) {
           "  --jwt-audience AUD       required JWT \"aud\"          INFERD_JWT_AUDIENCE\n"
           "  --cors-origins LIST      origins browsers may call from (comma-separated, or *)\n"
           "                                                        INFERD_CORS_ORIGINS (none: CORS off)\n"
-          "The key and JWT files are reloaded when they change and on SIGHUP.\n");
+          "The key and JWT files are reloaded when they change and on SIGHUP.\n"
+
+          "TLS (docs/security.md; SIGHUP reloads the files, open connections keep theirs):\n"
+          "  --tls-cert FILE          PEM certificate chain: HTTPS on --http-port, TLS on gRPC  INFERD_TLS_CERT\n"
+          "  --tls-key FILE           PEM private key of --tls-cert  INFERD_TLS_KEY\n"
+          "  --tls-client-ca FILE     PEM CAs for client certificates (mutual TLS)  INFERD_TLS_CLIENT_CA\n"
+          "  --tls-client-auth MODE   required (no valid certificate, no connection) or optional\n"
+          "                           (none: accepted without a subject)  INFERD_TLS_CLIENT_AUTH (required)\n"
+          "  --http-plain-port N      with TLS, also serve plain HTTP on port N (none by default)\n"
+          "                                                        INFERD_HTTP_PLAIN_PORT\n%s",
+          OBS_OPTIONS_USAGE);
 }
 
 /* Parses a whole decimal integer within [lo, hi]; names the option on failure. */
@@ -149,6 +179,21 @@ static const struct option serve_longopts[] = {
     {"api-keys", required_argument, 0, 1300},        {"jwt-jwks", required_argument, 0, 1301},
     {"jwt-secret-file", required_argument, 0, 1302}, {"jwt-issuer", required_argument, 0, 1303},
     {"jwt-audience", required_argument, 0, 1304},    {"cors-origins", required_argument, 0, 1305},
+    {"drift-window-s", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_WINDOW_S},
+    {"drift-buckets", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_BUCKETS},
+    {"drift-psi-warn", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_PSI_WARN},
+    {"drift-psi-alert", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_PSI_ALERT},
+    {"drift-min-samples", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_MIN_SAMPLES},
+    {"capture-dir", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_DIR},
+    {"capture-percent", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_PERCENT},
+    {"capture-max-file-bytes", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_MAX_FILE_BYTES},
+    {"capture-max-files", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_MAX_FILES},
+    {"capture-queue", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_QUEUE},
+    {"metrics", required_argument, 0, 1006}, {"metrics-port", required_argument, 0, 1007},
+    {"log-format", required_argument, 0, 1008},
+    {"tls-cert", required_argument, 0, 1400},        {"tls-key", required_argument, 0, 1401},
+    {"tls-client-ca", required_argument, 0, 1402},   {"tls-client-auth", required_argument, 0, 1403},
+    {"http-plain-port", required_argument, 0, 1404},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -172,11 +217,19 @@ static const struct {
                   {"INFERD_OTLP_QUEUE_SIZE", 1104}, {"INFERD_OTLP_BATCH_SIZE", 1105},
                   {"INFERD_OTLP_EXPORT_INTERVAL_MS", 1106}, {"INFERD_OTLP_TIMEOUT_MS", 1107},
                   {"INFERD_API_KEYS", 1300}, {"INFERD_JWT_JWKS", 1301}, {"INFERD_JWT_SECRET_FILE", 1302},
-                  {"INFERD_JWT_ISSUER", 1303}, {"INFERD_JWT_AUDIENCE", 1304}, {"INFERD_CORS_ORIGINS", 1305}};
+                  {"INFERD_JWT_ISSUER", 1303}, {"INFERD_JWT_AUDIENCE", 1304}, {"INFERD_CORS_ORIGINS", 1305},
+                  {"INFERD_METRICS", 1006}, {"INFERD_METRICS_PORT", 1007}, {"INFERD_LOG_FORMAT", 1008},
+                  {"INFERD_TLS_CERT", 1400}, {"INFERD_TLS_KEY", 1401}, {"INFERD_TLS_CLIENT_CA", 1402},
+                  {"INFERD_TLS_CLIENT_AUTH", 1403}, {"INFERD_HTTP_PLAIN_PORT", 1404}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
   long long v = 0;
+  if (c >= OBS_OPTION_BASE && c < OBS_OPTION_BASE + OBS_OPTION_COUNT) {
+    inferd_status st = obs_option_apply(&o->obs, c - OBS_OPTION_BASE, name, val);
+    if (!status_is_ok(&st)) fprintf(stderr, "inferd: %s\n", st.msg);
+    return status_is_ok(&st) ? 0 : -1;
+  }
   switch (c) {
     case 'm': o->model_repository = val; return 0;
     case 'H': o->host = val; return 0;
@@ -254,6 +307,34 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 1303: o->jwt_issuer = *val ? val : NULL; return 0;
     case 1304: o->jwt_audience = *val ? val : NULL; return 0;
     case 1305: o->cors_origins = *val ? val : NULL; return 0;
+    case 1006:
+      if (strcmp(val, "on") == 0) o->metrics = true;
+      else if (strcmp(val, "off") == 0) o->metrics = false;
+      else {
+        fprintf(stderr, "inferd: %s must be on or off, got '%s'\n", name, val);
+        return -1;
+      }
+      return 0;
+    case 1007: if (parse_num(name, val, 0, 65535, &v)) return -1; o->metrics_port = (long)v; return 0;
+    case 1008:
+      if (strcmp(val, "json") == 0) o->log_fmt = LOG_FORMAT_JSON;
+      else if (strcmp(val, "text") == 0) o->log_fmt = LOG_FORMAT_TEXT;
+      else {
+        fprintf(stderr, "inferd: %s must be json or text, got '%s'\n", name, val);
+        return -1;
+      }
+      return 0;
+    case 1400: o->tls_cert = val; return 0;
+    case 1401: o->tls_key = val; return 0;
+    case 1402: o->tls_client_ca = val; return 0;
+    case 1403:
+      if (strcmp(val, "required") != 0 && strcmp(val, "optional") != 0) {
+        fprintf(stderr, "inferd: %s must be required or optional, got '%s'\n", name, val);
+        return -1;
+      }
+      o->tls_client_auth = val;
+      return 0;
+    case 1404: if (parse_num(name, val, 0, 65535, &v)) return -1; o->http_plain_port = (long)v; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -274,7 +355,10 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .min_body_rate = 1024, .keepalive_timeout_ms = 120000, .send_timeout_ms = 30000,
                        .max_connections = 16384, .control_mode = REPO_CONTROL_NONE, .poll_secs = 15,
                        .trace = {.sample_ratio = 1.0, .service_name = "inferd", .service_version = INFERD_VERSION,
-                                 .queue_size = 2048, .batch_size = 512, .export_interval_ms = 1000, .timeout_ms = 2000}};
+                                 .queue_size = 2048, .batch_size = 512, .export_interval_ms = 1000, .timeout_ms = 2000},
+                       .metrics_port = -1, .metrics = true, .log_fmt = LOG_FORMAT_JSON,
+                       .http_plain_port = -1};
+  obs_options_default(&o->obs);
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
     if (val && apply_option(o, serve_envs[i].opt, serve_envs[i].env, val)) return -1;
@@ -311,8 +395,24 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
       return -1;
     }
   }
+  if (o->metrics_port >= 0 && !o->metrics) {
+    fprintf(stderr, "inferd: --metrics-port needs --metrics on\n");
+    return -1;
+  }
   if (o->n_load_models && o->control_mode != REPO_CONTROL_EXPLICIT) {
     fprintf(stderr, "inferd: --load-model needs --model-control-mode explicit (the other modes load every model)\n");
+    return -1;
+  }
+  if ((o->tls_cert != NULL) != (o->tls_key != NULL)) {
+    fprintf(stderr, "inferd: TLS needs both --tls-cert and --tls-key\n");
+    return -1;
+  }
+  if (o->tls_cert == NULL && (o->tls_client_ca || o->tls_client_auth || o->http_plain_port >= 0)) {
+    fprintf(stderr, "inferd: --tls-client-ca, --tls-client-auth and --http-plain-port need --tls-cert and --tls-key\n");
+    return -1;
+  }
+  if (o->tls_client_auth && o->tls_client_ca == NULL) {
+    fprintf(stderr, "inferd: --tls-client-auth needs --tls-client-ca (the CAs client certificates are checked against)\n");
     return -1;
   }
   if (o->model_repository == NULL) {
@@ -343,9 +443,155 @@ static bool host_is_loopback(const char *host) {
   return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
 }
 
+typedef struct server_parts {
+  auth *au;
+  cors_policy *cors;
+  app *a;
+  capture *cap;
+  metrics *mreg;
+  tracer *trace;
+  traffic *tr;
+  limits *lim;  /* the rate limits (security/limits) */
+  tlsconf *tls; /* NULL: plain HTTP and gRPC */
+  http_server *http;
+  grpcfe *grpc;
+  metrics_port *mport;
+} server_parts;
+
+/* Starts every part; 0, or the exit code of a failed start (after logging why). */
+static int start(const serve_options *o, server_parts *p) {
+  /* Credentials first: a key file that does not parse stops the start, before any model loads. */
+  auth_options auo = {.api_keys_path = o->api_keys, .jwt_jwks_path = o->jwt_jwks, .jwt_secret_path = o->jwt_secret_file,
+                      .jwt_issuer = o->jwt_issuer, .jwt_audience = o->jwt_audience};
+  inferd_status st = auth_create(&auo, &p->au);
+  if (status_is_ok(&st)) st = cors_parse(o->cors_origins, &p->cors);
+  if (!status_is_ok(&st)) goto fail2;
+
+  app_options ao = {.model_repository = o->model_repository, .worker_threads = (int)o->worker_threads,
+                    .control_mode = o->control_mode, .poll_secs = (int)o->poll_secs, .load_models = o->load_models,
+                    .n_load_models = o->n_load_models, .drain_timeout_ms = (int)o->drain_timeout_ms};
+  st = app_create(&ao, &p->a);
+  if (!status_is_ok(&st)) goto fail1;
+  app *a = p->a;
+  a->default_model = o->default_model;
+  a->max_records = (int)o->max_records;
+  /* the features plug into the pipeline's stages before any request can arrive */
+  st = auth_install(p->au, a->serve); /* the admit stage's infer:<model> check, on every protocol */
+  /* the rate limits after it: a caller refused its scope spends none of its budget */
+  if (status_is_ok(&st)) st = limits_create(&o->limits, NULL, &p->lim);
+  if (status_is_ok(&st)) st = limits_register(p->lim, a->serve);
+  if (status_is_ok(&st)) st = drift_serve_register(a->serve);
+  if (status_is_ok(&st) && o->obs.capture.dir) st = capture_create(&o->obs.capture, &p->cap);
+  if (status_is_ok(&st) && p->cap) st = capture_serve_register(p->cap, a->serve);
+  if (status_is_ok(&st) && o->metrics) st = metrics_create(a, &p->mreg);
+  a->metrics = p->mreg;
+  if (status_is_ok(&st) && o->trace.otlp_endpoint) {
+    st = trace_create(&o->trace, a->serve, &p->trace);
+    if (status_is_ok(&st))
+      log_msg(LOG_INFO, NULL, "tracing: exporting OTLP/HTTP (%s) to %s, sampling %g of requests without a parent",
+              o->trace.otlp_json ? "json" : "protobuf", o->trace.otlp_endpoint, o->trace.sample_ratio);
+  }
+  if (!status_is_ok(&st)) goto fail2;
+  if (o->default_model) { /* the folder, not what has loaded yet: the first scan may be under way */
+    char path[4096];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", o->model_repository, o->default_model);
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+      st = status_make(INFERD_INVALID_ARGUMENT, "--default-model: no model '%s' in %s", o->default_model,
+                       o->model_repository);
+      goto fail2;
+    }
+  }
+  traffic_options to = {.state_dir = o->state_dir, .model_repository = o->model_repository};
+  st = traffic_create(a, &to, &p->tr);
+  if (!status_is_ok(&st)) goto fail1;
+
+  if (o->tls_cert) {
+    tlsconf_options tlo = {.cert_file = o->tls_cert, .key_file = o->tls_key, .client_ca_file = o->tls_client_ca,
+                           .client_auth = o->tls_client_auth && strcmp(o->tls_client_auth, "optional") == 0
+                                              ? TLSCONF_CLIENT_OPTIONAL : TLSCONF_CLIENT_REQUIRED};
+    st = tlsconf_create(&tlo, &p->tls);
+    if (!status_is_ok(&st)) goto fail2;
+  }
+  http_options ho = {.tls = p->tls, .plain_port = (int)o->http_plain_port, .host = o->host, .port = (int)o->http_port, .threads = (int)o->http_threads,
+                     .max_body_bytes = (size_t)o->max_body_bytes, .drain_timeout_ms = (int)o->drain_timeout_ms,
+                     .head_timeout_ms = (int)o->head_timeout_ms, .body_timeout_ms = (int)o->body_timeout_ms,
+                     .min_body_rate = (int)o->min_body_rate, .keepalive_timeout_ms = (int)o->keepalive_timeout_ms,
+                     .send_timeout_ms = (int)o->send_timeout_ms, .max_connections = o->max_connections,
+                     .auth = p->au, .cors = p->cors};
+  raise_fd_limit(o->max_connections);
+  st = http_server_create(&ho, a, &p->http);
+  if (!status_is_ok(&st)) goto fail1;
+  log_msg(LOG_INFO, NULL, "inferd %s serving %s over %s on %s:%d", INFERD_VERSION, o->model_repository,
+          p->tls ? "HTTPS" : "HTTP", o->host, http_server_port(p->http));
+  if (p->tls && http_server_plain_port(p->http))
+    log_msg(LOG_INFO, NULL, "plain HTTP too on %s:%d (--http-plain-port)", o->host, http_server_plain_port(p->http));
+  if (p->tls && o->tls_client_ca)
+    log_msg(LOG_INFO, NULL, "client certificates %s (--tls-client-auth), checked against %s",
+            tlsconf_client_mode(p->tls) == TLSCONF_CLIENT_OPTIONAL ? "optional" : "required", o->tls_client_ca);
+  grpcfe_options go = {.host = o->host, .port = (int)o->grpc_port, .threads = (int)o->grpc_threads,
+                       .max_message_bytes = (int)o->grpc_max_message_bytes, .drain_timeout_ms = (int)o->drain_timeout_ms,
+                       .auth = p->au, .tls = p->tls};
+  st = grpcfe_create(&go, a, &p->grpc);
+  if (!status_is_ok(&st)) goto fail1;
+  log_msg(LOG_INFO, NULL, "serving gRPC%s on %s:%d", p->tls ? " over TLS" : "", o->host, grpcfe_port(p->grpc));
+  if (p->mreg) {
+    /* the frontends' gauges; later features add theirs the same way */
+    st = metrics_register_collector(p->mreg, http_metrics_collect, p->http);
+    if (status_is_ok(&st)) st = metrics_register_collector(p->mreg, grpcfe_metrics_collect, p->grpc);
+    if (status_is_ok(&st)) st = obs_collectors_register(p->mreg, a, p->trace, p->cap);
+    if (status_is_ok(&st) && o->metrics_port >= 0) {
+      st = metrics_port_start(o->host, (int)o->metrics_port, a, &p->mport);
+      if (p->mport) log_msg(LOG_INFO, NULL, "serving metrics on %s:%d", o->host, metrics_port_port(p->mport));
+    }
+    if (!status_is_ok(&st)) goto fail1; /* e.g. --metrics-port taken */
+  }
+  if (auth_enabled(p->au))
+    log_msg(LOG_INFO, NULL, "authentication on: every route but the health probes needs a credential (%s%s%s)",
+            o->api_keys ? "--api-keys" : "", o->api_keys && (o->jwt_jwks || o->jwt_secret_file) ? ", " : "",
+            o->jwt_jwks || o->jwt_secret_file ? "JWT" : "");
+  else if (!host_is_loopback(o->host))
+    log_msg(LOG_WARN, NULL,
+            "WARNING: NO AUTHENTICATION. inferd is bound to %s, reachable from other machines, and anyone who can "
+            "reach ports %d (HTTP) and %d (gRPC) can run, load and unload models. Configure --api-keys (inferd keys "
+            "create) or --jwt-jwks, or bind --host 127.0.0.1 (docs/security.md).",
+            o->host, http_server_port(p->http), grpcfe_port(p->grpc));
+  return 0;
+fail1: /* a failure of the machine or the environment (a port taken, a state dir unwritable) */
+  log_msg(LOG_ERROR, NULL, "%s", st.msg);
+  return 1;
+fail2: /* a mistake in the configuration */
+  log_msg(LOG_ERROR, NULL, "%s", st.msg);
+  return 2;
+}
+
+/* Drains and frees whatever start() made, in this order: both frontends stop taking calls and
+ * drain together; what is still queued is answered 503 through the loops, still running; then
+ * the features, each after everything that could still use it. */
+static void stop(server_parts *p) {
+  if (p->a) atomic_store(&p->a->draining, true);
+  if (p->grpc) grpcfe_begin_drain(p->grpc);
+  if (p->http) http_server_drain(p->http);
+  if (p->grpc) grpcfe_drain(p->grpc);
+  if (p->a) app_stop_work(p->a);
+  if (p->http) http_server_destroy(p->http);
+  metrics_port_stop(p->mport);
+  if (p->grpc) grpcfe_destroy(p->grpc);
+  tlsconf_destroy(p->tls); /* after both frontends: connections hold its contexts */
+  if (p->tr) traffic_destroy(p->tr);
+  capture_destroy(p->cap); /* no request completes any more: write what is queued */
+  if (p->a) app_destroy(p->a);
+  limits_destroy(p->lim); /* no request holds a slot now */
+  trace_destroy(p->trace); /* after the last completion (and the pipeline) is gone: exports what is left */
+  auth_destroy(p->au);     /* after everything that could still admit a request */
+  cors_free(p->cors);
+  metrics_destroy(p->mreg);
+}
+
 static int cmd_serve(int argc, char **argv) {
   serve_options o;
   if (parse_serve(argc, argv, &o)) return 2;
+  log_set_format(o.log_fmt); /* before any thread starts or any line is written */
 
   /* Signals are taken by sigwait below, never delivered to a serving thread. */
   sigset_t sigs;
@@ -360,174 +606,44 @@ static int cmd_serve(int argc, char **argv) {
    * registry, the application API as a version-load hook. */
   inferd_status reg = backends_register_builtin();
   if (status_is_ok(&reg)) reg = application_register();
+  if (status_is_ok(&reg)) reg = drift_register(&o.obs.drift); /* after application: it binds to the schema */
   if (!status_is_ok(&reg)) {
     log_msg(LOG_ERROR, NULL, "%s", reg.msg);
     return 1;
   }
 
-  /* Credentials first: a key file that does not parse stops the start, before any model loads. */
-  auth *au = NULL;
-  cors_policy *cors = NULL;
-  auth_options auo = {.api_keys_path = o.api_keys, .jwt_jwks_path = o.jwt_jwks, .jwt_secret_path = o.jwt_secret_file,
-                      .jwt_issuer = o.jwt_issuer, .jwt_audience = o.jwt_audience};
-  inferd_status sec = auth_create(&auo, &au);
-  if (status_is_ok(&sec)) sec = cors_parse(o.cors_origins, &cors);
-  if (!status_is_ok(&sec)) {
-    log_msg(LOG_ERROR, NULL, "%s", sec.msg);
-    auth_destroy(au);
-    return 2;
-  }
-
-  app *a;
-  app_options ao = {.model_repository = o.model_repository, .worker_threads = (int)o.worker_threads,
-                    .control_mode = o.control_mode, .poll_secs = (int)o.poll_secs, .load_models = o.load_models,
-                    .n_load_models = o.n_load_models, .drain_timeout_ms = (int)o.drain_timeout_ms};
-  inferd_status st = app_create(&ao, &a);
-  if (status_is_ok(&st)) {
-    st = auth_install(au, a->serve); /* the admit stage's infer:<model> check, on every protocol */
-    if (!status_is_ok(&st)) app_destroy(a);
-  }
-  if (!status_is_ok(&st)) {
-    log_msg(LOG_ERROR, NULL, "%s", st.msg);
-    auth_destroy(au);
-    cors_free(cors);
-    return 1;
-  }
-  a->default_model = o.default_model;
-  a->max_records = (int)o.max_records;
-  limits *lim = NULL; /* after authentication's admit handler, which names the caller */
-  st = limits_create(&o.limits, NULL, &lim);
-  if (status_is_ok(&st)) st = limits_register(lim, a->serve);
-  if (!status_is_ok(&st)) {
-    log_msg(LOG_ERROR, NULL, "%s", st.msg);
-    limits_destroy(lim);
-    app_destroy(a);
-    auth_destroy(au);
-    cors_free(cors);
-    return 1;
-  }
-  bool no_default = false;
-  if (o.default_model) { /* the folder, not what has loaded yet: the first scan may be under way */
-    char path[4096];
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/%s", o.model_repository, o.default_model);
-    no_default = stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode);
-  }
-  if (no_default) {
-    log_msg(LOG_ERROR, NULL, "--default-model: no model '%s' in %s", o.default_model, o.model_repository);
-    app_destroy(a);
-    limits_destroy(lim);
-    auth_destroy(au);
-    cors_free(cors);
-    return 2;
-  }
-  /* tracing plugs into the pipeline's stages before any request can arrive */
-  tracer *trace = NULL;
-  if (o.trace.otlp_endpoint) {
-    st = trace_create(&o.trace, a->serve, &trace);
-    if (!status_is_ok(&st)) {
-      log_msg(LOG_ERROR, NULL, "%s", st.msg);
-      app_destroy(a);
-      limits_destroy(lim);
-      auth_destroy(au);
-      cors_free(cors);
-      return 2;
+  /* What the server is made of, in the order it starts; stop() takes down whatever started, in
+   * reverse dependency order, on every path out (a failed start included). */
+  server_parts p = {0};
+  int rc = start(&o, &p);
+  if (rc == 0) {
+    int sig = SIGTERM;
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+      log_msg(LOG_INFO, NULL, "SIGHUP: rescanning the model repository%s",
+              auth_enabled(p.au) ? ", reloading credentials" : "");
+      repo_request_rescan(p.a->repo);
+      auth_reload(p.au);
+      if (p.tls) { /* new connections take the new certificates; open ones keep theirs */
+        inferd_status rs = tlsconf_reload(p.tls);
+        if (status_is_ok(&rs))
+          log_msg(LOG_INFO, NULL, "SIGHUP: TLS certificates reloaded from %s", o.tls_cert);
+        else
+          log_msg(LOG_ERROR, NULL, "SIGHUP: TLS certificates not reloaded, the previous ones stay: %s", rs.msg);
+      }
     }
-    log_msg(LOG_INFO, NULL, "tracing: exporting OTLP/HTTP (%s) to %s, sampling %g of requests without a parent",
-            o.trace.otlp_json ? "json" : "protobuf", o.trace.otlp_endpoint, o.trace.sample_ratio);
+    log_msg(LOG_INFO, NULL, "%s: draining (up to %ld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout_ms);
   }
-  traffic *tr;
-  traffic_options to = {.state_dir = o.state_dir, .model_repository = o.model_repository};
-  st = traffic_create(a, &to, &tr);
-  if (!status_is_ok(&st)) {
-    log_msg(LOG_ERROR, NULL, "%s", st.msg);
-    app_destroy(a);
-    limits_destroy(lim);
-    trace_destroy(trace);
-    auth_destroy(au);
-    cors_free(cors);
-    return 1;
-  }
-  http_server *http;
-  http_options ho = {.host = o.host, .port = (int)o.http_port, .threads = (int)o.http_threads,
-                     .max_body_bytes = (size_t)o.max_body_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms,
-                     .head_timeout_ms = (int)o.head_timeout_ms, .body_timeout_ms = (int)o.body_timeout_ms,
-                     .min_body_rate = (int)o.min_body_rate, .keepalive_timeout_ms = (int)o.keepalive_timeout_ms,
-                     .send_timeout_ms = (int)o.send_timeout_ms, .max_connections = o.max_connections,
-                     .auth = au, .cors = cors};
-  raise_fd_limit(o.max_connections);
-  st = http_server_create(&ho, a, &http);
-  if (!status_is_ok(&st)) {
-    log_msg(LOG_ERROR, NULL, "%s", st.msg);
-    traffic_destroy(tr);
-    app_destroy(a);
-    limits_destroy(lim);
-    trace_destroy(trace);
-    auth_destroy(au);
-    cors_free(cors);
-    return 1;
-  }
-  log_msg(LOG_INFO, NULL, "inferd %s serving %s over HTTP on %s:%d", INFERD_VERSION, o.model_repository, o.host,
-          http_server_port(http));
-  grpcfe *grpc;
-  grpcfe_options go = {.host = o.host, .port = (int)o.grpc_port, .threads = (int)o.grpc_threads,
-                     .max_message_bytes = (int)o.grpc_max_message_bytes, .drain_timeout_ms = (int)o.drain_timeout_ms,
-                     .auth = au};
-  st = grpcfe_create(&go, a, &grpc);
-  if (!status_is_ok(&st)) {
-    log_msg(LOG_ERROR, NULL, "%s", st.msg);
-    atomic_store(&a->draining, true);
-    http_server_drain(http);
-    app_stop_work(a);
-    http_server_destroy(http);
-    traffic_destroy(tr);
-    app_destroy(a);
-    limits_destroy(lim);
-    trace_destroy(trace);
-    auth_destroy(au);
-    cors_free(cors);
-    return 1;
-  }
-  log_msg(LOG_INFO, NULL, "serving gRPC on %s:%d", o.host, grpcfe_port(grpc));
-  if (auth_enabled(au))
-    log_msg(LOG_INFO, NULL, "authentication on: every route but the health probes needs a credential (%s%s%s)",
-            o.api_keys ? "--api-keys" : "", o.api_keys && (o.jwt_jwks || o.jwt_secret_file) ? ", " : "",
-            o.jwt_jwks || o.jwt_secret_file ? "JWT" : "");
-  else if (!host_is_loopback(o.host))
-    log_msg(LOG_WARN, NULL,
-            "WARNING: NO AUTHENTICATION. inferd is bound to %s, reachable from other machines, and anyone who can "
-            "reach ports %d (HTTP) and %d (gRPC) can run, load and unload models. Configure --api-keys (inferd keys "
-            "create) or --jwt-jwks, or bind --host 127.0.0.1 (docs/security.md).",
-            o.host, http_server_port(http), grpcfe_port(grpc));
-
-  int sig = 0;
-  while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
-    log_msg(LOG_INFO, NULL, "SIGHUP: rescanning the model repository%s", auth_enabled(au) ? ", reloading credentials" : "");
-    repo_request_rescan(a->repo);
-    auth_reload(au);
-  }
-  log_msg(LOG_INFO, NULL, "%s: draining (up to %ld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout_ms);
-  atomic_store(&a->draining, true);
-  grpcfe_begin_drain(grpc); /* both frontends stop taking calls, then drain together */
-  http_server_drain(http);
-  grpcfe_drain(grpc);
-  app_stop_work(a); /* what is still queued is answered 503 through the loops, still running */
-  http_server_destroy(http);
-  grpcfe_destroy(grpc);
-  traffic_destroy(tr);
-  app_destroy(a);
-  limits_destroy(lim); /* no request holds a slot now */
-  trace_destroy(trace); /* after the last completion (and the pipeline) is gone: exports what is left */
-  auth_destroy(au); /* after everything that could still admit a request */
-  cors_free(cors);
-  log_msg(LOG_INFO, NULL, "stopped");
-  return 0;
+  stop(&p);
+  if (rc == 0) log_msg(LOG_INFO, NULL, "stopped");
+  return rc;
 }
 
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "keys") == 0) return keys_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "traffic") == 0) return traffic_cli_main(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "profile") == 0) return profile_main(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "tokenize") == 0) return tokenize_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "version") == 0) {
     printf("inferd %s\n", INFERD_VERSION);
     return 0;

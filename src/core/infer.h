@@ -14,6 +14,7 @@
 typedef struct infer_request infer_request;
 struct principal;
 struct serve_headers;
+struct serve_record;
 
 /* core/serve's end hooks (serve_on_end): what must run once when a request ends, however it
  * ends. Kept in the request so that the hand-off carries them to the worker that completes it. */
@@ -51,12 +52,18 @@ struct infer_request {
    * stages (the serve_request itself lives only as long as serve_submit). */
   const struct principal *principal; /* a counted reference, dropped by infer_request_destroy */
   struct serve_headers *reply_headers;
+  struct serve_record *record; /* the frontend's access-log record (core/serve.h); may be NULL */
+  int protocol;                /* serve_protocol (core/serve.h) */
+  int64_t start_ns;            /* arrival at the frontend, monotonic */
   char arm[32]; /* traffic/'s: the arm of the model's split that answered ("" when none) */
   infer_end_hooks ends; /* core/serve's: run once when the request ends (serve_on_end) */
   /* observability/'s per-request trace data (tracing on and the request sampled), set by its
    * route handler: one allocation holding no pointers of its own, so infer_request_destroy
    * frees it with free() whether or not the request reached its completion. NULL: none. */
   void *trace;
+  char request_id[64];  /* the request's id for completion stages (capture): the trace id or the
+                           client's X-Request-ID when a stage fills it in; "" when none did */
+  bool capture;         /* payload capture sampled this request (observability/capture) */
 
   /* The scheduler's. */
   int64_t enqueue_ns;

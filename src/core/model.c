@@ -7,6 +7,7 @@
 
 #include "core/warmup.h"
 #include "util/log.h"
+#include "util/monotime.h"
 
 static const model_version_hook *hooks[MODEL_VERSION_MAX_HOOKS];
 static int n_hooks;
@@ -198,6 +199,7 @@ inferd_status model_resolve_signature(const model_config *cfg, const tensor_spec
 
 void model_version_load(model_version *mv) {
   model *m = mv->model;
+  int64_t load_start_ns = monotime_ns();
   inferd_status st;
   if (m->config_error[0]) {
     st = status_make(INFERD_INVALID_ARGUMENT, "%s", m->config_error);
@@ -227,6 +229,7 @@ void model_version_load(model_version *mv) {
   }
   if (status_is_ok(&st)) {
     mv->loaded_at = time(NULL);
+    mv->load_ns = monotime_ns() - load_start_ns;
     log_msg(LOG_INFO, m->name, "version %lld ready", (long long)mv->version);
     atomic_store_explicit(&mv->state, MODEL_READY, memory_order_release);
   } else {

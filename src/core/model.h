@@ -47,6 +47,7 @@ typedef struct model_version {
   _Atomic int state;
   char reason[512];
   time_t loaded_at;
+  int64_t load_ns; /* how long the load took, warmup included (set before state turns READY) */
   const backend_ops *backend;
   backend_model *backend_model;
   int running; /* runs under way; the scheduler's lock guards it */

@@ -31,6 +31,7 @@ void model_config_destroy(model_config *cfg) {
   free(cfg->description);
   free(cfg->warmup.file);
   json_decref(cfg->application);
+  json_decref(cfg->drift);
   free(cfg);
 }
 
@@ -268,7 +269,7 @@ static inferd_status parse_object(json_t *root, model_config *cfg) {
   static const char *const keys[] = {"name", "backend", "max_batch_size", "inputs", "outputs",
                                      "class_labels", "version_policy", "instance_count",
                                      "onnxruntime", "allow_nan", "description", "dynamic_batching",
-                                     "queue_policy", "application", "warmup",
+                                     "queue_policy", "application", "warmup", "drift",
                                      "traffic" /* read by traffic/ at start (docs/traffic.md) */, NULL};
   static const char *const ort_keys[] = {"intra_op_threads", "inter_op_threads", NULL};
   inferd_status st = check_keys(root, "", keys);
@@ -326,6 +327,10 @@ static inferd_status parse_object(json_t *root, model_config *cfg) {
   if ((v = json_object_get(root, "application")) != NULL) {
     if (!json_is_object(v)) return field_error("application", "must be an object");
     cfg->application = json_incref(v);
+  }
+  if ((v = json_object_get(root, "drift")) != NULL) {
+    if (!json_is_object(v)) return field_error("drift", "must be an object");
+    cfg->drift = json_incref(v);
   }
   if ((v = json_object_get(root, "description")) != NULL) {
     if (!json_is_string(v)) return field_error("description", "must be a string");

@@ -66,6 +66,9 @@ typedef struct model_config {
   /* config.json "application": the application API's section (feature schema and how records
    * map onto input tensors), kept as JSON for that module to read. Owned; may be NULL. */
   struct json_t *application;
+  /* config.json "drift": drift detection's settings for this model (window, buckets,
+   * thresholds), kept as JSON for observability/drift to read. Owned; may be NULL. */
+  struct json_t *drift;
 } model_config;
 
 /* The config of a model without config.json. */

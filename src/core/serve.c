@@ -39,6 +39,11 @@ static const char *const stage_names[SERVE_STAGE_COUNT] = {
 
 const char *serve_stage_name(serve_stage s) { return s < SERVE_STAGE_COUNT ? stage_names[s] : "?"; }
 
+const char *serve_protocol_name(serve_protocol p) {
+  static const char *const names[SERVE_PROTOCOL_COUNT] = {"other", "http", "grpc"};
+  return (unsigned)p < SERVE_PROTOCOL_COUNT ? names[p] : "other";
+}
+
 inferd_status serve_register(serve *s, serve_stage stage, serve_handler fn, void *ctx) {
   if (stage >= SERVE_STAGE_COUNT || fn == NULL)
     return status_make(INFERD_INTERNAL, "serve_register: no such stage or no handler");
@@ -200,7 +205,16 @@ static void complete(infer_request *req, void *user) {
   /* first: what a request holds (a concurrency slot) is free before its client hears the answer
    * and sends its next request */
   run_end_hooks(&req->ends, &req->status);
-  stats_record_request(&req->mv->stats, req, monotime_ns());
+  int64_t now = monotime_ns();
+  stats_record_request(&req->mv->stats, req, now);
+  serve_record *r = req->record;
+  if (r) {
+    r->done_ns = now;
+    r->queue_ns = req->queue_ns;
+    r->compute_ns = req->compute_input_ns + req->compute_infer_ns + req->compute_output_ns;
+    r->batch_size = req->batch_size;
+    copy_str(r->arm, sizeof r->arm, req->arm);
+  }
   run_completion_stage(s, SERVE_STAGE_STATS, req);
   for (serve_stage st = SERVE_STAGE_TRACE; st <= SERVE_STAGE_LOG; st++) run_completion_stage(s, st, req);
   req->reply_done(req, req->reply_user);
@@ -238,6 +252,9 @@ inferd_status serve_submit(serve *s, serve_request *sr) {
     memcpy(req->arm, arm, sizeof req->arm);
     serve_headers_add(sr->reply_headers, "X-Model-Arm", arm);
   }
+  req->record = sr->record;
+  req->protocol = sr->protocol;
+  req->start_ns = sr->start_ns;
   bool ended = stage_ends(s, SERVE_STAGE_ROUTE, sr, req, &st);
   if (!ended && sr->decode) {
     st = sr->decode(sr, req);

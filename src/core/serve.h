@@ -53,6 +53,25 @@ typedef struct serve_headers {
 } serve_headers;
 void serve_headers_add(serve_headers *h, const char *name, const char *value);
 
+/* The protocol a request came in by: a bounded label for metrics and logs. */
+typedef enum { SERVE_PROTOCOL_OTHER, SERVE_PROTOCOL_HTTP, SERVE_PROTOCOL_GRPC, SERVE_PROTOCOL_COUNT } serve_protocol;
+const char *serve_protocol_name(serve_protocol p);
+
+/* What a request's completion tells the frontend's access log and reply-time metrics: frontend
+ * storage (in its call, alive until the reply), as reply_headers is. The core fills the timings
+ * and the arm at completion, before the completion stages run; stages fill the rest (the trace
+ * id by tracing, `metrics` by observability at route). Not used for stream messages (many
+ * requests share one call). */
+typedef struct serve_record {
+  int64_t done_ns;    /* monotonic, when the completion began; 0: never handed off */
+  int64_t queue_ns;   /* waiting in the scheduler (batching delay included) */
+  int64_t compute_ns; /* the batch's input gathering + Run + output hand-out */
+  int64_t batch_size;
+  char arm[32];
+  void *metrics;      /* observability's series for the routed version; NULL: none */
+  bool observed;      /* the completion's metrics have counted the request */
+} serve_record;
+
 /* A registered handler. Request stages: sr is the request (req is NULL at admit, before the
  * version is known); a status other than OK ends the request with it (e.g. 401, 429 later).
  * Completion stages: sr is NULL, req holds the result; the status returned is ignored. */
@@ -102,13 +121,14 @@ struct serve_request {
   serve_headers *reply_headers; /* the frontend's, see serve_headers; may be NULL */
   /* serve's: the end hooks of this request (serve_on_end); serve_submit points it at its own. */
   infer_end_hooks *ends;
-  /* For traces and the access log: the frontend's request id and protocol ("http", "grpc"),
-   * alive as long as the serve_request; and where the trace stage writes the request's trace id
-   * (SERVE_TRACE_ID_SIZE bytes: 32 hex digits and a NUL, "" when not traced), the frontend's
-   * storage, read by its access log. Each may be NULL. */
+  /* For traces and the access log: the frontend's request id, alive as long as the
+   * serve_request; and where the trace stage writes the request's trace id (SERVE_TRACE_ID_SIZE
+   * bytes: 32 hex digits and a NUL, "" when not traced), the frontend's storage, read by its
+   * access log. Each may be NULL. */
   const char *request_id;
-  const char *protocol;
   char *trace_id;
+  serve_protocol protocol;      /* set by http_call_serve_init / gcall_serve_init */
+  serve_record *record;         /* the frontend's, see serve_record; may be NULL */
   /* Out, set by route even when a later stage fails: for the access log and replies. */
   char routed_version[32];
 };

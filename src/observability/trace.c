@@ -109,7 +109,7 @@ static inferd_status on_route(void *ctx, const serve_request *sr, infer_request 
   tr->flags = flags;
   tr->start_ns = sr->start_ns;
   copy_str(tr->request_id, sizeof tr->request_id, sr->request_id);
-  copy_str(tr->protocol, sizeof tr->protocol, sr->protocol ? sr->protocol : "");
+  copy_str(tr->protocol, sizeof tr->protocol, serve_protocol_name(sr->protocol));
   memcpy(tr->tracestate, state, sl + 1);
   req->trace = tr;
   return status_ok();

@@ -84,6 +84,7 @@ struct gcall {
   const struct principal *principal; /* counted reference once authenticated (security/) */
   /* unary calls: the pipeline stages' reply headers, sent as initial metadata */
   serve_headers stage_headers;
+  serve_record record; /* unary calls: what the completion tells the access log and metrics */
   grpc_metadata stage_md[SERVE_MAX_REPLY_HEADERS];
   size_t stage_md_n;
 

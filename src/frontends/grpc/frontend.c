@@ -13,8 +13,10 @@
 #include <time.h>
 
 #include "core/principal.h"
+#include "observability/metrics.h"
 #include "frontends/grpc/call.h"
 #include "security/auth.h"
+#include "security/tlsconf.h"
 #include "util/log.h"
 #include "util/monotime.h"
 
@@ -44,6 +46,12 @@ typedef struct unknown_call {
 
 struct grpcfe {
   app *app;
+  atomic_long active_calls; /* arrived and not yet freed */
+  /* TLS (NULL: plaintext): gRPC core keeps its own copy of the certificates and asks
+   * fetch_certs for a new one at each handshake; tls_generation is the copy it has. */
+  tlsconf *tls;
+  _Atomic uint64_t tls_generation;
+  bool test_subject_header; /* INFERD_TEST_CLIENT_SUBJECT_HEADER (docs/architecture.md) */
   grpc_server *server;
   grpc_completion_queue *cq;
   pthread_t *threads;
@@ -83,6 +91,14 @@ bool grpcfe_draining(grpcfe *fe) {
 }
 void *grpcfe_health_state(grpcfe *fe) { return fe->health; }
 void grpcfe_set_health_state(grpcfe *fe, void *state) { fe->health = state; }
+long grpcfe_active_calls(const grpcfe *f) { return atomic_load(&((grpcfe *)f)->active_calls); }
+
+void grpcfe_metrics_collect(void *ctx, metrics_text *out) {
+  metrics_text_family(out, "inferd_grpc_active_calls", "gauge",
+                      "gRPC calls under way now (gRPC core does not expose its connections).");
+  metrics_text_printf(out, "inferd_grpc_active_calls %ld\n", grpcfe_active_calls(ctx));
+}
+
 int grpcfe_port(const grpcfe *f) { return f->port; }
 
 static void live_add(grpcfe *fe, int d) {
@@ -228,6 +244,7 @@ static int final_status(const gcall *c) {
  * the gRPC status code (0 is OK). Gathered here; the reply thread writes them. */
 static void access_log_call(gcall *c) {
   grpcfe *fe = c->fe;
+  int64_t now = monotime_ns();
   access_record r = {
       .request_id = c->request_id,
       .trace_id = c->trace_id[0] ? c->trace_id : NULL,
@@ -237,10 +254,16 @@ static void access_log_call(gcall *c) {
       .version = c->version[0] ? c->version : NULL,
       .principal = c->principal ? c->principal->name : NULL,
       .status = final_status(c),
-      .latency_us = (monotime_ns() - c->start_ns) / 1000,
+      .latency_us = (now - c->start_ns) / 1000,
       .bytes_in = c->bytes_in,
       .bytes_out = c->bytes_out,
+      .arm = c->record.arm,
+      .timed = c->record.done_ns != 0,
+      .queue_us = c->record.queue_ns / 1000,
+      .compute_us = c->record.compute_ns / 1000,
   };
+  metrics_observe_reply(fe->app->metrics, SERVE_PROTOCOL_GRPC, &c->record, metrics_grpc_http_status(r.status),
+                        c->start_ns, now, r.bytes_in, r.bytes_out);
   char line[LOG_ACCESS_LINE_MAX];
   size_t n = log_access_format(&r, line, sizeof line);
   pthread_mutex_lock(&fe->log_mu);
@@ -272,7 +295,10 @@ static size_t buffer_bytes(grpc_byte_buffer *bb) { return bb ? grpc_byte_buffer_
 
 static void free_call(gcall *c) {
   grpcfe *fe = c->fe;
-  if (c->arrived) access_log_call(c);
+  if (c->arrived) {
+    access_log_call(c);
+    atomic_fetch_sub(&fe->active_calls, 1);
+  }
   if (c->call) grpc_call_unref(c->call);
   grpc_metadata_array_destroy(&c->md);
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
@@ -397,10 +423,14 @@ void gcall_serve_init(gcall *c, serve_request *sr) {
   sr->meta_ctx = c;
   sr->principal = c->principal;
   sr->request_id = c->request_id;
-  sr->protocol = "grpc";
   sr->trace_id = c->trace_id;
-  /* a stream answers many requests on one call: its responses carry no per-request headers */
-  if (c->method->kind == RPC_UNARY) sr->reply_headers = &c->stage_headers;
+  sr->protocol = SERVE_PROTOCOL_GRPC;
+  /* a stream answers many requests on one call: its responses carry no per-request headers,
+   * and its log line no per-request timings */
+  if (c->method->kind == RPC_UNARY) {
+    sr->reply_headers = &c->stage_headers;
+    sr->record = &c->record;
+  }
 }
 
 /* Starts the reply that unary_send stored in c. */
@@ -749,6 +779,20 @@ static inferd_status admit_call(gcall *c) {
   return auth_check(au, p, need, NULL);
 }
 
+/* The client certificate's subject from the call's auth context: gRPC core's x509_subject,
+ * RFC 2253 like the HTTP port's. Present only when the certificate verified against the client
+ * CA (the credentials ask for it "and verify"). */
+static void set_client_subject(gcall *c) {
+  grpc_auth_context *ac = grpc_call_auth_context(c->call);
+  if (ac == NULL) return;
+  grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ac, GRPC_X509_SUBJECT_PROPERTY_NAME);
+  const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+  if (p && p->value_length > 0) c->client_subject = strndup(p->value, p->value_length);
+  grpc_auth_context_release(ac);
+  if (c->client_subject && c->fe->test_subject_header)
+    serve_headers_add(&c->stage_headers, "X-Test-Client-Subject", c->client_subject);
+}
+
 static void on_arrival(gtag *t, bool ok) {
   gcall *c = container_of(t, gcall, req_tag);
   grpcfe *fe = c->fe;
@@ -760,8 +804,10 @@ static void on_arrival(gtag *t, bool ok) {
   c->start_ns = monotime_ns();
   c->deadline_ns = deadline_to_monotonic(c->deadline);
   c->arrived = true;
+  atomic_fetch_add(&fe->active_calls, 1);
   c->bytes_in = buffer_bytes(c->payload);
   set_request_id(c);
+  if (fe->tls && tlsconf_client_mode(fe->tls) != TLSCONF_CLIENT_NONE) set_client_subject(c);
   inferd_status admitted = admit_call(c);
   pthread_mutex_lock(&c->mu);
   watch_close(c);
@@ -914,6 +960,37 @@ static void destroy_unstarted(grpcfe *fe) {
   free_frontend(fe);
 }
 
+/* gRPC core's certificate fetcher: called at start and before each handshake; hands over the
+ * certificates only when a reload has changed them, so an unchanged handshake costs a lock. */
+static grpc_ssl_certificate_config_reload_status fetch_certs(void *user, grpc_ssl_server_certificate_config **config) {
+  grpcfe *fe = user;
+  if (tlsconf_generation(fe->tls) == atomic_load(&fe->tls_generation)) return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+  uint64_t gen;
+  char *cert, *key, *ca;
+  if (!tlsconf_pem(fe->tls, &gen, &cert, &key, &ca)) return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
+  grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+  /* gRPC core 1.51 asserts a fetched config has client roots even when it asks for no client
+   * certificate; without --tls-client-ca it asks for none and never consults them, so the
+   * server's own chain stands in */
+  *config = grpc_ssl_server_certificate_config_create(ca ? ca : cert, &pair, 1); /* copies them */
+  tlsconf_pem_free(cert, key, ca);
+  atomic_store(&fe->tls_generation, gen);
+  return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+}
+
+/* TLS with --tls-client-auth's client certificate rule: optional asks for one and verifies
+ * it when given (an invalid one fails the handshake, as on the HTTP port). */
+static grpc_server_credentials *tls_credentials(grpcfe *fe) {
+  grpc_ssl_client_certificate_request_type req = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  switch (tlsconf_client_mode(fe->tls)) {
+    case TLSCONF_CLIENT_NONE: break;
+    case TLSCONF_CLIENT_OPTIONAL: req = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY; break;
+    case TLSCONF_CLIENT_REQUIRED: req = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY; break;
+  }
+  grpc_ssl_server_credentials_options *o = grpc_ssl_server_credentials_create_options_using_config_fetcher(req, fetch_certs, fe);
+  return grpc_ssl_server_credentials_create_with_options(o);
+}
+
 inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out) {
   grpc_init();
   grpcfe *fe = calloc(1, sizeof *fe);
@@ -922,6 +999,8 @@ inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out) {
     return status_make(INFERD_INTERNAL, "out of memory");
   }
   fe->app = a;
+  fe->tls = opts->tls;
+  fe->test_subject_header = getenv("INFERD_TEST_CLIENT_SUBJECT_HEADER") != NULL;
   fe->drain_timeout_ms = opts->drain_timeout_ms;
   fe->auth = opts->auth;
   fe->shutdown_tag.fn = on_shutdown;
@@ -955,7 +1034,7 @@ inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out) {
   }
   char addr[300];
   snprintf(addr, sizeof addr, strchr(opts->host, ':') ? "[%s]:%d" : "%s:%d", opts->host, opts->port);
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  grpc_server_credentials *creds = fe->tls ? tls_credentials(fe) : grpc_insecure_server_credentials_create();
   fe->port = grpc_server_add_http2_port(fe->server, addr, creds);
   grpc_server_credentials_release(creds);
   if (fe->port == 0) {

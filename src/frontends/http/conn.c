@@ -1,8 +1,12 @@
 /* HTTP/1.1 on a socket driven by libevent events: parses requests (Content-Length or chunked bodies,
  * keep-alive, pipelining one at a time), refuses an oversized body from its Content-Length
  * before reading it, answers malformed requests with JSON errors, and notices a client that
- * leaves while its request is being answered. */
+ * leaves while its request is being answered. With --tls-cert the same connection speaks TLS
+ * (OpenSSL on the socket, non-blocking, on the same events): see "TLS" below. */
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <sys/uio.h>
@@ -15,6 +19,7 @@
 
 #include "frontends/http/http_parse.h"
 #include "frontends/http/server_internal.h"
+#include "security/tlsconf.h"
 #include "util/monotime.h"
 
 _Static_assert(HTTP_MAX_HEADERS >= HTTP_PARSE_MAX_HEADERS, "a parsed head's headers fit in a call");
@@ -55,6 +60,20 @@ struct http_conn {
    * running loop, and a close waits until that loop returns. */
   bool parsing;
   bool dead;
+  /* TLS (NULL: plain HTTP). The handshake runs on the same events and under the head deadline
+   * set at accept; afterwards SSL_read/SSL_write stand in for read/write. OpenSSL may need the
+   * other direction to make progress (a read that must write, a write that must read): the
+   * *_wants_* flags route the next readable/writable event back to the operation waiting. */
+  SSL *ssl;
+  bool handshaking;
+  bool peeked;            /* the first bytes were checked for plain HTTP */
+  bool tls_broken;        /* a fatal TLS error: no close_notify may follow */
+  bool read_wants_write;
+  bool write_wants_read;
+  /* owned: the verified client certificate's subject (RFC 2253), every call's client_subject;
+   * handed over to a call still being answered when the connection goes (conn_free), which
+   * frees it then (free_detached) */
+  char *subject;
   http_conn *prev, *next;
 };
 
@@ -73,10 +92,18 @@ static void conn_free(http_conn *conn) {
     if (conn->state == ANSWERING) { /* the handler still has it; its reply will be dropped */
       atomic_store(&conn->call->client_gone, true);
       conn->call->conn = NULL;
+      if (conn->call->client_subject) conn->subject = NULL; /* the call owns it now: free_detached */
     }
     else
       http_call_free(conn->call);
   }
+  if (conn->ssl) {
+    /* close_notify, one try: a client that reads no more must not hold the loop */
+    if (!conn->handshaking && !conn->tls_broken) SSL_shutdown(conn->ssl);
+    SSL_free(conn->ssl);
+    ERR_clear_error();
+  }
+  free(conn->subject);
   event_free(conn->readable);
   event_free(conn->writable);
   event_free(conn->timer);
@@ -115,13 +142,30 @@ static void clear_timer(http_conn *conn) {
 
 static void stop_reading(http_conn *conn) { event_del(conn->readable); }
 
-static void start_reading(http_conn *conn) { event_add(conn->readable, NULL); }
+static void start_reading(http_conn *conn) {
+  event_add(conn->readable, NULL);
+  /* records OpenSSL already took off the socket would not make it readable again */
+  if (conn->ssl && !conn->handshaking && SSL_has_pending(conn->ssl)) event_active(conn->readable, EV_READ, 0);
+}
+
+/* A call that outlived its connection frees the subject it was handed. */
+static void free_detached(http_call *c) {
+  free((char *)c->client_subject);
+  c->client_subject = NULL;
+  http_call_free(c);
+}
+
+static bool tls_flush(http_conn *conn);
 
 static void process_input(http_conn *conn);
 
 /* Writes what it can of conn->out now; the rest when the socket is writable. Returns false
  * when the connection was (or may have been) freed. */
 static bool flush_output(http_conn *conn) {
+  if (conn->ssl) {
+    if (!tls_flush(conn)) return false;
+    if (evbuffer_get_length(conn->out) > 0) return true; /* waiting on the socket */
+  }
   while (evbuffer_get_length(conn->out) > 0) {
     int n = evbuffer_write(conn->out, conn->fd);
     if (n < 0) {
@@ -133,7 +177,7 @@ static bool flush_output(http_conn *conn) {
       return false;
     }
   }
-  event_del(conn->writable);
+  if (!conn->read_wants_write) event_del(conn->writable);
   if (conn->closing) {
     conn_free(conn);
     return false;
@@ -164,6 +208,8 @@ static http_call *call_new(http_conn *conn) {
     free(c);
     return NULL;
   }
+  c->client_subject = conn->subject;
+  if (conn->subject && c->srv->test_subject_header) serve_headers_add(&c->stage_headers, "X-Test-Client-Subject", conn->subject);
   return c;
 }
 
@@ -399,9 +445,26 @@ static void process_input(http_conn *conn) {
   if (conn->dead) conn_free(conn);
 }
 
+/* Bytes were added to conn->in. */
+static void took_input(http_conn *conn) {
+  if (conn->state == ANSWERING) {
+    /* pipelined bytes wait their turn; stop reading if a client floods them */
+    if (evbuffer_get_length(conn->in) > HTTP_PARSE_MAX_HEAD_BYTES) stop_reading(conn);
+    return;
+  }
+  process_input(conn);
+}
+
+static void tls_on_readable(http_conn *conn);
+static void tls_on_writable(http_conn *conn);
+
 static void on_readable(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   http_conn *conn = arg;
+  if (conn->ssl) {
+    tls_on_readable(conn);
+    return;
+  }
   struct evbuffer_iovec vec;
   if (evbuffer_reserve_space(conn->in, 65536, &vec, 1) < 1) {
     conn_free(conn);
@@ -415,18 +478,171 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
   }
   vec.iov_len = (size_t)n;
   evbuffer_commit_space(conn->in, &vec, 1);
-  if (conn->state == ANSWERING) {
-    /* pipelined bytes wait their turn; stop reading if a client floods them */
-    if (evbuffer_get_length(conn->in) > HTTP_PARSE_MAX_HEAD_BYTES) stop_reading(conn);
-    return;
-  }
-  process_input(conn);
+  took_input(conn);
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
-  flush_output(arg);
+  http_conn *conn = arg;
+  if (conn->ssl) {
+    tls_on_writable(conn);
+    return;
+  }
+  flush_output(conn);
+}
+
+/* -- TLS -- */
+
+/* After a failed SSL call: true when it only has to wait (the event it needs is armed);
+ * false when the connection is finished (the caller frees it). */
+static bool tls_wait(http_conn *conn, int ret, bool reading) {
+  switch (SSL_get_error(conn->ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+      if (!reading) {
+        conn->write_wants_read = true;
+        event_add(conn->readable, NULL);
+      }
+      return true;
+    case SSL_ERROR_WANT_WRITE:
+      if (reading) conn->read_wants_write = true;
+      event_add(conn->writable, NULL);
+      return true;
+    case SSL_ERROR_ZERO_RETURN: /* close_notify: the client is done */
+      ERR_clear_error();
+      return false;
+    default: /* a broken handshake, a bad record, or the socket failed */
+      conn->tls_broken = true;
+      ERR_clear_error();
+      return false;
+  }
+}
+
+/* Writes conn->out through TLS as far as the socket takes it. False when the connection was
+ * freed. Pieces of up to one record, made contiguous: one SSL_write, one record, one write(). */
+static bool tls_flush(http_conn *conn) {
+  conn->write_wants_read = false;
+  size_t len;
+  while ((len = evbuffer_get_length(conn->out)) > 0) {
+    size_t want = len < 16384 ? len : 16384;
+    const unsigned char *p = evbuffer_pullup(conn->out, (ssize_t)want);
+    if (p == NULL) {
+      conn_free(conn);
+      return false;
+    }
+    int n = SSL_write(conn->ssl, p, (int)want);
+    if (n > 0) {
+      evbuffer_drain(conn->out, (size_t)n);
+      continue;
+    }
+    if (!tls_wait(conn, n, false)) {
+      conn_free(conn);
+      return false;
+    }
+    return true;
+  }
+  if (!conn->read_wants_write && !conn->handshaking) event_del(conn->writable);
+  return true;
+}
+
+/* Plain HTTP sent to the TLS port: a client that meant https:// (or a probe) gets told so in
+ * HTTP, which it can read, instead of a TLS alert it cannot. True when it was. */
+static bool plain_http_on_tls_port(http_conn *conn) {
+  unsigned char first;
+  ssize_t n = recv(conn->fd, &first, 1, MSG_PEEK);
+  if (n <= 0 || first < 'A' || first > 'Z') return false; /* a TLS record starts with 0x16 */
+  static const char body[] = "{\"error\":\"this port speaks HTTPS (TLS): use https://\"}";
+  char reply[256], sink[4096];
+  int len = snprintf(reply, sizeof reply,
+                     "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s", sizeof body - 1, body);
+  /* take what the client sent so the close is orderly (unread data would reset it) */
+  while (recv(conn->fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
+  }
+  ssize_t w = send(conn->fd, reply, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+  (void)w; /* best effort, as the connection-limit refusal */
+  shutdown(conn->fd, SHUT_WR);
+  return true;
+}
+
+static void tls_read(http_conn *conn);
+
+static void tls_handshake(http_conn *conn) {
+  if (!conn->peeked) {
+    conn->peeked = true;
+    if (plain_http_on_tls_port(conn)) {
+      conn->tls_broken = true; /* nothing TLS to close */
+      conn_free(conn);
+      return;
+    }
+  }
+  ERR_clear_error();
+  int r = SSL_do_handshake(conn->ssl);
+  if (r != 1) {
+    if (!tls_wait(conn, r, true)) {
+      conn_free(conn);
+      return;
+    }
+    if (!conn->read_wants_write) event_del(conn->writable);
+    conn->read_wants_write = false; /* the handshake retries on either event */
+    return;
+  }
+  conn->handshaking = false;
+  event_del(conn->writable);
+  if (tlsconf_client_mode(conn->loop->srv->opts.tls) != TLSCONF_CLIENT_NONE) conn->subject = tlsconf_peer_subject(conn->ssl);
+  /* the request may have come in the same packet as the handshake's end */
+  if (SSL_has_pending(conn->ssl)) tls_read(conn);
+}
+
+/* Reads what TLS has: every record already in OpenSSL's buffer, so none waits for a socket
+ * event that will not come. */
+static void tls_read(http_conn *conn) {
+  do {
+    struct evbuffer_iovec vec;
+    if (evbuffer_reserve_space(conn->in, 16384, &vec, 1) < 1) {
+      conn_free(conn);
+      return;
+    }
+    ERR_clear_error();
+    int n = SSL_read(conn->ssl, vec.iov_base, (int)vec.iov_len);
+    if (n <= 0) {
+      if (!tls_wait(conn, n, true)) {
+        conn_free(conn);
+        return;
+      }
+      break;
+    }
+    vec.iov_len = (size_t)n;
+    evbuffer_commit_space(conn->in, &vec, 1);
+    /* (a flood of pipelined requests stops here as on the plain path; start_reading resumes) */
+  } while (SSL_has_pending(conn->ssl) && !(conn->state == ANSWERING && evbuffer_get_length(conn->in) > HTTP_PARSE_MAX_HEAD_BYTES));
+  if (evbuffer_get_length(conn->in) > 0) took_input(conn);
+}
+
+static void tls_on_readable(http_conn *conn) {
+  if (conn->handshaking) {
+    tls_handshake(conn);
+    return;
+  }
+  if (conn->write_wants_read) {
+    if (!flush_output(conn)) return;
+    if (!event_pending(conn->readable, EV_READ, NULL)) return; /* reading had stopped: only the write wanted it */
+  }
+  tls_read(conn);
+}
+
+static void tls_on_writable(http_conn *conn) {
+  if (conn->handshaking) {
+    tls_handshake(conn);
+    return;
+  }
+  if (conn->read_wants_write) {
+    conn->read_wants_write = false;
+    if (evbuffer_get_length(conn->out) == 0) event_del(conn->writable);
+    tls_read(conn); /* may free conn */
+    return;
+  }
+  flush_output(conn);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
@@ -456,7 +672,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
-void http_conn_accept(http_loop *l, evutil_socket_t fd) {
+void http_conn_accept(http_loop *l, evutil_socket_t fd, bool tls) {
   http_conn *conn = calloc(1, sizeof *conn);
   if (conn == NULL) {
     evutil_closesocket(fd);
@@ -471,7 +687,12 @@ void http_conn_accept(http_loop *l, evutil_socket_t fd) {
   conn->timer = evtimer_new(l->base, on_timer, conn);
   conn->in = evbuffer_new();
   conn->out = evbuffer_new();
-  if (!conn->readable || !conn->writable || !conn->timer || !conn->in || !conn->out) {
+  if (tls) {
+    conn->ssl = tlsconf_new_ssl(l->srv->opts.tls, fd);
+    conn->handshaking = true;
+  }
+  if (!conn->readable || !conn->writable || !conn->timer || !conn->in || !conn->out || (tls && !conn->ssl)) {
+    if (conn->ssl) SSL_free(conn->ssl);
     if (conn->readable) event_free(conn->readable);
     if (conn->writable) event_free(conn->writable);
     if (conn->timer) event_free(conn->timer);
@@ -486,7 +707,7 @@ void http_conn_accept(http_loop *l, evutil_socket_t fd) {
   if (l->conns) l->conns->prev = conn;
   l->conns = conn;
   /* a new connection has the head deadline from the start: connecting and saying nothing
-   * is the cheapest way to hold a slot */
+   * is the cheapest way to hold a slot (with TLS, the handshake and the first head together) */
   set_timer(conn, TIMER_HEAD);
   start_reading(conn);
 }
@@ -494,7 +715,7 @@ void http_conn_accept(http_loop *l, evutil_socket_t fd) {
 void http_conn_send_reply(http_call *c) {
   http_conn *conn = c->conn;
   if (conn == NULL) { /* the client left while its request was answered */
-    http_call_free(c);
+    free_detached(c);
     return;
   }
   struct evbuffer *out = conn->out;
@@ -549,7 +770,11 @@ void http_conn_send_reply(http_call *c) {
 }
 
 void http_conn_drop_call(http_call *c) {
-  if (c->conn) c->conn->call = NULL;
+  if (c->conn == NULL) {
+    free_detached(c);
+    return;
+  }
+  c->conn->call = NULL;
   http_call_free(c);
 }
 

@@ -11,6 +11,8 @@
 #include "security/cors.h"
 #include "security/scope.h"
 
+#include "frontends/http/metrics_http.h"
+
 static const route routes[] = {
     {ROUTE_GET, "/v2", v2_server_metadata, SCOPE_READ},
     {ROUTE_GET, "/v2/health/live", v2_health_live, SCOPE_OPEN},
@@ -32,12 +34,15 @@ static const route routes[] = {
     {ROUTE_POST, "/v2/repository/models/{model}/load", repository_model_load, SCOPE_ADMIN},
     {ROUTE_POST, "/v2/repository/models/{model}/unload", repository_model_unload, SCOPE_ADMIN},
     {ROUTE_GET, "/health", health_summary, SCOPE_OPEN},
+    {ROUTE_GET, "/metrics", metrics_get, SCOPE_METRICS}, /* Prometheus (metrics_http.c) */
     /* the application API (v1.c); TF Serving's model status shares GET /v1/models/{model} */
     {ROUTE_GET, "/v1/models", v1_models_list, SCOPE_READ},
     {ROUTE_GET, "/v1/models/{model}", v1_model_get, SCOPE_READ},
     {ROUTE_GET, "/v1/models/{model}/versions/{version}", v1_model_get, SCOPE_READ},
     {ROUTE_POST, "/v1/models/{model}/predict", v1_predict, SCOPE_INFER},
     {ROUTE_POST, "/v1/models/{model}/versions/{version}/predict", v1_predict, SCOPE_INFER},
+    {ROUTE_GET, "/v1/models/{model}/drift", v1_model_drift, SCOPE_READ},
+    {ROUTE_GET, "/v1/models/{model}/versions/{version}/drift", v1_model_drift, SCOPE_READ},
     /* TF Serving's REST predict (tfserving.c) and MLflow's scoring protocol (mlflow.c) */
     {ROUTE_POST, "/v1/models/{model}:predict", tfserving_predict, SCOPE_INFER},
     {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", tfserving_predict, SCOPE_INFER},

@@ -25,6 +25,7 @@ void v2_model_config(void *call, const route_params *p);
 void v1_models_list(void *call, const route_params *p);
 void v1_model_get(void *call, const route_params *p);
 void v1_predict(void *call, const route_params *p);
+void v1_model_drift(void *call, const route_params *p); /* drift_api.c */
 void tfserving_predict(void *call, const route_params *p);
 void mlflow_invocations(void *call, const route_params *p);
 void mlflow_ping(void *call, const route_params *p);

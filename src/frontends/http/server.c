@@ -20,6 +20,7 @@
 #include "frontends/http/server_internal.h"
 #include "core/principal.h"
 #include "security/auth.h"
+#include "observability/metrics.h"
 #include "util/log.h"
 #include "util/monotime.h"
 
@@ -46,8 +47,9 @@ void http_call_serve_init(http_call *c, serve_request *sr) {
   sr->reply_headers = &c->stage_headers;
   sr->principal = c->principal;
   sr->request_id = c->request_id;
-  sr->protocol = "http";
   sr->trace_id = c->trace_id;
+  sr->protocol = SERVE_PROTOCOL_HTTP;
+  sr->record = &c->record;
 }
 
 const char *http_call_body(http_call *c, size_t *len) {
@@ -146,6 +148,7 @@ static inferd_status decode_request_body(http_call *c) {
 /* Sends a reply already encoded, on the loop thread. */
 static void send_reply(http_call *c) {
   if (atomic_load(&c->app->draining)) c->close_after = true;
+  int64_t now = monotime_ns();
   access_record r = {
       .request_id = c->request_id,
       .trace_id = c->trace_id[0] ? c->trace_id : NULL,
@@ -155,10 +158,16 @@ static void send_reply(http_call *c) {
       .version = c->version[0] ? c->version : NULL,
       .principal = c->principal ? c->principal->name : NULL,
       .status = c->status,
-      .latency_us = (monotime_ns() - c->start_ns) / 1000,
+      .latency_us = (now - c->start_ns) / 1000,
       .bytes_in = c->bytes_in,
       .bytes_out = c->body ? evbuffer_get_length(c->body) : 0,
+      .arm = c->record.arm,
+      .timed = c->record.done_ns != 0,
+      .queue_us = c->record.queue_ns / 1000,
+      .compute_us = c->record.compute_ns / 1000,
   };
+  metrics_observe_reply(c->app->metrics, SERVE_PROTOCOL_HTTP, &c->record, c->status, c->start_ns, now, r.bytes_in,
+                        r.bytes_out);
   char line[LOG_ACCESS_LINE_MAX];
   evbuffer_add(c->loop->access_log, line, log_access_format(&r, line, sizeof line));
   if (evbuffer_get_length(c->loop->access_log) > LOG_ACCESS_FLUSH_BYTES) flush_access_log(c->loop);
@@ -273,18 +282,30 @@ static void log_refusals(http_server *s, const char *why) {
 }
 
 /* Past --max-connections: a short 503 and close, so a client learns why rather than hanging. */
-static void refuse_connection(http_server *s, evutil_socket_t fd) {
+static void refuse_connection(http_server *s, evutil_socket_t fd, bool tls) {
   static const char reply[] =
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
       "Connection: close\r\nContent-Length: 69\r\n\r\n"
       "{\"error\":\"the server is at its connection limit (--max-connections)\"}";
   _Static_assert(sizeof "{\"error\":\"the server is at its connection limit (--max-connections)\"}" - 1 == 69,
                  "Content-Length of the refusal");
-  ssize_t n = send(fd, reply, sizeof reply - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-  (void)n; /* best effort: the socket is new, its buffer empty */
+  if (!tls) { /* a TLS client could not read it: it only sees the close */
+    ssize_t n = send(fd, reply, sizeof reply - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)n; /* best effort: the socket is new, its buffer empty */
+  }
   evutil_closesocket(fd);
   atomic_fetch_add(&s->refused_at_limit, 1);
   log_refusals(s, "refusing connections: at --max-connections");
+}
+
+static void accept_conn(http_loop *l, evutil_socket_t fd, bool tls) {
+  http_server *s = l->srv;
+  if (atomic_fetch_add(&s->open_conns, 1) >= s->opts.max_connections) {
+    atomic_fetch_sub(&s->open_conns, 1);
+    refuse_connection(s, fd, tls);
+    return;
+  }
+  http_conn_accept(l, fd, tls);
 }
 
 static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *addr, int len, void *arg) {
@@ -292,13 +313,14 @@ static void on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct soc
   (void)addr;
   (void)len;
   http_loop *l = arg;
-  http_server *s = l->srv;
-  if (atomic_fetch_add(&s->open_conns, 1) >= s->opts.max_connections) {
-    atomic_fetch_sub(&s->open_conns, 1);
-    refuse_connection(s, fd);
-    return;
-  }
-  http_conn_accept(l, fd);
+  accept_conn(l, fd, l->srv->opts.tls != NULL);
+}
+
+static void on_accept_plain(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *addr, int len, void *arg) {
+  (void)lis;
+  (void)addr;
+  (void)len;
+  accept_conn(arg, fd, false);
 }
 
 #define ACCEPT_PAUSE_MS 100
@@ -324,6 +346,7 @@ static void on_resume_accept(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   http_loop *l = arg;
   if (l->listener) evconnlistener_enable(l->listener);
+  if (l->plain_listener) evconnlistener_enable(l->plain_listener);
 }
 
 static void on_stop_accept(evutil_socket_t fd, short what, void *arg) {
@@ -333,6 +356,8 @@ static void on_stop_accept(evutil_socket_t fd, short what, void *arg) {
   event_del(l->resume_accept);
   if (l->listener) evconnlistener_free(l->listener);
   l->listener = NULL;
+  if (l->plain_listener) evconnlistener_free(l->plain_listener);
+  l->plain_listener = NULL;
 }
 
 static void *loop_main(void *arg) {
@@ -341,25 +366,35 @@ static void *loop_main(void *arg) {
   return NULL;
 }
 
-static inferd_status bind_loop(http_server *s, http_loop *l, struct sockaddr_storage *addr, socklen_t alen) {
+/* Binds one loop's listener on *port (0: any; the port got is written back, and into addr, so
+ * the other loops share it). */
+static inferd_status bind_listener(http_server *s, http_loop *l, struct sockaddr_storage *addr, socklen_t alen, int *port,
+                                   evconnlistener_cb cb, struct evconnlistener **out) {
+  if (addr->ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)addr)->sin6_port = htons((uint16_t)*port);
+  else
+    ((struct sockaddr_in *)addr)->sin_port = htons((uint16_t)*port);
   struct evconnlistener *lis = evconnlistener_new_bind(
-      l->base, on_accept, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
+      l->base, cb, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
       1024, (struct sockaddr *)addr, (int)alen);
   if (lis == NULL)
-    return status_make(INFERD_UNAVAILABLE, "cannot listen on %s:%d: %s", s->opts.host, s->port, strerror(errno));
-  l->listener = lis;
+    return status_make(INFERD_UNAVAILABLE, "cannot listen on %s:%d: %s", s->opts.host, *port, strerror(errno));
+  *out = lis;
   evconnlistener_set_error_cb(lis, on_accept_error);
-  if (s->port == 0) { /* an ephemeral port: the other loops share the one the first got */
+  if (*port == 0) { /* an ephemeral port: the other loops share the one the first got */
     struct sockaddr_storage got;
     socklen_t glen = sizeof got;
     getsockname(evconnlistener_get_fd(lis), (struct sockaddr *)&got, &glen);
-    s->port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
-                                              : ((struct sockaddr_in *)&got)->sin_port);
-    if (addr->ss_family == AF_INET6)
-      ((struct sockaddr_in6 *)addr)->sin6_port = htons((uint16_t)s->port);
-    else
-      ((struct sockaddr_in *)addr)->sin_port = htons((uint16_t)s->port);
+    *port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                            : ((struct sockaddr_in *)&got)->sin_port);
   }
+  return status_ok();
+}
+
+static inferd_status bind_loop(http_server *s, http_loop *l, struct sockaddr_storage *addr, socklen_t alen) {
+  TRY(bind_listener(s, l, addr, alen, &s->port, on_accept, &l->listener));
+  if (s->opts.tls && s->opts.plain_port >= 0)
+    TRY(bind_listener(s, l, addr, alen, &s->plain_port, on_accept_plain, &l->plain_listener));
   return status_ok();
 }
 
@@ -401,6 +436,8 @@ inferd_status http_server_create(const http_options *opts, app *a, http_server *
   if (s->opts.max_connections <= 0) s->opts.max_connections = 16384;
   s->app = a;
   s->port = opts->port;
+  s->plain_port = opts->tls && opts->plain_port > 0 ? opts->plain_port : 0;
+  s->test_subject_header = getenv("INFERD_TEST_CLIENT_SUBJECT_HEADER") != NULL;
   s->n_loops = opts->threads > 0 ? opts->threads : 1;
   s->loops = calloc((size_t)s->n_loops, sizeof *s->loops);
   inferd_status st = s->loops ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
@@ -447,6 +484,9 @@ inferd_status http_server_create(const http_options *opts, app *a, http_server *
 }
 
 int http_server_port(const http_server *s) { return s->port; }
+long http_server_open_connections(const http_server *s) { return atomic_load(&((http_server *)s)->open_conns); }
+
+int http_server_plain_port(const http_server *s) { return s->plain_port; }
 
 /* usleep is obsolescent (POSIX.1-2008 removed it) */
 static void sleep_us(long us) {
@@ -491,6 +531,7 @@ void http_server_destroy(http_server *s) {
     }
     if (l->log_flush) event_free(l->log_flush);
     if (l->listener) evconnlistener_free(l->listener);
+    if (l->plain_listener) evconnlistener_free(l->plain_listener);
     if (l->wake) event_free(l->wake);
     if (l->stop_accept) event_free(l->stop_accept);
     if (l->resume_accept) event_free(l->resume_accept);

@@ -34,6 +34,11 @@ typedef struct http_options {
   long max_connections;     /* open at once, over all loops */
   struct auth *auth;        /* security/auth.h: who may call; NULL or disabled: everyone */
   const struct cors_policy *cors; /* security/cors.h: --cors-origins; NULL: CORS off */
+  /* TLS on `port` (security/tlsconf, owned by the caller and outliving the server); NULL:
+   * plain HTTP. With it, plain_port >= 0 also serves plain HTTP there (0: any free port);
+   * -1: none. Ignored without tls. */
+  struct tlsconf *tls;
+  int plain_port;
 } http_options;
 
 /* One request being answered. Handlers run on the loop thread; a deferred reply may be
@@ -77,6 +82,7 @@ typedef struct http_call {
   /* who is calling, once authenticated (security/); a counted reference, dropped with the call */
   const struct principal *principal;
   serve_headers stage_headers; /* the pipeline stages' (serve_request.reply_headers), sent too */
+  serve_record record;         /* what the completion tells the access log and metrics (serve_request.record) */
   bool close_after; /* answer with Connection: close and close */
   /* Set on the loop thread when the client leaves before its answer; the scheduler reads it
    * to drop a request still queued. Lives as long as the call. */
@@ -87,6 +93,10 @@ typedef struct http_call {
 inferd_status http_server_create(const http_options *opts, app *a, http_server **out);
 /* The port bound (useful with port 0). */
 int http_server_port(const http_server *s);
+/* Connections open now, over every loop (for the connections gauge). */
+long http_server_open_connections(const http_server *s);
+/* The plain HTTP port beside the TLS one (opts.plain_port), 0 when there is none. */
+int http_server_plain_port(const http_server *s);
 /* Stops accepting, waits for the calls in flight up to the drain timeout. */
 void http_server_drain(http_server *s);
 /* Stops the loops and frees everything; calls not answered by then are dropped. */

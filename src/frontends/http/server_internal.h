@@ -15,6 +15,7 @@ struct http_loop {
   http_server *srv;
   struct event_base *base;
   struct evconnlistener *listener;
+  struct evconnlistener *plain_listener; /* --http-plain-port beside a TLS port; NULL: none */
   struct event *wake;        /* activated by workers: replies are waiting */
   struct event *stop_accept; /* activated by the main thread on drain */
   struct event *resume_accept; /* re-enables the listener after an accept failure's pause */
@@ -34,6 +35,8 @@ struct http_server {
   http_options opts;
   app *app;
   int port;
+  int plain_port; /* bound for --http-plain-port, 0: none */
+  bool test_subject_header; /* INFERD_TEST_CLIENT_SUBJECT_HEADER (docs/architecture.md) */
   http_loop *loops;
   int n_loops;
   atomic_long in_flight;
@@ -43,8 +46,9 @@ struct http_server {
   _Atomic int64_t last_refusal_log_ns; /* refusals are logged at most once a second */
 };
 
-/* conn.c: takes a new socket, already counted in srv->open_conns. */
-void http_conn_accept(http_loop *l, evutil_socket_t fd);
+/* conn.c: takes a new socket, already counted in srv->open_conns; tls: it speaks TLS with
+ * srv->opts.tls's current context. */
+void http_conn_accept(http_loop *l, evutil_socket_t fd, bool tls);
 /* conn.c: writes c's reply on its connection (if it is still there) and frees c. */
 void http_conn_send_reply(http_call *c);
 /* conn.c: frees a call whose reply will never be sent, detaching it from its connection. */
