@@ -5,7 +5,8 @@
 #   bench/cpu_per_request.sh [-- load command]
 # The load command may use $HTTP_PORT and $GRPC_PORT (exported). Default: wrk, 2 threads, 64
 # connections, 10 s, the mlp V2 JSON body.
-# Environment: BUILD (default build), REPO (default models), MODEL (default mlp).
+# Environment: BUILD (default build), REPO (default models), MODEL (default mlp); API_KEY (sent
+# with the statistics request, for a server with --api-keys / INFERD_API_KEYS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -28,7 +29,7 @@ fi
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
 wait_up "http://127.0.0.1:$HTTP_PORT/v2/health/ready"
-count() { curl -sf "http://127.0.0.1:$HTTP_PORT/v2/models/$MODEL/stats" | $PY -c 'import json,sys; print(json.load(sys.stdin)["model_stats"][0]["inference_stats"]["success"]["count"])'; }
+count() { curl -sf ${API_KEY:+-H "X-API-Key: $API_KEY"} "http://127.0.0.1:$HTTP_PORT/v2/models/$MODEL/stats" | $PY -c 'import json,sys; print(json.load(sys.stdin)["model_stats"][0]["inference_stats"]["success"]["count"])'; }
 # "name utime stime" summed by thread name, in clock ticks
 threads() {
   for t in /proc/"$SERVER"/task/*; do

@@ -3,6 +3,7 @@
 --   HEADER_LEN  set: the body is a V2 binary tensor request (a JSON header of HEADER_LEN bytes,
 --               then raw tensor bytes), sent as application/octet-stream; unset: JSON
 --   PACE_MS     set: each connection waits this long between its requests (wrk's delay())
+--   API_KEY     set: sent as X-API-Key on every request
 local f = assert(io.open(os.getenv("BODY"), "rb"))
 wrk.method = "POST"
 wrk.body = f:read("*a")
@@ -14,6 +15,9 @@ if header_len and header_len ~= "" then
 else
   wrk.headers["Content-Type"] = "application/json"
 end
+
+local api_key = os.getenv("API_KEY")
+if api_key and api_key ~= "" then wrk.headers["X-API-Key"] = api_key end
 
 local pace = tonumber(os.getenv("PACE_MS") or "0")
 if pace > 0 then function delay() return pace end end

@@ -18,6 +18,7 @@
 #include "frontends/grpc/frontend.h"
 #include "frontends/http/metrics_http.h"
 #include "frontends/http/server.h"
+#include "security/limits.h"
 #include "generate/tokenize_cli.h"
 #include "observability/trace.h"
 #include "security/auth.h"
@@ -52,6 +53,7 @@ typedef struct serve_options {
   long poll_secs;
   const char *load_models[64];
   size_t n_load_models;
+  limits_options limits; /* the default rate limits (docs/security.md#rate-limits) */
   trace_options trace; /* tracing is on when trace.otlp_endpoint is set */
   /* security (docs/security.md) */
   const char *api_keys, *jwt_jwks, *jwt_secret_file, *jwt_issuer, *jwt_audience, *jwt_scope_claim, *cors_origins;
@@ -107,6 +109,12 @@ static void usage(FILE *f) {
           "  --keepalive-timeout-ms N idle time between requests   INFERD_KEEPALIVE_TIMEOUT_MS (120000)\n"
           "  --send-timeout-ms N      time for a client to take a closing reply  INFERD_SEND_TIMEOUT_MS (30000)\n"
           "  --max-connections N      HTTP connections open at once  INFERD_MAX_CONNECTIONS (16384)\n"
+          "rate limits, for every caller without limits of its own (docs/security.md#rate-limits):\n"
+          "  --rate-limit R           requests per second: 10, 10/s, 600/m, 3600/h  INFERD_RATE_LIMIT (none)\n"
+          "  --rate-burst N           requests at once after a pause  INFERD_RATE_BURST (the rate's second)\n"
+          "  --max-concurrent N       requests in flight            INFERD_MAX_CONCURRENT (none)\n"
+          "  --records-per-minute N   records (rows) per minute     INFERD_RECORDS_PER_MINUTE (none)\n"
+          "  --rate-limit-per-model   a budget per caller and model  INFERD_RATE_LIMIT_PER_MODEL (per caller)\n"
           "Tracing (docs/observability.md, \"Tracing\"): on when an OTLP endpoint is set\n"
           "  --otlp-endpoint URL      OTLP/HTTP collector (no path: /v1/traces)  INFERD_OTLP_ENDPOINT (off)\n"
           "  --otlp-protocol P        http/protobuf or http/json   INFERD_OTLP_PROTOCOL (http/protobuf)\n"
@@ -165,6 +173,9 @@ static const struct option serve_longopts[] = {
     {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
     {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
     {"load-model", required_argument, 0, 'L'}, {"state-dir", required_argument, 0, 'S'},
+    {"rate-limit", required_argument, 0, 1200},      {"rate-burst", required_argument, 0, 1201},
+    {"max-concurrent", required_argument, 0, 1202},  {"records-per-minute", required_argument, 0, 1203},
+    {"rate-limit-per-model", no_argument, 0, 1204},
     {"otlp-endpoint", required_argument, 0, 1100}, {"otlp-protocol", required_argument, 0, 1101},
     {"trace-sample-ratio", required_argument, 0, 1102}, {"otlp-service-name", required_argument, 0, 1103},
     {"otlp-queue-size", required_argument, 0, 1104}, {"otlp-batch-size", required_argument, 0, 1105},
@@ -204,6 +215,8 @@ static const struct {
                   {"INFERD_MIN_BODY_RATE", 1002}, {"INFERD_KEEPALIVE_TIMEOUT_MS", 1003},
                   {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005},
                   {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}, {"INFERD_STATE_DIR", 'S'},
+                  {"INFERD_RATE_LIMIT", 1200}, {"INFERD_RATE_BURST", 1201}, {"INFERD_MAX_CONCURRENT", 1202},
+                  {"INFERD_RECORDS_PER_MINUTE", 1203}, {"INFERD_RATE_LIMIT_PER_MODEL", 1204},
                   {"INFERD_OTLP_ENDPOINT", 1100}, {"INFERD_OTLP_PROTOCOL", 1101},
                   {"INFERD_TRACE_SAMPLE_RATIO", 1102}, {"INFERD_OTLP_SERVICE_NAME", 1103},
                   {"INFERD_OTLP_QUEUE_SIZE", 1104}, {"INFERD_OTLP_BATCH_SIZE", 1105},
@@ -252,6 +265,22 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
       }
       return 0;
     case 'P': if (parse_num(name, val, 1, 86400, &v)) return -1; o->poll_secs = (long)v; return 0;
+    case 1200: {
+      inferd_status st = limits_parse_rate(name, val, &o->limits.rate_per_s);
+      if (!status_is_ok(&st)) fprintf(stderr, "inferd: %s\n", st.msg);
+      return status_is_ok(&st) ? 0 : -1;
+    }
+    case 1201: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.burst = v; return 0;
+    case 1202: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.max_concurrent = v; return 0;
+    case 1203: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.records_per_min = v; return 0;
+    case 1204: /* a flag; its variable says 1/true or 0/false */
+      if (val == NULL || strcmp(val, "1") == 0 || strcmp(val, "true") == 0) o->limits.per_model = true;
+      else if (strcmp(val, "0") == 0 || strcmp(val, "false") == 0) o->limits.per_model = false;
+      else {
+        fprintf(stderr, "inferd: %s must be 1, true, 0 or false, got '%s'\n", name, val);
+        return -1;
+      }
+      return 0;
     case 1100: o->trace.otlp_endpoint = *val ? val : NULL; return 0;
     case 1101:
       if (strcmp(val, "http/protobuf") == 0) o->trace.otlp_json = false;
@@ -359,6 +388,19 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
     fprintf(stderr, "inferd: unexpected argument '%s'\n", argv[optind]);
     return -1;
   }
+  if (o->limits.burst && o->limits.rate_per_s == 0) {
+    fprintf(stderr, "inferd: --rate-burst needs --rate-limit\n");
+    return -1;
+  }
+  if (o->limits.rate_per_s > 0) { /* the limiter's bound on a full burst's refill time */
+    ratelimit_rule r = {.rate_per_s = o->limits.rate_per_s,
+                        .burst = o->limits.burst ? o->limits.burst : (o->limits.rate_per_s >= 1 ? (int64_t)o->limits.rate_per_s : 1)};
+    const char *why = ratelimit_rule_check(&r);
+    if (why) {
+      fprintf(stderr, "inferd: --rate-limit and --rate-burst: %s\n", why);
+      return -1;
+    }
+  }
   if (o->metrics_port >= 0 && !o->metrics) {
     fprintf(stderr, "inferd: --metrics-port needs --metrics on\n");
     return -1;
@@ -415,6 +457,7 @@ typedef struct server_parts {
   metrics *mreg;
   tracer *trace;
   traffic *tr;
+  limits *lim;  /* the rate limits (security/limits) */
   tlsconf *tls; /* NULL: plain HTTP and gRPC */
   http_server *http;
   grpcfe *grpc;
@@ -441,6 +484,9 @@ static int start(const serve_options *o, server_parts *p) {
   a->max_records = (int)o->max_records;
   /* the features plug into the pipeline's stages before any request can arrive */
   st = auth_install(p->au, a->serve); /* the admit stage's infer:<model> check, on every protocol */
+  /* the rate limits after it: a caller refused its scope spends none of its budget */
+  if (status_is_ok(&st)) st = limits_create(&o->limits, NULL, &p->lim);
+  if (status_is_ok(&st)) st = limits_register(p->lim, a->serve);
   if (status_is_ok(&st)) st = drift_serve_register(a->serve);
   if (status_is_ok(&st) && o->obs.capture.dir) st = capture_create(&o->obs.capture, &p->cap);
   if (status_is_ok(&st) && p->cap) st = capture_serve_register(p->cap, a->serve);
@@ -542,6 +588,7 @@ static void stop(server_parts *p) {
   if (p->tr) traffic_destroy(p->tr);
   capture_destroy(p->cap); /* no request completes any more: write what is queued */
   if (p->a) app_destroy(p->a);
+  limits_destroy(p->lim); /* no request holds a slot now */
   trace_destroy(p->trace); /* after the last completion (and the pipeline) is gone: exports what is left */
   auth_destroy(p->au);     /* after everything that could still admit a request */
   cors_free(p->cors);

@@ -16,6 +16,18 @@ struct principal;
 struct serve_headers;
 struct serve_record;
 
+/* core/serve's end hooks (serve_on_end): what must run once when a request ends, however it
+ * ends. Kept in the request so that the hand-off carries them to the worker that completes it. */
+typedef void (*infer_end_fn)(void *ctx, void *arg, const inferd_status *st);
+#define INFER_MAX_END_HOOKS 4
+typedef struct infer_end_hooks {
+  int n;
+  struct {
+    infer_end_fn fn;
+    void *ctx, *arg;
+  } h[INFER_MAX_END_HOOKS];
+} infer_end_hooks;
+
 /* Called exactly once per submitted request, on a worker thread. */
 typedef void (*infer_done_fn)(infer_request *req, void *user);
 
@@ -44,6 +56,7 @@ struct infer_request {
   int protocol;                /* serve_protocol (core/serve.h) */
   int64_t start_ns;            /* arrival at the frontend, monotonic */
   char arm[32]; /* traffic/'s: the arm of the model's split that answered ("" when none) */
+  infer_end_hooks ends; /* core/serve's: run once when the request ends (serve_on_end) */
   /* observability/'s per-request trace data (tracing on and the request sampled), set by its
    * route handler: one allocation holding no pointers of its own, so infer_request_destroy
    * frees it with free() whether or not the request reached its completion. NULL: none. */

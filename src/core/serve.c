@@ -84,6 +84,26 @@ void serve_headers_add(serve_headers *h, const char *name, const char *value) {
   h->n++;
 }
 
+inferd_status serve_on_end(const serve_request *sr, infer_end_fn fn, void *ctx, void *arg) {
+  infer_end_hooks *e = sr->ends;
+  if (e == NULL || fn == NULL) return status_make(INFERD_INTERNAL, "serve_on_end: no request being submitted");
+  if (e->n == INFER_MAX_END_HOOKS)
+    return status_make(INFERD_INTERNAL, "a request has %d end hooks already", INFER_MAX_END_HOOKS);
+  e->h[e->n].fn = fn;
+  e->h[e->n].ctx = ctx;
+  e->h[e->n].arg = arg;
+  e->n++;
+  return status_ok();
+}
+
+/* Last taken, first given back, as nested resources are. */
+static void run_end_hooks(infer_end_hooks *e, const inferd_status *st) {
+  while (e->n > 0) {
+    e->n--;
+    e->h[e->n].fn(e->h[e->n].ctx, e->h[e->n].arg, st);
+  }
+}
+
 const char *serve_meta(const serve_request *sr, const char *name) {
   return sr->meta ? sr->meta(sr->meta_ctx, name) : NULL;
 }
@@ -182,6 +202,9 @@ static inferd_status check(serve_request *sr, infer_request *req) {
 /* On the worker that finished the request: the completion stages, then the reply. */
 static void complete(infer_request *req, void *user) {
   serve *s = user;
+  /* first: what a request holds (a concurrency slot) is free before its client hears the answer
+   * and sends its next request */
+  run_end_hooks(&req->ends, &req->status);
   int64_t now = monotime_ns();
   stats_record_request(&req->mv->stats, req, now);
   serve_record *r = req->record;
@@ -197,19 +220,32 @@ static void complete(infer_request *req, void *user) {
   req->reply_done(req, req->reply_user);
 }
 
+/* A request that ends before the hand-off: its end hooks run with the status it ends with. */
+static inferd_status ended_early(serve_request *sr, inferd_status st) {
+  run_end_hooks(sr->ends, &st);
+  sr->ends = NULL; /* the list lived in serve_submit's frame */
+  return st;
+}
+
 inferd_status serve_submit(serve *s, serve_request *sr) {
   sr->routed_version[0] = '\0';
+  infer_end_hooks ends;
+  ends.n = 0;
+  /* cppcheck-suppress autoVariables ; handlers add to it inside this call only: every return
+   * below runs the hooks or moves them into the request, and sets sr->ends back to NULL */
+  sr->ends = &ends;
   /* draining is the frontends' (each protocol drains its own way: HTTP refuses new requests,
    * a gRPC stream already open keeps being served), so it is not checked here */
   inferd_status st;
-  if (stage_ends(s, SERVE_STAGE_ADMIT, sr, NULL, &st)) return st;
+  if (stage_ends(s, SERVE_STAGE_ADMIT, sr, NULL, &st)) return ended_early(sr, st);
 
   VERSION_REF model_version *mv = NULL;
   char arm[32];
-  TRY(route(s, sr, &mv, arm));
-  TRY(check_ready(mv));
+  st = route(s, sr, &mv, arm);
+  if (status_is_ok(&st)) st = check_ready(mv);
+  if (!status_is_ok(&st)) return ended_early(sr, st);
   infer_request *req = infer_request_create(mv);
-  if (req == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  if (req == NULL) return ended_early(sr, status_make(INFERD_INTERNAL, "out of memory"));
   req->principal = principal_ref(sr->principal);
   req->reply_headers = sr->reply_headers;
   if (arm[0]) {
@@ -232,9 +268,12 @@ inferd_status serve_submit(serve *s, serve_request *sr) {
           stage_ends(s, SERVE_STAGE_SCHEDULE, sr, req, &st);
   if (ended) {
     infer_request_destroy(req);
-    return st;
+    return ended_early(sr, st);
   }
   (void)stage_ends(s, SERVE_STAGE_FORK, sr, req, &st); /* never fails the request */
+  req->ends.n = ends.n; /* from here the completion runs them, on the worker */
+  memcpy(req->ends.h, ends.h, (size_t)ends.n * sizeof ends.h[0]);
+  sr->ends = NULL;
   req->cancelled = sr->cancelled;
   req->reply_done = sr->on_done;
   req->reply_user = sr->user;

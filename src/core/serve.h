@@ -119,6 +119,8 @@ struct serve_request {
    * security is off. Must outlive the request: serve copies the pointer to req->principal. */
   const struct principal *principal;
   serve_headers *reply_headers; /* the frontend's, see serve_headers; may be NULL */
+  /* serve's: the end hooks of this request (serve_on_end); serve_submit points it at its own. */
+  infer_end_hooks *ends;
   /* For traces and the access log: the frontend's request id, alive as long as the
    * serve_request; and where the trace stage writes the request's trace id (SERVE_TRACE_ID_SIZE
    * bytes: 32 hex digits and a NUL, "" when not traced), the frontend's storage, read by its
@@ -135,6 +137,16 @@ struct serve_request {
  * once. Otherwise the request ended at a stage (nothing was handed over; on_done will not run)
  * and the status says why: the frontend answers it. */
 inferd_status serve_submit(serve *s, serve_request *sr);
+
+/* From a request stage's handler: fn(ctx, arg, status) runs exactly once when this request ends,
+ * whichever way: refused by a later handler or stage (status: why), or completed on a worker
+ * (status: the result; it runs there before the completion stages and the reply). Why: a
+ * handler that takes something for the request's lifetime (a concurrency slot) must give it
+ * back on every path, and only serve sees them all; a completion stage alone would miss the
+ * requests that a later stage refuses. Hooks run in reverse order of registration.
+ * INTERNAL when the request has no room for one more (INFER_MAX_END_HOOKS) or sr is not being
+ * submitted; fn has then not been recorded. */
+inferd_status serve_on_end(const serve_request *sr, infer_end_fn fn, void *ctx, void *arg);
 
 /* sr's metadata entry `name`, or NULL (also when the frontend gave no lookup). */
 const char *serve_meta(const serve_request *sr, const char *name);
