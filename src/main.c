@@ -13,6 +13,7 @@
 
 #include "app/application.h"
 #include "backends/backends.h"
+#include "cache/cache.h"
 #include "core/app.h"
 #include "core/version.h"
 #include "frontends/grpc/frontend.h"
@@ -312,6 +313,7 @@ static int cmd_serve(int argc, char **argv) {
    * registry, the application API as a version-load hook. */
   inferd_status reg = backends_register_builtin();
   if (status_is_ok(&reg)) reg = application_register();
+  if (status_is_ok(&reg)) reg = cache_register(); /* each cached version's store (response_cache) */
   if (!status_is_ok(&reg)) {
     log_msg(LOG_ERROR, NULL, "%s", reg.msg);
     return 1;
@@ -337,6 +339,7 @@ static int cmd_serve(int argc, char **argv) {
   inferd_status st = app_create(&ao, &a);
   if (status_is_ok(&st)) {
     st = auth_install(au, a->serve); /* the admit stage's infer:<model> check, on every protocol */
+    if (status_is_ok(&st)) st = cache_install(a->serve); /* lookup and cache_store: opt-in per model */
     if (!status_is_ok(&st)) app_destroy(a);
   }
   if (!status_is_ok(&st)) {

@@ -44,6 +44,9 @@ struct infer_request {
    * route handler: one allocation holding no pointers of its own, so infer_request_destroy
    * frees it with free() whether or not the request reached its completion. NULL: none. */
   void *trace;
+  /* cache/'s: the request leads a run that identical requests wait on (coalescing); its key. */
+  bool cache_leader;
+  uint8_t cache_key[16];
 
   /* The scheduler's. */
   int64_t enqueue_ns;
