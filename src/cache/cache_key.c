@@ -4,9 +4,26 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* SHA-256 fetched once: EVP_sha256() in EVP_DigestInit_ex makes OpenSSL 3 look the provider's
+ * implementation up again (under its locks) on every hash. */
+static EVP_MD *sha256;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static void fetch_sha256(void) { sha256 = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
+static EVP_MD_CTX *hash_begin(void) {
+  pthread_once(&sha256_once, fetch_sha256);
+  EVP_MD_CTX *ctx = sha256 ? EVP_MD_CTX_new() : NULL;
+  if (ctx && EVP_DigestInit_ex(ctx, sha256, NULL) != 1) {
+    EVP_MD_CTX_free(ctx);
+    ctx = NULL;
+  }
+  return ctx;
+}
 
 static void put_u64(EVP_MD_CTX *ctx, uint64_t v) {
   uint8_t b[8];
@@ -41,11 +58,8 @@ inferd_status cache_key_compute(const uint8_t identity[CACHE_KEY_SIZE], const te
   for (size_t i = 0; i < n_outputs; i++) out[i] = output_names[i];
   qsort(in, n_inputs, sizeof in[0], tensor_by_name);
   qsort(out, n_outputs, sizeof out[0], by_name);
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-    EVP_MD_CTX_free(ctx);
-    return status_make(INFERD_INTERNAL, "the cache's hash is not available");
-  }
+  EVP_MD_CTX *ctx = hash_begin();
+  if (ctx == NULL) return status_make(INFERD_INTERNAL, "the cache's hash is not available");
   EVP_DigestUpdate(ctx, "inferd-cache-1", 14); /* the form's version: a new form never matches an old key */
   EVP_DigestUpdate(ctx, identity, CACHE_KEY_SIZE);
   put_u64(ctx, n_inputs);
@@ -73,9 +87,8 @@ inferd_status cache_identity_of_file(const char *model, const char *version, con
                                      uint8_t identity[CACHE_KEY_SIZE]) {
   FILE *f = fopen(path, "rb");
   if (f == NULL) return status_make(INFERD_UNAVAILABLE, "cannot read the model file for its digest: %s", strerror(errno));
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-    EVP_MD_CTX_free(ctx);
+  EVP_MD_CTX *ctx = hash_begin();
+  if (ctx == NULL) {
     fclose(f);
     return status_make(INFERD_INTERNAL, "the cache's hash is not available");
   }
