@@ -1,6 +1,6 @@
 -- wrk script for bench/run_cache.sh: POSTs the JSON file named by BODY with its first data
 -- element replaced by a per-request counter, so no two requests are identical (each is a
--- cache miss). Counts non-200 answers and X-Cache values as post_body.lua does.
+-- cache miss, in this run and against earlier runs). Counts non-200 answers and X-Cache values as post_body.lua does.
 local f = assert(io.open(os.getenv("BODY"), "rb"))
 local body = f:read("*a")
 f:close()
@@ -8,7 +8,8 @@ local head, tail = body:match('^(.-"data": %[)[^,%]]*(.*)$')
 assert(head, "BODY has no \"data\": [ ... ]")
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local n = 0
+-- distinct across runs too: a later run must not hit what an earlier one stored
+local n = os.time() * 100000
 function request()
   n = n + 1
   return wrk.format(nil, nil, nil, head .. string.format("%d.25", n) .. tail)

@@ -52,8 +52,8 @@ inferd_status cache_key_compute(const uint8_t identity[CACHE_KEY_SIZE], const te
                                 char *const *output_names, size_t n_outputs, uint8_t key[CACHE_KEY_SIZE]) {
   if (n_inputs > KEY_MAX_TENSORS || n_outputs > KEY_MAX_TENSORS)
     return status_make(INFERD_INVALID_ARGUMENT, "too many tensors to cache the request");
-  const tensor *in[KEY_MAX_TENSORS];
-  const char *out[KEY_MAX_TENSORS];
+  const tensor *in[KEY_MAX_TENSORS] = {0};
+  const char *out[KEY_MAX_TENSORS] = {0};
   for (size_t i = 0; i < n_inputs; i++) in[i] = &inputs[i];
   for (size_t i = 0; i < n_outputs; i++) out[i] = output_names[i];
   qsort(in, n_inputs, sizeof in[0], tensor_by_name);
