@@ -8,11 +8,12 @@ local head, tail = body:match('^(.-"data": %[)[^,%]]*(.*)$')
 assert(head, "BODY has no \"data\": [ ... ]")
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
--- distinct across runs too: a later run must not hit what an earlier one stored
+-- distinct across runs too: a later run must not hit what an earlier one stored (%.0f, not
+-- %d: LuaJIT's %d wraps past 2^31)
 local n = os.time() * 100000
 function request()
   n = n + 1
-  return wrk.format(nil, nil, nil, head .. string.format("%d.25", n) .. tail)
+  return wrk.format(nil, nil, nil, head .. string.format("%.0f.25", n) .. tail)
 end
 
 -- per-thread counters (globals, so done(), which runs in another Lua state, can read them)
