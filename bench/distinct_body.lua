@@ -8,9 +8,10 @@ local head, tail = body:match('^(.-"data": %[)[^,%]]*(.*)$')
 assert(head, "BODY has no \"data\": [ ... ]")
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
--- distinct across runs too: a later run must not hit what an earlier one stored (%.0f, not
--- %d: LuaJIT's %d wraps past 2^31)
-local n = os.time() * 100000
+-- Distinct across runs too (a later run must not hit what an earlier one stored): a base from
+-- the clock, 16,000 values a second apart; and below 2^24, where FP32 still tells consecutive
+-- integers apart (above it neighbours round to one value: the same tensor, a hit).
+local n = (os.time() % 1000) * 16000
 function request()
   n = n + 1
   return wrk.format(nil, nil, nil, head .. string.format("%.0f.25", n) .. tail)
