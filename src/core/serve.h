@@ -121,7 +121,11 @@ struct serve_request {
  *   after the hand-off, so an early reply is no new case for them.
  * - serve_park: the handler keeps req; later, on any thread, it either answers it
  *   (req->outputs/status filled, then serve_complete) or sends it on (serve_resume: to the
- *   scheduler, as if the lookup had let it through). Fork handlers never see a taken request. */
+ *   scheduler, as if the lookup had let it through). Fork handlers never see a taken request.
+ * A request a lookup handler let through may still be ended by a schedule-stage handler; the
+ * handler that made others wait on it (the cache's coalescing) learns of it only through the
+ * completion stages, which then do not run: no schedule-stage handler may end a request while
+ * the cache is installed (none does today). */
 void serve_answer(infer_request *req);
 void serve_park(infer_request *req);
 /* A parked request: run its completion stages and on_done on this thread. */
