@@ -13,6 +13,7 @@
 
 #include "app/application.h"
 #include "backends/backends.h"
+#include "cache/cache.h"
 #include "core/app.h"
 #include "core/version.h"
 #include "frontends/grpc/frontend.h"
@@ -462,6 +463,7 @@ typedef struct server_parts {
   http_server *http;
   grpcfe *grpc;
   metrics_port *mport;
+  obs_stream cache_metrics; /* the prediction cache's counters on /metrics */
 } server_parts;
 
 /* Starts every part; 0, or the exit code of a failed start (after logging why). */
@@ -484,6 +486,7 @@ static int start(const serve_options *o, server_parts *p) {
   a->max_records = (int)o->max_records;
   /* the features plug into the pipeline's stages before any request can arrive */
   st = auth_install(p->au, a->serve); /* the admit stage's infer:<model> check, on every protocol */
+  if (status_is_ok(&st)) st = cache_install(a->serve); /* lookup and cache_store: opt-in per model */
   /* the rate limits after it: a caller refused its scope spends none of its budget */
   if (status_is_ok(&st)) st = limits_create(&o->limits, NULL, &p->lim);
   if (status_is_ok(&st)) st = limits_register(p->lim, a->serve);
@@ -547,6 +550,8 @@ static int start(const serve_options *o, server_parts *p) {
     st = metrics_register_collector(p->mreg, http_metrics_collect, p->http);
     if (status_is_ok(&st)) st = metrics_register_collector(p->mreg, grpcfe_metrics_collect, p->grpc);
     if (status_is_ok(&st)) st = obs_collectors_register(p->mreg, a, p->trace, p->cap);
+    p->cache_metrics = (obs_stream){cache_metrics_write, NULL};
+    if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->cache_metrics);
     if (status_is_ok(&st) && o->metrics_port >= 0) {
       st = metrics_port_start(o->host, (int)o->metrics_port, a, &p->mport);
       if (p->mport) log_msg(LOG_INFO, NULL, "serving metrics on %s:%d", o->host, metrics_port_port(p->mport));
@@ -614,6 +619,7 @@ static int cmd_serve(int argc, char **argv) {
   inferd_status reg = backends_register_builtin();
   if (status_is_ok(&reg)) reg = application_register();
   if (status_is_ok(&reg)) reg = drift_register(&o.obs.drift); /* after application: it binds to the schema */
+  if (status_is_ok(&reg)) reg = cache_register(); /* each cached version's store (response_cache) */
   if (!status_is_ok(&reg)) {
     log_msg(LOG_ERROR, NULL, "%s", reg.msg);
     return 1;

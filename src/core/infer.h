@@ -64,6 +64,9 @@ struct infer_request {
   char request_id[64];  /* the request's id for completion stages (capture): the trace id or the
                            client's X-Request-ID when a stage fills it in; "" when none did */
   bool capture;         /* payload capture sampled this request (observability/capture) */
+  /* cache/'s: the request leads a run that identical requests wait on (coalescing); its key. */
+  bool cache_leader;
+  uint8_t cache_key[16];
 
   /* The scheduler's. */
   int64_t enqueue_ns;

@@ -48,6 +48,7 @@ inferd_status model_config_default(model_config **out) {
   cfg->inter_op_threads = 1;
   cfg->batching.priority_levels = 1;
   cfg->batching.default_priority_level = 1;
+  cfg->response_cache.max_bytes = INT64_C(64) << 20;
   *out = cfg;
   return status_ok();
 }
@@ -265,11 +266,36 @@ static inferd_status parse_warmup(json_t *v, warmup_config *w) {
   return status_ok();
 }
 
+/* "response_cache": {"enable": true, "max_bytes": N, "ttl_ms": N}. */
+static inferd_status parse_response_cache(json_t *v, response_cache_config *rc) {
+  static const char *const keys[] = {"enable", "max_bytes", "ttl_ms", NULL};
+  if (!json_is_object(v))
+    return field_error("response_cache", "must be an object like {\"enable\": true, \"max_bytes\": 67108864, \"ttl_ms\": 60000}");
+  TRY(check_keys(v, "response_cache", keys));
+  json_t *x;
+  rc->enabled = true; /* the section's presence asks for it; "enable": false turns it off */
+  if ((x = json_object_get(v, "enable")) != NULL) {
+    if (!json_is_boolean(x)) return field_error("response_cache.enable", "must be true or false");
+    rc->enabled = json_is_true(x);
+  }
+  if ((x = json_object_get(v, "max_bytes")) != NULL) {
+    if (!json_is_integer(x) || json_integer_value(x) < 1024 || json_integer_value(x) > (INT64_C(1) << 40))
+      return field_error("response_cache.max_bytes", "must be an integer from 1024 to 1099511627776 (1 TiB)");
+    rc->max_bytes = json_integer_value(x);
+  }
+  if ((x = json_object_get(v, "ttl_ms")) != NULL) {
+    if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > INT64_C(86400000) * 365)
+      return field_error("response_cache.ttl_ms", "must be an integer from 0 (no expiry) to 31536000000 (a year)");
+    rc->ttl_ms = json_integer_value(x);
+  }
+  return status_ok();
+}
+
 static inferd_status parse_object(json_t *root, model_config *cfg) {
   static const char *const keys[] = {"name", "backend", "max_batch_size", "inputs", "outputs",
                                      "class_labels", "version_policy", "instance_count",
                                      "onnxruntime", "allow_nan", "description", "dynamic_batching",
-                                     "queue_policy", "application", "warmup", "drift",
+                                     "queue_policy", "application", "warmup", "drift", "response_cache",
                                      "traffic" /* read by traffic/ at start (docs/traffic.md) */, NULL};
   static const char *const ort_keys[] = {"intra_op_threads", "inter_op_threads", NULL};
   inferd_status st = check_keys(root, "", keys);
@@ -324,6 +350,7 @@ static inferd_status parse_object(json_t *root, model_config *cfg) {
     TRY(parse_queue_policy(v, cfg));
   }
   if ((v = json_object_get(root, "warmup")) != NULL) TRY(parse_warmup(v, &cfg->warmup));
+  if ((v = json_object_get(root, "response_cache")) != NULL) TRY(parse_response_cache(v, &cfg->response_cache));
   if ((v = json_object_get(root, "application")) != NULL) {
     if (!json_is_object(v)) return field_error("application", "must be an object");
     cfg->application = json_incref(v);

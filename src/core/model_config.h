@@ -43,6 +43,14 @@ typedef struct warmup_config {
   char *file; /* owned; with WARMUP_FILE, a V2 JSON request inside the model's folder */
 } warmup_config;
 
+/* config.json "response_cache": the prediction cache (cache/, docs/cache.md), off unless
+ * enabled. Bounds are per model version. */
+typedef struct response_cache_config {
+  bool enabled;
+  int64_t max_bytes; /* what the version's entries may hold; default 64 MiB */
+  int64_t ttl_ms;    /* an entry's life; 0: until evicted or the version unloads */
+} response_cache_config;
+
 typedef struct model_config {
   char *backend; /* owned; "onnxruntime" */
   int max_batch_size;
@@ -63,6 +71,7 @@ typedef struct model_config {
   char *description; /* owned, may be NULL */
   batching_config batching;
   warmup_config warmup;
+  response_cache_config response_cache;
   /* config.json "application": the application API's section (feature schema and how records
    * map onto input tensors), kept as JSON for that module to read. Owned; may be NULL. */
   struct json_t *application;

@@ -64,6 +64,38 @@ static bool stage_ends(serve *s, serve_stage stage, const serve_request *sr, inf
   return false;
 }
 
+/* How the lookup handler running on this thread took its request. Thread-local rather than a
+ * field of the request: a parked request may be completed and freed by another thread before
+ * its handler has even returned, so serve_submit must not read it after the handler. */
+enum { TAKEN_NO, TAKEN_ANSWERED, TAKEN_PARKED };
+static _Thread_local int lookup_taken;
+
+void serve_answer(infer_request *req) {
+  (void)req;
+  lookup_taken = TAKEN_ANSWERED;
+}
+void serve_park(infer_request *req) {
+  (void)req;
+  lookup_taken = TAKEN_PARKED;
+}
+
+/* The lookup stage: like stage_ends, but a handler that takes the request stops the stage
+ * (the later handlers never see a request that is no longer going on). *taken: how. */
+static bool lookup_ends(serve *s, const serve_request *sr, infer_request *req, inferd_status *st, int *taken) {
+  *taken = TAKEN_NO;
+  for (int i = 0; i < s->n_slots[SERVE_STAGE_LOOKUP]; i++) {
+    lookup_taken = TAKEN_NO;
+    *st = s->slots[SERVE_STAGE_LOOKUP][i].fn(s->slots[SERVE_STAGE_LOOKUP][i].ctx, sr, req);
+    *taken = lookup_taken;
+    if (*taken != TAKEN_NO) {
+      *st = status_ok();
+      return false;
+    }
+    if (!status_is_ok(st)) return true;
+  }
+  return false;
+}
+
 /* A bounded copy (snprintf's "%s" costs a formatter run per request). */
 static void copy_str(char *dst, size_t cap, const char *src) {
   size_t n = strnlen(src, cap - 1);
@@ -227,6 +259,13 @@ static inferd_status ended_early(serve_request *sr, inferd_status st) {
   return st;
 }
 
+void serve_complete(infer_request *req) { complete(req, req->user); }
+
+void serve_resume(infer_request *req) {
+  serve *s = req->user;
+  sched_submit(s->app->sched, req);
+}
+
 inferd_status serve_submit(serve *s, serve_request *sr) {
   sr->routed_version[0] = '\0';
   infer_end_hooks ends;
@@ -264,21 +303,39 @@ inferd_status serve_submit(serve *s, serve_request *sr) {
     st = check(sr, req);
     ended = !status_is_ok(&st);
   }
-  ended = ended || stage_ends(s, SERVE_STAGE_CHECK, sr, req, &st) || stage_ends(s, SERVE_STAGE_LOOKUP, sr, req, &st) ||
-          stage_ends(s, SERVE_STAGE_SCHEDULE, sr, req, &st);
+  ended = ended || stage_ends(s, SERVE_STAGE_CHECK, sr, req, &st);
   if (ended) {
     infer_request_destroy(req);
     return ended_early(sr, st);
   }
-  (void)stage_ends(s, SERVE_STAGE_FORK, sr, req, &st); /* never fails the request */
-  req->ends.n = ends.n; /* from here the completion runs them, on the worker */
+  /* from here the request carries its end hooks: its completion runs them (on the worker, or
+   * on this thread for a lookup handler's answer) */
+  req->ends.n = ends.n;
   memcpy(req->ends.h, ends.h, (size_t)ends.n * sizeof ends.h[0]);
   sr->ends = NULL;
+  /* completable from here on: a lookup handler that takes the request (serve_answer,
+   * serve_park) completes it through these */
   req->cancelled = sr->cancelled;
   req->reply_done = sr->on_done;
   req->reply_user = sr->user;
   req->on_done = complete;
   req->user = s;
+  int taken = TAKEN_NO;
+  if (s->n_slots[SERVE_STAGE_LOOKUP]) {
+    /* the statistics' success time of a taken request counts from here (the scheduler sets
+     * it again for one it queues) */
+    req->enqueue_ns = monotime_ns();
+    ended = lookup_ends(s, sr, req, &st, &taken);
+  }
+  if (taken == TAKEN_ANSWERED) complete(req, s);
+  if (taken != TAKEN_NO) return status_ok(); /* a parked request is the handler's now: not touched */
+  ended = ended || stage_ends(s, SERVE_STAGE_SCHEDULE, sr, req, &st);
+  if (ended) {
+    run_end_hooks(&req->ends, &st);
+    infer_request_destroy(req);
+    return st;
+  }
+  (void)stage_ends(s, SERVE_STAGE_FORK, sr, req, &st); /* never fails the request */
   sched_submit(s->app->sched, req);
   return status_ok();
 }

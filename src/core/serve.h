@@ -133,6 +133,28 @@ struct serve_request {
   char routed_version[32];
 };
 
+/* A lookup handler may take the request instead of letting it go on to the scheduler (the
+ * prediction cache does, for a hit and for a request identical to one already running). It
+ * calls one of these on req and returns OK; serve_submit then returns OK and on_done runs
+ * exactly once, as for a scheduled request:
+ * - serve_answer: the handler has filled req->outputs (n_outputs of them) and req->status;
+ *   serve runs the completion stages and on_done at once, on the calling (frontend) thread,
+ *   before serve_submit returns. The frontends already expect on_done to run at any time
+ *   after the hand-off, so an early reply is no new case for them.
+ * - serve_park: the handler keeps req; later, on any thread, it either answers it
+ *   (req->outputs/status filled, then serve_complete) or sends it on (serve_resume: to the
+ *   scheduler, as if the lookup had let it through). Fork handlers never see a taken request.
+ * A request a lookup handler let through may still be ended by a schedule-stage handler; the
+ * handler that made others wait on it (the cache's coalescing) learns of it only through the
+ * completion stages, which then do not run: no schedule-stage handler may end a request while
+ * the cache is installed (none does today). */
+void serve_answer(infer_request *req);
+void serve_park(infer_request *req);
+/* A parked request: run its completion stages and on_done on this thread. */
+void serve_complete(infer_request *req);
+/* A parked request: hand it to the scheduler. */
+void serve_resume(infer_request *req);
+
 /* Runs the pipeline. OK: the request was handed to the scheduler and on_done will run exactly
  * once. Otherwise the request ended at a stage (nothing was handed over; on_done will not run)
  * and the status says why: the frontend answers it. */
