@@ -76,7 +76,9 @@ struct infer_request {
   /* Filled by the core before on_done. */
   inferd_status status;
   tensor *outputs; /* owned; n_outputs entries when status is OK */
-  int64_t queue_ns;          /* waiting for an instance */
+  int64_t queue_ns;          /* arrival in the scheduler to the start of its batch (batch_wait_ns included) */
+  int64_t batch_wait_ns;     /* the part of queue_ns the batcher held it, an instance being free,
+                                for the batch to fill (max_queue_delay_us); 0 with batching off */
   int64_t compute_input_ns;  /* gathering the batch's inputs */
   int64_t compute_infer_ns;  /* in the backend */
   int64_t compute_output_ns; /* handing each request its rows */

@@ -19,6 +19,9 @@ typedef struct version_queue {
   infer_request *head[MAX_LEVELS], *tail[MAX_LEVELS]; /* level 0 is priority 1, the highest */
   int size;
   int64_t rows;
+  /* since when the batcher has been holding this queue's work back, an instance being free,
+   * for the batch to fill; 0: it is not (for infer_request.batch_wait_ns) */
+  int64_t held_since;
   struct version_queue *next;
 } version_queue;
 
@@ -223,7 +226,10 @@ static void *worker_main(void *arg) {
       purge(q, now, &dropped, &wake_at);
       if (q->size == 0 || q->mv->running >= q->mv->model->config->instance_count) continue;
       int64_t target = batch_target(q, now, &wake_at);
-      if (target == 0) continue;
+      if (target == 0) {
+        if (q->held_since == 0) q->held_since = now;
+        continue;
+      }
       size_t want = (size_t)(q->mv->model->config->max_batch_size > 0 ? q->mv->model->config->max_batch_size : 1);
       if (want > cap) {
         infer_request **nb = realloc(batch, want * sizeof *nb);
@@ -232,6 +238,11 @@ static void *worker_main(void *arg) {
         cap = want;
       }
       n = take_batch(q, target, batch, cap);
+      for (size_t i = 0; i < n; i++) {
+        int64_t from = batch[i]->enqueue_ns > q->held_since ? batch[i]->enqueue_ns : q->held_since;
+        batch[i]->batch_wait_ns = q->held_since && now > from ? now - from : 0;
+      }
+      q->held_since = 0;
       chosen = q;
       q->mv->running++;
       /* the worker's own reference: the batch's requests may be destroyed (and the version

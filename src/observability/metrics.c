@@ -180,8 +180,8 @@ static int reason_of_http(int status) {
 /* series: one per model version ever routed to, kept for the registry's life (so a reload never
  * resets a counter); bounded by the table's size */
 
-enum { H_TOTAL, H_QUEUE, H_COMPUTE, H_SERIALIZE, H_COUNT };
-static const char *const stage_label[H_COUNT] = {"total", "queue", "compute", "serialize"};
+enum { H_TOTAL, H_QUEUE, H_BATCH, H_COMPUTE, H_SERIALIZE, H_COUNT };
+static const char *const stage_label[H_COUNT] = {"total", "queue", "batch", "compute", "serialize"};
 
 typedef struct mhist {
   _Atomic uint64_t bucket[METRICS_DURATION_BUCKETS + 1]; /* per bucket, not cumulative: summed at scrape */
@@ -308,7 +308,9 @@ static inferd_status on_stats(void *ctx, const serve_request *sr, infer_request 
   atomic_fetch_sub_explicit(&s->pending, 1, memory_order_relaxed);
   int cls = metrics_status_class(status_http_code(req->status.code));
   mhist *h = s->h[proto_index(req->protocol)][cls];
-  hist_observe(&h[H_QUEUE], req->queue_ns);
+  /* queue: waiting for an instance; batch: held, an instance free, for the batch to fill */
+  hist_observe(&h[H_QUEUE], req->queue_ns - req->batch_wait_ns);
+  if (req->batch_size > 0) hist_observe(&h[H_BATCH], req->batch_wait_ns);
   if (status_is_ok(&req->status) || req->batch_size > 0)
     hist_observe(&h[H_COMPUTE], req->compute_input_ns + req->compute_infer_ns + req->compute_output_ns);
   if (!status_is_ok(&req->status)) {

@@ -282,7 +282,7 @@ def test_p99_from_prometheus_matches_the_client(srv, prometheus, tmp_path):
     print("\n".join(tries))
     # and Prometheus reads the same stage histograms the server exposes
     stages = promql(prometheus, 'sum by (stage) (inferd_request_stage_duration_seconds_count{model="busy"})')
-    assert {r["metric"]["stage"] for r in stages} == {"queue", "compute", "serialize"}, stages
+    assert {r["metric"]["stage"] for r in stages} == {"queue", "batch", "compute", "serialize"}, stages
     up = promql(prometheus, 'up{job="inferd"}')
     assert up and up[0]["value"][1] == "1", up
 
@@ -423,6 +423,33 @@ def test_other_modules_metrics_on_metrics(tmp_path):
         assert re.search(r'^inferd_feature_drift\{model="churn",version="1",feature="tenure_months",'
                          r'statistic="psi"\} ', text, re.M)
         assert "# TYPE inferd_capture" in text
+    finally:
+        assert s.stop() == 0
+        s.check_sanitizers()
+
+
+def test_batch_wait_is_its_own_stage(tmp_path):
+    """A lone request to a model whose batcher waits max_queue_delay_us for company spends that
+    wait in stage="batch" (an instance was free all along), not in stage="queue"."""
+    from conftest import Server
+    repo = str(tmp_path / "repo")
+    model, config = mtm.batched()  # add_sub with a batch dimension
+    mtm.save(repo, "held", model, config=dict(config, dynamic_batching={"max_queue_delay_us": 200000}))
+    s = Server(repo, args=["--grpc-port", str(free_port()), "--state-dir", str(tmp_path / "state")],
+               workdir=str(tmp_path))
+    s.start()
+    try:
+        body = {"inputs": [{"name": n, "datatype": "FP32", "shape": [1, 4], "data": [1.0, 2.0, 3.0, 4.0]}
+                           for n in ("a", "b")]}
+        for _ in range(3):  # one at a time: each waits the whole delay alone
+            r = s.session.post(s.url("/v2/models/held/infer"), json=body, timeout=timeout(20))
+            assert r.status_code == 200, r.text
+        samples, _ = parse_exposition(s.session.get(s.url("/metrics"), timeout=timeout(10)).text)
+        def mean(stage):
+            n = value(samples, "inferd_request_stage_duration_seconds_count", model="held", stage=stage)
+            return value(samples, "inferd_request_stage_duration_seconds_sum", model="held", stage=stage) / n
+        assert mean("batch") >= 0.15, mean("batch")   # the 200 ms delay, less the scheduler's wake-up
+        assert mean("queue") < 0.05, mean("queue")    # never waiting for an instance
     finally:
         assert s.stop() == 0
         s.check_sanitizers()
