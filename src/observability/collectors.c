@@ -52,3 +52,13 @@ inferd_status obs_collectors_register(metrics *m, app *a, tracer *t, capture *c)
   if (c) TRY(metrics_register_collector(m, capture_collect, c));
   return status_ok();
 }
+
+static void stream_collect(void *ctx, metrics_text *out) {
+  obs_stream_collector *sc = ctx;
+  append_stream(out, sc->write, sc->ctx);
+}
+
+inferd_status obs_collectors_register_stream(metrics *m, obs_stream_collector *sc) {
+  if (m == NULL) return status_ok();
+  return metrics_register_collector(m, stream_collect, sc);
+}

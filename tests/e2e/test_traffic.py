@@ -16,8 +16,10 @@ The models are written here, from tests/e2e/make_test_models.py's helpers:
 """
 
 import json
+import math
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -354,6 +356,12 @@ def test_rollout_guard_rolls_back_a_candidate_that_fails_on_some_inputs(srv, sta
     assert last["from"]["rollout"]["state"] == "running" and last["to"]["rollout"]["state"] == "rolled_back"
     audit = audit_lines(state_dir)
     assert audit[-1]["action"] == "guard_rollback" and audit[-1]["why"] == last["why"]
+    # /metrics says so too
+    samples = traffic_metrics(srv)
+    assert metric(samples, "inferd_traffic_rollout_state", model="flaky", state="rolled_back") == 1
+    assert metric(samples, "inferd_traffic_rollout_state", model="flaky", state="running") == 0
+    assert metric(samples, "inferd_traffic_rollout_candidate_percent", model="flaky") == 0
+    assert metric(samples, "inferd_traffic_arm_errors_total", model="flaky", arm="canary") == candidate_failed
     # the candidate stays loaded for inspection; unpinned traffic no longer reaches it
     assert srv.get("/v2/models/flaky/versions/2/ready").status_code == 200
     for _ in range(50):
@@ -481,6 +489,10 @@ def test_report_of_a_classifier_has_labels_and_scores(srv):
     assert arm["requests"] == 5
     assert sum(arm["labels"].values()) == 10 and arm["labels"] == {str(l): 5 * labels.count(l) for l in set(labels)}
     assert 0.5 <= arm["mean_score"] <= 1.0
+    samples = traffic_metrics(srv)
+    for label, n in arm["labels"].items():
+        assert metric(samples, "inferd_traffic_arm_labels_total", model="churn", arm="a", label=label) == n
+    assert metric(samples, "inferd_traffic_arm_mean_score", model="churn", arm="a") == pytest.approx(arm["mean_score"])
 
 
 def test_config_json_traffic_is_the_start_up_default(tmp_path):
@@ -604,3 +616,119 @@ def test_shadow_label_agreement_of_a_classifier(srv):
     assert 35 <= sh["sent"] <= 65  # half of the requests
     sh = shadow_report(srv, "churn", sh["sent"])
     assert sh["label_agreement"] == 1.0 and sh["disagreement"] == 0.0
+    samples = traffic_metrics(srv)
+    assert metric(samples, "inferd_traffic_shadow_label_agreement_ratio", model="churn") == 1.0
+    assert metric(samples, "inferd_traffic_shadow_disagreements_total", model="churn") == 0
+    assert metric(samples, "inferd_traffic_shadow_comparisons_total", model="churn") == sh["compared"]
+
+
+# --------------------------------------------------------------------------------------------
+# the report as Prometheus metrics (GET /metrics)
+
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def traffic_exposition(s):
+    r = s.get("/metrics")
+    assert r.status_code == 200, r.text
+    # the traffic families: from their HELP line to the next family's
+    lines, mine = [], False
+    for line in r.text.splitlines():
+        if line.startswith("# HELP "):
+            mine = line.split(" ")[2].startswith("inferd_traffic_")
+        if mine:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def traffic_metrics(s):
+    """{(name, frozenset(labels)): value} of the inferd_traffic_ families."""
+    out = {}
+    for line in traffic_exposition(s).splitlines():
+        if line.startswith("#") or not line:
+            continue
+        m = SAMPLE_RE.match(line)
+        assert m, f"malformed sample line: {line!r}"
+        key = (m.group(1), frozenset(LABEL_RE.findall(m.group(3) or "")))
+        assert key not in out, f"duplicate series: {line!r}"
+        out[key] = float(m.group(4))
+    return out
+
+
+def metric(samples, name, **labels):
+    key = (name, frozenset(labels.items()))
+    assert key in samples, f"no series {name}{labels}"
+    return samples[key]
+
+
+def buckets(samples, name, **labels):
+    """[(le, cumulative count)] of a histogram's series, +Inf last."""
+    out = []
+    for (n, ls), v in samples.items():
+        d = dict(ls)
+        if n == name + "_bucket" and all(d.get(k) == w for k, w in labels.items()) and len(d) == len(labels) + 1:
+            out.append((float(d["le"]), v))
+    return sorted(out)
+
+
+def check_histogram_against_report(samples, name, n, latency_ms, **labels):
+    bs = buckets(samples, name, **labels)
+    assert bs and bs[-1][0] == float("inf") and bs[-1][1] == n
+    assert metric(samples, name + "_count", **labels) == n
+    assert all(a[1] <= b[1] for a, b in zip(bs, bs[1:])), "cumulative buckets must not decrease"
+    assert metric(samples, name + "_sum", **labels) > 0
+    # the report's quantiles are bucket edges of the same counts: every exposed edge below its
+    # p50/p99 holds fewer than the quantile's rank, every edge at or above it at least that many
+    for q in (0.5, 0.99):
+        edge, rank = latency_ms["p50" if q == 0.5 else "p99"] / 1000, math.ceil(q * n)
+        for le, cum in bs:
+            if le < edge * (1 - 1e-6):
+                assert cum < rank, (q, le, cum, rank, edge)
+            elif le >= edge * (1 + 1e-6):
+                assert cum >= rank, (q, le, cum, rank, edge)
+
+
+def test_metrics_agree_with_the_report_after_a_canary_and_shadow_run(srv):
+    put_policy(srv, "ab", dict(CANARY_10, shadow={"version": 3, "percent": 100, "max_in_flight": 1000}))
+    rng = random.Random(11)
+    s = requests.Session()
+    n = 400
+    diffs = []
+    for _ in range(n):
+        x = rng.choice([0.5, 1.0, 1.5, 2.0, 4.0])
+        r = s.post(srv.url("/v2/models/ab/infer"), json=ab_body(x), timeout=T)
+        assert r.status_code == 200, r.text
+        v = int(r.json()["model_version"])
+        diffs.append(abs(3 * x - v * x))  # the shadow, version 3, answers 3x
+    sh = shadow_report(srv, "ab", n)
+    report = srv.get("/v1/models/ab/traffic/report").json()
+    samples = traffic_metrics(srv)
+    arms = {a["arm"]: a for a in report["arms"]}
+    assert set(arms) == {"stable", "canary"} and sum(a["requests"] for a in arms.values()) == n
+    for name, a in arms.items():
+        assert metric(samples, "inferd_traffic_arm_requests_total", model="ab", arm=name) == a["requests"]
+        assert metric(samples, "inferd_traffic_arm_errors_total", model="ab", arm=name) == a["errors"] == 0
+        assert metric(samples, "inferd_traffic_arm_info", model="ab", arm=name, version=a["version"]) == 1
+        check_histogram_against_report(samples, "inferd_traffic_arm_latency_seconds", a["requests"], a["latency_ms"],
+                                       model="ab", arm=name)
+    assert metric(samples, "inferd_traffic_arm_weight", model="ab", arm="stable") == pytest.approx(0.9)
+    assert metric(samples, "inferd_traffic_arm_weight", model="ab", arm="canary") == pytest.approx(0.1)
+    # the shadow: counts, the comparison (against the differences the answers themselves show)
+    assert metric(samples, "inferd_traffic_shadow_info", model="ab", version="3") == 1
+    assert metric(samples, "inferd_traffic_shadow_sent_total", model="ab") == sh["sent"] == n
+    assert metric(samples, "inferd_traffic_shadow_dropped_total", model="ab") == sh["dropped"]
+    assert metric(samples, "inferd_traffic_shadow_errors_total", model="ab") == sh["errors"]
+    assert metric(samples, "inferd_traffic_shadow_comparisons_total", model="ab") == sh["compared"] == n
+    mean = metric(samples, "inferd_traffic_shadow_abs_diff", model="ab", output="y", stat="mean")
+    mx = metric(samples, "inferd_traffic_shadow_abs_diff", model="ab", output="y", stat="max")
+    assert mean == pytest.approx(sh["outputs"]["y"]["mean_abs_diff"], rel=1e-12)
+    assert mx == pytest.approx(sh["outputs"]["y"]["max_abs_diff"], rel=1e-12)
+    assert mean == pytest.approx(sum(diffs) / n, rel=1e-6) and mx == pytest.approx(max(diffs), rel=1e-6)
+    check_histogram_against_report(samples, "inferd_traffic_shadow_latency_seconds", sh["compared"], sh["latency_ms"],
+                                   model="ab")
+    # the exposition of these families is valid, lint-clean Prometheus text
+    res = subprocess.run([PROMTOOL, "check", "metrics"], input=traffic_exposition(srv), capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0 and not (res.stdout + res.stderr).strip(), res.stdout + res.stderr
