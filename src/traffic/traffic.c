@@ -224,6 +224,12 @@ static inferd_status route(void *ctx, const serve_request *sr, char version[32],
     const char *key = NULL;
     if (p->sticky == TRAFFIC_STICKY_HEADER) key = serve_meta(sr, p->sticky_header);
     else if (p->sticky == TRAFFIC_STICKY_PRINCIPAL && sr->principal) key = sr->principal->name;
+    else if (p->sticky == TRAFFIC_STICKY_RECORD_FIELD && sr->record_field && req[0] == '\0') /* pinned: no split */
+      st = sr->record_field(sr->record_ctx, p->sticky_header, &key);
+    if (!status_is_ok(&st)) {
+      snap_release(s);
+      return st;
+    }
     if (key && *key) u = traffic_hash_unit(key, strlen(key));
     else u = traffic_unit_of(traffic_mix64(atomic_fetch_add_explicit(&t->draws, 1, memory_order_relaxed)));
     st = traffic_route(p, sr->model, req, u, version, arm);

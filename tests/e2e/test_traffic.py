@@ -77,6 +77,7 @@ def repo(tmp_path_factory):
     with open(os.path.join(churn, "config.json")) as f:
         cfg = json.load(f)
     cfg["version_policy"] = {"all": True}
+    cfg["application"]["allow_extra_features"] = True  # a customer_id field for the record-field sticky key
     with open(os.path.join(churn, "config.json"), "w") as f:
         json.dump(cfg, f)
     return out
@@ -214,6 +215,78 @@ def test_sticky_keys_never_change_arm(srv):
     assert all(after[k] == "canary" for k in keys if first[k] == "canary")
     moved = sum(1 for k in keys if first[k] != after[k])
     assert 150 <= moved <= 250, moved
+
+
+CHURN_RECORD = {"tenure_months": 3, "monthly_charges": 89.5, "total_charges": 268.5, "support_calls": 2, "age": 29,
+                "contract": "month-to-month", "payment_method": "electronic_check"}
+CHURN_CANARY_10 = {"arms": [{"name": "stable", "version": 1, "weight": 90}, {"name": "canary", "version": 2, "weight": 10}]}
+
+
+def predict_churn(session, s, records, headers=None, version=None, status=200):
+    path = "/v1/models/churn" + (f"/versions/{version}" if version else "") + "/predict"
+    r = session.post(s.url(path), json={"inputs": records}, headers=headers, timeout=T)
+    assert r.status_code == status, r.text
+    return r
+
+
+def test_a_v1_record_field_as_the_sticky_key(srv):
+    put_policy(srv, "churn", dict(CHURN_CANARY_10, sticky_key={"record_field": "customer_id"}))
+    assert srv.get("/v1/models/churn/traffic").json()["sticky_key"] == {"record_field": "customer_id"}
+    keys = [f"user-{i}" for i in range(1000)]
+
+    def work(i, session):
+        seen = {}
+        for k in keys[i::8]:
+            for n in range(10):
+                # one record, or several that agree; the key's place among the fields does not matter
+                records = [dict(CHURN_RECORD, customer_id=k)] * (1 + n % 3)
+                r = predict_churn(session, srv, records)
+                assert len(r.json()["results"]) == len(records)
+                seen.setdefault(k, set()).add((r.headers["X-Model-Arm"], r.headers["X-Model-Version"]))
+        return seen
+
+    arms = {}
+    for part in parallel(8, work):
+        arms.update(part)
+    assert len(arms) == 1000
+    assert all(len(a) == 1 for a in arms.values()), [k for k, a in arms.items() if len(a) > 1][:5]
+    first = {k: next(iter(a)) for k, a in arms.items()}
+    assert set(first.values()) == {("stable", "1"), ("canary", "2")}
+    canary_keys = sum(1 for a, _ in first.values() if a == "canary")
+    assert 70 <= canary_keys <= 130, canary_keys
+    s = requests.Session()
+    # the key hashes as the same key in a header would: a user keeps its arm whichever carries it
+    put_policy(srv, "churn", dict(CHURN_CANARY_10, sticky_key={"header": "X-User-Id"}))
+    for k in keys[:200]:
+        r = predict_churn(s, srv, [CHURN_RECORD], headers={"X-User-Id": k})
+        assert r.headers["X-Model-Arm"] == first[k][0], k
+    put_policy(srv, "churn", dict(CHURN_CANARY_10, sticky_key={"record_field": "customer_id"}))
+    # an integer key is its digits; features given as [{name, value}] carry it the same way
+    by_int = predict_churn(s, srv, [dict(CHURN_RECORD, customer_id=123456)]).headers["X-Model-Arm"]
+    assert predict_churn(s, srv, [dict(CHURN_RECORD, customer_id="123456")]).headers["X-Model-Arm"] == by_int
+    for k in keys[:50]:
+        r = s.post(srv.url("/v1/models/churn/predict"),
+                   json={"features": [{"name": n, "value": v} for n, v in dict(CHURN_RECORD, customer_id=k).items()]},
+                   timeout=T)
+        assert r.status_code == 200 and r.headers["X-Model-Arm"] == first[k][0], r.text
+    # records that disagree cannot be routed whole: 400, naming them
+    r = predict_churn(s, srv, [dict(CHURN_RECORD, customer_id="a"), dict(CHURN_RECORD, customer_id="b")], status=400)
+    assert r.json()["error"].startswith("$.inputs[0].customer_id is 'a' but $.inputs[1].customer_id is 'b'")
+    r = predict_churn(s, srv, [dict(CHURN_RECORD, customer_id="a"), CHURN_RECORD], status=400)
+    assert r.json()["error"].startswith("$.inputs[1] has no 'customer_id' but $.inputs[0] has")
+    r = predict_churn(s, srv, [dict(CHURN_RECORD, customer_id=1.5)], status=400)
+    assert r.json() == {"error": "$.inputs[0].customer_id is the traffic policy's sticky key: it must be a string or "
+                                 "an integer"}
+    # an explicit version is not split, so its records need not agree
+    r = predict_churn(s, srv, [dict(CHURN_RECORD, customer_id="a"), dict(CHURN_RECORD, customer_id="b")], version=2)
+    assert r.headers["X-Model-Arm"] == "explicit" and r.headers["X-Model-Version"] == "2"
+    # no record has it: a random draw, as without the sticky header (over 400 requests both arms turn up)
+    seen = {predict_churn(s, srv, [CHURN_RECORD]).headers["X-Model-Arm"] for _ in range(400)}
+    assert seen == {"stable", "canary"}
+    # a body that does not parse is still answered by the route's own decoding
+    r = s.post(srv.url("/v1/models/churn/predict"), data=b'{"inputs": [', headers={"Content-Type": "application/json"},
+               timeout=T)
+    assert r.status_code == 400 and r.json()["error"].startswith("malformed JSON"), r.text
 
 
 def test_explicit_versions_and_aliases_override_the_split(srv):
