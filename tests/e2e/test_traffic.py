@@ -805,3 +805,19 @@ def test_metrics_agree_with_the_report_after_a_canary_and_shadow_run(srv):
     res = subprocess.run([PROMTOOL, "check", "metrics"], input=traffic_exposition(srv), capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 0 and not (res.stdout + res.stderr).strip(), res.stdout + res.stderr
+    # with a rollout too, every inferd_traffic_ name deploy/'s dashboard and alerts use is on /metrics
+    put_policy(srv, "ab", {"aliases": {"production": 1}, "rollout": {"candidate": 2, "min_dwell_ms": 600000},
+                           "shadow": {"version": 3, "percent": 100}})
+    text = traffic_exposition(srv)
+    present = {n for n, _ in traffic_metrics(srv)} | set(re.findall(r"^# TYPE (\S+)", text, re.M))
+    deploy = ""
+    for f in ("grafana/inferd-dashboard.json", "prometheus/inferd-alerts.yml"):
+        with open(os.path.join(REPO_ROOT, "deploy", f)) as fh:
+            deploy += fh.read()
+    used = set(re.findall(r"\binferd_traffic_[a-zA-Z0-9_]+", deploy))
+    assert "inferd_traffic_rollout_state" in used
+    assert not used - present, sorted(used - present)
+    samples = traffic_metrics(srv)
+    assert metric(samples, "inferd_traffic_rollout_state", model="ab", state="running") == 1
+    assert metric(samples, "inferd_traffic_rollout_step", model="ab") == 0
+    assert metric(samples, "inferd_traffic_rollout_candidate_percent", model="ab") == 5
