@@ -463,10 +463,13 @@ typedef struct server_parts {
   http_server *http;
   grpcfe *grpc;
   metrics_port *mport;
-  obs_stream cache_metrics; /* the prediction cache's counters on /metrics */
+  obs_stream_collector cache_metrics; /* the prediction cache's counters on /metrics */
+  obs_stream_collector traffic_metrics; /* traffic's /metrics families (traffic may not link observability) */
 } server_parts;
 
 /* Starts every part; 0, or the exit code of a failed start (after logging why). */
+static void traffic_metrics_stream(void *ctx, FILE *f) { traffic_metrics_write(ctx, f); }
+
 static int start(const serve_options *o, server_parts *p) {
   /* Credentials first: a key file that does not parse stops the start, before any model loads. */
   auth_options auo = {.api_keys_path = o->api_keys, .jwt_jwks_path = o->jwt_jwks, .jwt_secret_path = o->jwt_secret_file,
@@ -550,8 +553,10 @@ static int start(const serve_options *o, server_parts *p) {
     st = metrics_register_collector(p->mreg, http_metrics_collect, p->http);
     if (status_is_ok(&st)) st = metrics_register_collector(p->mreg, grpcfe_metrics_collect, p->grpc);
     if (status_is_ok(&st)) st = obs_collectors_register(p->mreg, a, p->trace, p->cap);
-    p->cache_metrics = (obs_stream){cache_metrics_write, NULL};
+    p->cache_metrics = (obs_stream_collector){.write = cache_metrics_write, .ctx = NULL};
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->cache_metrics);
+    p->traffic_metrics = (obs_stream_collector){.write = traffic_metrics_stream, .ctx = p->tr};
+    if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->traffic_metrics);
     if (status_is_ok(&st) && o->metrics_port >= 0) {
       st = metrics_port_start(o->host, (int)o->metrics_port, a, &p->mport);
       if (p->mport) log_msg(LOG_INFO, NULL, "serving metrics on %s:%d", o->host, metrics_port_port(p->mport));

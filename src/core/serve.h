@@ -118,6 +118,13 @@ struct serve_request {
   /* Who is calling, as the frontend's authentication established it (security/); NULL when
    * security is off. Must outlive the request: serve copies the pointer to req->principal. */
   const struct principal *principal;
+  /* The named field of the request's records, for a sticky key (the /v1 predict route; NULL
+   * elsewhere): *value is the field's text (a string, or an integer's digits), NULL when no
+   * record has it; alive until decode. Not OK (INVALID_ARGUMENT, naming the records) when the
+   * records disagree on it or it is neither a string nor an integer. Called by route, before
+   * decode (the frontend keeps what it parsed for decode). */
+  inferd_status (*record_field)(void *record_ctx, const char *name, const char **value);
+  void *record_ctx;
   serve_headers *reply_headers; /* the frontend's, see serve_headers; may be NULL */
   /* serve's: the end hooks of this request (serve_on_end); serve_submit points it at its own. */
   infer_end_hooks *ends;

@@ -53,12 +53,12 @@ inferd_status obs_collectors_register(metrics *m, app *a, tracer *t, capture *c)
   return status_ok();
 }
 
-static void stream_write(void *ctx, FILE *f) {
-  const obs_stream *c = ctx;
-  c->write(c->ctx, f);
+static void stream_collect(void *ctx, metrics_text *out) {
+  obs_stream_collector *sc = ctx;
+  append_stream(out, sc->write, sc->ctx);
 }
-static void stream_collect(void *ctx, metrics_text *out) { append_stream(out, stream_write, ctx); }
 
-inferd_status obs_collectors_register_stream(metrics *m, obs_stream *s) {
-  return m ? metrics_register_collector(m, stream_collect, s) : status_ok();
+inferd_status obs_collectors_register_stream(metrics *m, obs_stream_collector *sc) {
+  if (m == NULL) return status_ok();
+  return metrics_register_collector(m, stream_collect, sc);
 }

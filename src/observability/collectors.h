@@ -16,13 +16,14 @@
  * capture when they are on (NULL: off). Before serving starts. */
 inferd_status obs_collectors_register(metrics *m, app *a, tracer *t, capture *c);
 
-/* A module that writes Prometheus text to a FILE* (one the observability layer may not link,
- * e.g. cache/ or traffic/, registered by main): write(ctx, out) at each scrape. The caller owns
- * the struct, which must outlive the registry. */
-typedef struct obs_stream {
-  void (*write)(void *ctx, FILE *out);
+/* Any module that writes its metrics as Prometheus text to a FILE* (one that may not link this
+ * layer, such as traffic) as a collector: sc->write(sc->ctx, f) runs at each scrape, through a
+ * memory stream. The caller owns sc (no allocation here), which must outlive the registry's
+ * scrapes. Before serving starts. */
+typedef struct obs_stream_collector {
+  void (*write)(void *ctx, FILE *f);
   void *ctx;
-} obs_stream;
-inferd_status obs_collectors_register_stream(metrics *m, obs_stream *s);
+} obs_stream_collector;
+inferd_status obs_collectors_register_stream(metrics *m, obs_stream_collector *sc);
 
 #endif

@@ -108,6 +108,8 @@ json_t *traffic_policy_to_json(const traffic_policy *p) {
     json_object_set_new(doc, "sticky_key", json_pack("{ss}", "header", p->sticky_header));
   else if (p->sticky == TRAFFIC_STICKY_PRINCIPAL)
     json_object_set_new(doc, "sticky_key", json_pack("{sb}", "principal", 1));
+  else if (p->sticky == TRAFFIC_STICKY_RECORD_FIELD)
+    json_object_set_new(doc, "sticky_key", json_pack("{ss}", "record_field", p->sticky_header));
   if (p->shadow.on)
     json_object_set_new(doc, "shadow", json_pack("{ss sf si}", "version", p->shadow.version, "percent", p->shadow.percent,
                                                  "max_in_flight", p->shadow.max_in_flight));
@@ -306,14 +308,20 @@ inferd_status traffic_policy_from_json(const json_t *doc, const char *path, traf
   if ((v = json_object_get(doc, "sticky_key")) != NULL) {
     const json_t *h = json_is_object(v) ? json_object_get(v, "header") : NULL;
     const json_t *pr = json_is_object(v) ? json_object_get(v, "principal") : NULL;
+    const json_t *rf = json_is_object(v) ? json_object_get(v, "record_field") : NULL;
     if (json_is_object(v) && json_object_size(v) == 1 && json_is_string(h) && json_string_length(h) > 0 &&
         json_string_length(h) < sizeof p.sticky_header) {
       p.sticky = TRAFFIC_STICKY_HEADER;
       snprintf(p.sticky_header, sizeof p.sticky_header, "%s", json_string_value(h));
     } else if (json_is_object(v) && json_object_size(v) == 1 && json_is_true(pr)) {
       p.sticky = TRAFFIC_STICKY_PRINCIPAL;
+    } else if (json_is_object(v) && json_object_size(v) == 1 && json_is_string(rf) && json_string_length(rf) > 0 &&
+               json_string_length(rf) < sizeof p.sticky_header) {
+      p.sticky = TRAFFIC_STICKY_RECORD_FIELD;
+      snprintf(p.sticky_header, sizeof p.sticky_header, "%s", json_string_value(rf));
     } else if (!json_is_null(v)) {
-      FAIL("%s.sticky_key must be {\"header\": \"X-User-Id\"} (a header name under 64 characters) or {\"principal\": true}",
+      FAIL("%s.sticky_key must be {\"header\": \"X-User-Id\"} (a header name under 64 characters), "
+           "{\"record_field\": \"customer_id\"} (a /v1 record field's name under 64 characters) or {\"principal\": true}",
            path);
     }
   }

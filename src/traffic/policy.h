@@ -30,7 +30,12 @@ typedef struct traffic_arm {
   double weight;                  /* >= 0; the arms' weights are relative */
 } traffic_arm;
 
-typedef enum { TRAFFIC_STICKY_NONE, TRAFFIC_STICKY_HEADER, TRAFFIC_STICKY_PRINCIPAL } traffic_sticky_kind;
+typedef enum {
+  TRAFFIC_STICKY_NONE,
+  TRAFFIC_STICKY_HEADER,      /* a request header / gRPC metadata key: sticky_header */
+  TRAFFIC_STICKY_PRINCIPAL,   /* the authenticated caller's name */
+  TRAFFIC_STICKY_RECORD_FIELD /* a field of the /v1 records: sticky_header holds its name */
+} traffic_sticky_kind;
 
 typedef enum {
   ROLLOUT_NONE,        /* no rollout declared */
@@ -73,7 +78,7 @@ typedef struct traffic_policy {
   traffic_arm arms[TRAFFIC_MAX_ARMS]; /* in a fixed order: the cumulative split depends on it */
   int n_arms;
   traffic_sticky_kind sticky;
-  char sticky_header[64];
+  char sticky_header[64]; /* the header's, or the record field's, name */
   traffic_rollout rollout;
   traffic_shadow shadow;
 } traffic_policy;

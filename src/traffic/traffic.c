@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,7 @@ typedef struct arm_stats {
   char version[TRAFFIC_NAME_MAX]; /* the last version that answered for it */
   int64_t requests, errors;
   int64_t hist[TRAFFIC_HIST_BUCKETS];
+  double sum_ms; /* of the latencies in hist: the metrics histogram's _sum */
   /* classifiers: the label output's values and the top probability */
   struct arm_label {
     int64_t label;
@@ -94,6 +96,7 @@ typedef struct shadow_stats {
   } out[SHADOW_MAX_OUTPUTS]; /* regressors: |shadow - live| per FP32 output */
   int n_out;
   int64_t hist[TRAFFIC_HIST_BUCKETS]; /* the shadow's own server time */
+  double sum_ms;
   int64_t win_compared, win_disagreed;
   _Atomic int in_flight;
   struct shadow_stats *next;
@@ -221,6 +224,12 @@ static inferd_status route(void *ctx, const serve_request *sr, char version[32],
     const char *key = NULL;
     if (p->sticky == TRAFFIC_STICKY_HEADER) key = serve_meta(sr, p->sticky_header);
     else if (p->sticky == TRAFFIC_STICKY_PRINCIPAL && sr->principal) key = sr->principal->name;
+    else if (p->sticky == TRAFFIC_STICKY_RECORD_FIELD && sr->record_field && req[0] == '\0') /* pinned: no split */
+      st = sr->record_field(sr->record_ctx, p->sticky_header, &key);
+    if (!status_is_ok(&st)) {
+      snap_release(s);
+      return st;
+    }
     if (key && *key) u = traffic_hash_unit(key, strlen(key));
     else u = traffic_unit_of(traffic_mix64(atomic_fetch_add_explicit(&t->draws, 1, memory_order_relaxed)));
     st = traffic_route(p, sr->model, req, u, version, arm);
@@ -384,6 +393,7 @@ static void shadow_done(infer_request *sreq, void *user) {
     p->n_shadow = sreq->n_outputs;
     sreq->outputs = NULL;
     p->stats->hist[traffic_hist_bucket(ms)]++;
+    p->stats->sum_ms += ms;
   }
   p->shadow_done = true;
   bool both = p->live_done;
@@ -505,6 +515,7 @@ static inferd_status on_complete(void *ctx, const serve_request *sr, infer_reque
     a->requests++;
     a->win_requests++;
     a->hist[b]++;
+    a->sum_ms += ms;
     a->win_hist[b]++;
     if (!ok) {
       a->errors++;
@@ -1082,4 +1093,246 @@ inferd_status traffic_report(traffic *t, const char *model, json_t **out) {
   *out = json_pack("{ss so so}", "model", model, "arms", arms, "policy", policy);
   if (shadow) json_object_set_new(*out, "shadow", shadow);
   return status_ok();
+}
+
+/* ---- Prometheus metrics ----------------------------------------------------------------- */
+
+/* A label value as the text format 0.0.4 wants it (backslash, quote and newline escaped): model
+ * and output names come from the repository, not from a checked alphabet. */
+static void prom_label(FILE *out, const char *name, const char *v) {
+  fprintf(out, "%s=\"", name);
+  for (const char *c = v; *c; c++) {
+    if (*c == '\\') fputs("\\\\", out);
+    else if (*c == '"') fputs("\\\"", out);
+    else if (*c == '\n') fputs("\\n", out);
+    else fputc(*c, out);
+  }
+  fputc('"', out);
+}
+
+static void prom_family(FILE *out, const char *name, const char *type, const char *help) {
+  fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One labelled series' start: name{model="m"[,arm="a"] */
+static void prom_series(FILE *out, const char *name, const char *model, const char *arm) {
+  fprintf(out, "%s{", name);
+  prom_label(out, "model", model);
+  if (arm) {
+    fputc(',', out);
+    prom_label(out, "arm", arm);
+  }
+}
+
+/* Every fourth bucket edge of the report's histogram (10 µs × 1.25^4k, a factor of about 2.4
+ * apart, 10 µs .. 39 s) as cumulative buckets: the counts are the report's own, so the two
+ * agree exactly, and the series stay few. */
+#define PROM_BUCKET_STRIDE 4
+
+static void prom_histogram(FILE *out, const char *name, const char *model, const char *arm, const int64_t *hist,
+                           double sum_ms) {
+  char bucket[96], sum[96], count[96];
+  snprintf(bucket, sizeof bucket, "%s_bucket", name);
+  snprintf(sum, sizeof sum, "%s_sum", name);
+  snprintf(count, sizeof count, "%s_count", name);
+  int64_t cum = 0;
+  for (int i = 0; i < TRAFFIC_HIST_BUCKETS - 1; i++) {
+    cum += hist[i];
+    if (i % PROM_BUCKET_STRIDE != 0) continue;
+    prom_series(out, bucket, model, arm);
+    fprintf(out, ",le=\"%.9g\"} %lld\n", traffic_hist_upper_ms(i) / 1000.0, (long long)cum);
+  }
+  cum += hist[TRAFFIC_HIST_BUCKETS - 1];
+  prom_series(out, bucket, model, arm);
+  fprintf(out, ",le=\"+Inf\"} %lld\n", (long long)cum);
+  prom_series(out, sum, model, arm);
+  fprintf(out, "} %.9g\n", sum_ms / 1000.0);
+  prom_series(out, count, model, arm);
+  fprintf(out, "} %lld\n", (long long)cum);
+}
+
+static const char *const rollout_states[] = {"running", "paused", "rolled_back", "complete"};
+
+void traffic_metrics_write(traffic *t, FILE *out) {
+  /* the policies: arm weights and rollout progress, from the published snapshot */
+  traffic_snap *s = snap_acquire(t);
+  bool any_arm = false, any_rollout = false;
+  for (size_t i = 0; i < s->n; i++) {
+    any_arm |= s->e[i].policy.n_arms > 0;
+    any_rollout |= s->e[i].policy.rollout.state != ROLLOUT_NONE;
+  }
+  if (any_arm) {
+    prom_family(out, "inferd_traffic_arm_weight", "gauge",
+                "The arm's share of the model's unpinned requests in its traffic policy (0..1).");
+    for (size_t i = 0; i < s->n; i++) {
+      const traffic_policy *p = &s->e[i].policy;
+      double total = 0;
+      for (int k = 0; k < p->n_arms; k++) total += p->arms[k].weight;
+      for (int k = 0; k < p->n_arms; k++) {
+        prom_series(out, "inferd_traffic_arm_weight", s->e[i].model, p->arms[k].name);
+        fprintf(out, "} %.9g\n", total > 0 ? p->arms[k].weight / total : 0.0);
+      }
+    }
+  }
+  if (any_rollout) {
+    prom_family(out, "inferd_traffic_rollout_state", "gauge",
+                "1 for the state the model's progressive rollout is in (running, paused, rolled_back, complete).");
+    for (size_t i = 0; i < s->n; i++) {
+      const traffic_rollout *r = &s->e[i].policy.rollout;
+      if (r->state == ROLLOUT_NONE) continue;
+      for (int k = 0; k < 4; k++) {
+        prom_series(out, "inferd_traffic_rollout_state", s->e[i].model, NULL);
+        fputc(',', out);
+        prom_label(out, "state", rollout_states[k]);
+        fprintf(out, "} %d\n", (int)r->state == k + 1 ? 1 : 0);
+      }
+    }
+    prom_family(out, "inferd_traffic_rollout_step", "gauge", "The rollout's current step (0: the first).");
+    for (size_t i = 0; i < s->n; i++) {
+      const traffic_rollout *r = &s->e[i].policy.rollout;
+      if (r->state == ROLLOUT_NONE) continue;
+      prom_series(out, "inferd_traffic_rollout_step", s->e[i].model, NULL);
+      fprintf(out, "} %d\n", r->step);
+    }
+    prom_family(out, "inferd_traffic_rollout_candidate_percent", "gauge",
+                "The share of unpinned requests the rollout gives its candidate now (0 once rolled back).");
+    for (size_t i = 0; i < s->n; i++) {
+      const traffic_policy *p = &s->e[i].policy;
+      if (p->rollout.state == ROLLOUT_NONE) continue;
+      double total = 0, cand = 0;
+      for (int k = 0; k < p->n_arms; k++) {
+        total += p->arms[k].weight;
+        if (strcmp(p->arms[k].name, "canary") == 0) cand += p->arms[k].weight;
+      }
+      if (p->rollout.state == ROLLOUT_COMPLETE) cand = total = 1;
+      prom_series(out, "inferd_traffic_rollout_candidate_percent", s->e[i].model, NULL);
+      fprintf(out, "} %.9g\n", total > 0 ? 100.0 * cand / total : 0.0);
+    }
+  }
+  snap_release(s);
+
+  /* the per-arm and shadow counters (stats_mu: the completion stage's; held for the scrape's
+   * few lines per arm) */
+  pthread_mutex_lock(&t->stats_mu);
+  if (t->stats) {
+    prom_family(out, "inferd_traffic_arm_info", "gauge", "The version that last answered for the arm (always 1).");
+    for (arm_stats *a = t->stats; a; a = a->next) {
+      prom_series(out, "inferd_traffic_arm_info", a->model, a->arm);
+      fputc(',', out);
+      prom_label(out, "version", a->version);
+      fputs("} 1\n", out);
+    }
+    prom_family(out, "inferd_traffic_arm_requests_total", "counter", "Requests routed to the arm that finished.");
+    for (arm_stats *a = t->stats; a; a = a->next) {
+      prom_series(out, "inferd_traffic_arm_requests_total", a->model, a->arm);
+      fprintf(out, "} %lld\n", (long long)a->requests);
+    }
+    prom_family(out, "inferd_traffic_arm_errors_total", "counter", "Requests routed to the arm that failed.");
+    for (arm_stats *a = t->stats; a; a = a->next) {
+      prom_series(out, "inferd_traffic_arm_errors_total", a->model, a->arm);
+      fprintf(out, "} %lld\n", (long long)a->errors);
+    }
+    prom_family(out, "inferd_traffic_arm_latency_seconds", "histogram",
+                "The server's time on the arm's requests: queue and compute.");
+    for (arm_stats *a = t->stats; a; a = a->next)
+      prom_histogram(out, "inferd_traffic_arm_latency_seconds", a->model, a->arm, a->hist, a->sum_ms);
+    bool labels = false, scores = false;
+    for (arm_stats *a = t->stats; a; a = a->next) {
+      labels |= a->n_labels > 0 || a->labels_other > 0;
+      scores |= a->score_n > 0;
+    }
+    if (labels) {
+      prom_family(out, "inferd_traffic_arm_labels_total", "counter",
+                  "A classifier arm's predicted labels (the first 32 distinct, then \"other\").");
+      for (arm_stats *a = t->stats; a; a = a->next) {
+        for (int i = 0; i <= a->n_labels; i++) {
+          char v[32];
+          int64_t n;
+          if (i < a->n_labels) {
+            snprintf(v, sizeof v, "%lld", (long long)a->labels[i].label);
+            n = a->labels[i].count;
+          } else {
+            if (a->labels_other == 0) break;
+            snprintf(v, sizeof v, "other");
+            n = a->labels_other;
+          }
+          prom_series(out, "inferd_traffic_arm_labels_total", a->model, a->arm);
+          fputc(',', out);
+          prom_label(out, "label", v);
+          fprintf(out, "} %lld\n", (long long)n);
+        }
+      }
+    }
+    if (scores) {
+      prom_family(out, "inferd_traffic_arm_mean_score", "gauge", "A classifier arm's mean top probability.");
+      for (arm_stats *a = t->stats; a; a = a->next) {
+        if (a->score_n == 0) continue;
+        prom_series(out, "inferd_traffic_arm_mean_score", a->model, a->arm);
+        fprintf(out, "} %.17g\n", a->score_sum / (double)a->score_n);
+      }
+    }
+  }
+  if (t->shadows) {
+    prom_family(out, "inferd_traffic_shadow_info", "gauge", "The version shadow copies of the model go to (always 1).");
+    for (shadow_stats *x = t->shadows; x; x = x->next) {
+      prom_series(out, "inferd_traffic_shadow_info", x->model, NULL);
+      fputc(',', out);
+      prom_label(out, "version", x->version);
+      fputs("} 1\n", out);
+    }
+    static const struct {
+      const char *name, *help;
+      size_t off;
+    } counters[] = {
+        {"inferd_traffic_shadow_sent_total", "Shadow copies handed to the scheduler.", offsetof(shadow_stats, sent)},
+        {"inferd_traffic_shadow_dropped_total",
+         "Shadow copies not made: past max_in_flight, or the shadow version not ready.", offsetof(shadow_stats, dropped)},
+        {"inferd_traffic_shadow_errors_total", "Shadow copies that failed.", offsetof(shadow_stats, errors)},
+        {"inferd_traffic_shadow_comparisons_total", "Shadow copies compared with their live answer.",
+         offsetof(shadow_stats, compared)},
+        {"inferd_traffic_shadow_disagreements_total",
+         "Compared shadow copies with a label that differs from the live answer's.", offsetof(shadow_stats, disagreed)},
+    };
+    for (size_t c = 0; c < sizeof counters / sizeof counters[0]; c++) {
+      prom_family(out, counters[c].name, "counter", counters[c].help);
+      for (shadow_stats *x = t->shadows; x; x = x->next) {
+        prom_series(out, counters[c].name, x->model, NULL);
+        fprintf(out, "} %lld\n", (long long)*(const int64_t *)((const char *)x + counters[c].off));
+      }
+    }
+    bool rows = false, outs = false;
+    for (shadow_stats *x = t->shadows; x; x = x->next) {
+      rows |= x->label_rows > 0;
+      outs |= x->n_out > 0;
+    }
+    if (rows) {
+      prom_family(out, "inferd_traffic_shadow_label_agreement_ratio", "gauge",
+                  "The share of compared label rows (INT64 outputs) where the shadow agreed with the live answer.");
+      for (shadow_stats *x = t->shadows; x; x = x->next) {
+        if (x->label_rows == 0) continue;
+        prom_series(out, "inferd_traffic_shadow_label_agreement_ratio", x->model, NULL);
+        fprintf(out, "} %.17g\n", (double)x->label_agree / (double)x->label_rows);
+      }
+    }
+    if (outs) {
+      prom_family(out, "inferd_traffic_shadow_abs_diff", "gauge",
+                  "The mean and max absolute difference between the shadow's and the live answer's FP32 output.");
+      for (shadow_stats *x = t->shadows; x; x = x->next) {
+        for (int i = 0; i < x->n_out; i++) {
+          for (int k = 0; k < 2; k++) {
+            prom_series(out, "inferd_traffic_shadow_abs_diff", x->model, NULL);
+            fputc(',', out);
+            prom_label(out, "output", x->out[i].name);
+            fprintf(out, ",stat=\"%s\"} %.17g\n", k == 0 ? "mean" : "max",
+                    k == 0 ? (x->out[i].n ? x->out[i].sum_abs / (double)x->out[i].n : 0.0) : x->out[i].max_abs);
+          }
+        }
+      }
+    }
+    prom_family(out, "inferd_traffic_shadow_latency_seconds", "histogram",
+                "The server's time on the shadow copies that succeeded: queue and compute.");
+    for (shadow_stats *x = t->shadows; x; x = x->next)
+      prom_histogram(out, "inferd_traffic_shadow_latency_seconds", x->model, NULL, x->hist, x->sum_ms);
+  }
+  pthread_mutex_unlock(&t->stats_mu);
 }

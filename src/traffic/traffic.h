@@ -6,6 +6,7 @@
 #define INFERD_TRAFFIC_H
 
 #include <jansson.h>
+#include <stdio.h>
 
 #include "core/app.h"
 #include "core/status.h"
@@ -33,5 +34,11 @@ inferd_status traffic_action(traffic *t, const char *model, const char *action, 
                              json_t **out);
 inferd_status traffic_history(traffic *t, const char *model, int limit, json_t **out);
 inferd_status traffic_report(traffic *t, const char *model, json_t **out);
+
+/* The report's figures as Prometheus text (format 0.0.4), for /metrics: per arm (requests,
+ * errors, a latency histogram, labels, mean score, weight, the version answering), each rollout's
+ * state, step and candidate share, and the shadow comparison. Labels: model, arm, and bounded
+ * ones (state, stat, a classifier's first 32 labels, FP32 output names). Scrape time only. */
+void traffic_metrics_write(traffic *t, FILE *out);
 
 #endif

@@ -16,8 +16,10 @@ The models are written here, from tests/e2e/make_test_models.py's helpers:
 """
 
 import json
+import math
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -75,6 +77,7 @@ def repo(tmp_path_factory):
     with open(os.path.join(churn, "config.json")) as f:
         cfg = json.load(f)
     cfg["version_policy"] = {"all": True}
+    cfg["application"]["allow_extra_features"] = True  # a customer_id field for the record-field sticky key
     with open(os.path.join(churn, "config.json"), "w") as f:
         json.dump(cfg, f)
     return out
@@ -212,6 +215,78 @@ def test_sticky_keys_never_change_arm(srv):
     assert all(after[k] == "canary" for k in keys if first[k] == "canary")
     moved = sum(1 for k in keys if first[k] != after[k])
     assert 150 <= moved <= 250, moved
+
+
+CHURN_RECORD = {"tenure_months": 3, "monthly_charges": 89.5, "total_charges": 268.5, "support_calls": 2, "age": 29,
+                "contract": "month-to-month", "payment_method": "electronic_check"}
+CHURN_CANARY_10 = {"arms": [{"name": "stable", "version": 1, "weight": 90}, {"name": "canary", "version": 2, "weight": 10}]}
+
+
+def predict_churn(session, s, records, headers=None, version=None, status=200):
+    path = "/v1/models/churn" + (f"/versions/{version}" if version else "") + "/predict"
+    r = session.post(s.url(path), json={"inputs": records}, headers=headers, timeout=T)
+    assert r.status_code == status, r.text
+    return r
+
+
+def test_a_v1_record_field_as_the_sticky_key(srv):
+    put_policy(srv, "churn", dict(CHURN_CANARY_10, sticky_key={"record_field": "customer_id"}))
+    assert srv.get("/v1/models/churn/traffic").json()["sticky_key"] == {"record_field": "customer_id"}
+    keys = [f"user-{i}" for i in range(1000)]
+
+    def work(i, session):
+        seen = {}
+        for k in keys[i::8]:
+            for n in range(10):
+                # one record, or several that agree; the key's place among the fields does not matter
+                records = [dict(CHURN_RECORD, customer_id=k)] * (1 + n % 3)
+                r = predict_churn(session, srv, records)
+                assert len(r.json()["results"]) == len(records)
+                seen.setdefault(k, set()).add((r.headers["X-Model-Arm"], r.headers["X-Model-Version"]))
+        return seen
+
+    arms = {}
+    for part in parallel(8, work):
+        arms.update(part)
+    assert len(arms) == 1000
+    assert all(len(a) == 1 for a in arms.values()), [k for k, a in arms.items() if len(a) > 1][:5]
+    first = {k: next(iter(a)) for k, a in arms.items()}
+    assert set(first.values()) == {("stable", "1"), ("canary", "2")}
+    canary_keys = sum(1 for a, _ in first.values() if a == "canary")
+    assert 70 <= canary_keys <= 130, canary_keys
+    s = requests.Session()
+    # the key hashes as the same key in a header would: a user keeps its arm whichever carries it
+    put_policy(srv, "churn", dict(CHURN_CANARY_10, sticky_key={"header": "X-User-Id"}))
+    for k in keys[:200]:
+        r = predict_churn(s, srv, [CHURN_RECORD], headers={"X-User-Id": k})
+        assert r.headers["X-Model-Arm"] == first[k][0], k
+    put_policy(srv, "churn", dict(CHURN_CANARY_10, sticky_key={"record_field": "customer_id"}))
+    # an integer key is its digits; features given as [{name, value}] carry it the same way
+    by_int = predict_churn(s, srv, [dict(CHURN_RECORD, customer_id=123456)]).headers["X-Model-Arm"]
+    assert predict_churn(s, srv, [dict(CHURN_RECORD, customer_id="123456")]).headers["X-Model-Arm"] == by_int
+    for k in keys[:50]:
+        r = s.post(srv.url("/v1/models/churn/predict"),
+                   json={"features": [{"name": n, "value": v} for n, v in dict(CHURN_RECORD, customer_id=k).items()]},
+                   timeout=T)
+        assert r.status_code == 200 and r.headers["X-Model-Arm"] == first[k][0], r.text
+    # records that disagree cannot be routed whole: 400, naming them
+    r = predict_churn(s, srv, [dict(CHURN_RECORD, customer_id="a"), dict(CHURN_RECORD, customer_id="b")], status=400)
+    assert r.json()["error"].startswith("$.inputs[0].customer_id is 'a' but $.inputs[1].customer_id is 'b'")
+    r = predict_churn(s, srv, [dict(CHURN_RECORD, customer_id="a"), CHURN_RECORD], status=400)
+    assert r.json()["error"].startswith("$.inputs[1] has no 'customer_id' but $.inputs[0] has")
+    r = predict_churn(s, srv, [dict(CHURN_RECORD, customer_id=1.5)], status=400)
+    assert r.json() == {"error": "$.inputs[0].customer_id is the traffic policy's sticky key: it must be a string or "
+                                 "an integer"}
+    # an explicit version is not split, so its records need not agree
+    r = predict_churn(s, srv, [dict(CHURN_RECORD, customer_id="a"), dict(CHURN_RECORD, customer_id="b")], version=2)
+    assert r.headers["X-Model-Arm"] == "explicit" and r.headers["X-Model-Version"] == "2"
+    # no record has it: a random draw, as without the sticky header (over 400 requests both arms turn up)
+    seen = {predict_churn(s, srv, [CHURN_RECORD]).headers["X-Model-Arm"] for _ in range(400)}
+    assert seen == {"stable", "canary"}
+    # a body that does not parse is still answered by the route's own decoding
+    r = s.post(srv.url("/v1/models/churn/predict"), data=b'{"inputs": [', headers={"Content-Type": "application/json"},
+               timeout=T)
+    assert r.status_code == 400 and r.json()["error"].startswith("malformed JSON"), r.text
 
 
 def test_explicit_versions_and_aliases_override_the_split(srv):
@@ -354,6 +429,12 @@ def test_rollout_guard_rolls_back_a_candidate_that_fails_on_some_inputs(srv, sta
     assert last["from"]["rollout"]["state"] == "running" and last["to"]["rollout"]["state"] == "rolled_back"
     audit = audit_lines(state_dir)
     assert audit[-1]["action"] == "guard_rollback" and audit[-1]["why"] == last["why"]
+    # /metrics says so too
+    samples = traffic_metrics(srv)
+    assert metric(samples, "inferd_traffic_rollout_state", model="flaky", state="rolled_back") == 1
+    assert metric(samples, "inferd_traffic_rollout_state", model="flaky", state="running") == 0
+    assert metric(samples, "inferd_traffic_rollout_candidate_percent", model="flaky") == 0
+    assert metric(samples, "inferd_traffic_arm_errors_total", model="flaky", arm="canary") == candidate_failed
     # the candidate stays loaded for inspection; unpinned traffic no longer reaches it
     assert srv.get("/v2/models/flaky/versions/2/ready").status_code == 200
     for _ in range(50):
@@ -481,6 +562,10 @@ def test_report_of_a_classifier_has_labels_and_scores(srv):
     assert arm["requests"] == 5
     assert sum(arm["labels"].values()) == 10 and arm["labels"] == {str(l): 5 * labels.count(l) for l in set(labels)}
     assert 0.5 <= arm["mean_score"] <= 1.0
+    samples = traffic_metrics(srv)
+    for label, n in arm["labels"].items():
+        assert metric(samples, "inferd_traffic_arm_labels_total", model="churn", arm="a", label=label) == n
+    assert metric(samples, "inferd_traffic_arm_mean_score", model="churn", arm="a") == pytest.approx(arm["mean_score"])
 
 
 def test_config_json_traffic_is_the_start_up_default(tmp_path):
@@ -604,3 +689,135 @@ def test_shadow_label_agreement_of_a_classifier(srv):
     assert 35 <= sh["sent"] <= 65  # half of the requests
     sh = shadow_report(srv, "churn", sh["sent"])
     assert sh["label_agreement"] == 1.0 and sh["disagreement"] == 0.0
+    samples = traffic_metrics(srv)
+    assert metric(samples, "inferd_traffic_shadow_label_agreement_ratio", model="churn") == 1.0
+    assert metric(samples, "inferd_traffic_shadow_disagreements_total", model="churn") == 0
+    assert metric(samples, "inferd_traffic_shadow_comparisons_total", model="churn") == sh["compared"]
+
+
+# --------------------------------------------------------------------------------------------
+# the report as Prometheus metrics (GET /metrics)
+
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def traffic_exposition(s):
+    r = s.get("/metrics")
+    assert r.status_code == 200, r.text
+    # the traffic families: from their HELP line to the next family's
+    lines, mine = [], False
+    for line in r.text.splitlines():
+        if line.startswith("# HELP "):
+            mine = line.split(" ")[2].startswith("inferd_traffic_")
+        if mine:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def traffic_metrics(s):
+    """{(name, frozenset(labels)): value} of the inferd_traffic_ families."""
+    out = {}
+    for line in traffic_exposition(s).splitlines():
+        if line.startswith("#") or not line:
+            continue
+        m = SAMPLE_RE.match(line)
+        assert m, f"malformed sample line: {line!r}"
+        key = (m.group(1), frozenset(LABEL_RE.findall(m.group(3) or "")))
+        assert key not in out, f"duplicate series: {line!r}"
+        out[key] = float(m.group(4))
+    return out
+
+
+def metric(samples, name, **labels):
+    key = (name, frozenset(labels.items()))
+    assert key in samples, f"no series {name}{labels}"
+    return samples[key]
+
+
+def buckets(samples, name, **labels):
+    """[(le, cumulative count)] of a histogram's series, +Inf last."""
+    out = []
+    for (n, ls), v in samples.items():
+        d = dict(ls)
+        if n == name + "_bucket" and all(d.get(k) == w for k, w in labels.items()) and len(d) == len(labels) + 1:
+            out.append((float(d["le"]), v))
+    return sorted(out)
+
+
+def check_histogram_against_report(samples, name, n, latency_ms, **labels):
+    bs = buckets(samples, name, **labels)
+    assert bs and bs[-1][0] == float("inf") and bs[-1][1] == n
+    assert metric(samples, name + "_count", **labels) == n
+    assert all(a[1] <= b[1] for a, b in zip(bs, bs[1:])), "cumulative buckets must not decrease"
+    assert metric(samples, name + "_sum", **labels) > 0
+    # the report's quantiles are bucket edges of the same counts: every exposed edge below its
+    # p50/p99 holds fewer than the quantile's rank, every edge at or above it at least that many
+    for q in (0.5, 0.99):
+        edge, rank = latency_ms["p50" if q == 0.5 else "p99"] / 1000, math.ceil(q * n)
+        for le, cum in bs:
+            if le < edge * (1 - 1e-6):
+                assert cum < rank, (q, le, cum, rank, edge)
+            elif le >= edge * (1 + 1e-6):
+                assert cum >= rank, (q, le, cum, rank, edge)
+
+
+def test_metrics_agree_with_the_report_after_a_canary_and_shadow_run(srv):
+    put_policy(srv, "ab", dict(CANARY_10, shadow={"version": 3, "percent": 100, "max_in_flight": 1000}))
+    rng = random.Random(11)
+    s = requests.Session()
+    n = 400
+    diffs = []
+    for _ in range(n):
+        x = rng.choice([0.5, 1.0, 1.5, 2.0, 4.0])
+        r = s.post(srv.url("/v2/models/ab/infer"), json=ab_body(x), timeout=T)
+        assert r.status_code == 200, r.text
+        v = int(r.json()["model_version"])
+        diffs.append(abs(3 * x - v * x))  # the shadow, version 3, answers 3x
+    sh = shadow_report(srv, "ab", n)
+    report = srv.get("/v1/models/ab/traffic/report").json()
+    samples = traffic_metrics(srv)
+    arms = {a["arm"]: a for a in report["arms"]}
+    assert set(arms) == {"stable", "canary"} and sum(a["requests"] for a in arms.values()) == n
+    for name, a in arms.items():
+        assert metric(samples, "inferd_traffic_arm_requests_total", model="ab", arm=name) == a["requests"]
+        assert metric(samples, "inferd_traffic_arm_errors_total", model="ab", arm=name) == a["errors"] == 0
+        assert metric(samples, "inferd_traffic_arm_info", model="ab", arm=name, version=a["version"]) == 1
+        check_histogram_against_report(samples, "inferd_traffic_arm_latency_seconds", a["requests"], a["latency_ms"],
+                                       model="ab", arm=name)
+    assert metric(samples, "inferd_traffic_arm_weight", model="ab", arm="stable") == pytest.approx(0.9)
+    assert metric(samples, "inferd_traffic_arm_weight", model="ab", arm="canary") == pytest.approx(0.1)
+    # the shadow: counts, the comparison (against the differences the answers themselves show)
+    assert metric(samples, "inferd_traffic_shadow_info", model="ab", version="3") == 1
+    assert metric(samples, "inferd_traffic_shadow_sent_total", model="ab") == sh["sent"] == n
+    assert metric(samples, "inferd_traffic_shadow_dropped_total", model="ab") == sh["dropped"]
+    assert metric(samples, "inferd_traffic_shadow_errors_total", model="ab") == sh["errors"]
+    assert metric(samples, "inferd_traffic_shadow_comparisons_total", model="ab") == sh["compared"] == n
+    mean = metric(samples, "inferd_traffic_shadow_abs_diff", model="ab", output="y", stat="mean")
+    mx = metric(samples, "inferd_traffic_shadow_abs_diff", model="ab", output="y", stat="max")
+    assert mean == pytest.approx(sh["outputs"]["y"]["mean_abs_diff"], rel=1e-12)
+    assert mx == pytest.approx(sh["outputs"]["y"]["max_abs_diff"], rel=1e-12)
+    assert mean == pytest.approx(sum(diffs) / n, rel=1e-6) and mx == pytest.approx(max(diffs), rel=1e-6)
+    check_histogram_against_report(samples, "inferd_traffic_shadow_latency_seconds", sh["compared"], sh["latency_ms"],
+                                   model="ab")
+    # the exposition of these families is valid, lint-clean Prometheus text
+    res = subprocess.run([PROMTOOL, "check", "metrics"], input=traffic_exposition(srv), capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0 and not (res.stdout + res.stderr).strip(), res.stdout + res.stderr
+    # with a rollout too, every inferd_traffic_ name deploy/'s dashboard and alerts use is on /metrics
+    put_policy(srv, "ab", {"aliases": {"production": 1}, "rollout": {"candidate": 2, "min_dwell_ms": 600000},
+                           "shadow": {"version": 3, "percent": 100}})
+    text = traffic_exposition(srv)
+    present = {n for n, _ in traffic_metrics(srv)} | set(re.findall(r"^# TYPE (\S+)", text, re.M))
+    deploy = ""
+    for f in ("grafana/inferd-dashboard.json", "prometheus/inferd-alerts.yml"):
+        with open(os.path.join(REPO_ROOT, "deploy", f)) as fh:
+            deploy += fh.read()
+    used = set(re.findall(r"\binferd_traffic_[a-zA-Z0-9_]+", deploy))
+    assert "inferd_traffic_rollout_state" in used
+    assert not used - present, sorted(used - present)
+    samples = traffic_metrics(srv)
+    assert metric(samples, "inferd_traffic_rollout_state", model="ab", state="running") == 1
+    assert metric(samples, "inferd_traffic_rollout_step", model="ab") == 0
+    assert metric(samples, "inferd_traffic_rollout_candidate_percent", model="ab") == 5

@@ -168,6 +168,11 @@ static void test_json_errors_name_the_path(void **state) {
   expect_error("{\"arms\": [{\"name\": \"explicit\", \"version\": 1}]}", "'explicit' is reserved");
   expect_error("{\"arms\": [{\"name\": \"a\", \"version\": 1, \"share\": 3}]}", "$.arms[0] has an unknown field 'share'");
   expect_error("{\"sticky_key\": \"X-User-Id\"}", "$.sticky_key must be");
+  expect_error("{\"sticky_key\": {\"record_field\": \"\"}}", "$.sticky_key must be");
+  expect_error("{\"sticky_key\": {\"record_field\": 7}}", "{\"record_field\": \"customer_id\"}");
+  expect_error("{\"sticky_key\": {\"record_field\": \"a\", \"header\": \"b\"}}", "$.sticky_key must be");
+  expect_error("{\"sticky_key\": {\"record_field\": \"0123456789012345678901234567890123456789012345678901234567890123\"}}",
+               "under 64 characters");
   expect_error("{\"aliases\": {\"production\": 1}, \"rollout\": {\"candidate\": 2, \"steps\": [5, 5, 100]}}",
                "$.rollout.steps[1] must be a whole percentage above the previous step");
   expect_error("{\"aliases\": {\"production\": 1}, \"rollout\": {\"candidate\": 2, \"steps\": [5, 50]}}",
@@ -220,6 +225,16 @@ static void test_json_round_trip(void **state) {
   assert_true(q.shadow.on && q.shadow.percent == 25 && strcmp(q.shadow.version, "next") == 0);
   traffic_policy pr = parse("{\"sticky_key\": {\"principal\": true}}");
   assert_int_equal(pr.sticky, TRAFFIC_STICKY_PRINCIPAL);
+  traffic_policy rf = parse("{\"sticky_key\": {\"record_field\": \"customer_id\"}}");
+  assert_int_equal(rf.sticky, TRAFFIC_STICKY_RECORD_FIELD);
+  assert_string_equal(rf.sticky_header, "customer_id");
+  j = traffic_policy_to_json(&rf);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(j, "sticky_key"), "record_field")), "customer_id");
+  inferd_status rst = traffic_policy_from_json(j, "$", &q);
+  json_decref(j);
+  assert_true(status_is_ok(&rst));
+  assert_int_equal(q.sticky, TRAFFIC_STICKY_RECORD_FIELD);
+  assert_string_equal(q.sticky_header, "customer_id");
 }
 
 /* ---- the step machine ------------------------------------------------------------------- */

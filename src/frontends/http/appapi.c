@@ -49,6 +49,13 @@ size_t appapi_max_records(const http_call *c, const model_version *mv) {
 inferd_status appapi_serve(http_call *c, const char *model, const char *version,
                           inferd_status (*decode)(serve_request *sr, infer_request *req), infer_done_fn done,
                           void *user) {
+  return appapi_serve_records(c, model, version, decode, done, user, NULL);
+}
+
+inferd_status appapi_serve_records(http_call *c, const char *model, const char *version,
+                                   inferd_status (*decode)(serve_request *sr, infer_request *req), infer_done_fn done,
+                                   void *user,
+                                   inferd_status (*record_field)(void *user, const char *name, const char **value)) {
   const char *v = version && version[0] ? version : http_call_header(c, "X-Model-Version");
   snprintf(c->model, sizeof c->model, "%s", model ? model : "");
   serve_request sr = {.model = model,
@@ -56,7 +63,9 @@ inferd_status appapi_serve(http_call *c, const char *model, const char *version,
                       .deadline = {.timeout_header = http_call_header(c, "X-Request-Timeout-Ms")},
                       .decode = decode,
                       .on_done = done,
-                      .user = user};
+                      .user = user,
+                      .record_field = record_field,
+                      .record_ctx = user};
   http_call_serve_init(c, &sr);
   return serve_submit(c->app->serve, &sr);
 }

@@ -53,6 +53,12 @@ json_t *appapi_outputs_columns(const infer_request *req);
  * header, else the default), X-Request-Timeout-Ms. decode (the route's, run once the version
  * is known) fills the request; done(req, user) runs on a worker and must destroy req. Not OK:
  * nothing was handed over, the route answers the status. */
+/* appapi_serve with the records' field lookup the route stage reads a sticky key from
+ * (serve_request.record_field, called with user): the /v1 route's. */
+inferd_status appapi_serve_records(http_call *c, const char *model, const char *version,
+                                   inferd_status (*decode)(serve_request *sr, infer_request *req), infer_done_fn done,
+                                   void *user,
+                                   inferd_status (*record_field)(void *user, const char *name, const char **value));
 inferd_status appapi_serve(http_call *c, const char *model, const char *version,
                           inferd_status (*decode)(serve_request *sr, infer_request *req), infer_done_fn done,
                           void *user);

@@ -160,6 +160,8 @@ typedef struct v1_call {
   features_result_opts opts;
   size_t n_records;
   feature_errors errs; /* the problems decode found, answered in the protocol's form */
+  json_t *body;        /* parsed at route for a record-field sticky key; decode takes it */
+  char key[24];        /* that key when it is an integer: its digits */
 } v1_call;
 
 static void reply_errors(http_call *c, int status, const feature_errors *errs) {
@@ -362,12 +364,101 @@ static inferd_status v1_decode_body(serve_request *sr, infer_request *req, json_
 
 static inferd_status v1_decode(serve_request *sr, infer_request *req) {
   v1_call *vc = sr->user;
-  json_t *body = NULL;
+  json_t *body = vc->body; /* when route parsed it already */
+  vc->body = NULL;
   /* after route (an unknown model is 404 whatever the body), before the schema's checks */
-  if (application_features(req->mv) != NULL) TRY(appapi_parse_body(vc->http, &body));
+  if (application_features(req->mv) == NULL) {
+    json_decref(body);
+    body = NULL;
+  } else if (body == NULL) {
+    TRY(appapi_parse_body(vc->http, &body));
+  }
   inferd_status st = v1_decode_body(sr, req, body);
   json_decref(body);
   return st;
+}
+
+/* One record's sticky field as text (an integer's digits go to buf[24]); NULL when it is
+ * absent or null. */
+static inferd_status record_key(const json_t *v, const char *name, const char *where, char *buf, const char **out) {
+  *out = NULL;
+  if (v == NULL || json_is_null(v)) return status_ok();
+  if (json_is_string(v)) {
+    *out = json_string_value(v);
+  } else if (json_is_integer(v)) {
+    snprintf(buf, 24, "%lld", (long long)json_integer_value(v));
+    *out = buf;
+  } else {
+    return status_make(INFERD_INVALID_ARGUMENT,
+                       "%s.%.60s is the traffic policy's sticky key: it must be a string or an integer", where, name);
+  }
+  return status_ok();
+}
+
+/* serve_request.record_field: the records' field `name`, the traffic policy's sticky key. A
+ * request is routed whole, so its records must agree: all with the same value, or none with it
+ * (then the split draws at random, as for a request without the sticky header). The body is
+ * parsed here and kept for decode; a body that does not parse has no key, and decode answers
+ * what is wrong with it. */
+static inferd_status v1_record_field(void *user, const char *name, const char **value) {
+  v1_call *vc = user;
+  *value = NULL;
+  if (vc->body == NULL) {
+    inferd_status st = appapi_parse_body(vc->http, &vc->body);
+    if (!status_is_ok(&st)) {
+      vc->body = NULL;
+      return status_ok();
+    }
+  }
+  json_t *inputs = json_object_get(vc->body, "inputs"), *single = json_object_get(vc->body, "features");
+  if (json_is_object(inputs)) return record_key(json_object_get(inputs, name), name, "$.inputs", vc->key, value);
+  if (json_is_array(single) && inputs == NULL) { /* one record as [{name, value}] */
+    size_t j;
+    json_t *e;
+    json_array_foreach(single, j, e) {
+      const json_t *n = json_is_object(e) ? json_object_get(e, "name") : NULL;
+      if (json_is_string(n) && strcmp(json_string_value(n), name) == 0) {
+        char where[48];
+        snprintf(where, sizeof where, "$.features[%zu]", j);
+        const json_t *v = json_object_get(e, "value");
+        if (v != NULL && !json_is_null(v) && !json_is_string(v) && !json_is_integer(v))
+          return status_make(INFERD_INVALID_ARGUMENT,
+                             "%s.value (feature '%.60s') is the traffic policy's sticky key: it must be a string or "
+                             "an integer", where, name);
+        return record_key(v, name, where, vc->key, value);
+      }
+    }
+    return status_ok();
+  }
+  if (!json_is_array(inputs)) return status_ok(); /* decode words what is wrong */
+  const char *first = NULL;
+  size_t first_at = 0, without = 0, without_at = 0, n = json_array_size(inputs);
+  for (size_t i = 0; i < n; i++) {
+    const json_t *rec = json_array_get(inputs, i);
+    if (!json_is_object(rec)) continue; /* decode reports it */
+    char where[48], digits[24];
+    snprintf(where, sizeof where, "$.inputs[%zu]", i);
+    const char *k;
+    TRY(record_key(json_object_get(rec, name), name, where, first ? digits : vc->key, &k));
+    if (k == NULL) {
+      if (without++ == 0) without_at = i;
+    } else if (first == NULL) {
+      first = k; /* a string in the body, or its digits in vc->key: both alive until decode */
+      first_at = i;
+    } else if (strcmp(first, k) != 0) {
+      return status_make(INFERD_INVALID_ARGUMENT,
+                         "$.inputs[%zu].%.60s is '%.40s' but $.inputs[%zu].%.60s is '%.40s': the records of one request "
+                         "must share the traffic policy's sticky key (a request is routed whole); send them separately",
+                         first_at, name, first, i, name, k);
+    }
+  }
+  if (first != NULL && without > 0)
+    return status_make(INFERD_INVALID_ARGUMENT,
+                       "$.inputs[%zu] has no '%.60s' but $.inputs[%zu] has: the records of one request must share the "
+                       "traffic policy's sticky key (a request is routed whole)",
+                       without_at, name, first_at);
+  *value = first;
+  return status_ok();
 }
 
 void v1_predict(void *call, const route_params *p) {
@@ -380,8 +471,9 @@ void v1_predict(void *call, const route_params *p) {
     return;
   }
   vc->http = c;
-  st = appapi_serve(c, p->model, p->version, v1_decode, on_predict_done, vc);
+  st = appapi_serve_records(c, p->model, p->version, v1_decode, on_predict_done, vc, v1_record_field);
   if (status_is_ok(&st)) return; /* vc is the completion's now */
+  json_decref(vc->body); /* route parsed it, and the request ended before decode */
   feature_errors errs = vc->errs;
   free(vc);
   if (errs.total && (st.code == INFERD_INVALID_ARGUMENT || st.code == INFERD_TOO_LARGE))
