@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import make_test_models as tm
-from conftest import SANITIZED, assert_error, timeout, wait_until
+from conftest import SANITIZED, assert_error, pending_requests, timeout, wait_until
 from grpc_stubs import assert_rpc_error, grpc_server_factory, infer_request, pb  # noqa: F401
 
 T = timeout(30)
@@ -56,15 +56,6 @@ def factor(srv, name="vm", version=None):
     if r.status_code != 200:
         return r.status_code
     return r.json()["outputs"][0]["data"][0]
-
-
-def pending(srv, model):
-    """Requests the server holds for `model` (routed, queued or running, not yet answered), from
-    /metrics: what a test waits on instead of sleeping and hoping its threads have sent."""
-    r = srv.get("/metrics")
-    assert r.status_code == 200, r.text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in r.text.splitlines()
-               if line.startswith("nv_inference_pending_request_count{") and f'model="{model}"' in line)
 
 
 def index(srv, **body):
@@ -300,7 +291,7 @@ def test_unload_lets_requests_in_flight_finish(grpc_server_factory, tmp_path):
     for t in threads:
         t.start()
     # all four have reached the version (one running, three queued) before it is unloaded
-    wait_until(lambda: pending(srv, "slow") == 4, T, what="four requests pending")
+    wait_until(lambda: pending_requests(srv, "slow") == 4, T, what="four requests pending")
     r = srv.post("/v2/repository/models/slow/unload")
     assert r.status_code == 200
     assert srv.infer("slow", body).status_code == 503  # no new request reaches it
@@ -328,7 +319,7 @@ def test_unload_drain_timeout_fails_what_is_queued(grpc_server_factory, tmp_path
     for t in threads:
         t.start()
     # all six have reached the version (the first one running) before it is unloaded
-    wait_until(lambda: pending(srv, "slow") == 6, T, what="six requests pending")
+    wait_until(lambda: pending_requests(srv, "slow") == 6, T, what="six requests pending")
     assert srv.post("/v2/repository/models/slow/unload").status_code == 200
     for t in threads:
         t.join(timeout(60))
