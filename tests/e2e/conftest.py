@@ -78,6 +78,16 @@ def wait_until(predicate, seconds, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def pending_requests(srv, model):
+    """How many requests the server holds for `model` (past routing, queued or running, not yet
+    answered), from /metrics' nv_inference_pending_request_count: what a test waits on, with
+    wait_until, to know its requests have reached the model instead of sleeping and hoping."""
+    r = srv.get("/metrics")
+    assert r.status_code == 200, r.text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in r.text.splitlines()
+               if line.startswith("nv_inference_pending_request_count{") and f'model="{model}"' in line)
+
+
 # --------------------------------------------------------------------------------------------
 # Server process
 

@@ -10,9 +10,9 @@ import grpc
 import numpy as np
 import pytest
 
-from conftest import INFERD_BIN, SANITIZED, free_port, timeout
-from grpc_stubs import (Background, GrpcServer, assert_rpc_error, grpc_server_factory, infer_request,  # noqa: F401
-                        output_arrays, pb, start_grpc_server)
+from conftest import INFERD_BIN, SANITIZED, free_port, pending_requests, timeout, wait_until
+from grpc_stubs import (NOT_SERVING, SERVING, Background, GrpcServer, assert_rpc_error,  # noqa: F401
+                        grpc_server_factory, hpb, infer_request, output_arrays, pb, start_grpc_server)
 
 T = timeout(60)
 
@@ -149,9 +149,16 @@ def test_drain_timeout_cancels_what_is_left(grpc_server_factory, test_models_dir
 
 
 def test_new_calls_during_drain_are_refused(grpc_server_factory, test_models_dir):
-    g = grpc_server_factory(test_models_dir, args=["--drain-timeout-ms", "3000"])
+    # A long drain timeout: the slow call runs for seconds on a loaded machine, and a drain that
+    # times out cancels every call (UNAVAILABLE "Cancelling all calls"); the drain ends as soon
+    # as the slow call is answered and the stream closed, so this costs nothing.
+    g = grpc_server_factory(test_models_dir, args=["--drain-timeout-ms", str(int(timeout(120) * 1000))])
+    watch = g.health.Watch(hpb.HealthCheckRequest(service=""), timeout=T)
+    assert next(watch).status == SERVING
     x = np.full((4, 1), 3.0, np.float32)
     busy = Background(g.infer.ModelInfer, infer_request("slow_batched", [("x", "FP32", x)]), timeout=T)
+    # a call in flight when the drain begins finishes: it must have reached the model by then
+    wait_until(lambda: pending_requests(g.srv, "slow_batched") == 1, T, what="the slow call pending")
     # an open stream keeps the drain going: a request sent on it during the drain is refused
     import queue
     q = queue.Queue()
@@ -167,13 +174,15 @@ def test_new_calls_during_drain_are_refused(grpc_server_factory, test_models_dir
     a = np.ones((1, 4), np.float32)
     q.put(infer_request("add_sub", [("a", "FP32", a), ("b", "FP32", a)], request_id="before"))
     assert next(it).infer_response.id == "before"
-    time.sleep(0.05)
     g.srv.send_signal(signal.SIGTERM)
-    time.sleep(0.1 * timeout(1))
+    # The drain has begun once the health watcher hears NOT_SERVING (the server marks itself
+    # shutting down first); a fixed sleep here let a loaded server answer "during" normally.
+    assert next(watch).status == NOT_SERVING
     q.put(infer_request("add_sub", [("a", "FP32", a), ("b", "FP32", a)], request_id="during"))
     r = next(it)
     assert r.infer_response.id == "during" and "shutting down" in r.error_message
     q.put(None)
     assert list(it) == []
     busy.result()
+    watch.cancel()
     assert g.srv.wait_exit() == 0
