@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import (SANITIZED, assert_error, build_request, parse_response, raw_connect, read_http_response,
+from conftest import (SANITIZED, assert_error, pending_requests, build_request, parse_response, raw_connect, read_http_response,
                       timeout, wait_models_settled, wait_until)
 
 # --------------------------------------------------------------------------------------------
@@ -490,18 +490,19 @@ def test_bad_timeout_values_are_400(server):
 def test_high_priority_runs_before_queued_low_priority(server_factory, test_models_dir):
     srv = server_factory(test_models_dir)
     blocker = start_blocker(srv, x=1.0)
-    lows = []
-    for k in range(3):
-        t = Timed(srv, "slow_batched", slow_body(10.0 + k, parameters={"priority": 3}))
+    sent = [1]
+
+    def send(t):
+        # each request is held by the server before the next is sent: their arrival order is
+        # the order they were sent in, however slow the machine (no sleeps to hope by)
         t.start()
-        lows.append(t)
-        time.sleep(0.02)  # keep their arrival order
-    mid = Timed(srv, "slow_batched", slow_body(20.0))  # default level 2
-    mid.start()
-    time.sleep(0.02)
-    high = Timed(srv, "slow_batched", slow_body(30.0, parameters={"priority": 1}))
-    high.start()
-    time.sleep(0.05)
+        sent[0] += 1
+        wait_until(lambda: pending_requests(srv, "slow_batched") >= sent[0], timeout(30), what="request queued")
+        return t
+
+    lows = [send(Timed(srv, "slow_batched", slow_body(10.0 + k, parameters={"priority": 3}))) for k in range(3)]
+    mid = send(Timed(srv, "slow_batched", slow_body(20.0)))  # default level 2
+    high = send(Timed(srv, "slow_batched", slow_body(30.0, parameters={"priority": 1})))
     sent_all = time.monotonic()
     everyone = [blocker, high, mid] + lows
     for t in everyone:
