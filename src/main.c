@@ -406,6 +406,13 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
     fprintf(stderr, "inferd: --metrics-port needs --metrics on\n");
     return -1;
   }
+  /* the metrics port answers without credentials (and without TLS): with authentication on it
+   * would be a way around the metrics scope, so the two are refused together */
+  if (o->metrics_port >= 0 && (o->api_keys || o->jwt_jwks || o->jwt_secret_file)) {
+    fprintf(stderr, "inferd: --metrics-port serves /metrics without authentication: with --api-keys or JWT "
+                    "configured, scrape /metrics on the HTTP port with a key or token that has the metrics scope\n");
+    return -1;
+  }
   if (o->n_load_models && o->control_mode != REPO_CONTROL_EXPLICIT) {
     fprintf(stderr, "inferd: --load-model needs --model-control-mode explicit (the other modes load every model)\n");
     return -1;

@@ -563,6 +563,17 @@ def test_a_bad_key_file_stops_the_start(repo, tmp_path):
     assert "keys[0].id" in res.stderr
 
 
+def test_the_unauthenticated_metrics_port_is_refused_with_security_on(repo, tmp_path):
+    """--metrics-port answers /metrics without credentials: with keys configured it would be a
+    way around the metrics scope, so the server refuses to start with both."""
+    path = str(tmp_path / "keys.json")
+    create_key(path, "scraper", "metrics")
+    res = subprocess.run([INFERD_BIN, "serve", "--model-repository", repo, "--http-port", "0", "--grpc-port", "0",
+                          "--api-keys", path, "--metrics-port", "0"], capture_output=True, text=True, timeout=T)
+    assert res.returncode == 2, res.stderr
+    assert "--metrics-port" in res.stderr and "metrics scope" in res.stderr
+
+
 # --- the CLI -------------------------------------------------------------------------------------
 
 def test_cli_stores_only_hashes_and_lists_without_them(tmp_path):
