@@ -430,13 +430,13 @@ static inferd_status v1_record_field(void *user, const char *name, const char **
     }
     return status_ok();
   }
-  if (!json_is_array(inputs)) return status_ok(); /* decode words what is wrong */
+  if (!json_is_array(inputs)) return status_ok(); /* decode says what is wrong */
   const char *first = NULL;
   size_t first_at = 0, without = 0, without_at = 0, n = json_array_size(inputs);
   for (size_t i = 0; i < n; i++) {
     const json_t *rec = json_array_get(inputs, i);
     if (!json_is_object(rec)) continue; /* decode reports it */
-    char where[48], digits[24];
+    char where[48], digits[24] = ""; /* record_key writes an integer key here */
     snprintf(where, sizeof where, "$.inputs[%zu]", i);
     const char *k;
     TRY(record_key(json_object_get(rec, name), name, where, first ? digits : vc->key, &k));
