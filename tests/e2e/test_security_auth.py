@@ -11,6 +11,7 @@ access log's principal and the start-up warning are here too.
 """
 import json
 import os
+import pathlib
 import re
 import signal
 import socket
@@ -643,6 +644,29 @@ def test_cors_preflight_and_allowed_origins(repo, keys, server_factory):
     # CORS does not let a request past authentication
     r = srv.get("/v1/models", headers={"Origin": "https://app.example"})
     assert r.status_code == 401
+
+
+# Reply headers that only the browser itself reads: no script needs them exposed.
+_BROWSER_ONLY = {"access-control-allow-headers", "access-control-allow-methods", "access-control-allow-origin",
+                 "access-control-expose-headers", "access-control-max-age", "vary", "allow", "accept-encoding",
+                 "cache-control", "content-security-policy", "referrer-policy", "x-content-type-options",
+                 "x-frame-options", "x-test-client-subject"}
+
+
+def test_cors_exposes_every_reply_header(repo, keys, server_factory):
+    """Every header name the source adds to a reply (serve_headers_add, http_call_add_reply_header)
+    is in the Expose list a cross-origin script gets, so a browser client can read X-Model-Arm,
+    X-Cache, traceparent... A new header added without exposing it fails here."""
+    src = pathlib.Path(__file__).resolve().parents[2] / "src"
+    added = set()
+    for f in src.rglob("*.c"):
+        for m in re.finditer(r'(?:serve_headers_add|http_call_add_reply_header)\([^,]+,\s*"([A-Za-z-]+)"', f.read_text()):
+            added.add(m.group(1).lower())
+    assert {"x-model-arm", "x-cache", "traceparent"} <= added  # the scan itself works
+    srv = server_factory(repo, args=["--api-keys", keys["path"], "--cors-origins", "https://app.example"])
+    r = srv.get("/v1/models", headers={"Origin": "https://app.example", "X-API-Key": keys["reader"]})
+    exposed = {h.strip().lower() for h in r.headers["Access-Control-Expose-Headers"].split(",")}
+    assert sorted(added - _BROWSER_ONLY - exposed) == []
 
 
 def test_docs_pages_carry_security_headers(g, keys):

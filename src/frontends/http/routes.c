@@ -82,8 +82,13 @@ static unsigned method_of(const http_call *c) {
   return ROUTE_OTHER;
 }
 
-/* Headers a browser script may read from a cross-origin reply (the simple ones it always may). */
-#define CORS_EXPOSE "X-Request-ID, X-Model-Version, Retry-After, RateLimit, RateLimit-Policy, Inference-Header-Content-Length, Content-Encoding"
+/* Headers a browser script may read from a cross-origin reply (the simple ones it always may).
+ * Every reply header a stage or route adds belongs here unless it only matters to the browser
+ * itself (CORS, Vary, the docs pages' security headers): test_cors_exposes_every_reply_header
+ * reads the source's header names and fails on one missing. */
+#define CORS_EXPOSE                                                                                       \
+  "X-Request-ID, X-Model-Version, X-Model-Arm, X-Cache, Retry-After, RateLimit, RateLimit-Policy, "         \
+  "Inference-Header-Content-Length, Content-Encoding, traceparent, Server-Timing, WWW-Authenticate"
 #define CORS_ALLOW_HEADERS \
   "Authorization, X-API-Key, Content-Type, Content-Encoding, X-Request-ID, X-Request-Timeout-Ms, X-Model-Version, " \
   "Inference-Header-Content-Length"
