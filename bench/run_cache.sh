@@ -44,8 +44,8 @@ SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
 wait_up "http://127.0.0.1:$PORT/v2/health/ready"
 
-run() { # run NAME MODEL SCRIPT
-  BODY="$OUT/$m.json" taskset -c 0 wrk -t1 -c1 -d"${DURATION}s" --latency -s "$3" \
+run() { # run NAME MODEL DISTINCT(1 or "") WHAT
+  BODY="$OUT/$m.json" DISTINCT="$3" taskset -c 0 wrk -t1 -c1 -d"${DURATION}s" --latency -s bench/post_body.lua \
     "http://127.0.0.1:$PORT/v2/models/$2/infer" >"$OUT/wrk-cache-$1.txt"
   local rps p50 p99 tag
   rps=$(awk '/^Requests\/sec/ {print $2}' "$OUT/wrk-cache-$1.txt")
@@ -58,8 +58,8 @@ run() { # run NAME MODEL SCRIPT
 printf "%-6s %-14s %-7s %10s %9s %9s\n" round model what "req/s" "p50_us" "p99_us"
 for r in $(seq "$ROUNDS"); do
   for m in "${MODELS[@]}"; do
-    run "$m-off-$r" "$m" bench/same_body.lua "no-cache"
-    run "$m-miss-$r" "${m}_cached" bench/distinct_body.lua "miss"
-    run "$m-hit-$r" "${m}_cached" bench/same_body.lua "hit"
+    run "$m-off-$r" "$m" "" "no-cache"
+    run "$m-miss-$r" "${m}_cached" 1 "miss"
+    run "$m-hit-$r" "${m}_cached" "" "hit"
   done
 done
