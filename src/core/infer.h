@@ -61,8 +61,10 @@ struct infer_request {
    * route handler: one allocation holding no pointers of its own, so infer_request_destroy
    * frees it with free() whether or not the request reached its completion. NULL: none. */
   void *trace;
-  char request_id[64];  /* the request's id for completion stages (capture): the trace id or the
-                           client's X-Request-ID when a stage fills it in; "" when none did */
+  /* for completion stages (capture), filled by a stage that wants them: the frontend's request
+   * id (the access log's), and the W3C trace id the client sent; "" when none */
+  char request_id[129]; /* REQUEST_ID_MAX + 1 */
+  char trace_id[33];
   bool capture;         /* payload capture sampled this request (observability/capture) */
   /* cache/'s: the request leads a run that identical requests wait on (coalescing); its key. */
   bool cache_leader;

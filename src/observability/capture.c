@@ -180,31 +180,20 @@ static bool is_hex(const char *s, size_t n) {
   return true;
 }
 
-/* fork: whether the request is sampled and, when it is, its id while its metadata is at hand:
- * the W3C trace id when a traceparent came, else the client's X-Request-ID, else a new one. */
+/* fork: whether the request is sampled and, when it is, its ids while the request is at hand:
+ * the frontend's request id (the one its access log line carries: the client's X-Request-ID
+ * when usable, else one made for it) and the W3C trace id of a traceparent the client sent. */
 static inferd_status capture_fork(void *ctx, const serve_request *sr, infer_request *req) {
   const capture *c = ctx;
-  /* sampled here, so that a request not sampled costs one draw, not two header lookups */
+  /* sampled here, so that a request not sampled costs one draw, not a header lookup */
   if (c->threshold == 0 || draw() >= c->threshold) return status_ok();
   req->capture = true;
+  if (sr->request_id) snprintf(req->request_id, sizeof req->request_id, "%s", sr->request_id);
   const char *tp = serve_meta(sr, "traceparent");
   if (tp && strlen(tp) >= 55 && tp[2] == '-' && tp[35] == '-' && is_hex(tp + 3, 32)) {
-    memcpy(req->request_id, tp + 3, 32);
-    req->request_id[32] = '\0';
-    return status_ok();
+    memcpy(req->trace_id, tp + 3, 32);
+    req->trace_id[32] = '\0';
   }
-  const char *rid = serve_meta(sr, "x-request-id");
-  if (rid && request_id_usable(rid) && strlen(rid) < sizeof req->request_id) {
-    memcpy(req->request_id, rid, strlen(rid) + 1);
-    return status_ok();
-  }
-  static _Thread_local request_ids g;
-  static _Thread_local bool seeded;
-  if (!seeded) {
-    request_ids_init(&g);
-    seeded = true;
-  }
-  request_id_new(&g, req->request_id, sizeof req->request_id);
   return status_ok();
 }
 
@@ -240,7 +229,7 @@ static inferd_status capture_log(void *ctx, const serve_request *sr, infer_reque
   iso_time(when, sizeof when);
   bool ok = status_is_ok(&req->status);
   json_t *rec = json_pack(
-      "{ss ss ss ss ss sI sI sI sI s{so}}", "time", when, "request_id", req->request_id, "model",
+      "{ss ss ss ss ss ss sI sI sI sI s{so}}", "time", when, "request_id", req->request_id, "trace_id", req->trace_id, "model",
       req->mv->model->name, "version", req->mv->version_str, "arm", req->arm, "latency_us",
       (json_int_t)(req->start_ns ? (now - req->start_ns) / 1000 : 0), "queue_us", (json_int_t)(req->queue_ns / 1000),
       "compute_us", (json_int_t)((req->compute_input_ns + req->compute_infer_ns + req->compute_output_ns) / 1000),

@@ -88,6 +88,7 @@ def test_records_parse_and_carry_the_request(logs_dir, tmp_path):
     r = srv.post("/v2/models/churn/infer", json=body(),
                  headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
     assert r.status_code == 200
+    sent_back = {r.headers["X-Request-ID"]}
     r = srv.post("/v2/models/churn/infer", json=body([10, 50.0, 500.0, 0, 60, 0, 0, 1, 1, 0, 0, 0]),
                  headers={"X-Request-ID": "my-request-1"})
     assert r.status_code == 200
@@ -95,13 +96,16 @@ def test_records_parse_and_carry_the_request(logs_dir, tmp_path):
         "tenure_months": 3, "monthly_charges": 89.5, "total_charges": 268.5, "support_calls": 2, "age": 29,
         "contract": "month-to-month", "payment_method": "electronic_check"}]})
     assert r.status_code == 200
+    sent_back.add(r.headers["X-Request-ID"])
     r = srv.post("/v2/models/churn/infer", json=body())  # no id sent: one is made
     assert r.status_code == 200
+    sent_back.add(r.headers["X-Request-ID"])
     counts = stop(srv)
     recs = records(cap)
     assert len(recs) == 4 == counts["written"]
-    by_id = {x["request_id"]: x for x in recs}
-    t = by_id[trace_id]  # the trace id when a traceparent came
+    by_trace = {x["trace_id"]: x for x in recs}
+    assert set(by_trace) == {trace_id, ""}
+    t = by_trace[trace_id]  # the trace id of the traceparent sent
     assert t["model"] == "churn" and t["version"] == "1" and t["arm"] == "" and t["status"] == 200
     assert t["latency_us"] > 0 and t["latency_us"] >= t["compute_us"] and t["batch_size"] >= 1
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t["time"])
@@ -111,10 +115,11 @@ def test_records_parse_and_carry_the_request(logs_dir, tmp_path):
     outs = {o["name"]: o for o in t["response"]["outputs"]}
     assert {"label", "probabilities"} <= set(outs)
     assert outs["probabilities"]["data"][0][1] == pytest.approx(0.901401, abs=1e-4)
-    m = by_id["my-request-1"]  # else the client's X-Request-ID
-    assert m["request"]["inputs"][0]["data"][0][4] == 60
-    ids = set(by_id) - {trace_id, "my-request-1"}
-    assert len(ids) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    # request_id: the client's X-Request-ID, else the id the server made and answered with
+    by_id = {x["request_id"]: x for x in recs}
+    assert len(by_id) == 4
+    assert by_id["my-request-1"]["request"]["inputs"][0]["data"][0][4] == 60
+    assert set(by_id) == {"my-request-1", *sent_back}
 
 
 def test_files_rotate_and_numbering_continues(logs_dir, tmp_path):
