@@ -3,6 +3,7 @@
  * reads half a file; it is created with mode 0600. A new key is printed once, on stdout, and
  * only its SHA-256 is stored. */
 #include "security/keys_cli.h"
+#include "security/limits.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,22 +41,6 @@ bool keys_parse_duration(const char *s, int64_t *out) {
   double secs = v * mult;
   if (secs < 1 || secs > 100.0 * 365 * 86400) return false;
   *out = (int64_t)secs;
-  return true;
-}
-
-bool keys_parse_rate(const char *s, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || !(v > 0) || !isfinite(v)) return false;
-  double per = 1;
-  if (*end) {
-    if (strcmp(end, "/s") == 0) per = 1;
-    else if (strcmp(end, "/m") == 0 || strcmp(end, "/min") == 0) per = 60;
-    else if (strcmp(end, "/h") == 0) per = 3600;
-    else return false;
-  }
-  *out = v / per;
   return true;
 }
 
@@ -238,9 +223,12 @@ static int cmd_create(const keys_args *a, int64_t now) {
     return 2;
   }
   double rate = 0;
-  if (a->rate && !keys_parse_rate(a->rate, &rate)) {
-    fprintf(stderr, "inferd keys: --rate must be requests per second like 10/s (or 600/m), got '%s'\n", a->rate);
-    return 2;
+  if (a->rate) {
+    inferd_status st = limits_parse_rate("--rate", a->rate, &rate); /* the one rate syntax, as --rate-limit */
+    if (!status_is_ok(&st)) {
+      fprintf(stderr, "inferd keys: %s\n", st.msg);
+      return 2;
+    }
   }
   json_t *scopes = scopes_array(a->scopes);
   if (scopes == NULL) return 2;

@@ -10,7 +10,5 @@ int keys_cli_main(int argc, char **argv);
 
 /* "30d", "12h", "90m", "45s", "2w" or plain seconds -> seconds; false when malformed or <= 0. */
 bool keys_parse_duration(const char *s, int64_t *out);
-/* "10/s", "600/m", "36000/h" or "10" -> requests per second; false when malformed or <= 0. */
-bool keys_parse_rate(const char *s, double *out);
 
 #endif
