@@ -287,6 +287,8 @@ inferd_status serve_submit(serve *s, serve_request *sr) {
   if (req == NULL) return ended_early(sr, status_make(INFERD_INTERNAL, "out of memory"));
   req->principal = principal_ref(sr->principal);
   req->reply_headers = sr->reply_headers;
+  /* which version answered, on every protocol (HTTP header, gRPC metadata) */
+  serve_headers_add(sr->reply_headers, "X-Model-Version", sr->routed_version);
   if (arm[0]) {
     memcpy(req->arm, arm, sizeof req->arm);
     serve_headers_add(sr->reply_headers, "X-Model-Arm", arm);

@@ -38,12 +38,12 @@ const char *serve_stage_name(serve_stage s);
 typedef struct serve_request serve_request;
 struct principal; /* security/'s: who is calling */
 
-/* Reply headers the stages add (X-Model-Arm, RateLimit, traceparent, Server-Timing, X-Cache):
+/* Reply headers the stages add (X-Model-Version, X-Model-Arm, RateLimit, traceparent, Server-Timing, X-Cache):
  * the frontend owns the storage (in its call, alive until the reply) and sends them with the
  * reply: HTTP headers, gRPC initial metadata (names lower-cased). Request stages add on the
  * frontend's thread, completion stages on the worker before on_done posts the reply, so no lock
  * is needed. Bounded: an add past the bound, or too long, is dropped. */
-#define SERVE_MAX_REPLY_HEADERS 8
+#define SERVE_MAX_REPLY_HEADERS 12
 typedef struct serve_headers {
   int n;
   struct {

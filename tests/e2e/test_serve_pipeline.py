@@ -227,3 +227,22 @@ def test_300_into_uint8_is_400_on_every_json_route(repo, grpc_server_factory, ca
     kind, code, msg = caller(g, "u8", 255)
     assert code == 200, f"{caller.__name__}: {code} {msg}"
     assert "255" in msg, msg
+
+
+# --- the version that answered, on every unary protocol ------------------------------------------
+
+def test_every_unary_protocol_says_which_version_answered(repo, grpc_server_factory):
+    """serve's route stage adds X-Model-Version: an HTTP header on all four REST callers, the
+    gRPC initial metadata entry x-model-version on the unary RPCs."""
+    g = grpc_server_factory(repo, args=["--default-model", "u8"])
+    body = {"inputs": [{"name": "x", "datatype": "UINT8", "shape": [1, 1], "data": [7]}]}
+    for path, doc in [("/v2/models/u8/infer", body), ("/v1/models/u8/predict", {"inputs": [{"a": 7}]}),
+                      ("/v1/models/u8:predict", {"instances": [[7]]}), ("/invocations", {"inputs": {"x": [[7]]}})]:
+        r = g.srv.post(path, json=doc, timeout=T)
+        assert r.status_code == 200 and r.headers["X-Model-Version"] == "1", (path, r.status_code, r.text)
+    _, call = g.infer.ModelInfer.with_call(_grpc_infer_req("u8", 7, None), timeout=T)
+    assert dict(call.initial_metadata())["x-model-version"] == "1"
+    r = mspb.Record()
+    r.features["a"].CopyFrom(mspb.Value(int_value=7))
+    _, call = g.app.Predict.with_call(mspb.PredictRequest(model="u8", record=r), timeout=T)
+    assert dict(call.initial_metadata())["x-model-version"] == "1"

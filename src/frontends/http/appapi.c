@@ -71,8 +71,7 @@ inferd_status appapi_serve_records(http_call *c, const char *model, const char *
 }
 
 void appapi_routed(http_call *c, const serve_request *sr) {
-  snprintf(c->version, sizeof c->version, "%s", sr->routed_version);
-  http_call_add_reply_header(c, "X-Model-Version", sr->routed_version);
+  snprintf(c->version, sizeof c->version, "%s", sr->routed_version); /* X-Model-Version: serve's route */
 }
 
 inferd_status appapi_fill(infer_request *req, appapi_inputs *in, const char *const *outputs, size_t n_outputs) {

@@ -62,7 +62,7 @@ inferd_status appapi_serve_records(http_call *c, const char *model, const char *
 inferd_status appapi_serve(http_call *c, const char *model, const char *version,
                           inferd_status (*decode)(serve_request *sr, infer_request *req), infer_done_fn done,
                           void *user);
-/* In a decode: the routed version for the access log and the X-Model-Version reply header. */
+/* In a decode: the routed version for the access log (serve adds the X-Model-Version header). */
 void appapi_routed(http_call *c, const serve_request *sr);
 /* In a decode: moves in's tensors into req and names the outputs wanted (none: all). */
 inferd_status appapi_fill(infer_request *req, appapi_inputs *in, const char *const *outputs, size_t n_outputs);
