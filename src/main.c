@@ -1,5 +1,6 @@
 /* inferd's command line: `inferd serve` runs the server; `inferd keys` manages an API key file
  * (security/keys_cli.c); `inferd version` prints the version. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -202,31 +203,15 @@ static const struct option serve_longopts[] = {
     {"http-plain-port", required_argument, 0, 1404},
     {0, 0, 0, 0}};
 
-/* The environment variable for each option: flags override it. */
-static const struct {
-  const char *env;
-  int opt;
-} serve_envs[] = {{"INFERD_MODEL_REPOSITORY", 'm'}, {"INFERD_HOST", 'H'},
-                  {"INFERD_HTTP_PORT", 'p'},        {"INFERD_HTTP_THREADS", 't'},
-                  {"INFERD_WORKER_THREADS", 'w'},   {"INFERD_MAX_BODY_BYTES", 'b'},
-                  {"INFERD_DRAIN_TIMEOUT_MS", 'd'}, {"INFERD_GRPC_PORT", 'g'},
-                  {"INFERD_GRPC_MAX_MESSAGE_BYTES", 'G'}, {"INFERD_GRPC_THREADS", 'T'}, {"INFERD_DEFAULT_MODEL", 'M'},
-                  {"INFERD_MAX_RECORDS", 'R'},
-                  {"INFERD_REQUEST_HEAD_TIMEOUT_MS", 1000}, {"INFERD_BODY_TIMEOUT_MS", 1001},
-                  {"INFERD_MIN_BODY_RATE", 1002}, {"INFERD_KEEPALIVE_TIMEOUT_MS", 1003},
-                  {"INFERD_SEND_TIMEOUT_MS", 1004}, {"INFERD_MAX_CONNECTIONS", 1005},
-                  {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}, {"INFERD_STATE_DIR", 'S'},
-                  {"INFERD_RATE_LIMIT", 1200}, {"INFERD_RATE_BURST", 1201}, {"INFERD_MAX_CONCURRENT", 1202},
-                  {"INFERD_RECORDS_PER_MINUTE", 1203}, {"INFERD_RATE_LIMIT_PER_MODEL", 1204},
-                  {"INFERD_OTLP_ENDPOINT", 1100}, {"INFERD_OTLP_PROTOCOL", 1101},
-                  {"INFERD_TRACE_SAMPLE_RATIO", 1102}, {"INFERD_OTLP_SERVICE_NAME", 1103},
-                  {"INFERD_OTLP_QUEUE_SIZE", 1104}, {"INFERD_OTLP_BATCH_SIZE", 1105},
-                  {"INFERD_OTLP_EXPORT_INTERVAL_MS", 1106}, {"INFERD_OTLP_TIMEOUT_MS", 1107},
-                  {"INFERD_API_KEYS", 1300}, {"INFERD_JWT_JWKS", 1301}, {"INFERD_JWT_SECRET_FILE", 1302},
-                  {"INFERD_JWT_ISSUER", 1303}, {"INFERD_JWT_AUDIENCE", 1304}, {"INFERD_CORS_ORIGINS", 1305}, {"INFERD_JWT_SCOPE_CLAIM", 1306},
-                  {"INFERD_METRICS", 1006}, {"INFERD_METRICS_PORT", 1007}, {"INFERD_LOG_FORMAT", 1008},
-                  {"INFERD_TLS_CERT", 1400}, {"INFERD_TLS_KEY", 1401}, {"INFERD_TLS_CLIENT_CA", 1402},
-                  {"INFERD_TLS_CLIENT_AUTH", 1403}, {"INFERD_HTTP_PLAIN_PORT", 1404}};
+/* Every option but --help and the repeatable --load-model can also come from the environment:
+ * INFERD_ and its name upper-cased with '-' as '_' (--http-port: INFERD_HTTP_PORT). Derived from
+ * serve_longopts so that a new flag gets its variable with no second table to keep. Flags
+ * override the variables. */
+static void option_env_name(const char *opt, char *out, size_t size) {
+  size_t n = (size_t)snprintf(out, size, "INFERD_%s", opt);
+  for (size_t i = 7; i < n && i < size; i++)
+    out[i] = out[i] == '-' ? '_' : (char)toupper((unsigned char)out[i]);
+}
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -366,9 +351,12 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .metrics_port = -1, .metrics = true, .log_fmt = LOG_FORMAT_JSON,
                        .http_plain_port = -1};
   obs_options_default(&o->obs);
-  for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
-    const char *val = getenv(serve_envs[i].env);
-    if (val && apply_option(o, serve_envs[i].opt, serve_envs[i].env, val)) return -1;
+  for (const struct option *lo = serve_longopts; lo->name; lo++) {
+    if (lo->val == 'h' || lo->val == 'L') continue;
+    char env[64];
+    option_env_name(lo->name, env, sizeof env);
+    const char *val = getenv(env);
+    if (val && apply_option(o, lo->val, env, val)) return -1;
   }
   int c, idx = 0;
   optind = 1;

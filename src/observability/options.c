@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 const char OBS_OPTIONS_USAGE[] =
+    "Each also from INFERD_ and its name in capitals (--capture-dir: INFERD_CAPTURE_DIR).\n"
     "Drift detection (docs/observability.md, \"Drift\"; versions with a reference_profile.json):\n"
     "  --drift-window-s S       sliding window of the online histograms (300)\n"
     "  --drift-buckets N        time buckets in the window; it slides by window / N (10)\n"

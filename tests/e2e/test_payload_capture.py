@@ -5,6 +5,7 @@ import concurrent.futures
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import EXAMPLE_REPO, SANITIZED, Server, timeout
+from conftest import EXAMPLE_REPO, INFERD_BIN, SANITIZED, Server, timeout
 
 ROW = [3, 89.5, 268.5, 2, 29, 1, 0, 0, 0, 0, 1, 0]
 SUMMARY = re.compile(r"payload capture: (\d+) records sampled, (\d+) written \((\d+) bytes, (\d+) files\); "
@@ -211,3 +212,18 @@ def test_bad_capture_options(logs_dir, tmp_path):
         with pytest.raises(AssertionError):
             srv.start()
         assert needle in srv.stderr(), srv.stderr()
+
+
+def test_options_from_the_environment(logs_dir, tmp_path):
+    """Capture and drift options have INFERD_ variables like every other flag (derived from the
+    flag's name), and a bad value in one is refused at start naming the variable."""
+    cap = tmp_path / "cap"
+    srv = Server(EXAMPLE_REPO, workdir=logs_dir,
+                 env={"INFERD_CAPTURE_DIR": str(cap), "INFERD_CAPTURE_PERCENT": "100", "INFERD_DRIFT_BUCKETS": "5"})
+    srv.start()
+    send_many(srv, 3, threads=1)
+    counts = stop(srv)
+    assert counts["written"] == 3 and len(records(cap)) == 3
+    bad = subprocess.run([INFERD_BIN, "serve", "--model-repository", EXAMPLE_REPO, "--http-port", "0", "--grpc-port", "0"],
+                         env=dict(os.environ, INFERD_DRIFT_BUCKETS="many"), capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "INFERD_DRIFT_BUCKETS" in bad.stderr, bad.stderr
