@@ -394,13 +394,6 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
     fprintf(stderr, "inferd: --metrics-port needs --metrics on\n");
     return -1;
   }
-  /* the metrics port answers without credentials (and without TLS): with authentication on it
-   * would be a way around the metrics scope, so the two are refused together */
-  if (o->metrics_port >= 0 && (o->api_keys || o->jwt_jwks || o->jwt_secret_file)) {
-    fprintf(stderr, "inferd: --metrics-port serves /metrics without authentication: with --api-keys or JWT "
-                    "configured, scrape /metrics on the HTTP port with a key or token that has the metrics scope\n");
-    return -1;
-  }
   if (o->n_load_models && o->control_mode != REPO_CONTROL_EXPLICIT) {
     fprintf(stderr, "inferd: --load-model needs --model-control-mode explicit (the other modes load every model)\n");
     return -1;
@@ -457,7 +450,7 @@ typedef struct server_parts {
   tlsconf *tls; /* NULL: plain HTTP and gRPC */
   http_server *http;
   grpcfe *grpc;
-  metrics_port *mport;
+  http_server *mport; /* --metrics-port: a second HTTP server, GET /metrics alone */
   obs_stream_collector cache_metrics; /* the prediction cache's counters on /metrics */
   obs_stream_collector traffic_metrics; /* traffic's /metrics families (traffic may not link observability) */
 } server_parts;
@@ -553,8 +546,16 @@ static int start(const serve_options *o, server_parts *p) {
     p->traffic_metrics = (obs_stream_collector){.write = traffic_metrics_stream, .ctx = p->tr};
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->traffic_metrics);
     if (status_is_ok(&st) && o->metrics_port >= 0) {
-      st = metrics_port_start(o->host, (int)o->metrics_port, a, &p->mport);
-      if (p->mport) log_msg(LOG_INFO, NULL, "serving metrics on %s:%d", o->host, metrics_port_port(p->mport));
+      /* the same authentication and TLS as the HTTP port: a scraper needs the metrics scope */
+      http_options mo = ho;
+      mo.port = (int)o->metrics_port;
+      mo.threads = 1;
+      mo.plain_port = -1;
+      mo.cors = NULL;
+      mo.only_path = "/metrics";
+      st = http_server_create(&mo, a, &p->mport);
+      if (p->mport)
+        log_msg(LOG_INFO, NULL, "serving metrics on %s:%d%s", o->host, http_server_port(p->mport), p->tls ? " over TLS" : "");
     }
     if (!status_is_ok(&st)) goto fail1; /* e.g. --metrics-port taken */
   }
@@ -584,10 +585,11 @@ static void stop(server_parts *p) {
   if (p->a) atomic_store(&p->a->draining, true);
   if (p->grpc) grpcfe_begin_drain(p->grpc);
   if (p->http) http_server_drain(p->http);
+  if (p->mport) http_server_drain(p->mport);
   if (p->grpc) grpcfe_drain(p->grpc);
   if (p->a) app_stop_work(p->a);
   if (p->http) http_server_destroy(p->http);
-  metrics_port_stop(p->mport);
+  if (p->mport) http_server_destroy(p->mport);
   if (p->grpc) grpcfe_destroy(p->grpc);
   tlsconf_destroy(p->tls); /* after both frontends: connections hold its contexts */
   if (p->tr) traffic_destroy(p->tr);

@@ -21,9 +21,10 @@ import time
 import grpc
 import numpy as np
 import pytest
+import requests
 
 import test_serve_pipeline as sp
-from conftest import INFERD_BIN, SANITIZED, raw_connect, read_http_response, timeout, wait_until
+from conftest import INFERD_BIN, SANITIZED, free_port, raw_connect, read_http_response, timeout, wait_until
 from grpc_stubs import grpc_server_factory, hpb, infer_request, mspb, pb  # noqa: F401
 
 T = timeout(30)
@@ -564,15 +565,24 @@ def test_a_bad_key_file_stops_the_start(repo, tmp_path):
     assert "keys[0].id" in res.stderr
 
 
-def test_the_unauthenticated_metrics_port_is_refused_with_security_on(repo, tmp_path):
-    """--metrics-port answers /metrics without credentials: with keys configured it would be a
-    way around the metrics scope, so the server refuses to start with both."""
+def test_the_metrics_port_needs_the_metrics_scope_too(repo, tmp_path, server_factory):
+    """--metrics-port is a second server for GET /metrics alone with the HTTP port's
+    authentication: no credential is 401, a key without the metrics scope 403, a scraper's 200;
+    any other path is 404 there, even with a key that may call it on the HTTP port."""
     path = str(tmp_path / "keys.json")
-    create_key(path, "scraper", "metrics")
-    res = subprocess.run([INFERD_BIN, "serve", "--model-repository", repo, "--http-port", "0", "--grpc-port", "0",
-                          "--api-keys", path, "--metrics-port", "0"], capture_output=True, text=True, timeout=T)
-    assert res.returncode == 2, res.stderr
-    assert "--metrics-port" in res.stderr and "metrics scope" in res.stderr
+    scraper = create_key(path, "scraper", "metrics")
+    reader = create_key(path, "reader", "read,infer:*")
+    mport = free_port()
+    srv = server_factory(repo, args=["--api-keys", path, "--metrics-port", str(mport)])
+    url = f"http://127.0.0.1:{mport}"
+    r = requests.get(url + "/metrics", timeout=T)
+    assert r.status_code == 401 and "WWW-Authenticate" in r.headers
+    assert requests.get(url + "/metrics", headers={"X-API-Key": reader}, timeout=T).status_code == 403
+    r = requests.get(url + "/metrics", headers={"Authorization": f"Bearer {scraper}"}, timeout=T)
+    assert r.status_code == 200 and "nv_inference_request_success" in r.text
+    r = requests.get(url + "/v1/models", headers={"X-API-Key": reader}, timeout=T)
+    assert r.status_code == 404 and "/metrics only" in r.json()["error"]
+    assert srv.get("/v1/models", headers={"X-API-Key": reader}).status_code == 200
 
 
 # --- the CLI -------------------------------------------------------------------------------------

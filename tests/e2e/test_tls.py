@@ -226,6 +226,20 @@ def test_curl_over_https_and_openssl_sees_tls13(tls_server):
     assert "no application protocol" in outh2 or "Cipher is (NONE)" in outh2, outh2
 
 
+def test_metrics_port_speaks_tls_too(tls_server, certs):
+    """--metrics-port is served with the HTTP port's TLS: a plain request there gets no metrics."""
+    mport = free_port()
+    tls_server(args=["--metrics-port", str(mport)])
+    c = TlsConn(certs, mport)
+    status, hdrs, body = c.request("GET", "/metrics")
+    assert status == 200 and b"nv_inference_request_success" in body, body[:200]
+    c.close()
+    with socket.create_connection(("127.0.0.1", mport), timeout=timeout(10)) as raw:
+        raw.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = raw.recv(65536)
+    assert b"nv_inference" not in got
+
+
 def test_keepalive_and_pipelining_over_tls(tls_server):
     srv = tls_server()
     conn = TlsConn(srv.certs, srv.port)

@@ -160,6 +160,12 @@ void http_routes_dispatch(http_call *c) {
   route_params params;
   unsigned allowed = 0;
   inferd_status st;
+  const char *only = c->srv->opts.only_path;
+  if (only && strcmp(c->path, only) != 0) {
+    st = status_make(INFERD_NOT_FOUND, "this port serves %s only", only);
+    http_call_reply_error(c, &st);
+    return;
+  }
   route_result rr = router_match(routes, sizeof routes / sizeof routes[0], c->path, method_of(c), &r, &params, &allowed);
   if (rr == ROUTE_MATCHED) snprintf(c->model, sizeof c->model, "%s", params.model); /* logged on a refusal too */
   if (!admit_call(c, rr == ROUTE_MATCHED ? r : NULL, &params)) return;

@@ -39,6 +39,9 @@ typedef struct http_options {
    * -1: none. Ignored without tls. */
   struct tlsconf *tls;
   int plain_port;
+  /* Serve this one path alone (404 for any other), with the same authentication and TLS: the
+   * --metrics-port listener is a second server with "/metrics" here. NULL: every route. */
+  const char *only_path;
 } http_options;
 
 /* One request being answered. Handlers run on the loop thread; a deferred reply may be
