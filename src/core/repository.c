@@ -21,6 +21,9 @@
 #include "util/log.h"
 #include "util/monotime.h"
 
+/* the reason of a model found but not scanned yet (see rescan) */
+#define NOT_SCANNED_YET "waiting for its folder to be scanned"
+
 /* ---- the pure parts ---- */
 
 size_t repo_policy_select(const model_config *cfg, const int64_t *found, size_t n, int64_t *out) {
@@ -481,10 +484,11 @@ static void sync_model(repository *r, ctl_model *c) {
       if (bsearch(&v, found, n_found, sizeof *found, cmp_i64) == NULL)
         log_msg(LOG_WARN, c->pub.name, "version_policy names version %lld, which has no folder", (long long)v);
     }
-  if (n_found == 0 && !c->pub.reason[0])
+  bool placeholder = strcmp(c->pub.reason, NOT_SCANNED_YET) == 0 || strncmp(c->pub.reason, "no version folders", 18) == 0;
+  if (n_found == 0 && (!c->pub.reason[0] || placeholder))
     snprintf(c->pub.reason, sizeof c->pub.reason, "no version folders (expected %s/%s/<version>/model.onnx)", r->root,
              c->pub.name);
-  else if (n_found && strncmp(c->pub.reason, "no version folders", 18) == 0)
+  else if (n_found && placeholder)
     c->pub.reason[0] = '\0';
 
   /* additions and reloads, newest first: the version a default request routes to is ready soonest */
@@ -619,6 +623,9 @@ static void rescan(repository *r, bool at_start) {
       c->pub.counts_for_ready = load && at_start;
       c->wanted = c->pub.requested = load;
       if (!load) snprintf(c->pub.reason, sizeof c->pub.reason, "not loaded (explicit model control: load it through the repository API)");
+      /* published before its folder is scanned (the index shows every model while the first
+       * ones load): say so, rather than "no version folders" */
+      else snprintf(c->pub.reason, sizeof c->pub.reason, "%s", NOT_SCANNED_YET);
       added = true;
     }
     c->present = true;

@@ -348,8 +348,8 @@ def test_warmup(grpc_server_factory, tmp_path):
     def settled():
         # Each model's version 1 listed, and none LOADING. Counting six entries is not enough:
         # at start the repository publishes the folders it found before it looks into each
-        # one, and a model not looked into yet is listed without a version (UNAVAILABLE, "no
-        # version folders") until its turn; a loaded machine catches the index between loads.
+        # one, and a model not looked into yet is listed without a version (UNAVAILABLE, "waiting
+        # for its folder to be scanned") until its turn; a loaded machine catches the index then.
         idx = index(srv)
         return all(idx.get((n, "1"), {}).get("state", "LOADING") != "LOADING" for n in names) and idx
 
@@ -363,6 +363,28 @@ def test_warmup(grpc_server_factory, tmp_path):
     assert "nope.json" in idx[("missing_file", "1")]["reason"]
     assert "warmup.runs" in idx[("bad_field", "1")]["reason"]
     assert srv.get("/v2/models/zeros/config").json()["warmup"] == {"runs": 3, "data": "zeros"}
+
+
+def test_index_at_start_says_a_model_waits_for_its_scan(grpc_server_factory, tmp_path):
+    """At start the repository lists every model folder before it scans each one (so the index
+    shows them all while the first ones load). A model not scanned yet is UNAVAILABLE "waiting
+    for its folder to be scanned", never "no version folders", which would send an operator
+    looking for a missing folder."""
+    repo = str(tmp_path / "repo")
+    names = [f"m{i}" for i in range(8)]
+    for name in names:  # warm-up runs make each load take a while, so the window is wide
+        put_version(repo, name, 1, config=dict(CFG, warmup={"runs": 300, "data": "random"}))
+    g = grpc_server_factory(repo, wait_ready=False)
+    reasons = set()
+
+    def all_ready():
+        idx = index(g.srv)
+        reasons.update(e.get("reason", "") for (n, v), e in idx.items() if v == "")
+        return all(idx.get((n, "1"), {}).get("state") == "READY" for n in names)
+
+    wait_until(all_ready, timeout(60), what="every model READY")
+    assert not any(r.startswith("no version folders") for r in reasons), reasons
+    assert reasons <= {"waiting for its folder to be scanned"}, reasons
 
 
 def test_requests_during_reloads_all_succeed(grpc_server_factory, repo):
