@@ -21,6 +21,7 @@
 #include "frontends/http/server.h"
 #include "security/limits.h"
 #include "generate/tokenize_cli.h"
+#include "jobs/webhook.h"
 #include "observability/trace.h"
 #include "security/auth.h"
 #include "security/cors.h"
@@ -68,6 +69,9 @@ typedef struct serve_options {
   const char *tls_cert, *tls_key, *tls_client_ca;
   const char *tls_client_auth; /* required | optional; NULL: required when a client CA is given */
   long http_plain_port;        /* -1: none */
+  /* webhooks (docs/jobs.md, "Webhooks") */
+  const char *webhook_secret_file;
+  long webhook_retry_seconds, webhook_timeout_ms;
 } serve_options;
 
 static void usage(FILE *f) {
@@ -144,7 +148,11 @@ static void usage(FILE *f) {
           "  --tls-client-auth MODE   required (no valid certificate, no connection) or optional\n"
           "                           (none: accepted without a subject)  INFERD_TLS_CLIENT_AUTH (required)\n"
           "  --http-plain-port N      with TLS, also serve plain HTTP on port N (none by default)\n"
-          "                                                        INFERD_HTTP_PLAIN_PORT\n%s",
+          "                                                        INFERD_HTTP_PLAIN_PORT\n"
+          "Webhooks (docs/jobs.md, \"Webhooks\"):\n"
+          "  --webhook-secret-file FILE  Standard Webhooks signing secret (whsec_...)  INFERD_WEBHOOK_SECRET_FILE (unsigned)\n"
+          "  --webhook-retry-seconds N  how long a delivery is retried  INFERD_WEBHOOK_RETRY_SECONDS (3600)\n"
+          "  --webhook-timeout-ms N   one delivery attempt         INFERD_WEBHOOK_TIMEOUT_MS (15000)\n%s",
           OBS_OPTIONS_USAGE);
 }
 
@@ -200,6 +208,8 @@ static const struct option serve_longopts[] = {
     {"tls-cert", required_argument, 0, 1400},        {"tls-key", required_argument, 0, 1401},
     {"tls-client-ca", required_argument, 0, 1402},   {"tls-client-auth", required_argument, 0, 1403},
     {"http-plain-port", required_argument, 0, 1404},
+    {"webhook-secret-file", required_argument, 0, 1900}, {"webhook-retry-seconds", required_argument, 0, 1901},
+    {"webhook-timeout-ms", required_argument, 0, 1902},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -226,7 +236,9 @@ static const struct {
                   {"INFERD_JWT_ISSUER", 1303}, {"INFERD_JWT_AUDIENCE", 1304}, {"INFERD_CORS_ORIGINS", 1305}, {"INFERD_JWT_SCOPE_CLAIM", 1306},
                   {"INFERD_METRICS", 1006}, {"INFERD_METRICS_PORT", 1007}, {"INFERD_LOG_FORMAT", 1008},
                   {"INFERD_TLS_CERT", 1400}, {"INFERD_TLS_KEY", 1401}, {"INFERD_TLS_CLIENT_CA", 1402},
-                  {"INFERD_TLS_CLIENT_AUTH", 1403}, {"INFERD_HTTP_PLAIN_PORT", 1404}};
+                  {"INFERD_TLS_CLIENT_AUTH", 1403}, {"INFERD_HTTP_PLAIN_PORT", 1404},
+                  {"INFERD_WEBHOOK_SECRET_FILE", 1900}, {"INFERD_WEBHOOK_RETRY_SECONDS", 1901},
+                  {"INFERD_WEBHOOK_TIMEOUT_MS", 1902}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -342,6 +354,9 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
       o->tls_client_auth = val;
       return 0;
     case 1404: if (parse_num(name, val, 0, 65535, &v)) return -1; o->http_plain_port = (long)v; return 0;
+    case 1900: o->webhook_secret_file = *val ? val : NULL; return 0;
+    case 1901: if (parse_num(name, val, 1, 30L * 86400, &v)) return -1; o->webhook_retry_seconds = (long)v; return 0;
+    case 1902: if (parse_num(name, val, 1, 600000, &v)) return -1; o->webhook_timeout_ms = (long)v; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -364,7 +379,7 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .trace = {.sample_ratio = 1.0, .service_name = "inferd", .service_version = INFERD_VERSION,
                                  .queue_size = 2048, .batch_size = 512, .export_interval_ms = 1000, .timeout_ms = 2000},
                        .metrics_port = -1, .metrics = true, .log_fmt = LOG_FORMAT_JSON,
-                       .http_plain_port = -1};
+                       .http_plain_port = -1, .webhook_retry_seconds = 3600, .webhook_timeout_ms = 15000};
   obs_options_default(&o->obs);
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
@@ -472,6 +487,8 @@ typedef struct server_parts {
   metrics_port *mport;
   obs_stream_collector cache_metrics; /* the prediction cache's counters on /metrics */
   obs_stream_collector traffic_metrics; /* traffic's /metrics families (traffic may not link observability) */
+  webhooks *hooks; /* outbound webhook deliveries (jobs/webhook.h): the jobs layer sends through it */
+  obs_stream_collector webhook_metrics;
 } server_parts;
 
 /* Starts every part; 0, or the exit code of a failed start (after logging why). */
@@ -525,6 +542,15 @@ static int start(const serve_options *o, server_parts *p) {
   traffic_options to = {.state_dir = o->state_dir, .model_repository = o->model_repository};
   st = traffic_create(a, &to, &p->tr);
   if (!status_is_ok(&st)) goto fail1;
+  webhook_options who;
+  webhook_options_default(&who);
+  who.secret_file = o->webhook_secret_file;
+  who.retry_window_ms = (int64_t)o->webhook_retry_seconds * 1000;
+  who.timeout_ms = (int)o->webhook_timeout_ms;
+  st = webhooks_create(&who, &p->hooks);
+  if (!status_is_ok(&st)) goto fail2; /* a secret file missing or malformed */
+  if (!webhooks_signed(p->hooks))
+    log_msg(LOG_INFO, NULL, "webhooks: deliveries are not signed (no --webhook-secret-file)");
 
   if (o->tls_cert) {
     tlsconf_options tlo = {.cert_file = o->tls_cert, .key_file = o->tls_key, .client_ca_file = o->tls_client_ca,
@@ -564,6 +590,8 @@ static int start(const serve_options *o, server_parts *p) {
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->cache_metrics);
     p->traffic_metrics = (obs_stream_collector){.write = traffic_metrics_stream, .ctx = p->tr};
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->traffic_metrics);
+    p->webhook_metrics = (obs_stream_collector){.write = webhooks_metrics_write, .ctx = p->hooks};
+    if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->webhook_metrics);
     if (status_is_ok(&st) && o->metrics_port >= 0) {
       st = metrics_port_start(o->host, (int)o->metrics_port, a, &p->mport);
       if (p->mport) log_msg(LOG_INFO, NULL, "serving metrics on %s:%d", o->host, metrics_port_port(p->mport));
@@ -605,6 +633,7 @@ static void stop(server_parts *p) {
   if (p->tr) traffic_destroy(p->tr);
   capture_destroy(p->cap); /* no request completes any more: write what is queued */
   if (p->a) app_destroy(p->a);
+  webhooks_destroy(p->hooks); /* after everything that sends: deliveries still held end "shutting down" */
   limits_destroy(p->lim); /* no request holds a slot now */
   trace_destroy(p->trace); /* after the last completion (and the pipeline) is gone: exports what is left */
   auth_destroy(p->au);     /* after everything that could still admit a request */
