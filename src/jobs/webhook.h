@@ -34,9 +34,10 @@ typedef struct webhook_options {
 /* The defaults above; webhooks_create also takes 0 in a field as its default. */
 void webhook_options_default(webhook_options *o);
 
-/* The outcome of one delivery, once: delivered (a 2xx), or not after `attempts` attempts, with
- * the last one's reason ("HTTP 500", "timed out after 200 ms", "connection refused",
- * "shutting down", ...). Runs on the webhook thread: keep it short, never block. */
+/* The outcome of one delivery, once: delivered (a 2xx; last_error is NULL), or not after
+ * `attempts` attempts, with the last one's reason ("HTTP 500", "timed out after 200 ms",
+ * "connection refused or unreachable", "shutting down", ...). Runs on the webhook thread: keep it
+ * short, never block; it may call webhooks_send, never webhooks_destroy. */
 typedef void (*webhook_result_fn)(void *ctx, const char *msg_id, bool delivered, int attempts, const char *last_error);
 
 /* Starts the webhook thread. INVALID_ARGUMENT names what is wrong with the secret (never its
