@@ -369,9 +369,12 @@ static void check_done(webhooks *w) {
       finish(w, d, true, NULL);
       continue;
     }
-    char buf[128];
-    if (status) snprintf(d->last_error, sizeof d->last_error, "HTTP %d", status);
-    else snprintf(d->last_error, sizeof d->last_error, "%s", curl_reason(rc, w->o.timeout_ms, buf, sizeof buf));
+    if (status) {
+      snprintf(d->last_error, sizeof d->last_error, "HTTP %d", status);
+    } else {
+      char buf[128];
+      snprintf(d->last_error, sizeof d->last_error, "%s", curl_reason(rc, w->o.timeout_ms, buf, sizeof buf));
+    }
     attempt_failed(w, d, status);
   }
 }
