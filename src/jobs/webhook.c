@@ -727,11 +727,11 @@ void webhooks_metrics_write(void *ctx, FILE *f) {
   webhook_counters c;
   webhooks_counters(ctx, &c);
   fprintf(f,
-          "# HELP inferd_webhook_deliveries_total Webhook deliveries ended, by outcome (failed: not delivered within "
+          "# HELP inferd_webhook_deliveries_total Webhook deliveries ended, by result (failed: not delivered within "
           "the retry window, a 4xx, or shut down).\n"
           "# TYPE inferd_webhook_deliveries_total counter\n"
-          "inferd_webhook_deliveries_total{outcome=\"delivered\"} %llu\n"
-          "inferd_webhook_deliveries_total{outcome=\"failed\"} %llu\n"
+          "inferd_webhook_deliveries_total{result=\"delivered\"} %llu\n"
+          "inferd_webhook_deliveries_total{result=\"failed\"} %llu\n"
           "# HELP inferd_webhook_retries_total Webhook attempts after a delivery's first.\n"
           "# TYPE inferd_webhook_retries_total counter\n"
           "inferd_webhook_retries_total %llu\n"

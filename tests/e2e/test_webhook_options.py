@@ -51,7 +51,7 @@ def test_signed_server_has_webhook_metrics(test_models_dir, tmp_path, server_fac
                                                "INFERD_WEBHOOK_RETRY_SECONDS": "60",
                                                "INFERD_WEBHOOK_TIMEOUT_MS": "2000"})
     text = srv.get("/metrics", timeout=T).text
-    assert 'inferd_webhook_deliveries_total{outcome="delivered"} 0' in text
+    assert 'inferd_webhook_deliveries_total{result="delivered"} 0' in text
     assert "inferd_webhook_queued 0" in text
     assert "deliveries are not signed" not in srv.stderr()
     assert "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" not in srv.stderr()
