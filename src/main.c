@@ -627,13 +627,15 @@ static void stop(server_parts *p) {
   if (p->grpc) grpcfe_drain(p->grpc);
   if (p->a) app_stop_work(p->a);
   if (p->http) http_server_destroy(p->http);
+  /* no request runs now, so nothing sends: deliveries still held end "shutting down", their
+   * callbacks reaching into the jobs layer, which must outlive this */
+  webhooks_destroy(p->hooks);
   metrics_port_stop(p->mport);
   if (p->grpc) grpcfe_destroy(p->grpc);
   tlsconf_destroy(p->tls); /* after both frontends: connections hold its contexts */
   if (p->tr) traffic_destroy(p->tr);
   capture_destroy(p->cap); /* no request completes any more: write what is queued */
   if (p->a) app_destroy(p->a);
-  webhooks_destroy(p->hooks); /* after everything that sends: deliveries still held end "shutting down" */
   limits_destroy(p->lim); /* no request holds a slot now */
   trace_destroy(p->trace); /* after the last completion (and the pipeline) is gone: exports what is left */
   auth_destroy(p->au);     /* after everything that could still admit a request */
