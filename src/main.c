@@ -628,8 +628,8 @@ static void stop(server_parts *p) {
   if (p->a) app_stop_work(p->a);
   if (p->http) http_server_destroy(p->http);
   /* no request runs now, so nothing sends: deliveries still held end "shutting down", their
-   * callbacks reaching into the jobs layer, which must outlive this */
-  webhooks_destroy(p->hooks);
+   * callbacks reaching into the jobs layer, which must outlive this (freed after the last scrape) */
+  webhooks_stop(p->hooks);
   metrics_port_stop(p->mport);
   if (p->grpc) grpcfe_destroy(p->grpc);
   tlsconf_destroy(p->tls); /* after both frontends: connections hold its contexts */
@@ -641,6 +641,7 @@ static void stop(server_parts *p) {
   auth_destroy(p->au);     /* after everything that could still admit a request */
   cors_free(p->cors);
   metrics_destroy(p->mreg);
+  webhooks_destroy(p->hooks); /* its counters were a collector of the registry */
 }
 
 static int cmd_serve(int argc, char **argv) {

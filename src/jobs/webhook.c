@@ -692,15 +692,19 @@ inferd_status webhooks_send(webhooks *w, const char *url, const char *msg_id, co
   return status_ok();
 }
 
+void webhooks_stop(webhooks *w) {
+  if (w == NULL || !w->started) return;
+  pthread_mutex_lock(&w->mu);
+  w->stopping = true;
+  pthread_mutex_unlock(&w->mu);
+  wake(w);
+  pthread_join(w->thread, NULL);
+  w->started = false;
+}
+
 void webhooks_destroy(webhooks *w) {
   if (w == NULL) return;
-  if (w->started) {
-    pthread_mutex_lock(&w->mu);
-    w->stopping = true;
-    pthread_mutex_unlock(&w->mu);
-    wake(w);
-    pthread_join(w->thread, NULL);
-  }
+  webhooks_stop(w);
   if (w->multi) curl_multi_cleanup(w->multi); /* only on a failed create: the thread cleans its own */
   if (w->curl_timer) event_free(w->curl_timer);
   if (w->wake_ev) event_free(w->wake_ev);

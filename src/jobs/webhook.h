@@ -56,6 +56,9 @@ inferd_status webhooks_send(webhooks *w, const char *url, const char *msg_id, co
 /* Stops the thread; deliveries still held end with fn(delivered=false, "shutting down") (on the
  * webhook thread, before this returns). NULL is fine. */
 void webhooks_destroy(webhooks *w);
+/* The stopping half of destroy alone: after it, webhooks_send answers UNAVAILABLE and the
+ * counters stay readable (a /metrics scrape may still come) until webhooks_destroy. Idempotent. */
+void webhooks_stop(webhooks *w);
 
 /* True when deliveries are signed (a secret was given). */
 bool webhooks_signed(const webhooks *w);

@@ -618,13 +618,20 @@ static void test_refusals_and_shutdown(void **state) {
   assert_non_null(strstr(m, "inferd_webhook_refused_total 1\n"));
   assert_non_null(strstr(m, "inferd_webhook_queued 3\n"));
   free(m);
-  webhooks_destroy(w); /* every held delivery ends now, once, as not delivered */
+  webhooks_stop(w); /* every held delivery ends now, once, as not delivered */
   for (int i = 0; i < 3; i++) {
     assert_int_equal(o[i].done, 1);
     assert_false(o[i].delivered);
     assert_string_equal(o[i].error, "shutting down");
     outcome_fini(&o[i]);
   }
+  /* stopped: refused, the counters still readable, until destroy */
+  assert_int_equal(webhooks_send(w, url, "msg_late", "{}", on_result, &extra).code, INFERD_UNAVAILABLE);
+  webhooks_counters(w, &c);
+  assert_int_equal(c.failed, 3);
+  assert_int_equal(c.held, 0);
+  webhooks_stop(w);
+  webhooks_destroy(w);
   assert_int_equal(extra.done, 0);
   outcome_fini(&extra);
   close(fd);
