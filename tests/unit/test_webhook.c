@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -166,7 +167,7 @@ typedef struct request {
 typedef struct receiver {
   int fd, port;
   pthread_t thread;
-  volatile bool stop;
+  atomic_bool stop; /* set by the test, read by the receiver thread */
   /* the script: the answer to request i is statuses[min(i, n-1)] */
   int statuses[8];
   int n_statuses;
