@@ -22,6 +22,7 @@
 #include "frontends/http/server.h"
 #include "security/limits.h"
 #include "generate/tokenize_cli.h"
+#include "jobs/webhook.h"
 #include "observability/trace.h"
 #include "security/auth.h"
 #include "security/cors.h"
@@ -69,6 +70,9 @@ typedef struct serve_options {
   const char *tls_cert, *tls_key, *tls_client_ca;
   const char *tls_client_auth; /* required | optional; NULL: required when a client CA is given */
   long http_plain_port;        /* -1: none */
+  /* webhooks (docs/jobs.md, "Webhooks") */
+  const char *webhook_secret_file;
+  long webhook_retry_seconds, webhook_timeout_ms;
 } serve_options;
 
 static void usage(FILE *f) {
@@ -145,7 +149,11 @@ static void usage(FILE *f) {
           "  --tls-client-auth MODE   required (no valid certificate, no connection) or optional\n"
           "                           (none: accepted without a subject)  INFERD_TLS_CLIENT_AUTH (required)\n"
           "  --http-plain-port N      with TLS, also serve plain HTTP on port N (none by default)\n"
-          "                                                        INFERD_HTTP_PLAIN_PORT\n%s",
+          "                                                        INFERD_HTTP_PLAIN_PORT\n"
+          "Webhooks (docs/jobs.md, \"Webhooks\"):\n"
+          "  --webhook-secret-file FILE  Standard Webhooks signing secret (whsec_...)  INFERD_WEBHOOK_SECRET_FILE (unsigned)\n"
+          "  --webhook-retry-seconds N  how long a delivery is retried  INFERD_WEBHOOK_RETRY_SECONDS (3600)\n"
+          "  --webhook-timeout-ms N   one delivery attempt         INFERD_WEBHOOK_TIMEOUT_MS (15000)\n%s",
           OBS_OPTIONS_USAGE);
 }
 
@@ -201,6 +209,8 @@ static const struct option serve_longopts[] = {
     {"tls-cert", required_argument, 0, 1400},        {"tls-key", required_argument, 0, 1401},
     {"tls-client-ca", required_argument, 0, 1402},   {"tls-client-auth", required_argument, 0, 1403},
     {"http-plain-port", required_argument, 0, 1404},
+    {"webhook-secret-file", required_argument, 0, 1900}, {"webhook-retry-seconds", required_argument, 0, 1901},
+    {"webhook-timeout-ms", required_argument, 0, 1902},
     {0, 0, 0, 0}};
 
 /* Every option but --help and the repeatable --load-model can also come from the environment:
@@ -327,6 +337,9 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
       o->tls_client_auth = val;
       return 0;
     case 1404: if (parse_num(name, val, 0, 65535, &v)) return -1; o->http_plain_port = (long)v; return 0;
+    case 1900: o->webhook_secret_file = *val ? val : NULL; return 0;
+    case 1901: if (parse_num(name, val, 1, 30L * 86400, &v)) return -1; o->webhook_retry_seconds = (long)v; return 0;
+    case 1902: if (parse_num(name, val, 1, 600000, &v)) return -1; o->webhook_timeout_ms = (long)v; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -349,7 +362,7 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .trace = {.sample_ratio = 1.0, .service_name = "inferd", .service_version = INFERD_VERSION,
                                  .queue_size = 2048, .batch_size = 512, .export_interval_ms = 1000, .timeout_ms = 2000},
                        .metrics_port = -1, .metrics = true, .log_fmt = LOG_FORMAT_JSON,
-                       .http_plain_port = -1};
+                       .http_plain_port = -1, .webhook_retry_seconds = 3600, .webhook_timeout_ms = 15000};
   obs_options_default(&o->obs);
   for (const struct option *lo = serve_longopts; lo->name; lo++) {
     if (lo->val == 'h' || lo->val == 'L') continue;
@@ -453,6 +466,8 @@ typedef struct server_parts {
   http_server *mport; /* --metrics-port: a second HTTP server, GET /metrics alone */
   obs_stream_collector cache_metrics; /* the prediction cache's counters on /metrics */
   obs_stream_collector traffic_metrics; /* traffic's /metrics families (traffic may not link observability) */
+  webhooks *hooks; /* outbound webhook deliveries (jobs/webhook.h): the jobs layer sends through it */
+  obs_stream_collector webhook_metrics;
 } server_parts;
 
 /* Starts every part; 0, or the exit code of a failed start (after logging why). */
@@ -506,6 +521,15 @@ static int start(const serve_options *o, server_parts *p) {
   traffic_options to = {.state_dir = o->state_dir, .model_repository = o->model_repository};
   st = traffic_create(a, &to, &p->tr);
   if (!status_is_ok(&st)) goto fail1;
+  webhook_options who;
+  webhook_options_default(&who);
+  who.secret_file = o->webhook_secret_file;
+  who.retry_window_ms = (int64_t)o->webhook_retry_seconds * 1000;
+  who.timeout_ms = (int)o->webhook_timeout_ms;
+  st = webhooks_create(&who, &p->hooks);
+  if (!status_is_ok(&st)) goto fail2; /* a secret file missing or malformed */
+  if (!webhooks_signed(p->hooks))
+    log_msg(LOG_INFO, NULL, "webhooks: deliveries are not signed (no --webhook-secret-file)");
 
   if (o->tls_cert) {
     tlsconf_options tlo = {.cert_file = o->tls_cert, .key_file = o->tls_key, .client_ca_file = o->tls_client_ca,
@@ -545,6 +569,8 @@ static int start(const serve_options *o, server_parts *p) {
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->cache_metrics);
     p->traffic_metrics = (obs_stream_collector){.write = traffic_metrics_stream, .ctx = p->tr};
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->traffic_metrics);
+    p->webhook_metrics = (obs_stream_collector){.write = webhooks_metrics_write, .ctx = p->hooks};
+    if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->webhook_metrics);
     if (status_is_ok(&st) && o->metrics_port >= 0) {
       /* the same authentication and TLS as the HTTP port: a scraper needs the metrics scope */
       http_options mo = ho;
@@ -590,6 +616,9 @@ static void stop(server_parts *p) {
   if (p->a) app_stop_work(p->a);
   if (p->http) http_server_destroy(p->http);
   if (p->mport) http_server_destroy(p->mport);
+  /* no request runs now, so nothing sends: deliveries still held end "shutting down", their
+   * callbacks reaching into the jobs layer, which must outlive this (freed after the last scrape) */
+  webhooks_stop(p->hooks);
   if (p->grpc) grpcfe_destroy(p->grpc);
   tlsconf_destroy(p->tls); /* after both frontends: connections hold its contexts */
   if (p->tr) traffic_destroy(p->tr);
@@ -600,6 +629,7 @@ static void stop(server_parts *p) {
   auth_destroy(p->au);     /* after everything that could still admit a request */
   cors_free(p->cors);
   metrics_destroy(p->mreg);
+  webhooks_destroy(p->hooks); /* its counters were a collector of the registry */
 }
 
 static int cmd_serve(int argc, char **argv) {
