@@ -39,6 +39,9 @@ struct infer_request {
   size_t n_outputs;
   int64_t deadline_ns; /* monotonic; 0: none */
   int priority;        /* 1 (highest) .. the model's priority_levels; 0: the model's default */
+  /* Work no client waits for (traffic/'s shadow copies): run only by the scheduler's background
+   * worker, a thread the kernel runs only when the live threads leave the core idle. */
+  bool background;
   /* Set by the frontend when the client has gone: a queued request is then dropped. The flag
    * outlives the request (it lives in the frontend's call). May be NULL. */
   const _Atomic bool *cancelled;

@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <sys/prctl.h>
 #include <stdbool.h>
@@ -16,6 +18,8 @@
 
 typedef struct version_queue {
   model_version *mv;
+  bool background;               /* background work (infer_request.background): the background worker's */
+  struct version_queue *sibling; /* the same version's queue of the other kind; NULL: none yet */
   infer_request *head[MAX_LEVELS], *tail[MAX_LEVELS]; /* level 0 is priority 1, the highest */
   int size;
   int64_t rows;
@@ -25,16 +29,27 @@ typedef struct version_queue {
   struct version_queue *next;
 } version_queue;
 
+typedef struct sched_worker {
+  struct scheduler *s;
+  bool background;
+} sched_worker;
+
 struct scheduler {
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  pthread_cond_t cv;    /* the live workers wait here */
+  pthread_cond_t bg_cv; /* the background worker waits here */
   version_queue *queues;
   bool stopping;
   atomic_ulong submits; /* counts submits, for a spinning worker to notice new work */
   atomic_uint_fast64_t batches; /* batch ids (infer_request.batch_id), from 1 */
   pthread_t *workers;
   int n_workers;
+  pthread_t bg_worker;
+  bool bg_started;
+  sched_worker live_arg, bg_arg;
 };
+
+static pthread_cond_t *cv_of(scheduler *s, bool background) { return background ? &s->bg_cv : &s->cv; }
 
 static const batching_config *batching_of(const model_version *mv) { return &mv->model->config->batching; }
 
@@ -48,15 +63,24 @@ static void finish(infer_request *req) {
   req->on_done(req, req->user);
 }
 
-static version_queue *queue_of(scheduler *s, model_version *mv) {
-  if (mv->queue) return mv->queue;
+static version_queue *queue_new(scheduler *s, model_version *mv, bool background) {
   version_queue *q = calloc(1, sizeof *q);
   if (q == NULL) return NULL;
   q->mv = mv;
+  q->background = background;
   q->next = s->queues;
   s->queues = q;
-  mv->queue = q;
   return q;
+}
+
+/* mv->queue is the version's live queue; its background queue, made on first use, hangs off
+ * it as its sibling. */
+static version_queue *queue_of(scheduler *s, model_version *mv, bool background) {
+  if (mv->queue == NULL && (mv->queue = queue_new(s, mv, false)) == NULL) return NULL;
+  version_queue *q = mv->queue;
+  if (!background) return q;
+  if (q->sibling == NULL && (q->sibling = queue_new(s, mv, true)) != NULL) q->sibling->sibling = q;
+  return q->sibling;
 }
 
 static void unlink_req(version_queue *q, int level, infer_request *prev, infer_request *r) {
@@ -191,16 +215,16 @@ static void run_batch(scheduler *s, infer_request **batch, size_t n) {
  * wake_at, then spin the rest, watching for new work, so a batching delay is what it says. */
 #define SPIN_NS 100000
 
-static void wait_until(scheduler *s, int64_t wake_at) {
+static void wait_until(scheduler *s, pthread_cond_t *cv, int64_t wake_at) {
   if (wake_at == 0) {
-    pthread_cond_wait(&s->cv, &s->mu);
+    pthread_cond_wait(cv, &s->mu);
     return;
   }
   int64_t now = monotime_ns();
   if (wake_at - now > SPIN_NS) {
     int64_t t = wake_at - SPIN_NS;
     struct timespec ts = {.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
-    pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    pthread_cond_timedwait(cv, &s->mu, &ts);
     return;
   }
   unsigned long seen = atomic_load(&s->submits);
@@ -209,8 +233,23 @@ static void wait_until(scheduler *s, int64_t wake_at) {
   pthread_mutex_lock(&s->mu);
 }
 
+/* The background worker's thread: nice 19 (Linux's nice is per thread) and SCHED_IDLE, which
+ * the kernel preempts as soon as any other thread of the core wakes with work, so a shadow
+ * copy running when the next live request arrives gives the core up at once instead of
+ * finishing first (on one core, the live request waited a whole run). Neither needs privilege;
+ * a kernel that refuses leaves the worker at normal priority (still off the live workers). */
+static void lower_own_priority(void) {
+  (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
+  struct sched_param sp = {0};
+  (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+}
+
 static void *worker_main(void *arg) {
-  scheduler *s = arg;
+  const sched_worker *w = arg;
+  scheduler *s = w->s;
+  const bool bg = w->background;
+  pthread_cond_t *my_cv = cv_of(s, bg);
+  if (bg) lower_own_priority();
   /* batching delays are hundreds of µs: the default 50 µs timer slack would add to each */
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
   size_t cap = 0;
@@ -222,7 +261,7 @@ static void *worker_main(void *arg) {
     version_queue *chosen = NULL;
     size_t n = 0;
     for (version_queue *q = s->queues; q; q = q->next) {
-      if (q->size == 0) continue;
+      if (q->size == 0 || q->background != bg) continue; /* each worker takes its own kind */
       purge(q, now, &dropped, &wake_at);
       if (q->size == 0 || q->mv->running >= q->mv->model->config->instance_count) continue;
       int64_t target = batch_target(q, now, &wake_at);
@@ -261,11 +300,13 @@ static void *worker_main(void *arg) {
       break;
     }
     if (dropped || chosen) {
-      /* more work another worker could start: hand it on (one wake, not one per worker) */
-      for (version_queue *q = s->queues; q; q = q->next)
-        if (has_free_instance(q)) {
-          pthread_cond_signal(&s->cv);
-          break;
+      /* more work another worker could start: hand it on (one wake of each kind at most,
+       * not one per worker) */
+      bool woke[2] = {false, false};
+      for (version_queue *q = s->queues; q && !(woke[0] && woke[1]); q = q->next)
+        if (!woke[q->background] && has_free_instance(q)) {
+          pthread_cond_signal(cv_of(s, q->background));
+          woke[q->background] = true;
         }
       pthread_mutex_unlock(&s->mu);
       finish_list(dropped);
@@ -274,11 +315,14 @@ static void *worker_main(void *arg) {
       /* this worker looks at the queues again itself: no one else need wake for the freed instance */
       if (chosen) {
         chosen->mv->running--;
+        /* the instance given back may be what the version's other queue waits for, and its
+         * workers do not look at this one */
+        if (chosen->sibling && has_free_instance(chosen->sibling)) pthread_cond_signal(cv_of(s, !bg));
         version_release(chosen->mv);
       }
       continue;
     }
-    wait_until(s, wake_at);
+    wait_until(s, my_cv, wake_at);
   }
   pthread_mutex_unlock(&s->mu);
   free(batch);
@@ -293,14 +337,21 @@ inferd_status sched_create(int n_workers, scheduler **out) {
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are monotime_ns() */
   pthread_cond_init(&s->cv, &ca);
+  pthread_cond_init(&s->bg_cv, &ca);
   pthread_condattr_destroy(&ca);
+  s->live_arg = (sched_worker){.s = s, .background = false};
+  s->bg_arg = (sched_worker){.s = s, .background = true};
   s->workers = calloc((size_t)n_workers, sizeof(pthread_t));
   for (int i = 0; s->workers && i < n_workers; i++) {
-    if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0) break;
+    if (pthread_create(&s->workers[i], NULL, worker_main, &s->live_arg) != 0) break;
     pthread_setname_np(s->workers[i], "sched-worker");
     s->n_workers++;
   }
-  if (s->n_workers == 0) {
+  if (s->n_workers > 0 && pthread_create(&s->bg_worker, NULL, worker_main, &s->bg_arg) == 0) {
+    pthread_setname_np(s->bg_worker, "sched-backgrnd");
+    s->bg_started = true;
+  }
+  if (s->n_workers == 0 || !s->bg_started) {
     sched_destroy(s);
     return status_make(INFERD_INTERNAL, "cannot start worker threads");
   }
@@ -317,7 +368,7 @@ void sched_submit(scheduler *s, infer_request *req) {
   req->enqueue_ns = monotime_ns();
   req->next = NULL;
   pthread_mutex_lock(&s->mu);
-  version_queue *q = queue_of(s, mv);
+  version_queue *q = queue_of(s, mv, req->background);
   if (q == NULL || q->size >= max_queue_of(mv)) {
     pthread_mutex_unlock(&s->mu);
     req->status = status_make(INFERD_RESOURCE_EXHAUSTED, "the queue of model '%s' version %lld is full (%d requests); retry later",
@@ -336,27 +387,30 @@ void sched_submit(scheduler *s, infer_request *req) {
    * (waking them all costs a context switch each, per request). None when every instance of
    * the version is running: the worker that finishes one comes back to the queue, and a woken
    * worker could only go back to sleep. A deadline still wakes one, to time its 504. */
-  if (has_free_instance(q) || req->deadline_ns) pthread_cond_signal(&s->cv);
+  if (has_free_instance(q) || req->deadline_ns) pthread_cond_signal(cv_of(s, q->background));
   pthread_mutex_unlock(&s->mu);
   atomic_fetch_add(&s->submits, 1);
 }
 
-/* Takes every request queued for mv off its queue, under the lock. */
+/* Takes every request queued for mv off its queues (live and background), under the lock. */
 static infer_request *take_all(scheduler *s, model_version *mv) {
   infer_request *list = NULL;
   pthread_mutex_lock(&s->mu);
-  version_queue *q = mv->queue;
-  for (int l = 0; q && l < MAX_LEVELS; l++) {
-    infer_request *r = q->head[l];
-    while (r) {
-      infer_request *next = r->next;
-      r->next = list;
-      list = r;
-      r = next;
+  version_queue *qs[2] = {mv->queue, mv->queue ? mv->queue->sibling : NULL};
+  for (int k = 0; k < 2; k++) {
+    version_queue *q = qs[k];
+    for (int l = 0; q && l < MAX_LEVELS; l++) {
+      infer_request *r = q->head[l];
+      while (r) {
+        infer_request *next = r->next;
+        r->next = list;
+        list = r;
+        r = next;
+      }
+      q->head[l] = q->tail[l] = NULL;
     }
-    q->head[l] = q->tail[l] = NULL;
+    if (q) q->size = 0, q->rows = 0;
   }
-  if (q) q->size = 0, q->rows = 0;
   pthread_mutex_unlock(&s->mu);
   return list;
 }
@@ -380,14 +434,16 @@ void sched_fail_queued(scheduler *s, model_version *mv, const char *msg) {
 void sched_forget_version(scheduler *s, model_version *mv) {
   fail_list(take_all(s, mv), "the model version was unloaded");
   pthread_mutex_lock(&s->mu);
-  version_queue *q = mv->queue;
-  if (q) {
+  version_queue *qs[2] = {mv->queue, mv->queue ? mv->queue->sibling : NULL};
+  for (int k = 0; k < 2; k++) {
+    version_queue *q = qs[k];
+    if (q == NULL) continue;
     version_queue **pp = &s->queues;
     while (*pp && *pp != q) pp = &(*pp)->next;
     if (*pp) *pp = q->next;
-    mv->queue = NULL;
     free(q);
   }
+  mv->queue = NULL;
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -396,8 +452,10 @@ void sched_destroy(scheduler *s) {
   pthread_mutex_lock(&s->mu);
   s->stopping = true;
   pthread_cond_broadcast(&s->cv);
+  pthread_cond_broadcast(&s->bg_cv);
   pthread_mutex_unlock(&s->mu);
   for (int i = 0; i < s->n_workers; i++) pthread_join(s->workers[i], NULL);
+  if (s->bg_started) pthread_join(s->bg_worker, NULL);
   while (s->queues) {
     version_queue *q = s->queues;
     s->queues = q->next;
@@ -416,5 +474,6 @@ void sched_destroy(scheduler *s) {
   free(s->workers);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
+  pthread_cond_destroy(&s->bg_cv);
   free(s);
 }

@@ -14,7 +14,11 @@ typedef struct scheduler scheduler;
 
 inferd_status sched_create(int n_workers, scheduler **out);
 /* Takes the request (validated; priority within the model's levels); its on_done runs later
- * on a worker thread, exactly once. A full queue answers RESOURCE_EXHAUSTED at once. */
+ * on a worker thread, exactly once. A full queue answers RESOURCE_EXHAUSTED at once.
+ * req->background work (no client waits for it) goes to a queue of its own that only the
+ * scheduler's one background worker takes: a thread at nice 19 and SCHED_IDLE, so that the
+ * kernel preempts it the moment a live thread has work, instead of a live request queueing
+ * behind a run already under way. It still counts against the version's instance_count. */
 void sched_submit(scheduler *s, infer_request *req);
 /* A version's queue lives and dies with the version. Fails what is queued for mv (UNAVAILABLE
  * with msg): an unload whose drain timeout passed. */

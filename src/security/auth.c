@@ -2,6 +2,7 @@
 #include "security/auth.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 /* What one reload read: replaced whole, freed when its last reader lets go. */
 typedef struct auth_snap {
   _Atomic int refs;
+  long generation;    /* auth.generation when it was published: what a memo is valid for */
   keystore *keys;     /* NULL: no --api-keys */
   token_keyset *jwt;  /* NULL: no JWT keys */
 } auth_snap;
@@ -134,9 +136,11 @@ static inferd_status load_snap(const auth *a, auth_snap **out) {
 static void publish(auth *a, auth_snap *s) {
   pthread_mutex_lock(&a->mu);
   auth_snap *old = a->snap;
+  /* under the lock with the swap: generation equals snap->generation exactly while snap is
+   * the one in force, which is what lets a memo tell it is stale */
+  s->generation = atomic_fetch_add(&a->generation, 1) + 1;
   a->snap = s;
   pthread_mutex_unlock(&a->mu);
-  atomic_fetch_add(&a->generation, 1);
   snap_release(old); /* freed now or by its last reader */
 }
 
@@ -277,8 +281,67 @@ static inferd_status check_token(const auth *a, const auth_snap *s, const char *
   return status_ok();
 }
 
+struct auth_memo {
+  long generation;        /* the snapshot's the credential was verified against */
+  const principal *who;   /* a counted reference */
+  unsigned long hits;
+  size_t len, cap;
+  unsigned char *cred;    /* the credential's bytes, wiped before they are freed */
+};
+
+void auth_memo_free(auth_memo *m) {
+  if (m == NULL) return;
+  principal_unref(m->who);
+  if (m->cred) OPENSSL_clear_free(m->cred, m->cap);
+  free(m);
+}
+
+unsigned long auth_memo_hits(const auth_memo *m) { return m ? m->hits : 0; }
+
+/* The memoized principal when cred is the credential verified last on this connection, under
+ * the snapshot still in force and not expired at now; NULL otherwise. The length is compared in
+ * the clear (the key format fixes it), the bytes in constant time. */
+static const principal *memo_hit(const auth *a, auth_memo *m, const char *cred, size_t len, int64_t now) {
+  if (m == NULL || m->who == NULL || m->len != len || m->generation != atomic_load(&a->generation)) return NULL;
+  if (CRYPTO_memcmp(m->cred, cred, len) != 0) return NULL;
+  if (m->who->expires_at && now >= m->who->expires_at) return NULL; /* the full check says why */
+  m->hits++;
+  return principal_ref(m->who);
+}
+
+/* Remembers a verified credential; false (no memo, nothing lost) when out of memory. */
+static bool memo_store(auth_memo **mp, long generation, const char *cred, size_t len, const principal *who) {
+  auth_memo *m = *mp;
+  if (m == NULL && (m = *mp = calloc(1, sizeof *m)) == NULL) return false;
+  if (m->cap < len) {
+    unsigned char *c = malloc(len);
+    if (c == NULL) return false;
+    if (m->cred) OPENSSL_clear_free(m->cred, m->cap);
+    m->cred = c;
+    m->cap = len;
+  }
+  memcpy(m->cred, cred, len);
+  m->len = len;
+  m->generation = generation;
+  principal_unref(m->who);
+  m->who = principal_ref(who);
+  return true;
+}
+
+static void memo_drop(auth_memo **mp) {
+  if (mp == NULL) return;
+  auth_memo_free(*mp);
+  *mp = NULL;
+}
+
 inferd_status auth_authenticate(auth *a, auth_meta_fn meta, void *meta_ctx, const char *client_subject, int64_t now,
                                 const principal **out, bool *invalid_token) {
+  return auth_authenticate_memo(a, NULL, meta, meta_ctx, client_subject, now, out, invalid_token);
+}
+
+inferd_status auth_authenticate_memo(auth *a, auth_memo **memo, auth_meta_fn meta, void *meta_ctx,
+                                     const char *client_subject, int64_t now, const principal **out,
+                                     bool *invalid_token) {
   *out = NULL;
   *invalid_token = false;
   if (!auth_enabled(a)) return status_ok();
@@ -303,17 +366,27 @@ inferd_status auth_authenticate(auth *a, auth_meta_fn meta, void *meta_ctx, cons
     cred = xkey;
     if (*cred == '\0') return status_make(INFERD_UNAUTHENTICATED, "the X-API-Key header is empty");
   }
+  size_t cred_len = cred ? strlen(cred) : 0;
+  if (memo && cred && (*out = memo_hit(a, *memo, cred, cred_len, now)) != NULL) {
+    *invalid_token = false;
+    return status_ok();
+  }
   auth_snap *s = snap_acquire(a);
   if (s == NULL) return status_make(INFERD_UNAVAILABLE, "credentials are not loaded");
   inferd_status st;
-  if (cred)
+  if (cred) {
     st = jwt ? check_token(a, s, cred, now, out) : check_key(s, cred, now, out);
-  else if (s->keys)
+    if (memo && status_is_ok(&st) && !memo_store(memo, s->generation, cred, cred_len, *out)) memo_drop(memo);
+  } else if (s->keys) {
     st = keystore_check_subject(s->keys, client_subject, now, out);
-  else
+  } else {
     st = status_make(INFERD_UNAUTHENTICATED, "client certificates map to principals through the key store (--api-keys), which is not configured");
+  }
   snap_release(s);
-  if (status_is_ok(&st)) *invalid_token = false;
+  if (status_is_ok(&st))
+    *invalid_token = false;
+  else
+    memo_drop(memo); /* a refused credential leaves nothing behind */
   return st;
 }
 

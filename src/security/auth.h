@@ -48,6 +48,24 @@ typedef const char *(*auth_meta_fn)(void *ctx, const char *name);
  * WWW-Authenticate) from a missing one. Messages never quote the credential. */
 inferd_status auth_authenticate(auth *a, auth_meta_fn meta, void *meta_ctx, const char *client_subject, int64_t now,
                                 const principal **out, bool *invalid_token);
+/* A keep-alive connection's memo of the last credential it verified (an API key or a JWT) and
+ * the principal it verified to, so that the next request presenting the same bytes skips the
+ * digest or signature and the store lookup: the bytes are compared in constant time
+ * (CRYPTO_memcmp), the principal's expiry is still checked on every request, and the memo
+ * counts only while the snapshot it was verified against is the one in force (a reload, a
+ * revocation, drops it). Owned by the connection, used by its one thread; freed (the copy of
+ * the credential wiped) when the connection closes. */
+typedef struct auth_memo auth_memo;
+/* auth_authenticate through *memo (NULL: no memo): a hit, or a miss that verifies and stores
+ * the result in *memo (allocated on first use), or a refusal that frees it. */
+inferd_status auth_authenticate_memo(auth *a, auth_memo **memo, auth_meta_fn meta, void *meta_ctx,
+                                     const char *client_subject, int64_t now, const principal **out,
+                                     bool *invalid_token);
+/* How many requests the memo answered without verifying (tests, benchmarks); NULL-safe. */
+unsigned long auth_memo_hits(const auth_memo *m);
+/* Wipes the credential, drops the principal; NULL-safe. */
+void auth_memo_free(auth_memo *m);
+
 /* Whether p may do what `need` (a route's scope; SCOPE_INFER with model) allows: OK, or
  * PERMISSION_DENIED naming the missing scope. Auth off (a disabled): always OK. */
 inferd_status auth_check(const auth *a, const principal *p, const char *need, const char *model);

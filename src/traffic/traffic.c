@@ -404,8 +404,8 @@ static void shadow_done(infer_request *sreq, void *user) {
   infer_request_destroy(sreq);
 }
 
-/* The fork stage: a copy of the live request to the shadow version, at the lowest priority,
- * never waited on. Its status is ignored by serve, and nothing here changes the live request. */
+/* The fork stage: a copy of the live request to the shadow version, at the lowest priority on
+ * the scheduler's background worker, never waited on. Its status is ignored by serve, and nothing here changes the live request. */
 static inferd_status on_fork(void *ctx, const serve_request *sr, infer_request *req) {
   traffic *t = ctx;
   if (req->arm[0] == '\0') return status_ok(); /* no policy */
@@ -447,6 +447,9 @@ static inferd_status on_fork(void *ctx, const serve_request *sr, infer_request *
     if (status_is_ok(&st)) {
       int levels = mv->model->config->batching.priority_levels;
       sreq->priority = levels > 1 ? levels : 0; /* the lowest the version has */
+      /* and on the scheduler's background worker, which the kernel preempts for live work:
+       * a copy must not hold up the next live request on a busy core */
+      sreq->background = true;
       sreq->deadline_ns = req->deadline_ns;
       snprintf(sreq->arm, sizeof sreq->arm, "shadow");
       p->live = req;

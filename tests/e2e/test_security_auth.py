@@ -447,6 +447,52 @@ def test_revocation_takes_effect_within_a_second(repo, keys, tmp_path, server_fa
     assert t0 < t_revoked
 
 
+def _kept_connection_get(sock, key):
+    sock.sendall((f"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n\r\n").encode())
+    status, headers, body = read_http_response(sock)[:3]
+    assert headers.get("connection", "").lower() != "close", "the server closed the keep-alive connection"
+    return status, body
+
+
+def test_revocation_stops_a_key_on_its_open_keep_alive_connection(repo, tmp_path, server_factory):
+    """The connection remembers the key it verified last (docs/security.md): a revocation (the
+    file rewritten, no SIGHUP) must still stop the key within a second on that same connection,
+    and the key expiring must stop it at its time."""
+    path = str(tmp_path / "keys.json")
+    key = create_key(path, "kept", "read")
+    brief = create_key(path, "brief-kept", "read", "--expires", "3s")
+    srv = server_factory(repo, args=["--api-keys", path])
+    sock = raw_connect(srv.port)
+    try:
+        for _ in range(20):  # the same key over and over: answered from the memo after the first
+            assert _kept_connection_get(sock, key)[0] == 200
+        keys_cli("revoke", "--file", path, "--name", "kept")
+        t_revoked = time.monotonic()
+        while True:
+            status, body = _kept_connection_get(sock, key)
+            if status != 200:
+                break
+            assert time.monotonic() - t_revoked < timeout(1.0), "a revoked key still works on its connection after a second"
+            time.sleep(0.01)
+        assert status == 401 and "revoked" in json.loads(body)["error"]
+        assert time.monotonic() - t_revoked < timeout(1.0)
+        assert _kept_connection_get(sock, key)[0] == 401
+        # expiry on the same connection, the key answered from the memo until then
+        with open(path) as f:
+            expires = next(e["expires"] for e in json.load(f)["keys"] if e["name"] == "brief-kept")
+        exp = time.mktime(time.strptime(expires, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        while True:
+            status, body = _kept_connection_get(sock, brief)
+            if status != 200:
+                break
+            assert time.time() < exp + timeout(1.0), "an expired key still works on its connection"
+            time.sleep(0.01)
+        assert status == 401 and "expired" in json.loads(body)["error"]
+        assert time.time() >= exp - 0.05, "the key stopped before its expiry"
+    finally:
+        sock.close()
+
+
 def test_revocation_ends_an_open_grpc_stream(repo, tmp_path, grpc_server_factory):
     """A stream authenticated at its start is checked again on each message: after a
     revocation its next message ends it with UNAUTHENTICATED."""

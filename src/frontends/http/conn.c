@@ -19,6 +19,7 @@
 
 #include "frontends/http/http_parse.h"
 #include "frontends/http/server_internal.h"
+#include "security/auth.h"
 #include "security/tlsconf.h"
 #include "util/monotime.h"
 
@@ -74,6 +75,9 @@ struct http_conn {
    * handed over to a call still being answered when the connection goes (conn_free), which
    * frees it then (free_detached) */
   char *subject;
+  /* owned: the last credential verified on this connection (security/auth.h), so a keep-alive
+   * client's next request skips the digest; wiped and freed with the connection */
+  auth_memo *auth_memo;
   http_conn *prev, *next;
 };
 
@@ -104,6 +108,7 @@ static void conn_free(http_conn *conn) {
     ERR_clear_error();
   }
   free(conn->subject);
+  auth_memo_free(conn->auth_memo);
   event_free(conn->readable);
   event_free(conn->writable);
   event_free(conn->timer);
@@ -113,6 +118,8 @@ static void conn_free(http_conn *conn) {
   atomic_fetch_sub(&l->srv->open_conns, 1);
   free(conn);
 }
+
+struct auth_memo **http_conn_auth_memo(http_call *c) { return c->conn ? &c->conn->auth_memo : NULL; }
 
 static void set_timer_ns(http_conn *conn, timer_phase phase, int64_t ns) {
   conn->phase = phase;

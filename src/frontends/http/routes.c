@@ -142,7 +142,8 @@ static bool admit_call(http_call *c, const route *r, const route_params *params)
   if (need && scope_is_open(need)) return true;
   bool invalid = false;
   const principal *p = NULL;
-  inferd_status st = auth_authenticate(au, call_meta, c, c->client_subject, (int64_t)time(NULL), &p, &invalid);
+  inferd_status st = auth_authenticate_memo(au, http_conn_auth_memo(c), call_meta, c, c->client_subject,
+                                            (int64_t)time(NULL), &p, &invalid);
   if (status_is_ok(&st)) {
     c->principal = p;
     if (r == NULL) return true;

@@ -53,6 +53,10 @@ void http_conn_accept(http_loop *l, evutil_socket_t fd, bool tls);
 void http_conn_send_reply(http_call *c);
 /* conn.c: frees a call whose reply will never be sent, detaching it from its connection. */
 void http_conn_drop_call(http_call *c);
+/* conn.c: the connection's memo of its last verified credential (security/auth.h), for
+ * authentication at dispatch (on the loop's thread, while the connection is there); NULL when
+ * the call has no connection. */
+struct auth_memo **http_conn_auth_memo(http_call *c);
 /* conn.c: closes every connection of the loop. */
 void http_conn_close_all(http_loop *l);
 
