@@ -26,11 +26,6 @@ static const struct {
     [INFERD_RATE_LIMITED] = {429, "Too Many Requests", 8},
 };
 
-inferd_status status_ok(void) {
-  inferd_status s = {.code = INFERD_OK};
-  return s;
-}
-
 inferd_status status_make(inferd_code code, const char *fmt, ...) {
   inferd_status s = {.code = code};
   char raw[sizeof s.msg];

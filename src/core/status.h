@@ -28,7 +28,14 @@ typedef struct inferd_status {
   char msg[512];
 } inferd_status;
 
-inferd_status status_ok(void);
+/* OK. Sets the code and an empty message only: zeroing the whole 512-byte message on every
+ * success (the most common value in the program) cost ~100 instructions a call. */
+static inline inferd_status status_ok(void) {
+  inferd_status s;
+  s.code = INFERD_OK;
+  s.msg[0] = '\0';
+  return s;
+}
 inferd_status status_make(inferd_code code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static inline bool status_is_ok(const inferd_status *s) { return s->code == INFERD_OK; }

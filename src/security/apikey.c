@@ -1,5 +1,6 @@
 /* security/apikey: the key format, generation and hashing (apikey.h), with OpenSSL. */
 #include "security/apikey.h"
+#include "util/ct.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -64,7 +65,7 @@ inferd_status apikey_hash(const char *key, uint8_t out[APIKEY_HASH_BYTES]) {
 }
 
 bool apikey_hash_equal(const uint8_t a[APIKEY_HASH_BYTES], const uint8_t b[APIKEY_HASH_BYTES]) {
-  return CRYPTO_memcmp(a, b, APIKEY_HASH_BYTES) == 0;
+  return ct_equal(a, b, APIKEY_HASH_BYTES);
 }
 
 void apikey_hash_format(const uint8_t h[APIKEY_HASH_BYTES], char buf[8 + 2 * APIKEY_HASH_BYTES + 1]) {

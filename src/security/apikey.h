@@ -2,7 +2,7 @@
  * digits of id (stored in the clear, so a lookup is by id, not by trying every hash) and 64 hex
  * digits (256 random bits) of secret. The key store keeps only SHA-256 of the whole key; with
  * that much entropy in the secret a plain digest cannot be reversed or guessed, and a
- * comparison of digests in constant time (CRYPTO_memcmp) tells a timing observer nothing. */
+ * comparison of digests in constant time (util/ct.h) tells a timing observer nothing. */
 #ifndef INFERD_APIKEY_H
 #define INFERD_APIKEY_H
 

@@ -16,6 +16,7 @@
 #include "security/scope.h"
 #include "security/token.h"
 #include "util/log.h"
+#include "util/ct.h"
 
 #define AUTH_MAX_FILE_BYTES (16 << 20)
 
@@ -303,7 +304,7 @@ unsigned long auth_memo_hits(const auth_memo *m) { return m ? m->hits : 0; }
  * the clear (the key format fixes it), the bytes in constant time. */
 static const principal *memo_hit(const auth *a, auth_memo *m, const char *cred, size_t len, int64_t now) {
   if (m == NULL || m->who == NULL || m->len != len || m->generation != atomic_load(&a->generation)) return NULL;
-  if (CRYPTO_memcmp(m->cred, cred, len) != 0) return NULL;
+  if (!ct_equal(m->cred, cred, len)) return NULL;
   if (m->who->expires_at && now >= m->who->expires_at) return NULL; /* the full check says why */
   m->hits++;
   return principal_ref(m->who);

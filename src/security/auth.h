@@ -51,7 +51,7 @@ inferd_status auth_authenticate(auth *a, auth_meta_fn meta, void *meta_ctx, cons
 /* A keep-alive connection's memo of the last credential it verified (an API key or a JWT) and
  * the principal it verified to, so that the next request presenting the same bytes skips the
  * digest or signature and the store lookup: the bytes are compared in constant time
- * (CRYPTO_memcmp), the principal's expiry is still checked on every request, and the memo
+ * (util/ct.h), the principal's expiry is still checked on every request, and the memo
  * counts only while the snapshot it was verified against is the one in force (a reload, a
  * revocation, drops it). Owned by the connection, used by its one thread; freed (the copy of
  * the credential wiped) when the connection closes. */

@@ -2,6 +2,7 @@
  * shared secret, and the claims → principal mapping. OpenSSL 3 does every signature check;
  * jansson parses the header, the payload and the JWKS. */
 #include "security/token.h"
+#include "util/ct.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -522,7 +523,7 @@ static inferd_status verify_signature(const token_keyset *ks, token_alg alg, con
     unsigned int mac_len = 0;
     if (HMAC(EVP_sha256(), ks->secret, (int)ks->secret_len, (const unsigned char *)input, input_len, mac, &mac_len) == NULL)
       return status_make(INFERD_INTERNAL, "HMAC failed");
-    bool ok = sig_len == mac_len && CRYPTO_memcmp(mac, sig, mac_len) == 0;
+    bool ok = sig_len == mac_len && ct_equal(mac, sig, mac_len);
     OPENSSL_cleanse(mac, sizeof mac);
     return ok ? status_ok() : REFUSE("JWT signature does not verify");
   }

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "util/arena.h"
+#include "util/ct.h"
 #include "util/fs.h"
 #include "util/jsonkeys.h"
 #include "util/monotime.h"
@@ -63,9 +64,27 @@ static void test_monotime(void **state) {
   assert_true(a > 0 && b >= a);
 }
 
+/* ct_equal: equal buffers of every length around the word size, and a difference in every
+ * byte position (the word loop and the tail loop each must see it). */
+static void test_ct_equal(void **state) {
+  (void)state;
+  unsigned char a[40], b[40];
+  for (size_t i = 0; i < sizeof a; i++) a[i] = b[i] = (unsigned char)(i * 37 + 1);
+  for (size_t n = 0; n <= sizeof a; n++) {
+    assert_true(ct_equal(a, b, n));
+    for (size_t k = 0; k < n; k++)
+      for (unsigned bit = 0; bit < 8; bit++) {
+        b[k] ^= (unsigned char)(1u << bit);
+        if (ct_equal(a, b, n)) fail_msg("length %zu: a difference in byte %zu, bit %u, was not seen", n, k, bit);
+        b[k] ^= (unsigned char)(1u << bit);
+      }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_jsonkeys),
+      cmocka_unit_test(test_ct_equal),
       cmocka_unit_test(test_arena),
       cmocka_unit_test(test_fs_is_dir),
       cmocka_unit_test(test_monotime),

@@ -25,8 +25,12 @@
 #include "util/monotime.h"
 
 const char *http_call_header(http_call *c, const char *name) {
+  /* the first letters, case-folded, first: most headers differ there, and a lookup runs for
+   * each credential and stage on every request */
+  unsigned char first = (unsigned char)(name[0] | 0x20);
   for (int i = 0; i < c->n_headers; i++)
-    if (strcasecmp(c->headers[i].name, name) == 0) return c->headers[i].value;
+    if ((unsigned char)(c->headers[i].name[0] | 0x20) == first && strcasecmp(c->headers[i].name, name) == 0)
+      return c->headers[i].value;
   return NULL;
 }
 
