@@ -241,6 +241,8 @@ int generate_cli_main(int argc, char **argv) {
     fprintf(stderr, "inferd generate: %s\n", st.msg);
     if (a) app_destroy(a);
     limits_destroy(lim);
+    for (size_t i = 0; i < n_texts; i++) free(texts[i]);
+    free(texts);
     return 1;
   }
   pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
