@@ -211,7 +211,9 @@ int generate_cli_main(int argc, char **argv) {
     while ((len = getline(&line, &cap, f)) >= 0) {
       while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
       if (len == 0) continue;
-      texts = realloc(texts, (n_texts + 1) * sizeof *texts);
+      char **more = realloc(texts, (n_texts + 1) * sizeof *texts);
+      if (more == NULL) break;
+      texts = more;
       texts[n_texts++] = line_text(line);
     }
     free(line);

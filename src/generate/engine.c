@@ -633,7 +633,7 @@ static inferd_status run_batch(gen_engine *e, gen_seq **seqs, int B) {
         break;
       }
     }
-    memcpy(s->logits, (const float *)out[0].data + ((size_t)b * S + S - 1) * V, V * sizeof(float));
+    memcpy(s->logits, out[0].data + ((size_t)b * S + S - 1) * V * sizeof(float), V * sizeof(float));
     if (!sig->kv) continue;
     size_t n_new = s->n_ids - s->n_cached;
     for (int layer = 0; layer < sig->n_layers; layer++)

@@ -57,21 +57,19 @@ static grpc_byte_buffer *response(const gen_call *gc, const char *text, size_t l
   r.model_version = (char *)gc->version;
   r.id = (char *)gc->id;
   Inference__ModelInferResponse__InferOutputTensor out = INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__INIT;
-  Inference__ModelInferResponse__InferOutputTensor *outs[1] = {&out};
   Inference__InferTensorContents contents = INFERENCE__INFER_TENSOR_CONTENTS__INIT;
   ProtobufCBinaryData bytes = {.len = len, .data = (uint8_t *)text};
   int64_t shape[1] = {1};
-  if (text) {
-    out.name = "text_output";
-    out.datatype = "BYTES";
-    out.n_shape = 1;
-    out.shape = shape;
-    contents.n_bytes_contents = 1;
-    contents.bytes_contents = &bytes;
-    out.contents = &contents;
-    r.n_outputs = 1;
-    r.outputs = outs;
-  }
+  out.name = "text_output";
+  out.datatype = "BYTES";
+  out.n_shape = 1;
+  out.shape = shape;
+  contents.n_bytes_contents = 1;
+  contents.bytes_contents = &bytes;
+  out.contents = &contents;
+  Inference__ModelInferResponse__InferOutputTensor *outs[1] = {&out}; /* after out is filled */
+  r.n_outputs = text ? 1 : 0; /* the final response of a stream has no text */
+  r.outputs = outs;
   Inference__ModelInferResponse__ParametersEntry entries[6], *eptrs[6];
   Inference__InferParameter values[6];
   for (size_t k = 0; k < np && k < 6; k++) {
@@ -93,13 +91,12 @@ static grpc_byte_buffer *response(const gen_call *gc, const char *text, size_t l
   }
   r.n_parameters = np < 6 ? np : 6;
   r.parameters = eptrs;
-  if (gc->item) {
-    Inference__ModelStreamInferResponse sr = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
-    sr.error_message = (char *)(error ? error : "");
-    sr.infer_response = &r;
-    return pb_pack(&sr.base);
-  }
-  return pb_pack(&r.base);
+  if (gc->item == NULL) return pb_pack(&r.base);
+  Inference__ModelStreamInferResponse sr = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
+  sr.error_message = (char *)(error ? error : "");
+  /* cppcheck-suppress unreadVariable ; pb_pack reads it through sr.base */
+  sr.infer_response = &r;
+  return pb_pack(&sr.base);
 }
 
 /* On the engine thread: a piece of text goes out as its own response, in a slot reserved one
