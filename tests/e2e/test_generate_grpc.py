@@ -130,7 +130,9 @@ def test_errors(gsrv):
 def test_client_cancel_frees_the_sequence(gsrv):
     """A client that cancels its stream mid-generation: the sequence leaves the engine (the
     active-sequences gauge goes back to 0) long before max_tokens would have been reached."""
-    it = gsrv.infer.ModelStreamInfer(iter([gen_request("cancel", temperature=0.0, max_tokens=80)]), timeout=T)
+    req = gen_request("cancel", temperature=0.0, max_tokens=80)
+    req.model_name = "tinylm_slow"
+    it = gsrv.infer.ModelStreamInfer(iter([req]), timeout=T)
     for i, _ in enumerate(it):
         if i == 2:
             it.cancel()
@@ -138,11 +140,13 @@ def test_client_cancel_frees_the_sequence(gsrv):
 
     def active():
         body = gsrv.srv.get("/metrics").text
-        line = [x for x in body.splitlines() if x.startswith('inferd_generate_active_sequences{model="tinylm"}')]
+        line = [x for x in body.splitlines() if x.startswith('inferd_generate_active_sequences{model="tinylm_slow"}')]
         return line and line[0].endswith(" 0")
     wait_until(active, timeout(10), what="no active sequence")
     body = gsrv.srv.get("/metrics").text
-    assert 'inferd_generate_sequences_total{model="tinylm",finish_reason="cancelled"} ' in body
     cancelled = [x for x in body.splitlines()
-                 if x.startswith('inferd_generate_sequences_total{model="tinylm",finish_reason="cancelled"}')]
-    assert int(cancelled[0].split()[-1]) >= 1
+                 if x.startswith('inferd_generate_sequences_total{model="tinylm_slow",finish_reason="cancelled"}')]
+    assert int(cancelled[0].split()[-1]) == 1
+    completion = [x for x in body.splitlines()
+                  if x.startswith('inferd_generate_tokens_total{model="tinylm_slow",kind="completion"}')]
+    assert int(completion[0].split()[-1]) < 80
