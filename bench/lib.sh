@@ -3,13 +3,14 @@
 # A free TCP port on loopback.
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# wait_up URL: waits up to 20 s for URL to answer 2xx; else says so and fails.
+# wait_up URL: waits up to WAIT_UP_SECONDS (20) for URL to answer 2xx; else says so and fails
+# (a server under valgrind on a loaded machine can take longer to start).
 wait_up() {
-  for _ in $(seq 200); do
+  for _ in $(seq $((${WAIT_UP_SECONDS:-20} * 10))); do
     curl -sf "$1" >/dev/null && return 0
     sleep 0.1
   done
-  echo "$1 did not come up" >&2
+  echo "$1 did not come up in ${WAIT_UP_SECONDS:-20} s" >&2
   return 1
 }
 

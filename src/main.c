@@ -21,6 +21,8 @@
 #include "frontends/http/metrics_http.h"
 #include "frontends/http/server.h"
 #include "security/limits.h"
+#include "generate/engine.h"
+#include "generate_cmd.h"
 #include "generate/tokenize_cli.h"
 #include "jobs/webhook.h"
 #include "observability/trace.h"
@@ -83,6 +85,7 @@ static void usage(FILE *f) {
           "       inferd profile --model NAME --repository DIR --data FILE.csv|.jsonl  (docs/observability.md)\n"
           "       inferd token verify --jwks FILE|--secret-file FILE TOKEN  (inferd token --help)\n"
           "       inferd tokenize --tokenizer tokenizer.json [--decode]  (inferd tokenize --help)\n"
+          "       inferd generate --model-repository DIR --model M --prompt TEXT  (inferd generate --help)\n"
           "       inferd version\n\n"
           "serve options (each also read from the environment variable shown):\n"
           "  --model-repository DIR   models to serve              INFERD_MODEL_REPOSITORY (required)\n"
@@ -120,6 +123,8 @@ static void usage(FILE *f) {
           "  --rate-burst N           requests at once after a pause  INFERD_RATE_BURST (the rate's second)\n"
           "  --max-concurrent N       requests in flight            INFERD_MAX_CONCURRENT (none)\n"
           "  --records-per-minute N   records (rows) per minute     INFERD_RECORDS_PER_MINUTE (none)\n"
+          "  --tokens-per-minute N    generated-text tokens (prompt + completion) per minute\n"
+          "                                                        INFERD_TOKENS_PER_MINUTE (none)\n"
           "  --rate-limit-per-model   a budget per caller and model  INFERD_RATE_LIMIT_PER_MODEL (per caller)\n"
           "Tracing (docs/observability.md, \"Tracing\"): on when an OTLP endpoint is set\n"
           "  --otlp-endpoint URL      OTLP/HTTP collector (no path: /v1/traces)  INFERD_OTLP_ENDPOINT (off)\n"
@@ -185,7 +190,7 @@ static const struct option serve_longopts[] = {
     {"load-model", required_argument, 0, 'L'}, {"state-dir", required_argument, 0, 'S'},
     {"rate-limit", required_argument, 0, 1200},      {"rate-burst", required_argument, 0, 1201},
     {"max-concurrent", required_argument, 0, 1202},  {"records-per-minute", required_argument, 0, 1203},
-    {"rate-limit-per-model", no_argument, 0, 1204},
+    {"rate-limit-per-model", no_argument, 0, 1204}, {"tokens-per-minute", required_argument, 0, 1205},
     {"otlp-endpoint", required_argument, 0, 1100}, {"otlp-protocol", required_argument, 0, 1101},
     {"trace-sample-ratio", required_argument, 0, 1102}, {"otlp-service-name", required_argument, 0, 1103},
     {"otlp-queue-size", required_argument, 0, 1104}, {"otlp-batch-size", required_argument, 0, 1105},
@@ -269,6 +274,7 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 1201: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.burst = v; return 0;
     case 1202: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.max_concurrent = v; return 0;
     case 1203: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.records_per_min = v; return 0;
+    case 1205: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.tokens_per_min = v; return 0;
     case 1204: /* a flag; its variable says 1/true or 0/false */
       if (val == NULL || strcmp(val, "1") == 0 || strcmp(val, "true") == 0) o->limits.per_model = true;
       else if (strcmp(val, "0") == 0 || strcmp(val, "false") == 0) o->limits.per_model = false;
@@ -468,10 +474,19 @@ typedef struct server_parts {
   obs_stream_collector traffic_metrics; /* traffic's /metrics families (traffic may not link observability) */
   webhooks *hooks; /* outbound webhook deliveries (jobs/webhook.h): the jobs layer sends through it */
   obs_stream_collector webhook_metrics;
+  obs_stream_collector gen_metrics;     /* generation's (generate/ may not link observability) */
 } server_parts;
 
 /* Starts every part; 0, or the exit code of a failed start (after logging why). */
 static void traffic_metrics_stream(void *ctx, FILE *f) { traffic_metrics_write(ctx, f); }
+
+/* generate/ and security/ do not see each other: a generation's token budget, through here */
+static inferd_status gen_tokens_take(void *ctx, const principal *p, const char *model, int64_t tokens) {
+  return limits_tokens_take(ctx, p, model, tokens);
+}
+static void gen_tokens_give_back(void *ctx, const principal *p, const char *model, int64_t tokens) {
+  limits_tokens_give_back(ctx, p, model, tokens);
+}
 
 static int start(const serve_options *o, server_parts *p) {
   /* Credentials first: a key file that does not parse stops the start, before any model loads. */
@@ -491,11 +506,13 @@ static int start(const serve_options *o, server_parts *p) {
   a->default_model = o->default_model;
   a->max_records = (int)o->max_records;
   /* the features plug into the pipeline's stages before any request can arrive */
+  gen_install(a->serve); /* a generation's hand-off goes to its version's engine (generate/) */
   st = auth_install(p->au, a->serve); /* the admit stage's infer:<model> check, on every protocol */
   if (status_is_ok(&st)) st = cache_install(a->serve); /* lookup and cache_store: opt-in per model */
   /* the rate limits after it: a caller refused its scope spends none of its budget */
   if (status_is_ok(&st)) st = limits_create(&o->limits, NULL, &p->lim);
   if (status_is_ok(&st)) st = limits_register(p->lim, a->serve);
+  if (status_is_ok(&st)) gen_set_quota(&(gen_quota){.take = gen_tokens_take, .give_back = gen_tokens_give_back, .ctx = p->lim});
   if (status_is_ok(&st)) st = drift_serve_register(a->serve);
   if (status_is_ok(&st) && o->obs.capture.dir) st = capture_create(&o->obs.capture, &p->cap);
   if (status_is_ok(&st) && p->cap) st = capture_serve_register(p->cap, a->serve);
@@ -571,6 +588,8 @@ static int start(const serve_options *o, server_parts *p) {
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->traffic_metrics);
     p->webhook_metrics = (obs_stream_collector){.write = webhooks_metrics_write, .ctx = p->hooks};
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->webhook_metrics);
+    p->gen_metrics = (obs_stream_collector){.write = gen_metrics_write, .ctx = NULL};
+    if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->gen_metrics);
     if (status_is_ok(&st) && o->metrics_port >= 0) {
       /* the same authentication and TLS as the HTTP port: a scraper needs the metrics scope */
       http_options mo = ho;
@@ -652,6 +671,7 @@ static int cmd_serve(int argc, char **argv) {
   if (status_is_ok(&reg)) reg = application_register();
   if (status_is_ok(&reg)) reg = drift_register(&o.obs.drift); /* after application: it binds to the schema */
   if (status_is_ok(&reg)) reg = cache_register(); /* each cached version's store (response_cache) */
+  if (status_is_ok(&reg)) reg = gen_register(); /* generative versions: tokenizer, engine thread */
   if (!status_is_ok(&reg)) {
     log_msg(LOG_ERROR, NULL, "%s", reg.msg);
     return 1;
@@ -690,6 +710,7 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "traffic") == 0) return traffic_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "profile") == 0) return profile_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "tokenize") == 0) return tokenize_cli_main(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "generate") == 0) return generate_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "version") == 0) {
     printf("inferd %s\n", INFERD_VERSION);
     return 0;
