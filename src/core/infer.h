@@ -68,6 +68,10 @@ struct infer_request {
   bool cache_leader;
   uint8_t cache_key[16];
 
+  /* core/serve's copy of serve_request.generate: a generation (generate/engine.h), NULL for a
+   * tensor inference. */
+  void *generate;
+
   /* The scheduler's. */
   int64_t enqueue_ns;
   int64_t rows; /* rows along the batch dimension (1 for a model without one) */

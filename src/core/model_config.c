@@ -32,6 +32,7 @@ void model_config_destroy(model_config *cfg) {
   free(cfg->warmup.file);
   json_decref(cfg->application);
   json_decref(cfg->drift);
+  json_decref(cfg->generate);
   free(cfg);
 }
 
@@ -295,7 +296,7 @@ static inferd_status parse_object(json_t *root, model_config *cfg) {
   static const char *const keys[] = {"name", "backend", "max_batch_size", "inputs", "outputs",
                                      "class_labels", "version_policy", "instance_count",
                                      "onnxruntime", "allow_nan", "description", "dynamic_batching",
-                                     "queue_policy", "application", "warmup", "drift", "response_cache",
+                                     "queue_policy", "application", "warmup", "drift", "response_cache", "generate",
                                      "traffic" /* read by traffic/ at start (docs/traffic.md) */, NULL};
   static const char *const ort_keys[] = {"intra_op_threads", "inter_op_threads", NULL};
   inferd_status st = check_keys(root, "", keys);
@@ -354,6 +355,10 @@ static inferd_status parse_object(json_t *root, model_config *cfg) {
   if ((v = json_object_get(root, "application")) != NULL) {
     if (!json_is_object(v)) return field_error("application", "must be an object");
     cfg->application = json_incref(v);
+  }
+  if ((v = json_object_get(root, "generate")) != NULL) {
+    if (!json_is_object(v)) return field_error("generate", "must be an object");
+    cfg->generate = json_incref(v);
   }
   if ((v = json_object_get(root, "drift")) != NULL) {
     if (!json_is_object(v)) return field_error("drift", "must be an object");

@@ -78,6 +78,9 @@ typedef struct model_config {
   /* config.json "drift": drift detection's settings for this model (window, buckets,
    * thresholds), kept as JSON for observability/drift to read. Owned; may be NULL. */
   struct json_t *drift;
+  /* config.json "generate": a generative model's settings (eos ids, context length, chat
+   * template, sampling defaults), kept as JSON for generate/ to read. Owned; may be NULL. */
+  struct json_t *generate;
 } model_config;
 
 /* The config of a model without config.json. */

@@ -27,7 +27,14 @@ struct serve {
   char test_refuse_model[256]; /* INFERD_TEST_ADMIT_REFUSE_MODEL: test-only, empty: off */
   serve_router_fn router;      /* traffic/'s resolver; NULL: versions as requested */
   void *router_ctx;
+  serve_generate_fn generator; /* generate/'s hand-off; NULL: generation refused */
+  void *generator_ctx;
 };
+
+void serve_set_generator(serve *s, serve_generate_fn fn, void *ctx) {
+  s->generator = fn;
+  s->generator_ctx = ctx;
+}
 
 void serve_set_router(serve *s, serve_router_fn fn, void *ctx) {
   s->router = fn;
@@ -219,7 +226,8 @@ static inferd_status check_ready(const model_version *mv) {
 /* check: the signature, the priority against the model's levels, the deadline. */
 static inferd_status check(serve_request *sr, infer_request *req) {
   const model_version *mv = req->mv;
-  TRY(infer_request_validate(req));
+  /* a generation carries no tensors: the generator checks its prompt and parameters */
+  if (req->generate == NULL) TRY(infer_request_validate(req));
   int levels = mv->model->config->batching.priority_levels;
   if (sr->priority < 0 || sr->priority > levels)
     return status_make(INFERD_INVALID_ARGUMENT, "%s is %d but model '%s' has %d priority level%s (1 is the highest)",
@@ -294,6 +302,7 @@ inferd_status serve_submit(serve *s, serve_request *sr) {
   req->record = sr->record;
   req->protocol = sr->protocol;
   req->start_ns = sr->start_ns;
+  req->generate = sr->generate;
   bool ended = stage_ends(s, SERVE_STAGE_ROUTE, sr, req, &st);
   if (!ended && sr->decode) {
     st = sr->decode(sr, req);
@@ -321,6 +330,21 @@ inferd_status serve_submit(serve *s, serve_request *sr) {
   req->on_done = complete;
   req->user = s;
   int taken = TAKEN_NO;
+  /* a generation is neither cached nor shadowed: its hand-off is the generator's */
+  if (req->generate) {
+    ended = stage_ends(s, SERVE_STAGE_SCHEDULE, sr, req, &st);
+    if (!ended) {
+      st = s->generator ? s->generator(s->generator_ctx, req)
+                        : status_make(INFERD_INVALID_ARGUMENT, "model '%s' is not a generative model", sr->model);
+      ended = !status_is_ok(&st);
+    }
+    if (ended) {
+      run_end_hooks(&req->ends, &st);
+      infer_request_destroy(req);
+      return st;
+    }
+    return status_ok(); /* the generator's now: not touched */
+  }
   if (s->n_slots[SERVE_STAGE_LOOKUP]) {
     /* the statistics' success time of a taken request counts from here (the scheduler sets
      * it again for one it queues) */

@@ -138,6 +138,11 @@ struct serve_request {
   serve_record *record;         /* the frontend's, see serve_record; may be NULL */
   /* Out, set by route even when a later stage fails: for the access log and replies. */
   char routed_version[32];
+  /* A text generation (generate/engine.h's gen_request, the frontend's storage alive until
+   * on_done); NULL for a tensor inference. Check skips the tensor validation, lookup and fork
+   * do not run, and the hand-off goes to the generator (serve_set_generator) instead of the
+   * scheduler. */
+  void *generate;
 };
 
 /* A lookup handler may take the request instead of letting it go on to the scheduler (the
@@ -193,6 +198,15 @@ inferd_status serve_register(serve *s, serve_stage stage, serve_handler fn, void
  * Set it before serving starts. */
 typedef inferd_status (*serve_router_fn)(void *ctx, const serve_request *sr, char version[32], char arm[32]);
 void serve_set_router(serve *s, serve_router_fn fn, void *ctx);
+
+/* The hand-off of a generation request (sr->generate set; req->generate carries it): generate/
+ * sets it (the core cannot include generate/). OK: the generator owns req and runs
+ * req->on_done exactly once when the generation ends (per-token events go to the gen_request's
+ * own callback before that). Not OK: the request ends there with that status (serve_submit
+ * returns it, on_done does not run, req is serve's to free). Without a generator, a generation
+ * request is refused (INVALID_ARGUMENT). Set before serving starts. */
+typedef inferd_status (*serve_generate_fn)(void *ctx, infer_request *req);
+void serve_set_generator(serve *s, serve_generate_fn fn, void *ctx);
 
 /* The pipeline of one server. Test-only: when INFERD_TEST_ADMIT_REFUSE_MODEL names a model,
  * serve_create registers an admit handler that refuses that model's requests (UNAVAILABLE,
