@@ -717,8 +717,8 @@ void http_conn_accept(http_loop *l, evutil_socket_t fd, bool tls) {
 
 /* The status line and headers of c's reply: Content-Length when content_length >= 0, else
  * chunked or (chunked false: HTTP/1.0, a body up to the close) no framing. */
-static void write_head(struct evbuffer *out, http_call *c, int status, const char *content_type, long long content_length,
-                       bool chunked, bool close) {
+static void write_head(struct evbuffer *out, http_call *c, const serve_headers *stage_headers, int status,
+                       const char *content_type, long long content_length, bool chunked, bool close) {
   char date[64];
   time_t now = time(NULL);
   struct tm tm;
@@ -736,12 +736,12 @@ static void write_head(struct evbuffer *out, http_call *c, int status, const cha
     evbuffer_add_printf(out, "%s: %s\r\n", c->reply_headers[i].name, c->reply_headers[i].value);
   /* the stages' headers (RateLimit on every limited answer) copied, not formatted: a printf per
    * header cost ~1,000 instructions, more than the limiter that made it */
-  for (int i = 0; i < c->stage_headers.n; i++) {
-    char line[sizeof c->stage_headers.h[0].name + sizeof c->stage_headers.h[0].value + 4];
-    size_t nl = strlen(c->stage_headers.h[i].name), vl = strlen(c->stage_headers.h[i].value);
-    memcpy(line, c->stage_headers.h[i].name, nl);
+  for (int i = 0; i < stage_headers->n; i++) {
+    char line[sizeof stage_headers->h[0].name + sizeof stage_headers->h[0].value + 4];
+    size_t nl = strlen(stage_headers->h[i].name), vl = strlen(stage_headers->h[i].value);
+    memcpy(line, stage_headers->h[i].name, nl);
     memcpy(line + nl, ": ", 2);
-    memcpy(line + nl + 2, c->stage_headers.h[i].value, vl);
+    memcpy(line + nl + 2, stage_headers->h[i].value, vl);
     memcpy(line + nl + 2 + vl, "\r\n", 2);
     evbuffer_add(out, line, nl + vl + 4);
   }
@@ -782,7 +782,7 @@ void http_conn_send_reply(http_call *c) {
   }
   size_t body_len = c->body ? evbuffer_get_length(c->body) : 0;
   bool close = c->close_after || !conn->keep_alive;
-  write_head(conn->out, c, c->status, c->content_type, (long long)body_len, false, close);
+  write_head(conn->out, c, &c->stage_headers, c->status, c->content_type, (long long)body_len, false, close);
   if (body_len && strcmp(c->method, "HEAD") != 0) evbuffer_add_buffer(conn->out, c->body);
   reply_done(conn, c, close);
 }
@@ -811,10 +811,42 @@ struct http_stream {
   size_t max_buffered;
   int status;
   const char *content_type;
+  serve_headers stage_headers; /* a copy: the completion stages may write the call's meanwhile */
+  const char *heartbeat;
   /* loop thread only: */
   struct evbuffer *take;
+  struct event *beat; /* the heartbeat's timer, re-armed whenever the stream writes */
   bool head_sent, chunked, close, head_only;
 };
+
+/* Loop thread: one chunk of body bytes onto the connection. */
+static void stream_write(http_stream *s, http_conn *conn, struct evbuffer *data, const char *text) {
+  size_t n = data ? evbuffer_get_length(data) : strlen(text);
+  if (n == 0 || s->head_only) return;
+  if (s->chunked) evbuffer_add_printf(conn->out, "%zx\r\n", n);
+  if (data)
+    evbuffer_add_buffer(conn->out, data);
+  else
+    evbuffer_add(conn->out, text, n);
+  if (s->chunked) evbuffer_add(conn->out, "\r\n", 2);
+}
+
+static void arm_beat(http_stream *s) {
+  if (s->beat == NULL) return;
+  int ms = s->call->srv->opts.stream_heartbeat_ms > 0 ? s->call->srv->opts.stream_heartbeat_ms : 15000;
+  struct timeval tv = {ms / 1000, ms % 1000 * 1000};
+  event_add(s->beat, &tv);
+}
+
+static void on_stream_beat(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  http_stream *s = arg;
+  http_conn *conn = s->call->conn;
+  if (conn == NULL || !s->head_sent) return;
+  stream_write(s, conn, NULL, s->heartbeat);
+  if (flush_output(conn)) arm_beat(s);
+}
 
 /* Loop thread: the client reads too slowly (or the loop fell behind the producer) for the
  * bound; close the connection without the final chunk. conn_free sets client_gone. */
@@ -830,6 +862,7 @@ static void stream_finish(http_stream *s) {
   http_server *srv = c->srv;
   bool close = s->close, last_chunk = s->chunked && !s->head_only;
   event_free(s->wake);
+  if (s->beat) event_free(s->beat);
   evbuffer_free(s->pending);
   evbuffer_free(s->take);
   pthread_mutex_destroy(&s->mu);
@@ -865,14 +898,11 @@ static void on_stream_wake(evutil_socket_t fd, short what, void *arg) {
       s->close = c->close_after || !conn->keep_alive || conn->http10 || atomic_load(&c->app->draining);
       s->chunked = !conn->http10;
       s->head_only = strcmp(c->method, "HEAD") == 0;
-      write_head(conn->out, c, s->status, s->content_type, -1, s->chunked, s->close);
+      write_head(conn->out, c, &s->stage_headers, s->status, s->content_type, -1, s->chunked, s->close);
     }
-    if (n > 0 && !s->head_only) {
-      if (s->chunked) evbuffer_add_printf(conn->out, "%zx\r\n", n);
-      evbuffer_add_buffer(conn->out, s->take);
-      if (s->chunked) evbuffer_add(conn->out, "\r\n", 2);
-    }
+    if (n > 0) stream_write(s, conn, s->take, NULL);
     if (!ended) {
+      arm_beat(s); /* counted from the last write */
       if (evbuffer_get_length(conn->out) > s->max_buffered) {
         stream_cut(conn);
       } else {
@@ -884,20 +914,24 @@ static void on_stream_wake(evutil_socket_t fd, short what, void *arg) {
   if (ended) stream_finish(s);
 }
 
-http_stream *http_stream_start(http_call *c, size_t max_buffered) {
+http_stream *http_stream_start(http_call *c, size_t max_buffered, const char *heartbeat) {
   http_stream *s = calloc(1, sizeof *s);
   if (s == NULL) return NULL;
   s->call = c;
   s->max_buffered = max_buffered ? max_buffered : HTTP_STREAM_MAX_BUFFERED_DEFAULT;
   s->status = c->status;
   s->content_type = c->content_type ? c->content_type : "application/json";
+  s->stage_headers = c->stage_headers;
+  s->heartbeat = heartbeat && *heartbeat ? heartbeat : NULL;
   s->pending = evbuffer_new();
   s->take = evbuffer_new();
   s->wake = event_new(c->loop->base, -1, 0, on_stream_wake, s);
-  if (!s->pending || !s->take || !s->wake) {
+  if (s->heartbeat) s->beat = evtimer_new(c->loop->base, on_stream_beat, s);
+  if (!s->pending || !s->take || !s->wake || (s->heartbeat && !s->beat)) {
     if (s->pending) evbuffer_free(s->pending);
     if (s->take) evbuffer_free(s->take);
     if (s->wake) event_free(s->wake);
+    if (s->beat) event_free(s->beat);
     free(s);
     return NULL;
   }

@@ -39,6 +39,9 @@ typedef struct http_options {
    * -1: none. Ignored without tls. */
   struct tlsconf *tls;
   int plain_port;
+  /* a streaming reply that has sent nothing for this long sends a heartbeat (an SSE comment):
+   * proxies and clients with read timeouts keep the connection; 0: 15000 */
+  int stream_heartbeat_ms;
 } http_options;
 
 /* One request being answered. Handlers run on the loop thread; a deferred reply may be
@@ -147,10 +150,12 @@ typedef struct http_stream http_stream;
 #define HTTP_STREAM_MAX_BUFFERED_DEFAULT (1024 * 1024)
 
 /* Starts c's reply as a stream with c->status, c->content_type (NULL: application/json),
- * c's reply headers and the stages' headers, none of which may change afterwards. Any thread;
- * from here the call is the stream's (do not reply to it otherwise). max_buffered 0: the
- * default. NULL when out of memory: the call is still the caller's to answer. */
-http_stream *http_stream_start(http_call *c, size_t max_buffered);
+ * c's reply headers and the stages' headers as they are now (copied: completion stages may
+ * still add to the call's; they are not sent). Any thread; from here the call is the stream's
+ * (do not reply to it otherwise). max_buffered 0: the default. heartbeat (NULL: none; e.g.
+ * ": keep-alive\n\n" for SSE) is sent whenever the stream has sent nothing for
+ * --stream-heartbeat-ms. NULL when out of memory: the call is still the caller's to answer. */
+http_stream *http_stream_start(http_call *c, size_t max_buffered, const char *heartbeat);
 /* Appends len bytes to the body; any thread; pushes from one thread go out in their order. False
  * (and the bytes dropped) once the client has gone or was cut off. */
 bool http_stream_push(http_stream *s, const void *data, size_t len);
