@@ -20,6 +20,8 @@
 #include "frontends/http/metrics_http.h"
 #include "frontends/http/server.h"
 #include "security/limits.h"
+#include "generate/engine.h"
+#include "generate_cmd.h"
 #include "generate/tokenize_cli.h"
 #include "observability/trace.h"
 #include "security/auth.h"
@@ -78,6 +80,7 @@ static void usage(FILE *f) {
           "       inferd profile --model NAME --repository DIR --data FILE.csv|.jsonl  (docs/observability.md)\n"
           "       inferd token verify --jwks FILE|--secret-file FILE TOKEN  (inferd token --help)\n"
           "       inferd tokenize --tokenizer tokenizer.json [--decode]  (inferd tokenize --help)\n"
+          "       inferd generate --model-repository DIR --model M --prompt TEXT  (inferd generate --help)\n"
           "       inferd version\n\n"
           "serve options (each also read from the environment variable shown):\n"
           "  --model-repository DIR   models to serve              INFERD_MODEL_REPOSITORY (required)\n"
@@ -472,6 +475,7 @@ typedef struct server_parts {
   metrics_port *mport;
   obs_stream_collector cache_metrics; /* the prediction cache's counters on /metrics */
   obs_stream_collector traffic_metrics; /* traffic's /metrics families (traffic may not link observability) */
+  obs_stream_collector gen_metrics;     /* generation's (generate/ may not link observability) */
 } server_parts;
 
 /* Starts every part; 0, or the exit code of a failed start (after logging why). */
@@ -495,6 +499,7 @@ static int start(const serve_options *o, server_parts *p) {
   a->default_model = o->default_model;
   a->max_records = (int)o->max_records;
   /* the features plug into the pipeline's stages before any request can arrive */
+  gen_install(a->serve); /* a generation's hand-off goes to its version's engine (generate/) */
   st = auth_install(p->au, a->serve); /* the admit stage's infer:<model> check, on every protocol */
   if (status_is_ok(&st)) st = cache_install(a->serve); /* lookup and cache_store: opt-in per model */
   /* the rate limits after it: a caller refused its scope spends none of its budget */
@@ -564,6 +569,8 @@ static int start(const serve_options *o, server_parts *p) {
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->cache_metrics);
     p->traffic_metrics = (obs_stream_collector){.write = traffic_metrics_stream, .ctx = p->tr};
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->traffic_metrics);
+    p->gen_metrics = (obs_stream_collector){.write = gen_metrics_write, .ctx = NULL};
+    if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->gen_metrics);
     if (status_is_ok(&st) && o->metrics_port >= 0) {
       st = metrics_port_start(o->host, (int)o->metrics_port, a, &p->mport);
       if (p->mport) log_msg(LOG_INFO, NULL, "serving metrics on %s:%d", o->host, metrics_port_port(p->mport));
@@ -632,6 +639,7 @@ static int cmd_serve(int argc, char **argv) {
   if (status_is_ok(&reg)) reg = application_register();
   if (status_is_ok(&reg)) reg = drift_register(&o.obs.drift); /* after application: it binds to the schema */
   if (status_is_ok(&reg)) reg = cache_register(); /* each cached version's store (response_cache) */
+  if (status_is_ok(&reg)) reg = gen_register(); /* generative versions: tokenizer, engine thread */
   if (!status_is_ok(&reg)) {
     log_msg(LOG_ERROR, NULL, "%s", reg.msg);
     return 1;
@@ -670,6 +678,7 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "traffic") == 0) return traffic_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "profile") == 0) return profile_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "tokenize") == 0) return tokenize_cli_main(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "generate") == 0) return generate_cli_main(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "version") == 0) {
     printf("inferd %s\n", INFERD_VERSION);
     return 0;

@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/model.h"
 #include "core/status.h"
@@ -49,25 +50,28 @@ typedef struct gen_message {
 } gen_message;
 
 /* Sampling parameters as the client sent them. gen_params_init sets every field to "not
- * given"; the model's config.json generate.defaults fill what was not given, then the built-in
- * defaults (temperature 1, top_p 1, top_k 0 = off, max_tokens = what the context leaves).
+ * given" (GEN_UNSET for integers, NAN for numbers); a frontend assigns only the fields its
+ * client sent, as sent (a negative temperature is refused here, not mistaken for "not given").
+ * The model's config.json generate.defaults fill what was not given, then the built-in defaults
+ * (temperature 1, top_p 1, top_k off, penalties 0, max_tokens = what the context leaves).
  * Out-of-range values are refused at the hand-off with INVALID_ARGUMENT naming the field. */
+#define GEN_UNSET INT64_MIN
 typedef struct gen_params {
-  int64_t max_tokens;       /* >= 1; 0: not given */
-  double temperature;       /* 0 (greedy) .. 2; < 0: not given */
-  double top_p;             /* (0, 1]; < 0: not given */
-  int64_t top_k;            /* 0: off; >= 1 keeps the k likeliest; < 0: not given */
-  double presence_penalty;  /* -2 .. 2; 0: none */
-  double frequency_penalty; /* -2 .. 2; 0: none */
+  int64_t max_tokens;       /* >= 1 */
+  double temperature;       /* 0 (greedy) .. 2 */
+  double top_p;             /* (0, 1] */
+  int64_t top_k;            /* 0 or -1: off; k >= 1 keeps the k likeliest */
+  double presence_penalty;  /* -2 .. 2 */
+  double frequency_penalty; /* -2 .. 2 */
   bool has_seed;            /* the same seed and parameters give the same text */
   uint64_t seed;
   /* Generation ends before a stop sequence is produced; the stop text is not emitted. Matched
-   * on the decoded text, so a stop sequence split across tokens is found. Borrowed pointers
-   * (alive until on_done). */
+   * on the decoded text, so a stop sequence split across tokens is found. Each 1 ..
+   * GEN_MAX_STOP_BYTES bytes. Borrowed pointers (alive until on_done). */
   const char *stop[GEN_MAX_STOP];
   size_t n_stop;
   bool logprobs;    /* give each token's log-probability */
-  int top_logprobs; /* 0 .. GEN_MAX_TOP_LOGPROBS alternatives per token (needs logprobs) */
+  int top_logprobs; /* 0 .. GEN_MAX_TOP_LOGPROBS alternatives per token (with logprobs) */
 } gen_params;
 
 void gen_params_init(gen_params *p);
@@ -140,10 +144,15 @@ void gen_request_init(gen_request *r);
 /* Frees what the engine allocated into r (text). */
 void gen_request_clear(gen_request *r);
 
-/* Installs generation into the pipeline (the version hook that loads tokenizer.json and the
- * "generate" section, starts one engine thread per generative version, and the hand-off serve
- * uses for sr->generate). Once at start, before the repository opens. */
-inferd_status gen_register(struct serve *s);
+/* Registers the version hook that loads tokenizer.json and the "generate" section and starts
+ * one engine thread per generative version. Once at start, before the repository opens. */
+inferd_status gen_register(void);
+/* Installs the hand-off serve uses for sr->generate (serve_set_generator). Before serving. */
+void gen_install(struct serve *s);
+
+/* The generation metrics as Prometheus text (main registers it as an obs_stream_collector):
+ * time to first token, inter-token latency, tokens, active sequences, batch occupancy. */
+void gen_metrics_write(void *ctx, FILE *f);
 
 /* --- for the routes (any thread, the version held: req->mv in decode/on_done, or a
  * repo_acquire'd reference). Everything read here is immutable once the version is READY. --- */
