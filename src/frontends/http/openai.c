@@ -140,7 +140,7 @@ static inferd_status parse_sampling(oa_parse *pp, const json_t *o, const char *p
     TRY(get_int(pp, o, max_names[k], WHAT(max_names[k]), &i, &given));
     if (!given) continue;
     if (i < 1) return BAD(pp, max_names[k], "%s is %lld: it must be at least 1", what, (long long)i);
-    if (gp->max_tokens && gp->max_tokens != i)
+    if (gp->max_tokens != GEN_UNSET && gp->max_tokens != i)
       return BAD(pp, max_names[k], "max_tokens and max_completion_tokens disagree: give one");
     gp->max_tokens = i;
   }
@@ -653,7 +653,7 @@ static void finish_plain(oa_call *oc, infer_request *req) {
   } else {
     json_t *lp = oc->logprobs ? json_incref(oc->logprobs) : json_null();
     json_t *choice = oc->kind == OA_CHAT
-                         ? json_pack("{sI s{ss% sn} so ss}", "index", (json_int_t)0, "message", "role", "assistant", "content", text, len,
+                         ? json_pack("{sI s{ss ss% sn} so ss}", "index", (json_int_t)0, "message", "role", "assistant", "content", text, len,
                                      "refusal", "logprobs", lp, "finish_reason", finish_reason(g->finish))
                          : json_pack("{sI ss% so ss}", "index", (json_int_t)0, "text", text, len, "logprobs", lp, "finish_reason",
                                      finish_reason(g->finish));
