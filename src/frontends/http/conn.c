@@ -7,7 +7,9 @@
 #include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <sys/uio.h>
@@ -807,6 +809,7 @@ struct http_stream {
   bool ended;
   int log_status;
   uint64_t bytes_out;
+  uint64_t written; /* loop thread: body bytes handed to the connection */
   /* fixed at the start: */
   size_t max_buffered;
   int status;
@@ -829,6 +832,19 @@ static void stream_write(http_stream *s, http_conn *conn, struct evbuffer *data,
   else
     evbuffer_add(conn->out, text, n);
   if (s->chunked) evbuffer_add(conn->out, "\r\n", 2);
+}
+
+/* What the client has not taken: the connection's buffer, and once the stream has written more
+ * than the bound (so short streams never pay the system call) what the kernel still holds
+ * unacknowledged (SIOCOUTQ): a client that stops reading fills the socket's buffers first, and
+ * those can hold megabytes on loopback. */
+static bool stream_over_bound(http_stream *s, http_conn *conn) {
+  size_t n = evbuffer_get_length(conn->out);
+  if (n > s->max_buffered) return true;
+  if (s->written <= s->max_buffered) return false;
+  int q = 0;
+  if (ioctl(conn->fd, SIOCOUTQ, &q) == 0 && q > 0) n += (size_t)q;
+  return n > s->max_buffered;
 }
 
 static void arm_beat(http_stream *s) {
@@ -901,9 +917,10 @@ static void on_stream_wake(evutil_socket_t fd, short what, void *arg) {
       write_head(conn->out, c, &s->stage_headers, s->status, s->content_type, -1, s->chunked, s->close);
     }
     if (n > 0) stream_write(s, conn, s->take, NULL);
+    s->written += n;
     if (!ended) {
       arm_beat(s); /* counted from the last write */
-      if (evbuffer_get_length(conn->out) > s->max_buffered) {
+      if (stream_over_bound(s, conn)) {
         stream_cut(conn);
       } else {
         flush_output(conn); /* (frees conn if the socket broke: the call is detached then) */
@@ -918,7 +935,9 @@ http_stream *http_stream_start(http_call *c, size_t max_buffered, const char *he
   http_stream *s = calloc(1, sizeof *s);
   if (s == NULL) return NULL;
   s->call = c;
-  s->max_buffered = max_buffered ? max_buffered : HTTP_STREAM_MAX_BUFFERED_DEFAULT;
+  s->max_buffered = max_buffered                          ? max_buffered
+                     : c->srv->opts.stream_max_buffered ? c->srv->opts.stream_max_buffered
+                                                        : HTTP_STREAM_MAX_BUFFERED_DEFAULT;
   s->status = c->status;
   s->content_type = c->content_type ? c->content_type : "application/json";
   s->stage_headers = c->stage_headers;

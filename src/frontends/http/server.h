@@ -42,6 +42,8 @@ typedef struct http_options {
   /* a streaming reply that has sent nothing for this long sends a heartbeat (an SSE comment):
    * proxies and clients with read timeouts keep the connection; 0: 15000 */
   int stream_heartbeat_ms;
+  /* a stream's bound (max_buffered 0 in http_stream_start); 0: HTTP_STREAM_MAX_BUFFERED_DEFAULT */
+  size_t stream_max_buffered;
 } http_options;
 
 /* One request being answered. Handlers run on the loop thread; a deferred reply may be
@@ -152,7 +154,7 @@ typedef struct http_stream http_stream;
 /* Starts c's reply as a stream with c->status, c->content_type (NULL: application/json),
  * c's reply headers and the stages' headers as they are now (copied: completion stages may
  * still add to the call's; they are not sent). Any thread; from here the call is the stream's
- * (do not reply to it otherwise). max_buffered 0: the default. heartbeat (NULL: none; e.g.
+ * (do not reply to it otherwise). max_buffered 0: --stream-max-buffered-bytes. heartbeat (NULL: none; e.g.
  * ": keep-alive\n\n" for SSE) is sent whenever the stream has sent nothing for
  * --stream-heartbeat-ms. NULL when out of memory: the call is still the caller's to answer. */
 http_stream *http_stream_start(http_call *c, size_t max_buffered, const char *heartbeat);
