@@ -11,7 +11,7 @@ PYTHON     := /usr/bin/python3
 STAMP      := third_party/.bootstrap.stamp
 JOBS       := $(shell nproc)
 
-.PHONY: all setup build run test lint unit e2e asan fuzz-build fuzz fuzz-smoke bench models clean
+.PHONY: all setup build run test lint unit e2e asan fuzz-build fuzz fuzz-smoke bench models models-lm clean
 
 all: build
 
@@ -72,9 +72,19 @@ test: lint unit e2e asan fuzz-smoke
 bench: build
 	./bench/run_http.sh
 
-# Regenerates the example models (committed); needs only Debian's python3 packages.
-models: $(STAMP)
+# Regenerates the example models (committed); needs only Debian's packages. The generative
+# examples (models-lm: tinylm, tinyembed) need python3-torch and bible-kjv, which nothing else
+# needs (building and testing use the committed files), so they are installed here when missing
+# rather than by scripts/bootstrap.sh on every machine and CI run.
+MODEL_DEB_PACKAGES := python3-torch bible-kjv
+
+models: $(STAMP) models-lm
 	$(PYTHON) examples/make_models.py models
+
+models-lm:
+	@missing=$$(for p in $(MODEL_DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing" $$missing; apt-get install -y $$missing; fi
+	$(PYTHON) examples/make_lm.py models
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

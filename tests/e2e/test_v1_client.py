@@ -27,7 +27,7 @@ def test_client_as_a_library(logs_dir):
         sys.path.pop(0)
     with running_server(EXAMPLE_REPO, workdir=logs_dir) as srv:
         c = client.InferdClient(srv.url(""))
-        assert {m["id"] for m in c.models()} == {"churn", "mlp", "sentiment"}
+        assert {m["id"] for m in c.models()} == {"churn", "mlp", "sentiment", "tinyembed", "tinylm"}
         out = c.predict("sentiment", {"text": "awful, never again"}, top_k=1)
         assert out["results"][0]["label"] == "negative"
         assert list(out["results"][0]["probabilities"]) == ["negative"]
