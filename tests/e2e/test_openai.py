@@ -5,7 +5,9 @@ HTTP/1.0, pipelining behind a stream, TLS, heartbeats, a client cut off for read
 and clients that disconnect mid-stream (the generation stops, its usage is logged).
 
 The models are the example repository's tinylm (a causal LM with a KV cache) and tinyembed (a
-sentence encoder), copied into a temporary repository."""
+sentence encoder), copied into a temporary repository. The disconnect tests use the random-weight
+tinylm of make_tiny_lm.py instead, whose greedy text for PROMPT is known to run 80 tokens without
+an end-of-sequence token: a generation there can only end early because its client left."""
 
 import json
 import os
@@ -39,6 +41,15 @@ def gen_repo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gen_server(gen_repo, logs_dir):
     with running_server(gen_repo, args=["--grpc-port", str(free_port())], workdir=logs_dir) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def rand_server(tmp_path_factory, logs_dir):
+    import make_tiny_lm
+    d = str(tmp_path_factory.mktemp("randlm"))
+    make_tiny_lm.write_repo(d)
+    with running_server(d, args=["--grpc-port", str(free_port())], workdir=logs_dir) as srv:
         yield srv
 
 
@@ -388,12 +399,15 @@ def metric(srv, name, **labels):
     return total
 
 
-def start_and_drop(srv, tokens=3, max_tokens=200):
+MAX = 80  # the random tinylm's greedy text for PROMPT has no end-of-sequence token this far
+
+
+def start_and_drop(srv, tokens=3):
     """A generate_stream whose client reads `tokens` text events and closes. Returns the request id."""
     s = raw_connect(srv.port)
     try:
         s.sendall(request_bytes(f"/v2/models/{LM}/generate_stream",
-                                {"text_input": PROMPT, "parameters": {"max_tokens": max_tokens, "temperature": 1.0, "seed": 2}}))
+                                {"text_input": PROMPT, "parameters": {"max_tokens": MAX, "temperature": 0}}))
         _, h, buf = read_head(s)
         while buf.count(b"data: ") < tokens:
             chunk = s.recv(65536)
@@ -404,44 +418,57 @@ def start_and_drop(srv, tokens=3, max_tokens=200):
         s.close()
 
 
-def test_a_client_that_leaves_after_3_tokens_stops_its_generation_and_its_usage_is_logged(gen_server):
-    cancelled = metric(gen_server, "inferd_generate_sequences_total", reason="cancelled")
-    rid = start_and_drop(gen_server)
-    # the loop sees the close at once; the engine drops the sequence at its next step
-    wait_until(lambda: metric(gen_server, "inferd_generate_active_sequences", model=LM) == 0, timeout(5),
+def cancelled(srv):
+    return metric(srv, "inferd_generate_sequences_total", model=LM, finish_reason="cancelled")
+
+
+def test_a_client_that_leaves_after_3_tokens_stops_its_generation_and_its_usage_is_logged(rand_server):
+    srv = rand_server
+    before = cancelled(srv)
+    full = post_json(srv, f"/v2/models/{LM}/generate", {"text_input": PROMPT, "parameters": {"max_tokens": MAX, "temperature": 0}})
+    assert full.json()["finish_reason"] == "length"  # alone, it runs to max_tokens
+    rid = start_and_drop(srv)
+    # the loop sees the close at once and sets the cancel flag; the engine drops the sequence at
+    # its next step: finished as cancelled, not as length
+    wait_until(lambda: metric(srv, "inferd_generate_active_sequences", model=LM) == 0, timeout(5),
                what="no active sequence")
-    assert metric(gen_server, "inferd_generate_sequences_total", reason="cancelled") == cancelled + 1
-    line = wait_until(lambda: gen_server.access_lines(rid), timeout(5), what="the stream's access line")[0]
+    assert cancelled(srv) == before + 1
+    line = wait_until(lambda: srv.access_lines(rid), timeout(5), what="the stream's access line")[0]
     assert line["path"] == f"/v2/models/{LM}/generate_stream" and line["status"] == 200
-    assert line["prompt_tokens"] == 3 and 3 <= line["completion_tokens"] < 200, line
+    assert line["prompt_tokens"] == full.json()["usage"]["prompt_tokens"]
+    assert 3 <= line["completion_tokens"] < MAX, line
     assert line["total_tokens"] == line["prompt_tokens"] + line["completion_tokens"]
 
 
-def test_100_disconnects(gen_server):
-    n = 100  # ASan included: leaks are checked when the server stops
-    cancelled = metric(gen_server, "inferd_generate_sequences_total", reason="cancelled")
-    ids = [start_and_drop(gen_server, max_tokens=250) for _ in range(n)]
-    wait_until(lambda: metric(gen_server, "inferd_generate_active_sequences", model=LM) == 0, timeout(10),
+def test_100_disconnects(rand_server):
+    srv, n = rand_server, 100  # under ASan too: leaks are checked when the server stops
+    before = cancelled(srv)
+    ids = set(start_and_drop(srv) for _ in range(n))
+    wait_until(lambda: metric(srv, "inferd_generate_active_sequences", model=LM) == 0, timeout(10),
                what="no active sequence")
-    assert metric(gen_server, "inferd_generate_sequences_total", reason="cancelled") == cancelled + n
-    lines = wait_until(lambda: [l for l in gen_server.access_lines() if l["request_id"] in set(ids)]
-                       if len([l for l in gen_server.access_lines() if l["request_id"] in set(ids)]) == n else None,
-                       timeout(10), what="every access line")
-    assert all(l["completion_tokens"] < 250 for l in lines)
+    assert cancelled(srv) == before + n
+
+    def logged():
+        lines = [l for l in srv.access_lines() if l["request_id"] in ids]
+        return lines if len(lines) == n else None
+    lines = wait_until(logged, timeout(10), what="every stream's access line")
+    assert all(3 <= l["completion_tokens"] < MAX for l in lines)
 
 
-def test_a_client_that_reads_too_slowly_is_cut_off(gen_repo, server_factory):
-    # a 1 KiB bound: the client reads nothing, its socket buffers fill, and the stream passes the
-    # bound; the server closes the connection (no final chunk) and the generation stops
-    srv = server_factory(gen_repo, args=["--grpc-port", str(free_port()), "--stream-max-buffered-bytes", "1024"])
+def test_a_client_that_reads_too_slowly_is_cut_off(tmp_path, server_factory):
+    # a 1 KiB bound: the client reads nothing, the socket's buffers hold what it has not taken,
+    # and the stream passes the bound; the server closes the connection (no final chunk) and
+    # the generation stops
+    import make_tiny_lm
+    make_tiny_lm.write_repo(str(tmp_path))
+    srv = server_factory(str(tmp_path), args=["--grpc-port", str(free_port()), "--stream-max-buffered-bytes", "1024"])
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before connect: a small window
     s.connect(("127.0.0.1", srv.port))
     try:
-        s.sendall(request_bytes("/v1/completions", {"model": LM, "prompt": PROMPT, "max_tokens": 250, "stream": True,
-                                                    "temperature": 1.0, "seed": 2, "logprobs": 5}))
-        wait_until(lambda: metric(srv, "inferd_generate_sequences_total", reason="cancelled") >= 1, timeout(20),
-                   what="the slow client's generation cancelled")
+        s.sendall(request_bytes("/v1/completions", {"model": LM, "prompt": PROMPT, "max_tokens": MAX, "stream": True,
+                                                    "temperature": 0, "logprobs": 5}))
+        wait_until(lambda: cancelled(srv) >= 1, timeout(20), what="the slow client's generation cancelled")
         s.settimeout(timeout(10))
         data = b""
         while True:
@@ -453,4 +480,4 @@ def test_a_client_that_reads_too_slowly_is_cut_off(gen_repo, server_factory):
     finally:
         s.close()
     line = wait_until(lambda: [l for l in srv.access_lines() if l["path"] == "/v1/completions"], timeout(5))[0]
-    assert line["completion_tokens"] < 250
+    assert line["completion_tokens"] < MAX
