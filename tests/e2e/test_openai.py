@@ -5,9 +5,10 @@ HTTP/1.0, pipelining behind a stream, TLS, heartbeats, a client cut off for read
 and clients that disconnect mid-stream (the generation stops, its usage is logged).
 
 The models are the example repository's tinylm (a causal LM with a KV cache) and tinyembed (a
-sentence encoder), copied into a temporary repository. The disconnect tests use the random-weight
-tinylm of make_tiny_lm.py instead, whose greedy text for PROMPT is known to run 80 tokens without
-an end-of-sequence token: a generation there can only end early because its client left."""
+sentence encoder), copied into a temporary repository. The disconnect tests rely on tinylm's greedy
+text for PROMPT running MAX tokens without an end-of-sequence token (each test checks it first),
+so that a generation there can only end early because its client left; at several ms a step the
+client's close is seen long before MAX."""
 
 import json
 import os
@@ -41,15 +42,6 @@ def gen_repo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gen_server(gen_repo, logs_dir):
     with running_server(gen_repo, args=["--grpc-port", str(free_port())], workdir=logs_dir) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def rand_server(tmp_path_factory, logs_dir):
-    import make_tiny_lm
-    d = str(tmp_path_factory.mktemp("randlm"))
-    make_tiny_lm.write_repo(d)
-    with running_server(d, args=["--grpc-port", str(free_port())], workdir=logs_dir) as srv:
         yield srv
 
 
@@ -399,7 +391,13 @@ def metric(srv, name, **labels):
     return total
 
 
-MAX = 80  # the random tinylm's greedy text for PROMPT has no end-of-sequence token this far
+MAX = 200  # tinylm's greedy text for PROMPT has no end-of-sequence token this far (checked)
+
+
+def check_runs_to_max(srv):
+    full = post_json(srv, f"/v2/models/{LM}/generate", {"text_input": PROMPT, "parameters": {"max_tokens": MAX, "temperature": 0}})
+    assert full.json()["finish_reason"] == "length", "the test needs a prompt whose greedy text runs to MAX: " + full.text
+    return full.json()
 
 
 def start_and_drop(srv, tokens=3):
@@ -422,11 +420,10 @@ def cancelled(srv):
     return metric(srv, "inferd_generate_sequences_total", model=LM, finish_reason="cancelled")
 
 
-def test_a_client_that_leaves_after_3_tokens_stops_its_generation_and_its_usage_is_logged(rand_server):
-    srv = rand_server
+def test_a_client_that_leaves_after_3_tokens_stops_its_generation_and_its_usage_is_logged(gen_server):
+    srv = gen_server
+    full = check_runs_to_max(srv)  # alone, it runs to max_tokens
     before = cancelled(srv)
-    full = post_json(srv, f"/v2/models/{LM}/generate", {"text_input": PROMPT, "parameters": {"max_tokens": MAX, "temperature": 0}})
-    assert full.json()["finish_reason"] == "length"  # alone, it runs to max_tokens
     rid = start_and_drop(srv)
     # the loop sees the close at once and sets the cancel flag; the engine drops the sequence at
     # its next step: finished as cancelled, not as length
@@ -435,18 +432,20 @@ def test_a_client_that_leaves_after_3_tokens_stops_its_generation_and_its_usage_
     assert cancelled(srv) == before + 1
     line = wait_until(lambda: srv.access_lines(rid), timeout(5), what="the stream's access line")[0]
     assert line["path"] == f"/v2/models/{LM}/generate_stream" and line["status"] == 200
-    assert line["prompt_tokens"] == full.json()["usage"]["prompt_tokens"]
+    assert line["prompt_tokens"] == full["usage"]["prompt_tokens"]
     assert 3 <= line["completion_tokens"] < MAX, line
     assert line["total_tokens"] == line["prompt_tokens"] + line["completion_tokens"]
 
 
-def test_100_disconnects(rand_server):
-    srv, n = rand_server, 100  # under ASan too: leaks are checked when the server stops
+def test_100_disconnects(gen_server):
+    srv, n = gen_server, 100  # under ASan too: leaks are checked when the server stops
+    check_runs_to_max(srv)
     before = cancelled(srv)
     ids = set(start_and_drop(srv) for _ in range(n))
     wait_until(lambda: metric(srv, "inferd_generate_active_sequences", model=LM) == 0, timeout(10),
                what="no active sequence")
-    assert cancelled(srv) == before + n
+    assert cancelled(srv) == before + n, [
+        l for l in srv.get("/metrics").text.splitlines() if l.startswith("inferd_generate_sequences_total")]
 
     def logged():
         lines = [l for l in srv.access_lines() if l["request_id"] in ids]
@@ -455,15 +454,14 @@ def test_100_disconnects(rand_server):
     assert all(3 <= l["completion_tokens"] < MAX for l in lines)
 
 
-def test_a_client_that_reads_too_slowly_is_cut_off(tmp_path, server_factory):
+def test_a_client_that_reads_too_slowly_is_cut_off(gen_repo, server_factory):
     # a 1 KiB bound: the client reads nothing, the socket's buffers hold what it has not taken,
     # and the stream passes the bound; the server closes the connection (no final chunk) and
     # the generation stops
-    import make_tiny_lm
-    make_tiny_lm.write_repo(str(tmp_path))
-    srv = server_factory(str(tmp_path), args=["--grpc-port", str(free_port()), "--stream-max-buffered-bytes", "1024"])
+    srv = server_factory(gen_repo, args=["--grpc-port", str(free_port()), "--stream-max-buffered-bytes", "1024"])
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)  # before connect: a small window
+    check_runs_to_max(srv)
     s.connect(("127.0.0.1", srv.port))
     try:
         s.sendall(request_bytes("/v1/completions", {"model": LM, "prompt": PROMPT, "max_tokens": MAX, "stream": True,

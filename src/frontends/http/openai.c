@@ -227,6 +227,10 @@ typedef struct oa_call {
   pthread_mutex_t mu;
   http_stream *st;
   bool started_events; /* the chat stream's first chunk (the role) has gone */
+  /* the completion has begun (an end hook, run before the completion stages): from then on those
+   * stages may write the call's stage headers on the engine's thread, so the loop must not start
+   * the stream (copying them) any more; the completion starts it (under mu) */
+  bool completing;
   atomic_int refs;     /* the loop's submit path and the completion: the last one frees */
 } oa_call;
 
@@ -680,13 +684,22 @@ static void on_generated(infer_request *req, void *user) {
   oa_unref(oc);
 }
 
+static void on_completing(void *ctx, void *arg, const inferd_status *st) {
+  (void)arg;
+  (void)st;
+  oa_call *oc = ctx;
+  pthread_mutex_lock(&oc->mu);
+  oc->completing = true;
+  pthread_mutex_unlock(&oc->mu);
+}
+
 /* serve's decode stage: the routed version is known. */
 static inferd_status gen_decode(serve_request *sr, infer_request *req) {
   oa_call *oc = sr->user;
   appapi_routed(oc->http, sr);
   snprintf(oc->version, sizeof oc->version, "%s", sr->routed_version);
   oc->tok = gen_tokenizer(req->mv);
-  return status_ok();
+  return oc->stream ? serve_on_end(sr, on_completing, oc, NULL) : status_ok();
 }
 
 static void generate(http_call *c, oa_kind kind, const route_params *p) {
@@ -740,7 +753,7 @@ static void generate(http_call *c, oa_kind kind, const route_params *p) {
   }
   if (oc->stream) { /* the head goes now, before the first token (unless a token was first) */
     pthread_mutex_lock(&oc->mu);
-    bool ok = ensure_stream(oc);
+    bool ok = oc->completing || ensure_stream(oc);
     pthread_mutex_unlock(&oc->mu);
     (void)ok; /* out of memory: the first event or the completion tries again */
   }
