@@ -374,7 +374,12 @@ def test_models_list_serves_both_kinds_of_client(gen_server):
 
 
 def test_openapi_lists_the_generation_routes(gen_server):
-    paths = gen_server.get("/openapi.json").json()["paths"]
+    doc = gen_server.get("/openapi.json").json()
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+    for name in ("ChatCompletionRequest", "ChatCompletion", "CompletionRequest", "Completion", "EmbeddingRequest",
+                 "EmbeddingList", "GenerateRequest", "GenerateResponse", "OpenAIError"):
+        assert schemas[name]["properties"], name
+    assert "usage" in schemas["ChatCompletion"]["properties"] and "usage" in schemas["EmbeddingList"]["properties"]
     for p in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v2/models/{model}/generate",
               "/v2/models/{model}/generate_stream"):
         assert "post" in paths[p], p

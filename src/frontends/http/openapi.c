@@ -237,17 +237,17 @@ static json_t *generic_schemas(void) {
   json_object_set_new(s, "CompletionRequest", json_pack("{ss so s[ss]}", "type", "object", "properties", cmpl, "required", "model", "prompt"));
   json_t *usage = json_pack("{ss s{s{ss} s{ss} s{ss}}}", "type", "object", "properties", "prompt_tokens", "type", "integer",
                             "completion_tokens", "type", "integer", "total_tokens", "type", "integer");
-  json_object_set_new(s, "ChatCompletion", json_pack("{ss s{s{ss} s{ss} s{ss} s{ss} s{ss} s{O}}}", "type", "object", "properties", "id",
+  json_object_set_new(s, "ChatCompletion", json_pack("{ss s{s{ss} s{ss} s{ss} s{ss} s{ss} sO}}", "type", "object", "properties", "id",
                                                      "type", "string", "object", "type", "string", "created", "type", "integer",
                                                      "model", "type", "string", "choices", "type", "array", "usage", usage));
-  json_object_set_new(s, "Completion", json_pack("{ss s{s{ss} s{ss} s{ss} s{ss} s{ss} s{O}}}", "type", "object", "properties", "id",
+  json_object_set_new(s, "Completion", json_pack("{ss s{s{ss} s{ss} s{ss} s{ss} s{ss} sO}}", "type", "object", "properties", "id",
                                                  "type", "string", "object", "type", "string", "created", "type", "integer",
                                                  "model", "type", "string", "choices", "type", "array", "usage", usage));
   json_object_set_new(s, "EmbeddingRequest",
                       json_pack("{ss s{s{ss} s{} s{ss s[ss]} s{ss}} s[ss]}", "type", "object", "properties", "model", "type",
                                 "string", "input", "encoding_format", "type", "string", "enum", "float", "base64", "dimensions",
                                 "type", "integer", "required", "model", "input"));
-  json_object_set_new(s, "EmbeddingList", json_pack("{ss s{s{ss} s{ss} s{ss} s{o}}}", "type", "object", "properties", "object", "type",
+  json_object_set_new(s, "EmbeddingList", json_pack("{ss s{s{ss} s{ss} s{ss} so}}", "type", "object", "properties", "object", "type",
                                                     "string", "data", "type", "array", "model", "type", "string", "usage", usage));
   json_object_set_new(s, "GenerateRequest",
                       json_pack("{ss s{s{ss} s{ss so}} s[s]}", "type", "object", "properties", "text_input", "type", "string",
