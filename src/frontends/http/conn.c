@@ -822,9 +822,9 @@ struct http_stream {
   bool head_sent, chunked, close, head_only;
 };
 
-/* Loop thread: one chunk of body bytes onto the connection. */
-static void stream_write(http_stream *s, http_conn *conn, struct evbuffer *data, const char *text) {
-  size_t n = data ? evbuffer_get_length(data) : strlen(text);
+/* Loop thread: one chunk of body bytes onto the connection: data's, or else text[0..text_len). */
+static void stream_write(http_stream *s, http_conn *conn, struct evbuffer *data, const char *text, size_t text_len) {
+  size_t n = data ? evbuffer_get_length(data) : text_len;
   if (n == 0 || s->head_only) return;
   if (s->chunked) evbuffer_add_printf(conn->out, "%zx\r\n", n);
   if (data)
@@ -860,7 +860,7 @@ static void on_stream_beat(evutil_socket_t fd, short what, void *arg) {
   http_stream *s = arg;
   http_conn *conn = s->call->conn;
   if (conn == NULL || !s->head_sent) return;
-  stream_write(s, conn, NULL, s->heartbeat);
+  stream_write(s, conn, NULL, s->heartbeat, strlen(s->heartbeat));
   if (flush_output(conn)) arm_beat(s);
 }
 
@@ -916,7 +916,7 @@ static void on_stream_wake(evutil_socket_t fd, short what, void *arg) {
       s->head_only = strcmp(c->method, "HEAD") == 0;
       write_head(conn->out, c, &s->stage_headers, s->status, s->content_type, -1, s->chunked, s->close);
     }
-    if (n > 0) stream_write(s, conn, s->take, NULL);
+    if (n > 0) stream_write(s, conn, s->take, NULL, 0);
     s->written += n;
     if (!ended) {
       arm_beat(s); /* counted from the last write */

@@ -100,7 +100,7 @@ static inferd_status get_bool(oa_parse *pp, const json_t *o, const char *field, 
  * Triton's "parameters"); prefix names the fields in messages ("" or "parameters."). */
 static inferd_status parse_sampling(oa_parse *pp, const json_t *o, const char *prefix, gen_params *gp) {
   char what[96];
-  bool given;
+  bool given = false;
   double d;
   json_int_t i;
 #define WHAT(f) (snprintf(what, sizeof what, "%s%s", prefix, f), what)
@@ -171,7 +171,7 @@ static inferd_status parse_sampling(oa_parse *pp, const json_t *o, const char *p
 /* n, and the OpenAI features inferd does not have: a clear 400 rather than a silent ignore that
  * would give the client something other than what it asked for. */
 static inferd_status refuse_unsupported(oa_parse *pp, const json_t *body, oa_kind kind) {
-  bool given;
+  bool given = false;
   json_int_t n = 1;
   TRY(get_int(pp, body, "n", "n", &n, &given));
   if (given && n != 1) return BAD(pp, "n", "n is %lld: only n = 1 is supported (send n requests)", (long long)n);
@@ -395,7 +395,7 @@ static inferd_status parse_body(oa_parse *pp, oa_call *oc) {
     TRY(get_bool(pp, so, "include_usage", "stream_options.include_usage", &oc->include_usage));
   }
   TRY(parse_sampling(pp, body, "", &oc->gen.params));
-  bool given;
+  bool given = false;
   json_int_t n;
   if (oc->kind == OA_CHAT) {
     TRY(parse_messages(pp, oc, json_object_get(body, "messages")));
@@ -901,8 +901,8 @@ static void on_embedded(infer_request *req, void *user) {
     set_error(c, OA_COMPLETION, &st, st.code == INFERD_INVALID_ARGUMENT ? "dimensions" : NULL);
   } else {
     int64_t B = h->shape[0], T = h->shape[1], keep = ec->dims_wanted ? ec->dims_wanted : dim;
-    const float *x = (const float *)h->data;
-    const int64_t *m = (const int64_t *)mask->data;
+    const float *x = (const float *)(const void *)h->data; /* FP32 data, aligned by malloc */
+    const int64_t *m = (const int64_t *)(const void *)mask->data;
     float *v = malloc((size_t)dim * sizeof *v);
     json_t *data = json_array();
     for (int64_t b = 0; v && b < B; b++) {
@@ -964,7 +964,7 @@ void openai_embeddings(void *call, const route_params *p) {
   oa_parse pp = {0};
   const json_t *model = json_object_get(body, "model"), *input = json_object_get(body, "input"),
                *fmt = json_object_get(body, "encoding_format");
-  bool given;
+  bool given = false;
   json_int_t dims = 0;
   if (!json_is_string(model) || json_string_length(model) == 0 || json_string_length(model) >= sizeof ec->model)
     st = BAD(&pp, "model", "model must be a non-empty string naming the model (at most 255 bytes)");
