@@ -20,6 +20,7 @@
 #include "core/app.h"
 #include "core/serve.h"
 #include "generate/engine.h"
+#include "security/limits.h"
 #include "util/log.h"
 #include "util/monotime.h"
 
@@ -36,6 +37,7 @@ static void usage(FILE *f) {
           "  --max-tokens N  --temperature T  --top-p P  --top-k K  --seed S\n"
           "  --presence-penalty X  --frequency-penalty X  --stop TEXT (up to 4)  --logprobs N\n"
           "  --cancel-after N       cancel each sequence once it has N tokens (as a client leaving)\n"
+          "  --tokens-per-minute N  the caller's token budget, as the server's flag sets it\n"
           "  --json                 one JSON line per sequence (text, finish_reason, usage, ttft_ms,\n"
           "                         elapsed_ms) and a summary line (tokens_per_s over the run)\n");
 }
@@ -113,6 +115,13 @@ static inferd_status wait_loaded(app *a, const char *model, const char *version)
   }
 }
 
+static inferd_status tokens_take(void *ctx, const principal *p, const char *model, int64_t n) {
+  return limits_tokens_take(ctx, p, model, n);
+}
+static void tokens_give_back(void *ctx, const principal *p, const char *model, int64_t n) {
+  limits_tokens_give_back(ctx, p, model, n);
+}
+
 /* A prompts file's line: a JSON string when it parses as one, else the text as is. */
 static char *line_text(const char *line) {
   if (line[0] == '"') {
@@ -129,7 +138,7 @@ static char *line_text(const char *line) {
 
 int generate_cli_main(int argc, char **argv) {
   enum { O_REPO = 1, O_MODEL, O_VERSION, O_PROMPT, O_PROMPTS, O_STREAMS, O_SEQ, O_CHAT, O_MAX, O_TEMP, O_TOPP,
-         O_TOPK, O_SEED, O_PP, O_FP, O_STOP, O_LP, O_CANCEL, O_JSON, O_HELP };
+         O_TOPK, O_SEED, O_PP, O_FP, O_STOP, O_LP, O_CANCEL, O_JSON, O_TPM, O_HELP };
   static const struct option opts[] = {
       {"model-repository", required_argument, 0, O_REPO}, {"model", required_argument, 0, O_MODEL},
       {"version", required_argument, 0, O_VERSION}, {"prompt", required_argument, 0, O_PROMPT},
@@ -140,9 +149,9 @@ int generate_cli_main(int argc, char **argv) {
       {"seed", required_argument, 0, O_SEED}, {"presence-penalty", required_argument, 0, O_PP},
       {"frequency-penalty", required_argument, 0, O_FP}, {"stop", required_argument, 0, O_STOP},
       {"logprobs", required_argument, 0, O_LP}, {"cancel-after", required_argument, 0, O_CANCEL},
-      {"json", no_argument, 0, O_JSON}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+      {"json", no_argument, 0, O_JSON}, {"tokens-per-minute", required_argument, 0, O_TPM}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
   const char *repo = NULL, *model = NULL, *version = NULL, *prompt = NULL, *prompts_file = NULL;
-  long streams = 1, cancel_after = 0;
+  long streams = 1, cancel_after = 0, tpm = 0;
   bool sequential = false, chat = false, as_json = false;
   gen_params p;
   gen_params_init(&p);
@@ -175,6 +184,7 @@ int generate_cli_main(int argc, char **argv) {
       case O_LP: p.logprobs = true; p.top_logprobs = (int)strtol(optarg, NULL, 10); break;
       case O_CANCEL: cancel_after = strtol(optarg, NULL, 10); break;
       case O_JSON: as_json = true; break;
+      case O_TPM: tpm = strtol(optarg, NULL, 10); break;
       case O_HELP: usage(stdout); return 0;
       default: usage(stderr); return 2;
     }
@@ -201,7 +211,9 @@ int generate_cli_main(int argc, char **argv) {
     while ((len = getline(&line, &cap, f)) >= 0) {
       while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
       if (len == 0) continue;
-      texts = realloc(texts, (n_texts + 1) * sizeof *texts);
+      char **more = realloc(texts, (n_texts + 1) * sizeof *texts);
+      if (more == NULL) break;
+      texts = more;
       texts[n_texts++] = line_text(line);
     }
     free(line);
@@ -216,6 +228,13 @@ int generate_cli_main(int argc, char **argv) {
   app_options ao = {.model_repository = repo, .worker_threads = 1, .control_mode = REPO_CONTROL_EXPLICIT,
                     .poll_secs = 15, .load_models = load, .n_load_models = 1, .drain_timeout_ms = 1000};
   if (status_is_ok(&st)) st = app_create(&ao, &a);
+  limits *lim = NULL;
+  if (status_is_ok(&st) && tpm > 0) {
+    limits_options lo = {.tokens_per_min = tpm};
+    st = limits_create(&lo, NULL, &lim);
+    if (status_is_ok(&st))
+      gen_set_quota(&(gen_quota){.take = tokens_take, .give_back = tokens_give_back, .ctx = lim});
+  }
   if (status_is_ok(&st)) {
     gen_install(a->serve);
     st = wait_loaded(a, model, version);
@@ -223,6 +242,9 @@ int generate_cli_main(int argc, char **argv) {
   if (!status_is_ok(&st)) {
     fprintf(stderr, "inferd generate: %s\n", st.msg);
     if (a) app_destroy(a);
+    limits_destroy(lim);
+    for (size_t i = 0; i < n_texts; i++) free(texts[i]);
+    free(texts);
     return 1;
   }
   pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -314,5 +336,6 @@ int generate_cli_main(int argc, char **argv) {
   free(texts);
   app_stop_work(a);
   app_destroy(a);
+  limits_destroy(lim);
   return rc;
 }

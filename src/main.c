@@ -122,6 +122,8 @@ static void usage(FILE *f) {
           "  --rate-burst N           requests at once after a pause  INFERD_RATE_BURST (the rate's second)\n"
           "  --max-concurrent N       requests in flight            INFERD_MAX_CONCURRENT (none)\n"
           "  --records-per-minute N   records (rows) per minute     INFERD_RECORDS_PER_MINUTE (none)\n"
+          "  --tokens-per-minute N    generated-text tokens (prompt + completion) per minute\n"
+          "                                                        INFERD_TOKENS_PER_MINUTE (none)\n"
           "  --rate-limit-per-model   a budget per caller and model  INFERD_RATE_LIMIT_PER_MODEL (per caller)\n"
           "Tracing (docs/observability.md, \"Tracing\"): on when an OTLP endpoint is set\n"
           "  --otlp-endpoint URL      OTLP/HTTP collector (no path: /v1/traces)  INFERD_OTLP_ENDPOINT (off)\n"
@@ -184,7 +186,7 @@ static const struct option serve_longopts[] = {
     {"load-model", required_argument, 0, 'L'}, {"state-dir", required_argument, 0, 'S'},
     {"rate-limit", required_argument, 0, 1200},      {"rate-burst", required_argument, 0, 1201},
     {"max-concurrent", required_argument, 0, 1202},  {"records-per-minute", required_argument, 0, 1203},
-    {"rate-limit-per-model", no_argument, 0, 1204},
+    {"rate-limit-per-model", no_argument, 0, 1204}, {"tokens-per-minute", required_argument, 0, 1205},
     {"otlp-endpoint", required_argument, 0, 1100}, {"otlp-protocol", required_argument, 0, 1101},
     {"trace-sample-ratio", required_argument, 0, 1102}, {"otlp-service-name", required_argument, 0, 1103},
     {"otlp-queue-size", required_argument, 0, 1104}, {"otlp-batch-size", required_argument, 0, 1105},
@@ -227,6 +229,7 @@ static const struct {
                   {"INFERD_MODEL_CONTROL_MODE", 'C'}, {"INFERD_REPOSITORY_POLL_SECS", 'P'}, {"INFERD_STATE_DIR", 'S'},
                   {"INFERD_RATE_LIMIT", 1200}, {"INFERD_RATE_BURST", 1201}, {"INFERD_MAX_CONCURRENT", 1202},
                   {"INFERD_RECORDS_PER_MINUTE", 1203}, {"INFERD_RATE_LIMIT_PER_MODEL", 1204},
+                  {"INFERD_TOKENS_PER_MINUTE", 1205},
                   {"INFERD_OTLP_ENDPOINT", 1100}, {"INFERD_OTLP_PROTOCOL", 1101},
                   {"INFERD_TRACE_SAMPLE_RATIO", 1102}, {"INFERD_OTLP_SERVICE_NAME", 1103},
                   {"INFERD_OTLP_QUEUE_SIZE", 1104}, {"INFERD_OTLP_BATCH_SIZE", 1105},
@@ -285,6 +288,7 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 1201: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.burst = v; return 0;
     case 1202: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.max_concurrent = v; return 0;
     case 1203: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.records_per_min = v; return 0;
+    case 1205: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.tokens_per_min = v; return 0;
     case 1204: /* a flag; its variable says 1/true or 0/false */
       if (val == NULL || strcmp(val, "1") == 0 || strcmp(val, "true") == 0) o->limits.per_model = true;
       else if (strcmp(val, "0") == 0 || strcmp(val, "false") == 0) o->limits.per_model = false;
@@ -489,6 +493,14 @@ typedef struct server_parts {
 /* Starts every part; 0, or the exit code of a failed start (after logging why). */
 static void traffic_metrics_stream(void *ctx, FILE *f) { traffic_metrics_write(ctx, f); }
 
+/* generate/ and security/ do not see each other: a generation's token budget, through here */
+static inferd_status gen_tokens_take(void *ctx, const principal *p, const char *model, int64_t tokens) {
+  return limits_tokens_take(ctx, p, model, tokens);
+}
+static void gen_tokens_give_back(void *ctx, const principal *p, const char *model, int64_t tokens) {
+  limits_tokens_give_back(ctx, p, model, tokens);
+}
+
 static int start(const serve_options *o, server_parts *p) {
   /* Credentials first: a key file that does not parse stops the start, before any model loads. */
   auth_options auo = {.api_keys_path = o->api_keys, .jwt_jwks_path = o->jwt_jwks, .jwt_secret_path = o->jwt_secret_file,
@@ -513,6 +525,7 @@ static int start(const serve_options *o, server_parts *p) {
   /* the rate limits after it: a caller refused its scope spends none of its budget */
   if (status_is_ok(&st)) st = limits_create(&o->limits, NULL, &p->lim);
   if (status_is_ok(&st)) st = limits_register(p->lim, a->serve);
+  if (status_is_ok(&st)) gen_set_quota(&(gen_quota){.take = gen_tokens_take, .give_back = gen_tokens_give_back, .ctx = p->lim});
   if (status_is_ok(&st)) st = drift_serve_register(a->serve);
   if (status_is_ok(&st) && o->obs.capture.dir) st = capture_create(&o->obs.capture, &p->cap);
   if (status_is_ok(&st) && p->cap) st = capture_serve_register(p->cap, a->serve);

@@ -25,6 +25,7 @@ typedef struct principal {
   double burst;
   int max_concurrent;
   int64_t records_per_min;
+  int64_t tokens_per_min; /* text generation: prompt + completion tokens per minute */
   int64_t expires_at; /* unix seconds, 0: never */
 } principal;
 

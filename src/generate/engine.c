@@ -201,6 +201,9 @@ typedef struct gen_version {
 } gen_version;
 
 static int gen_slot = -1;
+static gen_quota quota; /* set before serving, read-only after */
+
+void gen_set_quota(const gen_quota *q) { quota = *q; }
 
 static gen_version *version_data(const model_version *mv) { return model_version_hook_data(mv, gen_slot); }
 
@@ -359,6 +362,7 @@ typedef struct gen_seq {
   char *text;
   size_t text_cap;
   int64_t handoff_ns, last_token_ns;
+  int64_t reserved; /* tokens taken from the caller's budget (gen_quota) */
 } gen_seq;
 
 struct gen_engine {
@@ -390,6 +394,8 @@ static void seq_finish(gen_engine *e, gen_seq *s, gen_finish finish, inferd_stat
   gen_request *g = s->g;
   infer_request *req = s->req;
   g->finish = finish;
+  if (s->reserved > 0 && quota.give_back)
+    quota.give_back(quota.ctx, req->principal, e->mv->model->name, s->reserved - (int64_t)s->n_ids);
   g->prompt_tokens = (int64_t)s->n_prompt;
   g->completion_tokens = (int64_t)(s->n_ids - s->n_prompt);
   if (g->keep_text) {
@@ -627,7 +633,7 @@ static inferd_status run_batch(gen_engine *e, gen_seq **seqs, int B) {
         break;
       }
     }
-    memcpy(s->logits, (const float *)out[0].data + ((size_t)b * S + S - 1) * V, V * sizeof(float));
+    memcpy(s->logits, out[0].data + ((size_t)b * S + S - 1) * V * sizeof(float), V * sizeof(float));
     if (!sig->kv) continue;
     size_t n_new = s->n_ids - s->n_cached;
     for (int layer = 0; layer < sig->n_layers; layer++)
@@ -991,6 +997,17 @@ static inferd_status handoff(void *ctx, infer_request *req) {
   }
   /* the model's default, or not given: what the context leaves */
   if (max_tokens == GEN_UNSET || (int64_t)n + max_tokens > ctxlen) max_tokens = ctxlen - (int64_t)n;
+  /* the caller's token budget: the most this generation can use, the unused part given back at
+   * its end */
+  if (quota.take) {
+    st = quota.take(quota.ctx, req->principal, mv->model->name, (int64_t)n + max_tokens);
+    if (!status_is_ok(&st)) {
+      free(ids);
+      free(s);
+      return st;
+    }
+    s->reserved = (int64_t)n + max_tokens;
+  }
   const lm_sig *sig = &gv->sig;
   s->req = req;
   s->g = g;
@@ -1003,6 +1020,7 @@ static inferd_status handoff(void *ctx, infer_request *req) {
   s->pen_scratch = malloc(s->cap * sizeof *s->pen_scratch);
   if (s->ids == NULL || (sig->kv && s->kv == NULL) || s->pen_scratch == NULL) {
     if (s->ids == NULL) free(ids);
+    if (s->reserved > 0 && quota.give_back) quota.give_back(quota.ctx, req->principal, mv->model->name, s->reserved);
     seq_free(s);
     return status_make(INFERD_RESOURCE_EXHAUSTED, "no memory for a sequence of %zu tokens", s->cap);
   }

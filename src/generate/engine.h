@@ -150,6 +150,18 @@ inferd_status gen_register(void);
 /* Installs the hand-off serve uses for sr->generate (serve_set_generator). Before serving. */
 void gen_install(struct serve *s);
 
+/* A per-caller token budget (security/limits' tokens per minute; main connects them, as the
+ * layers do not see each other). take reserves the prompt + max_tokens at the hand-off (not OK:
+ * the request is refused with that status, e.g. 429); give_back returns what the generation did
+ * not use when it ends, however it ends. Set before serving; NULL fields: no budget. */
+struct principal;
+typedef struct gen_quota {
+  inferd_status (*take)(void *ctx, const struct principal *p, const char *model, int64_t tokens);
+  void (*give_back)(void *ctx, const struct principal *p, const char *model, int64_t tokens);
+  void *ctx;
+} gen_quota;
+void gen_set_quota(const gen_quota *q);
+
 /* The generation metrics as Prometheus text (main registers it as an obs_stream_collector):
  * time to first token, inter-token latency, tokens, active sequences, batch occupancy. */
 void gen_metrics_write(void *ctx, FILE *f);

@@ -112,7 +112,7 @@ float sample_logprob(const float *logits, size_t vocab, double temperature, uint
   float m = logits[argmax(logits, vocab)];
   double sum = 0;
   for (size_t i = 0; i < vocab; i++) sum += exp(((double)logits[i] - m) / t);
-  double lse = log(sum);
+  double lse = log(sum > 0 ? sum : 1); /* sum >= 1: the largest logit adds exp(0) */
   int n = 0;
   for (size_t i = 0; i < vocab && n_top > 0; i++) {
     /* insertion into the sorted top list; a tie keeps the lower id first */

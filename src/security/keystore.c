@@ -63,7 +63,7 @@ static inferd_status time_field(const json_t *e, const char *name, const char *a
 static inferd_status parse_entry(const json_t *e, const char *at, keystore_entry *out) {
   static const char *const fields[] = {"id",    "name",    "hash",        "scopes",          "created",
                                        "expires", "revoked", "rate",       "burst",           "concurrency",
-                                       "records_per_min", "certificate_subject", NULL};
+                                       "records_per_min", "tokens_per_min", "certificate_subject", NULL};
   if (!json_is_object(e)) return status_make(INFERD_INVALID_ARGUMENT, "%s must be an object", at);
   const char *unknown = jsonkeys_unknown(e, fields);
   if (unknown) {
@@ -109,17 +109,19 @@ static inferd_status parse_entry(const json_t *e, const char *at, keystore_entry
     if (!status_is_ok(&st)) return status_make(INFERD_INVALID_ARGUMENT, "%s.scopes[%zu]: %s", at, i, st.msg);
     if (principal_add_scope(out->who, json_string_value(s))) return status_make(INFERD_INTERNAL, "out of memory");
   }
-  double rate, burst, conc, rpm;
+  double rate, burst, conc, rpm, tpm;
   TRY(number_field(e, "rate", at, 1e9, &rate));
   TRY(number_field(e, "burst", at, 1e9, &burst));
   TRY(number_field(e, "concurrency", at, 1e6, &conc));
   TRY(number_field(e, "records_per_min", at, 1e15, &rpm));
-  if (conc != floor(conc) || rpm != floor(rpm))
-    return status_make(INFERD_INVALID_ARGUMENT, "%s: concurrency and records_per_min must be whole numbers", at);
+  TRY(number_field(e, "tokens_per_min", at, 1e15, &tpm));
+  if (conc != floor(conc) || rpm != floor(rpm) || tpm != floor(tpm))
+    return status_make(INFERD_INVALID_ARGUMENT, "%s: concurrency, records_per_min and tokens_per_min must be whole numbers", at);
   out->who->rate_per_s = rate;
   out->who->burst = burst;
   out->who->max_concurrent = (int)conc;
   out->who->records_per_min = (int64_t)rpm;
+  out->who->tokens_per_min = (int64_t)tpm;
   out->who->expires_at = out->expires;
   return status_ok();
 }

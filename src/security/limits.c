@@ -59,6 +59,11 @@ void limits_policy_of(const limits_options *d, const principal *p, limits_policy
     out->has_records = true;
     out->records = rule_make((double)rpm / 60.0, (double)rpm);
   }
+  int64_t tpm = p && p->tokens_per_min > 0 ? p->tokens_per_min : d->tokens_per_min;
+  if (tpm > 0) {
+    out->has_tokens = true;
+    out->tokens = rule_make((double)tpm / 60.0, (double)tpm);
+  }
 }
 
 inferd_status limits_parse_rate(const char *what, const char *text, double *per_s) {
@@ -117,10 +122,9 @@ void limits_destroy(limits *l) {
 /* The state's key: the principal's kind and name (an API key and a JWT subject may share a
  * name, not a budget), and the model's when budgets are per model. false when it does not fit.
  * Built with memcpy: on every limited request. */
-static bool key_of(const limits *l, const serve_request *sr, char *key, size_t cap) {
-  const principal *p = sr->principal;
+static bool key_for(const limits *l, const principal *p, const char *model, char *key, size_t cap) {
   const char *parts[4] = {principal_kind_name(p ? p->kind : PRINCIPAL_ANONYMOUS), ":", p ? p->name : "", NULL};
-  if (l->o.per_model) parts[3] = sr->model ? sr->model : "";
+  if (l->o.per_model) parts[3] = model ? model : "";
   size_t n = 0;
   for (int i = 0; i < 4; i++) {
     if (parts[i] == NULL) break;
@@ -132,6 +136,10 @@ static bool key_of(const limits *l, const serve_request *sr, char *key, size_t c
   }
   key[n] = '\0';
   return true;
+}
+
+static bool key_of(const limits *l, const serve_request *sr, char *key, size_t cap) {
+  return key_for(l, sr->principal, sr->model, key, cap);
 }
 
 static const char *caller(const serve_request *sr) {
@@ -151,7 +159,8 @@ static void policy_field(const limits_policy *pol, char *v, size_t cap) {
 }
 
 static bool has_own_limits(const principal *p) {
-  return p && (p->rate_per_s > 0 || p->burst > 0 || p->max_concurrent > 0 || p->records_per_min > 0);
+  return p && (p->rate_per_s > 0 || p->burst > 0 || p->max_concurrent > 0 || p->records_per_min > 0 ||
+               p->tokens_per_min > 0);
 }
 
 /* A store that fails (a shared one unreachable) admits the request: limits degrade, predictions
@@ -263,7 +272,8 @@ static inferd_status check_records(void *ctx, const serve_request *sr, infer_req
   limits *l = ctx;
   limits_policy pol;
   limits_policy_of(&l->o, sr->principal, &pol);
-  if (!pol.has_records) return status_ok();
+  /* a generation has no records: its tokens are counted by limits_tokens_take */
+  if (!pol.has_records || req->generate) return status_ok();
   char key[512];
   if (!key_of(l, sr, key, sizeof key)) return status_make(INFERD_INVALID_ARGUMENT, "the model name is too long");
   ratelimit_decision d;
@@ -295,6 +305,42 @@ static inferd_status check_records(void *ctx, const serve_request *sr, infer_req
                        (long long)ratelimit_seconds(d.retry_after_ns));
   }
   return status_ok();
+}
+
+static const char *principal_label(const principal *p) { return p ? p->name : "anonymous"; }
+
+inferd_status limits_tokens_take(limits *l, const principal *p, const char *model, int64_t tokens) {
+  limits_policy pol;
+  limits_policy_of(&l->o, p, &pol);
+  if (!pol.has_tokens) return status_ok();
+  char key[512];
+  if (!key_for(l, p, model, key, sizeof key)) return status_make(INFERD_INVALID_ARGUMENT, "the model name is too long");
+  ratelimit_decision d;
+  inferd_status st = l->store->ops->rate_take(l->store, key, LIMIT_TOKENS, &pol.tokens, tokens, monotime_ns(), &d);
+  if (!status_is_ok(&st)) {
+    store_failed(l, &st);
+    return status_ok();
+  }
+  if (d.never)
+    return status_make(INFERD_TOO_LARGE,
+                       "this generation reserves %lld tokens (the prompt + max_tokens), more than the %lld tokens per "
+                       "minute '%s' may use: lower max_tokens",
+                       (long long)tokens, (long long)pol.tokens.burst, principal_label(p));
+  if (!d.allowed)
+    return status_make(INFERD_RATE_LIMITED,
+                       "token limit: '%s' may use %lld tokens per minute; this generation's %lld (the prompt + "
+                       "max_tokens) fit in %lld s",
+                       principal_label(p), (long long)pol.tokens.burst, (long long)tokens,
+                       (long long)ratelimit_seconds(d.retry_after_ns));
+  return status_ok();
+}
+
+void limits_tokens_give_back(limits *l, const principal *p, const char *model, int64_t tokens) {
+  limits_policy pol;
+  limits_policy_of(&l->o, p, &pol);
+  char key[512];
+  if (!pol.has_tokens || tokens <= 0 || !key_for(l, p, model, key, sizeof key)) return;
+  l->store->ops->rate_return(l->store, key, LIMIT_TOKENS, &pol.tokens, tokens, monotime_ns());
 }
 
 inferd_status limits_register(limits *l, serve *s) {

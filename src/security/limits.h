@@ -23,15 +23,17 @@ typedef struct limits_options {
   int64_t burst;           /* 0: the rate's one second, at least 1 */
   int64_t max_concurrent;  /* requests in flight; 0: no limit */
   int64_t records_per_min; /* rows per minute; 0: no limit */
+  int64_t tokens_per_min;  /* text generation: prompt + completion tokens per minute; 0: no limit */
   bool per_model;          /* a budget per principal and model, rather than per principal */
   size_t max_keys;         /* the local store's bound; 0: its default */
 } limits_options;
 
 /* What applies to one principal: the defaults with its own limits over them. */
 typedef struct limits_policy {
-  bool has_requests, has_records;
+  bool has_requests, has_records, has_tokens;
   ratelimit_rule requests;
   ratelimit_rule records; /* records_per_min / 60 per second, a minute's worth of burst */
+  ratelimit_rule tokens;  /* tokens_per_min, the same way */
   int64_t max_concurrent; /* 0: none */
 } limits_policy;
 
@@ -50,6 +52,14 @@ inferd_status limits_create(const limits_options *o, limit_store *store, limits 
  * authentication's admit handler: the principal must be known. A request whose principal has no
  * limits, with no defaults set, costs the handlers a few compares. */
 inferd_status limits_register(limits *l, serve *s);
+/* Text generation's tokens per minute (generate/ calls these through main's glue: the layers do
+ * not see each other). take reserves `tokens` (the prompt + max_tokens, known once the prompt is
+ * tokenized, at the hand-off): RATE_LIMITED naming the budget and when it fits, TOO_LARGE when it
+ * never can; OK also when the caller has no token limit or the store fails (logged). give_back
+ * returns what the generation did not use when it ends. p may be NULL (anonymous). */
+inferd_status limits_tokens_take(limits *l, const principal *p, const char *model, int64_t tokens);
+void limits_tokens_give_back(limits *l, const principal *p, const char *model, int64_t tokens);
+
 /* After the pipeline has stopped (no request still holds a concurrency slot). */
 void limits_destroy(limits *l);
 

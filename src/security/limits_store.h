@@ -11,8 +11,9 @@
 #include "core/status.h"
 #include "security/ratelimit.h"
 
-/* The rate buckets a key has: requests per second, records per minute. */
-typedef enum { LIMIT_REQUESTS, LIMIT_RECORDS, LIMIT_KINDS } limit_kind;
+/* The rate buckets a key has: requests per second, records per minute, generated-text tokens per
+ * minute. */
+typedef enum { LIMIT_REQUESTS, LIMIT_RECORDS, LIMIT_TOKENS, LIMIT_KINDS } limit_kind;
 
 typedef struct limit_store limit_store;
 

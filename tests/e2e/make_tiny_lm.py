@@ -12,6 +12,8 @@ Importable: write_repo(out_dir). Fixed seeds: the files are the same on every ru
                [batch, seq, vocab], present.{0,1}.{key,value} out. Context 96.
   tinylm_nokv  the same weights without the cache: input_ids, attention_mask, position_ids ->
                logits (the whole sequence each step).
+  tinylm_slow  tinylm with ~8 M extra multiply-adds per token that barely change it: a
+               generation lasts long enough for a client to leave in the middle.
 
 The tokenizer is byte-level BPE (GPT-2's byte-to-unicode alphabet, a few merges, and the added
 special token <|endoftext|> as the last id). The weights are random but scaled so greedy text is
@@ -65,7 +67,7 @@ def tokenizer_json():
     }, eos + 1, eos
 
 
-def build(vocab, kv, rng):
+def build(vocab, kv, rng, slow=False):
     inits, nodes = [], []
 
     def w(name, shape, scale):
@@ -134,6 +136,15 @@ def build(vocab, kv, rng):
         h2 = n("LayerNormalization", [x, "ln_g", "ln_b"], [p + "ln2"], axis=-1)
         ff = n("Relu", [n("MatMul", [h2, w(p + "w1", (D, FF), 0.3)], [p + "f1"])], [p + "f1r"])
         x = n("Add", [x, n("MatMul", [ff, w(p + "w2", (FF, D), 0.3)], [p + "f2"])], [p + "x2"])
+    if slow:
+        # ~8 M multiply-adds per token that depend on the input and barely touch it, so a
+        # generation takes long enough for a client to leave in the middle of it
+        b = n("MatMul", [x, w("burn_in", (D, 1024), 0.03)], ["burn_t0"])
+        for i in range(8):
+            b = n("Tanh", [n("MatMul", [b, w(f"burn{i}", (1024, 1024), 0.03)], [f"burn_m{i}"])], [f"burn_t{i + 1}"])
+        c("tiny", np.array(1e-6, dtype=np.float32))
+        b = n("Mul", [n("MatMul", [b, w("burn_out", (1024, D), 0.03)], ["burn_o"]), "tiny"], ["burn_s"])
+        x = n("Add", [x, b], ["x_burned"])
     hf = n("LayerNormalization", [x, "ln_g", "ln_b"], ["lnf"], axis=-1)
     n("MatMul", [hf, w("lm_head", (D, vocab), 1.0)], ["logits"])
     graph = helper.make_graph(nodes, "tinylm", ins, outs, inits)
@@ -163,10 +174,10 @@ def config(eos):
 
 def write_repo(out_dir):
     tok, vocab, eos = tokenizer_json()
-    for name, kv in (("tinylm", True), ("tinylm_nokv", False)):
+    for name, kv, slow in (("tinylm", True, False), ("tinylm_nokv", False, False), ("tinylm_slow", True, True)):
         d = os.path.join(out_dir, name, "1")
         os.makedirs(d, exist_ok=True)
-        onnx.save(build(vocab, kv, np.random.default_rng(7)), os.path.join(d, "model.onnx"))
+        onnx.save(build(vocab, kv, np.random.default_rng(7), slow), os.path.join(d, "model.onnx"))
         with open(os.path.join(d, "tokenizer.json"), "w") as f:
             json.dump(tok, f, ensure_ascii=False)
         with open(os.path.join(out_dir, name, "config.json"), "w") as f:

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import INFERD_BIN, PYTHON, SANITIZED, SANITIZER_MARKERS, timeout, wait_until
+from conftest import INFERD_BIN, PYTHON, SANITIZER_MARKERS, timeout, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -89,7 +89,7 @@ def test_seed_gives_the_same_text(lm_repo):
 def test_cancel_removes_the_sequence_at_the_next_step(lm_repo):
     """The client's cancel flag, set after the 3rd token, ends the sequence before the next decode
     step: exactly 3 tokens, finish 'cancelled', usage counted; 100 of them at once (ASan: no leak)."""
-    n = 30 if SANITIZED else 100
+    n = 100
     seqs, _ = generate(lm_repo, "tinylm", "--temperature", 0, "--max-tokens", 50, "--cancel-after", 3,
                        "--streams", n, prompt="cancel me")
     assert len(seqs) == n
@@ -217,3 +217,20 @@ def test_generation_metrics_on_metrics(lm_repo, server_factory):
                    "inferd_generate_batch_size_bucket", 'inferd_generate_tokens_total{model="tinylm",kind="completion"}',
                    'inferd_generate_sequences_total{model="tinylm",finish_reason="cancelled"}'):
         assert family in body, family
+
+
+def test_tokens_per_minute_budget(lm_repo):
+    """The caller's budget reserves prompt + max_tokens at the hand-off and gets back what a
+    generation did not use: two full generations of 45 fit in 100, a third is refused (429 with
+    when it fits); generations cancelled after 3 tokens give back the rest, so three fit."""
+    args = ("--temperature", 0, "--max-tokens", 40, "--streams", 3, "--sequential", "--tokens-per-minute", 100)
+    seqs, res = generate(lm_repo, "tinylm", *args, prompt="quota", ok=False)
+    assert res.returncode == 1
+    assert [s.get("error") is None for s in seqs] == [True, True, False], seqs
+    assert seqs[0]["prompt_tokens"] + 40 == 45
+    assert "token limit: 'anonymous' may use 100 tokens per minute; this generation's 45" in seqs[2]["error"]
+    seqs, _ = generate(lm_repo, "tinylm", *args, "--cancel-after", 3, prompt="quota")
+    assert all(s["finish_reason"] == "cancelled" for s in seqs)
+    # more than a minute's budget can never fit
+    seqs, res = generate(lm_repo, "tinylm", "--max-tokens", 90, "--tokens-per-minute", 50, prompt="quota", ok=False)
+    assert "lower max_tokens" in seqs[0]["error"]

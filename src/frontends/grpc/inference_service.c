@@ -10,6 +10,7 @@
 #include "core/version.h"
 #include "util/utf8.h"
 #include "frontends/grpc/call.h"
+#include "frontends/grpc/generate_grpc.h"
 #include "frontends/grpc/infer_codec.h"
 #include "frontends/grpc/repository_service.h"
 #include "inference.pb-c.h"
@@ -229,6 +230,13 @@ static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
   if (q == NULL) {
     st = status_make(INFERD_INVALID_ARGUMENT, "the request is not a valid inference.ModelInferRequest message");
     infer_fail(ic, &st);
+    return;
+  }
+  /* a generative model's requests are generations (text_input in, text_output out) */
+  if (grpcfe_is_generative(c->app, q->model_name)) {
+    free(ic);
+    grpcfe_generate_start(c, item, q);
+    inference__model_infer_request__free_unpacked(q, NULL);
     return;
   }
   /* echoed in a stream's error response, whose string fields must be UTF-8 */

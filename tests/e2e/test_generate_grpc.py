@@ -1,0 +1,152 @@
+"""Text generation over gRPC (docs/grpc-api.md): a ModelInferRequest with text_input to a
+generative model. ModelStreamInfer answers a response per piece of text and a final one
+(triton_final_response, finish reason, usage); ModelInfer answers the whole text. The same
+prompt and parameters give the same text as `inferd generate`."""
+
+import json
+import os
+import subprocess
+import time
+
+import grpc
+import pytest
+
+from conftest import INFERD_BIN, PYTHON, timeout, wait_until
+from grpc_stubs import pb, running_grpc_server
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+T = timeout(60)
+
+
+@pytest.fixture(scope="module")
+def lm_repo(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("lm_grpc"))
+    res = subprocess.run([PYTHON, os.path.join(HERE, "make_tiny_lm.py"), d], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    return d
+
+
+@pytest.fixture(scope="module")
+def gsrv(lm_repo, logs_dir):
+    with running_grpc_server(lm_repo, logs_dir) as g:
+        yield g
+
+
+def gen_request(prompt, stream=None, **params):
+    req = pb.ModelInferRequest(model_name="tinylm", id="g1")
+    t = req.inputs.add()
+    t.name, t.datatype = "text_input", "BYTES"
+    t.shape.append(1)
+    t.contents.bytes_contents.append(prompt.encode())
+    for k, v in params.items():
+        p = req.parameters[k]
+        if isinstance(v, bool):
+            p.bool_param = v
+        elif isinstance(v, int):
+            p.int64_param = v
+        elif isinstance(v, float):
+            p.double_param = v
+        else:
+            p.string_param = v
+    if stream is not None:
+        req.parameters["stream"].bool_param = stream
+    return req
+
+
+def params_of(resp):
+    out = {}
+    for k, v in resp.parameters.items():
+        out[k] = getattr(v, v.WhichOneof("parameter_choice"))
+    return out
+
+
+def text_of(resp):
+    for o in resp.outputs:
+        if o.name == "text_output":
+            return o.contents.bytes_contents[0].decode()
+    return None
+
+
+def cli_text(repo, prompt, *args):
+    res = subprocess.run([INFERD_BIN, "generate", "--model-repository", repo, "--model", "tinylm", "--json",
+                          "--prompt", prompt, *map(str, args)], capture_output=True, text=True, timeout=T)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout.splitlines()[0])
+
+
+def test_stream_pieces_then_final(gsrv, lm_repo):
+    got = list(gsrv.infer.ModelStreamInfer(iter([gen_request("the stream", temperature=0.0, max_tokens=20)]),
+                                           timeout=T))
+    assert all(r.error_message == "" for r in got)
+    pieces = [text_of(r.infer_response) for r in got[:-1]]
+    final = params_of(got[-1].infer_response)
+    assert final["triton_final_response"] is True and text_of(got[-1].infer_response) is None
+    assert all(params_of(r.infer_response)["triton_final_response"] is False for r in got[:-1])
+    assert len(pieces) >= 2  # text arrived piece by piece
+    assert got[0].infer_response.id == "g1" and got[0].infer_response.model_name == "tinylm"
+    want = cli_text(lm_repo, "the stream", "--temperature", 0, "--max-tokens", 20)
+    assert "".join(pieces) == want["text"]
+    assert final["finish_reason"] == want["finish_reason"]
+    assert final["completion_tokens"] == want["completion_tokens"]
+    assert final["prompt_tokens"] == want["prompt_tokens"]
+
+
+def test_unary_and_seed(gsrv, lm_repo):
+    resp = gsrv.infer.ModelInfer(gen_request("seeded", temperature=1.0, seed=11, max_tokens=15), timeout=T)
+    want = cli_text(lm_repo, "seeded", "--temperature", 1, "--seed", 11, "--max-tokens", 15)
+    assert text_of(resp) == want["text"]
+    assert params_of(resp)["completion_tokens"] == want["completion_tokens"]
+    # "stream": false on a stream: one response with the whole text
+    got = list(gsrv.infer.ModelStreamInfer(iter([gen_request("seeded", stream=False, temperature=1.0, seed=11,
+                                                             max_tokens=15)]), timeout=T))
+    assert len(got) == 1 and text_of(got[0].infer_response) == want["text"]
+
+
+def test_several_generations_on_one_stream(gsrv):
+    reqs = [gen_request(f"stream {i}", temperature=0.0, max_tokens=8) for i in range(3)]
+    got = list(gsrv.infer.ModelStreamInfer(iter(reqs), timeout=T))
+    finals = [r for r in got if params_of(r.infer_response).get("triton_final_response")]
+    assert len(finals) == 3
+
+
+def test_errors(gsrv):
+    err = None
+    try:
+        gsrv.infer.ModelInfer(gen_request("x", max_tokens=500), timeout=T)
+    except grpc.RpcError as exc:
+        err = exc
+    assert err is not None and err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "max_tokens is too large" in err.details()
+    got = list(gsrv.infer.ModelStreamInfer(iter([gen_request("x", temperature="hot")]), timeout=T))
+    assert len(got) == 1 and "parameter 'temperature' must be a number" in got[0].error_message
+    req = pb.ModelInferRequest(model_name="tinylm")
+    t = req.inputs.add()
+    t.name, t.datatype = "input_ids", "INT64"
+    got = list(gsrv.infer.ModelStreamInfer(iter([req]), timeout=T))
+    assert "input 'input_ids' is not one a generation takes" in got[0].error_message
+
+
+def test_client_cancel_frees_the_sequence(gsrv):
+    """A client that cancels its stream mid-generation: the sequence leaves the engine (the
+    active-sequences gauge goes back to 0) long before max_tokens would have been reached."""
+    req = gen_request("cancel", temperature=0.0, max_tokens=80)
+    req.model_name = "tinylm_slow"
+    it = gsrv.infer.ModelStreamInfer(iter([req]), timeout=T)
+    for i, _ in enumerate(it):
+        if i == 2:
+            it.cancel()
+            break
+
+    def active():
+        body = gsrv.srv.get("/metrics").text
+        line = [x for x in body.splitlines() if x.startswith('inferd_generate_active_sequences{model="tinylm_slow"}')]
+        return line and line[0].endswith(" 0")
+    wait_until(active, timeout(10), what="no active sequence")
+    body = gsrv.srv.get("/metrics").text
+    cancelled = [x for x in body.splitlines()
+                 if x.startswith('inferd_generate_sequences_total{model="tinylm_slow",finish_reason="cancelled"}')]
+    assert int(cancelled[0].split()[-1]) == 1
+    completion = [x for x in body.splitlines()
+                  if x.startswith('inferd_generate_tokens_total{model="tinylm_slow",kind="completion"}')]
+    assert int(completion[0].split()[-1]) < 80
