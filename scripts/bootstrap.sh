@@ -108,6 +108,17 @@ install_tokenizer_reference() {
   touch "$stamp"
 }
 
+# The OpenAI routes' client in tests/e2e/test_openai.py: the official `openai` npm SDK, pinned by
+# tests/openai/package-lock.json into the ignored tests/openai/node_modules; install scripts are
+# not run.
+install_openai_sdk() {
+  local stamp=tests/openai/node_modules/.inferd-installed
+  [ -f "$stamp" ] && [ "$stamp" -nt tests/openai/package-lock.json ] && [ "$stamp" -nt tests/openai/package.json ] && return 0
+  log "installing the openai npm SDK for the OpenAI route tests (npm ci in tests/openai)"
+  (cd tests/openai && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  touch "$stamp"
+}
+
 install_otlp_protos() {
   [ -f "$OTLP_PROTO_DIR/opentelemetry/proto/collector/trace/v1/trace_service.proto" ] && return 0
   log "fetching the OTLP .proto files from the npm registry ($OTLP_PROTO_NPM_PACKAGE)"
@@ -133,4 +144,5 @@ install_debian_packages
 install_onnxruntime
 install_web_packages
 install_tokenizer_reference
+install_openai_sdk
 install_otlp_protos

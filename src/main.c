@@ -53,6 +53,7 @@ typedef struct serve_options {
   const char *default_model;
   long max_records;
   long head_timeout_ms, body_timeout_ms, min_body_rate, keepalive_timeout_ms, send_timeout_ms, max_connections;
+  long stream_heartbeat_ms, stream_max_buffered; /* streaming replies (SSE): server.h */
   /* model control (docs/model-repository.md) */
   repo_control_mode control_mode;
   long poll_secs;
@@ -118,6 +119,9 @@ static void usage(FILE *f) {
           "  --keepalive-timeout-ms N idle time between requests   INFERD_KEEPALIVE_TIMEOUT_MS (120000)\n"
           "  --send-timeout-ms N      time for a client to take a closing reply  INFERD_SEND_TIMEOUT_MS (30000)\n"
           "  --max-connections N      HTTP connections open at once  INFERD_MAX_CONNECTIONS (16384)\n"
+          "  --stream-heartbeat-ms N  a streaming reply (SSE) silent this long sends a comment  INFERD_STREAM_HEARTBEAT_MS (15000)\n"
+          "  --stream-max-buffered-bytes N  a stream's bytes the client has not taken before it is cut off\n"
+          "                           INFERD_STREAM_MAX_BUFFERED_BYTES (1048576)\n"
           "rate limits, for every caller without limits of its own (docs/security.md#rate-limits):\n"
           "  --rate-limit R           requests per second: 10, 10/s, 600/m, 3600/h  INFERD_RATE_LIMIT (none)\n"
           "  --rate-burst N           requests at once after a pause  INFERD_RATE_BURST (the rate's second)\n"
@@ -186,6 +190,7 @@ static const struct option serve_longopts[] = {
     {"request-head-timeout-ms", required_argument, 0, 1000}, {"body-timeout-ms", required_argument, 0, 1001},
     {"min-body-rate", required_argument, 0, 1002},   {"keepalive-timeout-ms", required_argument, 0, 1003},
     {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
+    {"stream-heartbeat-ms", required_argument, 0, 1780}, {"stream-max-buffered-bytes", required_argument, 0, 1781},
     {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
     {"load-model", required_argument, 0, 'L'}, {"state-dir", required_argument, 0, 'S'},
     {"rate-limit", required_argument, 0, 1200},      {"rate-burst", required_argument, 0, 1201},
@@ -256,6 +261,8 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 1003: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->keepalive_timeout_ms = (long)v; return 0;
     case 1004: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->send_timeout_ms = (long)v; return 0;
     case 1005: if (parse_num(name, val, 1, 10000000, &v)) return -1; o->max_connections = (long)v; return 0;
+    case 1780: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->stream_heartbeat_ms = (long)v; return 0;
+    case 1781: if (parse_num(name, val, 1024, 1L << 30, &v)) return -1; o->stream_max_buffered = (long)v; return 0;
     case 'C':
       if (strcmp(val, "none") == 0) o->control_mode = REPO_CONTROL_NONE;
       else if (strcmp(val, "poll") == 0) o->control_mode = REPO_CONTROL_POLL;
@@ -560,6 +567,7 @@ static int start(const serve_options *o, server_parts *p) {
                      .head_timeout_ms = (int)o->head_timeout_ms, .body_timeout_ms = (int)o->body_timeout_ms,
                      .min_body_rate = (int)o->min_body_rate, .keepalive_timeout_ms = (int)o->keepalive_timeout_ms,
                      .send_timeout_ms = (int)o->send_timeout_ms, .max_connections = o->max_connections,
+                     .stream_heartbeat_ms = (int)o->stream_heartbeat_ms, .stream_max_buffered = (size_t)o->stream_max_buffered,
                      .auth = p->au, .cors = p->cors};
   raise_fd_limit(o->max_connections);
   st = http_server_create(&ho, a, &p->http);

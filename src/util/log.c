@@ -167,12 +167,12 @@ void log_msg(log_level level, const char *model, const char *fmt, ...) {
 #define ACCESS_TRACE_MAX 70
 #define ACCESS_PRINCIPAL_MAX 260
 #define ACCESS_ARM_MAX 70
-/* Everything of a line but the path, at its largest: time 27, keys and punctuation 250, the
- * fields above, seven numbers of at most 20 digits, the end. The path gets the rest, at least
+/* Everything of a line but the path, at its largest: time 27, keys and punctuation 250 (+60 for
+ * the token counts), the fields above, ten numbers of at most 20 digits, the end. The path gets the rest, at least
  * LOG_ACCESS_LINE_MAX - ACCESS_FIXED_MAX bytes. */
 #define ACCESS_FIXED_MAX \
-  (27 + 250 + ACCESS_ID_MAX + ACCESS_METHOD_MAX + LOG_MODEL_MAX + ACCESS_VERSION_MAX + ACCESS_TRACE_MAX + \
-   ACCESS_PRINCIPAL_MAX + ACCESS_ARM_MAX + 7 * 20 + LOG_LINE_END_MAX)
+  (27 + 250 + 60 + ACCESS_ID_MAX + ACCESS_METHOD_MAX + LOG_MODEL_MAX + ACCESS_VERSION_MAX + ACCESS_TRACE_MAX + \
+   ACCESS_PRINCIPAL_MAX + ACCESS_ARM_MAX + 10 * 20 + LOG_LINE_END_MAX)
 _Static_assert(LOG_ACCESS_LINE_MAX >= ACCESS_FIXED_MAX + 512, "an access line leaves the path too little room");
 
 /* A string field that may be absent: "" when s is NULL, so every line has the same keys. */
@@ -210,6 +210,14 @@ size_t log_access_format(const access_record *r, char *line, size_t cap) {
   cut |= !append_opt(&a, r->trace_id, ACCESS_TRACE_MAX);
   lw_key(&wa, "principal");
   cut |= !append_opt(&a, r->principal, ACCESS_PRINCIPAL_MAX);
+  if (r->has_usage) { /* only generation requests count tokens: other lines stay as they were */
+    lw_key(&wa, "prompt_tokens");
+    append_i64(&a, r->prompt_tokens);
+    lw_key(&wa, "completion_tokens");
+    append_i64(&a, r->completion_tokens);
+    lw_key(&wa, "total_tokens");
+    append_i64(&a, r->prompt_tokens + r->completion_tokens);
+  }
 
   sbuf b;
   sbuf_init(&b, line, cap);

@@ -34,6 +34,8 @@ typedef struct access_record {
   bool timed;            /* the request ran: queue_us and compute_us are set */
   int64_t queue_us;      /* waiting in the scheduler */
   int64_t compute_us;    /* its batch's run */
+  bool has_usage;        /* a generation: the token counts below are written */
+  int64_t prompt_tokens, completion_tokens;
 } access_record;
 
 /* The frontends write the access log in batches, not a write() per request: at these sizes,

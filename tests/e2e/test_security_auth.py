@@ -702,11 +702,12 @@ def test_cors_preflight_and_allowed_origins(repo, keys, server_factory):
     assert r.status_code == 401
 
 
-# Reply headers that only the browser itself reads: no script needs them exposed.
+# Reply headers that only the browser itself or a proxy reads (X-Accel-Buffering: SSE streams
+# unbuffered through nginx): no script needs them exposed.
 _BROWSER_ONLY = {"access-control-allow-headers", "access-control-allow-methods", "access-control-allow-origin",
                  "access-control-expose-headers", "access-control-max-age", "vary", "allow", "accept-encoding",
                  "cache-control", "content-security-policy", "referrer-policy", "x-content-type-options",
-                 "x-frame-options", "x-test-client-subject"}
+                 "x-frame-options", "x-test-client-subject", "x-accel-buffering"}
 
 
 def test_cors_exposes_every_reply_header(repo, keys, server_factory):

@@ -4,9 +4,12 @@
  * leaves while its request is being answered. With --tls-cert the same connection speaks TLS
  * (OpenSSL on the socket, non-blocking, on the same events): see "TLS" below. */
 #include <errno.h>
+#include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <sys/uio.h>
@@ -54,6 +57,7 @@ struct http_conn {
   int64_t body_start_ns;
   uint64_t body_got;
   bool keep_alive;
+  bool http10;       /* the request being answered said HTTP/1.0: a stream cannot be chunked */
   bool closing;      /* close once the output is written */
   bool output_full;  /* pipelined requests wait until the client takes its replies */
   /* process_input is running: a reply given synchronously does not parse the next request
@@ -302,6 +306,7 @@ static bool start_request(http_conn *conn, const char *head, size_t len) {
     return false;
   }
   conn->keep_alive = f.keep_alive;
+  conn->http10 = h.minor == 0;
   conn->body_start_ns = monotime_ns();
   conn->body_got = 0;
   if (f.kind == HTTP_BODY_CHUNKED) {
@@ -719,40 +724,42 @@ void http_conn_accept(http_loop *l, evutil_socket_t fd, bool tls) {
   start_reading(conn);
 }
 
-void http_conn_send_reply(http_call *c) {
-  http_conn *conn = c->conn;
-  if (conn == NULL) { /* the client left while its request was answered */
-    free_detached(c);
-    return;
-  }
-  struct evbuffer *out = conn->out;
-  size_t body_len = c->body ? evbuffer_get_length(c->body) : 0;
-  bool close = c->close_after || !conn->keep_alive;
+/* The status line and headers of c's reply: Content-Length when content_length >= 0, else
+ * chunked or (chunked false: HTTP/1.0, a body up to the close) no framing. */
+static void write_head(struct evbuffer *out, http_call *c, const serve_headers *stage_headers, int status,
+                       const char *content_type, long long content_length, bool chunked, bool close) {
   char date[64];
   time_t now = time(NULL);
   struct tm tm;
   gmtime_r(&now, &tm);
   strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nX-Request-ID: %s\r\n",
-                      c->status, status_http_phrase(c->status), date, c->content_type ? c->content_type : "application/json",
-                      body_len, c->request_id);
+  evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n", status, status_http_phrase(status), date,
+                      content_type ? content_type : "application/json");
+  if (content_length >= 0)
+    evbuffer_add_printf(out, "Content-Length: %lld\r\n", content_length);
+  else if (chunked)
+    evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+  evbuffer_add_printf(out, "X-Request-ID: %s\r\n", c->request_id);
   if (c->header_len >= 0) evbuffer_add_printf(out, "Inference-Header-Content-Length: %lld\r\n", c->header_len);
   for (int i = 0; i < c->n_reply_headers; i++)
     evbuffer_add_printf(out, "%s: %s\r\n", c->reply_headers[i].name, c->reply_headers[i].value);
   /* the stages' headers (RateLimit on every limited answer) copied, not formatted: a printf per
    * header cost ~1,000 instructions, more than the limiter that made it */
-  for (int i = 0; i < c->stage_headers.n; i++) {
-    char line[sizeof c->stage_headers.h[0].name + sizeof c->stage_headers.h[0].value + 4];
-    size_t nl = strlen(c->stage_headers.h[i].name), vl = strlen(c->stage_headers.h[i].value);
-    memcpy(line, c->stage_headers.h[i].name, nl);
+  for (int i = 0; i < stage_headers->n; i++) {
+    char line[sizeof stage_headers->h[0].name + sizeof stage_headers->h[0].value + 4];
+    size_t nl = strlen(stage_headers->h[i].name), vl = strlen(stage_headers->h[i].value);
+    memcpy(line, stage_headers->h[i].name, nl);
     memcpy(line + nl, ": ", 2);
-    memcpy(line + nl + 2, c->stage_headers.h[i].value, vl);
+    memcpy(line + nl + 2, stage_headers->h[i].value, vl);
     memcpy(line + nl + 2 + vl, "\r\n", 2);
     evbuffer_add(out, line, nl + vl + 4);
   }
   if (close) evbuffer_add_printf(out, "Connection: close\r\n");
   evbuffer_add(out, "\r\n", 2);
-  if (body_len && strcmp(c->method, "HEAD") != 0) evbuffer_add_buffer(out, c->body);
+}
+
+/* c's reply is in conn->out: free c, then close, or go on to the next request. */
+static void reply_done(http_conn *conn, http_call *c, bool close) {
   conn->call = NULL;
   http_call_free(c);
   if (close) {
@@ -774,6 +781,224 @@ void http_conn_send_reply(http_call *c) {
   if (evbuffer_get_length(conn->in) == 0)
     set_timer(conn, TIMER_IDLE);
   process_input(conn); /* a pipelined request may be waiting already */
+}
+
+void http_conn_send_reply(http_call *c) {
+  http_conn *conn = c->conn;
+  if (conn == NULL) { /* the client left while its request was answered */
+    free_detached(c);
+    return;
+  }
+  size_t body_len = c->body ? evbuffer_get_length(c->body) : 0;
+  bool close = c->close_after || !conn->keep_alive;
+  write_head(conn->out, c, &c->stage_headers, c->status, c->content_type, (long long)body_len, false, close);
+  if (body_len && strcmp(c->method, "HEAD") != 0) evbuffer_add_buffer(conn->out, c->body);
+  reply_done(conn, c, close);
+}
+
+/* ---- Streaming replies (server.h) ------------------------------------------------------------
+ * The producer (any thread) appends to `pending` under the stream's lock and activates the
+ * stream's event on the call's loop, once per batch of pushes; the loop moves what is pending
+ * into the connection as one chunk, so the wire never sees a producer thread. The end is the
+ * same hand-off with `ended` set: the loop writes the last chunk and the access log, and frees
+ * the stream and the call. The connection itself knows nothing of the stream: its call stays
+ * ANSWERING until the end, which is what keeps pipelined requests waiting, and a client that
+ * leaves meanwhile is seen through the call (client_gone set, call->conn NULL) as for any
+ * deferred reply. */
+struct http_stream {
+  http_call *call;
+  struct event *wake; /* on the call's loop */
+  pthread_mutex_t mu;
+  /* under mu: */
+  struct evbuffer *pending; /* body bytes pushed, not yet handed to the connection */
+  bool queued;              /* the wake event is active: further pushes need no other */
+  bool overflow;            /* pending passed max_buffered: the loop cuts the client off */
+  bool ended;
+  int log_status;
+  uint64_t bytes_out;
+  uint64_t written; /* loop thread: body bytes handed to the connection */
+  /* fixed at the start: */
+  size_t max_buffered;
+  int status;
+  const char *content_type;
+  serve_headers stage_headers; /* a copy: the completion stages may write the call's meanwhile */
+  const char *heartbeat;
+  /* loop thread only: */
+  struct evbuffer *take;
+  struct event *beat; /* the heartbeat's timer, re-armed whenever the stream writes */
+  bool head_sent, chunked, close, head_only;
+};
+
+/* Loop thread: one chunk of body bytes onto the connection: data's, or else text[0..text_len). */
+static void stream_write(http_stream *s, http_conn *conn, struct evbuffer *data, const char *text, size_t text_len) {
+  size_t n = data ? evbuffer_get_length(data) : text_len;
+  if (n == 0 || s->head_only) return;
+  if (s->chunked) evbuffer_add_printf(conn->out, "%zx\r\n", n);
+  if (data)
+    evbuffer_add_buffer(conn->out, data);
+  else
+    evbuffer_add(conn->out, text, n);
+  if (s->chunked) evbuffer_add(conn->out, "\r\n", 2);
+}
+
+/* What the client has not taken: the connection's buffer, and once the stream has written more
+ * than the bound (so short streams never pay the system call) what the kernel still holds
+ * unacknowledged (SIOCOUTQ): a client that stops reading fills the socket's buffers first, and
+ * those can hold megabytes on loopback. */
+static bool stream_over_bound(http_stream *s, http_conn *conn) {
+  size_t n = evbuffer_get_length(conn->out);
+  if (n > s->max_buffered) return true;
+  if (s->written <= s->max_buffered) return false;
+  int q = 0;
+  if (ioctl(conn->fd, SIOCOUTQ, &q) == 0 && q > 0) n += (size_t)q;
+  return n > s->max_buffered;
+}
+
+static void arm_beat(http_stream *s) {
+  if (s->beat == NULL) return;
+  int ms = s->call->srv->opts.stream_heartbeat_ms > 0 ? s->call->srv->opts.stream_heartbeat_ms : 15000;
+  struct timeval tv = {ms / 1000, ms % 1000 * 1000};
+  event_add(s->beat, &tv);
+}
+
+static void on_stream_beat(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  http_stream *s = arg;
+  http_conn *conn = s->call->conn;
+  if (conn == NULL || !s->head_sent) return;
+  stream_write(s, conn, NULL, s->heartbeat, strlen(s->heartbeat));
+  if (flush_output(conn)) arm_beat(s);
+}
+
+/* Loop thread: the client reads too slowly (or the loop fell behind the producer) for the
+ * bound; close the connection without the final chunk. conn_free sets client_gone. */
+static void stream_cut(http_conn *conn) {
+  conn->tls_broken = true; /* no close_notify: it would look like an orderly end of the body */
+  conn_free(conn);
+}
+
+static void stream_finish(http_stream *s) {
+  http_call *c = s->call;
+  http_conn *conn = c->conn;
+  http_call_log_reply(c, s->log_status ? s->log_status : s->status, (size_t)s->bytes_out);
+  http_server *srv = c->srv;
+  bool close = s->close, last_chunk = s->chunked && !s->head_only;
+  event_free(s->wake);
+  if (s->beat) event_free(s->beat);
+  evbuffer_free(s->pending);
+  evbuffer_free(s->take);
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+  if (conn == NULL)
+    free_detached(c);
+  else {
+    if (last_chunk) evbuffer_add(conn->out, "0\r\n\r\n", 5);
+    reply_done(conn, c, close);
+  }
+  atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+static void on_stream_wake(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  http_stream *s = arg;
+  pthread_mutex_lock(&s->mu);
+  evbuffer_add_buffer(s->take, s->pending);
+  bool ended = s->ended, overflow = s->overflow;
+  s->queued = false;
+  pthread_mutex_unlock(&s->mu);
+  http_call *c = s->call;
+  http_conn *conn = c->conn;
+  size_t n = evbuffer_get_length(s->take);
+  if (conn && overflow) {
+    stream_cut(conn);
+    conn = NULL;
+  }
+  if (conn) {
+    if (!s->head_sent) {
+      s->head_sent = true;
+      s->close = c->close_after || !conn->keep_alive || conn->http10 || atomic_load(&c->app->draining);
+      s->chunked = !conn->http10;
+      s->head_only = strcmp(c->method, "HEAD") == 0;
+      write_head(conn->out, c, &s->stage_headers, s->status, s->content_type, -1, s->chunked, s->close);
+    }
+    if (n > 0) stream_write(s, conn, s->take, NULL, 0);
+    s->written += n;
+    if (!ended) {
+      arm_beat(s); /* counted from the last write */
+      if (stream_over_bound(s, conn)) {
+        stream_cut(conn);
+      } else {
+        flush_output(conn); /* (frees conn if the socket broke: the call is detached then) */
+      }
+    }
+  }
+  evbuffer_drain(s->take, evbuffer_get_length(s->take));
+  if (ended) stream_finish(s);
+}
+
+http_stream *http_stream_start(http_call *c, size_t max_buffered, const char *heartbeat) {
+  http_stream *s = calloc(1, sizeof *s);
+  if (s == NULL) return NULL;
+  s->call = c;
+  s->max_buffered = max_buffered                          ? max_buffered
+                     : c->srv->opts.stream_max_buffered ? c->srv->opts.stream_max_buffered
+                                                        : HTTP_STREAM_MAX_BUFFERED_DEFAULT;
+  s->status = c->status;
+  s->content_type = c->content_type ? c->content_type : "application/json";
+  s->stage_headers = c->stage_headers;
+  s->heartbeat = heartbeat && *heartbeat ? heartbeat : NULL;
+  s->pending = evbuffer_new();
+  s->take = evbuffer_new();
+  s->wake = event_new(c->loop->base, -1, 0, on_stream_wake, s);
+  if (s->heartbeat) s->beat = evtimer_new(c->loop->base, on_stream_beat, s);
+  if (!s->pending || !s->take || !s->wake || (s->heartbeat && !s->beat)) {
+    if (s->pending) evbuffer_free(s->pending);
+    if (s->take) evbuffer_free(s->take);
+    if (s->wake) event_free(s->wake);
+    if (s->beat) event_free(s->beat);
+    free(s);
+    return NULL;
+  }
+  pthread_mutex_init(&s->mu, NULL);
+  /* the head goes out at once: a client learns the request was taken before the first token */
+  pthread_mutex_lock(&s->mu);
+  s->queued = true;
+  event_active(s->wake, EV_READ, 0);
+  pthread_mutex_unlock(&s->mu);
+  return s;
+}
+
+bool http_stream_client_gone(const http_stream *s) { return atomic_load(&s->call->client_gone); }
+
+bool http_stream_push(http_stream *s, const void *data, size_t len) {
+  if (atomic_load(&s->call->client_gone)) return false;
+  pthread_mutex_lock(&s->mu);
+  bool ok = !s->overflow;
+  if (ok && evbuffer_get_length(s->pending) + len > s->max_buffered) s->overflow = ok = false;
+  if (ok) {
+    evbuffer_add(s->pending, data, len);
+    s->bytes_out += len;
+  }
+  /* activated under the lock: the loop frees the event only after taking it (stream_finish) */
+  if (!s->queued) {
+    s->queued = true;
+    event_active(s->wake, EV_READ, 0);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return ok;
+}
+
+void http_stream_end(http_stream *s, int log_status) {
+  pthread_mutex_lock(&s->mu);
+  s->ended = true;
+  s->log_status = log_status;
+  if (!s->queued) {
+    s->queued = true;
+    event_active(s->wake, EV_READ, 0);
+  }
+  pthread_mutex_unlock(&s->mu); /* s may be freed from here on */
 }
 
 void http_conn_drop_call(http_call *c) {

@@ -67,6 +67,25 @@ static const route_doc docs[] = {
     {ROUTE_GET, "/v1/models/{model}/traffic/report", "Traffic",
      "Per arm: requests, errors, latency p50/p99, and for classifiers the label distribution and mean score", NULL, NULL,
      "404", NULL, false},
+    {ROUTE_POST, "/v1/chat/completions", "OpenAI",
+     "OpenAI's chat completions on a generative model (docs/generate.md); \"stream\": true answers text/event-stream "
+     "chat.completion.chunk events ending in data: [DONE]",
+     "ChatCompletionRequest", "ChatCompletion", "400 404 415 429 503", "OpenAIError", false},
+    {ROUTE_POST, "/v1/completions", "OpenAI",
+     "OpenAI's (legacy) completions on a generative model; \"stream\": true answers text/event-stream text_completion events",
+     "CompletionRequest", "Completion", "400 404 415 429 503", "OpenAIError", false},
+    {ROUTE_POST, "/v1/embeddings", "OpenAI",
+     "OpenAI's embeddings from a sentence encoder (mean of last_hidden_state over the attention mask, L2-normalised)",
+     "EmbeddingRequest", "EmbeddingList", "400 404 415 429 503", "OpenAIError", false},
+    {ROUTE_POST, "/v2/models/{model}/generate", "Generate extension", "Triton's generate: text_input and parameters in, text_output out",
+     "GenerateRequest", "GenerateResponse", "400 404 415 429 503", NULL, false},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/generate", "Generate extension", "Triton's generate on one version",
+     "GenerateRequest", "GenerateResponse", "400 404 415 429 503", NULL, false},
+    {ROUTE_POST, "/v2/models/{model}/generate_stream", "Generate extension",
+     "Triton's generate_stream: the same request, answered as text/event-stream, one data event per piece of text",
+     "GenerateRequest", "GenerateResponse", "400 404 415 429 503", NULL, false},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/generate_stream", "Generate extension",
+     "Triton's generate_stream on one version", "GenerateRequest", "GenerateResponse", "400 404 415 429 503", NULL, false},
     {ROUTE_POST, "/invocations", "MLflow", "MLflow's scoring protocol on the default model (--default-model)",
      "MLflowRequest", "MLflowResponse", "400 404 413 415 503", "MLflowError", false},
     {ROUTE_GET, "/ping", "MLflow", "MLflow's health check: 200 once every model is loaded", NULL, NULL, "503", NULL, false},
@@ -189,6 +208,54 @@ static json_t *generic_schemas(void) {
   json_object_set_new(s, "V2InferResponse", json_pack("{ss s{s{ss} s{ss} s{ss}}}", "type", "object", "properties",
                                                       "model_name", "type", "string", "model_version", "type", "string",
                                                       "outputs", "type", "array"));
+  /* the OpenAI and generate routes (openai.c; docs/generate.md has every field) */
+  json_object_set_new(s, "OpenAIError",
+                      json_pack("{ss ss s{s{ss s{s{ss} s{ss} s{s[ss]} s{s[ss]}} s[ss]}} s[s]}", "type", "object", "description",
+                                "OpenAI's error shape, which its SDKs read", "properties", "error", "type", "object",
+                                "properties", "message", "type", "string", "type", "type", "string", "param", "type",
+                                "string", "null", "code", "type", "string", "null", "required", "message", "type",
+                                "required", "error"));
+  json_t *sampling = json_pack(
+      "{s{ss} s{ss} s{ss} s{ss} s{ss} s{ss} s{ss} s{ss} s{ss} s{}}", "temperature", "type", "number", "top_p", "type",
+      "number", "top_k", "type", "integer", "seed", "type", "integer", "max_tokens", "type", "integer",
+      "max_completion_tokens", "type", "integer", "presence_penalty", "type", "number", "frequency_penalty", "type",
+      "number", "n", "type", "integer", "stop");
+  json_t *chat = json_deep_copy(sampling), *cmpl = json_deep_copy(sampling);
+  json_object_set_new(chat, "model", json_pack("{ss}", "type", "string"));
+  json_object_set_new(chat, "messages", json_pack("{ss s{ss s{s{ss} s{}}}}", "type", "array", "items", "type", "object",
+                                                  "properties", "role", "type", "string", "content"));
+  json_object_set_new(chat, "stream", json_pack("{ss}", "type", "boolean"));
+  json_object_set_new(chat, "stream_options", json_pack("{ss s{s{ss}}}", "type", "object", "properties", "include_usage", "type", "boolean"));
+  json_object_set_new(chat, "logprobs", json_pack("{ss}", "type", "boolean"));
+  json_object_set_new(chat, "top_logprobs", json_pack("{ss}", "type", "integer"));
+  json_object_set_new(cmpl, "model", json_pack("{ss}", "type", "string"));
+  json_object_set_new(cmpl, "prompt", json_object());
+  json_object_set_new(cmpl, "stream", json_pack("{ss}", "type", "boolean"));
+  json_object_set_new(cmpl, "stream_options", json_pack("{ss s{s{ss}}}", "type", "object", "properties", "include_usage", "type", "boolean"));
+  json_object_set_new(cmpl, "logprobs", json_pack("{ss}", "type", "integer"));
+  json_object_set_new(s, "ChatCompletionRequest", json_pack("{ss so s[ss]}", "type", "object", "properties", chat, "required", "model", "messages"));
+  json_object_set_new(s, "CompletionRequest", json_pack("{ss so s[ss]}", "type", "object", "properties", cmpl, "required", "model", "prompt"));
+  json_t *usage = json_pack("{ss s{s{ss} s{ss} s{ss}}}", "type", "object", "properties", "prompt_tokens", "type", "integer",
+                            "completion_tokens", "type", "integer", "total_tokens", "type", "integer");
+  json_object_set_new(s, "ChatCompletion", json_pack("{ss s{s{ss} s{ss} s{ss} s{ss} s{ss} sO}}", "type", "object", "properties", "id",
+                                                     "type", "string", "object", "type", "string", "created", "type", "integer",
+                                                     "model", "type", "string", "choices", "type", "array", "usage", usage));
+  json_object_set_new(s, "Completion", json_pack("{ss s{s{ss} s{ss} s{ss} s{ss} s{ss} sO}}", "type", "object", "properties", "id",
+                                                 "type", "string", "object", "type", "string", "created", "type", "integer",
+                                                 "model", "type", "string", "choices", "type", "array", "usage", usage));
+  json_object_set_new(s, "EmbeddingRequest",
+                      json_pack("{ss s{s{ss} s{} s{ss s[ss]} s{ss}} s[ss]}", "type", "object", "properties", "model", "type",
+                                "string", "input", "encoding_format", "type", "string", "enum", "float", "base64", "dimensions",
+                                "type", "integer", "required", "model", "input"));
+  json_object_set_new(s, "EmbeddingList", json_pack("{ss s{s{ss} s{ss} s{ss} so}}", "type", "object", "properties", "object", "type",
+                                                    "string", "data", "type", "array", "model", "type", "string", "usage", usage));
+  json_object_set_new(s, "GenerateRequest",
+                      json_pack("{ss s{s{ss} s{ss so}} s[s]}", "type", "object", "properties", "text_input", "type", "string",
+                                "parameters", "type", "object", "properties", sampling, "required", "text_input"));
+  json_object_set_new(s, "GenerateResponse",
+                      json_pack("{ss s{s{ss} s{ss} s{ss} s{ss}}}", "type", "object", "properties", "model_name", "type", "string",
+                                "model_version", "type", "string", "text_output", "type", "string", "finish_reason", "type",
+                                "string"));
   return s;
 }
 
@@ -211,6 +278,7 @@ static const char *status_text(int code) {
     case 415: return "The body is not JSON";
     case 401: return "No credential, or a bad one (WWW-Authenticate says how to authenticate)";
     case 403: return "The credential lacks the scope this needs (x-required-scope)";
+    case 429: return "Over the caller's rate or token quota (Retry-After)";
     case 503: return "The model is not ready, or the server is draining";
     default: return "Error";
   }
@@ -262,7 +330,8 @@ static json_t *operation(const route *r, const route_doc *d, const char *method)
     char key[8];
     snprintf(key, sizeof key, "%d", code);
     json_object_set_new(responses, key, json_pack("{ss so}", "description", status_text(code), "content",
-                                                  json_content(ref(d->error_schema && code != 404 && code != 503 && code != 415
+                                                  json_content(ref(d->error_schema && ((code != 404 && code != 503 && code != 415) ||
+                                                                                        strcmp(d->error_schema, "OpenAIError") == 0)
                                                                        ? d->error_schema
                                                                        : strcmp(d->pattern, "/invocations") == 0 ? "MLflowError"
                                                                                                                  : "Error"))));
@@ -358,13 +427,13 @@ static json_t *openapi_document(const app *a) {
       "{s{ss ss ss ss} s{ss ss ss}}", "apiKey", "type", "apiKey", "in", "header", "name", "X-API-Key", "description",
       "An API key made by `inferd keys create` (also accepted as Authorization: Bearer <key>)", "bearer", "type", "http",
       "scheme", "bearer", "description", "Authorization: Bearer <API key or JWT>");
-  return json_pack("{ss s{ss ss ss} s[{ss}{ss}{ss}{ss}{ss}] so s{so so} s[{s[]}{s[]}]}", "openapi", "3.1.0", "info", "title", "inferd",
+  return json_pack("{ss s{ss ss ss} s[{ss}{ss}{ss}{ss}{ss}{ss}{ss}] so s{so so} s[{s[]}{s[]}]}", "openapi", "3.1.0", "info", "title", "inferd",
                    "version", INFERD_VERSION, "description",
                    "Model inference server: named-feature predictions (/v1), TF Serving and MLflow compatible routes, "
                    "and the Open Inference Protocol (/v2). Generated from the server's route table and each loaded "
                    "model's feature schema.",
                    "tags", "name", "Models", "name", "Application API", "name", "TensorFlow Serving", "name", "MLflow",
-                   "name", "Open Inference Protocol", "paths", paths, "components", "schemas", schemas,
+                   "name", "Open Inference Protocol", "name", "OpenAI", "name", "Generate extension", "paths", paths, "components", "schemas", schemas,
                    "securitySchemes", schemes, "security", "apiKey", "bearer");
 }
 

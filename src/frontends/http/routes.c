@@ -29,6 +29,11 @@ static const route routes[] = {
     {ROUTE_GET, "/v2/models/{model}/versions/{version}/ready", v2_model_ready, SCOPE_READ},
     {ROUTE_POST, "/v2/models/{model}/infer", v2_model_infer, SCOPE_INFER},
     {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", v2_model_infer, SCOPE_INFER},
+    /* Triton's generate extension (openai.c) */
+    {ROUTE_POST, "/v2/models/{model}/generate", triton_generate, SCOPE_INFER},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/generate", triton_generate, SCOPE_INFER},
+    {ROUTE_POST, "/v2/models/{model}/generate_stream", triton_generate, SCOPE_INFER},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/generate_stream", triton_generate, SCOPE_INFER},
     /* the model repository extension (repository_api.c): admin routes */
     {ROUTE_POST, "/v2/repository/index", repository_index, SCOPE_ADMIN},
     {ROUTE_POST, "/v2/repository/models/{model}/load", repository_model_load, SCOPE_ADMIN},
@@ -55,6 +60,11 @@ static const route routes[] = {
     {ROUTE_POST, "/v1/models/{model}/traffic/resume", traffic_api_resume, SCOPE_ADMIN},
     {ROUTE_GET, "/v1/models/{model}/traffic/history", traffic_api_history, SCOPE_READ},
     {ROUTE_GET, "/v1/models/{model}/traffic/report", traffic_api_report, SCOPE_READ},
+    /* OpenAI's API (openai.c): the model is named in the body, so infer:<model> is checked by
+     * the admit stage; the model list is GET /v1/models above, which carries OpenAI's fields */
+    {ROUTE_POST, "/v1/chat/completions", openai_chat_completions, SCOPE_INFER},
+    {ROUTE_POST, "/v1/completions", openai_completions, SCOPE_INFER},
+    {ROUTE_POST, "/v1/embeddings", openai_embeddings, SCOPE_INFER},
     {ROUTE_POST, "/invocations", mlflow_invocations, SCOPE_INFER},
     {ROUTE_GET, "/ping", mlflow_ping, SCOPE_OPEN},
     /* the API's own documentation (openapi.c, docs_ui.c) */

@@ -37,6 +37,11 @@ void traffic_api_pause(void *call, const route_params *p);
 void traffic_api_resume(void *call, const route_params *p);
 void traffic_api_history(void *call, const route_params *p);
 void traffic_api_report(void *call, const route_params *p);
+/* OpenAI's API and Triton's generate extension (openai.c) */
+void openai_chat_completions(void *call, const route_params *p);
+void openai_completions(void *call, const route_params *p);
+void openai_embeddings(void *call, const route_params *p);
+void triton_generate(void *call, const route_params *p);
 void openapi_json(void *call, const route_params *p);
 void docs_swagger_ui(void *call, const route_params *p);
 void docs_redoc(void *call, const route_params *p);

@@ -149,9 +149,9 @@ static inferd_status decode_request_body(http_call *c) {
   return status_ok();
 }
 
-/* Sends a reply already encoded, on the loop thread. */
-static void send_reply(http_call *c) {
-  if (atomic_load(&c->app->draining)) c->close_after = true;
+/* The access log line and the reply metrics of a call being answered; loop thread. Plain
+ * replies and streams (conn.c, at their end) both come here. */
+void http_call_log_reply(http_call *c, int status, size_t bytes_out) {
   int64_t now = monotime_ns();
   access_record r = {
       .request_id = c->request_id,
@@ -161,20 +161,29 @@ static void send_reply(http_call *c) {
       .model = c->model[0] ? c->model : NULL,
       .version = c->version[0] ? c->version : NULL,
       .principal = c->principal ? c->principal->name : NULL,
-      .status = c->status,
+      .status = status,
       .latency_us = (now - c->start_ns) / 1000,
       .bytes_in = c->bytes_in,
-      .bytes_out = c->body ? evbuffer_get_length(c->body) : 0,
+      .bytes_out = bytes_out,
       .arm = c->record.arm,
       .timed = c->record.done_ns != 0,
       .queue_us = c->record.queue_ns / 1000,
       .compute_us = c->record.compute_ns / 1000,
+      .has_usage = c->has_usage,
+      .prompt_tokens = c->prompt_tokens,
+      .completion_tokens = c->completion_tokens,
   };
-  metrics_observe_reply(c->app->metrics, SERVE_PROTOCOL_HTTP, &c->record, c->status, c->start_ns, now, r.bytes_in,
+  metrics_observe_reply(c->app->metrics, SERVE_PROTOCOL_HTTP, &c->record, status, c->start_ns, now, r.bytes_in,
                         r.bytes_out);
   char line[LOG_ACCESS_LINE_MAX];
   evbuffer_add(c->loop->access_log, line, log_access_format(&r, line, sizeof line));
   if (evbuffer_get_length(c->loop->access_log) > LOG_ACCESS_FLUSH_BYTES) flush_access_log(c->loop);
+}
+
+/* Sends a reply already encoded, on the loop thread. */
+static void send_reply(http_call *c) {
+  if (atomic_load(&c->app->draining)) c->close_after = true;
+  http_call_log_reply(c, c->status, c->body ? evbuffer_get_length(c->body) : 0);
   http_server *srv = c->srv;
   http_conn_send_reply(c); /* frees c */
   atomic_fetch_sub(&srv->in_flight, 1);

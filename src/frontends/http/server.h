@@ -42,6 +42,11 @@ typedef struct http_options {
   /* Serve this one path alone (404 for any other), with the same authentication and TLS: the
    * --metrics-port listener is a second server with "/metrics" here. NULL: every route. */
   const char *only_path;
+  /* a streaming reply that has sent nothing for this long sends a heartbeat (an SSE comment):
+   * proxies and clients with read timeouts keep the connection; 0: 15000 */
+  int stream_heartbeat_ms;
+  /* a stream's bound (max_buffered 0 in http_stream_start); 0: HTTP_STREAM_MAX_BUFFERED_DEFAULT */
+  size_t stream_max_buffered;
 } http_options;
 
 /* One request being answered. Handlers run on the loop thread; a deferred reply may be
@@ -87,6 +92,10 @@ typedef struct http_call {
   serve_headers stage_headers; /* the pipeline stages' (serve_request.reply_headers), sent too */
   serve_record record;         /* what the completion tells the access log and metrics (serve_request.record) */
   bool close_after; /* answer with Connection: close and close */
+  /* Generated tokens, for the access log (the generation routes set them; a stream's producer
+   * may set them until http_stream_end); has_usage false: the line has no token fields. */
+  bool has_usage;
+  int64_t prompt_tokens, completion_tokens;
   /* Set on the loop thread when the client leaves before its answer; the scheduler reads it
    * to drop a request still queued. Lives as long as the call. */
   _Atomic bool client_gone;
@@ -124,6 +133,44 @@ const char *http_call_body(http_call *c, size_t *len);
 const char *http_call_header(http_call *c, const char *name);
 /* Adds a header to the reply (copied). */
 void http_call_add_reply_header(http_call *c, const char *name, const char *value);
+/* ---- Streaming replies (conn.c) ----------------------------------------------------------
+ * A reply whose body is pushed piece by piece (SSE token streams): started with the status,
+ * content type and reply headers the call has, then pushed from any thread, in order, then
+ * ended. On HTTP/1.1 the body goes out with Transfer-Encoding: chunked and the connection stays
+ * open for the next request; on HTTP/1.0 without a length, and the connection closes at the end.
+ * Pipelined requests behind a stream wait for its end. The access log line (and the reply
+ * metrics) are written at the end, with the stream's byte total and the call's usage.
+ *
+ * Backpressure: at most max_buffered bytes (the pushes not yet written plus what the socket
+ * has not taken) are held per stream. A client that reads slower than the stream is produced
+ * is cut off when it passes that bound: the connection is closed without the final chunk (so
+ * the client sees the body as incomplete, not as a short success), the call's client_gone is
+ * set (a generation stops at its next step) and later pushes are dropped. A stream never
+ * blocks its producer: a decode loop serving many sequences must not wait for one socket.
+ *
+ * The client going away (the connection closing or breaking) sets client_gone at once, on the
+ * loop thread; pushes after that are dropped and return false, and http_stream_end still has to
+ * be called (it writes the access log and frees the call). */
+typedef struct http_stream http_stream;
+#define HTTP_STREAM_MAX_BUFFERED_DEFAULT (1024 * 1024)
+
+/* Starts c's reply as a stream with c->status, c->content_type (NULL: application/json),
+ * c's reply headers and the stages' headers as they are now (copied: completion stages may
+ * still add to the call's; they are not sent). Any thread; from here the call is the stream's
+ * (do not reply to it otherwise). max_buffered 0: --stream-max-buffered-bytes. heartbeat (NULL: none; e.g.
+ * ": keep-alive\n\n" for SSE) is sent whenever the stream has sent nothing for
+ * --stream-heartbeat-ms. NULL when out of memory: the call is still the caller's to answer. */
+http_stream *http_stream_start(http_call *c, size_t max_buffered, const char *heartbeat);
+/* Appends len bytes to the body; any thread; pushes from one thread go out in their order. False
+ * (and the bytes dropped) once the client has gone or was cut off. */
+bool http_stream_push(http_stream *s, const void *data, size_t len);
+/* Whether the client has gone (or was cut off): a producer may stop early. */
+bool http_stream_client_gone(const http_stream *s);
+/* Ends the body (the final chunk), writes the access log line and frees the stream and its call;
+ * any thread, once. log_status: the status the access log and metrics record (an error that
+ * ended a stream already answered 200 is logged as such); 0: the status sent. */
+void http_stream_end(http_stream *s, int log_status);
+
 /* Fills what every HTTP serve_request shares: arrival, the client-gone flag, the headers as
  * its metadata, the reply headers' storage. */
 void http_call_serve_init(http_call *c, serve_request *sr);

@@ -63,6 +63,9 @@ void http_conn_close_all(http_loop *l);
 /* server.c: a complete request was read; c->status != 200 means the wire layer already
  * found it wrong (the body is set) and it is only to be answered. */
 void http_server_handle(http_call *c);
+/* server.c: the access log line and reply metrics of c, answered with status and bytes_out body
+ * bytes; loop thread (plain replies, and streams at their end). */
+void http_call_log_reply(http_call *c, int status, size_t bytes_out);
 /* server.c: frees a call. */
 void http_call_free(http_call *c);
 

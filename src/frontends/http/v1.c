@@ -57,11 +57,20 @@ static const char *model_description(const repo_model *m, const model_version *m
   return m->def ? m->def->config->description : NULL;
 }
 
+/* OpenAI's Model object ({id, object: "model", created, owned_by}): GET /v1/models is also the
+ * list OpenAI's SDKs read (models.list() takes "data"), GET /v1/models/{m} their
+ * models.retrieve(); the catalogue's own fields stay beside them (docs/generate.md). */
+static void openai_model_fields(json_t *o, const model_version *def) {
+  json_object_set_new(o, "object", json_string("model"));
+  json_object_set_new(o, "created", json_integer(def ? (json_int_t)def->loaded_at : 0));
+  json_object_set_new(o, "owned_by", json_string("inferd"));
+}
+
 void v1_models_list(void *call, const route_params *p) {
   (void)p;
   http_call *c = call;
   SNAPSHOT_REF repo_snapshot *repo = repo_snapshot_acquire(c->app->repo);
-  json_t *models = json_array();
+  json_t *models = json_array(), *data = json_array();
   for (size_t i = 0; i < repo->n_models; i++) {
     const repo_model *m = repo_snapshot_model(repo, i);
     const model_version *def = ready_default(m);
@@ -74,8 +83,11 @@ void v1_models_list(void *call, const route_params *p) {
     json_object_set_new(o, "task", f ? json_string(f->task == TASK_REGRESSION ? "regression" : "classification") : json_null());
     json_object_set_new(o, "predict", f ? json_true() : json_false());
     json_array_append_new(models, o);
+    json_t *d = json_pack("{ss}", "id", m->name);
+    openai_model_fields(d, def);
+    json_array_append_new(data, d);
   }
-  http_call_reply_json(c, 200, json_pack("{so}", "models", models));
+  http_call_reply_json(c, 200, json_pack("{so ss so}", "models", models, "object", "list", "data", data));
 }
 
 static json_t *tensor_specs_json(const tensor_spec *specs, size_t n) {
@@ -123,6 +135,7 @@ void v1_model_get(void *call, const route_params *p) {
                           "default_version", def ? json_string(def->version_str) : json_null(), "backend",
                           m->def ? m->def->config->backend : "onnxruntime", "versions", versions);
   const features *f = ready ? application_features(shown) : NULL;
+  openai_model_fields(doc, def);
   json_object_set_new(doc, "schema_version", ready ? json_string(shown->version_str) : json_null());
   if (f) {
     json_object_set_new(doc, "task", json_string(f->task == TASK_REGRESSION ? "regression" : "classification"));
