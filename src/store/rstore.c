@@ -91,7 +91,7 @@ static void link_changed(rstore *rs) {
     pthread_mutex_lock(&rs->mu);
     pthread_cond_broadcast(&rs->ready_cv);
     pthread_mutex_unlock(&rs->mu);
-  } else if (!atomic_exchange(&rs->link_logged_down, true)) {
+  } else if (!atomic_load(&rs->stopping) && !atomic_exchange(&rs->link_logged_down, true)) {
     log_msg(LOG_WARN, NULL, "redis: %s unreachable; on local fallback: %s (predictions go on)", rs->url_text,
             n ? names : "nothing yet");
   }
