@@ -58,7 +58,7 @@ struct rstore {
   int64_t connect_started_ns;
   int attempt;
   int64_t last_ping_ns;
-  unsigned jitter_seed;
+  uint64_t jitter_state; /* xorshift64: the backoff's jitter (no libc rand state shared) */
   rstore_fsm fsm;        /* store thread only */
   atomic_int link;       /* fsm.link, for every thread */
   atomic_bool stopping;
@@ -288,7 +288,12 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg) {
 
 static void schedule_reconnect(rstore *rs) {
   if (rs->reconnect_pending || atomic_load(&rs->stopping)) return;
-  double jitter = (double)rand_r(&rs->jitter_seed) / ((double)RAND_MAX + 1);
+  uint64_t x = rs->jitter_state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  rs->jitter_state = x;
+  double jitter = (double)(x >> 11) / 9007199254740992.0; /* [0, 1) */
   int64_t ms = rstore_backoff_ms(rs->attempt++, jitter);
   struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
   rs->reconnect_pending = true;
@@ -386,7 +391,7 @@ inferd_status rstore_create(const rstore_options *o, rstore **out) {
   rstore_url_redacted(&rs->url, rs->url_text, sizeof rs->url_text);
   rs->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 50;
   rs->fsm.max_timeouts = o->max_timeouts > 0 ? o->max_timeouts : 3;
-  rs->jitter_seed = (unsigned)monotime_ns() ^ (unsigned)getpid();
+  rs->jitter_state = ((uint64_t)monotime_ns() ^ ((uint64_t)getpid() << 32)) | 1;
   pthread_mutex_init(&rs->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
