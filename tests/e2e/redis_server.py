@@ -9,6 +9,7 @@ Reusable by any test module (the scale-out tests use it too):
         url = redis_server.url               # redis://127.0.0.1:PORT/0 for --redis-url
         redis_server.cli("DBSIZE")           # redis-cli against it, output as str
         redis_server.kill()                  # SIGKILL (a crash); .restart() brings it back, same port
+        redis_server.pause() / .resume()     # SIGSTOP / SIGCONT: a Redis that holds connections, answers nothing
 
 With a password: RedisServer(tmpdir, password="s3cret").start(); url is then
 redis://:s3cret@127.0.0.1:PORT/0.
@@ -82,6 +83,7 @@ class RedisServer:
         if self.proc is None:
             return
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused server must be able to act on sig
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=timeout(10))
@@ -113,6 +115,14 @@ class RedisServer:
                         raise
                     time.sleep(0.05)
         return self.start()
+
+    def pause(self):
+        """SIGSTOP: Redis keeps its connections open but answers nothing (a hung or swapping node)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        """SIGCONT after pause()."""
+        self.proc.send_signal(signal.SIGCONT)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

@@ -174,6 +174,32 @@ def test_replica_b_hits_what_replica_a_stored(redis_server, replicas):
         {k: v for k, v in rv1.json().items() if k not in volatile}
 
 
+def test_a_damaged_entry_in_redis_is_a_miss(redis_server, replicas):
+    """What Redis holds is read back with every length checked: a value that is not ours (cut
+    short, or junk) is a miss that runs the model, never a crash or a wrong answer."""
+    a, b = replicas(redis_server.url)
+    bodies = [v2_body(x=20.5 + i) for i in range(3)]
+    want = []
+    for i, body in enumerate(bodies):
+        r = a.session.post(a.url("/v2/models/churnc/infer"), json=body, timeout=T)
+        assert r.status_code == 200 and r.headers.get("X-Cache") == "miss"
+        want.append(r.json()["outputs"])
+        wait_until(lambda i=i: metric(a, "inferd_cache_redis_stores_total") == i + 1, T, what="stored")
+    keys = sorted(redis_server.cli("KEYS", "inferd:cache:*").split())
+    assert len(keys) == 3, keys
+    redis_server.cli("SET", keys[0], "IFC1")  # the magic, then nothing
+    redis_server.cli("SET", keys[1], "junk that is not an entry")
+    # a real entry cut short by 3 bytes: every length before the end still reads
+    redis_server.cli("EVAL", "local v = redis.call('GET', KEYS[1]) redis.call('SET', KEYS[1], string.sub(v, 1, #v - 3))",
+                     "1", keys[2])
+    for body, expect in zip(bodies, want):
+        r = b.session.post(b.url("/v2/models/churnc/infer"), json=body, timeout=T)
+        assert r.status_code == 200, r.text
+        assert r.headers.get("X-Cache") == "miss"
+        assert r.json()["outputs"] == expect
+    assert metric(b, "inferd_cache_redis_lookups_total", '{result="hit"}') == 0
+
+
 def test_a_traffic_change_on_a_is_seen_by_b(redis_server, replicas):
     a, b = replicas(redis_server.url)
     pred = {"inputs": [CHURN_RECORD]}
@@ -265,6 +291,33 @@ def test_redis_killed_under_load_then_restarted(redis_server, replicas):
     # the rate limit's keys go to the restarted Redis (a request through each replica)
     a.session.post(a.url("/v2/models/churn/infer"), json=v2_body(), timeout=T)
     assert "inferd:rl:req:" in redis_server.cli("KEYS", "inferd:rl:*")
+
+
+def test_a_hung_redis_costs_requests_a_bounded_wait(redis_server, replicas):
+    """Redis paused (connections open, no answers): each request waits at most the timeout for
+    its rate-limit check and cache lookup, a few timeouts in a row put the link down (then no
+    wait at all), and it comes back when Redis answers again."""
+    (a,) = replicas(redis_server.url, "--rate-limit", "1", "--rate-burst", "100000", "--redis-timeout-ms", "50", n=1)
+    assert redis_health(a)["connected"]
+    redis_server.pause()
+    try:
+        slowest = 0.0
+        for i in range(30):
+            t0 = time.monotonic()
+            r = a.session.post(a.url("/v2/models/churnc/infer"), json=v2_body(x=100.0 + i), timeout=T)
+            slowest = max(slowest, time.monotonic() - t0)
+            assert r.status_code == 200, r.text
+        # 50 ms for the limit + 50 ms for the cache lookup, with room for a loaded machine
+        assert slowest < timeout(1.0), f"a request took {slowest:.2f} s with Redis hung"
+        h = redis_health(a)
+        assert h["connected"] is False and h["features"]["rate_limits"] == "local_fallback", h
+        assert metric(a, "inferd_redis_command_timeouts_total") >= 1
+        assert "got no answer within their timeout" in a.stderr()
+    finally:
+        redis_server.resume()
+    wait_until(lambda: redis_health(a)["connected"] is True, timeout(10), what="reconnected after the pause")
+    r = a.session.post(a.url("/v2/models/churn/infer"), json=v2_body(), timeout=T)
+    assert r.status_code == 200 and "inferd:rl:req:" in redis_server.cli("KEYS", "inferd:rl:*")
 
 
 def test_a_password_is_used_and_never_shown(tmp_path, replicas):
