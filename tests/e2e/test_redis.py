@@ -225,6 +225,25 @@ def test_a_traffic_change_on_a_is_seen_by_b(redis_server, replicas):
                timeout(5), interval=0.05, what="A to apply B's change")
 
 
+def test_traffic_changes_while_redis_is_down_stay_local(redis_server, replicas, tmp_path):
+    a, b = replicas(redis_server.url)
+    redis_server.kill()
+    wait_until(lambda: redis_health(a)["connected"] is False, timeout(5), what="A to see Redis gone")
+    r = a.request("PUT", "/v1/models/churn/traffic", json={"aliases": {"production": 1}})
+    assert r.status_code == 200, r.text  # kept in A's own SQLite store
+    assert a.get("/v1/models/churn/traffic").json()["aliases"] == {"production": "1"}
+    assert redis_health(a)["features"]["traffic"] == "local_fallback"
+    time.sleep(1.5)  # B polls every 0.5 s: it must not have applied anything
+    assert b.get("/v1/models/churn/traffic").json().get("aliases") in (None, {})
+    # Redis back (empty): the next change made on A reaches B
+    redis_server.restart()
+    wait_until(lambda: redis_health(a)["connected"] and redis_health(b)["connected"], timeout(10), what="reconnected")
+    r = a.request("PUT", "/v1/models/churn/traffic", json={"aliases": {"production": 1, "staging": 1}})
+    assert r.status_code == 200, r.text
+    wait_until(lambda: b.get("/v1/models/churn/traffic").json().get("aliases") == {"production": "1", "staging": "1"},
+               timeout(5), interval=0.05, what="B to apply A's change once Redis is back")
+
+
 def test_redis_killed_under_load_then_restarted(redis_server, replicas):
     # a limit nobody reaches here (a bucket of 100000), refilled at 1/s: each request keeps its
     # key in Redis for a second, so the test can see the limit's state move to the new Redis
