@@ -89,10 +89,11 @@ def metric(srv, name, labels=""):
 
 
 def test_two_replicas_share_one_rate_limit(redis_server, replicas):
-    # A burst of a quarter second's units: the bucket never runs over between two takes, so no
-    # unit is lost to the clients' own pace (with a burst of 1, a unit that came while both
-    # clients were busy would be), and the count is the limiter's alone.
-    rate, burst = 40, 10
+    # A burst of a second's units: the bucket never runs over between two takes even when both
+    # clients stall for most of a second (a loaded machine, the sanitizers), so no unit is lost
+    # to the clients' own pace and the count is the limiter's alone. (With a burst of 1, a unit
+    # that came while both clients were busy would be lost.)
+    rate, burst = 40, 40
     a, b = replicas(redis_server.url, "--rate-limit", str(rate), "--rate-burst", str(burst))
     for s in (a, b):
         assert redis_health(s)["features"]["rate_limits"] == "redis"
