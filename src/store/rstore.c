@@ -565,6 +565,9 @@ static void sync_reply(void *arg, const redisReply *reply, const char *why) {
 inferd_status rstore_sync(rstore *rs, int argc, const char *const *argv, const size_t *lens, int timeout_ms,
                           redisReply **out) {
   *out = NULL;
+  /* the store's thread answers the waits: waiting on it from it would only ever time out */
+  if (rs->thread_started && pthread_equal(pthread_self(), rs->thread))
+    return status_make(INFERD_INTERNAL, "a synchronous Redis call from the Redis thread itself");
   if (timeout_ms <= 0) timeout_ms = rs->timeout_ms;
   waiter *w = calloc(1, sizeof *w);
   if (w == NULL) return status_make(INFERD_INTERNAL, "out of memory");
