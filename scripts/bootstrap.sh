@@ -33,6 +33,7 @@ DEB_PACKAGES=(
   libcurl4-openssl-dev python3-protobuf  # OTLP export; the tracing test's decoder
   python3-scipy  # tests/e2e/test_drift.py: the drift statistics computed independently
   prometheus  # tests/e2e/test_metrics.py: a real Prometheus and promtool
+  haproxy redis-server  # tests/e2e/test_scaleout.py, bench/scaleout.sh: replicas behind HAProxy sharing Redis
 )
 
 log() { echo "bootstrap: $*" >&2; }
@@ -108,6 +109,17 @@ install_tokenizer_reference() {
   touch "$stamp"
 }
 
+# The manifest check's schemas (tests/e2e/test_deploy_manifests.py): the Kubernetes API's
+# OpenAPI schemas compiled per kind (kubernetes-models) and a YAML parser, pinned by
+# tests/deploy/package-lock.json into the ignored tests/deploy/node_modules; no install scripts.
+install_deploy_schemas() {
+  local stamp=tests/deploy/node_modules/.inferd-installed
+  [ -f "$stamp" ] && [ "$stamp" -nt tests/deploy/package-lock.json ] && [ "$stamp" -nt tests/deploy/package.json ] && return 0
+  log "installing the Kubernetes manifest check's packages (npm ci in tests/deploy)"
+  (cd tests/deploy && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  touch "$stamp"
+}
+
 install_otlp_protos() {
   [ -f "$OTLP_PROTO_DIR/opentelemetry/proto/collector/trace/v1/trace_service.proto" ] && return 0
   log "fetching the OTLP .proto files from the npm registry ($OTLP_PROTO_NPM_PACKAGE)"
@@ -133,4 +145,5 @@ install_debian_packages
 install_onnxruntime
 install_web_packages
 install_tokenizer_reference
+install_deploy_schemas
 install_otlp_protos
