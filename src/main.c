@@ -33,6 +33,8 @@
 #include "observability/collectors.h"
 #include "observability/metrics.h"
 #include "security/tlsconf.h"
+#include "store/rstore.h"
+#include "traffic/store.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -68,6 +70,9 @@ typedef struct serve_options {
   const char *tls_cert, *tls_key, *tls_client_ca;
   const char *tls_client_auth; /* required | optional; NULL: required when a client CA is given */
   long http_plain_port;        /* -1: none */
+  /* shared state (docs/redis.md) */
+  const char *redis_url; /* NULL: every feature keeps its state in this process */
+  long redis_timeout_ms;
 } serve_options;
 
 static void usage(FILE *f) {
@@ -144,7 +149,11 @@ static void usage(FILE *f) {
           "  --tls-client-auth MODE   required (no valid certificate, no connection) or optional\n"
           "                           (none: accepted without a subject)  INFERD_TLS_CLIENT_AUTH (required)\n"
           "  --http-plain-port N      with TLS, also serve plain HTTP on port N (none by default)\n"
-          "                                                        INFERD_HTTP_PLAIN_PORT\n%s",
+          "                                                        INFERD_HTTP_PLAIN_PORT\n"
+          "shared state across replicas (docs/redis.md): rate limits, the prediction cache's second tier,\n"
+          "traffic policies; each falls back to local state while Redis is unreachable:\n"
+          "  --redis-url URL          redis://[:password@]host[:port][/db]  INFERD_REDIS_URL (none)\n"
+          "  --redis-timeout-ms N     longest wait for one Redis answer  INFERD_REDIS_TIMEOUT_MS (50)\n%s",
           OBS_OPTIONS_USAGE);
 }
 
@@ -200,6 +209,7 @@ static const struct option serve_longopts[] = {
     {"tls-cert", required_argument, 0, 1400},        {"tls-key", required_argument, 0, 1401},
     {"tls-client-ca", required_argument, 0, 1402},   {"tls-client-auth", required_argument, 0, 1403},
     {"http-plain-port", required_argument, 0, 1404},
+    {"redis-url", required_argument, 0, 1600},       {"redis-timeout-ms", required_argument, 0, 1601},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -226,7 +236,8 @@ static const struct {
                   {"INFERD_JWT_ISSUER", 1303}, {"INFERD_JWT_AUDIENCE", 1304}, {"INFERD_CORS_ORIGINS", 1305}, {"INFERD_JWT_SCOPE_CLAIM", 1306},
                   {"INFERD_METRICS", 1006}, {"INFERD_METRICS_PORT", 1007}, {"INFERD_LOG_FORMAT", 1008},
                   {"INFERD_TLS_CERT", 1400}, {"INFERD_TLS_KEY", 1401}, {"INFERD_TLS_CLIENT_CA", 1402},
-                  {"INFERD_TLS_CLIENT_AUTH", 1403}, {"INFERD_HTTP_PLAIN_PORT", 1404}};
+                  {"INFERD_TLS_CLIENT_AUTH", 1403}, {"INFERD_HTTP_PLAIN_PORT", 1404},
+                  {"INFERD_REDIS_URL", 1600}, {"INFERD_REDIS_TIMEOUT_MS", 1601}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -331,6 +342,8 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
         return -1;
       }
       return 0;
+    case 1600: o->redis_url = *val ? val : NULL; return 0;
+    case 1601: if (parse_num(name, val, 1, 60000, &v)) return -1; o->redis_timeout_ms = (long)v; return 0;
     case 1400: o->tls_cert = val; return 0;
     case 1401: o->tls_key = val; return 0;
     case 1402: o->tls_client_ca = val; return 0;
@@ -472,6 +485,8 @@ typedef struct server_parts {
   metrics_port *mport;
   obs_stream_collector cache_metrics; /* the prediction cache's counters on /metrics */
   obs_stream_collector traffic_metrics; /* traffic's /metrics families (traffic may not link observability) */
+  rstore *rs;                         /* the shared-state Redis (--redis-url); NULL: none */
+  obs_stream_collector redis_metrics; /* its inferd_redis_* families */
 } server_parts;
 
 /* Starts every part; 0, or the exit code of a failed start (after logging why). */
@@ -494,11 +509,23 @@ static int start(const serve_options *o, server_parts *p) {
   app *a = p->a;
   a->default_model = o->default_model;
   a->max_records = (int)o->max_records;
+  limit_store *shared_limits = NULL;
+  if (o->redis_url) { /* before the features that share state through it */
+    rstore_options ro = {.url = o->redis_url, .timeout_ms = (int)o->redis_timeout_ms};
+    st = rstore_create(&ro, &p->rs);
+    if (!status_is_ok(&st)) goto fail2;
+    a->rstore = p->rs;
+    log_msg(LOG_INFO, NULL, "redis: shared state at %s (%s at start)", rstore_url_text(p->rs),
+            rstore_up(p->rs) ? "connected" : "not reachable yet: local fallback until it is");
+    st = limit_store_redis_create(p->rs, o->limits.max_keys, rstore_default_timeout_ms(p->rs), &shared_limits);
+    if (status_is_ok(&st)) st = cache_set_shared(p->rs);
+    if (!status_is_ok(&st)) goto fail1;
+  }
   /* the features plug into the pipeline's stages before any request can arrive */
   st = auth_install(p->au, a->serve); /* the admit stage's infer:<model> check, on every protocol */
   if (status_is_ok(&st)) st = cache_install(a->serve); /* lookup and cache_store: opt-in per model */
   /* the rate limits after it: a caller refused its scope spends none of its budget */
-  if (status_is_ok(&st)) st = limits_create(&o->limits, NULL, &p->lim);
+  if (status_is_ok(&st)) st = limits_create(&o->limits, shared_limits, &p->lim);
   if (status_is_ok(&st)) st = limits_register(p->lim, a->serve);
   if (status_is_ok(&st)) st = drift_serve_register(a->serve);
   if (status_is_ok(&st) && o->obs.capture.dir) st = capture_create(&o->obs.capture, &p->cap);
@@ -522,7 +549,7 @@ static int start(const serve_options *o, server_parts *p) {
       goto fail2;
     }
   }
-  traffic_options to = {.state_dir = o->state_dir, .model_repository = o->model_repository};
+  traffic_options to = {.state_dir = o->state_dir, .model_repository = o->model_repository, .rstore = p->rs};
   st = traffic_create(a, &to, &p->tr);
   if (!status_is_ok(&st)) goto fail1;
 
@@ -564,6 +591,10 @@ static int start(const serve_options *o, server_parts *p) {
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->cache_metrics);
     p->traffic_metrics = (obs_stream_collector){.write = traffic_metrics_stream, .ctx = p->tr};
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->traffic_metrics);
+    if (p->rs) {
+      p->redis_metrics = (obs_stream_collector){.write = rstore_metrics_write, .ctx = p->rs};
+      if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->redis_metrics);
+    }
     if (status_is_ok(&st) && o->metrics_port >= 0) {
       st = metrics_port_start(o->host, (int)o->metrics_port, a, &p->mport);
       if (p->mport) log_msg(LOG_INFO, NULL, "serving metrics on %s:%d", o->host, metrics_port_port(p->mport));
@@ -597,6 +628,9 @@ static void stop(server_parts *p) {
   if (p->grpc) grpcfe_begin_drain(p->grpc);
   if (p->http) http_server_drain(p->http);
   if (p->grpc) grpcfe_drain(p->grpc);
+  /* Redis next: requests parked on a cache lookup are resumed into the still-running scheduler,
+   * and what uses the store later (traffic's tick) gets UNAVAILABLE and its local state */
+  rstore_stop(p->rs);
   if (p->a) app_stop_work(p->a);
   if (p->http) http_server_destroy(p->http);
   metrics_port_stop(p->mport);
@@ -610,6 +644,7 @@ static void stop(server_parts *p) {
   auth_destroy(p->au);     /* after everything that could still admit a request */
   cors_free(p->cors);
   metrics_destroy(p->mreg);
+  rstore_destroy(p->rs); /* last: traffic and the limits held it */
 }
 
 static int cmd_serve(int argc, char **argv) {
