@@ -319,4 +319,16 @@ def test_redis_killed_and_restarted_predictions_never_fail(cluster_factory, redi
     result = parse()
     assert failed(result) == 0, f"predictions failed while Redis was away:\n{result['output']}"
     assert result["requests"] >= 200, result["output"]
+    # Redis being away is not a reason to leave the rotation: every replica stayed UP
+    assert cluster.haproxy.servers_up() == 3, cluster.haproxy.stats()
     wait_until(state_in_redis, timeout(20), interval=0.2, what="the replicas writing to Redis again")
+
+    def every_replica_back():
+        for srv in cluster.replicas:
+            redis = srv.get("/health").json()["redis"]
+            if not redis["connected"] or any(v != "redis" for v in redis["features"].values()):
+                return False
+        return True
+
+    wait_until(every_replica_back, timeout(20), interval=0.2,
+               what="every replica's /health: Redis connected, no feature on local fallback")
