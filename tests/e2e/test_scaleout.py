@@ -283,7 +283,9 @@ def test_rate_limit_holds_across_replicas_with_redis(cluster_factory, redis_serv
     admitted over the run come within 5 % of R per second (plus the burst). Without the shared
     state each replica would admit R/s of its own, three times as many."""
     rate, burst = 60, 5
-    cluster = cluster_factory(3, args=["--redis-url", redis_server.url, "--rate-limit", f"{rate}/s",
+    # a slow answer (a sanitized build on a busy machine) must wait, not fall back to local counts
+    cluster = cluster_factory(3, args=["--redis-url", redis_server.url, "--redis-timeout-ms", "1000",
+                                       "--rate-limit", f"{rate}/s",
                                        "--rate-burst", str(burst)])
     seconds = 8
     proc, parse = run_load(cluster.url(INFER_PATH), body_file, seconds, 12)
@@ -332,3 +334,22 @@ def test_redis_killed_and_restarted_predictions_never_fail(cluster_factory, redi
 
     wait_until(every_replica_back, timeout(20), interval=0.2,
                what="every replica's /health: Redis connected, no feature on local fallback")
+
+
+def test_the_committed_haproxy_cfg_is_what_render_writes_and_haproxy_accepts_it():
+    """deploy/haproxy/haproxy.cfg is render.sh's output for the arguments its header names, and
+    HAProxy's own check accepts it; render.sh refuses what is not HOST:PORT."""
+    committed = os.path.join(REPO_ROOT, "deploy", "haproxy", "haproxy.cfg")
+    with open(committed) as f:
+        text = f.read()
+    command = re.search(r"^#   deploy/haproxy/render\.sh (.*)$", text, re.M)
+    assert command, "haproxy.cfg's header does not name the render.sh command"
+    args = command.group(1).split()
+    assert len([a for a in args if not a.startswith("-") and re.match(r"^[\d.]+:\d+$", a)]) >= 3
+    rendered = subprocess.run([RENDER, *args], capture_output=True, text=True, check=True).stdout
+    assert text == rendered, "deploy/haproxy/haproxy.cfg is stale: rerun the render.sh command in its header"
+    check = subprocess.run(["haproxy", "-c", "-f", committed], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "Configuration file is valid" in check.stdout + check.stderr
+    bad = subprocess.run([RENDER, "localhost"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not HOST:PORT" in bad.stderr
