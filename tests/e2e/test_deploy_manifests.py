@@ -29,7 +29,7 @@ from conftest import EXAMPLE_REPO, INFERD_BIN, REPO_ROOT, running_server
 K8S_DIR = os.path.join(REPO_ROOT, "deploy", "k8s")
 VALIDATOR = os.path.join(REPO_ROOT, "tests", "deploy", "validate.mjs")
 MANIFESTS = sorted(glob.glob(os.path.join(K8S_DIR, "*.yaml")))
-NOT_IN_KUSTOMIZATION = {"kustomization.yaml", "50-prometheus-adapter.yaml"}
+NOT_IN_KUSTOMIZATION = {"kustomization.yaml", "11-secret.yaml", "50-prometheus-adapter.yaml"}
 
 
 def validate(paths):
