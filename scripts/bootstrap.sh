@@ -33,7 +33,8 @@ DEB_PACKAGES=(
   libcurl4-openssl-dev python3-protobuf  # OTLP export; the tracing test's decoder
   python3-scipy  # tests/e2e/test_drift.py: the drift statistics computed independently
   prometheus  # tests/e2e/test_metrics.py: a real Prometheus and promtool
-  haproxy redis-server  # tests/e2e/test_scaleout.py, bench/scaleout.sh: replicas behind HAProxy sharing Redis
+  libhiredis-dev redis-server  # src/store: shared state in Redis; tests/e2e/test_redis.py runs a real one
+  haproxy  # tests/e2e/test_scaleout.py, bench/scaleout.sh: replicas behind HAProxy (and redis-server)
 )
 
 log() { echo "bootstrap: $*" >&2; }

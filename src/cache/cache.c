@@ -346,7 +346,7 @@ static inferd_status on_lookup(void *ctx, const serve_request *sr, infer_request
       char k[64];
       shared_key(key, k);
       const char *argv[] = {"GET", k};
-      inferd_status st = rstore_async(shared, 2, argv, NULL, 0, shared_get_reply, req);
+      st = rstore_async(shared, 2, argv, NULL, 0, shared_get_reply, req);
       if (status_is_ok(&st)) { /* req is the store thread's now, perhaps already answered */
         serve_park(req);       /* (serve_park only marks this thread's lookup: req is not read) */
         return status_ok();

@@ -58,7 +58,7 @@ struct rstore {
   int64_t connect_started_ns;
   int attempt;
   int64_t last_ping_ns;
-  unsigned jitter_seed;
+  uint64_t jitter_state; /* xorshift64: the backoff's jitter (no libc rand state shared) */
   rstore_fsm fsm;        /* store thread only */
   atomic_int link;       /* fsm.link, for every thread */
   atomic_bool stopping;
@@ -91,7 +91,7 @@ static void link_changed(rstore *rs) {
     pthread_mutex_lock(&rs->mu);
     pthread_cond_broadcast(&rs->ready_cv);
     pthread_mutex_unlock(&rs->mu);
-  } else if (!atomic_exchange(&rs->link_logged_down, true)) {
+  } else if (!atomic_load(&rs->stopping) && !atomic_exchange(&rs->link_logged_down, true)) {
     log_msg(LOG_WARN, NULL, "redis: %s unreachable; on local fallback: %s (predictions go on)", rs->url_text,
             n ? names : "nothing yet");
   }
@@ -288,7 +288,12 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg) {
 
 static void schedule_reconnect(rstore *rs) {
   if (rs->reconnect_pending || atomic_load(&rs->stopping)) return;
-  double jitter = (double)rand_r(&rs->jitter_seed) / ((double)RAND_MAX + 1);
+  uint64_t x = rs->jitter_state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  rs->jitter_state = x;
+  double jitter = (double)(x >> 11) / 9007199254740992.0; /* [0, 1) */
   int64_t ms = rstore_backoff_ms(rs->attempt++, jitter);
   struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
   rs->reconnect_pending = true;
@@ -386,7 +391,7 @@ inferd_status rstore_create(const rstore_options *o, rstore **out) {
   rstore_url_redacted(&rs->url, rs->url_text, sizeof rs->url_text);
   rs->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 50;
   rs->fsm.max_timeouts = o->max_timeouts > 0 ? o->max_timeouts : 3;
-  rs->jitter_seed = (unsigned)monotime_ns() ^ (unsigned)getpid();
+  rs->jitter_state = ((uint64_t)monotime_ns() ^ ((uint64_t)getpid() << 32)) | 1;
   pthread_mutex_init(&rs->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
@@ -560,6 +565,9 @@ static void sync_reply(void *arg, const redisReply *reply, const char *why) {
 inferd_status rstore_sync(rstore *rs, int argc, const char *const *argv, const size_t *lens, int timeout_ms,
                           redisReply **out) {
   *out = NULL;
+  /* the store's thread answers the waits: waiting on it from it would only ever time out */
+  if (rs->thread_started && pthread_equal(pthread_self(), rs->thread))
+    return status_make(INFERD_INTERNAL, "a synchronous Redis call from the Redis thread itself");
   if (timeout_ms <= 0) timeout_ms = rs->timeout_ms;
   waiter *w = calloc(1, sizeof *w);
   if (w == NULL) return status_make(INFERD_INTERNAL, "out of memory");

@@ -49,7 +49,8 @@ typedef void (*rstore_reply_fn)(void *arg, const redisReply *reply, const char *
 inferd_status rstore_async(rstore *rs, int argc, const char *const *argv, const size_t *lens, int timeout_ms,
                            rstore_reply_fn fn, void *arg);
 
-/* The same, waiting for the reply at most timeout_ms (<= 0: the default). *out is a copy the
+/* The same, waiting for the reply at most timeout_ms (<= 0: the default); never from an
+ * rstore_reply_fn (the store's own thread: INTERNAL). *out is a copy the
  * caller frees with rstore_reply_free. UNAVAILABLE when down, DEADLINE_EXCEEDED on a timeout,
  * INTERNAL for a lost connection. An error reply is OK with a REDIS_REPLY_ERROR reply. */
 inferd_status rstore_sync(rstore *rs, int argc, const char *const *argv, const size_t *lens, int timeout_ms,
