@@ -17,15 +17,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import threading
 import time
 
 import pytest
 import requests
 
-from conftest import EXAMPLE_REPO, REPO_ROOT, SANITIZED, Server, free_port, timeout, wait_until
+from conftest import EXAMPLE_REPO, REPO_ROOT, Server, free_port, timeout, wait_until
+from redis_server import redis_server  # noqa: F401  (the fixture: a real redis-server, store's tests/e2e/redis_server.py)
 
 RENDER = os.path.join(REPO_ROOT, "deploy", "haproxy", "render.sh")
 LOAD_LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scaleout_load.lua")
@@ -51,54 +50,6 @@ def body_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("scaleout-body") / "churn.json"
     path.write_text(CHURN_BODY)
     return str(path)
-
-
-def _port_open(port):
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-class Redis:
-    """A redis-server on a free loopback port, nothing persisted; restartable on the same port."""
-
-    def __init__(self, workdir):
-        self.workdir = str(workdir)
-        self.port = free_port()
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self):
-        log = open(os.path.join(self.workdir, f"redis-{self.port}.log"), "ab")
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.workdir],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
-        wait_until(lambda: self.proc.poll() is None and self.cli("PING") == "PONG", timeout(10),
-                   what=f"redis-server on port {self.port}")
-        return self
-
-    def cli(self, *args):
-        out = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip()
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 class HAProxy:
@@ -202,13 +153,6 @@ def cluster_factory(churn_repo, tmp_path, logs_dir):
     assert not errors, "\n\n".join(errors)
 
 
-@pytest.fixture
-def redis_server(tmp_path):
-    r = Redis(tmp_path).start()
-    yield r
-    r.stop()
-
-
 def run_load(url, body_file, seconds, connections, threads=2):
     """Starts wrk against url; returns (process, parse) where parse() waits and returns counts."""
     env = dict(os.environ, BODY=body_file)
@@ -282,12 +226,15 @@ def test_rate_limit_holds_across_replicas_with_redis(cluster_factory, redis_serv
     """R/s for the one (anonymous) caller, across three replicas sharing Redis: the requests
     admitted over the run come within 5 % of R per second (plus the burst). Without the shared
     state each replica would admit R/s of its own, three times as many."""
-    rate, burst = 60, 5
+    # A burst of one second: the bucket then absorbs the stalls of a loaded machine (a sanitized
+    # build, the other tests) instead of losing the units no request was there to take; with a
+    # burst of 5 (83 ms) a busy machine read 13 % low.
+    rate, burst = 60, 60
     # a slow answer (a sanitized build on a busy machine) must wait, not fall back to local counts
     cluster = cluster_factory(3, args=["--redis-url", redis_server.url, "--redis-timeout-ms", "1000",
                                        "--rate-limit", f"{rate}/s",
                                        "--rate-burst", str(burst)])
-    seconds = 8
+    seconds = 10
     proc, parse = run_load(cluster.url(INFER_PATH), body_file, seconds, 12)
     result = parse()
     admitted = result["statuses"].get(200, 0)
@@ -295,6 +242,7 @@ def test_rate_limit_holds_across_replicas_with_redis(cluster_factory, redis_serv
     assert refused > 0, f"the load never reached the limit: {result['output']}"
     assert failed(result) == refused, f"answers other than 200 and 429: {result['output']}"
     expected = rate * result["seconds"] + burst
+    print(f"admitted {admitted} in {result['seconds']:.2f} s, expected {expected:.0f}")
     assert abs(admitted - expected) <= 0.05 * expected, (
         f"{admitted} admitted in {result['seconds']:.2f} s at {rate}/s (burst {burst}) across 3 replicas: "
         f"expected {expected:.0f} +- 5 %")
@@ -309,15 +257,15 @@ def test_redis_killed_and_restarted_predictions_never_fail(cluster_factory, redi
     def state_in_redis():
         requests.post(cluster.url(INFER_PATH), data=CHURN_BODY, headers={"Content-Type": "application/json"},
                       timeout=5)
-        return int(redis_server.cli("DBSIZE") or 0) > 0
+        return int(redis_server.cli("DBSIZE").strip() or 0) > 0
 
     wait_until(state_in_redis, timeout(10), interval=0.2, what="the replicas' limits in Redis")
     proc, parse = run_load(cluster.url(INFER_PATH), body_file, LOAD_SECONDS, 16)
     time.sleep(LOAD_SECONDS / 4)
     redis_server.kill()
     time.sleep(LOAD_SECONDS / 4)
-    redis_server.start()
-    assert redis_server.cli("DBSIZE") == "0"
+    redis_server.restart()  # a new, empty Redis on the same port
+    assert redis_server.cli("DBSIZE").strip() == "0"
     result = parse()
     assert failed(result) == 0, f"predictions failed while Redis was away:\n{result['output']}"
     assert result["requests"] >= 200, result["output"]
