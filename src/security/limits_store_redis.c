@@ -10,7 +10,8 @@
 #include "security/limits_store.h"
 #include "store/rstore.h"
 
-/* KEYS[1]: the bucket. ARGV: interval (µs per unit, fractional), burst, cost, "take"|"return".
+/* KEYS[1]: the bucket. ARGV: interval (ns per unit, a whole number: ratelimit.c's rounding), burst,
+ * cost, "take"|"return".
  * Times are µs on Redis's clock (TIME): as doubles they stay exact to well under a µs until the
  * year 2255, where ns would not fit a double's 53 bits. Returns {allowed, never, remaining,
  * retry_after_us, reset_us}. The key expires once its bucket is full again (an idle key is the
@@ -18,7 +19,7 @@
 static const char GCRA_LUA[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-    "local interval = tonumber(ARGV[1])\n"
+    "local interval = tonumber(ARGV[1]) / 1000\n"
     "local burst = tonumber(ARGV[2])\n"
     "local cost = tonumber(ARGV[3])\n"
     "local cap = burst * interval\n"
@@ -60,18 +61,34 @@ typedef struct redis_limits {
 static const char *const kind_names[LIMIT_KINDS] = {"req", "rec"};
 
 /* EVALSHA, and on NOSCRIPT (a restarted or flushed Redis) EVAL, which caches it again. */
+/* Decimal digits of v >= 0 into buf (no formatter run: this is on every limited request, and
+ * snprintf costs more than the rest of the call's own work). Returns the length. */
+static size_t put_i64(char *buf, int64_t v) {
+  char d[24], *p = d + sizeof d;
+  uint64_t u = v < 0 ? 0 : (uint64_t)v;
+  do *--p = (char)('0' + u % 10); while ((u /= 10) != 0);
+  size_t n = (size_t)(d + sizeof d - p);
+  memcpy(buf, p, n);
+  buf[n] = '\0';
+  return n;
+}
+
+/* EVALSHA, and on NOSCRIPT (a restarted or flushed Redis) EVAL, which caches it again. */
 static inferd_status run_script(redis_limits *s, const char *key, limit_kind kind, const ratelimit_rule *rule,
                                 int64_t cost, const char *mode, redisReply **out) {
-  char k[600], interval[40], burst[24], c[24];
-  int kl = snprintf(k, sizeof k, "inferd:rl:%s:%s", kind_names[kind], key);
-  if (kl < 0 || (size_t)kl >= sizeof k) return status_make(INFERD_INVALID_ARGUMENT, "rate limit key too long");
-  snprintf(interval, sizeof interval, "%.17g", 1e6 / rule->rate_per_s);
-  snprintf(burst, sizeof burst, "%lld", (long long)rule->burst);
-  snprintf(c, sizeof c, "%lld", (long long)cost);
+  static const char prefix[] = "inferd:rl:";
+  char k[600], interval[24], burst[24], c[24];
+  size_t pl = sizeof prefix - 1, kl = strlen(key);
+  if (pl + 4 + kl >= sizeof k) return status_make(INFERD_INVALID_ARGUMENT, "rate limit key too long");
+  memcpy(k, prefix, pl);
+  memcpy(k + pl, kind_names[kind], 3);
+  k[pl + 3] = ':';
+  memcpy(k + pl + 4, key, kl + 1);
+  kl += pl + 4;
+  int64_t ins = llround(1e9 / rule->rate_per_s); /* as ratelimit.c's interval_ns */
+  size_t lens[8] = {7, 40, 1, kl, put_i64(interval, ins > 0 ? ins : 1), put_i64(burst, rule->burst),
+                    put_i64(c, cost), strlen(mode)};
   const char *argv[] = {"EVALSHA", s->sha, "1", k, interval, burst, c, mode};
-  size_t lens[8];
-  for (int i = 0; i < 8; i++) lens[i] = strlen(argv[i]);
-  lens[3] = (size_t)kl;
   TRY(rstore_sync(s->rs, 8, argv, lens, s->timeout_ms, out));
   if ((*out)->type == REDIS_REPLY_ERROR && strncmp((*out)->str, "NOSCRIPT", 8) == 0) {
     rstore_reply_free(*out);

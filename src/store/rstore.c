@@ -55,6 +55,7 @@ struct rstore {
   redisAsyncContext *ac; /* store thread only; NULL: not connected */
   bool reconnect_pending;
   bool drop_requested; /* set inside a hiredis callback, done by the tick */
+  bool tick_fast;      /* the tick runs every TICK_MS while commands are in flight, else every PING_EVERY_MS */
   int64_t connect_started_ns;
   int attempt;
   int64_t last_ping_ns;
@@ -157,6 +158,15 @@ static cmd *cmd_make(int argc, const char *const *argv, const size_t *lens, int 
   return c;
 }
 
+/* The tick watches for timeouts only while something is in flight: an idle connection wakes
+ * its thread once a second (the keepalive), not 200 times. */
+static void set_tick(rstore *rs, bool fast) {
+  struct timeval tv = fast ? (struct timeval){0, TICK_MS * 1000}
+                           : (struct timeval){PING_EVERY_MS / 1000, (PING_EVERY_MS % 1000) * 1000};
+  rs->tick_fast = fast;
+  event_add(rs->tick_ev, &tv); /* re-adding a pending event resets its period */
+}
+
 /* Sends c on the live connection, or answers it "unreachable" (store thread). */
 static void send_cmd(rstore *rs, cmd *c) {
   if (rs->ac == NULL || (!c->internal && rs->fsm.link != RSTORE_UP) ||
@@ -170,6 +180,7 @@ static void send_cmd(rstore *rs, cmd *c) {
   c->inext = rs->inflight;
   if (rs->inflight) rs->inflight->iprev = c;
   rs->inflight = c;
+  if (!rs->tick_fast) set_tick(rs, true);
 }
 
 /* ---- the handshake: AUTH, SELECT, then a PING that makes the link UP ---------------------- */
@@ -349,6 +360,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg) {
     const char *argv[] = {"PING"};
     send_internal(rs, 1, argv, ping_reply);
   }
+  /* nothing left to time out (answered ones stay listed until hiredis's reply) */
+  bool waiting = false;
+  for (cmd *c = rs->inflight; c && !waiting; c = c->inext) waiting = !c->answered;
+  /* a connection still in its handshake is watched closely too (drop_requested above) */
+  if (!waiting && rs->tick_fast && !(rs->ac && rs->fsm.link == RSTORE_DOWN)) set_tick(rs, false);
 }
 
 static void *thread_main(void *arg) {
@@ -408,6 +424,7 @@ inferd_status rstore_create(const rstore_options *o, rstore **out) {
   rs->tick_ev = event_new(rs->base, -1, EV_PERSIST, on_tick, rs);
   rs->reconnect_ev = evtimer_new(rs->base, on_reconnect, rs);
   struct timeval tick = {0, TICK_MS * 1000};
+  rs->tick_fast = true;
   if (rs->wake_ev == NULL || rs->tick_ev == NULL || rs->reconnect_ev == NULL || event_add(rs->wake_ev, NULL) != 0 ||
       event_add(rs->tick_ev, &tick) != 0) {
     rstore_destroy(rs);
