@@ -34,6 +34,7 @@ DEB_PACKAGES=(
   python3-scipy  # tests/e2e/test_drift.py: the drift statistics computed independently
   prometheus  # tests/e2e/test_metrics.py: a real Prometheus and promtool
   libhiredis-dev redis-server  # src/store: shared state in Redis; tests/e2e/test_redis.py runs a real one
+  haproxy  # tests/e2e/test_scaleout.py, bench/scaleout.sh: replicas behind HAProxy (and redis-server)
 )
 
 log() { echo "bootstrap: $*" >&2; }
@@ -87,37 +88,31 @@ install_onnxruntime() {
   log "ONNX Runtime unpacked into $ORT_DIR"
 }
 
-# The browser assets /docs and /redoc serve (swagger-ui-dist, redoc) and the browser test's
-# driver (playwright-core), pinned by web/package-lock.json; install scripts are not run.
-install_web_packages() {
-  local stamp=web/node_modules/.inferd-installed
-  [ -f "$stamp" ] && [ "$stamp" -nt web/package-lock.json ] && [ "$stamp" -nt web/package.json ] && return 0
-  log "installing web/ npm packages (npm ci)"
-  (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+# npm_folder DIR WHAT: `npm ci` in DIR (pinned by its package-lock.json, into its ignored
+# node_modules; install scripts are not run), unless it has been done since the lock changed.
+npm_folder() {
+  local stamp=$1/node_modules/.inferd-installed
+  [ -f "$stamp" ] && [ "$stamp" -nt "$1/package-lock.json" ] && [ "$stamp" -nt "$1/package.json" ] && return 0
+  log "installing $2 (npm ci in $1)"
+  (cd "$1" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
   touch "$stamp"
 }
 
-# The tokenizer test's reference (tests/e2e/test_tokenizer_reference.py): Hugging Face tokenizers
-# as a Node.js native build (@anush008/tokenizers, its linux-x64 binary an optional dependency)
-# and its JavaScript port (@huggingface/tokenizers), pinned by tests/tokenizer/package-lock.json
-# into the ignored tests/tokenizer/node_modules; install scripts are not run.
-install_tokenizer_reference() {
-  local stamp=tests/tokenizer/node_modules/.inferd-installed
-  [ -f "$stamp" ] && [ "$stamp" -nt tests/tokenizer/package-lock.json ] && [ "$stamp" -nt tests/tokenizer/package.json ] && return 0
-  log "installing the tokenizer test's reference packages (npm ci in tests/tokenizer)"
-  (cd tests/tokenizer && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-  touch "$stamp"
-}
-
-# The OpenAI routes' client in tests/e2e/test_openai.py: the official `openai` npm SDK, pinned by
-# tests/openai/package-lock.json into the ignored tests/openai/node_modules; install scripts are
-# not run.
-install_openai_sdk() {
-  local stamp=tests/openai/node_modules/.inferd-installed
-  [ -f "$stamp" ] && [ "$stamp" -nt tests/openai/package-lock.json ] && [ "$stamp" -nt tests/openai/package.json ] && return 0
-  log "installing the openai npm SDK for the OpenAI route tests (npm ci in tests/openai)"
-  (cd tests/openai && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-  touch "$stamp"
+# The npm folders:
+# - web/: the browser assets /docs and /redoc serve (swagger-ui-dist, redoc) and the browser
+#   test's driver (playwright-core);
+# - tests/tokenizer/: the tokenizer test's reference (tests/e2e/test_tokenizer_reference.py):
+#   Hugging Face tokenizers as a Node.js native build (@anush008/tokenizers, its linux-x64 binary
+#   an optional dependency) and its JavaScript port (@huggingface/tokenizers);
+# - tests/openai/: the official `openai` npm SDK, the OpenAI routes' client in
+#   tests/e2e/test_openai.py;
+# - tests/deploy/: the manifest check's schemas (tests/e2e/test_deploy_manifests.py): the
+#   Kubernetes API's OpenAPI schemas compiled per kind (kubernetes-models) and a YAML parser.
+install_npm_folders() {
+  npm_folder web "the web/ npm packages"
+  npm_folder tests/tokenizer "the tokenizer test's reference packages"
+  npm_folder tests/openai "the openai npm SDK"
+  npm_folder tests/deploy "the Kubernetes manifest check's packages"
 }
 
 install_otlp_protos() {
@@ -143,7 +138,5 @@ install_otlp_protos() {
 
 install_debian_packages
 install_onnxruntime
-install_web_packages
-install_tokenizer_reference
-install_openai_sdk
+install_npm_folders
 install_otlp_protos
