@@ -732,8 +732,8 @@ trained for minutes produces text anyone can recognise.
 Tokenizer: byte-level BPE ({i['merges']:,} merges learned from the same text, most frequent pair
 first, ties by the pair's text) plus `<|endoftext|>` (id {EOT_ID}, special); ByteLevel
 pre-tokenizer (GPT-2's split, no prefix space) and decoder. Identical ids to Hugging Face
-`tokenizers` (tests/e2e/test_example_lm.py checks it against inferd's tokenizer, and
-tests/e2e/test_tokenizer_reference.py's reference on this file).
+`tokenizers`: tests/e2e/test_tokenizer_reference.py compares inferd's tokenizer on this file
+with the Rust library and its JavaScript port.
 
 Training: {trained}.
 
@@ -743,8 +743,10 @@ far too few for a transformer from random weights to write anything. Every block
 identity (its attention and MLP output projections are zero) and positions start at zero, so
 the untrained model computes `head(LN(tok[a]))` from the last token alone: a bigram model. That
 part is fitted first against the whole corpus's token-pair distribution (one 2,048 x 2,048
-product a step, seconds), which gives the local phrasing of the text; the transformer steps that
-follow start growing attention and MLPs from there. More steps (`--lm-steps`, `--lm-batch`) on a
+product a step, about a second of CPU), which gives the local phrasing of the text; the
+transformer steps that follow start growing attention and MLPs from there (too few of them here
+to lower the held-out loss: they are kept so that the output depends on the whole context, which
+a KV cache or batching test needs). More steps (`--lm-steps`, `--lm-batch`) on a
 quiet machine give a better model in the same layout.
 
 ## Sample output
