@@ -18,10 +18,13 @@ Models written:
              past_len, head_dim]; outputs logits, present.{i}.key/.value. One graph for prefill
              (past_len 0) and decode.
   tinyembed  OUT_DIR/tinyembed/1/model.onnx + tokenizer.json, OUT_DIR/tinyembed/config.json: a
-             2-layer bidirectional transformer encoder (d=128) with inputs input_ids,
-             attention_mask and output last_hidden_state [batch, seq, 128], trained
-             contrastively so that the mean over attention_mask of last_hidden_state, L2
-             normalised, puts neighbouring verses close together.
+             bag of embeddings (d=128) with inputs input_ids, attention_mask and output
+             last_hidden_state [batch, seq, 128], trained contrastively so that the mean over
+             attention_mask of last_hidden_state, L2 normalised, puts neighbouring verses close.
+
+The LM is warm-started as a bigram model (its embedding and output head fitted to the corpus's
+token-pair counts, every block starting as the identity), then trained as a transformer for a few
+dozen steps: the build machines are 2 shared cores, where a step of 1,024 tokens takes seconds.
 
 The tokenizer (both models share it) is a byte-level BPE in GPT-2's layout, 2,048 ids (256
 bytes, 1,791 merges, <|endoftext|>), trained below on the same text and saved as a Hugging Face
@@ -57,7 +60,7 @@ EOT_ID = VOCAB_SIZE - 1
 # The causal LM
 LM_LAYERS, LM_DIM, LM_HEADS, LM_CONTEXT = 4, 128, 4, 256
 # The encoder
-ENC_LAYERS, ENC_DIM, ENC_HEADS, ENC_MAX_LEN = 2, 128, 4, 128
+ENC_DIM, ENC_MAX_LEN = 128, 512
 
 # GPT-2's split, approximately ([^\W\d_] stands for \p{L}): exact on this ASCII corpus, and only
 # used to learn merges and to encode the training text (the check below compares with inferd).
@@ -262,7 +265,20 @@ class CausalLM(nn.Module):
         self.pos = nn.Embedding(LM_CONTEXT, LM_DIM)
         self.blocks = nn.ModuleList([Block(LM_DIM, LM_HEADS) for _ in range(LM_LAYERS)])
         self.ln = nn.LayerNorm(LM_DIM)
+        self.head = nn.Linear(LM_DIM, VOCAB_SIZE, bias=False)
         self.apply(init_weights)
+        # Every block starts as the identity (its two output projections are zero) and positions
+        # start unknown (zero): the untrained transformer is exactly LN(tok[a]) @ head, the model
+        # the bigram warm start fits; training then grows attention and the MLPs from there.
+        nn.init.zeros_(self.pos.weight)
+        for blk in self.blocks:
+            nn.init.zeros_(blk.proj.weight)
+            nn.init.zeros_(blk.fc2.weight)
+
+    def bigram_logits(self, ids):
+        """The logits for a token with no context: what the model computes while every block is
+        still the identity."""
+        return self.head(self.ln(self.tok(ids)))
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
         """Optimum's signature: attention_mask covers past and new tokens ([batch, past + seq]);
@@ -282,29 +298,24 @@ class CausalLM(nn.Module):
             pv = past[2 * i + 1] if past else None
             x, k, v = blk(x, bias, pk, pv)
             presents += [k, v]
-        logits = torch.matmul(self.ln(x), self.tok.weight.t())  # tied with the input embedding
+        logits = self.head(self.ln(x))
         return (logits, *presents)
 
 
 class Encoder(nn.Module):
+    """A bag of embeddings: each token's vector (LayerNorm'd), no context, zero at padding. The
+    sentence embedding is their mean: training a transformer encoder does not fit the few CPU
+    minutes this machine gives (see the README)."""
+
     def __init__(self):
         super().__init__()
         self.tok = nn.Embedding(VOCAB_SIZE, ENC_DIM)
-        self.pos = nn.Embedding(ENC_MAX_LEN, ENC_DIM)
-        self.blocks = nn.ModuleList([Block(ENC_DIM, ENC_HEADS) for _ in range(ENC_LAYERS)])
         self.ln = nn.LayerNorm(ENC_DIM)
-        self.apply(init_weights)
+        nn.init.normal_(self.tok.weight, std=1.0)
 
     def forward(self, input_ids, attention_mask):
-        """last_hidden_state [batch, seq, dim]; every token sees every non-padding token."""
-        seq = input_ids.shape[1]
-        positions = torch.arange(seq, device=input_ids.device)[None, :]
-        bias = torch.where(attention_mask[:, None, None, :] > 0, torch.zeros((), dtype=torch.float32),
-                           torch.full((), MASKED))
-        x = self.tok(input_ids) + self.pos(positions)
-        for blk in self.blocks:
-            x, _, _ = blk(x, bias)
-        return self.ln(x)
+        """last_hidden_state [batch, seq, dim]."""
+        return self.ln(self.tok(input_ids)) * attention_mask[:, :, None].to(torch.float32)
 
 
 def init_weights(m):
@@ -329,19 +340,46 @@ def lr_at(step, steps, peak, warmup):
 # ---- training ---------------------------------------------------------------------------------
 
 
+def bigram_warm_start(model, stream, steps):
+    """Fits the embedding, final LayerNorm and output head to the corpus's token-pair counts:
+    for every token a, the cross-entropy of LN(tok[a]) @ head against the distribution of the
+    token after a (all 2,048 rows a step: the whole corpus's bigram statistics for the price of
+    one small matrix product). Cheap, and it turns a random model into a bigram model before the
+    transformer trains."""
+    data = np.asarray(stream, dtype=np.int64)
+    counts = np.zeros((VOCAB_SIZE, VOCAB_SIZE), np.float32)
+    np.add.at(counts, (data[:-1], data[1:]), 1.0)
+    rows = counts.sum(1)
+    seen = torch.tensor(np.nonzero(rows)[0])
+    target = torch.tensor(counts[seen.numpy()] / rows[seen.numpy(), None])
+    weight = torch.tensor(rows[seen.numpy()] / rows.sum())
+    params = list(model.tok.parameters()) + list(model.ln.parameters()) + list(model.head.parameters())
+    opt = torch.optim.Adam(params, lr=2e-2)
+    t0 = time.time()
+    for step in range(steps):
+        logp = F.log_softmax(model.bigram_logits(seen), dim=-1)
+        loss = -((target * logp).sum(1) * weight).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == steps - 1:
+            print(f"  bigram step {step}/{steps} loss {float(loss):.3f} {time.time() - t0:.0f}s", flush=True)
+    return time.time() - t0, float(loss) if steps else math.nan
+
+
 def train_lm(model, stream, steps, batch, seed):
     """Next-token prediction on random 256-token windows of the whole text (chapters joined by
     <|endoftext|>); positions start at 0 in every window."""
     g = torch.Generator().manual_seed(seed)
     data = torch.tensor(stream, dtype=torch.long)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, betas=(0.9, 0.98), weight_decay=0.01)
     model.train()
     t0, log = time.time(), []
     pos = torch.arange(LM_CONTEXT)[None, :].expand(batch, -1)
     mask = torch.ones(batch, LM_CONTEXT, dtype=torch.long)
     for step in range(steps):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, 3e-3, 100)
+            group["lr"] = lr_at(step, steps, 5e-4, min(10, steps // 5 + 1))
         starts = torch.randint(0, len(stream) - LM_CONTEXT - 1, (batch,), generator=g)
         idx = starts[:, None] + torch.arange(LM_CONTEXT + 1)[None, :]
         chunk = data[idx]
@@ -351,7 +389,7 @@ def train_lm(model, stream, steps, batch, seed):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % 100 == 0 or step == steps - 1:
+        if step % 10 == 0 or step == steps - 1:
             log.append((step, float(loss), time.time() - t0))
             print(f"  lm step {step}/{steps} loss {float(loss):.3f} {time.time() - t0:.0f}s", flush=True)
     model.eval()
@@ -415,12 +453,12 @@ def train_encoder(model, bpe, pairs, steps, batch, seed):
     """InfoNCE with in-batch negatives: each verse must pick out the verse that follows it among
     the batch's other verses (temperature 0.05, symmetric), with the server's pooling."""
     rng = random.Random(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     t0 = time.time()
     for step in range(steps):
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, 1e-3, 50)
+            group["lr"] = lr_at(step, steps, 1e-2, 20)
         chosen = rng.sample(pairs, batch)
         a_ids, a_mask = pad_batch([bpe.encode(a) for a, _ in chosen], ENC_MAX_LEN)
         b_ids, b_mask = pad_batch([bpe.encode(b) for _, b in chosen], ENC_MAX_LEN)
@@ -520,9 +558,12 @@ LM_PROMPTS = ["In the beginning", "And God said", "The LORD is my shepherd", "Je
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", nargs="?", default=os.path.join(REPO, "models"))
-    ap.add_argument("--lm-steps", type=int, default=1500, help="0: random weights (a quick layout check)")
+    ap.add_argument("--bigram-steps", type=int, default=40, help="the LM's bigram warm start")
+    ap.add_argument("--lm-steps", type=int, default=40, help="the LM's transformer training")
+    ap.add_argument("--lm-batch", type=int, default=4, help="windows of 256 tokens a step")
     ap.add_argument("--encoder-steps", type=int, default=600, help="0: random weights")
     ap.add_argument("--only", choices=["lm", "encoder"])
+    ap.add_argument("--save-state", metavar="DIR", help="also save the torch weights there (to check the export)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(20261130)
@@ -551,13 +592,21 @@ def make_lm_model(args, bpe, tok_json, stream, stats):
     torch.manual_seed(1)
     model = CausalLM()
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"tinylm: {n_params} parameters, {args.lm_steps} steps")
-    secs, _ = train_lm(model, stream, args.lm_steps, 16, seed=2) if args.lm_steps else (0.0, [])
+    print(f"tinylm: {n_params} parameters, {args.bigram_steps} + {args.lm_steps} steps")
+    loss0 = lm_eval_loss(model, stream)
+    bsecs, bloss = bigram_warm_start(model, stream, args.bigram_steps)
+    loss1 = lm_eval_loss(model, stream)
+    # The transformer steps are kept even when they do not beat the warm start's loss: without
+    # them every block is the identity and the output depends on the last token alone, which would
+    # make the model useless for checking a KV cache or batching (any cache gives the same logits).
+    secs, _ = train_lm(model, stream, args.lm_steps, args.lm_batch, seed=2) if args.lm_steps else (0.0, [])
     loss = lm_eval_loss(model, stream)
+    kept = "the trained ones"
+    print(f"  eval loss: {loss0:.3f} random, {loss1:.3f} after the bigram fit, {loss:.3f} kept: {kept}")
     samples = []
-    for p in LM_PROMPTS:
+    for n, p in enumerate(LM_PROMPTS):
         greedy = bpe.decode(generate(model, bpe.encode(p), 40))
-        sampled = bpe.decode(generate(model, bpe.encode(p), 40, temperature=0.8, top_k=40, seed=3))
+        sampled = bpe.decode(generate(model, bpe.encode(p), 40, temperature=0.8, top_k=40, seed=3 + n))
         samples.append((p, greedy, sampled))
         print(f"  {p!r} -> greedy {greedy!r}\n  {'':{len(repr(p))}}    sampled {sampled!r}")
 
@@ -565,6 +614,8 @@ def make_lm_model(args, bpe, tok_json, stream, stats):
     vdir = os.path.join(name_dir, "1")
     os.makedirs(vdir, exist_ok=True)
     path = os.path.join(vdir, "model.onnx")
+    if args.save_state:
+        torch.save(model.state_dict(), os.path.join(args.save_state, "tinylm.pt"))
     export_lm(model, path)
     size = finish_onnx(path, "tinylm: a 4-layer decoder-only transformer trained on the King James Bible "
                              "(examples/make_lm.py); Optimum's causal-LM layout with a KV cache")
@@ -584,6 +635,8 @@ def make_lm_model(args, bpe, tok_json, stream, stats):
         },
     })
     info = dict(stats, params=n_params, steps=args.lm_steps, seconds=secs, eval_loss=loss, onnx_bytes=size,
+                kept=kept, bigram_steps=args.bigram_steps, bigram_seconds=bsecs, bigram_loss=bloss, loss0=loss0, loss1=loss1,
+                batch=args.lm_batch,
                 tokenizer_bytes=os.path.getsize(os.path.join(vdir, "tokenizer.json")), samples=samples)
     with open(os.path.join(name_dir, "README.md"), "w", encoding="utf-8") as f:
         f.write(lm_readme(info))
@@ -603,12 +656,14 @@ def make_encoder_model(args, bpe, tok_json, chapters, stats):
     vdir = os.path.join(name_dir, "1")
     os.makedirs(vdir, exist_ok=True)
     path = os.path.join(vdir, "model.onnx")
+    if args.save_state:
+        torch.save(model.state_dict(), os.path.join(args.save_state, "tinyembed.pt"))
     export_encoder(model, path)
-    size = finish_onnx(path, "tinyembed: a 2-layer transformer sentence encoder trained on the King James Bible "
+    size = finish_onnx(path, "tinyembed: a bag-of-embeddings sentence encoder trained on the King James Bible "
                              "(examples/make_lm.py); mean-pool last_hidden_state over attention_mask")
     write_json(os.path.join(vdir, "tokenizer.json"), tok_json)
     write_json(os.path.join(name_dir, "config.json"), {
-        "description": "Tiny sentence encoder (2 layers, d=128) trained on the King James Bible; embeddings "
+        "description": "Tiny sentence encoder (bag of embeddings, d=128) trained on the King James Bible; embeddings "
                        "example (mean pooling over attention_mask, L2 normalised)",
     })
     info = dict(stats, params=n_params, steps=args.encoder_steps, seconds=secs, before=before, after=after,
@@ -620,9 +675,15 @@ def make_encoder_model(args, bpe, tok_json, chapters, stats):
 def lm_readme(i):
     sample_lines = "\n".join(f"| `{p}` | {g[len(p):]!r} | {s[len(p):]!r} |".replace("\\n", "⏎")
                              for p, g, s in i["samples"])
-    trained = (f"{i['steps']} steps of 16 windows of 256 tokens (AdamW, peak learning rate 3e-3, cosine), "
-               f"{i['seconds'] / 60:.1f} minutes on one CPU thread"
-               if i["steps"] else "NOT TRAINED: random weights (written with --lm-steps 0 as a layout check)")
+    trained = (f"a bigram warm start ({i['bigram_steps']} Adam steps over all 2,048 rows of the token-pair "
+               f"distribution, {i['bigram_seconds'] / 60:.1f} minutes), then {i['steps']} steps of {i['batch']} "
+               f"windows of 256 tokens of ordinary next-token training (AdamW, peak learning rate 5e-4, cosine; "
+               f"{i['seconds'] / 60:.1f} minutes), both on one CPU thread of a shared 2-core machine; the "
+               f"weights kept: {i['kept']}. Next-token loss on 32 fixed windows of the text: "
+               f"{i['loss0']:.2f} nats untrained (ln 2048 = 7.62), {i['loss1']:.2f} after the warm start, "
+               f"{i['eval_loss']:.2f} as committed"
+               if i["bigram_steps"] or i["steps"] else
+               "NOT TRAINED: random weights (written with --bigram-steps 0 --lm-steps 0 as a layout check)")
     return f"""# tinylm
 
 A tiny decoder-only transformer that writes King James English, made by
@@ -655,7 +716,8 @@ A query at absolute index `past + i` attends to key `j` when `j <= past + i` and
 context is 256 positions (learned position embeddings): `position_ids` must stay below 256.
 
 Architecture: 4 pre-norm blocks (d=128, 4 heads of 32, GELU MLP of 512), learned position
-embeddings, output projection tied to the token embedding.
+embeddings, a final LayerNorm and an output projection of its own (not tied to the embedding, so
+that the bigram warm start can fit input and output separately).
 
 ## Corpus and training
 
@@ -670,16 +732,27 @@ trained for minutes produces text anyone can recognise.
 Tokenizer: byte-level BPE ({i['merges']:,} merges learned from the same text, most frequent pair
 first, ties by the pair's text) plus `<|endoftext|>` (id {EOT_ID}, special); ByteLevel
 pre-tokenizer (GPT-2's split, no prefix space) and decoder. Identical ids to Hugging Face
-`tokenizers` (tests/e2e/test_example_lm.py checks it against inferd's tokenizer, and
-tests/e2e/test_tokenizer_reference.py's reference on this file).
+`tokenizers`: tests/e2e/test_tokenizer_reference.py compares inferd's tokenizer on this file
+with the Rust library and its JavaScript port.
 
-Training: {trained}; next-token loss {i['eval_loss']:.2f} nats on 32 fixed windows of the text
-(ln 2048 = 7.62 for a uniform guess). Seeded; torch on one thread.
+Training: {trained}.
+
+Why a warm start: on the machine that made it (2 cores shared by several sessions), one step of
+1,024 tokens took 10-25 s, so the few minutes of CPU the example may take hold a few dozen steps,
+far too few for a transformer from random weights to write anything. Every block starts as the
+identity (its attention and MLP output projections are zero) and positions start at zero, so
+the untrained model computes `head(LN(tok[a]))` from the last token alone: a bigram model. That
+part is fitted first against the whole corpus's token-pair distribution (one 2,048 x 2,048
+product a step, about a second of CPU), which gives the local phrasing of the text; the
+transformer steps that follow start growing attention and MLPs from there (too few of them here
+to lower the held-out loss: they are kept so that the output depends on the whole context, which
+a KV cache or batching test needs). More steps (`--lm-steps`, `--lm-batch`) on a
+quiet machine give a better model in the same layout.
 
 ## Sample output
 
 From `examples/make_lm.py`'s own decode loop over the KV cache (⏎ is a newline), up to 40 tokens:
-greedy, and sampled (temperature 0.8, top-k 40, seed 3):
+greedy, and sampled (temperature 0.8, top-k 40, seeds 3, 4, 5, 6):
 
 | prompt | greedy | sampled |
 | --- | --- | --- |
@@ -713,7 +786,7 @@ The settings the server actually reads are documented in docs/generate.md.
 
 
 def encoder_readme(i):
-    trained = (f"{i['steps']} steps of 64 pairs (AdamW, peak learning rate 1e-3, cosine), "
+    trained = (f"{i['steps']} steps of 64 pairs (Adam, peak learning rate 1e-2, cosine), "
                f"{i['seconds'] / 60:.1f} minutes on one CPU thread"
                if i["steps"] else "NOT TRAINED: random weights (written with --encoder-steps 0 as a layout check)")
     return f"""# tinyembed
@@ -733,13 +806,15 @@ A tiny sentence encoder for the embeddings example, made by `examples/make_lm.py
 
 Inputs `input_ids` INT64 [batch, seq] and `attention_mask` INT64 [batch, seq] (no
 `token_type_ids`: this is not BERT); output `last_hidden_state` FP32 [batch, seq, 128]. Batch
-and sequence are dynamic, seq at most {ENC_MAX_LEN} (learned position embeddings). Every token
-attends to every token the mask keeps (bidirectional); padding ids do not matter. The sentence
+and sequence are dynamic (no position embeddings: any length); padding ids do not matter. The sentence
 embedding is what the server computes: the mean of `last_hidden_state` over the positions where
 `attention_mask` is 1, L2-normalised (the model was trained with exactly that pooling).
 
-Architecture: 2 pre-norm transformer blocks (d=128, 4 heads, GELU MLP of 512), learned position
-embeddings, a final LayerNorm.
+Architecture: a bag of embeddings: `last_hidden_state[t] = LayerNorm(embedding[input_ids[t]])`,
+zero where attention_mask is 0; no attention, so a token's vector does not depend on its
+neighbours and the sentence embedding is the (normalised) mean of its tokens' vectors. A
+transformer encoder was the first plan; on this machine its training did not fit the time (see
+models/tinylm/README.md), and a bag of embeddings trains in a minute.
 
 ## What it learned
 
@@ -747,14 +822,17 @@ Contrastive training (InfoNCE with in-batch negatives, temperature 0.05, symmetr
 64 verses in a batch, the embedding must be closer to the verse that follows it in its chapter
 than to the 63 other verses' successors. Neighbouring verses share their subject, names and
 vocabulary (a genealogy, a law about offerings, a psalm of praise, a parable), so the encoder
-learns a topical similarity over King James English: verses about the same thing come close,
-unrelated ones stay apart. It knows nothing outside that text's vocabulary and style.
+learns a topical similarity over King James English: each token's vector is pulled towards the
+tokens that tend to occur in the next verse, so verses about the same thing (and with the same
+names) come close and unrelated ones stay apart. Word order means nothing to it. It knows nothing outside that text's vocabulary and style.
 
 Training: {trained}. Measured on 1,000 verse pairs sampled with a fixed seed: the share whose
 nearest embedding among the 1,000 following verses is their own is {i['after']:.1%} after
 training and {i['before']:.1%} with the random initial weights (chance: 0.1%). The pairs are
 drawn from the training pairs (the corpus is small and the point is to show that the embedding
-is meaningful, not to benchmark it).
+is meaningful, not to benchmark it). tests/e2e/test_example_lm.py checks the served model on 24
+pairs of famous neighbouring verses: the mean rank of a verse's successor among the 24 successors
+is 3.0 with these weights, 6.3 to 6.9 with random embeddings (four seeds; chance 12.5).
 
 Corpus: the King James Bible from Debian's `bible-kjv-text` ({i['chapters']:,} chapters,
 public domain; see models/tinylm/README.md).

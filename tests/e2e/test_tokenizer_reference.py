@@ -17,8 +17,9 @@ INFERD = os.environ.get("INFERD_BIN", os.path.join(ROOT, "build", "inferd"))
 # Byte-level decoders give back the bytes; "noregex" has no decoder (tokens joined by spaces).
 # decode(encode(x)) == x where nothing is added or changed: not with add_prefix_space ("prefix"
 # gives " x"), nor Lowercase ("lower").
-BYTE_LEVEL = ["gpt2.json", "prefix.json", "lower.json"]
-ROUND_TRIP = ["gpt2.json"]
+# "tinylm.json" is the example LM's (models/tinylm/1/tokenizer.json, examples/make_lm.py).
+BYTE_LEVEL = ["gpt2.json", "prefix.json", "lower.json", "tinylm.json"]
+ROUND_TRIP = ["gpt2.json", "tinylm.json"]
 TOKENIZERS = BYTE_LEVEL + ["noregex.json", "unk_fused.json", "unk.json", "unk_none.json"]
 
 
@@ -103,7 +104,9 @@ def files(tmp_path_factory):
         "the reference packages are missing: run scripts/bootstrap.sh"
     out = tmp_path_factory.mktemp("tokenizers")
     subprocess.run(["/usr/bin/python3", os.path.join(REF_DIR, "make_tokenizers.py"), str(out)], check=True)
-    return {name: str(out / name) for name in TOKENIZERS}
+    paths = {name: str(out / name) for name in TOKENIZERS}
+    paths["tinylm.json"] = os.path.join(ROOT, "models", "tinylm", "1", "tokenizer.json")
+    return paths
 
 
 def reference(path, texts, id_lists):
