@@ -21,6 +21,7 @@
 #include "frontends/http/server.h"
 #include "security/limits.h"
 #include "generate/tokenize_cli.h"
+#include "jobs/jobs.h"
 #include "observability/trace.h"
 #include "security/auth.h"
 #include "security/cors.h"
@@ -68,6 +69,10 @@ typedef struct serve_options {
   const char *tls_cert, *tls_key, *tls_client_ca;
   const char *tls_client_auth; /* required | optional; NULL: required when a client CA is given */
   long http_plain_port;        /* -1: none */
+  /* async batch jobs (docs/jobs.md) */
+  bool jobs;
+  jobs_options job_opts;
+  long long max_job_body_bytes;
 } serve_options;
 
 static void usage(FILE *f) {
@@ -98,11 +103,20 @@ static void usage(FILE *f) {
           "                           explicit (load through the API)  INFERD_MODEL_CONTROL_MODE (none)\n"
           "  --repository-poll-secs N poll mode's rescan interval  INFERD_REPOSITORY_POLL_SECS (15)\n"
           "  --load-model NAME        explicit mode: load NAME at start (repeatable; '*' for all)\n"
-          "  --state-dir DIR          traffic policies' store and audit log  INFERD_STATE_DIR (inferd-state beside the repository)\n"
+          "  --state-dir DIR          traffic policies' store and audit log, batch jobs' store\n"
+          "                                                        INFERD_STATE_DIR (inferd-state beside the repository)\n"
           "  --metrics on|off         Prometheus metrics at GET /metrics  INFERD_METRICS (on)\n"
           "  --metrics-port N         also serve GET /metrics alone on this port  INFERD_METRICS_PORT (none)\n"
           "  --log-format json|text   log and access-log lines: JSON objects or logfmt  INFERD_LOG_FORMAT (json)\n"
           "SIGHUP rescans the repository in every mode (and reloads TLS files); SIGTERM drains and stops.\n"
+          "async batch jobs (docs/jobs.md), kept in --state-dir/jobs.db:\n"
+          "  --jobs on|off            the /v1/batch and /v1/batches APIs  INFERD_JOBS (on)\n"
+          "  --max-job-body-bytes N   largest job upload (/v1/batch/predict, /v1/files)  INFERD_MAX_JOB_BODY_BYTES (4294967296)\n"
+          "  --max-job-records N      records one job may hold     INFERD_MAX_JOB_RECORDS (10000000)\n"
+          "  --max-jobs-per-principal N  queued or running jobs per caller  INFERD_MAX_JOBS_PER_PRINCIPAL (16)\n"
+          "  --max-job-records-per-principal N  their records not yet done  INFERD_MAX_JOB_RECORDS_PER_PRINCIPAL (20000000)\n"
+          "  --job-chunk-records N    records per pipeline request  INFERD_JOB_CHUNK_RECORDS (the model's max_batch_size, at most 1000)\n"
+          "  --job-chunks-in-flight N job chunks in the scheduler at once  INFERD_JOB_CHUNKS_IN_FLIGHT (2)\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
           "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
           "  --body-timeout-ms N      time for a body, and the longest pause in one  INFERD_BODY_TIMEOUT_MS (30000)\n"
@@ -200,6 +214,10 @@ static const struct option serve_longopts[] = {
     {"tls-cert", required_argument, 0, 1400},        {"tls-key", required_argument, 0, 1401},
     {"tls-client-ca", required_argument, 0, 1402},   {"tls-client-auth", required_argument, 0, 1403},
     {"http-plain-port", required_argument, 0, 1404},
+    {"jobs", required_argument, 0, 1600},            {"max-job-body-bytes", required_argument, 0, 1601},
+    {"max-job-records", required_argument, 0, 1602}, {"max-jobs-per-principal", required_argument, 0, 1603},
+    {"max-job-records-per-principal", required_argument, 0, 1604}, {"job-chunk-records", required_argument, 0, 1605},
+    {"job-chunks-in-flight", required_argument, 0, 1606},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -226,7 +244,10 @@ static const struct {
                   {"INFERD_JWT_ISSUER", 1303}, {"INFERD_JWT_AUDIENCE", 1304}, {"INFERD_CORS_ORIGINS", 1305}, {"INFERD_JWT_SCOPE_CLAIM", 1306},
                   {"INFERD_METRICS", 1006}, {"INFERD_METRICS_PORT", 1007}, {"INFERD_LOG_FORMAT", 1008},
                   {"INFERD_TLS_CERT", 1400}, {"INFERD_TLS_KEY", 1401}, {"INFERD_TLS_CLIENT_CA", 1402},
-                  {"INFERD_TLS_CLIENT_AUTH", 1403}, {"INFERD_HTTP_PLAIN_PORT", 1404}};
+                  {"INFERD_TLS_CLIENT_AUTH", 1403}, {"INFERD_HTTP_PLAIN_PORT", 1404},
+                  {"INFERD_JOBS", 1600}, {"INFERD_MAX_JOB_BODY_BYTES", 1601}, {"INFERD_MAX_JOB_RECORDS", 1602},
+                  {"INFERD_MAX_JOBS_PER_PRINCIPAL", 1603}, {"INFERD_MAX_JOB_RECORDS_PER_PRINCIPAL", 1604},
+                  {"INFERD_JOB_CHUNK_RECORDS", 1605}, {"INFERD_JOB_CHUNKS_IN_FLIGHT", 1606}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -342,6 +363,20 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
       o->tls_client_auth = val;
       return 0;
     case 1404: if (parse_num(name, val, 0, 65535, &v)) return -1; o->http_plain_port = (long)v; return 0;
+    case 1600:
+      if (strcmp(val, "on") == 0) o->jobs = true;
+      else if (strcmp(val, "off") == 0) o->jobs = false;
+      else {
+        fprintf(stderr, "inferd: %s must be on or off, got '%s'\n", name, val);
+        return -1;
+      }
+      return 0;
+    case 1601: if (parse_num(name, val, 1, 1LL << 44, &v)) return -1; o->max_job_body_bytes = v; return 0;
+    case 1602: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->job_opts.max_job_records = v; return 0;
+    case 1603: if (parse_num(name, val, 1, 1000000, &v)) return -1; o->job_opts.max_active_jobs = v; return 0;
+    case 1604: if (parse_num(name, val, 1, 10000000000LL, &v)) return -1; o->job_opts.max_active_records = v; return 0;
+    case 1605: if (parse_num(name, val, 1, JOBS_MAX_CHUNK, &v)) return -1; o->job_opts.chunk_records = v; return 0;
+    case 1606: if (parse_num(name, val, 1, 64, &v)) return -1; o->job_opts.max_inflight = (int)v; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -364,7 +399,7 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .trace = {.sample_ratio = 1.0, .service_name = "inferd", .service_version = INFERD_VERSION,
                                  .queue_size = 2048, .batch_size = 512, .export_interval_ms = 1000, .timeout_ms = 2000},
                        .metrics_port = -1, .metrics = true, .log_fmt = LOG_FORMAT_JSON,
-                       .http_plain_port = -1};
+                       .http_plain_port = -1, .jobs = true, .max_job_body_bytes = 4LL << 30};
   obs_options_default(&o->obs);
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
@@ -452,6 +487,23 @@ static void raise_fd_limit(long max_connections) {
             "retried every 100 ms", (unsigned long long)rl.rlim_cur, max_connections);
 }
 
+/* --state-dir, else inferd-state beside the repository (as traffic/ resolves it). */
+static const char *state_dir_of(const serve_options *o, char *buf, size_t len) {
+  if (o->state_dir && *o->state_dir) return o->state_dir;
+  char repo[4096];
+  snprintf(repo, sizeof repo, "%s", o->model_repository);
+  size_t n = strlen(repo);
+  while (n > 1 && repo[n - 1] == '/') repo[--n] = '\0';
+  char *slash = strrchr(repo, '/');
+  if (slash == NULL) snprintf(buf, len, "inferd-state");
+  else if (slash == repo) snprintf(buf, len, "/inferd-state");
+  else {
+    *slash = '\0';
+    snprintf(buf, len, "%s/inferd-state", repo);
+  }
+  return buf;
+}
+
 /* Loopback addresses only reach this machine: no warning for an open server there. */
 static bool host_is_loopback(const char *host) {
   return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
@@ -472,6 +524,8 @@ typedef struct server_parts {
   metrics_port *mport;
   obs_stream_collector cache_metrics; /* the prediction cache's counters on /metrics */
   obs_stream_collector traffic_metrics; /* traffic's /metrics families (traffic may not link observability) */
+  jobs *jobs; /* async batch jobs (jobs/); NULL: --jobs off */
+  obs_stream_collector jobs_metrics;
 } server_parts;
 
 /* Starts every part; 0, or the exit code of a failed start (after logging why). */
@@ -525,6 +579,13 @@ static int start(const serve_options *o, server_parts *p) {
   traffic_options to = {.state_dir = o->state_dir, .model_repository = o->model_repository};
   st = traffic_create(a, &to, &p->tr);
   if (!status_is_ok(&st)) goto fail1;
+  if (o->jobs) { /* after the pipeline's stages are in place: the executor resumes jobs at once */
+    char dir[4096];
+    jobs_options jo = o->job_opts;
+    jo.state_dir = state_dir_of(o, dir, sizeof dir);
+    st = jobs_create(a, &jo, &p->jobs);
+    if (!status_is_ok(&st)) goto fail1;
+  }
 
   if (o->tls_cert) {
     tlsconf_options tlo = {.cert_file = o->tls_cert, .key_file = o->tls_key, .client_ca_file = o->tls_client_ca,
@@ -538,7 +599,8 @@ static int start(const serve_options *o, server_parts *p) {
                      .head_timeout_ms = (int)o->head_timeout_ms, .body_timeout_ms = (int)o->body_timeout_ms,
                      .min_body_rate = (int)o->min_body_rate, .keepalive_timeout_ms = (int)o->keepalive_timeout_ms,
                      .send_timeout_ms = (int)o->send_timeout_ms, .max_connections = o->max_connections,
-                     .auth = p->au, .cors = p->cors};
+                     .auth = p->au, .cors = p->cors, .jobs = p->jobs,
+                     .max_job_body_bytes = (size_t)o->max_job_body_bytes};
   raise_fd_limit(o->max_connections);
   st = http_server_create(&ho, a, &p->http);
   if (!status_is_ok(&st)) goto fail1;
@@ -564,6 +626,8 @@ static int start(const serve_options *o, server_parts *p) {
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->cache_metrics);
     p->traffic_metrics = (obs_stream_collector){.write = traffic_metrics_stream, .ctx = p->tr};
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->traffic_metrics);
+    p->jobs_metrics = (obs_stream_collector){.write = jobs_metrics_write, .ctx = p->jobs};
+    if (status_is_ok(&st) && p->jobs) st = obs_collectors_register_stream(p->mreg, &p->jobs_metrics);
     if (status_is_ok(&st) && o->metrics_port >= 0) {
       st = metrics_port_start(o->host, (int)o->metrics_port, a, &p->mport);
       if (p->mport) log_msg(LOG_INFO, NULL, "serving metrics on %s:%d", o->host, metrics_port_port(p->mport));
@@ -594,11 +658,13 @@ fail2: /* a mistake in the configuration */
  * the features, each after everything that could still use it. */
 static void stop(server_parts *p) {
   if (p->a) atomic_store(&p->a->draining, true);
+  jobs_stop(p->jobs); /* no new chunks; those in flight finish with the drain */
   if (p->grpc) grpcfe_begin_drain(p->grpc);
   if (p->http) http_server_drain(p->http);
   if (p->grpc) grpcfe_drain(p->grpc);
   if (p->a) app_stop_work(p->a);
   if (p->http) http_server_destroy(p->http);
+  jobs_destroy(p->jobs); /* every chunk has completed (app_stop_work failed the queued ones) */
   metrics_port_stop(p->mport);
   if (p->grpc) grpcfe_destroy(p->grpc);
   tlsconf_destroy(p->tls); /* after both frontends: connections hold its contexts */

@@ -91,10 +91,12 @@ typedef struct job_store_ops {
   inferd_status (*create)(job_store *s, const job_info *job);
   /* Appends n records at indices first .. first+n-1 of an UPLOADING job (one transaction). */
   inferd_status (*append)(job_store *s, const char *id, int64_t first, const job_record *recs, size_t n);
-  /* UPLOADING -> QUEUED with its total, durably. ALREADY_EXISTS (and nothing changed) when the
-   * owner's idempotency key was taken by another job meanwhile: the caller discards this one
-   * and answers with find_idempotent's. */
-  inferd_status (*commit_upload)(job_store *s, const char *id, int64_t total, int64_t at_ms);
+  /* UPLOADING -> QUEUED, durably, with the fields known only at the end of the upload (the JSON
+   * form names its model after its records): model, version, low_priority, callback_url, meta
+   * and total are taken from job. *taken (and nothing changed) when the owner's idempotency key
+   * went to another job meanwhile: the caller discards this one and answers with
+   * find_idempotent's. */
+  inferd_status (*commit_upload)(job_store *s, const job_info *job, bool *taken);
   /* Deletes a job and everything it holds (a failed upload; also used by retention). */
   inferd_status (*discard)(job_store *s, const char *id);
 
@@ -114,19 +116,20 @@ typedef struct job_store_ops {
    * PROCESSING before QUEUED (resume what a restart interrupted), normal before low priority,
    * oldest first. NOT_FOUND when there is none. */
   inferd_status (*claim)(job_store *s, const char *const *skip, size_t n_skip, job_info *out);
-  /* Marks a job PROCESSING (started_ms) with its chunk size, unless it was cancelled. */
+  /* Marks a job PROCESSING (started_ms) with its chunk size (a resumed job keeps its own),
+   * unless it is no longer active (INVALID_ARGUMENT). */
   inferd_status (*start)(job_store *s, const char *id, int64_t chunk_records, int64_t at_ms);
   /* Calls fn(user, k) for each chunk k already committed (a resumed job skips them). */
   inferd_status (*chunks_done)(job_store *s, const char *id, void (*fn)(void *user, int64_t chunk), void *user);
   /* Records first .. first+n-1 in order. */
   inferd_status (*records)(job_store *s, const char *id, int64_t first, int64_t n, job_record_fn fn, void *user);
   /* Stores chunk k's results (records first .. first+n-1) and adds them to the job's progress,
-   * in one transaction, at most once: ALREADY_EXISTS (nothing written) when chunk k was
-   * committed before. After kill -9 either all of a chunk is there or none of it. */
+   * in one transaction, at most once: *duplicate (nothing written) when chunk k was committed
+   * before. After kill -9 either all of a chunk is there or none of it. */
   inferd_status (*commit_chunk)(job_store *s, const char *id, int64_t chunk, int64_t first, const job_result *res,
-                                size_t n);
+                                size_t n, bool *duplicate);
   /* Moves a job to a final state (COMPLETED, FAILED with error, CANCELLED). Cancel only takes an
-   * active job: FAILED_PRECONDITION (with the state in the message) otherwise. */
+   * active job: INVALID_ARGUMENT (naming the state it is in) otherwise. */
   inferd_status (*finish)(job_store *s, const char *id, job_state to, const char *error, int64_t at_ms);
   /* The completion webhook's outcome (webhook_state, attempts, last error). */
   inferd_status (*set_webhook)(job_store *s, const char *id, const char *state, int attempts, const char *error);
@@ -134,7 +137,8 @@ typedef struct job_store_ops {
   inferd_status (*pending_webhooks)(job_store *s, job_info_fn fn, void *user);
 
   /* -- counts for /metrics -- */
-  inferd_status (*counts)(job_store *s, int64_t by_state[JOB_CANCELLED + 1]);
+  /* Jobs by state, and the records of active jobs still to do (for estimates). */
+  inferd_status (*counts)(job_store *s, int64_t by_state[JOB_CANCELLED + 1], int64_t *records_left);
 
   void (*close)(job_store *s);
 } job_store_ops;
