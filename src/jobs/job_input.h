@@ -14,7 +14,7 @@
 
 typedef enum { JOB_INPUT_JSONL, JOB_INPUT_CSV, JOB_INPUT_JSON } job_input_format;
 
-/* One record, as compact JSON object text (len bytes, NUL-terminated). A status other than
+/* One record: its JSON object text as sent (CSV: made from the row), len bytes, NUL-terminated. A status other than
  * OK stops the upload with it. */
 typedef inferd_status (*job_input_record_fn)(void *user, const char *json, size_t len);
 

@@ -365,6 +365,7 @@ static bool retryable(inferd_code code) {
 }
 
 #define MAX_ATTEMPTS 5
+#define MAX_TRANSIENT_ATTEMPTS 200 /* about 5 minutes at the longest backoff */
 
 static void run_free(run *r) {
   if (r == NULL) return;
@@ -438,11 +439,11 @@ static void chunk_commit(jobs *j, chunk *c) {
       chunk_free(c);
       return;
     }
-    /* not ready, queue full, over a rate limit: wait and try again, as long as it takes (a
-     * restarted server's models are still loading); a failed run: a few times only */
+    /* not ready, queue full, over a rate limit: wait and try again for minutes (a restarted
+     * server's models are still loading); a failed run: a few times only */
     bool transient = c->st.code == INFERD_UNAVAILABLE || c->st.code == INFERD_RESOURCE_EXHAUSTED ||
                      c->st.code == INFERD_RATE_LIMITED;
-    if (retryable(c->st.code) && (transient || c->attempts + 1 < MAX_ATTEMPTS) && !j->stopping) {
+    if (retryable(c->st.code) && c->attempts + 1 < (transient ? MAX_TRANSIENT_ATTEMPTS : MAX_ATTEMPTS) && !j->stopping) {
       c->attempts++;
       int shift = c->attempts < 5 ? c->attempts - 1 : 4;
       c->not_before_ns = monotime_ns() + ((int64_t)100000000 << shift); /* 0.1, 0.2, 0.4, 0.8, 1.6 s */
@@ -628,8 +629,7 @@ static void *executor(void *arg) {
     bool stopping = j->stopping, exiting = j->exiting;
     pthread_mutex_unlock(&j->mu);
     if (exiting && r == NULL) break;
-    char why[256];
-    if (r == NULL && !stopping && app_ready(j->a, why, sizeof why)) { /* models still loading: later */
+    if (r == NULL && !stopping) {
       r = run_claim(j);
       pthread_mutex_lock(&j->mu);
       j->cur = r;
