@@ -83,6 +83,8 @@ typedef void (*job_info_fn)(void *user, const job_info *job);
 typedef void (*job_record_fn)(void *user, int64_t index, const char *tag, const char *body);
 typedef void (*job_result_fn)(void *user, int64_t index, const char *tag, bool ok, const char *body);
 
+/* Callbacks of list and pending_webhooks may call the store; those of records and results
+ * (which stream many rows) must not. */
 typedef struct job_store_ops {
   /* -- submission -- */
   /* The QUEUED or later job owner made with this Idempotency-Key: OK and *out, NOT_FOUND when none. */

@@ -252,17 +252,31 @@ static inferd_status sj_get(job_store *base, const char *id, job_info *out) {
   return st;
 }
 
-/* Runs a job query and hands each row to fn (outside nothing: fn must not call the store). */
+/* Runs a job query, then (with the lock released, so fn may call the store) hands each row to
+ * fn. Called locked; returns unlocked. */
 static inferd_status each_job(sqlite_jobs *s, sqlite3_stmt *q, job_info_fn fn, void *user, const char *what) {
   int rc;
-  job_info *j = malloc(sizeof *j);
-  if (j == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  job_info *rows = NULL;
+  size_t n = 0, cap = 0;
+  inferd_status st = status_ok();
   while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-    row_to_job(q, j);
-    fn(user, j);
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      job_info *r = realloc(rows, cap * sizeof *r);
+      if (r == NULL) {
+        st = status_make(INFERD_INTERNAL, "out of memory");
+        break;
+      }
+      rows = r;
+    }
+    row_to_job(q, &rows[n++]);
   }
-  free(j);
-  return rc == SQLITE_DONE ? status_ok() : db_error(s, what);
+  if (status_is_ok(&st) && rc != SQLITE_DONE) st = db_error(s, what);
+  sqlite3_finalize(q);
+  unlock(s);
+  for (size_t i = 0; status_is_ok(&st) && i < n; i++) fn(user, &rows[i]);
+  free(rows);
+  return st;
 }
 
 static inferd_status sj_list(job_store *base, const char *owner, int64_t offset, int64_t limit, job_info_fn fn,
@@ -280,8 +294,7 @@ static inferd_status sj_list(job_store *base, const char *owner, int64_t offset,
     sqlite3_bind_text(q, 1, owner, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, limit);
     sqlite3_bind_int64(q, 3, offset);
-    st = each_job(s, q, fn, user, "listing jobs");
-    sqlite3_finalize(q);
+    return each_job(s, q, fn, user, "listing jobs"); /* unlocks */
   }
   unlock(s);
   return st;
@@ -569,8 +582,7 @@ static inferd_status sj_pending_webhooks(job_store *base, job_info_fn fn, void *
                          NULL) != SQLITE_OK) {
     st = db_error(s, "reading webhooks");
   } else {
-    st = each_job(s, q, fn, user, "reading webhooks");
-    sqlite3_finalize(q);
+    return each_job(s, q, fn, user, "reading webhooks"); /* unlocks */
   }
   unlock(s);
   return st;

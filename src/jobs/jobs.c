@@ -359,7 +359,9 @@ static void chunk_done(infer_request *req, void *user) {
 
 /* -- the executor -- */
 
-static bool retryable(inferd_code code) {
+static bool retryable(const jobs *j, inferd_code code) {
+  /* a model not found before the repository's start-up loads are done may still appear */
+  if (code == INFERD_NOT_FOUND) return !repo_started(j->a->repo);
   return code == INFERD_UNAVAILABLE || code == INFERD_RESOURCE_EXHAUSTED || code == INFERD_RATE_LIMITED ||
          code == INFERD_DEADLINE_EXCEEDED || code == INFERD_INTERNAL;
 }
@@ -442,8 +444,8 @@ static void chunk_commit(jobs *j, chunk *c) {
     /* not ready, queue full, over a rate limit: wait and try again for minutes (a restarted
      * server's models are still loading); a failed run: a few times only */
     bool transient = c->st.code == INFERD_UNAVAILABLE || c->st.code == INFERD_RESOURCE_EXHAUSTED ||
-                     c->st.code == INFERD_RATE_LIMITED;
-    if (retryable(c->st.code) && c->attempts + 1 < (transient ? MAX_TRANSIENT_ATTEMPTS : MAX_ATTEMPTS) && !j->stopping) {
+                     c->st.code == INFERD_RATE_LIMITED || (c->st.code == INFERD_NOT_FOUND && !repo_started(j->a->repo));
+    if (retryable(j, c->st.code) && c->attempts + 1 < (transient ? MAX_TRANSIENT_ATTEMPTS : MAX_ATTEMPTS) && !j->stopping) {
       c->attempts++;
       int shift = c->attempts < 5 ? c->attempts - 1 : 4;
       c->not_before_ns = monotime_ns() + ((int64_t)100000000 << shift); /* 0.1, 0.2, 0.4, 0.8, 1.6 s */
@@ -456,7 +458,7 @@ static void chunk_commit(jobs *j, chunk *c) {
       chunk_free(c);
       return;
     }
-    if (!retryable(c->st.code)) { /* the model went away, the caller lost its scope... */
+    if (!retryable(j, c->st.code)) { /* the model went away, the caller lost its scope... */
       run_fail(r, c->st.msg);
       chunk_free(c);
       return;

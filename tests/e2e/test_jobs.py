@@ -98,6 +98,7 @@ def wait_done(srv, bid, seconds=120, check_monotonic=True):
 
 
 def all_results(srv, bid, limit=10000):
+    """Every results page of a finished job."""
     lines, offset = [], 0
     while True:
         r = srv.get(f"/v1/batch/{bid}/results?offset={offset}&limit={limit}")
@@ -109,7 +110,7 @@ def all_results(srv, bid, limit=10000):
         if nxt is None:
             assert "Link" not in r.headers
             return lines
-        assert int(nxt) == offset + len(page) and f"offset={nxt}" in r.headers["Link"]
+        assert int(nxt) == offset + limit and f"offset={nxt}" in r.headers["Link"]
         offset = int(nxt)
 
 

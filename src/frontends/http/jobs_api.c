@@ -405,15 +405,24 @@ void jobs_api_status(void *call, const route_params *p) {
 typedef struct results_ctx {
   struct evbuffer *out;
   const job_info *job;
-  int64_t n, last;
+  int64_t n;
   int want; /* OpenAI files: 1 successes only, 0 failures only, -1 every line */
+  /* a running job's chunks may land out of order: a page holds only the results up to its
+   * first one not done yet (expect: the next index it may take; -1: take every row) */
+  int64_t expect;
   bool oom;
 } results_ctx;
 
 static void add_result(void *user, int64_t index, const char *tag, bool ok, const char *body) {
   results_ctx *r = user;
+  if (r->expect >= 0) {
+    if (index != r->expect) {
+      r->expect = INT64_MAX; /* a gap: nothing after it on this page */
+      return;
+    }
+    r->expect++;
+  }
   r->n++;
-  r->last = index;
   if (r->want >= 0 && ok != (r->want == 1)) return;
   char *line = jobs_result_line(r->job->kind, r->job->id, index, tag, ok, body);
   if (line == NULL || evbuffer_add(r->out, line, strlen(line)) != 0 || evbuffer_add(r->out, "\n", 1) != 0) r->oom = true;
@@ -434,7 +443,8 @@ void jobs_api_results(void *call, const route_params *p) {
     return;
   }
   if (c->body == NULL) c->body = evbuffer_new();
-  results_ctx r = {.out = c->body, .job = ji, .want = -1};
+  bool running = job_state_active(ji->state);
+  results_ctx r = {.out = c->body, .job = ji, .want = -1, .expect = running ? offset : -1};
   job_store *s = jobs_store(jobs_of(c));
   st = r.out ? s->ops->results(s, ji->id, offset, limit, add_result, &r) : status_make(INFERD_INTERNAL, "out of memory");
   if (status_is_ok(&st) && r.oom) st = status_make(INFERD_INTERNAL, "out of memory");
@@ -443,9 +453,10 @@ void jobs_api_results(void *call, const route_params *p) {
     free(ji);
     return;
   }
-  /* the next page starts after what this one holds; results come in input order, and a page
-   * cut short by results not yet done is retried from the same offset */
-  int64_t next = offset + r.n;
+  /* a running job's next page starts after what this one holds (results not done yet are asked
+   * for again from there); a finished one's after the range just read (a cancelled or failed
+   * job keeps only the chunks that ran) */
+  int64_t next = running ? offset + r.n : offset + limit;
   char v[64], link[160];
   snprintf(v, sizeof v, "%lld", (long long)ji->total);
   http_call_add_reply_header(c, "X-Total-Records", v);
@@ -577,7 +588,7 @@ inferd_status jobs_api_open_file(void *call, const route_params *p) {
   char id[JOB_ID_MAX];
   jobs_new_id("upload-", id, sizeof id);
   snprintf(f->tmp, sizeof f->tmp, "%s/.%s", dir, id);
-  f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  f->fd = open(f->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* read back (mapped) for multipart */
   c->sink = (http_body_sink){.write = file_write, .release = file_release, .ctx = f,
                              .max_bytes = c->srv->opts.max_job_body_bytes, .limit_flag = "--max-job-body-bytes"};
   if (f->fd < 0) {
@@ -663,7 +674,8 @@ void jobs_api_file_upload(void *call, const route_params *p) {
     size_t map_size = (size_t)sb.st_size;
     void *map = map_size > 0 ? mmap(NULL, map_size, PROT_READ, MAP_PRIVATE, f->fd, 0) : MAP_FAILED;
     if (map == MAP_FAILED) {
-      st = status_make(INFERD_INVALID_ARGUMENT, "the multipart body is empty");
+      st = map_size ? status_make(INFERD_INTERNAL, "cannot read the upload back: %s", strerror(errno))
+                    : status_make(INFERD_INVALID_ARGUMENT, "the multipart body is empty");
     } else {
       const char *content = NULL;
       size_t len = 0;
@@ -766,7 +778,7 @@ void jobs_api_file_content(void *call, const route_params *p) {
   if (output_file(p->id, batch, sizeof batch, &want)) {
     job_info *ji = malloc(sizeof *ji);
     st = ji ? own_job(c, batch, ji) : status_make(INFERD_INTERNAL, "out of memory");
-    results_ctx r = {.out = c->body, .job = ji, .want = want};
+    results_ctx r = {.out = c->body, .job = ji, .want = want, .expect = -1};
     if (status_is_ok(&st)) st = jobs_store(jobs_of(c))->ops->results(jobs_store(jobs_of(c)), ji->id, 0, ji->total, add_result, &r);
     if (status_is_ok(&st) && r.oom) st = status_make(INFERD_INTERNAL, "out of memory");
     free(ji);
