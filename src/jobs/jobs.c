@@ -96,12 +96,12 @@ char *jobs_result_line(job_kind kind, const char *job_id, int64_t index, const c
     char id[96];
     snprintf(id, sizeof id, "%s_req_%lld", job_id, (long long)index);
     if (ok) {
-      line = json_pack("{ss s? s{si so} sn}", "id", id, "custom_id", tag, "response", "status_code", 200, "body", b,
+      line = json_pack("{ss ss? s{si so} sn}", "id", id, "custom_id", tag, "response", "status_code", 200, "body", b,
                        "error");
     } else {
-      json_t *msg = json_object_get(b, "error");
-      line = json_pack("{ss s? s{si sO} s{ss sO}}", "id", id, "custom_id", tag, "response", "status_code", 400, "body", b,
-                       "error", "code", "invalid_request", "message", msg ? msg : json_string("invalid record"));
+      const char *msg = json_string_value(json_object_get(b, "error"));
+      line = json_pack("{ss ss? s{si sO} s{ss ss}}", "id", id, "custom_id", tag, "response", "status_code", 400, "body", b,
+                       "error", "code", "invalid_request", "message", msg ? msg : "invalid record");
       json_decref(b);
     }
   } else if (ok) {
