@@ -202,6 +202,8 @@ static inferd_status csv_end_row(job_input *in) {
     for (size_t i = 0; i < in->n_fields; i++) {
       memmove(in->fields[i], in->fields[i] + 1, strlen(in->fields[i])); /* drop the marker */
       char *h = in->fields[i];
+      size_t lead = strspn(h, " \t");
+      memmove(h, h + lead, strlen(h + lead) + 1); /* column names are trimmed both sides */
       size_t n = strlen(h);
       while (n && isspace((unsigned char)h[n - 1])) h[--n] = '\0';
       if (*h == '\0') {
