@@ -22,6 +22,7 @@
 #include "security/limits.h"
 #include "generate/tokenize_cli.h"
 #include "jobs/jobs.h"
+#include "jobs/webhook.h"
 #include "observability/trace.h"
 #include "security/auth.h"
 #include "security/cors.h"
@@ -73,6 +74,9 @@ typedef struct serve_options {
   bool jobs;
   jobs_options job_opts;
   long long max_job_body_bytes;
+  /* webhooks (docs/jobs.md, "Webhooks") */
+  const char *webhook_secret_file;
+  long webhook_retry_seconds, webhook_timeout_ms;
 } serve_options;
 
 static void usage(FILE *f) {
@@ -158,7 +162,11 @@ static void usage(FILE *f) {
           "  --tls-client-auth MODE   required (no valid certificate, no connection) or optional\n"
           "                           (none: accepted without a subject)  INFERD_TLS_CLIENT_AUTH (required)\n"
           "  --http-plain-port N      with TLS, also serve plain HTTP on port N (none by default)\n"
-          "                                                        INFERD_HTTP_PLAIN_PORT\n%s",
+          "                                                        INFERD_HTTP_PLAIN_PORT\n"
+          "Webhooks (docs/jobs.md, \"Webhooks\"):\n"
+          "  --webhook-secret-file FILE  Standard Webhooks signing secret (whsec_...)  INFERD_WEBHOOK_SECRET_FILE (unsigned)\n"
+          "  --webhook-retry-seconds N  how long a delivery is retried  INFERD_WEBHOOK_RETRY_SECONDS (3600)\n"
+          "  --webhook-timeout-ms N   one delivery attempt         INFERD_WEBHOOK_TIMEOUT_MS (15000)\n%s",
           OBS_OPTIONS_USAGE);
 }
 
@@ -218,6 +226,8 @@ static const struct option serve_longopts[] = {
     {"max-job-records", required_argument, 0, 1602}, {"max-jobs-per-principal", required_argument, 0, 1603},
     {"max-job-records-per-principal", required_argument, 0, 1604}, {"job-chunk-records", required_argument, 0, 1605},
     {"job-chunks-in-flight", required_argument, 0, 1606},
+    {"webhook-secret-file", required_argument, 0, 1900}, {"webhook-retry-seconds", required_argument, 0, 1901},
+    {"webhook-timeout-ms", required_argument, 0, 1902},
     {0, 0, 0, 0}};
 
 /* The environment variable for each option: flags override it. */
@@ -247,7 +257,9 @@ static const struct {
                   {"INFERD_TLS_CLIENT_AUTH", 1403}, {"INFERD_HTTP_PLAIN_PORT", 1404},
                   {"INFERD_JOBS", 1600}, {"INFERD_MAX_JOB_BODY_BYTES", 1601}, {"INFERD_MAX_JOB_RECORDS", 1602},
                   {"INFERD_MAX_JOBS_PER_PRINCIPAL", 1603}, {"INFERD_MAX_JOB_RECORDS_PER_PRINCIPAL", 1604},
-                  {"INFERD_JOB_CHUNK_RECORDS", 1605}, {"INFERD_JOB_CHUNKS_IN_FLIGHT", 1606}};
+                  {"INFERD_JOB_CHUNK_RECORDS", 1605}, {"INFERD_JOB_CHUNKS_IN_FLIGHT", 1606},
+                  {"INFERD_WEBHOOK_SECRET_FILE", 1900}, {"INFERD_WEBHOOK_RETRY_SECONDS", 1901},
+                  {"INFERD_WEBHOOK_TIMEOUT_MS", 1902}};
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
 static int apply_option(serve_options *o, int c, const char *name, const char *val) {
@@ -377,6 +389,9 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 1604: if (parse_num(name, val, 1, 10000000000LL, &v)) return -1; o->job_opts.max_active_records = v; return 0;
     case 1605: if (parse_num(name, val, 1, JOBS_MAX_CHUNK, &v)) return -1; o->job_opts.chunk_records = v; return 0;
     case 1606: if (parse_num(name, val, 1, 64, &v)) return -1; o->job_opts.max_inflight = (int)v; return 0;
+    case 1900: o->webhook_secret_file = *val ? val : NULL; return 0;
+    case 1901: if (parse_num(name, val, 1, 30L * 86400, &v)) return -1; o->webhook_retry_seconds = (long)v; return 0;
+    case 1902: if (parse_num(name, val, 1, 600000, &v)) return -1; o->webhook_timeout_ms = (long)v; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -399,7 +414,8 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .trace = {.sample_ratio = 1.0, .service_name = "inferd", .service_version = INFERD_VERSION,
                                  .queue_size = 2048, .batch_size = 512, .export_interval_ms = 1000, .timeout_ms = 2000},
                        .metrics_port = -1, .metrics = true, .log_fmt = LOG_FORMAT_JSON,
-                       .http_plain_port = -1, .jobs = true, .max_job_body_bytes = 4LL << 30};
+                       .http_plain_port = -1, .jobs = true, .max_job_body_bytes = 4LL << 30,
+                       .webhook_retry_seconds = 3600, .webhook_timeout_ms = 15000};
   obs_options_default(&o->obs);
   for (size_t i = 0; i < sizeof serve_envs / sizeof serve_envs[0]; i++) {
     const char *val = getenv(serve_envs[i].env);
@@ -526,6 +542,8 @@ typedef struct server_parts {
   obs_stream_collector traffic_metrics; /* traffic's /metrics families (traffic may not link observability) */
   jobs *jobs; /* async batch jobs (jobs/); NULL: --jobs off */
   obs_stream_collector jobs_metrics;
+  webhooks *hooks; /* outbound webhook deliveries (jobs/webhook.h): the jobs layer sends through it */
+  obs_stream_collector webhook_metrics;
 } server_parts;
 
 /* Starts every part; 0, or the exit code of a failed start (after logging why). */
@@ -579,10 +597,20 @@ static int start(const serve_options *o, server_parts *p) {
   traffic_options to = {.state_dir = o->state_dir, .model_repository = o->model_repository};
   st = traffic_create(a, &to, &p->tr);
   if (!status_is_ok(&st)) goto fail1;
+  webhook_options who;
+  webhook_options_default(&who);
+  who.secret_file = o->webhook_secret_file;
+  who.retry_window_ms = (int64_t)o->webhook_retry_seconds * 1000;
+  who.timeout_ms = (int)o->webhook_timeout_ms;
+  st = webhooks_create(&who, &p->hooks);
+  if (!status_is_ok(&st)) goto fail2; /* a secret file missing or malformed */
+  if (!webhooks_signed(p->hooks))
+    log_msg(LOG_INFO, NULL, "webhooks: deliveries are not signed (no --webhook-secret-file)");
   if (o->jobs) { /* after the pipeline's stages are in place: the executor resumes jobs at once */
     char dir[4096];
     jobs_options jo = o->job_opts;
     jo.state_dir = state_dir_of(o, dir, sizeof dir);
+    jo.hooks = p->hooks; /* completion webhooks */
     st = jobs_create(a, &jo, &p->jobs);
     if (!status_is_ok(&st)) goto fail1;
   }
@@ -628,6 +656,8 @@ static int start(const serve_options *o, server_parts *p) {
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->traffic_metrics);
     p->jobs_metrics = (obs_stream_collector){.write = jobs_metrics_write, .ctx = p->jobs};
     if (status_is_ok(&st) && p->jobs) st = obs_collectors_register_stream(p->mreg, &p->jobs_metrics);
+    p->webhook_metrics = (obs_stream_collector){.write = webhooks_metrics_write, .ctx = p->hooks};
+    if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->webhook_metrics);
     if (status_is_ok(&st) && o->metrics_port >= 0) {
       st = metrics_port_start(o->host, (int)o->metrics_port, a, &p->mport);
       if (p->mport) log_msg(LOG_INFO, NULL, "serving metrics on %s:%d", o->host, metrics_port_port(p->mport));
@@ -664,7 +694,11 @@ static void stop(server_parts *p) {
   if (p->grpc) grpcfe_drain(p->grpc);
   if (p->a) app_stop_work(p->a);
   if (p->http) http_server_destroy(p->http);
-  jobs_destroy(p->jobs); /* every chunk has completed (app_stop_work failed the queued ones) */
+  /* no request runs now, so nothing sends: deliveries still held end "shutting down", their
+   * callbacks reaching into the jobs layer, which must outlive this (freed after the last scrape) */
+  webhooks_stop(p->hooks);
+  jobs_destroy(p->jobs); /* every chunk has completed (app_stop_work failed the queued ones); after
+                          * webhooks_stop, whose last callbacks record their outcome in the job store */
   metrics_port_stop(p->mport);
   if (p->grpc) grpcfe_destroy(p->grpc);
   tlsconf_destroy(p->tls); /* after both frontends: connections hold its contexts */
@@ -676,6 +710,7 @@ static void stop(server_parts *p) {
   auth_destroy(p->au);     /* after everything that could still admit a request */
   cors_free(p->cors);
   metrics_destroy(p->mreg);
+  webhooks_destroy(p->hooks); /* its counters were a collector of the registry */
 }
 
 static int cmd_serve(int argc, char **argv) {

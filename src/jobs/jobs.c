@@ -66,8 +66,6 @@ struct jobs {
   bool stopping, exiting;
   chunk *finished; /* from workers, under mu */
   run *cur;        /* the executor's; the pointer is read under mu by cancel */
-  jobs_webhook_fn webhook;
-  void *webhook_ctx;
   atomic_llong records_ok, records_err, chunks_retried;
   atomic_int inflight;
   _Atomic double rate; /* records/s of the last run that measured one */
@@ -547,6 +545,61 @@ static void drain_finished(jobs *j) {
   }
 }
 
+/* -- the completion webhook (jobs.h) -- */
+
+typedef struct hook_ctx {
+  jobs *j;
+  char id[JOB_ID_MAX];
+} hook_ctx;
+
+/* On the webhook thread, once: the delivery's outcome into the job's status. A delivery cut by
+ * a shutdown stays pending, to go again at the next start. */
+static void webhook_done(void *ctx, const char *msg_id, bool delivered, int attempts, const char *last_error) {
+  (void)msg_id;
+  hook_ctx *h = ctx;
+  bool again = !delivered && last_error && strcmp(last_error, "shutting down") == 0;
+  h->j->store->ops->set_webhook(h->j->store, h->id, delivered ? "delivered" : again ? "pending" : "failed", attempts,
+                                last_error);
+  free(h);
+}
+
+static void webhook_send(jobs *j, const job_info *job) {
+  if (j->o.hooks == NULL) {
+    j->store->ops->set_webhook(j->store, job->id, "failed", 0, "webhooks are not configured on this server");
+    return;
+  }
+  char *status = jobs_status_json(j, job, now_ms());
+  json_t *data = status ? json_loads(status, 0, NULL) : NULL;
+  free(status);
+  char type[32], ts[32];
+  snprintf(type, sizeof type, "batch.%s", job_state_name(job->state));
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  json_t *doc = json_pack("{ss ss so}", "type", type, "timestamp", ts, "data", data ? data : json_object());
+  char *payload = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+  json_decref(doc);
+  hook_ctx *h = calloc(1, sizeof *h);
+  inferd_status st = payload && h ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
+  char msg_id[JOB_ID_MAX + 8];
+  snprintf(msg_id, sizeof msg_id, "msg_%s", job->id);
+  if (status_is_ok(&st)) {
+    h->j = j;
+    snprintf(h->id, sizeof h->id, "%s", job->id);
+    j->store->ops->set_webhook(j->store, job->id, "sending", 0, NULL);
+    st = webhooks_send(j->o.hooks, job->callback_url, msg_id, payload, webhook_done, h);
+  }
+  free(payload);
+  if (!status_is_ok(&st)) {
+    free(h);
+    /* stopping: the next start sends it; refused (queue full, a bad url): recorded as failed */
+    j->store->ops->set_webhook(j->store, job->id, st.code == INFERD_UNAVAILABLE ? "pending" : "failed", 0, st.msg);
+  }
+}
+
+static void resend_one(void *user, const job_info *job) { webhook_send(user, job); }
+
 /* The job is over (all chunks committed, failed or cancelled, nothing in flight): its final
  * state, then the webhook. */
 static void run_finish(jobs *j, run *r) {
@@ -564,12 +617,8 @@ static void run_finish(jobs *j, run *r) {
     }
   }
   if (info.callback_url[0] && status_is_ok(&st) && j->store->ops->get(j->store, r->info.id, &info).code == INFERD_OK &&
-      strcmp(info.webhook_state, "pending") == 0) {
-    if (j->webhook)
-      j->webhook(j->webhook_ctx, j, &info);
-    else
-      j->store->ops->set_webhook(j->store, info.id, "failed", 0, "webhook delivery is not available in this build");
-  }
+      strcmp(info.webhook_state, "pending") == 0)
+    webhook_send(j, &info);
 }
 
 /* The executor's next step on the current job: submit what fits. Returns the time to wait
@@ -616,6 +665,9 @@ static bool run_over(jobs *j, run *r) {
 
 static void *executor(void *arg) {
   jobs *j = arg;
+  /* deliveries a previous run did not finish (a shutdown, kill -9 mid-delivery) */
+  inferd_status wst = j->store->ops->pending_webhooks(j->store, resend_one, j);
+  if (!status_is_ok(&wst)) log_msg(LOG_ERROR, NULL, "jobs: %s", wst.msg);
   for (;;) {
     drain_finished(j);
     run *r = j->cur;
@@ -748,11 +800,6 @@ int64_t jobs_estimate_ms(jobs *j, int64_t now, int64_t records) {
   double rate = jobs_rate(j);
   if (rate <= 0) rate = 2000; /* nothing measured yet: a modest guess, corrected once chunks run */
   return now + (int64_t)((double)(left + records) * 1000.0 / rate);
-}
-
-void jobs_set_webhook_sender(jobs *j, jobs_webhook_fn fn, void *ctx) {
-  j->webhook = fn;
-  j->webhook_ctx = ctx;
 }
 
 static void iso_ms(int64_t ms, char *buf, size_t len) {
