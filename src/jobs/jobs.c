@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,12 @@ typedef struct chunk {
   size_t *good; /* which records went to the model, in order */
   size_t n_good;
   inferd_status st; /* the request as a whole (not OK: it failed, retried or recorded per record) */
+  /* the completed request's outputs, taken from it by the worker and decoded on the executor
+   * thread (which runs at idle priority: decoding a chunk is job work, not the worker's) */
+  model_version *mv; /* a reference while outputs are held */
+  tensor *outputs;
+  char **output_names;
+  size_t n_outputs;
   bool all_invalid; /* decode found every record wrong: nothing went to the model */
   int attempts;
   int64_t not_before_ns; /* a retry waits until then */
@@ -169,8 +176,20 @@ static int64_t now_ms(void) {
 
 /* -- chunks -- */
 
+static void chunk_drop_outputs(chunk *c) {
+  if (c->outputs) tensors_free(c->outputs, c->n_outputs);
+  for (size_t i = 0; c->output_names && i < c->n_outputs; i++) free(c->output_names[i]);
+  free(c->output_names);
+  if (c->mv) version_release(c->mv);
+  c->outputs = NULL;
+  c->output_names = NULL;
+  c->n_outputs = 0;
+  c->mv = NULL;
+}
+
 static void chunk_free(chunk *c) {
   if (c == NULL) return;
+  chunk_drop_outputs(c);
   for (int64_t i = 0; i < c->n; i++) {
     if (c->records) free(c->records[i]);
     if (c->out) free(c->out[i]);
@@ -331,28 +350,43 @@ static void post_finished(jobs *j, chunk *c) {
   pthread_mutex_unlock(&j->mu);
 }
 
-/* The pipeline's completion, on a worker: one result per record sent, as /v1 predict makes them. */
+/* The pipeline's completion, on a worker: takes the outputs and hands the chunk back; the
+ * executor decodes them (chunk_results). */
 static void chunk_done(infer_request *req, void *user) {
   chunk *c = user;
   c->st = req->status;
   if (status_is_ok(&c->st)) {
-    const features *f = application_features(req->mv);
-    features_result_opts opts = {.return_probabilities = true, .top_k = 0};
-    json_t *results = NULL;
-    c->st = f ? features_decode_results(f, req->outputs, req->output_names, req->n_outputs, &opts, &results)
-              : status_make(INFERD_INTERNAL, "the model lost its feature schema");
-    if (status_is_ok(&c->st) && json_array_size(results) != c->n_good)
-      c->st = status_make(INFERD_INTERNAL, "the model answered %zu results for %zu records", json_array_size(results), c->n_good);
-    for (size_t k = 0; status_is_ok(&c->st) && k < c->n_good; k++) {
-      size_t i = c->good[k];
-      free(c->out[i]);
-      c->out[i] = json_dumps(json_array_get(results, k), JSON_COMPACT | JSON_REAL_PRECISION(9)); /* as /v1 predict answers */
-      c->ok[i] = c->out[i] != NULL;
-    }
-    json_decref(results);
+    c->outputs = req->outputs;
+    c->output_names = req->output_names;
+    c->n_outputs = req->n_outputs;
+    c->mv = req->mv;
+    version_retain(c->mv);
+    req->outputs = NULL;
+    req->output_names = NULL;
+    req->n_outputs = 0;
   }
   infer_request_destroy(req);
   post_finished(c->jobs, c);
+}
+
+/* One result per record sent, as /v1 predict makes them (executor thread). */
+static void chunk_results(chunk *c) {
+  if (!status_is_ok(&c->st) || c->mv == NULL) return;
+  const features *f = application_features(c->mv);
+  features_result_opts opts = {.return_probabilities = true, .top_k = 0};
+  json_t *results = NULL;
+  c->st = f ? features_decode_results(f, c->outputs, c->output_names, c->n_outputs, &opts, &results)
+            : status_make(INFERD_INTERNAL, "the model lost its feature schema");
+  if (status_is_ok(&c->st) && json_array_size(results) != c->n_good)
+    c->st = status_make(INFERD_INTERNAL, "the model answered %zu results for %zu records", json_array_size(results), c->n_good);
+  for (size_t k = 0; status_is_ok(&c->st) && k < c->n_good; k++) {
+    size_t i = c->good[k];
+    free(c->out[i]);
+    c->out[i] = json_dumps(json_array_get(results, k), JSON_COMPACT | JSON_REAL_PRECISION(9)); /* as /v1 predict answers */
+    c->ok[i] = c->out[i] != NULL;
+  }
+  json_decref(results);
+  chunk_drop_outputs(c);
 }
 
 /* -- the executor -- */
@@ -434,6 +468,7 @@ static void run_fail(run *r, const char *msg) {
 /* Commits a finished chunk (executor thread). */
 static void chunk_commit(jobs *j, chunk *c) {
   run *r = c->run;
+  chunk_results(c);
   if (!status_is_ok(&c->st) && !c->all_invalid) {
     if (atomic_load(&r->cancelled) || r->failed) {
       chunk_free(c);
@@ -665,6 +700,11 @@ static bool run_over(jobs *j, run *r) {
 
 static void *executor(void *arg) {
   jobs *j = arg;
+  /* Job work (parsing records, encoding features, decoding results, SQLite) runs only when no
+   * online thread wants the CPU: jobs fill idle capacity (docs/jobs.md). Linux: SCHED_IDLE for
+   * this thread alone; elsewhere the normal policy. */
+  struct sched_param sp = {0};
+  pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
   /* deliveries a previous run did not finish (a shutdown, kill -9 mid-delivery) */
   inferd_status wst = j->store->ops->pending_webhooks(j->store, resend_one, j);
   if (!status_is_ok(&wst)) log_msg(LOG_ERROR, NULL, "jobs: %s", wst.msg);
