@@ -905,9 +905,9 @@ void jobs_metrics_write(void *ctx, FILE *f) {
     fprintf(f, "inferd_jobs{state=\"%s\"} %lld\n", job_state_name((job_state)s), (long long)by[s]);
   fprintf(f, "# HELP inferd_job_records_pending Records of queued and processing jobs not done yet.\n"
              "# TYPE inferd_job_records_pending gauge\ninferd_job_records_pending %lld\n", (long long)left);
-  fprintf(f, "# HELP inferd_job_records_total Job records done by this process, by outcome.\n"
+  fprintf(f, "# HELP inferd_job_records_total Job records done by this process, by result.\n"
              "# TYPE inferd_job_records_total counter\n"
-             "inferd_job_records_total{outcome=\"ok\"} %lld\ninferd_job_records_total{outcome=\"error\"} %lld\n",
+             "inferd_job_records_total{result=\"ok\"} %lld\ninferd_job_records_total{result=\"error\"} %lld\n",
           (long long)atomic_load(&j->records_ok), (long long)atomic_load(&j->records_err));
   fprintf(f, "# HELP inferd_job_chunks_in_flight Job chunks handed to the scheduler now.\n"
              "# TYPE inferd_job_chunks_in_flight gauge\ninferd_job_chunks_in_flight %d\n", atomic_load(&j->inflight));

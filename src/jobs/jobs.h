@@ -69,7 +69,7 @@ void jobs_owner_of(const principal *p, char owner[JOB_OWNER_MAX], char scopes[10
 /* The completion payload a webhook carries (and GET status's core): a new JSON text. */
 char *jobs_status_json(jobs *j, const job_info *job, int64_t now_ms);
 
-/* /metrics: inferd_jobs{state}, inferd_job_records_total{outcome}, chunks in flight. */
+/* /metrics: inferd_jobs{state}, inferd_job_records_total{result}, chunks in flight. */
 void jobs_metrics_write(void *ctx, FILE *f);
 
 /* -- pure parts (tests/unit/test_jobs.c) -- */
