@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "frontends/http/router.h"
+#include "frontends/http/routes.h"
 
 static void h_a(void *c, const route_params *p) { (void)c; (void)p; }
 static void h_b(void *c, const route_params *p) { (void)c; (void)p; }
@@ -137,6 +138,39 @@ static void test_colon_suffix_misses(void **state) {
   assert_int_equal(tf_match("/v1/models/bad%2:predict", ROUTE_POST, &r, &p, &allowed), ROUTE_BAD_PARAM);
 }
 
+/* The server's own table: every capture is one the router knows ({model}, {version}, {id}) and
+ * opens its segment (the matcher treats any other '{' as a route that never matches), and each
+ * route matches its own pattern written as a path. */
+static void test_server_table_captures(void **state) {
+  (void)state;
+  size_t n;
+  const route *t = http_routes_table(&n);
+  for (size_t i = 0; i < n; i++) {
+    const char *pat = t[i].pattern;
+    for (const char *b = strchr(pat, '{'); b; b = strchr(b + 1, '{')) {
+      if (b[-1] != '/') fail_msg("%s: a capture not at the start of a segment", pat);
+      if (strncmp(b, "{model}", 7) && strncmp(b, "{version}", 9) && strncmp(b, "{id}", 4))
+        fail_msg("%s: an unknown capture", pat);
+    }
+    char path[512], *o = path;
+    for (const char *c = pat; *c;) {
+      if (*c == '{') { /* a capture: a value the decoder takes */
+        const char *e = strchr(c, '}');
+        o += strlen(strcpy(o, strncmp(c, "{version}", 9) == 0 ? "3" : "x1"));
+        c = e + 1;
+      } else {
+        *o++ = *c++;
+      }
+    }
+    *o = '\0';
+    route_params p;
+    const route *r = NULL;
+    unsigned allowed = 0;
+    unsigned m = t[i].methods & -t[i].methods; /* one of its methods */
+    if (router_match(t, n, path, m, &r, &p, &allowed) != ROUTE_MATCHED) fail_msg("%s: %s does not match", pat, path);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_colon_suffix),
@@ -145,6 +179,7 @@ int main(void) {
       cmocka_unit_test(test_url_decoding_and_trailing_slash),
       cmocka_unit_test(test_not_found_vs_method),
       cmocka_unit_test(test_long_segment_rejected),
+      cmocka_unit_test(test_server_table_captures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,13 +32,24 @@ static bool decode_segment(const char *seg, size_t len, char *dst, size_t cap) {
   return o > 0;
 }
 
-/* Matches one pattern; returns 1 on a match, 0 on none, -1 on a malformed capture. */
+/* Matches one pattern; returns 1 on a match, 0 on none, -1 on a malformed capture. Runs for
+ * every route of the table on every request until one matches, so a literal segment is
+ * compared byte by byte as it goes (most patterns differ from the path within a few bytes);
+ * only a capture measures its segments. */
 static int match_pattern(const char *pattern, const char *path, route_params *params) {
   const char *p = pattern, *s = path;
   while (*p && *s) {
     if (*p != '/' || *s != '/') return 0;
     p++;
     s++;
+    if (*p != '{') { /* a literal segment: equal up to the next '/' (or the end) in both */
+      while (*p && *p != '/' && *p == *s) {
+        p++;
+        s++;
+      }
+      if ((*p && *p != '/') || (*s && *s != '/')) return 0;
+      continue;
+    }
     const char *pe = strchr(p, '/');
     const char *se = strchr(s, '/');
     size_t plen = pe ? (size_t)(pe - p) : strlen(p);
@@ -49,15 +60,12 @@ static int match_pattern(const char *pattern, const char *path, route_params *pa
     if (plen >= 7 && strncmp(p, "{model}", 7) == 0) cap = 7;
     else if (plen >= 9 && strncmp(p, "{version}", 9) == 0) cap = 9;
     else if (plen >= 4 && strncmp(p, "{id}", 4) == 0) cap = 4;
-    if (cap) {
-      size_t suffix = plen - cap;
-      if (slen < suffix || strncmp(s + slen - suffix, p + cap, suffix) != 0) return 0;
-      char *dst = cap == 7 ? params->model : cap == 9 ? params->version : params->id;
-      size_t dcap = cap == 7 ? sizeof params->model : cap == 9 ? sizeof params->version : sizeof params->id;
-      if (!decode_segment(s, slen - suffix, dst, dcap)) return slen > suffix ? -1 : 0;
-    } else if (plen != slen || strncmp(p, s, plen) != 0) {
-      return 0;
-    }
+    if (cap == 0) return 0; /* no such capture: the table is wrong (test_router checks it) */
+    size_t suffix = plen - cap;
+    if (slen < suffix || strncmp(s + slen - suffix, p + cap, suffix) != 0) return 0;
+    char *dst = cap == 7 ? params->model : cap == 9 ? params->version : params->id;
+    size_t dcap = cap == 7 ? sizeof params->model : cap == 9 ? sizeof params->version : sizeof params->id;
+    if (!decode_segment(s, slen - suffix, dst, dcap)) return slen > suffix ? -1 : 0;
     p += plen;
     s += slen;
   }
@@ -72,7 +80,8 @@ route_result router_match(const route *table, size_t n, const char *path, unsign
   bool bad_param = false;
   const route *hit = NULL;
   for (size_t i = 0; i < n; i++) {
-    route_params tmp = {{0}, {0}, {0}};
+    route_params tmp; /* the captures a pattern has are written; the others stay "" */
+    tmp.model[0] = tmp.version[0] = tmp.id[0] = '\0';
     int m = match_pattern(table[i].pattern, path, &tmp);
     if (m < 0) bad_param = true;
     if (m <= 0) continue;
