@@ -33,6 +33,7 @@ DEB_PACKAGES=(
   libcurl4-openssl-dev python3-protobuf  # OTLP export; the tracing test's decoder
   python3-scipy  # tests/e2e/test_drift.py: the drift statistics computed independently
   prometheus  # tests/e2e/test_metrics.py: a real Prometheus and promtool
+  libhiredis-dev redis-server  # src/store: shared state in Redis; tests/e2e/test_redis.py runs a real one
 )
 
 log() { echo "bootstrap: $*" >&2; }

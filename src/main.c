@@ -35,6 +35,8 @@
 #include "observability/collectors.h"
 #include "observability/metrics.h"
 #include "security/tlsconf.h"
+#include "store/rstore.h"
+#include "traffic/store.h"
 #include "util/log.h"
 
 typedef struct serve_options {
@@ -73,6 +75,9 @@ typedef struct serve_options {
   /* webhooks (docs/jobs.md, "Webhooks") */
   const char *webhook_secret_file;
   long webhook_retry_seconds, webhook_timeout_ms;
+  /* shared state (docs/redis.md) */
+  const char *redis_url; /* NULL: every feature keeps its state in this process */
+  long redis_timeout_ms;
 } serve_options;
 
 static void usage(FILE *f) {
@@ -153,7 +158,11 @@ static void usage(FILE *f) {
           "Webhooks (docs/jobs.md, \"Webhooks\"):\n"
           "  --webhook-secret-file FILE  Standard Webhooks signing secret (whsec_...)  INFERD_WEBHOOK_SECRET_FILE (unsigned)\n"
           "  --webhook-retry-seconds N  how long a delivery is retried  INFERD_WEBHOOK_RETRY_SECONDS (3600)\n"
-          "  --webhook-timeout-ms N   one delivery attempt         INFERD_WEBHOOK_TIMEOUT_MS (15000)\n%s",
+          "  --webhook-timeout-ms N   one delivery attempt         INFERD_WEBHOOK_TIMEOUT_MS (15000)\n"
+          "shared state across replicas (docs/redis.md): rate limits, the prediction cache's second tier,\n"
+          "traffic policies; each falls back to local state while Redis is unreachable:\n"
+          "  --redis-url URL          redis://[:password@]host[:port][/db]  INFERD_REDIS_URL (none)\n"
+          "  --redis-timeout-ms N     longest wait for one Redis answer  INFERD_REDIS_TIMEOUT_MS (50)\n%s",
           OBS_OPTIONS_USAGE);
 }
 
@@ -211,6 +220,7 @@ static const struct option serve_longopts[] = {
     {"http-plain-port", required_argument, 0, 1404},
     {"webhook-secret-file", required_argument, 0, 1900}, {"webhook-retry-seconds", required_argument, 0, 1901},
     {"webhook-timeout-ms", required_argument, 0, 1902},
+    {"redis-url", required_argument, 0, 1600},       {"redis-timeout-ms", required_argument, 0, 1601},
     {0, 0, 0, 0}};
 
 /* Every option but --help and the repeatable --load-model can also come from the environment:
@@ -326,6 +336,8 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
         return -1;
       }
       return 0;
+    case 1600: o->redis_url = *val ? val : NULL; return 0;
+    case 1601: if (parse_num(name, val, 1, 60000, &v)) return -1; o->redis_timeout_ms = (long)v; return 0;
     case 1400: o->tls_cert = val; return 0;
     case 1401: o->tls_key = val; return 0;
     case 1402: o->tls_client_ca = val; return 0;
@@ -468,6 +480,8 @@ typedef struct server_parts {
   obs_stream_collector traffic_metrics; /* traffic's /metrics families (traffic may not link observability) */
   webhooks *hooks; /* outbound webhook deliveries (jobs/webhook.h): the jobs layer sends through it */
   obs_stream_collector webhook_metrics;
+  rstore *rs;                         /* the shared-state Redis (--redis-url); NULL: none */
+  obs_stream_collector redis_metrics; /* its inferd_redis_* families */
 } server_parts;
 
 /* Starts every part; 0, or the exit code of a failed start (after logging why). */
@@ -490,11 +504,23 @@ static int start(const serve_options *o, server_parts *p) {
   app *a = p->a;
   a->default_model = o->default_model;
   a->max_records = (int)o->max_records;
+  limit_store *shared_limits = NULL;
+  if (o->redis_url) { /* before the features that share state through it */
+    rstore_options ro = {.url = o->redis_url, .timeout_ms = (int)o->redis_timeout_ms};
+    st = rstore_create(&ro, &p->rs);
+    if (!status_is_ok(&st)) goto fail2;
+    a->rstore = p->rs;
+    log_msg(LOG_INFO, NULL, "redis: shared state at %s (%s at start)", rstore_url_text(p->rs),
+            rstore_up(p->rs) ? "connected" : "not reachable yet: local fallback until it is");
+    st = limit_store_redis_create(p->rs, o->limits.max_keys, rstore_default_timeout_ms(p->rs), &shared_limits);
+    if (status_is_ok(&st)) st = cache_set_shared(p->rs);
+    if (!status_is_ok(&st)) goto fail1;
+  }
   /* the features plug into the pipeline's stages before any request can arrive */
   st = auth_install(p->au, a->serve); /* the admit stage's infer:<model> check, on every protocol */
   if (status_is_ok(&st)) st = cache_install(a->serve); /* lookup and cache_store: opt-in per model */
   /* the rate limits after it: a caller refused its scope spends none of its budget */
-  if (status_is_ok(&st)) st = limits_create(&o->limits, NULL, &p->lim);
+  if (status_is_ok(&st)) st = limits_create(&o->limits, shared_limits, &p->lim);
   if (status_is_ok(&st)) st = limits_register(p->lim, a->serve);
   if (status_is_ok(&st)) st = drift_serve_register(a->serve);
   if (status_is_ok(&st) && o->obs.capture.dir) st = capture_create(&o->obs.capture, &p->cap);
@@ -518,7 +544,7 @@ static int start(const serve_options *o, server_parts *p) {
       goto fail2;
     }
   }
-  traffic_options to = {.state_dir = o->state_dir, .model_repository = o->model_repository};
+  traffic_options to = {.state_dir = o->state_dir, .model_repository = o->model_repository, .rstore = p->rs};
   st = traffic_create(a, &to, &p->tr);
   if (!status_is_ok(&st)) goto fail1;
   webhook_options who;
@@ -571,6 +597,10 @@ static int start(const serve_options *o, server_parts *p) {
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->traffic_metrics);
     p->webhook_metrics = (obs_stream_collector){.write = webhooks_metrics_write, .ctx = p->hooks};
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->webhook_metrics);
+    if (p->rs) {
+      p->redis_metrics = (obs_stream_collector){.write = rstore_metrics_write, .ctx = p->rs};
+      if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->redis_metrics);
+    }
     if (status_is_ok(&st) && o->metrics_port >= 0) {
       /* the same authentication and TLS as the HTTP port: a scraper needs the metrics scope */
       http_options mo = ho;
@@ -613,6 +643,9 @@ static void stop(server_parts *p) {
   if (p->http) http_server_drain(p->http);
   if (p->mport) http_server_drain(p->mport);
   if (p->grpc) grpcfe_drain(p->grpc);
+  /* Redis next: requests parked on a cache lookup are resumed into the still-running scheduler,
+   * and what uses the store later (traffic's tick) gets UNAVAILABLE and its local state */
+  rstore_stop(p->rs);
   if (p->a) app_stop_work(p->a);
   if (p->http) http_server_destroy(p->http);
   if (p->mport) http_server_destroy(p->mport);
@@ -630,6 +663,7 @@ static void stop(server_parts *p) {
   cors_free(p->cors);
   metrics_destroy(p->mreg);
   webhooks_destroy(p->hooks); /* its counters were a collector of the registry */
+  rstore_destroy(p->rs); /* last: traffic and the limits held it */
 }
 
 static int cmd_serve(int argc, char **argv) {

@@ -9,6 +9,7 @@
 #include "cache/cache_lru.h"
 #include "core/infer.h"
 #include "core/model.h"
+#include "store/rstore.h"
 #include "util/monotime.h"
 
 /* One cached version's store. */
@@ -28,6 +29,10 @@ typedef struct cached_outputs {
 static int hook_slot = -1;
 static cache_lru_counters counters;
 static _Atomic uint64_t n_hits, n_coalesced, n_misses, n_stores;
+/* the Redis tier (NULL: none), and its counters */
+static rstore *shared;
+static rstore_feature *shared_feature;
+static _Atomic uint64_t n_shared_hits, n_shared_misses, n_shared_errors, n_shared_stores;
 
 static void free_cached(void *v) {
   cached_outputs *co = v;
@@ -123,6 +128,191 @@ static version_cache *cache_of(const infer_request *req) {
   return model_version_hook_data(req->mv, hook_slot);
 }
 
+/* The requests parked on a leader: each gets the result (a hit), or runs for itself. */
+static void finish_waiters(cache_waiter *w, bool ok, const tensor *outs, size_t n) {
+  while (w) {
+    cache_waiter *next = w->next;
+    infer_request *waiter = w->item;
+    free(w);
+    if (ok && give_outputs(waiter, outs, n)) {
+      serve_headers_add(waiter->reply_headers, "X-Cache", "hit");
+      serve_complete(waiter);
+    } else {
+      serve_headers_add(waiter->reply_headers, "X-Cache", "miss");
+      serve_resume(waiter);
+    }
+    w = next;
+  }
+}
+
+/* ---- the Redis tier ----------------------------------------------------------------------
+ * A value is the outputs in one flat form: "IFC1", u32 count, then per tensor u32 name length,
+ * the name, i32 datatype, u8 bytes_are_json, i32 ndim, i64 dims, u64 byte size, the bytes; in
+ * this machine's byte order (replicas run the same build). Read back with every length checked
+ * (what Redis holds is not trusted to be ours). */
+
+#define SHARED_MAGIC "IFC1"
+
+static size_t shared_size(const tensor *ts, size_t n) {
+  size_t b = 4 + 4;
+  for (size_t i = 0; i < n; i++)
+    b += 4 + strlen(ts[i].name) + 4 + 1 + 4 + (size_t)ts[i].ndim * 8 + 8 + ts[i].byte_size;
+  return b;
+}
+
+static uint8_t *put(uint8_t *p, const void *v, size_t n) {
+  memcpy(p, v, n);
+  return p + n;
+}
+
+static uint8_t *shared_encode(const tensor *ts, size_t n, size_t *len) {
+  *len = shared_size(ts, n);
+  uint8_t *buf = malloc(*len), *p = buf;
+  if (buf == NULL) return NULL;
+  uint32_t cnt = (uint32_t)n;
+  p = put(p, SHARED_MAGIC, 4);
+  p = put(p, &cnt, 4);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t nl = (uint32_t)strlen(ts[i].name);
+    int32_t dt = (int32_t)ts[i].datatype, nd = ts[i].ndim;
+    uint8_t js = ts[i].bytes_are_json;
+    uint64_t bs = ts[i].byte_size;
+    p = put(p, &nl, 4);
+    p = put(p, ts[i].name, nl);
+    p = put(p, &dt, 4);
+    p = put(p, &js, 1);
+    p = put(p, &nd, 4);
+    p = put(p, ts[i].shape, (size_t)nd * 8);
+    p = put(p, &bs, 8);
+    p = put(p, ts[i].data, ts[i].byte_size);
+  }
+  return buf;
+}
+
+typedef struct reader {
+  const uint8_t *p, *end;
+} reader;
+
+static bool take(reader *r, void *v, size_t n) {
+  if ((size_t)(r->end - r->p) < n) return false;
+  memcpy(v, r->p, n);
+  r->p += n;
+  return true;
+}
+
+static cached_outputs *shared_decode(const uint8_t *buf, size_t len, size_t *bytes) {
+  reader r = {buf, buf + len};
+  char magic[4];
+  uint32_t cnt;
+  if (!take(&r, magic, 4) || memcmp(magic, SHARED_MAGIC, 4) != 0 || !take(&r, &cnt, 4) || cnt > 4096) return NULL;
+  cached_outputs *co = calloc(1, sizeof *co);
+  if (co == NULL || (co->outputs = calloc(cnt ? cnt : 1, sizeof *co->outputs)) == NULL) {
+    free(co);
+    return NULL;
+  }
+  *bytes = sizeof *co;
+  for (uint32_t i = 0; i < cnt; i++, co->n++) {
+    tensor *t = &co->outputs[i];
+    uint32_t nl;
+    int32_t dt, nd;
+    uint8_t js;
+    uint64_t bs;
+    if (!take(&r, &nl, 4) || nl > 4096 || (size_t)(r.end - r.p) < nl || (t->name = malloc(nl + 1)) == NULL) break;
+    take(&r, t->name, nl);
+    t->name[nl] = '\0';
+    if (!take(&r, &dt, 4) || !take(&r, &js, 1) || !take(&r, &nd, 4) || nd < 0 || nd > TENSOR_MAX_DIMS ||
+        !take(&r, t->shape, (size_t)nd * 8) || !take(&r, &bs, 8) || bs > (uint64_t)(r.end - r.p) ||
+        (t->data = malloc(bs ? bs : 1)) == NULL) {
+      free(t->name);
+      t->name = NULL;
+      break;
+    }
+    take(&r, t->data, bs);
+    t->datatype = (inferd_datatype)dt;
+    t->bytes_are_json = js != 0;
+    t->ndim = nd;
+    t->byte_size = bs;
+    *bytes += sizeof(tensor) + nl + 1 + bs;
+  }
+  if (co->n != cnt || r.p != r.end) {
+    free_cached(co);
+    return NULL;
+  }
+  return co;
+}
+
+static void shared_key(const uint8_t key[CACHE_KEY_SIZE], char out[64]) {
+  static const char hex[] = "0123456789abcdef";
+  memcpy(out, "inferd:cache:", 13);
+  for (int i = 0; i < CACHE_KEY_SIZE; i++) {
+    out[13 + 2 * i] = hex[key[i] >> 4];
+    out[14 + 2 * i] = hex[key[i] & 15];
+  }
+  out[13 + 2 * CACHE_KEY_SIZE] = '\0';
+}
+
+static void shared_put_reply(void *arg, const redisReply *reply, const char *why) {
+  (void)arg;
+  bool ok = reply && reply->type != REDIS_REPLY_ERROR;
+  rstore_feature_result(shared_feature, ok, reply ? reply->str : why);
+  if (ok) atomic_fetch_add(&n_shared_stores, 1);
+  else atomic_fetch_add(&n_shared_errors, 1);
+}
+
+/* The leader's result into Redis, with the model's TTL; fire and forget (a failure only means
+ * the other replicas miss). */
+static void shared_put(const infer_request *req, const version_cache *vc) {
+  (void)vc;
+  size_t len;
+  uint8_t *blob = shared_encode(req->outputs, req->n_outputs, &len);
+  if (blob == NULL) return;
+  char key[64], ttl[24];
+  shared_key(req->cache_key, key);
+  int64_t ttl_ms = req->mv->model->config->response_cache.ttl_ms;
+  snprintf(ttl, sizeof ttl, "%lld", (long long)ttl_ms);
+  const char *argv[] = {"SET", key, (const char *)blob, "PX", ttl};
+  size_t lens[] = {3, strlen(key), len, 2, strlen(ttl)};
+  inferd_status st = rstore_async(shared, ttl_ms > 0 ? 5 : 3, argv, lens, 0, shared_put_reply, NULL);
+  if (!status_is_ok(&st)) rstore_feature_result(shared_feature, false, st.msg);
+  free(blob);
+}
+
+/* A parked leader's answer from Redis (on the store's thread): a hit answers it and every
+ * request parked on it, and fills the local tier; anything else sends it to run. */
+static void shared_get_reply(void *arg, const redisReply *reply, const char *why) {
+  infer_request *req = arg;
+  version_cache *vc = cache_of(req);
+  rstore_feature_result(shared_feature, reply != NULL && reply->type != REDIS_REPLY_ERROR,
+                        reply ? reply->str : why);
+  size_t bytes = 0;
+  cached_outputs *co = reply && reply->type == REDIS_REPLY_STRING
+                           ? shared_decode((const uint8_t *)reply->str, reply->len, &bytes)
+                           : NULL;
+  if (co && give_outputs(req, co->outputs, co->n)) {
+    req->cache_leader = false;
+    atomic_fetch_add(&n_shared_hits, 1);
+    atomic_fetch_add(&n_hits, 1);
+    cache_waiter *w = cache_lru_finish(vc->lru, req->cache_key, monotime_ns(), co, bytes);
+    /* co is the local tier's now (or freed): the waiters copy from req's own outputs */
+    finish_waiters(w, true, req->outputs, req->n_outputs);
+    serve_headers_add(req->reply_headers, "X-Cache", "hit");
+    serve_complete(req);
+    return;
+  }
+  free_cached(co);
+  if (reply == NULL || reply->type == REDIS_REPLY_ERROR) atomic_fetch_add(&n_shared_errors, 1);
+  else atomic_fetch_add(&n_shared_misses, 1);
+  atomic_fetch_add(&n_misses, 1);
+  serve_headers_add(req->reply_headers, "X-Cache", "miss");
+  serve_resume(req); /* still the leader: its completion stores the result in both tiers */
+}
+
+inferd_status cache_set_shared(rstore *rs) {
+  shared = rs;
+  shared_feature = rstore_feature_add(rs, "cache");
+  return status_ok();
+}
+
 static inferd_status on_lookup(void *ctx, const serve_request *sr, infer_request *req) {
   (void)ctx;
   (void)sr;
@@ -149,12 +339,23 @@ static inferd_status on_lookup(void *ctx, const serve_request *sr, infer_request
     return status_ok(); /* req may be completed by now on another thread: not touched again */
   }
   free(w);
-  atomic_fetch_add(&n_misses, 1);
-  serve_headers_add(req->reply_headers, "X-Cache", "miss");
   if (r == CACHE_LRU_LEAD) {
     req->cache_leader = true;
     memcpy(req->cache_key, key, CACHE_KEY_SIZE);
+    if (shared && rstore_up(shared)) { /* the second tier, before running it */
+      char k[64];
+      shared_key(key, k);
+      const char *argv[] = {"GET", k};
+      st = rstore_async(shared, 2, argv, NULL, 0, shared_get_reply, req);
+      if (status_is_ok(&st)) { /* req is the store thread's now, perhaps already answered */
+        serve_park(req);       /* (serve_park only marks this thread's lookup: req is not read) */
+        return status_ok();
+      }
+      rstore_feature_result(shared_feature, false, st.msg); /* down: a plain miss */
+    }
   }
+  atomic_fetch_add(&n_misses, 1);
+  serve_headers_add(req->reply_headers, "X-Cache", "miss");
   return status_ok();
 }
 
@@ -182,20 +383,9 @@ static inferd_status on_store(void *ctx, const serve_request *sr, infer_request 
     }
   }
   if (co) atomic_fetch_add(&n_stores, 1);
+  if (co && shared) shared_put(req, vc);
   cache_waiter *w = cache_lru_finish(vc->lru, req->cache_key, monotime_ns(), co, bytes + sizeof *co);
-  while (w) {
-    cache_waiter *next = w->next;
-    infer_request *waiter = w->item;
-    free(w);
-    if (ok && give_outputs(waiter, req->outputs, req->n_outputs)) {
-      serve_headers_add(waiter->reply_headers, "X-Cache", "hit");
-      serve_complete(waiter);
-    } else {
-      serve_headers_add(waiter->reply_headers, "X-Cache", "miss");
-      serve_resume(waiter);
-    }
-    w = next;
-  }
+  finish_waiters(w, ok, req->outputs, req->n_outputs);
   return status_ok();
 }
 
@@ -238,4 +428,16 @@ void cache_metrics_write(void *unused, FILE *out) {
           (unsigned long long)c.hits, (unsigned long long)c.coalesced, (unsigned long long)c.misses,
           (unsigned long long)c.stores, (unsigned long long)c.evictions, (unsigned long long)c.expirations,
           (long long)c.entries, (long long)c.bytes);
+  if (shared)
+    fprintf(out,
+            "# HELP inferd_cache_redis_lookups_total Local misses looked up in the Redis tier, by outcome.\n"
+            "# TYPE inferd_cache_redis_lookups_total counter\n"
+            "inferd_cache_redis_lookups_total{result=\"hit\"} %llu\n"
+            "inferd_cache_redis_lookups_total{result=\"miss\"} %llu\n"
+            "# HELP inferd_cache_redis_errors_total Redis tier reads and writes that failed (Redis down or slow).\n"
+            "# TYPE inferd_cache_redis_errors_total counter\ninferd_cache_redis_errors_total %llu\n"
+            "# HELP inferd_cache_redis_stores_total Results written to the Redis tier.\n"
+            "# TYPE inferd_cache_redis_stores_total counter\ninferd_cache_redis_stores_total %llu\n",
+            (unsigned long long)atomic_load(&n_shared_hits), (unsigned long long)atomic_load(&n_shared_misses),
+            (unsigned long long)atomic_load(&n_shared_errors), (unsigned long long)atomic_load(&n_shared_stores));
 }

@@ -13,6 +13,12 @@
 /* Registers the version hook that gives each cached version its store and identity. Call at
  * start, before the repository opens (as the other version hooks). */
 inferd_status cache_register(void);
+/* The second tier (docs/redis.md): with rs set, a local miss looks in Redis before running (the
+ * request is parked meanwhile and resumed from the store's thread), and a result is kept in
+ * Redis too, under the same 128-bit key, with the model's ttl_ms. Redis down: local misses run,
+ * never fail. Before serving starts; rs must outlive the requests. */
+struct rstore;
+inferd_status cache_set_shared(struct rstore *rs);
 /* Adds the lookup and cache_store handlers to s. */
 inferd_status cache_install(serve *s);
 

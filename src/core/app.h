@@ -15,6 +15,7 @@ typedef struct app {
   struct serve *serve; /* the request pipeline (core/serve.h): every inference enters here */
   struct traffic *traffic; /* traffic/'s policies and their admin API, set by main; NULL: none */
   struct metrics *metrics; /* observability's registry (observability/metrics.h), set by main; may be NULL */
+  struct rstore *rstore;   /* the shared-state Redis (store/rstore.h, --redis-url), set by main; NULL: none */
   atomic_bool draining;
   /* The application API's settings (src/frontends/http/v1*.c, mlflow.c), set by main. */
   const char *default_model; /* /invocations' model; NULL: the only model */

@@ -48,6 +48,17 @@ inferd_status limit_store_local_create(size_t max_entries, limit_store **out);
 /* The local store's key count (tests, metrics). */
 size_t limit_store_local_size(limit_store *s);
 
+/* The shared store (limits_store_redis.c): requests and records per second as GCRA in one atomic
+ * Lua script on Redis's clock, so a limit holds across every replica using the same Redis. Each
+ * call is a bounded synchronous round trip (timeout_ms) from the admit or check stage; while
+ * Redis is down or a call fails it answers from an in-process store of max_local_entries keys
+ * (the fallback), and it reports which through the store's "rate_limits" feature. Concurrency
+ * limits stay per replica (the local store): a slot in Redis would leak with a replica killed
+ * while holding it. */
+struct rstore;
+inferd_status limit_store_redis_create(struct rstore *rs, size_t max_local_entries, int timeout_ms,
+                                       limit_store **out);
+
 static inline void limit_store_destroy(limit_store *s) {
   if (s) s->ops->destroy(s);
 }

@@ -22,6 +22,11 @@ typedef struct traffic_store_ops {
   inferd_status (*history)(traffic_store *st, const char *model, int limit,
                            void (*fn)(void *user, const char *event_json), void *user);
   void (*close)(traffic_store *st);
+  /* A shared store (NULL for a local one): when the shared state changed since *generation
+   * (0: never read), calls fn for every stored policy and advances *generation. Polled by the
+   * rollout tick's thread, so each replica sees the others' changes within a poll. */
+  inferd_status (*refresh)(traffic_store *st, int64_t *generation,
+                           void (*fn)(void *user, const char *model, const char *policy_json), void *user);
 } traffic_store_ops;
 
 struct traffic_store {
@@ -30,5 +35,10 @@ struct traffic_store {
 
 /* SQLite in WAL mode at path (created with its folder's tables when new). */
 inferd_status traffic_store_sqlite_open(const char *path, traffic_store **out);
+
+/* Redis, shared by every replica (store_redis.c): changes go to the local SQLite store at
+ * sqlite_path and to Redis; reads come from Redis, or the local store while Redis is down. */
+struct rstore;
+inferd_status traffic_store_redis_open(struct rstore *rs, const char *sqlite_path, traffic_store **out);
 
 #endif

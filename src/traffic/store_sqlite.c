@@ -84,7 +84,7 @@ static void ss_close(traffic_store *base) {
   free(s);
 }
 
-static const traffic_store_ops sqlite_ops = {ss_load, ss_save, ss_history, ss_close};
+static const traffic_store_ops sqlite_ops = {ss_load, ss_save, ss_history, ss_close, NULL};
 
 inferd_status traffic_store_sqlite_open(const char *path, traffic_store **out) {
   sqlite_store *s = calloc(1, sizeof *s);

@@ -135,6 +135,8 @@ struct traffic {
   pthread_cond_t tick_cv;
   bool stop, poked;
   int tick_ms;
+  /* a shared store: the generation last applied, and when it was last polled */
+  int64_t shared_generation, shared_polled_ms;
 };
 
 static int64_t now_unix_ms(void) {
@@ -693,6 +695,54 @@ static void tick_once(traffic *t) {
   pthread_mutex_unlock(&t->admin_mu);
 }
 
+/* ---- the shared store: the other replicas' changes -------------------------------------- */
+
+#define SHARED_POLL_MS 500
+
+/* One stored policy from the shared store (admin_mu held): published when it differs from ours. */
+static void apply_shared(void *user, const char *model, const char *policy_json) {
+  traffic *t = user;
+  const traffic_policy *cur = current_policy(t, model);
+  if (cur) {
+    json_t *cj = traffic_policy_to_json(cur);
+    char *cs = cj ? json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(cj);
+    bool same = cs && strcmp(cs, policy_json) == 0; /* commit stores the same canonical form */
+    free(cs);
+    if (same) return;
+  }
+  json_error_t err;
+  json_t *doc = json_loads(policy_json, 0, &err);
+  traffic_policy p;
+  inferd_status st = doc ? traffic_policy_from_json(doc, "policy", &p) : status_make(INFERD_INTERNAL, "not JSON");
+  json_decref(doc);
+  if (!status_is_ok(&st)) {
+    log_msg(LOG_ERROR, model, "traffic: a shared policy is unreadable, ignored: %s", st.msg);
+    return;
+  }
+  bool new_window = cur == NULL || cur->rollout.step != p.rollout.step || cur->rollout.state != p.rollout.state ||
+                    cur->rollout.step_started_ms != p.rollout.step_started_ms;
+  st = publish(t, model, &p);
+  if (!status_is_ok(&st)) return;
+  if (new_window) windows_reset(t, model);
+  const traffic_entry *e = snap_find(t->cur, model);
+  if (e && e->breaker && new_window) atomic_store(&e->breaker->tripped, false);
+  log_msg(LOG_INFO, model, "traffic: policy changed by another replica, applied");
+}
+
+/* Polls a shared store every SHARED_POLL_MS (tick thread): a GET of a counter when nothing
+ * changed. Polling rather than pub/sub: a replica that was disconnected catches up on its next
+ * poll with no message to lose, and there is no second connection to keep subscribed. */
+static void refresh_shared(traffic *t) {
+  if (t->store == NULL || t->store->ops->refresh == NULL) return;
+  int64_t now = now_unix_ms();
+  if (now - t->shared_polled_ms < SHARED_POLL_MS) return;
+  t->shared_polled_ms = now;
+  pthread_mutex_lock(&t->admin_mu);
+  (void)t->store->ops->refresh(t->store, &t->shared_generation, apply_shared, t); /* down: ours stands */
+  pthread_mutex_unlock(&t->admin_mu);
+}
+
 static void *tick_main(void *arg) {
   traffic *t = arg;
   pthread_setname_np(pthread_self(), "traffic-tick");
@@ -710,6 +760,7 @@ static void *tick_main(void *arg) {
     t->poked = false;
     pthread_mutex_unlock(&t->tick_mu);
     tick_once(t);
+    refresh_shared(t);
     pthread_mutex_lock(&t->tick_mu);
   }
   pthread_mutex_unlock(&t->tick_mu);
@@ -802,7 +853,16 @@ inferd_status traffic_create(app *a, const traffic_options *o, traffic **out) {
   char db[PATH_MAX + 16];
   snprintf(db, sizeof db, "%s/traffic.db", t->state_dir);
   struct stat sb;
-  if (stat(db, &sb) == 0) {
+  if (o->rstore) { /* shared: the policies in Redis (and the local ones, its fallback) */
+    inferd_status st = traffic_store_redis_open(o->rstore, db, &t->store);
+    load_ctx lc = {.t = t};
+    if (status_is_ok(&st)) st = t->store->ops->load(t->store, load_one, &lc);
+    if (!status_is_ok(&st)) {
+      traffic_destroy(t);
+      return st;
+    }
+    if (lc.n) log_msg(LOG_INFO, NULL, "traffic: %zu model policies restored (Redis and %s)", lc.n, db);
+  } else if (stat(db, &sb) == 0) {
     inferd_status st = ensure_store(t);
     load_ctx lc = {.t = t};
     if (status_is_ok(&st)) st = t->store->ops->load(t->store, load_one, &lc);

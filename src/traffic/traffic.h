@@ -17,6 +17,7 @@ typedef struct traffic_options {
   const char *state_dir;        /* the SQLite store and the audit log; NULL: beside the repository */
   const char *model_repository; /* read for config.json "traffic" start-up defaults */
   int tick_ms;                  /* the rollout tick; 0: 100 */
+  struct rstore *rstore;        /* shared state in Redis (docs/redis.md); NULL: the local store only */
 } traffic_options;
 
 /* Loads the stored state (and config.json defaults for models without one), registers the

@@ -2,6 +2,7 @@
 #include <jansson.h>
 
 #include "frontends/http/routes.h"
+#include "store/rstore.h"
 
 void health_summary(void *call, const route_params *p) {
   (void)p;
@@ -23,5 +24,8 @@ void health_summary(void *call, const route_params *p) {
   }
   json_t *doc = json_pack("{ss sb sb so}", "status", status, "live", 1, "ready", ready, "models", models);
   if (!ready) json_object_set_new(doc, "reason", json_string(why));
+  /* shared state: whether Redis answers and which features use their local state meanwhile
+   * (not part of readiness: a replica on fallback still serves every prediction) */
+  if (c->app->rstore) json_object_set_new(doc, "redis", rstore_health_json(c->app->rstore));
   http_call_reply_json(c, ready ? 200 : 503, doc);
 }
