@@ -23,6 +23,7 @@
 #include "security/limits.h"
 #include "generate/tokenize_cli.h"
 #include "jobs/webhook.h"
+#include "jobs/jobs.h"
 #include "observability/trace.h"
 #include "security/auth.h"
 #include "security/cors.h"
@@ -78,6 +79,10 @@ typedef struct serve_options {
   /* shared state (docs/redis.md) */
   const char *redis_url; /* NULL: every feature keeps its state in this process */
   long redis_timeout_ms;
+  /* async batch jobs (docs/jobs.md) */
+  bool jobs;
+  jobs_options job_opts;
+  long long max_job_body_bytes;
 } serve_options;
 
 static void usage(FILE *f) {
@@ -108,11 +113,20 @@ static void usage(FILE *f) {
           "                           explicit (load through the API)  INFERD_MODEL_CONTROL_MODE (none)\n"
           "  --repository-poll-secs N poll mode's rescan interval  INFERD_REPOSITORY_POLL_SECS (15)\n"
           "  --load-model NAME        explicit mode: load NAME at start (repeatable; '*' for all)\n"
-          "  --state-dir DIR          traffic policies' store and audit log  INFERD_STATE_DIR (inferd-state beside the repository)\n"
+          "  --state-dir DIR          traffic policies' store and audit log, batch jobs' store\n"
+          "                                                        INFERD_STATE_DIR (inferd-state beside the repository)\n"
           "  --metrics on|off         Prometheus metrics at GET /metrics  INFERD_METRICS (on)\n"
           "  --metrics-port N         also serve GET /metrics alone on this port  INFERD_METRICS_PORT (none)\n"
           "  --log-format json|text   log and access-log lines: JSON objects or logfmt  INFERD_LOG_FORMAT (json)\n"
           "SIGHUP rescans the repository in every mode (and reloads TLS files); SIGTERM drains and stops.\n"
+          "async batch jobs (docs/jobs.md), kept in --state-dir/jobs.db:\n"
+          "  --jobs on|off            the /v1/batch and /v1/batches APIs  INFERD_JOBS (on)\n"
+          "  --max-job-body-bytes N   largest job upload (/v1/batch/predict, /v1/files)  INFERD_MAX_JOB_BODY_BYTES (4294967296)\n"
+          "  --max-job-records N      records one job may hold     INFERD_MAX_JOB_RECORDS (10000000)\n"
+          "  --max-jobs-per-principal N  queued or running jobs per caller  INFERD_MAX_JOBS_PER_PRINCIPAL (16)\n"
+          "  --max-job-records-per-principal N  their records not yet done  INFERD_MAX_JOB_RECORDS_PER_PRINCIPAL (20000000)\n"
+          "  --job-chunk-records N    records per pipeline request  INFERD_JOB_CHUNK_RECORDS (the model's max_batch_size, at most 1000)\n"
+          "  --job-chunks-in-flight N job chunks in the scheduler at once  INFERD_JOB_CHUNKS_IN_FLIGHT (2)\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
           "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
           "  --body-timeout-ms N      time for a body, and the longest pause in one  INFERD_BODY_TIMEOUT_MS (30000)\n"
@@ -221,6 +235,10 @@ static const struct option serve_longopts[] = {
     {"webhook-secret-file", required_argument, 0, 1900}, {"webhook-retry-seconds", required_argument, 0, 1901},
     {"webhook-timeout-ms", required_argument, 0, 1902},
     {"redis-url", required_argument, 0, 1600},       {"redis-timeout-ms", required_argument, 0, 1601},
+    {"jobs", required_argument, 0, 1700},            {"max-job-body-bytes", required_argument, 0, 1701},
+    {"max-job-records", required_argument, 0, 1702}, {"max-jobs-per-principal", required_argument, 0, 1703},
+    {"max-job-records-per-principal", required_argument, 0, 1704}, {"job-chunk-records", required_argument, 0, 1705},
+    {"job-chunks-in-flight", required_argument, 0, 1706},
     {0, 0, 0, 0}};
 
 /* Every option but --help and the repeatable --load-model can also come from the environment:
@@ -352,6 +370,20 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 1900: o->webhook_secret_file = *val ? val : NULL; return 0;
     case 1901: if (parse_num(name, val, 1, 30L * 86400, &v)) return -1; o->webhook_retry_seconds = (long)v; return 0;
     case 1902: if (parse_num(name, val, 1, 600000, &v)) return -1; o->webhook_timeout_ms = (long)v; return 0;
+    case 1700:
+      if (strcmp(val, "on") == 0) o->jobs = true;
+      else if (strcmp(val, "off") == 0) o->jobs = false;
+      else {
+        fprintf(stderr, "inferd: %s must be on or off, got '%s'\n", name, val);
+        return -1;
+      }
+      return 0;
+    case 1701: if (parse_num(name, val, 1, 1LL << 44, &v)) return -1; o->max_job_body_bytes = v; return 0;
+    case 1702: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->job_opts.max_job_records = v; return 0;
+    case 1703: if (parse_num(name, val, 1, 1000000, &v)) return -1; o->job_opts.max_active_jobs = v; return 0;
+    case 1704: if (parse_num(name, val, 1, 10000000000LL, &v)) return -1; o->job_opts.max_active_records = v; return 0;
+    case 1705: if (parse_num(name, val, 1, JOBS_MAX_CHUNK, &v)) return -1; o->job_opts.chunk_records = v; return 0;
+    case 1706: if (parse_num(name, val, 1, 64, &v)) return -1; o->job_opts.max_inflight = (int)v; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -374,7 +406,8 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .trace = {.sample_ratio = 1.0, .service_name = "inferd", .service_version = INFERD_VERSION,
                                  .queue_size = 2048, .batch_size = 512, .export_interval_ms = 1000, .timeout_ms = 2000},
                        .metrics_port = -1, .metrics = true, .log_fmt = LOG_FORMAT_JSON,
-                       .http_plain_port = -1, .webhook_retry_seconds = 3600, .webhook_timeout_ms = 15000};
+                       .http_plain_port = -1, .webhook_retry_seconds = 3600, .webhook_timeout_ms = 15000,
+                       .jobs = true, .max_job_body_bytes = 4LL << 30};
   obs_options_default(&o->obs);
   for (const struct option *lo = serve_longopts; lo->name; lo++) {
     if (lo->val == 'h' || lo->val == 'L') continue;
@@ -458,6 +491,23 @@ static void raise_fd_limit(long max_connections) {
             "retried every 100 ms", (unsigned long long)rl.rlim_cur, max_connections);
 }
 
+/* --state-dir, else inferd-state beside the repository (as traffic/ resolves it). */
+static const char *state_dir_of(const serve_options *o, char *buf, size_t len) {
+  if (o->state_dir && *o->state_dir) return o->state_dir;
+  char repo[4096];
+  snprintf(repo, sizeof repo, "%s", o->model_repository);
+  size_t n = strlen(repo);
+  while (n > 1 && repo[n - 1] == '/') repo[--n] = '\0';
+  char *slash = strrchr(repo, '/');
+  if (slash == NULL) snprintf(buf, len, "inferd-state");
+  else if (slash == repo) snprintf(buf, len, "/inferd-state");
+  else {
+    *slash = '\0';
+    snprintf(buf, len, "%s/inferd-state", repo);
+  }
+  return buf;
+}
+
 /* Loopback addresses only reach this machine: no warning for an open server there. */
 static bool host_is_loopback(const char *host) {
   return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
@@ -482,6 +532,8 @@ typedef struct server_parts {
   obs_stream_collector webhook_metrics;
   rstore *rs;                         /* the shared-state Redis (--redis-url); NULL: none */
   obs_stream_collector redis_metrics; /* its inferd_redis_* families */
+  jobs *jobs; /* async batch jobs (jobs/); NULL: --jobs off */
+  obs_stream_collector jobs_metrics;
 } server_parts;
 
 /* Starts every part; 0, or the exit code of a failed start (after logging why). */
@@ -556,6 +608,13 @@ static int start(const serve_options *o, server_parts *p) {
   if (!status_is_ok(&st)) goto fail2; /* a secret file missing or malformed */
   if (!webhooks_signed(p->hooks))
     log_msg(LOG_INFO, NULL, "webhooks: deliveries are not signed (no --webhook-secret-file)");
+  if (o->jobs) { /* after the pipeline's stages are in place: the executor resumes jobs at once */
+    char dir[4096];
+    jobs_options jo = o->job_opts;
+    jo.state_dir = state_dir_of(o, dir, sizeof dir);
+    st = jobs_create(a, &jo, &p->jobs);
+    if (!status_is_ok(&st)) goto fail1;
+  }
 
   if (o->tls_cert) {
     tlsconf_options tlo = {.cert_file = o->tls_cert, .key_file = o->tls_key, .client_ca_file = o->tls_client_ca,
@@ -569,7 +628,8 @@ static int start(const serve_options *o, server_parts *p) {
                      .head_timeout_ms = (int)o->head_timeout_ms, .body_timeout_ms = (int)o->body_timeout_ms,
                      .min_body_rate = (int)o->min_body_rate, .keepalive_timeout_ms = (int)o->keepalive_timeout_ms,
                      .send_timeout_ms = (int)o->send_timeout_ms, .max_connections = o->max_connections,
-                     .auth = p->au, .cors = p->cors};
+                     .auth = p->au, .cors = p->cors, .jobs = p->jobs,
+                     .max_job_body_bytes = (size_t)o->max_job_body_bytes};
   raise_fd_limit(o->max_connections);
   st = http_server_create(&ho, a, &p->http);
   if (!status_is_ok(&st)) goto fail1;
@@ -601,6 +661,8 @@ static int start(const serve_options *o, server_parts *p) {
       p->redis_metrics = (obs_stream_collector){.write = rstore_metrics_write, .ctx = p->rs};
       if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->redis_metrics);
     }
+    p->jobs_metrics = (obs_stream_collector){.write = jobs_metrics_write, .ctx = p->jobs};
+    if (status_is_ok(&st) && p->jobs) st = obs_collectors_register_stream(p->mreg, &p->jobs_metrics);
     if (status_is_ok(&st) && o->metrics_port >= 0) {
       /* the same authentication and TLS as the HTTP port: a scraper needs the metrics scope */
       http_options mo = ho;
@@ -639,6 +701,7 @@ fail2: /* a mistake in the configuration */
  * the features, each after everything that could still use it. */
 static void stop(server_parts *p) {
   if (p->a) atomic_store(&p->a->draining, true);
+  jobs_stop(p->jobs); /* no new chunks; those in flight finish with the drain */
   if (p->grpc) grpcfe_begin_drain(p->grpc);
   if (p->http) http_server_drain(p->http);
   if (p->mport) http_server_drain(p->mport);
@@ -652,6 +715,7 @@ static void stop(server_parts *p) {
   /* no request runs now, so nothing sends: deliveries still held end "shutting down", their
    * callbacks reaching into the jobs layer, which must outlive this (freed after the last scrape) */
   webhooks_stop(p->hooks);
+  jobs_destroy(p->jobs); /* every chunk has completed (app_stop_work failed the queued ones) */
   if (p->grpc) grpcfe_destroy(p->grpc);
   tlsconf_destroy(p->tls); /* after both frontends: connections hold its contexts */
   if (p->tr) traffic_destroy(p->tr);

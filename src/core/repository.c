@@ -278,6 +278,8 @@ inferd_status repo_acquire(repository *repo, const char *name, const char *versi
   return st;
 }
 
+bool repo_started(repository *repo) { return atomic_load(&repo->initial_done); }
+
 bool repo_ready(repository *repo, char *why, size_t why_len) {
   if (!atomic_load(&repo->initial_done)) {
     if (why) snprintf(why, why_len, "models are loading");

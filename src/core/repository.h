@@ -91,6 +91,10 @@ static inline void repo_snapshot_release_ptr(repo_snapshot **p) { repo_snapshot_
  * model reloading keeps its READY version meanwhile, so this does not flap. */
 bool repo_ready(repository *repo, char *why, size_t why_len);
 
+/* The start-up loads are done (every model found at start has loaded or failed): from then on a
+ * model missing from the snapshot is really not there (jobs/ resuming after a restart waits). */
+bool repo_started(repository *repo);
+
 /* Asks the control thread to rescan the folder (SIGHUP, poll); returns at once. */
 void repo_request_rescan(repository *repo);
 

@@ -255,7 +255,7 @@ static void request_complete(http_conn *conn) {
   http_call *c = conn->call;
   conn->state = ANSWERING;
   clear_timer(conn);
-  c->bytes_in = evbuffer_get_length(c->request_body);
+  c->bytes_in = c->sink.write ? conn->body_got : evbuffer_get_length(c->request_body);
   c->close_after = !conn->keep_alive;
   http_server_handle(c);
 }
@@ -274,6 +274,38 @@ static void arm_body_timer(http_conn *conn) {
   set_timer_ns(conn, TIMER_BODY, until - now);
 }
 
+/* -- body sinks (http_body_sink): a route's body handed over as it arrives -- */
+
+/* A 413 names the sink's flag rather than --max-body-bytes. */
+static inferd_status sink_limit_message(const http_call *c, inferd_status st) {
+  if (st.code == INFERD_TOO_LARGE && c->sink.write)
+    st = status_make(INFERD_TOO_LARGE, "the body is larger than the limit of %zu bytes for this upload (%s)",
+                     c->sink.max_bytes, c->sink.limit_flag ? c->sink.limit_flag : "the route's limit");
+  return st;
+}
+
+/* Hands what request_body holds to the sink and empties it. False when the sink refused it
+ * (the request is answered with its status, and the connection closes). */
+static bool sink_feed(http_conn *conn) {
+  http_call *c = conn->call;
+  struct evbuffer *b = c->request_body;
+  inferd_status st = status_ok();
+  struct evbuffer_iovec v[8];
+  while (status_is_ok(&st) && evbuffer_get_length(b) > 0) {
+    int n = evbuffer_peek(b, -1, NULL, v, 8);
+    size_t used = 0;
+    for (int i = 0; i < n && i < 8 && status_is_ok(&st); i++) {
+      st = c->sink.write(c->sink.ctx, v[i].iov_base, v[i].iov_len);
+      used += v[i].iov_len;
+    }
+    evbuffer_drain(b, used);
+  }
+  if (status_is_ok(&st)) return true;
+  evbuffer_drain(b, evbuffer_get_length(b));
+  fail_request(conn, &st);
+  return false;
+}
+
 /* The head is complete in head[0..len): parse it and decide the body. False when the
  * connection was failed or freed. */
 static bool start_request(http_conn *conn, const char *head, size_t len) {
@@ -289,7 +321,10 @@ static bool start_request(http_conn *conn, const char *head, size_t len) {
     conn_free(conn);
     return false;
   }
-  if (status_is_ok(&st)) st = http_parse_framing(&h, conn->loop->srv->opts.max_body_bytes, &f);
+  /* a route that takes its body as it arrives (a job upload) says so now, with its own limit */
+  if (status_is_ok(&st)) st = http_routes_open_sink(conn->call);
+  size_t limit = conn->call->sink.write ? conn->call->sink.max_bytes : conn->loop->srv->opts.max_body_bytes;
+  if (status_is_ok(&st)) st = sink_limit_message(conn->call, http_parse_framing(&h, limit, &f));
   if (!status_is_ok(&st)) {
     fail_request(conn, &st);
     return false;
@@ -298,7 +333,7 @@ static bool start_request(http_conn *conn, const char *head, size_t len) {
   conn->body_start_ns = monotime_ns();
   conn->body_got = 0;
   if (f.kind == HTTP_BODY_CHUNKED) {
-    http_chunked_init(&conn->chunked, conn->loop->srv->opts.max_body_bytes);
+    http_chunked_init(&conn->chunked, limit);
     conn->state = READ_CHUNKED;
   } else {
     conn->to_read = f.kind == HTTP_BODY_LENGTH ? (size_t)f.length : 0;
@@ -388,6 +423,7 @@ static void parse_loop(http_conn *conn) {
         evbuffer_remove_buffer(in, conn->call->request_body, take);
         conn->to_read -= take;
         conn->body_got += take;
+        if (conn->call->sink.write && !sink_feed(conn)) return; /* refused: answered */
         if (conn->to_read > 0) { /* (armed only now: a body that came with its head needs none) */
           arm_body_timer(conn);
           return;
@@ -414,6 +450,7 @@ static void parse_loop(http_conn *conn) {
           }
         }
         if (!status_is_ok(&st)) {
+          st = sink_limit_message(conn->call, st);
           fail_request(conn, &st);
           return;
         }
@@ -422,6 +459,7 @@ static void parse_loop(http_conn *conn) {
         else
           evbuffer_drain(in, used);
         conn->body_got += used;
+        if (data && conn->call->sink.write && !sink_feed(conn)) return; /* refused: answered */
         if (conn->chunked.state == HTTP_CHUNK_DONE) {
           request_complete(conn);
           break;

@@ -67,6 +67,36 @@ static const route_doc docs[] = {
     {ROUTE_GET, "/v1/models/{model}/traffic/report", "Traffic",
      "Per arm: requests, errors, latency p50/p99, and for classifiers the label distribution and mean score", NULL, NULL,
      "404", NULL, false},
+    {ROUTE_POST, "/v1/batch/predict", "Batch jobs",
+     "Queue an async batch job: {\"model\", \"inputs\": [records], \"callback_url\", \"priority\": \"low\"|\"normal\"}, "
+     "or a JSON Lines (application/x-ndjson) or CSV (text/csv) body with ?model=; read as it arrives, up to "
+     "--max-job-body-bytes; optional Idempotency-Key header. Answers 202 {batch_id, status, estimated_completion} "
+     "(docs/jobs.md)",
+     NULL, NULL, "400 404 413 415 429 503", NULL, false},
+    {ROUTE_GET, "/v1/batch", "Batch jobs", "The caller's batch jobs, newest first (?offset=&limit=)", NULL, NULL, "400 503", NULL,
+     false},
+    {ROUTE_GET, "/v1/batch/{id}/status", "Batch jobs",
+     "A job's status (queued, processing, completed, failed, cancelled), progress {completed, failed, total}, ETA, timing, webhook",
+     NULL, NULL, "404", NULL, false},
+    {ROUTE_GET, "/v1/batch/{id}/results", "Batch jobs",
+     "Results as JSON Lines in input order, per-record errors inline, ?offset=&limit= (at most 10000); X-Next-Offset and "
+     "Link rel=next name the next page",
+     NULL, NULL, "400 404", NULL, false},
+    {ROUTE_DELETE, "/v1/batch/{id}", "Batch jobs", "Cancel a queued or running job (results so far are kept)", NULL, NULL,
+     "400 404", NULL, false},
+    {ROUTE_POST, "/v1/files", "OpenAI Batch API",
+     "Upload a batch input file (multipart \"file\" + purpose=batch, or a raw JSONL body with ?purpose=batch)", NULL, NULL,
+     "400 413 503", NULL, false},
+    {ROUTE_GET, "/v1/files/{id}", "OpenAI Batch API", "A file's description", NULL, NULL, "404", NULL, false},
+    {ROUTE_GET, "/v1/files/{id}/content", "OpenAI Batch API",
+     "A file's content: an input file, or a batch's output (file-out-...) or error (file-err-...) file", NULL, NULL, "404",
+     NULL, false},
+    {ROUTE_POST, "/v1/batches", "OpenAI Batch API",
+     "Create a batch from an input file: {input_file_id, endpoint: /v1/models/{model}/predict, completion_window: 24h}",
+     NULL, NULL, "400 404 413 429 503", NULL, false},
+    {ROUTE_GET, "/v1/batches", "OpenAI Batch API", "The caller's batches", NULL, NULL, "503", NULL, false},
+    {ROUTE_GET, "/v1/batches/{id}", "OpenAI Batch API", "A batch object", NULL, NULL, "404", NULL, false},
+    {ROUTE_POST, "/v1/batches/{id}/cancel", "OpenAI Batch API", "Cancel a batch", NULL, NULL, "400 404", NULL, false},
     {ROUTE_POST, "/invocations", "MLflow", "MLflow's scoring protocol on the default model (--default-model)",
      "MLflowRequest", "MLflowResponse", "400 404 413 415 503", "MLflowError", false},
     {ROUTE_GET, "/ping", "MLflow", "MLflow's health check: 200 once every model is loaded", NULL, NULL, "503", NULL, false},
@@ -197,6 +227,9 @@ static json_t *path_parameters(const char *pattern) {
   if (strstr(pattern, "{model}"))
     json_array_append_new(params, json_pack("{ss ss sb s{ss} ss}", "name", "model", "in", "path", "required", 1, "schema",
                                             "type", "string", "description", "model name (a folder of the repository)"));
+  if (strstr(pattern, "{id}"))
+    json_array_append_new(params, json_pack("{ss ss sb s{ss} ss}", "name", "id", "in", "path", "required", 1, "schema",
+                                            "type", "string", "description", "a batch job's id (batch_...) or a file's (file-...)"));
   if (strstr(pattern, "{version}"))
     json_array_append_new(params, json_pack("{ss ss sb s{ss} ss}", "name", "version", "in", "path", "required", 1,
                                             "schema", "type", "string", "description", "model version (a positive integer)"));
@@ -212,6 +245,7 @@ static const char *status_text(int code) {
     case 401: return "No credential, or a bad one (WWW-Authenticate says how to authenticate)";
     case 403: return "The credential lacks the scope this needs (x-required-scope)";
     case 503: return "The model is not ready, or the server is draining";
+    case 429: return "Over the caller's limits (Retry-After says when to try again)";
     default: return "Error";
   }
 }
@@ -358,13 +392,13 @@ static json_t *openapi_document(const app *a) {
       "{s{ss ss ss ss} s{ss ss ss}}", "apiKey", "type", "apiKey", "in", "header", "name", "X-API-Key", "description",
       "An API key made by `inferd keys create` (also accepted as Authorization: Bearer <key>)", "bearer", "type", "http",
       "scheme", "bearer", "description", "Authorization: Bearer <API key or JWT>");
-  return json_pack("{ss s{ss ss ss} s[{ss}{ss}{ss}{ss}{ss}] so s{so so} s[{s[]}{s[]}]}", "openapi", "3.1.0", "info", "title", "inferd",
+  return json_pack("{ss s{ss ss ss} s[{ss}{ss}{ss}{ss}{ss}{ss}{ss}] so s{so so} s[{s[]}{s[]}]}", "openapi", "3.1.0", "info", "title", "inferd",
                    "version", INFERD_VERSION, "description",
                    "Model inference server: named-feature predictions (/v1), TF Serving and MLflow compatible routes, "
                    "and the Open Inference Protocol (/v2). Generated from the server's route table and each loaded "
                    "model's feature schema.",
                    "tags", "name", "Models", "name", "Application API", "name", "TensorFlow Serving", "name", "MLflow",
-                   "name", "Open Inference Protocol", "paths", paths, "components", "schemas", schemas,
+                   "name", "Open Inference Protocol", "name", "Batch jobs", "name", "OpenAI Batch API", "paths", paths, "components", "schemas", schemas,
                    "securitySchemes", schemes, "security", "apiKey", "bearer");
 }
 

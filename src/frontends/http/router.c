@@ -48,12 +48,12 @@ static int match_pattern(const char *pattern, const char *path, route_params *pa
     size_t cap = 0;
     if (plen >= 7 && strncmp(p, "{model}", 7) == 0) cap = 7;
     else if (plen >= 9 && strncmp(p, "{version}", 9) == 0) cap = 9;
+    else if (plen >= 4 && strncmp(p, "{id}", 4) == 0) cap = 4;
     if (cap) {
       size_t suffix = plen - cap;
       if (slen < suffix || strncmp(s + slen - suffix, p + cap, suffix) != 0) return 0;
-      bool is_model = cap == 7;
-      char *dst = is_model ? params->model : params->version;
-      size_t dcap = is_model ? sizeof params->model : sizeof params->version;
+      char *dst = cap == 7 ? params->model : cap == 9 ? params->version : params->id;
+      size_t dcap = cap == 7 ? sizeof params->model : cap == 9 ? sizeof params->version : sizeof params->id;
       if (!decode_segment(s, slen - suffix, dst, dcap)) return slen > suffix ? -1 : 0;
     } else if (plen != slen || strncmp(p, s, plen) != 0) {
       return 0;
@@ -72,7 +72,7 @@ route_result router_match(const route *table, size_t n, const char *path, unsign
   bool bad_param = false;
   const route *hit = NULL;
   for (size_t i = 0; i < n; i++) {
-    route_params tmp = {{0}, {0}};
+    route_params tmp = {{0}, {0}, {0}};
     int m = match_pattern(table[i].pattern, path, &tmp);
     if (m < 0) bad_param = true;
     if (m <= 0) continue;

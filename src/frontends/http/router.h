@@ -1,5 +1,5 @@
 /* Matches a request path and method against a table of routes. Patterns are paths whose
- * segments may be {model} or {version}, optionally followed by a literal suffix in the same
+ * segments may be {model}, {version} or {id}, optionally followed by a literal suffix in the same
  * segment (TF Serving's "{model}:predict"); captured segments are URL-decoded. */
 #ifndef INFERD_ROUTER_H
 #define INFERD_ROUTER_H
@@ -19,6 +19,7 @@ enum {
 typedef struct route_params {
   char model[256];
   char version[32];
+  char id[64]; /* {id}: a batch job's or file's id (jobs_api.c) */
 } route_params;
 
 typedef struct route {

@@ -55,6 +55,19 @@ static const route routes[] = {
     {ROUTE_POST, "/v1/models/{model}/traffic/resume", traffic_api_resume, SCOPE_ADMIN},
     {ROUTE_GET, "/v1/models/{model}/traffic/history", traffic_api_history, SCOPE_READ},
     {ROUTE_GET, "/v1/models/{model}/traffic/report", traffic_api_report, SCOPE_READ},
+    /* async batch jobs (jobs_api.c): the upload takes its body as it arrives */
+    {ROUTE_POST, "/v1/batch/predict", jobs_api_submit, SCOPE_JOBS},
+    {ROUTE_GET, "/v1/batch", jobs_api_list, SCOPE_JOBS},
+    {ROUTE_GET, "/v1/batch/{id}/status", jobs_api_status, SCOPE_JOBS},
+    {ROUTE_GET, "/v1/batch/{id}/results", jobs_api_results, SCOPE_JOBS},
+    {ROUTE_DELETE, "/v1/batch/{id}", jobs_api_cancel, SCOPE_JOBS},
+    /* OpenAI's Batch API shape (jobs_api.c) */
+    {ROUTE_POST, "/v1/files", jobs_api_file_upload, SCOPE_JOBS},
+    {ROUTE_GET, "/v1/files/{id}", jobs_api_file_get, SCOPE_JOBS},
+    {ROUTE_GET, "/v1/files/{id}/content", jobs_api_file_content, SCOPE_JOBS},
+    {ROUTE_POST | ROUTE_GET, "/v1/batches", jobs_api_batches, SCOPE_JOBS},
+    {ROUTE_GET, "/v1/batches/{id}", jobs_api_batch_get, SCOPE_JOBS},
+    {ROUTE_POST, "/v1/batches/{id}/cancel", jobs_api_batch_cancel, SCOPE_JOBS},
     {ROUTE_POST, "/invocations", mlflow_invocations, SCOPE_INFER},
     {ROUTE_GET, "/ping", mlflow_ping, SCOPE_OPEN},
     /* the API's own documentation (openapi.c, docs_ui.c) */
@@ -65,6 +78,18 @@ static const route routes[] = {
     {ROUTE_GET, "/docs/favicon-32x32.png", docs_asset, SCOPE_READ},
     {ROUTE_GET, "/redoc", docs_redoc, SCOPE_READ},
     {ROUTE_GET, "/redoc/redoc.standalone.js", docs_asset, SCOPE_READ},
+};
+
+/* Routes that take their body as it arrives rather than buffered whole (job uploads): the
+ * opener runs once the head is read, before any body byte, and sets call->sink; the route's
+ * handler then runs when the body is complete. Every other route's body is buffered up to
+ * --max-body-bytes. */
+static const struct {
+  const char *pattern;
+  inferd_status (*open)(void *call, const route_params *params);
+} sink_routes[] = {
+    {"/v1/batch/predict", jobs_api_open_upload},
+    {"/v1/files", jobs_api_open_file},
 };
 
 const route *http_routes_table(size_t *n) {
@@ -135,23 +160,42 @@ static const char *call_meta(void *ctx, const char *name) { return http_call_hea
  * caller without a credential learns nothing of the routes) needs a credential; a matched
  * route needs its scope, and an inference route whose path names the model infer:<model>
  * (the admit stage checks it again, for the routes that name the model in the body). */
-static bool admit_call(http_call *c, const route *r, const route_params *params) {
+static inferd_status admit_status(http_call *c, const route *r, const route_params *params) {
   auth *au = c->srv->opts.auth;
-  if (!auth_enabled(au)) return true;
+  if (!auth_enabled(au)) return status_ok();
   const char *need = r ? (r->scope ? r->scope : scope_for_pattern(r->pattern)) : NULL;
-  if (need && scope_is_open(need)) return true;
+  if (need && scope_is_open(need)) return status_ok();
   bool invalid = false;
-  const principal *p = NULL;
-  inferd_status st = auth_authenticate(au, call_meta, c, c->client_subject, (int64_t)time(NULL), &p, &invalid);
-  if (status_is_ok(&st)) {
-    c->principal = p;
-    if (r == NULL) return true;
-    st = auth_check(au, p, need, params->model);
-    if (status_is_ok(&st)) return true;
+  inferd_status st = status_ok();
+  if (c->principal == NULL) { /* a route with a body sink authenticated at its head already */
+    const principal *p = NULL;
+    st = auth_authenticate(au, call_meta, c, c->client_subject, (int64_t)time(NULL), &p, &invalid);
+    if (status_is_ok(&st)) c->principal = p;
   }
+  if (status_is_ok(&st) && r) st = auth_check(au, c->principal, need, params->model);
   if (st.code == INFERD_UNAUTHENTICATED) http_call_add_reply_header(c, "WWW-Authenticate", auth_challenge(invalid));
+  return st;
+}
+
+static bool admit_call(http_call *c, const route *r, const route_params *params) {
+  inferd_status st = admit_status(c, r, params);
+  if (status_is_ok(&st)) return true;
   http_call_reply_error(c, &st);
   return false;
+}
+
+inferd_status http_routes_open_sink(http_call *c) {
+  const route *r = NULL;
+  route_params params;
+  unsigned allowed = 0;
+  if (router_match(routes, sizeof routes / sizeof routes[0], c->path, method_of(c), &r, &params, &allowed) != ROUTE_MATCHED)
+    return status_ok(); /* buffered as usual; dispatch answers what is wrong */
+  for (size_t i = 0; i < sizeof sink_routes / sizeof sink_routes[0]; i++)
+    if (strcmp(sink_routes[i].pattern, r->pattern) == 0) {
+      TRY(admit_status(c, r, &params));
+      return sink_routes[i].open(c, &params);
+    }
+  return status_ok();
 }
 
 void http_routes_dispatch(http_call *c) {

@@ -59,6 +59,7 @@ const char *http_call_body(http_call *c, size_t *len) {
 }
 
 void http_call_free(http_call *c) {
+  if (c->sink.release) c->sink.release(c->sink.ctx);
   if (c->body) evbuffer_free(c->body);
   if (c->request_body) evbuffer_free(c->request_body);
   for (int i = 0; i < c->n_headers; i++) {

@@ -42,6 +42,8 @@ typedef struct http_options {
   /* Serve this one path alone (404 for any other), with the same authentication and TLS: the
    * --metrics-port listener is a second server with "/metrics" here. NULL: every route. */
   const char *only_path;
+  struct jobs *jobs;          /* jobs/jobs.h: the batch job routes (jobs_api.c); NULL: they answer 503 */
+  size_t max_job_body_bytes;  /* a job upload's limit (--max-job-body-bytes) */
 } http_options;
 
 /* One request being answered. Handlers run on the loop thread; a deferred reply may be
@@ -55,6 +57,19 @@ typedef struct http_header {
 } http_header;
 
 typedef struct http_conn http_conn;
+
+/* A body sink (set in the call by the route's opener, routes.c's sink_routes): the request body handed over in
+ * pieces as it arrives instead of collected in request_body, for uploads larger than memory
+ * should hold (a batch job's records). write's status other than OK answers the request with
+ * it at once (and closes the connection). release runs once, when the call is freed: after the
+ * handler answered, or when the client left or the body failed midway. */
+typedef struct http_body_sink {
+  inferd_status (*write)(void *ctx, const char *data, size_t len);
+  void (*release)(void *ctx);
+  void *ctx;
+  size_t max_bytes; /* the body's limit instead of --max-body-bytes */
+  const char *limit_flag; /* the flag that sets it, for the 413's message */
+} http_body_sink;
 
 typedef struct http_call {
   http_conn *conn; /* NULL once the client has gone */
@@ -70,7 +85,8 @@ typedef struct http_call {
   char *path;          /* owned, without the query string */
   http_header headers[HTTP_MAX_HEADERS];
   int n_headers;
-  struct evbuffer *request_body; /* owned */
+  struct evbuffer *request_body; /* owned; stays empty when a sink takes the body */
+  http_body_sink sink;           /* write NULL: none (see http_body_sink) */
   char model[256];     /* for the access log; empty when none */
   char version[32];
   /* the reply */

@@ -56,6 +56,11 @@ void http_conn_drop_call(http_call *c);
 /* conn.c: closes every connection of the loop. */
 void http_conn_close_all(http_loop *l);
 
+/* routes.c: the head of a request was read: when its route takes the body as it arrives
+ * (routes.c's sink_routes), authenticates the caller and opens the sink (c->sink); not OK: answer
+ * with the status without reading the body. */
+inferd_status http_routes_open_sink(http_call *c);
+
 /* server.c: a complete request was read; c->status != 200 means the wire layer already
  * found it wrong (the body is set) and it is only to be answered. */
 void http_server_handle(http_call *c);
