@@ -127,6 +127,9 @@ static void usage(FILE *f) {
           "  --max-job-records-per-principal N  their records not yet done  INFERD_MAX_JOB_RECORDS_PER_PRINCIPAL (20000000)\n"
           "  --job-chunk-records N    records per pipeline request  INFERD_JOB_CHUNK_RECORDS (the model's max_batch_size, at most 1000)\n"
           "  --job-chunks-in-flight N job chunks in the scheduler at once  INFERD_JOB_CHUNKS_IN_FLIGHT (2)\n"
+          "  with --redis-url, jobs live in Redis and every replica works them (docs/jobs.md, \"Jobs in Redis\"):\n"
+          "  --jobs-claim-timeout-ms N  a dead replica's chunks go to the others after  INFERD_JOBS_CLAIM_TIMEOUT_MS (30000)\n"
+          "  --jobs-ttl-seconds N     finished jobs are kept this long  INFERD_JOBS_TTL_SECONDS (604800)\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
           "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
           "  --body-timeout-ms N      time for a body, and the longest pause in one  INFERD_BODY_TIMEOUT_MS (30000)\n"
@@ -239,6 +242,7 @@ static const struct option serve_longopts[] = {
     {"max-job-records", required_argument, 0, 1702}, {"max-jobs-per-principal", required_argument, 0, 1703},
     {"max-job-records-per-principal", required_argument, 0, 1704}, {"job-chunk-records", required_argument, 0, 1705},
     {"job-chunks-in-flight", required_argument, 0, 1706},
+    {"jobs-claim-timeout-ms", required_argument, 0, 1707}, {"jobs-ttl-seconds", required_argument, 0, 1708},
     {0, 0, 0, 0}};
 
 /* Every option but --help and the repeatable --load-model can also come from the environment:
@@ -384,6 +388,8 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 1704: if (parse_num(name, val, 1, 10000000000LL, &v)) return -1; o->job_opts.max_active_records = v; return 0;
     case 1705: if (parse_num(name, val, 1, JOBS_MAX_CHUNK, &v)) return -1; o->job_opts.chunk_records = v; return 0;
     case 1706: if (parse_num(name, val, 1, 64, &v)) return -1; o->job_opts.max_inflight = (int)v; return 0;
+    case 1707: if (parse_num(name, val, 100, 86400000, &v)) return -1; o->job_opts.claim_timeout_ms = v; return 0;
+    case 1708: if (parse_num(name, val, 1, 365L * 86400, &v)) return -1; o->job_opts.ttl_seconds = v; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -612,6 +618,7 @@ static int start(const serve_options *o, server_parts *p) {
     char dir[4096];
     jobs_options jo = o->job_opts;
     jo.state_dir = state_dir_of(o, dir, sizeof dir);
+    jo.rstore = p->rs; /* --redis-url: jobs shared by the replicas */
     st = jobs_create(a, &jo, &p->jobs);
     if (!status_is_ok(&st)) goto fail1;
   }
