@@ -48,6 +48,12 @@ def pending(redis):
                for s in ("inferd:jobs:q:normal", "inferd:jobs:q:low"))
 
 
+def held_by(redis, pid):
+    """Entries of the normal stream pending under the consumer of the replica with this pid."""
+    m = re.search(rf"-{pid}-[0-9a-f]+\n(\d+)", redis.cli("XPENDING", "inferd:jobs:q:normal", "inferd-jobs"))
+    return int(m.group(1)) if m else 0
+
+
 def test_two_replicas_work_one_job(repo, tmp_path, logs_dir, redis_server):
     a = replica(repo, tmp_path, logs_dir, redis_server, "a")
     b = replica(repo, tmp_path, logs_dir, redis_server, "b")
@@ -88,12 +94,20 @@ def test_kill_9_replica_chunks_taken_over(repo, tmp_path, logs_dir, redis_server
         records = churn_records(N, seed=41)
         bid = accepted(submit(a, records))
         wait_until(lambda: records_done(a) > N // 20, timeout(60), interval=0.01, what="replica A to be under way")
+        # freeze A at a moment it holds entries of the job (read, not yet acknowledged), then kill it
+        def frozen_holding():
+            a.proc.send_signal(signal.SIGSTOP)
+            if held_by(redis_server, a.proc.pid) > 0:
+                return True
+            a.proc.send_signal(signal.SIGCONT)
+            return False
+        wait_until(frozen_holding, timeout(30), interval=0.01, what="replica A to hold entries")
+        held = held_by(redis_server, a.proc.pid)
         a.proc.send_signal(signal.SIGKILL)
         a.proc.wait()
-        # A died holding entries of the job: they stay pending under its consumer until B takes them
-        summary = redis_server.cli("XPENDING", "inferd:jobs:q:normal", "inferd-jobs")
-        held_by_a = re.search(rf"-{a.proc.pid}-[0-9a-f]+\n(\d+)", summary)
-        assert held_by_a and int(held_by_a.group(1)) > 0, summary
+        at_kill = status(b, bid)
+        print(f"at the kill: {at_kill['progress']}, A held {held} entries")
+        assert at_kill["status"] == "processing", at_kill
         final = wait_final(b, bid)
         assert final["status"] == "completed", final
         # exactly once: progress counts each chunk's commit once, and results are keyed by index
@@ -101,7 +115,7 @@ def test_kill_9_replica_chunks_taken_over(repo, tmp_path, logs_dir, redis_server
         results = all_results(b, bid)
         assert [r["index"] for r in results] == list(range(N))
         check_against_direct(b, records, results, SAMPLE // 3, seed=42)
-        assert pending(redis_server) == 0
+        assert pending(redis_server) == 0 and held_by(redis_server, a.proc.pid) == 0
     finally:
         if a.alive():
             a.proc.kill()
