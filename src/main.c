@@ -127,7 +127,7 @@ static void usage(FILE *f) {
           "  --max-job-records-per-principal N  their records not yet done  INFERD_MAX_JOB_RECORDS_PER_PRINCIPAL (20000000)\n"
           "  --job-chunk-records N    records per pipeline request  INFERD_JOB_CHUNK_RECORDS (the model's max_batch_size, at most 1000)\n"
           "  --job-chunks-in-flight N job chunks in the scheduler at once  INFERD_JOB_CHUNKS_IN_FLIGHT (2)\n"
-          "  with --redis-url, jobs live in Redis and every replica works them (docs/jobs.md, \"Jobs in Redis\"):\n"
+          "  with --redis-url, jobs live in Redis and every replica works them (docs/redis.md, \"Batch jobs\"):\n"
           "  --jobs-claim-timeout-ms N  a dead replica's chunks go to the others after  INFERD_JOBS_CLAIM_TIMEOUT_MS (30000)\n"
           "  --jobs-ttl-seconds N     finished jobs are kept this long  INFERD_JOBS_TTL_SECONDS (604800)\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"

@@ -1,5 +1,5 @@
 /* jobs/job_store_redis: the job store in Redis (--redis-url), so that every replica accepts,
- * reads and works the same jobs (docs/jobs.md, "Jobs in Redis"). A job is a hash; its records,
+ * reads and works the same jobs (docs/redis.md, "Batch jobs"). A job is a hash; its records,
  * results and committed chunks are hashes keyed by index; work goes out as entries of a stream
  * read by one consumer group, an entry per chunk, so several replicas work one job at once and
  * a dead replica's entries are taken over (XAUTOCLAIM) once idle past the claim timeout. */
