@@ -207,6 +207,9 @@ static const char lua_commit_chunk[] =
     "  local st = redis.call('HGET', KEYS[1], 'state')\n"
     "  if (st == 'queued' or st == 'processing') and done >= tonumber(redis.call('HGET', KEYS[1], 'total') or '0') then\n"
     "    job_end(KEYS[1], ARGV[1], 'completed', '', ARGV[8], tonumber(ARGV[7]))\n"
+    "  elseif st ~= 'queued' and st ~= 'processing' then\n" /* a chunk in flight at a cancel: kept, and expiring */
+    "    redis.call('EXPIRE', KEYS[1] .. ':res', ARGV[7])\n"
+    "    redis.call('EXPIRE', KEYS[1] .. ':chunks', ARGV[7])\n"
     "  end\n"
     "end\n"
     "if ARGV[6] ~= '' then redis.call('XACK', KEYS[2], ARGV[5], ARGV[6]) end\n"
