@@ -619,6 +619,7 @@ static int start(const serve_options *o, server_parts *p) {
     jobs_options jo = o->job_opts;
     jo.state_dir = state_dir_of(o, dir, sizeof dir);
     jo.rstore = p->rs; /* --redis-url: jobs shared by the replicas */
+    jo.hooks = p->hooks; /* completion webhooks */
     st = jobs_create(a, &jo, &p->jobs);
     if (!status_is_ok(&st)) goto fail1;
   }
@@ -722,7 +723,8 @@ static void stop(server_parts *p) {
   /* no request runs now, so nothing sends: deliveries still held end "shutting down", their
    * callbacks reaching into the jobs layer, which must outlive this (freed after the last scrape) */
   webhooks_stop(p->hooks);
-  jobs_destroy(p->jobs); /* every chunk has completed (app_stop_work failed the queued ones) */
+  jobs_destroy(p->jobs); /* every chunk has completed (app_stop_work failed the queued ones); after
+                          * webhooks_stop, whose last callbacks record their outcome in the job store */
   if (p->grpc) grpcfe_destroy(p->grpc);
   tlsconf_destroy(p->tls); /* after both frontends: connections hold its contexts */
   if (p->tr) traffic_destroy(p->tr);

@@ -56,7 +56,7 @@ typedef struct job_info {
   char idempotency_key[256]; /* "" : none */
   char error[512]; /* FAILED: why */
   int64_t created_ms, started_ms, finished_ms; /* unix ms; 0: not yet */
-  /* the completion webhook: "" (none / not yet), "pending", "delivered", "failed" */
+  /* the completion webhook: "" (none / not yet), "pending" (to send), "sending", "delivered", "failed" */
   char webhook_state[16];
   int webhook_attempts;
   char webhook_error[256];
@@ -135,7 +135,7 @@ typedef struct job_store_ops {
   inferd_status (*finish)(job_store *s, const char *id, job_state to, const char *error, int64_t at_ms);
   /* The completion webhook's outcome (webhook_state, attempts, last error). */
   inferd_status (*set_webhook)(job_store *s, const char *id, const char *state, int attempts, const char *error);
-  /* Jobs finished and their webhook to be sent or re-sent (state "pending"): at start. */
+  /* Jobs finished and their webhook to be sent or sent again (state "pending" or "sending"): at start. */
   inferd_status (*pending_webhooks)(job_store *s, job_info_fn fn, void *user);
 
   /* -- counts for /metrics -- */

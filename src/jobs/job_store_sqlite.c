@@ -578,7 +578,7 @@ static inferd_status sj_pending_webhooks(job_store *base, job_info_fn fn, void *
   lock(s);
   sqlite3_stmt *q;
   inferd_status st;
-  if (sqlite3_prepare_v2(s->db, "SELECT " JOB_COLUMNS " FROM jobs WHERE wh_state = 'pending' ORDER BY num", -1, &q,
+  if (sqlite3_prepare_v2(s->db, "SELECT " JOB_COLUMNS " FROM jobs WHERE wh_state IN ('pending', 'sending') ORDER BY num", -1, &q,
                          NULL) != SQLITE_OK) {
     st = db_error(s, "reading webhooks");
   } else {

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,12 @@ typedef struct chunk {
   size_t *good; /* which records went to the model, in order */
   size_t n_good;
   inferd_status st; /* the request as a whole (not OK: it failed, retried or recorded per record) */
+  /* the completed request's outputs, taken from it by the worker and decoded on the executor
+   * thread (which runs at idle priority: decoding a chunk is job work, not the worker's) */
+  model_version *mv; /* a reference while outputs are held */
+  tensor *outputs;
+  char **output_names;
+  size_t n_outputs;
   bool all_invalid; /* decode found every record wrong: nothing went to the model */
   int attempts;
   int64_t not_before_ns; /* a retry waits until then */
@@ -66,8 +73,6 @@ struct jobs {
   bool stopping, exiting;
   chunk *finished; /* from workers, under mu */
   run *cur;        /* the executor's; the pointer is read under mu by cancel */
-  jobs_webhook_fn webhook;
-  void *webhook_ctx;
   atomic_llong records_ok, records_err, chunks_retried;
   atomic_int inflight;
   _Atomic double rate; /* records/s of the last run that measured one */
@@ -171,8 +176,20 @@ static int64_t now_ms(void) {
 
 /* -- chunks -- */
 
+static void chunk_drop_outputs(chunk *c) {
+  if (c->outputs) tensors_free(c->outputs, c->n_outputs);
+  for (size_t i = 0; c->output_names && i < c->n_outputs; i++) free(c->output_names[i]);
+  free(c->output_names);
+  if (c->mv) version_release(c->mv);
+  c->outputs = NULL;
+  c->output_names = NULL;
+  c->n_outputs = 0;
+  c->mv = NULL;
+}
+
 static void chunk_free(chunk *c) {
   if (c == NULL) return;
+  chunk_drop_outputs(c);
   for (int64_t i = 0; i < c->n; i++) {
     if (c->records) free(c->records[i]);
     if (c->out) free(c->out[i]);
@@ -333,28 +350,43 @@ static void post_finished(jobs *j, chunk *c) {
   pthread_mutex_unlock(&j->mu);
 }
 
-/* The pipeline's completion, on a worker: one result per record sent, as /v1 predict makes them. */
+/* The pipeline's completion, on a worker: takes the outputs and hands the chunk back; the
+ * executor decodes them (chunk_results). */
 static void chunk_done(infer_request *req, void *user) {
   chunk *c = user;
   c->st = req->status;
   if (status_is_ok(&c->st)) {
-    const features *f = application_features(req->mv);
-    features_result_opts opts = {.return_probabilities = true, .top_k = 0};
-    json_t *results = NULL;
-    c->st = f ? features_decode_results(f, req->outputs, req->output_names, req->n_outputs, &opts, &results)
-              : status_make(INFERD_INTERNAL, "the model lost its feature schema");
-    if (status_is_ok(&c->st) && json_array_size(results) != c->n_good)
-      c->st = status_make(INFERD_INTERNAL, "the model answered %zu results for %zu records", json_array_size(results), c->n_good);
-    for (size_t k = 0; status_is_ok(&c->st) && k < c->n_good; k++) {
-      size_t i = c->good[k];
-      free(c->out[i]);
-      c->out[i] = json_dumps(json_array_get(results, k), JSON_COMPACT | JSON_REAL_PRECISION(9)); /* as /v1 predict answers */
-      c->ok[i] = c->out[i] != NULL;
-    }
-    json_decref(results);
+    c->outputs = req->outputs;
+    c->output_names = req->output_names;
+    c->n_outputs = req->n_outputs;
+    c->mv = req->mv;
+    version_retain(c->mv);
+    req->outputs = NULL;
+    req->output_names = NULL;
+    req->n_outputs = 0;
   }
   infer_request_destroy(req);
   post_finished(c->jobs, c);
+}
+
+/* One result per record sent, as /v1 predict makes them (executor thread). */
+static void chunk_results(chunk *c) {
+  if (!status_is_ok(&c->st) || c->mv == NULL) return;
+  const features *f = application_features(c->mv);
+  features_result_opts opts = {.return_probabilities = true, .top_k = 0};
+  json_t *results = NULL;
+  c->st = f ? features_decode_results(f, c->outputs, c->output_names, c->n_outputs, &opts, &results)
+            : status_make(INFERD_INTERNAL, "the model lost its feature schema");
+  if (status_is_ok(&c->st) && json_array_size(results) != c->n_good)
+    c->st = status_make(INFERD_INTERNAL, "the model answered %zu results for %zu records", json_array_size(results), c->n_good);
+  for (size_t k = 0; status_is_ok(&c->st) && k < c->n_good; k++) {
+    size_t i = c->good[k];
+    free(c->out[i]);
+    c->out[i] = json_dumps(json_array_get(results, k), JSON_COMPACT | JSON_REAL_PRECISION(9)); /* as /v1 predict answers */
+    c->ok[i] = c->out[i] != NULL;
+  }
+  json_decref(results);
+  chunk_drop_outputs(c);
 }
 
 /* -- the executor -- */
@@ -436,6 +468,7 @@ static void run_fail(run *r, const char *msg) {
 /* Commits a finished chunk (executor thread). */
 static void chunk_commit(jobs *j, chunk *c) {
   run *r = c->run;
+  chunk_results(c);
   if (!status_is_ok(&c->st) && !c->all_invalid) {
     if (atomic_load(&r->cancelled) || r->failed) {
       chunk_free(c);
@@ -547,6 +580,61 @@ static void drain_finished(jobs *j) {
   }
 }
 
+/* -- the completion webhook (jobs.h) -- */
+
+typedef struct hook_ctx {
+  jobs *j;
+  char id[JOB_ID_MAX];
+} hook_ctx;
+
+/* On the webhook thread, once: the delivery's outcome into the job's status. A delivery cut by
+ * a shutdown stays pending, to go again at the next start. */
+static void webhook_done(void *ctx, const char *msg_id, bool delivered, int attempts, const char *last_error) {
+  (void)msg_id;
+  hook_ctx *h = ctx;
+  bool again = !delivered && last_error && strcmp(last_error, "shutting down") == 0;
+  h->j->store->ops->set_webhook(h->j->store, h->id, delivered ? "delivered" : again ? "pending" : "failed", attempts,
+                                last_error);
+  free(h);
+}
+
+static void webhook_send(jobs *j, const job_info *job) {
+  if (j->o.hooks == NULL) {
+    j->store->ops->set_webhook(j->store, job->id, "failed", 0, "webhooks are not configured on this server");
+    return;
+  }
+  char *status = jobs_status_json(j, job, now_ms());
+  json_t *data = status ? json_loads(status, 0, NULL) : NULL;
+  free(status);
+  char type[32], ts[32];
+  snprintf(type, sizeof type, "batch.%s", job_state_name(job->state));
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  json_t *doc = json_pack("{ss ss so}", "type", type, "timestamp", ts, "data", data ? data : json_object());
+  char *payload = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+  json_decref(doc);
+  hook_ctx *h = calloc(1, sizeof *h);
+  inferd_status st = payload && h ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
+  char msg_id[JOB_ID_MAX + 8];
+  snprintf(msg_id, sizeof msg_id, "msg_%s", job->id);
+  if (status_is_ok(&st)) {
+    h->j = j;
+    snprintf(h->id, sizeof h->id, "%s", job->id);
+    j->store->ops->set_webhook(j->store, job->id, "sending", 0, NULL);
+    st = webhooks_send(j->o.hooks, job->callback_url, msg_id, payload, webhook_done, h);
+  }
+  free(payload);
+  if (!status_is_ok(&st)) {
+    free(h);
+    /* stopping: the next start sends it; refused (queue full, a bad url): recorded as failed */
+    j->store->ops->set_webhook(j->store, job->id, st.code == INFERD_UNAVAILABLE ? "pending" : "failed", 0, st.msg);
+  }
+}
+
+static void resend_one(void *user, const job_info *job) { webhook_send(user, job); }
+
 /* The job is over (all chunks committed, failed or cancelled, nothing in flight): its final
  * state, then the webhook. */
 static void run_finish(jobs *j, run *r) {
@@ -564,12 +652,8 @@ static void run_finish(jobs *j, run *r) {
     }
   }
   if (info.callback_url[0] && status_is_ok(&st) && j->store->ops->get(j->store, r->info.id, &info).code == INFERD_OK &&
-      strcmp(info.webhook_state, "pending") == 0) {
-    if (j->webhook)
-      j->webhook(j->webhook_ctx, j, &info);
-    else
-      j->store->ops->set_webhook(j->store, info.id, "failed", 0, "webhook delivery is not available in this build");
-  }
+      strcmp(info.webhook_state, "pending") == 0)
+    webhook_send(j, &info);
 }
 
 /* The executor's next step on the current job: submit what fits. Returns the time to wait
@@ -616,6 +700,14 @@ static bool run_over(jobs *j, run *r) {
 
 static void *executor(void *arg) {
   jobs *j = arg;
+  /* Job work (parsing records, encoding features, decoding results, SQLite) runs only when no
+   * online thread wants the CPU: jobs fill idle capacity (docs/jobs.md). Linux: SCHED_IDLE for
+   * this thread alone; elsewhere the normal policy. */
+  struct sched_param sp = {0};
+  pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+  /* deliveries a previous run did not finish (a shutdown, kill -9 mid-delivery) */
+  inferd_status wst = j->store->ops->pending_webhooks(j->store, resend_one, j);
+  if (!status_is_ok(&wst)) log_msg(LOG_ERROR, NULL, "jobs: %s", wst.msg);
   for (;;) {
     drain_finished(j);
     run *r = j->cur;
@@ -756,11 +848,6 @@ int64_t jobs_estimate_ms(jobs *j, int64_t now, int64_t records) {
   return now + (int64_t)((double)(left + records) * 1000.0 / rate);
 }
 
-void jobs_set_webhook_sender(jobs *j, jobs_webhook_fn fn, void *ctx) {
-  j->webhook = fn;
-  j->webhook_ctx = ctx;
-}
-
 static void iso_ms(int64_t ms, char *buf, size_t len) {
   time_t t = (time_t)(ms / 1000);
   struct tm tm;
@@ -824,9 +911,9 @@ void jobs_metrics_write(void *ctx, FILE *f) {
     fprintf(f, "inferd_jobs{state=\"%s\"} %lld\n", job_state_name((job_state)s), (long long)by[s]);
   fprintf(f, "# HELP inferd_job_records_pending Records of queued and processing jobs not done yet.\n"
              "# TYPE inferd_job_records_pending gauge\ninferd_job_records_pending %lld\n", (long long)left);
-  fprintf(f, "# HELP inferd_job_records_total Job records done by this process, by outcome.\n"
+  fprintf(f, "# HELP inferd_job_records_total Job records done by this process, by result.\n"
              "# TYPE inferd_job_records_total counter\n"
-             "inferd_job_records_total{outcome=\"ok\"} %lld\ninferd_job_records_total{outcome=\"error\"} %lld\n",
+             "inferd_job_records_total{result=\"ok\"} %lld\ninferd_job_records_total{result=\"error\"} %lld\n",
           (long long)atomic_load(&j->records_ok), (long long)atomic_load(&j->records_err));
   fprintf(f, "# HELP inferd_job_chunks_in_flight Job chunks handed to the scheduler now.\n"
              "# TYPE inferd_job_chunks_in_flight gauge\ninferd_job_chunks_in_flight %d\n", atomic_load(&j->inflight));

@@ -14,6 +14,7 @@
 #include "core/principal.h"
 #include "core/status.h"
 #include "jobs/job_store.h"
+#include "jobs/webhook.h"
 
 typedef struct jobs jobs;
 
@@ -24,6 +25,7 @@ typedef struct jobs_options {
   int64_t max_active_records; /* their records not yet done, per principal (--max-job-records-per-principal) */
   int max_inflight;           /* chunks handed to the scheduler at once (--job-chunks-in-flight) */
   int64_t chunk_records;      /* records per chunk; 0: the model's max_batch_size (--job-chunk-records) */
+  webhooks *hooks;            /* completion webhooks go out through it (jobs/webhook.h); NULL: none */
   struct rstore *rstore;      /* --redis-url: jobs in Redis, shared by the replicas (job_store_redis.c); NULL: SQLite */
   int64_t claim_timeout_ms;   /* Redis: a dead replica's chunks are taken over after this (--jobs-claim-timeout-ms) */
   int64_t ttl_seconds;        /* Redis: finished jobs' keys expire after this (--jobs-ttl-seconds) */
@@ -61,16 +63,16 @@ void jobs_new_id(const char *prefix, char *id, size_t len);
 /* The store's owner string for a caller (NULL: "anonymous") and its scopes, comma-separated. */
 void jobs_owner_of(const principal *p, char owner[JOB_OWNER_MAX], char scopes[1024]);
 
-/* The completion webhook: called on the executor thread once a job with a callback_url
- * finishes (and at start for deliveries a previous run left pending). The sender records the
- * outcome with the store's set_webhook. Not set: the delivery is recorded as failed, saying so. */
-typedef void (*jobs_webhook_fn)(void *ctx, jobs *j, const job_info *job);
-void jobs_set_webhook_sender(jobs *j, jobs_webhook_fn fn, void *ctx);
+/* The completion webhook: once a job with a callback_url ends (completed, failed, cancelled) the
+ * executor sends {"type": "batch.completed"|"batch.failed"|"batch.cancelled", "timestamp",
+ * "data": the status} through jobs_options.hooks, webhook-id "msg_<batch_id>" (the same on every
+ * retry and after a restart); the outcome lands in the job's status (webhook.state delivered or
+ * failed, attempts, last_error). Deliveries a shutdown cut short are sent again at the next start. */
 
 /* The completion payload a webhook carries (and GET status's core): a new JSON text. */
 char *jobs_status_json(jobs *j, const job_info *job, int64_t now_ms);
 
-/* /metrics: inferd_jobs{state}, inferd_job_records_total{outcome}, chunks in flight. */
+/* /metrics: inferd_jobs{state}, inferd_job_records_total{result}, chunks in flight. */
 void jobs_metrics_write(void *ctx, FILE *f);
 
 /* -- pure parts (tests/unit/test_jobs.c) -- */

@@ -333,3 +333,57 @@ def test_openai_files_and_batches(srv):
     assert r.status_code == 400 and "purpose" in r.json()["error"]
     r = srv.post(f"/v1/batches/{b['id']}/cancel")
     assert r.status_code == 400 and "completed already" in r.json()["error"]
+
+
+def test_completion_webhook_is_signed_and_retried(repo, tmp_path, logs_dir):
+    """A job with a callback_url: the receiver answers 500 twice, then 200; it gets one delivery
+    id on every attempt, a Standard Webhooks signature it verifies, and the job's status shows the
+    delivery."""
+    import base64
+    import hashlib
+    import hmac
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    key = os.urandom(32)
+    secret = tmp_path / "webhook.secret"
+    secret.write_text("whsec_" + base64.b64encode(key).decode() + "\n")
+    got = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((dict(self.headers), body))
+            self.send_response(500 if len(got) <= 2 else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    s = start_server(repo, str(tmp_path / "state"), logs_dir, ["--webhook-secret-file", str(secret)])
+    try:
+        url = f"http://127.0.0.1:{hook.server_address[1]}/done"
+        bid = accepted(submit(s, fmt="json", body=json.dumps(
+            {"model": "churn", "inputs": churn_records(5, seed=8), "callback_url": url}).encode()))
+        final = wait_done(s, bid)
+        assert final["status"] == "completed" and final["webhook"]["url"] == url
+        st = wait_until(lambda: (lambda w: w if w["state"] in ("delivered", "failed") else None)(status(s, bid)["webhook"]),
+                        timeout(60), interval=0.1, what="the webhook's delivery")
+        assert st["state"] == "delivered" and st["attempts"] == 3, st
+        assert len(got) == 3
+        ids = {h["webhook-id"] for h, _ in got}
+        assert ids == {f"msg_{bid}"}  # the same id on every retry
+        headers, body = got[-1]
+        signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+        want = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        assert want in headers["webhook-signature"].split(" ")
+        doc = json.loads(body)
+        assert doc["type"] == "batch.completed" and doc["data"]["batch_id"] == bid
+        assert doc["data"]["progress"] == {"completed": 5, "failed": 0, "total": 5}
+    finally:
+        s.stop()
+        hook.shutdown()
+    s.check_clean_exit()
