@@ -24,8 +24,8 @@
 #include "generate/engine.h"
 #include "generate_cmd.h"
 #include "generate/tokenize_cli.h"
-#include "jobs/jobs.h"
 #include "jobs/webhook.h"
+#include "jobs/jobs.h"
 #include "observability/trace.h"
 #include "security/auth.h"
 #include "security/cors.h"
@@ -131,6 +131,9 @@ static void usage(FILE *f) {
           "  --max-job-records-per-principal N  their records not yet done  INFERD_MAX_JOB_RECORDS_PER_PRINCIPAL (20000000)\n"
           "  --job-chunk-records N    records per pipeline request  INFERD_JOB_CHUNK_RECORDS (the model's max_batch_size, at most 1000)\n"
           "  --job-chunks-in-flight N job chunks in the scheduler at once  INFERD_JOB_CHUNKS_IN_FLIGHT (2)\n"
+          "  with --redis-url, jobs live in Redis and every replica works them (docs/redis.md, \"Batch jobs\"):\n"
+          "  --jobs-claim-timeout-ms N  a dead replica's chunks go to the others after  INFERD_JOBS_CLAIM_TIMEOUT_MS (30000)\n"
+          "  --jobs-ttl-seconds N     finished jobs are kept this long  INFERD_JOBS_TTL_SECONDS (604800)\n"
           "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
           "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
           "  --body-timeout-ms N      time for a body, and the longest pause in one  INFERD_BODY_TIMEOUT_MS (30000)\n"
@@ -242,13 +245,14 @@ static const struct option serve_longopts[] = {
     {"tls-cert", required_argument, 0, 1400},        {"tls-key", required_argument, 0, 1401},
     {"tls-client-ca", required_argument, 0, 1402},   {"tls-client-auth", required_argument, 0, 1403},
     {"http-plain-port", required_argument, 0, 1404},
+    {"webhook-secret-file", required_argument, 0, 1900}, {"webhook-retry-seconds", required_argument, 0, 1901},
+    {"webhook-timeout-ms", required_argument, 0, 1902},
+    {"redis-url", required_argument, 0, 1600},       {"redis-timeout-ms", required_argument, 0, 1601},
     {"jobs", required_argument, 0, 1700},            {"max-job-body-bytes", required_argument, 0, 1701},
     {"max-job-records", required_argument, 0, 1702}, {"max-jobs-per-principal", required_argument, 0, 1703},
     {"max-job-records-per-principal", required_argument, 0, 1704}, {"job-chunk-records", required_argument, 0, 1705},
     {"job-chunks-in-flight", required_argument, 0, 1706},
-    {"webhook-secret-file", required_argument, 0, 1900}, {"webhook-retry-seconds", required_argument, 0, 1901},
-    {"webhook-timeout-ms", required_argument, 0, 1902},
-    {"redis-url", required_argument, 0, 1600},       {"redis-timeout-ms", required_argument, 0, 1601},
+    {"jobs-claim-timeout-ms", required_argument, 0, 1707}, {"jobs-ttl-seconds", required_argument, 0, 1708},
     {0, 0, 0, 0}};
 
 /* Every option but --help and the repeatable --load-model can also come from the environment:
@@ -397,6 +401,8 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     case 1900: o->webhook_secret_file = *val ? val : NULL; return 0;
     case 1901: if (parse_num(name, val, 1, 30L * 86400, &v)) return -1; o->webhook_retry_seconds = (long)v; return 0;
     case 1902: if (parse_num(name, val, 1, 600000, &v)) return -1; o->webhook_timeout_ms = (long)v; return 0;
+    case 1707: if (parse_num(name, val, 100, 86400000, &v)) return -1; o->job_opts.claim_timeout_ms = v; return 0;
+    case 1708: if (parse_num(name, val, 1, 365L * 86400, &v)) return -1; o->job_opts.ttl_seconds = v; return 0;
     case 'L':
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
@@ -419,8 +425,8 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .trace = {.sample_ratio = 1.0, .service_name = "inferd", .service_version = INFERD_VERSION,
                                  .queue_size = 2048, .batch_size = 512, .export_interval_ms = 1000, .timeout_ms = 2000},
                        .metrics_port = -1, .metrics = true, .log_fmt = LOG_FORMAT_JSON,
-                       .http_plain_port = -1, .jobs = true, .max_job_body_bytes = 4LL << 30,
-                       .webhook_retry_seconds = 3600, .webhook_timeout_ms = 15000};
+                       .http_plain_port = -1, .webhook_retry_seconds = 3600, .webhook_timeout_ms = 15000,
+                       .jobs = true, .max_job_body_bytes = 4LL << 30};
   obs_options_default(&o->obs);
   for (const struct option *lo = serve_longopts; lo->name; lo++) {
     if (lo->val == 'h' || lo->val == 'L') continue;
@@ -636,6 +642,7 @@ static int start(const serve_options *o, server_parts *p) {
     char dir[4096];
     jobs_options jo = o->job_opts;
     jo.state_dir = state_dir_of(o, dir, sizeof dir);
+    jo.rstore = p->rs; /* --redis-url: jobs shared by the replicas */
     jo.hooks = p->hooks; /* completion webhooks */
     st = jobs_create(a, &jo, &p->jobs);
     if (!status_is_ok(&st)) goto fail1;

@@ -153,4 +153,13 @@ struct job_store {
  * previous run are discarded here. */
 inferd_status job_store_sqlite_open(const char *path, job_store **out);
 
+/* In Redis (store/rstore.h), shared by every replica (docs/redis.md, "Batch jobs"): work goes
+ * out per chunk through a stream's consumer group, so claim hands out a job with only the
+ * chunks this replica took; chunks_done reports every other chunk as done (others work them,
+ * and they come back through the stream if their replica dies: entries idle longer than
+ * claim_idle_ms are taken over). The commit of a job's last chunk completes it. Finished jobs'
+ * keys expire after ttl_s. */
+struct rstore;
+inferd_status job_store_redis_open(struct rstore *rs, int64_t claim_idle_ms, int64_t ttl_s, job_store **out);
+
 #endif

@@ -766,7 +766,13 @@ inferd_status jobs_create(app *a, const jobs_options *o, jobs **out) {
   pthread_condattr_init(&ca);
   pthread_cond_init(&j->cv, &ca);
   pthread_condattr_destroy(&ca);
-  if (o->state_dir == NULL || mkdir(o->state_dir, 0755) != 0) {
+  if (o->rstore) { /* shared by the replicas: no local state */
+    inferd_status st = job_store_redis_open(o->rstore, o->claim_timeout_ms, o->ttl_seconds, &j->store);
+    if (!status_is_ok(&st)) {
+      jobs_destroy(j);
+      return st;
+    }
+  } else if (o->state_dir == NULL || mkdir(o->state_dir, 0755) != 0) {
     if (o->state_dir == NULL || errno != EEXIST) {
       inferd_status st = status_make(INFERD_INTERNAL, "cannot create the state directory %s: %s",
                                      o->state_dir ? o->state_dir : "(none)", strerror(errno));
@@ -776,7 +782,7 @@ inferd_status jobs_create(app *a, const jobs_options *o, jobs **out) {
   }
   char path[4096];
   snprintf(path, sizeof path, "%s/jobs.db", o->state_dir);
-  inferd_status st = job_store_sqlite_open(path, &j->store);
+  inferd_status st = j->store ? status_ok() : job_store_sqlite_open(path, &j->store);
   if (!status_is_ok(&st)) {
     jobs_destroy(j);
     return st;

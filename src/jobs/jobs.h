@@ -26,6 +26,9 @@ typedef struct jobs_options {
   int max_inflight;           /* chunks handed to the scheduler at once (--job-chunks-in-flight) */
   int64_t chunk_records;      /* records per chunk; 0: the model's max_batch_size (--job-chunk-records) */
   webhooks *hooks;            /* completion webhooks go out through it (jobs/webhook.h); NULL: none */
+  struct rstore *rstore;      /* --redis-url: jobs in Redis, shared by the replicas (job_store_redis.c); NULL: SQLite */
+  int64_t claim_timeout_ms;   /* Redis: a dead replica's chunks are taken over after this (--jobs-claim-timeout-ms) */
+  int64_t ttl_seconds;        /* Redis: finished jobs' keys expire after this (--jobs-ttl-seconds) */
 } jobs_options;
 
 #define JOBS_DEFAULT_MAX_JOB_RECORDS 10000000

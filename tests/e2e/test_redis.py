@@ -278,7 +278,7 @@ def test_redis_killed_under_load_then_restarted(redis_server, replicas):
     for s in (a, b):
         h = redis_health(s)
         assert h["features"] == {"rate_limits": "local_fallback", "cache": "local_fallback",
-                                 "traffic": "local_fallback"}, h
+                                 "traffic": "local_fallback", "jobs": "local_fallback"}, h
         assert metric(s, "inferd_redis_connected") == 0
         assert metric(s, "inferd_redis_fallback", '{feature="rate_limits"}') == 1
         assert metric(s, "inferd_redis_fallback", '{feature="cache"}') == 1
