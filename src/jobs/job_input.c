@@ -47,14 +47,13 @@ struct job_input {
   size_t n_header;
   char **fields;
   size_t n_fields;
-  bool quoted, in_quotes, after_quote, field_quoted;
+  bool in_quotes, after_quote, field_quoted;
   bool row_started;
   /* JSON */
   buf env;
   json_t *envelope;
   int depth;
   bool in_string, escape, started, done, in_inputs, has_inputs, in_record, expect_value;
-  int record_depth;
   buf key, last_string;
   bool capturing_string;
   int64_t elements;

@@ -65,11 +65,11 @@ static void cmd_add_bin(cmd *c, const char *s, size_t n) {
     c->lens = l;
     c->cap = cap;
   }
-  char *copy = malloc(n + 1);
-  if (copy == NULL) return;
-  memcpy(copy, s, n);
-  copy[n] = '\0';
-  c->argv[c->argc] = copy;
+  char *arg = malloc(n + 1);
+  if (arg == NULL) return;
+  memcpy(arg, s, n);
+  arg[n] = '\0';
+  c->argv[c->argc] = arg;
   c->lens[c->argc++] = n;
 }
 static void cmd_add(cmd *c, const char *s) { cmd_add_bin(c, s ? s : "", s ? strlen(s) : 0); }

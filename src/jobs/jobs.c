@@ -271,7 +271,7 @@ static char *error_json(const feature_errors *errs, const char *msg) {
 static json_t *records_array(chunk *c, const size_t *which, size_t n, bool all) {
   json_t *arr = json_array();
   for (size_t k = 0; k < n; k++) {
-    size_t i = all ? k : which[k];
+    size_t i = all || which == NULL ? k : which[k];
     json_t *rec = json_loads(c->records[i], 0, NULL);
     json_array_append_new(arr, rec ? rec : json_object());
   }

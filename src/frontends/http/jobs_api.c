@@ -457,7 +457,7 @@ void jobs_api_results(void *call, const route_params *p) {
    * for again from there); a finished one's after the range just read (a cancelled or failed
    * job keeps only the chunks that ran) */
   int64_t next = running ? offset + r.n : offset + limit;
-  char v[64], link[160];
+  char v[64];
   snprintf(v, sizeof v, "%lld", (long long)ji->total);
   http_call_add_reply_header(c, "X-Total-Records", v);
   snprintf(v, sizeof v, "%s", job_state_name(ji->state));
@@ -465,6 +465,7 @@ void jobs_api_results(void *call, const route_params *p) {
   if (next < ji->total) {
     snprintf(v, sizeof v, "%lld", (long long)next);
     http_call_add_reply_header(c, "X-Next-Offset", v);
+    char link[160];
     snprintf(link, sizeof link, "</v1/batch/%s/results?offset=%lld&limit=%lld>; rel=\"next\"", ji->id, (long long)next,
              (long long)limit);
     http_call_add_reply_header(c, "Link", link);
@@ -749,7 +750,7 @@ static bool output_file(const char *id, char *batch, size_t len, int *want) {
 
 void jobs_api_file_get(void *call, const route_params *p) {
   http_call *c = call;
-  char batch[JOB_ID_MAX + 8], path[4200];
+  char batch[JOB_ID_MAX + 8];
   int want;
   inferd_status st;
   if (output_file(p->id, batch, sizeof batch, &want)) {
@@ -763,6 +764,7 @@ void jobs_api_file_get(void *call, const route_params *p) {
     free(ji);
   } else {
     json_t *meta = NULL;
+    char path[4200];
     st = own_file(c, p->id, &meta, path, sizeof path);
     if (status_is_ok(&st)) http_call_reply_json(c, 200, meta);
   }
@@ -771,7 +773,7 @@ void jobs_api_file_get(void *call, const route_params *p) {
 
 void jobs_api_file_content(void *call, const route_params *p) {
   http_call *c = call;
-  char batch[JOB_ID_MAX + 8], path[4200];
+  char batch[JOB_ID_MAX + 8];
   int want;
   inferd_status st;
   if (c->body == NULL) c->body = evbuffer_new();
@@ -784,6 +786,7 @@ void jobs_api_file_content(void *call, const route_params *p) {
     free(ji);
   } else {
     json_t *meta = NULL;
+    char path[4200];
     st = own_file(c, p->id, &meta, path, sizeof path);
     json_decref(meta);
     int fd = status_is_ok(&st) ? open(path, O_RDONLY | O_CLOEXEC) : -1;
@@ -936,7 +939,7 @@ static void batches_create(http_call *c) {
   const char *endpoint = json_string_value(json_object_get(req, "endpoint"));
   const json_t *window = json_object_get(req, "completion_window"), *metadata = json_object_get(req, "metadata");
   upload *u = calloc(1, sizeof *u);
-  char model[256], version[32], path[4200];
+  char model[256], version[32], path[4200] = "";
   if (u == NULL) st = status_make(INFERD_INTERNAL, "out of memory");
   else if (!json_is_object(req)) st = status_make(INFERD_INVALID_ARGUMENT, "send a JSON object {\"input_file_id\", \"endpoint\", \"completion_window\"}");
   else if (file_id == NULL) st = status_make(INFERD_INVALID_ARGUMENT, "$.input_file_id must be a file id (POST /v1/files)");
