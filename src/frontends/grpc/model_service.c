@@ -556,8 +556,9 @@ static void sp_generate_start(gcall *c, gstream_item *item, const Inferd__Predic
     if (status_is_ok(&st)) return; /* sg is the completion's now */
   }
   Inferd__FeatureError fe = INFERD__FEATURE_ERROR__INIT;
-  char path[320], safe[256];
+  char path[320]; /* fe.path, until the response is packed */
   if (bad) {
+    char safe[256];
     utf8_sanitize(safe, sizeof safe, bad);
     snprintf(path, sizeof path, "$.record.features.%s", safe);
     fe.path = path;
