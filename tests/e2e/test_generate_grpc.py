@@ -5,6 +5,7 @@ prompt and parameters give the same text as `inferd generate`."""
 
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -12,7 +13,7 @@ import grpc
 import pytest
 
 from conftest import INFERD_BIN, PYTHON, timeout, wait_until
-from grpc_stubs import pb, running_grpc_server
+from grpc_stubs import REPO_ROOT, mspb, pb, running_grpc_server
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 T = timeout(60)
@@ -24,6 +25,8 @@ def lm_repo(tmp_path_factory):
     res = subprocess.run([PYTHON, os.path.join(HERE, "make_tiny_lm.py"), d], capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
+    # a feature model beside it: StreamPredict mixes generations and predictions on one stream
+    shutil.copytree(os.path.join(REPO_ROOT, "models", "churn"), os.path.join(d, "churn"))
     return d
 
 
@@ -150,3 +153,89 @@ def test_client_cancel_frees_the_sequence(gsrv):
     completion = [x for x in body.splitlines()
                   if x.startswith('inferd_generate_tokens_total{model="tinylm_slow",kind="completion"}')]
     assert int(completion[0].split()[-1]) < 80
+
+
+# --------------------------------------------------------------------------------------------
+# inferd.ModelService.StreamPredict: a record with text_input to a generative model
+
+CHURN = {"tenure_months": 3, "monthly_charges": 89.5, "total_charges": 268.5, "support_calls": 2, "age": 29,
+         "contract": "month-to-month", "payment_method": "electronic_check"}
+
+
+def predict_request(model, features):
+    r = mspb.PredictRequest(model=model)
+    for k, v in features.items():
+        f = r.record.features[k]
+        if isinstance(v, bool):
+            f.bool_value = v
+        elif isinstance(v, int):
+            f.int_value = v
+        elif isinstance(v, float):
+            f.number_value = v
+        else:
+            f.string_value = v
+    return r
+
+
+def stream_infer_text(gsrv, prompt, **params):
+    got = list(gsrv.infer.ModelStreamInfer(iter([gen_request(prompt, **params)]), timeout=T))
+    assert all(r.error_message == "" for r in got)
+    return "".join(text_of(r.infer_response) for r in got[:-1]), params_of(got[-1].infer_response)
+
+
+def test_stream_predict_generates_as_model_stream_infer(gsrv):
+    got = list(gsrv.app.StreamPredict(iter([predict_request("tinylm", {"text_input": "the stream",
+                                                                       "temperature": 0.0, "max_tokens": 20})]),
+                                      timeout=T))
+    assert all(r.error == "" for r in got)
+    assert len(got) >= 3  # pieces of text, then the final response
+    assert all(r.text != "" and r.finish_reason == "" for r in got[:-1])
+    final = got[-1]
+    assert final.text == "" and final.model == "tinylm" and final.model_version == "1"
+    want, want_final = stream_infer_text(gsrv, "the stream", temperature=0.0, max_tokens=20)
+    assert "".join(r.text for r in got[:-1]) == want
+    assert final.finish_reason == want_final["finish_reason"]
+    assert final.prompt_tokens == want_final["prompt_tokens"]
+    assert final.completion_tokens == want_final["completion_tokens"]
+    # sampling with a seed: the same text as ModelStreamInfer with that seed
+    got = list(gsrv.app.StreamPredict(iter([predict_request("tinylm", {"text_input": "seeded", "temperature": 1,
+                                                                       "seed": 11, "max_tokens": 15})]), timeout=T))
+    want, _ = stream_infer_text(gsrv, "seeded", temperature=1.0, seed=11, max_tokens=15)
+    assert got[-1].finish_reason and "".join(r.text for r in got[:-1]) == want
+
+
+def test_stream_predict_mixes_generations_predictions_and_errors(gsrv):
+    """Each request on one stream gets its own answer: a generation (pieces, final), a feature
+    model's prediction, and per-request errors naming the feature at fault."""
+    reqs = [predict_request("tinylm", {"text_input": "mixed", "temperature": 0.0, "max_tokens": 6}),
+            predict_request("churn", CHURN),
+            predict_request("tinylm", {"text_input": "x", "prompt": "y"}),
+            predict_request("tinylm", {"text_input": 5}),
+            predict_request("tinylm", {"max_tokens": 3}),
+            predict_request("tinylm", {"text_input": "x", "max_tokens": 500})]
+    got = list(gsrv.app.StreamPredict(iter(reqs), timeout=T))
+    # a generation's pieces interleave with the other answers; they all carry its id
+    finals = [r for r in got if r.finish_reason]
+    assert len(finals) == 1
+    gen = [r for r in got if r.id == finals[0].id]
+    assert gen[-1] is finals[0] and all(r.error == "" for r in gen)
+    want, _ = stream_infer_text(gsrv, "mixed", temperature=0.0, max_tokens=6)
+    assert "".join(r.text for r in gen) == want
+    rest = [r for r in got if r.id != finals[0].id]
+    assert len(rest) == 5 and len(set(r.id for r in got)) == 6
+    pred = [r for r in rest if r.model == "churn"]
+    assert len(pred) == 1 and pred[0].error == "" and pred[0].result.label in ("stay", "churn")
+    errs = [r for r in rest if r.model == "tinylm"]
+    assert len(errs) == 4 and all(r.error and r.text == "" and r.finish_reason == "" for r in errs)
+
+    def answer(part):
+        found = [r for r in errs if part in r.error]
+        assert len(found) == 1, (part, [r.error for r in errs])
+        return found[0]
+    unknown = answer("feature 'prompt' is not one a generation takes")
+    assert [(e.path, e.kind) for e in unknown.errors] == [("$.record.features.prompt", "unknown_feature")]
+    wrong = answer("feature 'text_input' must be a string")
+    assert [(e.path, e.kind) for e in wrong.errors] == [("$.record.features.text_input", "wrong_type")]
+    missing = answer("needs the string feature 'text_input'")
+    assert [(e.path, e.kind) for e in missing.errors] == [("$.record.features.text_input", "missing_feature")]
+    answer("max_tokens 500 exceed")

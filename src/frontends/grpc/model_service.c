@@ -14,6 +14,8 @@
 #include "app/features.h"
 #include "core/serve.h"
 #include "frontends/grpc/call.h"
+#include "frontends/grpc/generate_grpc.h"
+#include "generate/engine.h"
 #include "util/monotime.h"
 #include "util/utf8.h"
 #include "model_service.pb-c.h"
@@ -390,6 +392,183 @@ static predict_call *predict_call_new(gcall *c, predict_kind kind, gstream_item 
   return pc;
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* generation on StreamPredict: a record with a string feature text_input (and optional
+ * max_tokens, temperature, seed) to a generative model is answered by a PredictResponse per
+ * piece of text (field text), then a final one with finish_reason and the usage. The same shape
+ * as ModelStreamInfer's (generate_grpc.c): the engine's emit sends each piece in the slot
+ * reserved one ahead, the completion sends the last response. */
+
+typedef struct sp_gen {
+  gcall *call;
+  gstream_item *item; /* the next response's slot */
+  gen_request g;
+  char model[256], version[32], id[40];
+  char *text; /* text_input, owned */
+} sp_gen;
+
+static void sp_gen_free(sp_gen *sg) {
+  free(sg->text);
+  gen_request_clear(&sg->g);
+  free(sg);
+}
+
+/* One response: a piece of text, the final one (finish set), or a failure (error set). */
+static grpc_byte_buffer *sp_response(const sp_gen *sg, const char *text, size_t len, const char *finish,
+                                     const char *error, Inferd__FeatureError *fe) {
+  Inferd__PredictResponse r = INFERD__PREDICT_RESPONSE__INIT;
+  r.id = (char *)sg->id;
+  r.model = (char *)sg->model;
+  r.model_version = (char *)sg->version;
+  r.created = (int64_t)time(NULL);
+  char *piece = NULL;
+  if (text) {
+    piece = malloc(len + 1); /* protobuf strings are NUL-terminated here */
+    if (piece == NULL) return NULL;
+    memcpy(piece, text, len);
+    piece[len] = '\0';
+    r.text = piece;
+  }
+  if (finish) {
+    r.finish_reason = (char *)finish;
+    r.prompt_tokens = sg->g.prompt_tokens;
+    r.completion_tokens = sg->g.completion_tokens;
+  }
+  if (error) r.error = (char *)error;
+  Inferd__FeatureError *fes[1] = {fe};
+  if (fe) {
+    r.errors = fes;
+    r.n_errors = 1;
+  }
+  grpc_byte_buffer *bb = pb_pack(&r.base);
+  free(piece);
+  return bb;
+}
+
+static bool sp_on_token(void *ctx, const gen_event *ev) {
+  sp_gen *sg = ctx;
+  if (ev->text_len == 0) return true;
+  gstream_item *next = gstream_reserve(sg->call);
+  if (next == NULL) return false;
+  gstream_send(sg->call, sg->item, sp_response(sg, ev->text, ev->text_len, NULL, NULL, NULL));
+  sg->item = next;
+  return true;
+}
+
+static void sp_on_done(infer_request *req, void *user) {
+  sp_gen *sg = user;
+  inferd_status st = req->status;
+  infer_request_destroy(req);
+  if (status_is_ok(&st))
+    gstream_send(sg->call, sg->item, sp_response(sg, NULL, 0, gen_finish_name(sg->g.finish), NULL, NULL));
+  else
+    gstream_send(sg->call, sg->item, sp_response(sg, NULL, 0, NULL, st.msg, NULL));
+  sp_gen_free(sg);
+}
+
+static inferd_status sp_decode(serve_request *sr, infer_request *req) {
+  (void)req;
+  sp_gen *sg = sr->user;
+  snprintf(sg->version, sizeof sg->version, "%s", sr->routed_version);
+  gcall_set_model(sg->call, sg->model, sg->version);
+  return status_ok();
+}
+
+/* The record's features into sg; on failure *bad names the feature at fault (NULL: none). */
+static inferd_status sp_decode_record(sp_gen *sg, const Inferd__Record *rec, const char **bad, const char **kind) {
+  gen_params *p = &sg->g.params;
+  for (size_t i = 0; i < rec->n_features; i++) {
+    const char *k = rec->features[i]->key;
+    const Inferd__Value *v = rec->features[i]->value;
+    int kc = v ? (int)v->kind_case : INFERD__VALUE__KIND__NOT_SET;
+    *bad = k;
+    *kind = "wrong_type";
+    if (strcmp(k, "text_input") == 0) {
+      if (kc != INFERD__VALUE__KIND_STRING_VALUE)
+        return status_make(INFERD_INVALID_ARGUMENT, "feature 'text_input' must be a string");
+      if (!utf8_valid(v->string_value, strlen(v->string_value), NULL))
+        return status_make(INFERD_INVALID_ARGUMENT, "feature 'text_input' is not valid UTF-8");
+      free(sg->text);
+      sg->text = strdup(v->string_value);
+      if (sg->text == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+    } else if (strcmp(k, "max_tokens") == 0 || strcmp(k, "seed") == 0) {
+      if (kc != INFERD__VALUE__KIND_INT_VALUE)
+        return status_make(INFERD_INVALID_ARGUMENT, "feature '%s' must be an integer", k);
+      if (k[0] == 'm') {
+        p->max_tokens = v->int_value;
+      } else {
+        p->has_seed = true;
+        p->seed = (uint64_t)v->int_value;
+      }
+    } else if (strcmp(k, "temperature") == 0) {
+      if (kc == INFERD__VALUE__KIND_NUMBER_VALUE)
+        p->temperature = v->number_value;
+      else if (kc == INFERD__VALUE__KIND_INT_VALUE)
+        p->temperature = (double)v->int_value;
+      else
+        return status_make(INFERD_INVALID_ARGUMENT, "feature 'temperature' must be a number");
+    } else {
+      *kind = "unknown_feature";
+      return status_make(INFERD_INVALID_ARGUMENT,
+                         "feature '%s' is not one a generation takes (text_input, max_tokens, temperature, seed)", k);
+    }
+  }
+  *bad = NULL;
+  if (sg->text == NULL) {
+    *bad = "text_input";
+    *kind = "missing_feature";
+    return status_make(INFERD_INVALID_ARGUMENT, "a generation needs the string feature 'text_input'");
+  }
+  sg->g.prompt = sg->text;
+  sg->g.prompt_len = strlen(sg->text);
+  return status_ok();
+}
+
+/* Starts a generation in the stream's slot item; answers every failure on the stream itself. */
+static void sp_generate_start(gcall *c, gstream_item *item, const Inferd__PredictRequest *q) {
+  sp_gen *sg = calloc(1, sizeof *sg);
+  if (sg == NULL) {
+    gstream_send(c, item, NULL);
+    return;
+  }
+  sg->call = c;
+  sg->item = item;
+  gen_request_init(&sg->g);
+  utf8_sanitize(sg->model, sizeof sg->model, q->model ? q->model : "");
+  utf8_sanitize(sg->version, sizeof sg->version, q->version ? q->version : "");
+  new_id(sg->id, sizeof sg->id);
+  gcall_set_model(c, sg->model, "");
+  Inferd__Record empty = INFERD__RECORD__INIT;
+  const char *bad = NULL, *kind = NULL;
+  inferd_status st = sp_decode_record(sg, q->record ? q->record : &empty, &bad, &kind);
+  if (status_is_ok(&st)) {
+    sg->g.emit = sp_on_token;
+    sg->g.emit_ctx = sg;
+    serve_request sr = {.model = q->model,
+                        .version = q->version,
+                        .decode = sp_decode,
+                        .on_done = sp_on_done,
+                        .user = sg,
+                        .generate = &sg->g};
+    gcall_serve_init(c, &sr);
+    st = grpcfe_draining(c->fe) ? status_make(INFERD_UNAVAILABLE, "the server is shutting down")
+                                : serve_submit(c->app->serve, &sr);
+    if (status_is_ok(&st)) return; /* sg is the completion's now */
+  }
+  Inferd__FeatureError fe = INFERD__FEATURE_ERROR__INIT;
+  char path[320]; /* fe.path, until the response is packed */
+  if (bad) {
+    char safe[256];
+    utf8_sanitize(safe, sizeof safe, bad);
+    snprintf(path, sizeof path, "$.record.features.%s", safe);
+    fe.path = path;
+    fe.kind = (char *)kind;
+    fe.message = st.msg;
+  }
+  gstream_send(c, sg->item, sp_response(sg, NULL, 0, NULL, st.msg, bad ? &fe : NULL));
+  sp_gen_free(sg);
+}
+
 static void predict_message(gcall *c, grpc_byte_buffer *bb, predict_kind kind, gstream_item *item) {
   predict_call *pc = predict_call_new(c, kind, item);
   if (pc == NULL) return;
@@ -397,6 +576,13 @@ static void predict_message(gcall *c, grpc_byte_buffer *bb, predict_kind kind, g
   if (q == NULL) {
     inferd_status st = status_make(INFERD_INVALID_ARGUMENT, "the request is not a valid inferd.PredictRequest message");
     predict_fail(pc, &st, NULL);
+    return;
+  }
+  /* a generative model's stream requests are generations (text_input in, pieces of text out) */
+  if (kind == KIND_STREAM && grpcfe_is_generative(c->app, q->model)) {
+    free(pc);
+    sp_generate_start(c, item, q);
+    inferd__predict_request__free_unpacked(q, NULL);
     return;
   }
   Inferd__Record empty = INFERD__RECORD__INIT;
