@@ -239,3 +239,18 @@ def test_stream_predict_mixes_generations_predictions_and_errors(gsrv):
     missing = answer("needs the string feature 'text_input'")
     assert [(e.path, e.kind) for e in missing.errors] == [("$.record.features.text_input", "missing_feature")]
     answer("max_tokens 500 exceed")
+
+
+def test_same_prompt_and_seed_give_the_same_text_over_grpc_and_rest(gsrv):
+    """The issue's cross-protocol check, sampled (not greedy): OpenAI's /v1/completions over REST,
+    ModelInfer and ModelStreamInfer's pieces give one text for one prompt, seed and parameters."""
+    params = dict(max_tokens=20, seed=11, temperature=0.9, top_p=0.95)
+    r = gsrv.srv.post("/v1/completions", json={"model": "tinylm", "prompt": "the same", **params}, timeout=T)
+    assert r.status_code == 200, r.text
+    want = r.json()["choices"][0]["text"]
+    assert want
+    assert text_of(gsrv.infer.ModelInfer(gen_request("the same", **params), timeout=T)) == want
+    got = list(gsrv.infer.ModelStreamInfer(iter([gen_request("the same", stream=True, **params)]), timeout=T))
+    assert "".join(text_of(x.infer_response) or "" for x in got) == want
+    r = gsrv.srv.post("/v1/completions", json={"model": "tinylm", "prompt": "the same", **dict(params, seed=12)}, timeout=T)
+    assert r.json()["choices"][0]["text"] != want  # the seed matters
