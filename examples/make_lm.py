@@ -31,7 +31,6 @@ bytes, 1,791 merges, <|endoftext|>), trained below on the same text and saved as
 tokenizer.json that src/generate/tokenizer.c reads.
 """
 import argparse
-import collections
 import json
 import math
 import os
@@ -48,6 +47,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bpe import Bpe, byte_level, train_bpe  # examples/bpe.py, beside this script
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRODUCER = "inferd examples/make_lm.py"
 MAX_BYTES = 8 * 1024 * 1024
@@ -61,10 +62,6 @@ EOT_ID = VOCAB_SIZE - 1
 LM_LAYERS, LM_DIM, LM_HEADS, LM_CONTEXT = 4, 128, 4, 256
 # The encoder
 ENC_DIM, ENC_MAX_LEN = 128, 512
-
-# GPT-2's split, approximately ([^\W\d_] stands for \p{L}): exact on this ASCII corpus, and only
-# used to learn merges and to encode the training text (the check below compares with inferd).
-SPLIT = re.compile(r"'(?:s|t|re|ve|m|ll|d)| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+")
 
 
 # ---- the corpus -------------------------------------------------------------------------------
@@ -95,113 +92,10 @@ def chapter_text(heading, verses):
     return heading + "\n" + "\n".join(verses) + "\n"
 
 
-# ---- byte-level BPE ---------------------------------------------------------------------------
-
-
-def bytes_to_unicode():
-    """GPT-2's map from bytes to printable characters (the ByteLevel pre-tokenizer's alphabet)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
-B2U = bytes_to_unicode()
-
-
-def train_bpe(texts, num_merges):
-    """The merges, most frequent adjacent pair first (ties broken by the pair's text, so every run
-    gives the same list), counted over GPT-2's pre-tokenized words; pairs are updated
-    incrementally in the words that hold the merged pair."""
-    counts = collections.Counter()
-    for t in texts:
-        counts.update(SPLIT.findall(t))
-    words = [[B2U[b] for b in w.encode("utf-8")] for w in counts]
-    freqs = [counts[w] for w in counts]
-    pairs = collections.Counter()
-    where = collections.defaultdict(set)
-    for i, w in enumerate(words):
-        for a, b in zip(w, w[1:]):
-            pairs[(a, b)] += freqs[i]
-            where[(a, b)].add(i)
-    merges = []
-    while len(merges) < num_merges and pairs:
-        best = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-        merges.append(best)
-        new = best[0] + best[1]
-        for i in sorted(where.pop(best, ())):
-            w, f = words[i], freqs[i]
-            for a, b in zip(w, w[1:]):
-                pairs[(a, b)] -= f
-                if pairs[(a, b)] <= 0:
-                    del pairs[(a, b)]
-            out, j = [], 0
-            while j < len(w):
-                if j + 1 < len(w) and (w[j], w[j + 1]) == best:
-                    out.append(new)
-                    j += 2
-                else:
-                    out.append(w[j])
-                    j += 1
-            words[i] = out
-            for a, b in zip(out, out[1:]):
-                pairs[(a, b)] += f
-                where[(a, b)].add(i)
-    return merges
-
-
-class Bpe:
-    """Encodes with the merges (lowest rank first, leftmost on ties, as tokenizers does)."""
-
-    def __init__(self, merges):
-        vocab = [B2U[b] for b in range(256)] + [a + b for a, b in merges]
-        self.vocab = {t: i for i, t in enumerate(vocab)}
-        self.ranks = {m: i for i, m in enumerate(merges)}
-        self.cache = {}
-        self.id_to_token = vocab + [EOT]
-
-    def word(self, w):
-        got = self.cache.get(w)
-        if got is not None:
-            return got
-        parts = [B2U[b] for b in w.encode("utf-8")]
-        while len(parts) > 1:
-            ranked = [(self.ranks.get((a, b), math.inf), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
-            rank, i = min(ranked)
-            if rank == math.inf:
-                break
-            parts[i:i + 2] = [parts[i] + parts[i + 1]]
-        ids = [self.vocab[p] for p in parts]
-        self.cache[w] = ids
-        return ids
-
-    def encode(self, text):
-        ids = []
-        for w in SPLIT.findall(text):
-            ids.extend(self.word(w))
-        return ids
-
-    def decode(self, ids):
-        u2b = {c: b for b, c in B2U.items()}
-        data = bytearray()
-        for i in ids:
-            tok = self.id_to_token[i]
-            if tok == EOT:
-                data += tok.encode()
-            else:
-                data += bytes(u2b[c] for c in tok)
-        return data.decode("utf-8", errors="replace")
-
-
 def tokenizer_json(bpe, merges):
     """The Hugging Face tokenizers file: GPT-2's layout (ByteLevel pre-tokenizer without a prefix
     space, BPE, ByteLevel decoder) with <|endoftext|> as the one special token, last id."""
-    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    level = byte_level()
     return {
         "version": "1.0",
         "truncation": None,
@@ -209,9 +103,9 @@ def tokenizer_json(bpe, merges):
         "added_tokens": [{"id": EOT_ID, "content": EOT, "single_word": False, "lstrip": False, "rstrip": False,
                           "normalized": False, "special": True}],
         "normalizer": None,
-        "pre_tokenizer": byte_level,
-        "post_processor": byte_level,
-        "decoder": byte_level,
+        "pre_tokenizer": level,
+        "post_processor": level,
+        "decoder": level,
         "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
                   "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
                   "vocab": bpe.vocab, "merges": [f"{a} {b}" for a, b in merges]},
@@ -572,7 +466,7 @@ def main():
     texts = [chapter_text(h, v) for h, v in chapters]
     t0 = time.time()
     merges = train_bpe(texts, VOCAB_SIZE - 256 - 1)
-    bpe = Bpe(merges)
+    bpe = Bpe(merges, EOT)
     tok_json = tokenizer_json(bpe, merges)
     print(f"BPE: {len(merges)} merges in {time.time() - t0:.0f}s")
     stream = []

@@ -27,24 +27,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples"))
+from bpe import B2U, byte_level  # noqa: E402  examples/bpe.py
+
 D, H, DH, LAYERS, CTX, FF = 32, 2, 16, 2, 96, 64
 
 
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
 def tokenizer_json():
-    b2u = bytes_to_unicode()
-    vocab = {b2u[b]: b for b in range(256)}
+    vocab = {B2U[b]: b for b in range(256)}
     merges = []
     for a, b in [("t", "h"), ("th", "e"), ("h", "e"), ("Ġ", "t"), ("Ġt", "he"), ("i", "n"), ("a", "n"), ("e", "r"), ("o", "n"),
                  ("Ġ", "a"), ("r", "e"), ("Ġ", "s"), ("e", "n")]:
@@ -58,9 +48,9 @@ def tokenizer_json():
         "added_tokens": [{"id": eos, "content": "<|endoftext|>", "single_word": False, "lstrip": False,
                           "rstrip": False, "normalized": True, "special": True}],
         "normalizer": None,
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
-        "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
-        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "pre_tokenizer": byte_level(),
+        "post_processor": byte_level(True, trim_offsets=False),
+        "decoder": byte_level(True),
         "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
                   "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "vocab": vocab,
                   "merges": merges},

@@ -4,29 +4,14 @@ layout, trained by a deterministic script on license texts Debian ships
 (/usr/share/common-licenses), in several variants of the options the C tokenizer supports.
     tests/tokenizer/make_tokenizers.py OUT_DIR
 No downloads; the same files every time."""
-import collections
 import json
 import os
-import re
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples"))
+from bpe import B2U, base_vocab, byte_level, train_bpe  # noqa: E402  examples/bpe.py
+
 LICENSES = ["GPL-3", "Apache-2.0", "Artistic", "MPL-2.0", "LGPL-2.1"]
-# GPT-2's split, approximately ([^\W\d_] stands for \p{L}): good enough to learn merges from.
-SPLIT = re.compile(r"'(?:s|t|re|ve|m|ll|d)| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+")
-
-
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
 def training_text():
     parts = []
     for name in LICENSES:
@@ -38,51 +23,8 @@ def training_text():
 
 
 def train(num_merges):
-    b2u = bytes_to_unicode()
-    counts = collections.Counter(SPLIT.findall(training_text()))
-    words = [[b2u[b] for b in w.encode("utf-8")] for w in counts]
-    freqs = [counts[w] for w in counts]
-    pairs = collections.Counter()
-    where = collections.defaultdict(set)
-    for i, w in enumerate(words):
-        for a, b in zip(w, w[1:]):
-            pairs[(a, b)] += freqs[i]
-            where[(a, b)].add(i)
-    vocab = [b2u[b] for b in range(256)]
-    merges = []
-    for _ in range(num_merges):
-        if not pairs:
-            break
-        # the most frequent pair; ties by the pair's text, so every run gives the same merges
-        best = min(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[0]
-        if pairs[best] < 2:
-            break
-        merges.append(best)
-        new = best[0] + best[1]
-        vocab.append(new)
-        for i in sorted(where.pop(best, ())):
-            w, f = words[i], freqs[i]
-            for a, b in zip(w, w[1:]):
-                pairs[(a, b)] -= f
-                if pairs[(a, b)] <= 0:
-                    del pairs[(a, b)]
-            out, j = [], 0
-            while j < len(w):
-                if j + 1 < len(w) and (w[j], w[j + 1]) == best:
-                    out.append(new)
-                    j += 2
-                else:
-                    out.append(w[j])
-                    j += 1
-            words[i] = out
-            for a, b in zip(out, out[1:]):
-                pairs[(a, b)] += f
-                where[(a, b)].add(i)
-    return {tok: i for i, tok in enumerate(vocab)}, merges
-
-
-def byte_level(add_prefix_space, use_regex=True):
-    return {"type": "ByteLevel", "add_prefix_space": add_prefix_space, "trim_offsets": True, "use_regex": use_regex}
+    merges = train_bpe([training_text()], num_merges, min_count=2)
+    return base_vocab(merges), merges
 
 
 def added(id_, content, special=True, normalized=False):
@@ -106,7 +48,7 @@ def tokenizer(vocab, merges, *, merge_form="string", add_prefix_space=False, use
         "padding": None,
         "added_tokens": [added(i, *a) for i, a in zip(ids, added_tokens)],
         "normalizer": normalizer,
-        "pre_tokenizer": byte_level(add_prefix_space, use_regex),
+        "pre_tokenizer": byte_level(add_prefix_space, use_regex=use_regex),
         "post_processor": byte_level(True),
         "decoder": byte_level(True) if decoder else None,
         "model": {
@@ -121,8 +63,7 @@ def tokenizer(vocab, merges, *, merge_form="string", add_prefix_space=False, use
 def ascii_only(vocab, merges):
     """The vocabulary without the characters of bytes over 0x7F, plus <unk>: what those bytes
     become shows the unknown-token rules."""
-    b2u = bytes_to_unicode()
-    gone = {b2u[b] for b in range(0x80, 0x100)}
+    gone = {B2U[b] for b in range(0x80, 0x100)}
     keep = [t for t in sorted(vocab, key=vocab.get) if not gone & set(t)]
     small = {t: i for i, t in enumerate(keep + ["<unk>"])}
     return small, [(a, b) for a, b in merges if a in small and b in small and a + b in small]
