@@ -3,7 +3,8 @@
 - two inferd processes share one rate limit: their sum of admitted requests is R/s within 5 %
   (each alone would admit R/s: the sum would be twice that without Redis);
 - replica B answers X-Cache: hit for what replica A computed and stored;
-- a traffic change made on A is applied by B within a couple of seconds;
+- a traffic change made on A is applied by B within a couple of seconds, also one made while Redis
+  was down (pushed when it returns, unless another replica's change got there first);
 - Redis killed under load: every prediction still succeeds, /health and /metrics say which
   features are on local fallback; Redis restarted: the shared features resume;
 - a password in the URL is used (AUTH) and never shown; a bad URL is refused at start.
@@ -226,23 +227,53 @@ def test_a_traffic_change_on_a_is_seen_by_b(redis_server, replicas):
                timeout(5), interval=0.05, what="A to apply B's change")
 
 
-def test_traffic_changes_while_redis_is_down_stay_local(redis_server, replicas, tmp_path):
+def aliases(srv):
+    return srv.get("/v1/models/churn/traffic").json().get("aliases")
+
+
+def test_a_traffic_change_made_while_redis_is_down_is_shared_when_it_returns(redis_server, replicas, tmp_path):
     a, b = replicas(redis_server.url)
     redis_server.kill()
     wait_until(lambda: redis_health(a)["connected"] is False, timeout(5), what="A to see Redis gone")
     r = a.request("PUT", "/v1/models/churn/traffic", json={"aliases": {"production": 1}})
     assert r.status_code == 200, r.text  # kept in A's own SQLite store
-    assert a.get("/v1/models/churn/traffic").json()["aliases"] == {"production": "1"}
+    assert aliases(a) == {"production": "1"}
     assert redis_health(a)["features"]["traffic"] == "local_fallback"
     time.sleep(1.5)  # B polls every 0.5 s: it must not have applied anything
-    assert b.get("/v1/models/churn/traffic").json().get("aliases") in (None, {})
-    # Redis back (empty): the next change made on A reaches B
+    assert aliases(b) in (None, {})
+    # Redis back (empty): A pushes its change on its next poll, without another change, and B
+    # applies it; the history in Redis has the event
     redis_server.restart()
-    wait_until(lambda: redis_health(a)["connected"] and redis_health(b)["connected"], timeout(10), what="reconnected")
+    wait_until(lambda: aliases(b) == {"production": "1"}, timeout(10), interval=0.05,
+               what="B to apply the change A made while Redis was down")
+    assert "is now shared" in a.stderr()
+    hist = subprocess.run(["redis-cli", "-p", str(redis_server.port), "LRANGE", "inferd:traffic:history:churn", "0", "-1"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "production" in hist, hist
+    # and a change made with Redis up still reaches B
     r = a.request("PUT", "/v1/models/churn/traffic", json={"aliases": {"production": 1, "staging": 1}})
     assert r.status_code == 200, r.text
-    wait_until(lambda: b.get("/v1/models/churn/traffic").json().get("aliases") == {"production": "1", "staging": "1"},
+    wait_until(lambda: aliases(b) == {"production": "1", "staging": "1"},
                timeout(5), interval=0.05, what="B to apply A's change once Redis is back")
+
+
+def test_two_replicas_changed_while_redis_was_down_agree_when_it_returns(redis_server, replicas):
+    """Both replicas change the same model while Redis is down: when it returns, the first to push
+    wins and the other takes its policy (no flapping between the two)."""
+    a, b = replicas(redis_server.url)
+    redis_server.kill()
+    wait_until(lambda: not redis_health(a)["connected"] and not redis_health(b)["connected"], timeout(5),
+               what="both to see Redis gone")
+    assert a.request("PUT", "/v1/models/churn/traffic", json={"aliases": {"production": 1}}).status_code == 200
+    assert b.request("PUT", "/v1/models/churn/traffic", json={"aliases": {"canary": 1}}).status_code == 200
+    redis_server.restart()
+    wait_until(lambda: aliases(a) == aliases(b), timeout(10), interval=0.05, what="A and B to agree")
+    agreed = aliases(a)
+    assert agreed in ({"production": "1"}, {"canary": "1"}), agreed
+    loser = b if agreed == {"production": "1"} else a
+    assert "another replica changed this model meanwhile" in loser.stderr()
+    time.sleep(1.5)  # three polls each: nothing moves any more
+    assert aliases(a) == aliases(b) == agreed
 
 
 def test_redis_killed_under_load_then_restarted(redis_server, replicas):
