@@ -741,6 +741,10 @@ static void stop(server_parts *p) {
   if (p->http) http_server_drain(p->http);
   if (p->mport) http_server_drain(p->mport);
   if (p->grpc) grpcfe_drain(p->grpc);
+  /* generations still running past the drain (long streams) end now, while the frontends'
+   * loops and reply thread still deliver their last event */
+  int left = gen_shutdown(5000);
+  if (left > 0) log_msg(LOG_WARN, NULL, "shutdown: %d generations did not end within 5 s", left);
   /* Redis next: requests parked on a cache lookup are resumed into the still-running scheduler,
    * and what uses the store later (traffic's tick) gets UNAVAILABLE and its local state */
   rstore_stop(p->rs);

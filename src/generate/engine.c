@@ -45,6 +45,12 @@ typedef struct gen_stats {
 } gen_stats;
 
 static pthread_mutex_t stats_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Server shutdown (gen_shutdown): every engine ends its sequences and takes no more, while the
+ * frontends that will deliver those ends are still running. live_sequences counts the
+ * sequences handed to any engine and not yet finished, so shutdown can wait for the last. */
+static atomic_bool shutting_down;
+static atomic_int live_sequences;
 static gen_stats *stats_list;
 
 static gen_stats *stats_for(const char *model) {
@@ -416,6 +422,7 @@ static void seq_finish(gen_engine *e, gen_seq *s, gen_finish finish, inferd_stat
   req->status = st;
   req->batch_size = 1;
   req->on_done(req, req->user);
+  atomic_fetch_sub(&live_sequences, 1);
 }
 
 static bool cancelled(const gen_seq *s) {
@@ -732,11 +739,14 @@ static void *engine_main(void *arg) {
       e->active[e->n_active++] = s;
     }
     /* the waiting ones whose client left end now too, without waiting for a place */
+    /* closing: the version unloads (stop: the thread ends) or the server shuts down (the
+     * thread stays, taking nothing, until its version unloads) */
+    bool closing = e->stop || atomic_load(&shutting_down);
     gen_seq *gone = NULL, **pp = &e->wait_head;
     e->wait_tail = NULL;
     while (*pp) {
       gen_seq *s = *pp;
-      if (cancelled(s) || e->stop) {
+      if (cancelled(s) || closing) {
         *pp = s->next;
         s->next = gone;
         gone = s;
@@ -751,18 +761,21 @@ static void *engine_main(void *arg) {
       continue;
     }
     pthread_mutex_unlock(&e->mu);
+    const char *why = stop ? "the model is unloading" : "the server is shutting down";
     while (gone) {
       gen_seq *s = gone;
       gone = s->next;
-      seq_finish(e, s, stop && !cancelled(s) ? GEN_FINISH_ERROR : GEN_FINISH_CANCELLED,
-                 stop && !cancelled(s) ? status_make(INFERD_UNAVAILABLE, "the model is unloading") : status_ok());
+      seq_finish(e, s, closing && !cancelled(s) ? GEN_FINISH_ERROR : GEN_FINISH_CANCELLED,
+                 closing && !cancelled(s) ? status_make(INFERD_UNAVAILABLE, "%s", why) : status_ok());
     }
-    if (stop) {
+    if (closing) {
       while (e->n_active > 0) {
         gen_seq *s = e->active[--e->n_active];
-        seq_finish(e, s, GEN_FINISH_ERROR, status_make(INFERD_UNAVAILABLE, "the model is unloading"));
+        seq_finish(e, s, GEN_FINISH_ERROR, status_make(INFERD_UNAVAILABLE, "%s", why));
       }
-      return NULL;
+      if (stop) return NULL;
+      pthread_mutex_lock(&e->mu);
+      continue;
     }
     engine_step(e);
     pthread_mutex_lock(&e->mu);
@@ -1040,6 +1053,18 @@ static inferd_status handoff(void *ctx, infer_request *req) {
   }
   gen_engine *e = gv->engine;
   pthread_mutex_lock(&e->mu);
+  if (atomic_load(&shutting_down)) { /* checked under mu: the engine then finishes whatever got in */
+    pthread_mutex_unlock(&e->mu);
+    if (gv->stats) {
+      pthread_mutex_lock(&stats_mu);
+      gv->stats->active--;
+      pthread_mutex_unlock(&stats_mu);
+    }
+    if (s->reserved > 0 && quota.give_back) quota.give_back(quota.ctx, req->principal, mv->model->name, s->reserved);
+    seq_free(s);
+    return status_make(INFERD_UNAVAILABLE, "the server is shutting down");
+  }
+  atomic_fetch_add(&live_sequences, 1);
   if (e->wait_tail)
     e->wait_tail->next = s;
   else
@@ -1051,3 +1076,12 @@ static inferd_status handoff(void *ctx, infer_request *req) {
 }
 
 void gen_install(struct serve *s) { serve_set_generator(s, handoff, NULL); }
+
+int gen_shutdown(int timeout_ms) {
+  atomic_store(&shutting_down, true);
+  /* An engine with sequences is stepping, not waiting on its condition (its waiting list is
+   * only non-empty while it is full): it sees the flag at its next step. */
+  int64_t until = monotime_ns() + (int64_t)timeout_ms * 1000000;
+  while (atomic_load(&live_sequences) > 0 && monotime_ns() < until) usleep(2000);
+  return atomic_load(&live_sequences);
+}
