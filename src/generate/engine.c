@@ -429,6 +429,8 @@ static bool cancelled(const gen_seq *s) {
   return s->req->cancelled && atomic_load_explicit(s->req->cancelled, memory_order_relaxed);
 }
 
+static bool expired(const gen_seq *s, int64_t now) { return s->req->deadline_ns && now > s->req->deadline_ns; }
+
 static bool text_append(gen_seq *s, const char *p, size_t n) {
   if (n == 0) return true;
   size_t len = s->g->text_len;
@@ -674,7 +676,7 @@ static void engine_step(gen_engine *e) {
     if (cancelled(s)) {
       remove_at(e, i);
       seq_finish(e, s, GEN_FINISH_CANCELLED, status_ok());
-    } else if (s->req->deadline_ns && now > s->req->deadline_ns) {
+    } else if (expired(s, now)) {
       remove_at(e, i);
       seq_finish(e, s, GEN_FINISH_ERROR,
                  status_make(INFERD_DEADLINE_EXCEEDED, "the request's deadline passed after %" PRId64 " tokens",
@@ -742,11 +744,12 @@ static void *engine_main(void *arg) {
     /* closing: the version unloads (stop: the thread ends) or the server shuts down (the
      * thread stays, taking nothing, until its version unloads) */
     bool closing = e->stop || atomic_load(&shutting_down);
+    int64_t now = monotime_ns();
     gen_seq *gone = NULL, **pp = &e->wait_head;
     e->wait_tail = NULL;
     while (*pp) {
       gen_seq *s = *pp;
-      if (cancelled(s) || closing) {
+      if (cancelled(s) || closing || expired(s, now)) {
         *pp = s->next;
         s->next = gone;
         gone = s;
@@ -765,8 +768,15 @@ static void *engine_main(void *arg) {
     while (gone) {
       gen_seq *s = gone;
       gone = s->next;
-      seq_finish(e, s, closing && !cancelled(s) ? GEN_FINISH_ERROR : GEN_FINISH_CANCELLED,
-                 closing && !cancelled(s) ? status_make(INFERD_UNAVAILABLE, "%s", why) : status_ok());
+      if (cancelled(s))
+        seq_finish(e, s, GEN_FINISH_CANCELLED, status_ok());
+      else if (closing)
+        seq_finish(e, s, GEN_FINISH_ERROR, status_make(INFERD_UNAVAILABLE, "%s", why));
+      else
+        seq_finish(e, s, GEN_FINISH_ERROR,
+                   status_make(INFERD_DEADLINE_EXCEEDED,
+                               "the request's deadline passed while it waited for a place in the batch "
+                               "(max_sequences %d, all busy)", max));
     }
     if (closing) {
       while (e->n_active > 0) {

@@ -1,41 +1,26 @@
 """SIGTERM while token streams are running and outlive the drain timeout (docs/generate.md): the
 server stops within the timeout plus a bound, exits 0 with no sanitizer report, and every client
 sees its stream end (closed or finished), none hangs. Streams over HTTP SSE (/v1/completions),
-Triton's generate_stream and gRPC ModelStreamInfer at once, on a copy of tinylm_slow
-(make_tiny_lm.py, about a second for 80 tokens) that decodes one sequence at a time: the
-others wait in the engine, so the work in flight is several seconds, far longer than the 100 ms
-drain and the frontends' own grace after it."""
+Triton's generate_stream and gRPC ModelStreamInfer at once, on tinylm_one (lm_repos.py), which
+decodes one sequence at a time: the others wait in the engine, so the work in flight lasts
+seconds, far longer than the 100 ms drain."""
 
-import json
-import os
-import shutil
 import signal
-import subprocess
 import threading
 import time
 
 import grpc
 import requests
 
-from conftest import PYTHON, Server, free_port, timeout
+from conftest import Server, free_port, timeout
 from grpc_stubs import pb, pbg
+from lm_repos import one_at_a_time_repo
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 DRAIN_MS = 100
 
 
 def test_sigterm_with_streams_that_outlive_the_drain(tmp_path, logs_dir):
-    repo = str(tmp_path / "lm")
-    res = subprocess.run([PYTHON, os.path.join(HERE, "make_tiny_lm.py"), repo], capture_output=True, text=True,
-                         timeout=120)
-    assert res.returncode == 0, res.stderr
-    shutil.copytree(os.path.join(repo, "tinylm_slow"), os.path.join(repo, "tinylm_one"))
-    cfg_path = os.path.join(repo, "tinylm_one", "config.json")
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    cfg["generate"]["max_sequences"] = 1
-    with open(cfg_path, "w") as f:
-        json.dump(cfg, f)
+    repo = one_at_a_time_repo(tmp_path)
     gport = free_port()
     srv = Server(repo, args=["--grpc-port", str(gport), "--drain-timeout-ms", str(DRAIN_MS)], workdir=logs_dir)
     srv.start()
