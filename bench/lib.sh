@@ -16,3 +16,35 @@ wait_up() {
 
 # wrk prints latency percentiles as e.g. "123.00us", "1.20ms" or "1.05s": normalise to µs.
 to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000000} else print v}'; }
+
+# nginx_tls_conf DIR PORT CONNECTIONS: writes DIR/nginx.conf for the TLS comparisons (bench/tls.sh,
+# bench/tls_instructions.sh): one worker, no master, the certificate DIR/../server.pem, a fixed
+# 200 JSON answer on 127.0.0.1:PORT, nothing logged per request. DIR is relative to the repository.
+nginx_tls_conf() {
+  local dir=$1 port=$2 conns=$3 out
+  out=$(dirname "$dir")
+  mkdir -p "$dir/logs"
+  cat >"$dir/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+error_log $PWD/$dir/logs/error.log warn;
+pid $PWD/$dir/nginx.pid;
+events { worker_connections $conns; }
+http {
+  access_log off;
+  client_body_temp_path $PWD/$dir/body;
+  proxy_temp_path $PWD/$dir/proxy;
+  fastcgi_temp_path $PWD/$dir/fastcgi;
+  uwsgi_temp_path $PWD/$dir/uwsgi;
+  scgi_temp_path $PWD/$dir/scgi;
+  server {
+    listen 127.0.0.1:$port ssl;
+    ssl_certificate $PWD/$out/server.pem;
+    ssl_certificate_key $PWD/$out/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / { default_type application/json; return 200 '{"live":true}'; }
+  }
+}
+CONF
+}

@@ -44,30 +44,7 @@ INFERD=$!
 
 # -- nginx: one worker, no master, pinned to the same core, the same certificate ------------------
 NGINX_PORT=$(free_port)
-mkdir -p "$OUT/nginx/logs"
-cat >"$OUT/nginx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $PWD/$OUT/nginx/logs/error.log warn;
-pid $PWD/$OUT/nginx/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $PWD/$OUT/nginx/body;
-  proxy_temp_path $PWD/$OUT/nginx/proxy;
-  fastcgi_temp_path $PWD/$OUT/nginx/fastcgi;
-  uwsgi_temp_path $PWD/$OUT/nginx/uwsgi;
-  scgi_temp_path $PWD/$OUT/nginx/scgi;
-  server {
-    listen 127.0.0.1:$NGINX_PORT ssl;
-    ssl_certificate $PWD/$OUT/server.pem;
-    ssl_certificate_key $PWD/$OUT/server.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / { default_type application/json; return 200 '{"live":true}'; }
-  }
-}
-EOF
+nginx_tls_conf "$OUT/nginx" "$NGINX_PORT" 4096
 taskset -c "$SERVER_CPU" nginx -p "$PWD/$OUT/nginx" -c "$PWD/$OUT/nginx/nginx.conf" 2>"$OUT/nginx/stderr.log" &
 NGINX=$!
 trap 'kill -TERM $INFERD $NGINX 2>/dev/null; wait $INFERD $NGINX 2>/dev/null || true' EXIT

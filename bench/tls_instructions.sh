@@ -103,29 +103,7 @@ kill -TERM $INFERD
 wait $INFERD || true
 
 NGINX_PORT=$(free_port)
-cat >"$OUT/nginx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-error_log $PWD/$OUT/nginx/logs/error.log warn;
-pid $PWD/$OUT/nginx/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $PWD/$OUT/nginx/body;
-  proxy_temp_path $PWD/$OUT/nginx/proxy;
-  fastcgi_temp_path $PWD/$OUT/nginx/fastcgi;
-  uwsgi_temp_path $PWD/$OUT/nginx/uwsgi;
-  scgi_temp_path $PWD/$OUT/nginx/scgi;
-  server {
-    listen 127.0.0.1:$NGINX_PORT ssl;
-    ssl_certificate $PWD/$OUT/server.pem;
-    ssl_certificate_key $PWD/$OUT/server.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / { default_type application/json; return 200 '{"live":true}'; }
-  }
-}
-EOF
+nginx_tls_conf "$OUT/nginx" "$NGINX_PORT" 1024
 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.nginx.%p" --instr-atstart=no --dump-instr=no \
   nginx -p "$PWD/$OUT/nginx" -c "$PWD/$OUT/nginx/nginx.conf" >"$OUT/nginx/stderr.log" 2>&1 &
 NGINX=$!
