@@ -44,6 +44,10 @@ struct http_conn {
   evutil_socket_t fd;
   struct event *readable; /* persistent */
   struct event *writable; /* added only while a reply is still being written */
+  /* EV_CLOSED, made and added only while reading is paused because a client pipelined more
+   * than a head's worth behind a reply still running (a stream): a client that leaves then is
+   * seen at once, not when the stream ends */
+  struct event *hangup;
   /* One deadline per phase: idle between requests, the whole head, the body, a closing
    * reply. A deadline, not an idle timeout: bytes trickling in do not push it back. */
   struct event *timer;
@@ -115,6 +119,7 @@ static void conn_free(http_conn *conn) {
   auth_memo_free(conn->auth_memo);
   event_free(conn->readable);
   event_free(conn->writable);
+  if (conn->hangup) event_free(conn->hangup);
   event_free(conn->timer);
   evbuffer_free(conn->in);
   evbuffer_free(conn->out);
@@ -153,7 +158,18 @@ static void clear_timer(http_conn *conn) {
 
 static void stop_reading(http_conn *conn) { event_del(conn->readable); }
 
+static void on_hangup(evutil_socket_t fd, short what, void *arg);
+
+/* Reading stops while a reply runs and a flood of pipelined bytes waits; the peer's close is
+ * still watched (EPOLLRDHUP), as reading would have seen it. Without the watch: reading only. */
+static void pause_reading(http_conn *conn) {
+  stop_reading(conn);
+  if (conn->hangup == NULL) conn->hangup = event_new(conn->loop->base, conn->fd, EV_CLOSED | EV_PERSIST, on_hangup, conn);
+  if (conn->hangup) event_add(conn->hangup, NULL);
+}
+
 static void start_reading(http_conn *conn) {
+  if (conn->hangup) event_del(conn->hangup);
   event_add(conn->readable, NULL);
   /* records OpenSSL already took off the socket would not make it readable again */
   if (conn->ssl && !conn->handshaking && SSL_has_pending(conn->ssl)) event_active(conn->readable, EV_READ, 0);
@@ -499,7 +515,7 @@ static void process_input(http_conn *conn) {
 static void took_input(http_conn *conn) {
   if (conn->state == ANSWERING) {
     /* pipelined bytes wait their turn; stop reading if a client floods them */
-    if (evbuffer_get_length(conn->in) > HTTP_PARSE_MAX_HEAD_BYTES) stop_reading(conn);
+    if (evbuffer_get_length(conn->in) > HTTP_PARSE_MAX_HEAD_BYTES) pause_reading(conn);
     return;
   }
   process_input(conn);
@@ -529,6 +545,13 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
   vec.iov_len = (size_t)n;
   evbuffer_commit_space(conn->in, &vec, 1);
   took_input(conn);
+}
+
+/* The client closed (or reset) while its pipelined bytes wait unread: as reading's EOF. */
+static void on_hangup(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  conn_free(arg);
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg) {
