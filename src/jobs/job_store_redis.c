@@ -46,9 +46,9 @@ typedef struct redis_jobs {
   held *lease;
   size_t n_lease, cap_lease;
   char lease_job[JOB_ID_MAX];
-  /* the keeper thread: every claim_idle_ms / 3 it resets the idle time of the entries this
-   * replica holds (queue and lease), so only a dead or frozen replica's entries idle past the
-   * claim timeout, never those of a chunk that is merely slow. Under mu. */
+  /* the keeper thread: every claim_idle_ms / 3 it resets the idle time of the lease's entries
+   * (claim does it for queued ones as it leases them), so only a dead or frozen replica's
+   * entries idle past the claim timeout, never those of a chunk that is merely slow. Under mu. */
   pthread_t keeper;
   pthread_cond_t keeper_cv;
   bool keeper_started, keeper_stop;
