@@ -903,13 +903,13 @@ static void *keeper_main(void *arg) {
     if (s->keeper_stop || s->n_lease == 0) continue;
     /* a copy: the executor may claim anew (and move the lease) while the script runs */
     size_t n = s->n_lease;
-    held *copy = malloc(n * sizeof *copy);
-    if (copy == NULL) continue;
-    memcpy(copy, s->lease, n * sizeof *copy);
+    held *mine = malloc(n * sizeof *mine);
+    if (mine == NULL) continue;
+    memcpy(mine, s->lease, n * sizeof *mine);
     pthread_mutex_unlock(&s->mu);
-    inferd_status st = keep_entries(s, copy, &n, false); /* Redis away: they idle on, as the work does */
+    inferd_status st = keep_entries(s, mine, &n, false); /* Redis away: they idle on, as the work does */
     (void)st;
-    free(copy);
+    free(mine);
     pthread_mutex_lock(&s->mu);
   }
   pthread_mutex_unlock(&s->mu);
