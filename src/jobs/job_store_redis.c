@@ -2,7 +2,8 @@
  * reads and works the same jobs (docs/redis.md, "Batch jobs"). A job is a hash; its records,
  * results and committed chunks are hashes keyed by index; work goes out as entries of a stream
  * read by one consumer group, an entry per chunk, so several replicas work one job at once and
- * a dead replica's entries are taken over (XAUTOCLAIM) once idle past the claim timeout. */
+ * a dead replica's entries are taken over (XAUTOCLAIM) once idle past the claim timeout; a live
+ * replica keeps the entries it holds its own (a keeper thread resets their idle time). */
 #include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -45,6 +46,12 @@ typedef struct redis_jobs {
   held *lease;
   size_t n_lease, cap_lease;
   char lease_job[JOB_ID_MAX];
+  /* the keeper thread: every claim_idle_ms / 3 it resets the idle time of the lease's entries
+   * (claim does it for queued ones as it leases them), so only a dead or frozen replica's
+   * entries idle past the claim timeout, never those of a chunk that is merely slow. Under mu. */
+  pthread_t keeper;
+  pthread_cond_t keeper_cv;
+  bool keeper_started, keeper_stop;
 } redis_jobs;
 
 /* -- commands -- */
@@ -214,6 +221,19 @@ static const char lua_commit_chunk[] =
     "end\n"
     "if ARGV[6] ~= '' then redis.call('XACK', KEYS[2], ARGV[5], ARGV[6]) end\n"
     "return dup\n";
+
+/* KEYS: stream. ARGV: group, consumer, entry ids. Resets the idle time of each entry still
+ * pending under this consumer (XCLAIM ... JUSTID: the delivery count stays) and returns their
+ * ids; one acknowledged meanwhile, or taken over by another replica, is left alone. */
+static const char lua_keep[] =
+    "local kept = {}\n"
+    "for i = 3, #ARGV do\n"
+    "  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) == 1 then\n"
+    "    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')\n"
+    "    kept[#kept + 1] = ARGV[i]\n"
+    "  end\n"
+    "end\n"
+    "return kept\n";
 
 /* KEYS: job. ARGV: id, to, error, at_ms, ttl. "ok", the state it is in already, or "" (unknown). */
 static const char lua_finish[] =
@@ -573,6 +593,37 @@ static inferd_status fetch(redis_jobs *s) {
   return status_ok();
 }
 
+/* Resets the idle time of arr's entries that are still this replica's, a script per stream.
+ * With filter, the others leave arr: an entry that waited in the queue past the claim timeout
+ * may be another replica's by now. */
+static inferd_status keep_entries(redis_jobs *s, held *arr, size_t *n, bool filter) {
+  for (int k = 0; k < 2; k++) {
+    cmd c = {0};
+    cmd_add(&c, "EVAL"), cmd_add(&c, lua_keep), cmd_add(&c, "1"), cmd_add(&c, streams[k]);
+    cmd_add(&c, GROUP), cmd_add(&c, s->consumer);
+    for (size_t i = 0; i < *n; i++)
+      if (arr[i].stream == k) cmd_add(&c, arr[i].entry);
+    if (c.argc == 6) {
+      cmd_free(&c);
+      continue;
+    }
+    redisReply *r;
+    TRY(run(s, &c, &r));
+    if (filter) {
+      size_t keep = 0;
+      for (size_t i = 0; i < *n; i++) {
+        bool mine = arr[i].stream != k;
+        for (size_t e = 0; !mine && r->type == REDIS_REPLY_ARRAY && e < r->elements; e++)
+          mine = r->element[e]->type == REDIS_REPLY_STRING && strcmp(r->element[e]->str, arr[i].entry) == 0;
+        if (mine) arr[keep++] = arr[i];
+      }
+      *n = keep;
+    }
+    rstore_reply_free(r);
+  }
+  return status_ok();
+}
+
 /* The next job with entries this replica holds: its entries become the lease that start,
  * chunks_done and commit_chunk work from. */
 static inferd_status rj_claim(job_store *base, const char *const *skip, size_t n_skip, job_info *out) {
@@ -582,7 +633,7 @@ static inferd_status rj_claim(job_store *base, const char *const *skip, size_t n
   s->lease_job[0] = '\0';
   inferd_status st = status_ok();
   for (int rounds = 0; rounds < 64; rounds++) {
-    if (s->n_queue == 0) st = fetch(s);
+    st = s->n_queue == 0 ? fetch(s) : status_ok();
     if (!status_is_ok(&st)) break;
     if (s->n_queue == 0) {
       st = status_make(INFERD_NOT_FOUND, "no job to work on");
@@ -601,6 +652,16 @@ static inferd_status rj_claim(job_store *base, const char *const *skip, size_t n
     s->n_queue = keep;
     if (skipped) { /* worked by this executor already: its entries come back after the timeout */
       s->n_lease = 0;
+      continue;
+    }
+    /* the entries still ours, their idle time reset: from here the keeper holds them */
+    st = keep_entries(s, s->lease, &s->n_lease, true);
+    if (!status_is_ok(&st)) {
+      s->n_lease = 0;
+      break;
+    }
+    if (s->n_lease == 0) {
+      st = status_make(INFERD_NOT_FOUND, "no job to work on");
       continue;
     }
     st = load(s, job, out, false);
@@ -828,8 +889,43 @@ static inferd_status rj_counts(job_store *base, int64_t by_state[JOB_CANCELLED +
   return status_ok();
 }
 
+static void *keeper_main(void *arg) {
+  redis_jobs *s = arg;
+  int64_t every_ms = s->claim_idle_ms / 3 > 0 ? s->claim_idle_ms / 3 : 1;
+  pthread_mutex_lock(&s->mu);
+  while (!s->keeper_stop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = ts.tv_nsec + (every_ms % 1000) * 1000000;
+    ts.tv_sec += (time_t)(every_ms / 1000 + ns / 1000000000);
+    ts.tv_nsec = ns % 1000000000;
+    pthread_cond_timedwait(&s->keeper_cv, &s->mu, &ts);
+    if (s->keeper_stop || s->n_lease == 0) continue;
+    /* a copy: the executor may claim anew (and move the lease) while the script runs */
+    size_t n = s->n_lease;
+    held *mine = malloc(n * sizeof *mine);
+    if (mine == NULL) continue;
+    memcpy(mine, s->lease, n * sizeof *mine);
+    pthread_mutex_unlock(&s->mu);
+    inferd_status st = keep_entries(s, mine, &n, false); /* Redis away: they idle on, as the work does */
+    (void)st;
+    free(mine);
+    pthread_mutex_lock(&s->mu);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
 static void rj_close(job_store *base) {
   redis_jobs *s = (redis_jobs *)base;
+  if (s->keeper_started) {
+    pthread_mutex_lock(&s->mu);
+    s->keeper_stop = true;
+    pthread_cond_signal(&s->keeper_cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->keeper, NULL);
+  }
+  pthread_cond_destroy(&s->keeper_cv);
   pthread_mutex_destroy(&s->mu);
   free(s->queue);
   free(s->lease);
@@ -853,6 +949,11 @@ inferd_status job_store_redis_open(rstore *rs, int64_t claim_idle_ms, int64_t tt
   s->claim_idle_ms = claim_idle_ms > 0 ? claim_idle_ms : 30000;
   s->ttl_s = ttl_s > 0 ? ttl_s : 7 * 86400;
   pthread_mutex_init(&s->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&s->keeper_cv, &ca);
+  pthread_condattr_destroy(&ca);
   /* a consumer per process: a restarted replica is a new one, and its old entries are taken
    * over like any dead replica's */
   unsigned char r[6] = {0};
@@ -862,6 +963,11 @@ inferd_status job_store_redis_open(rstore *rs, int64_t claim_idle_ms, int64_t tt
   snprintf(s->consumer, sizeof s->consumer, "%s-%d-%02x%02x%02x%02x%02x%02x", host, (int)getpid(), r[0], r[1], r[2], r[3],
            r[4], r[5]);
   ensure_groups(s); /* Redis may still be coming up: then the first claim makes them */
+  if (pthread_create(&s->keeper, NULL, keeper_main, s) != 0) {
+    rj_close(&s->base);
+    return status_make(INFERD_INTERNAL, "cannot start the jobs store's keeper thread");
+  }
+  s->keeper_started = true;
   *out = &s->base;
   return status_ok();
 }

@@ -2,14 +2,21 @@
 submitted through one replica is worked by two together, with results equal to direct predicts and
 status, results and idempotent resubmits answered by either; a replica killed with -9 mid-job has
 its chunks taken over by the other after the claim timeout, with every record there exactly once;
-Redis down: the jobs API answers 503, predictions go on."""
+Redis down: the jobs API answers 503, predictions go on; a chunk slower than the claim timeout
+is run once, by the replica that holds it (its idle time is kept fresh), not again by another."""
+import copy
 import re
 import signal
+import time
 
-from conftest import SANITIZED, timeout, wait_until
+import numpy as np
+from onnx import TensorProto, helper
+
+from conftest import SANITIZED, Server, timeout, wait_until
 from redis_server import redis_server  # noqa: F401  (the fixture)
 from test_jobs import accepted, all_results, check_against_direct, churn_records, start_server, status, submit
-from app_repo import write_repo
+from app_repo import REG_CONFIG, write_repo
+from make_test_models import const, model_of, save, slow_graph
 
 import pytest
 
@@ -147,3 +154,76 @@ def test_redis_down_jobs_503_predictions_go_on(repo, tmp_path, logs_dir, redis_s
         a.stop()
     a.check_clean_exit()
 
+
+
+# -- a chunk slower than the claim timeout ---------------------------------------------------------
+
+SLOW_CLAIM_MS = 400
+SLOW_CHUNKS = 4  # under one XREADGROUP's COUNT 8: a replica reads them all, then works them one by one
+
+
+@pytest.fixture(scope="module")
+def slow_repo(tmp_path_factory):
+    """slow_reg: the reg model's features (a, b, colour -> x FP32 [N, 3]) and value = x @ [1, 2, 10]
+    + 0.5, after the slow model's matrix products (make_test_models.py; some hundreds of ms a
+    run, whatever the batch), so that every job chunk runs longer than SLOW_CLAIM_MS."""
+    root = str(tmp_path_factory.mktemp("jobs_redis_slow"))
+    g = slow_graph("slow_reg", ["N", 3])
+    g.node.extend([helper.make_node("MatMul", ["y", "w"], ["yw"]), helper.make_node("Add", ["yw", "b"], ["value"])])
+    g.initializer.extend([const("w", np.array([[1.0], [2.0], [10.0]], np.float32)),
+                          const("b", np.array([0.5], np.float32))])
+    del g.output[:]
+    g.output.extend([helper.make_tensor_value_info("value", TensorProto.FLOAT, ["N", 1])])
+    config = copy.deepcopy(REG_CONFIG)
+    config.update(max_batch_size=2, version_policy={"latest": 1}, onnxruntime={"intra_op_threads": 1})
+    save(root, "slow_reg", model_of(g), 1, config)
+    return root
+
+
+def model_runs(srv, model):
+    """Requests of `model` this replica ran (a job chunk is one)."""
+    m = re.search(rf'^nv_inference_request_success\{{model="{model}"[^}}]*\}} (\S+)$', srv.get("/metrics").text, re.M)
+    return int(float(m.group(1))) if m else 0
+
+
+def test_chunk_slower_than_the_claim_timeout_runs_once(slow_repo, tmp_path, logs_dir, redis_server):
+    """Two replicas, a claim timeout shorter than one chunk's run: the replica that reads the
+    job's chunks keeps them its own while it works them (one at a time, so the last waits three
+    runs), and the other, looking for idle entries every 2 s, finds none to claim. Without the
+    keeper each chunk idles past the timeout, is claimed and run again by the other replica
+    (stored once, but the model ran twice): the model's run count tells."""
+    args = ["--grpc-port", "0", "--redis-url", redis_server.url, "--jobs-claim-timeout-ms", str(SLOW_CLAIM_MS),
+            "--job-chunk-records", "2", "--job-chunks-in-flight", "1"]
+    a = Server(slow_repo, args=args + ["--state-dir", str(tmp_path / "a")], workdir=logs_dir)
+    b = Server(slow_repo, args=args + ["--state-dir", str(tmp_path / "b")], workdir=logs_dir)
+    try:
+        a.start()
+        b.start()
+        record = {"a": 1.5, "b": 2, "colour": "green"}
+        # a chunk here outlasts the claim timeout: the test is about that case
+        t0 = time.monotonic()
+        r = a.post("/v1/models/slow_reg/predict", json={"inputs": [record, record]})
+        took_ms = (time.monotonic() - t0) * 1000
+        assert r.status_code == 200, r.text
+        assert took_ms > SLOW_CLAIM_MS, f"a run took {took_ms:.0f} ms, not longer than the {SLOW_CLAIM_MS} ms timeout"
+        before = model_runs(a, "slow_reg") + model_runs(b, "slow_reg")
+        records = [{"a": float(i), "b": i % 7, "colour": ["red", "green", "blue"][i % 3]}
+                   for i in range(2 * SLOW_CHUNKS)]
+        bid = accepted(submit(a, records, model="slow_reg"))
+        final = wait_final(a, bid, 120)
+        assert final["progress"] == {"completed": 2 * SLOW_CHUNKS, "failed": 0, "total": 2 * SLOW_CHUNKS}, final
+        runs_a, runs_b = model_runs(a, "slow_reg"), model_runs(b, "slow_reg")
+        print(f"a run took {took_ms:.0f} ms; slow_reg runs: A {runs_a}, B {runs_b}, {before} of them before the job")
+        assert runs_a + runs_b - before == SLOW_CHUNKS, \
+            f"{runs_a + runs_b - before} model runs for {SLOW_CHUNKS} chunks (A {runs_a}, B {runs_b}, before {before})"
+        results = all_results(b, bid)
+        assert [x["index"] for x in results] == list(range(2 * SLOW_CHUNKS))
+        for rec, res in zip(records, results):
+            want = rec["a"] + 2 * rec["b"] + 10 * ["red", "green", "blue"].index(rec["colour"]) + 0.5
+            assert abs(res["result"]["value"] - want) < 1e-3, (rec, res)
+        assert pending(redis_server) == 0
+    finally:
+        a.stop()
+        b.stop()
+    a.check_clean_exit()
+    b.check_clean_exit()

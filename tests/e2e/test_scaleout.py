@@ -8,9 +8,11 @@ ports and stopped after (docs/scaling.md).
 - SIGTERM of one replica under the same load loses none either, and the replica exits 0;
 - a rate limit of R/s holds within 5 % across all replicas when they share Redis (--redis-url);
 - Redis killed and restarted under load: no prediction fails, and the replicas write their
-  shared state into the new Redis once it is back.
-The jobs-across-replicas item (a job worked by the others after its replica dies) waits for the
-Redis jobs backend and is not tested here.
+  shared state into the new Redis once it is back;
+- a batch job submitted through HAProxy, its replica killed with -9 while it holds chunks of
+  the job: the other two take them over after the claim timeout and the job completes through
+  HAProxy with every record once, in input order, equal to a direct predict, progress never
+  going back.
 """
 
 import os
@@ -25,6 +27,8 @@ import requests
 
 from conftest import EXAMPLE_REPO, REPO_ROOT, Server, free_port, timeout, wait_until
 from redis_server import redis_server  # noqa: F401  (the fixture: a real redis-server, store's tests/e2e/redis_server.py)
+from test_jobs import accepted, all_results, check_against_direct, churn_records, submit
+from conftest import SANITIZED
 
 RENDER = os.path.join(REPO_ROOT, "deploy", "haproxy", "render.sh")
 LOAD_LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scaleout_load.lua")
@@ -115,6 +119,23 @@ class Cluster:
 
     def url(self, path):
         return f"http://127.0.0.1:{self.haproxy.port}{path}"
+
+    # through HAProxy, in the shape test_jobs' helpers expect of a server
+    def get(self, path, **kw):
+        kw.setdefault("timeout", timeout(20))
+        return requests.get(self.url(path), **kw)
+
+    def post(self, path, **kw):
+        kw.setdefault("timeout", timeout(60))
+        return requests.post(self.url(path), **kw)
+
+    def served_by(self, method, path_start):
+        """The replica HAProxy sent the last `method path_start...` request to (its httplog line,
+        written once the answer is sent: it may come a moment after the client has it)."""
+        def hits():
+            return re.findall(rf"inferd/r(\d+) .*\"{method} {re.escape(path_start)}", self.haproxy.log())
+        wait_until(hits, timeout(10), what=f"{method} {path_start} in HAProxy's log")
+        return self.replicas[int(hits()[-1]) - 1]
 
 
 @pytest.fixture
@@ -301,3 +322,91 @@ def test_the_committed_haproxy_cfg_is_what_render_writes_and_haproxy_accepts_it(
     assert "Configuration file is valid" in check.stdout + check.stderr
     bad = subprocess.run([RENDER, "localhost"], capture_output=True, text=True)
     assert bad.returncode == 2 and "not HOST:PORT" in bad.stderr
+
+
+# -- a batch job across replicas -----------------------------------------------------------------
+
+JOB_RECORDS = 3000 if SANITIZED else 15000
+JOB_CLAIM_MS = 2000
+
+
+def _job_records_done(srv):
+    """This replica's committed job records (inferd_job_records_total, both outcomes)."""
+    text = srv.get("/metrics").text
+    return sum(int(float(v)) for v in re.findall(r"^inferd_job_records_total\{[^}]*\} (\S+)$", text, re.M))
+
+
+def _held_by(redis, pid):
+    """Stream entries pending under the consumer of the replica with this pid (read, not acknowledged)."""
+    m = re.search(rf"-{pid}-[0-9a-f]+\n(\d+)", redis.cli("XPENDING", "inferd:jobs:q:normal", "inferd-jobs"))
+    return int(m.group(1)) if m else 0
+
+
+def test_job_through_haproxy_survives_kill_9_of_its_replica(cluster_factory, redis_server):
+    """A job submitted through HAProxy to three replicas sharing Redis: the replica that took the
+    submission is killed with -9 while it holds chunks of the job (read from the stream, not
+    committed); the other two claim them after --jobs-claim-timeout-ms and the job completes,
+    read through HAProxy, with every record exactly once, in input order, each equal to a direct
+    predict, and progress never going back across the kill."""
+    cluster = cluster_factory(3, args=["--redis-url", redis_server.url, "--jobs-claim-timeout-ms", str(JOB_CLAIM_MS),
+                                       "--job-chunk-records", "50", "--max-job-records", "100000"])
+    records = churn_records(JOB_RECORDS, seed=71)
+    bid = accepted(submit(cluster, records))
+    submitter = cluster.served_by("POST", "/v1/batch/predict")
+    progress = []
+
+    def job_status():
+        r = cluster.get(f"/v1/batch/{bid}/status")
+        assert r.status_code == 200, r.text
+        s = r.json()
+        progress.append(s["progress"]["completed"] + s["progress"]["failed"])
+        return s
+
+    # mid-job: some of it committed. The victim is the replica the job was submitted to, or, if
+    # the others took all its chunks so far, the one that has done the most of it: the point is
+    # that a replica working the job dies.
+    wait_until(lambda: job_status() and sum(_job_records_done(r) for r in cluster.replicas) >= 10 * 50,
+               timeout(60), interval=0.02, what="the job to be under way")
+    done = {id(r): _job_records_done(r) for r in cluster.replicas}
+    victim = submitter if done[id(submitter)] > 0 else max(cluster.replicas, key=lambda r: done[id(r)])
+    others = [r for r in cluster.replicas if r is not victim]
+
+    # freeze it at a moment it holds entries of the job, then kill it: those chunks are the
+    # ones the others must take over
+    def frozen_holding():
+        victim.send_signal(signal.SIGSTOP)
+        if _held_by(redis_server, victim.proc.pid) > 0:
+            return True
+        victim.send_signal(signal.SIGCONT)
+        return False
+
+    wait_until(frozen_holding, timeout(30), interval=0.01, what="the victim to hold entries of the job")
+    held = _held_by(redis_server, victim.proc.pid)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait_exit() == -signal.SIGKILL
+    others_at_kill = sum(_job_records_done(r) for r in others)  # before the status: see below
+    at_kill = job_status()
+    assert at_kill["status"] == "processing", f"the job was not mid-way at the kill: {at_kill}"
+    print(f"killed r{cluster.replicas.index(victim) + 1} (the submission went to "
+          f"r{cluster.replicas.index(submitter) + 1}) holding {held} chunk entries at {at_kill['progress']}")
+
+    def finished():
+        s = job_status()
+        return s if s["status"] in ("completed", "failed", "cancelled") else None
+
+    final = wait_until(finished, timeout(60), interval=0.05, what=f"job {bid} to finish after the kill")
+    assert final["status"] == "completed", final
+    assert final["progress"] == {"completed": JOB_RECORDS, "failed": 0, "total": JOB_RECORDS}, final
+    assert progress == sorted(progress), "progress went backwards"
+    # the victim's chunks were taken over: nothing left pending under it, or at all
+    assert _held_by(redis_server, victim.proc.pid) == 0
+    assert redis_server.cli("XPENDING", "inferd:jobs:q:normal", "inferd-jobs").split("\n")[0] == "0"
+    # the survivors committed at least what was left at the kill, the victim's held chunks among
+    # it (each replica counts only its first commit of a chunk, so this also holds no duplicate)
+    others_done = sum(_job_records_done(r) for r in others)
+    assert others_done - others_at_kill >= JOB_RECORDS - at_kill["progress"]["completed"], \
+        (others_at_kill, others_done, at_kill)
+    # every record once, in input order, each equal to a direct /v1 predict (through HAProxy)
+    results = all_results(cluster, bid)
+    assert [r["index"] for r in results] == list(range(JOB_RECORDS))
+    check_against_direct(cluster, records, results, JOB_RECORDS, seed=72)
