@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/infer.h"
@@ -1092,6 +1093,7 @@ int gen_shutdown(int timeout_ms) {
   /* An engine with sequences is stepping, not waiting on its condition (its waiting list is
    * only non-empty while it is full): it sees the flag at its next step. */
   int64_t until = monotime_ns() + (int64_t)timeout_ms * 1000000;
-  while (atomic_load(&live_sequences) > 0 && monotime_ns() < until) usleep(2000);
+  while (atomic_load(&live_sequences) > 0 && monotime_ns() < until)
+    nanosleep(&(struct timespec){.tv_nsec = 2000000}, NULL);
   return atomic_load(&live_sequences);
 }
