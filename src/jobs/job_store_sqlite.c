@@ -83,12 +83,7 @@ static sqlite3 *reader_db(sqlite_jobs *s) {
  * Binds ?1, ?2, ... from the arguments as `types` spells them: 't' text (const char *; NULL
  * binds NULL), 'T' text with its length (const char *, size_t), 'i' int, 'I' int64_t. The text
  * is not copied: it must outlive the statement. */
-static sqlite3_stmt *vprepare(sqlite3 *db, const char *sql, const char *types, va_list ap) {
-  sqlite3_stmt *q = NULL;
-  if (db == NULL || sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
-    sqlite3_finalize(q);
-    return NULL;
-  }
+static void bind_args(sqlite3_stmt *q, const char *types, va_list ap) {
   for (int i = 1; types && types[i - 1]; i++) {
     switch (types[i - 1]) {
       case 't': {
@@ -108,6 +103,15 @@ static sqlite3_stmt *vprepare(sqlite3 *db, const char *sql, const char *types, v
       default: break;
     }
   }
+}
+
+static sqlite3_stmt *vprepare(sqlite3 *db, const char *sql, const char *types, va_list ap) {
+  sqlite3_stmt *q = NULL;
+  if (db == NULL || sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
+    sqlite3_finalize(q);
+    return NULL;
+  }
+  bind_args(q, types, ap);
   return q;
 }
 
@@ -138,19 +142,7 @@ static int rerun(sqlite3_stmt *q, const char *types, ...) {
   sqlite3_reset(q);
   va_list ap;
   va_start(ap, types);
-  for (int i = 1; types[i - 1]; i++) {
-    if (types[i - 1] == 'I') sqlite3_bind_int64(q, i, va_arg(ap, int64_t));
-    else if (types[i - 1] == 'i') sqlite3_bind_int(q, i, va_arg(ap, int));
-    else if (types[i - 1] == 'T') {
-      const char *t = va_arg(ap, const char *);
-      size_t n = va_arg(ap, size_t);
-      sqlite3_bind_text(q, i, t, (int)n, SQLITE_STATIC);
-    } else {
-      const char *t = va_arg(ap, const char *);
-      if (t) sqlite3_bind_text(q, i, t, -1, SQLITE_STATIC);
-      else sqlite3_bind_null(q, i);
-    }
-  }
+  bind_args(q, types, ap);
   va_end(ap);
   return sqlite3_step(q);
 }
