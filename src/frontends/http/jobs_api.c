@@ -946,9 +946,11 @@ static void batch_intake_run(void *arg) {
   upload *u = b->u;
   job_info *ji = &u->info;
   http_call *c = b->c;
-  inferd_status st = status_ok();
-  FILE *in = fopen(b->path, "r");
-  if (in == NULL) st = status_make(INFERD_NOT_FOUND, "the content of file '%s' is gone", b->file_id);
+  /* queued before a shutdown: answer now, while the loops still take answers */
+  inferd_status st = jobs_stopping(u->jobs) ? status_make(INFERD_UNAVAILABLE, "the server is shutting down; send the batch again")
+                                            : status_ok();
+  FILE *in = status_is_ok(&st) ? fopen(b->path, "r") : NULL;
+  if (status_is_ok(&st) && in == NULL) st = status_make(INFERD_NOT_FOUND, "the content of file '%s' is gone", b->file_id);
   if (status_is_ok(&st)) st = u->store->ops->create(u->store, ji);
   if (status_is_ok(&st)) u->created = true;
   line_reader *lr = status_is_ok(&st) ? calloc(1, sizeof *lr) : NULL;
