@@ -99,7 +99,11 @@ struct jobs {
   atomic_int inflight;
   _Atomic double rate; /* records/s of the last run that measured one */
   atomic_bool woken;    /* jobs_wake since the executor last looked for normal work */
-  atomic_bool stop_flag; /* jobs_stop was called (read without mu by offloaded tasks) */
+  atomic_bool stop_flag; /* jobs_stop was called (read without mu: the executor, offloaded tasks) */
+  /* the executor is inside serve_submit: jobs_stop waits for it to leave, so that no chunk goes
+   * to the scheduler once the server's stop has gone past jobs_stop (the pipeline is torn down
+   * next, and a starved idle-priority executor could otherwise arrive there late) */
+  atomic_bool submitting;
   helper io;     /* the executor's store writes, at normal priority */
   helper intake; /* jobs_offload's tasks */
   atomic_llong preemptions;
@@ -633,7 +637,7 @@ static void chunk_commit(jobs *j, chunk *c) {
      * server's models are still loading); a failed run: a few times only */
     bool transient = c->st.code == INFERD_UNAVAILABLE || c->st.code == INFERD_RESOURCE_EXHAUSTED ||
                      c->st.code == INFERD_RATE_LIMITED || (c->st.code == INFERD_NOT_FOUND && !repo_started(j->a->repo));
-    if (retryable(j, c->st.code) && c->attempts + 1 < (transient ? MAX_TRANSIENT_ATTEMPTS : MAX_ATTEMPTS) && !j->stopping) {
+    if (retryable(j, c->st.code) && c->attempts + 1 < (transient ? MAX_TRANSIENT_ATTEMPTS : MAX_ATTEMPTS) && !atomic_load(&j->stop_flag)) {
       c->attempts++;
       int shift = c->attempts < 5 ? c->attempts - 1 : 4;
       c->not_before_ns = monotime_ns() + ((int64_t)100000000 << shift); /* 0.1, 0.2, 0.4, 0.8, 1.6 s */
@@ -642,7 +646,7 @@ static void chunk_commit(jobs *j, chunk *c) {
       atomic_fetch_add(&j->chunks_retried, 1);
       return;
     }
-    if (j->stopping) { /* the server is going down: the chunk runs again after the restart */
+    if (atomic_load(&j->stop_flag)) { /* the server is going down: the chunk runs again after the restart */
       chunk_free(c);
       return;
     }
@@ -701,9 +705,17 @@ static void chunk_submit(jobs *j, chunk *c) {
                       .protocol = SERVE_PROTOCOL_OTHER};
   c->n_good = 0;
   c->all_invalid = false;
+  /* the gate with jobs_stop (both sequentially consistent: one of the two sees the other) */
+  atomic_store(&j->submitting, true);
+  if (atomic_load(&j->stop_flag)) {
+    atomic_store(&j->submitting, false);
+    chunk_free(c); /* not committed: it runs after the restart */
+    return;
+  }
   r->inflight++;
   atomic_fetch_add(&j->inflight, 1);
   inferd_status st = serve_submit(j->a->serve, &sr);
+  atomic_store(&j->submitting, false);
   if (status_is_ok(&st)) return;
   /* ended at a stage: nothing was handed over, on_done will not run */
   r->inflight--;
@@ -796,7 +808,7 @@ static void run_finish(jobs *j, run *r) {
   job_info info;
   inferd_status st = j->store->ops->get(j->store, r->info.id, &info);
   if (!status_is_ok(&st)) return;
-  if (job_state_active(info.state) && !j->stopping) {
+  if (job_state_active(info.state) && !atomic_load(&j->stop_flag)) {
     bool complete = info.completed >= info.total;
     if (r->failed || complete) {
       st = x_finish(j, info.id, r->failed ? JOB_FAILED : JOB_COMPLETED, r->failed ? r->fail_msg : NULL, now_ms());
@@ -824,7 +836,7 @@ static int64_t run_step(jobs *j, run *r) {
               r->info.id, (long long)(r->info.completed + r->records_done), (long long)r->info.total);
     }
   }
-  bool stop = atomic_load(&r->cancelled) || r->failed || j->stopping || r->preempted;
+  bool stop = atomic_load(&r->cancelled) || r->failed || atomic_load(&j->stop_flag) || r->preempted;
   int64_t now = monotime_ns(), wait = -1;
   if (!stop) {
     /* retries whose time has come first */
@@ -859,7 +871,7 @@ static int64_t run_step(jobs *j, run *r) {
 
 static bool run_over(jobs *j, run *r) {
   if (r->inflight > 0) return false;
-  if (atomic_load(&r->cancelled) || r->failed || j->stopping || r->preempted) return true;
+  if (atomic_load(&r->cancelled) || r->failed || atomic_load(&j->stop_flag) || r->preempted) return true;
   return r->next >= r->n_chunks && r->retry == NULL;
 }
 
@@ -972,10 +984,13 @@ void jobs_stop(jobs *j) {
   j->stopping = true;
   pthread_cond_signal(&j->cv);
   pthread_mutex_unlock(&j->mu);
+  /* a submission under way finishes before the pipeline can go (see jobs.submitting) */
+  while (atomic_load(&j->submitting)) usleep(1000);
 }
 
 void jobs_destroy(jobs *j) {
   if (j == NULL) return;
+  atomic_store(&j->stop_flag, true);
   if (j->thread_started) {
     pthread_mutex_lock(&j->mu);
     j->stopping = j->exiting = true;

@@ -89,7 +89,8 @@ def test_status_answers_while_the_idle_executor_is_starved(repo, tmp_path, logs_
         s = status(srv, bid)
         # the measurement is meaningful only while the job was still being worked
         assert s["status"] == "processing", f"the job ended during the measurement: make it larger ({s})"
-        assert worst < 2.0, f"a read waited {worst:.2f} s behind the starved executor ({answered} requests)"
+        # generous, and scaled under the sanitizers (their allocator's locks are shared too)
+        assert worst < timeout(2.0), f"a read waited {worst:.2f} s behind the starved executor ({answered} requests)"
     finally:
         for h in hogs:
             h.kill()
