@@ -2,7 +2,8 @@
  * live, and how the executor claims work, behind a small interface so that a shared store
  * (Redis streams, for several replicas) can stand in for the local SQLite one
  * (job_store_sqlite.c). Every call is thread-safe: HTTP loops submit and read while the
- * executor thread claims and commits. */
+ * executor thread claims and commits. A read should not wait for a lock a writer holds: the
+ * executor runs at idle priority (jobs.c). */
 #ifndef INFERD_JOBS_JOB_STORE_H
 #define INFERD_JOBS_JOB_STORE_H
 
@@ -115,9 +116,13 @@ typedef struct job_store_ops {
 
   /* -- the executor -- */
   /* The next job to work on, none of those in skip[0..n_skip) (the ones being worked now):
-   * PROCESSING before QUEUED (resume what a restart interrupted), normal before low priority,
-   * oldest first. NOT_FOUND when there is none. */
+   * normal before low priority; within one, PROCESSING before QUEUED (resume what a restart or
+   * a pre-emption interrupted); oldest first. NOT_FOUND when there is none. */
   inferd_status (*claim)(job_store *s, const char *const *skip, size_t n_skip, job_info *out);
+  /* Optional (NULL: the store orders work itself, as Redis's per-priority streams do): whether a
+   * normal-priority job is QUEUED, so that the executor pre-empts a low one at its next chunk
+   * boundary. Without side effects. */
+  inferd_status (*normal_waiting)(job_store *s, bool *waiting);
   /* Marks a job PROCESSING (started_ms) with its chunk size (a resumed job keeps its own),
    * unless it is no longer active (INVALID_ARGUMENT). */
   inferd_status (*start)(job_store *s, const char *id, int64_t chunk_records, int64_t at_ms);

@@ -1,7 +1,10 @@
 /* jobs/jobs: the executor of async batch jobs (jobs.h). One thread owns the job being worked:
  * it reads chunks of records from the store, submits each through serve_submit, and commits
  * each finished chunk's results with the job's progress. Workers only decode outputs and hand
- * finished chunks back through a list under the mutex. */
+ * finished chunks back through a list under the mutex. The executor runs at idle priority; its
+ * store writes run on a helper thread at normal priority (the store's write lock is never held
+ * by a thread starved of CPU), and a second helper takes the API's long store work off the
+ * HTTP loops (jobs_offload). */
 #include "jobs/jobs.h"
 
 #include <errno.h>
@@ -60,7 +63,26 @@ struct run {
   bool failed;
   char fail_msg[512];
   int64_t started_ns, records_done; /* this run's, for the rate */
+  /* a low-priority run a queued normal job pre-empts: no new chunks; once those in flight have
+   * landed it is put down (still PROCESSING, claimed again after the normal work) */
+  bool preempted;
 };
+
+/* A thread at the normal scheduling policy running tasks in order (helper_post). */
+typedef struct task {
+  void (*fn)(void *arg);
+  void *arg;
+  struct task *next;
+} task;
+
+typedef struct helper {
+  pthread_t thread;
+  bool started, quit;
+  pthread_mutex_t mu;
+  pthread_cond_t cv, done_cv;
+  task *head, *tail;
+  uint64_t posted, finished; /* for helper_call's wait */
+} helper;
 
 struct jobs {
   app *a;
@@ -76,7 +98,144 @@ struct jobs {
   atomic_llong records_ok, records_err, chunks_retried;
   atomic_int inflight;
   _Atomic double rate; /* records/s of the last run that measured one */
+  atomic_bool woken;    /* jobs_wake since the executor last looked for normal work */
+  atomic_bool stop_flag; /* jobs_stop was called (read without mu: the executor, offloaded tasks) */
+  /* the executor is inside serve_submit: jobs_stop waits for it to leave, so that no chunk goes
+   * to the scheduler once the server's stop has gone past jobs_stop (the pipeline is torn down
+   * next, and a starved idle-priority executor could otherwise arrive there late) */
+  atomic_bool submitting;
+  helper io;     /* the executor's store writes, at normal priority */
+  helper intake; /* jobs_offload's tasks */
+  atomic_llong preemptions;
 };
+
+/* -- helper threads -- */
+
+static void *helper_main(void *arg) {
+  helper *h = arg;
+  pthread_mutex_lock(&h->mu);
+  for (;;) {
+    while (h->head == NULL && !h->quit) pthread_cond_wait(&h->cv, &h->mu);
+    task *t = h->head;
+    if (t == NULL) break; /* quit, and every task posted has run */
+    h->head = t->next;
+    if (h->head == NULL) h->tail = NULL;
+    pthread_mutex_unlock(&h->mu);
+    t->fn(t->arg);
+    free(t);
+    pthread_mutex_lock(&h->mu);
+    h->finished++;
+    pthread_cond_broadcast(&h->done_cv);
+  }
+  pthread_mutex_unlock(&h->mu);
+  return NULL;
+}
+
+static bool helper_start(helper *h) {
+  pthread_mutex_init(&h->mu, NULL);
+  pthread_cond_init(&h->cv, NULL);
+  pthread_cond_init(&h->done_cv, NULL);
+  h->started = pthread_create(&h->thread, NULL, helper_main, h) == 0;
+  return h->started;
+}
+
+/* Queues fn(arg); the sequence number helper_call waits for, 0 when it could not queue. */
+static uint64_t helper_post(helper *h, void (*fn)(void *), void *arg) {
+  task *t = calloc(1, sizeof *t);
+  if (t == NULL) return 0;
+  t->fn = fn;
+  t->arg = arg;
+  pthread_mutex_lock(&h->mu);
+  if (h->quit || !h->started) {
+    pthread_mutex_unlock(&h->mu);
+    free(t);
+    return 0;
+  }
+  if (h->tail) h->tail->next = t;
+  else h->head = t;
+  h->tail = t;
+  uint64_t seq = ++h->posted;
+  pthread_cond_signal(&h->cv);
+  pthread_mutex_unlock(&h->mu);
+  return seq;
+}
+
+/* Runs fn(arg) on the helper and waits for it (the executor's store writes: the write lock is
+ * taken and released at normal priority). Runs it here when the helper cannot take it. */
+static void helper_call(helper *h, void (*fn)(void *), void *arg) {
+  uint64_t seq = helper_post(h, fn, arg);
+  if (seq == 0) {
+    fn(arg);
+    return;
+  }
+  pthread_mutex_lock(&h->mu);
+  while (h->finished < seq) pthread_cond_wait(&h->done_cv, &h->mu);
+  pthread_mutex_unlock(&h->mu);
+}
+
+/* Runs what is queued, then ends the thread. */
+static void helper_stop(helper *h) {
+  if (!h->started) return;
+  pthread_mutex_lock(&h->mu);
+  h->quit = true;
+  pthread_cond_signal(&h->cv);
+  pthread_mutex_unlock(&h->mu);
+  pthread_join(h->thread, NULL);
+  h->started = false;
+  pthread_cond_destroy(&h->done_cv);
+  pthread_cond_destroy(&h->cv);
+  pthread_mutex_destroy(&h->mu);
+}
+
+/* -- the executor's store writes, through j->io -- */
+
+typedef struct write_op {
+  jobs *j;
+  enum { W_START, W_COMMIT, W_FINISH, W_WEBHOOK } kind;
+  const char *id;
+  int64_t a, b, c; /* start: chunk_records, at_ms; commit: chunk, first; finish: at_ms */
+  const job_result *res;
+  size_t n;
+  bool *dup;
+  job_state to;
+  const char *text; /* finish: error; webhook: state */
+  const char *text2; /* webhook: error */
+  int attempts;
+  inferd_status st;
+} write_op;
+
+static void write_run(void *arg) {
+  write_op *w = arg;
+  job_store *s = w->j->store;
+  switch (w->kind) {
+    case W_START: w->st = s->ops->start(s, w->id, w->a, w->b); break;
+    case W_COMMIT: w->st = s->ops->commit_chunk(s, w->id, w->a, w->b, w->res, w->n, w->dup); break;
+    case W_FINISH: w->st = s->ops->finish(s, w->id, w->to, w->text, w->c); break;
+    case W_WEBHOOK: w->st = s->ops->set_webhook(s, w->id, w->text, w->attempts, w->text2); break;
+  }
+}
+
+static inferd_status x_write(write_op *w) {
+  helper_call(&w->j->io, write_run, w);
+  return w->st;
+}
+
+static inferd_status x_start(jobs *j, const char *id, int64_t chunk_records, int64_t at_ms) {
+  return x_write(&(write_op){.j = j, .kind = W_START, .id = id, .a = chunk_records, .b = at_ms});
+}
+
+static inferd_status x_commit_chunk(jobs *j, const char *id, int64_t chunk, int64_t first, const job_result *res, size_t n,
+                                    bool *dup) {
+  return x_write(&(write_op){.j = j, .kind = W_COMMIT, .id = id, .a = chunk, .b = first, .res = res, .n = n, .dup = dup});
+}
+
+static inferd_status x_finish(jobs *j, const char *id, job_state to, const char *error, int64_t at_ms) {
+  return x_write(&(write_op){.j = j, .kind = W_FINISH, .id = id, .to = to, .text = error, .c = at_ms});
+}
+
+static inferd_status x_set_webhook(jobs *j, const char *id, const char *state, int attempts, const char *error) {
+  return x_write(&(write_op){.j = j, .kind = W_WEBHOOK, .id = id, .text = state, .attempts = attempts, .text2 = error});
+}
 
 /* -- pure parts -- */
 
@@ -438,7 +597,7 @@ static run *run_claim(jobs *j) {
     if (m && m->def && m->def->config) mbs = m->def->config->max_batch_size;
   }
   int64_t cr = r->info.chunk_records > 0 ? r->info.chunk_records : jobs_chunk_size(j->o.chunk_records, mbs);
-  st = j->store->ops->start(j->store, r->info.id, cr, now_ms());
+  st = x_start(j, r->info.id, cr, now_ms());
   if (status_is_ok(&st)) st = j->store->ops->get(j->store, r->info.id, &r->info);
   if (status_is_ok(&st)) {
     r->n_chunks = jobs_chunk_count(r->info.total, r->info.chunk_records);
@@ -478,7 +637,7 @@ static void chunk_commit(jobs *j, chunk *c) {
      * server's models are still loading); a failed run: a few times only */
     bool transient = c->st.code == INFERD_UNAVAILABLE || c->st.code == INFERD_RESOURCE_EXHAUSTED ||
                      c->st.code == INFERD_RATE_LIMITED || (c->st.code == INFERD_NOT_FOUND && !repo_started(j->a->repo));
-    if (retryable(j, c->st.code) && c->attempts + 1 < (transient ? MAX_TRANSIENT_ATTEMPTS : MAX_ATTEMPTS) && !j->stopping) {
+    if (retryable(j, c->st.code) && c->attempts + 1 < (transient ? MAX_TRANSIENT_ATTEMPTS : MAX_ATTEMPTS) && !atomic_load(&j->stop_flag)) {
       c->attempts++;
       int shift = c->attempts < 5 ? c->attempts - 1 : 4;
       c->not_before_ns = monotime_ns() + ((int64_t)100000000 << shift); /* 0.1, 0.2, 0.4, 0.8, 1.6 s */
@@ -487,7 +646,7 @@ static void chunk_commit(jobs *j, chunk *c) {
       atomic_fetch_add(&j->chunks_retried, 1);
       return;
     }
-    if (j->stopping) { /* the server is going down: the chunk runs again after the restart */
+    if (atomic_load(&j->stop_flag)) { /* the server is going down: the chunk runs again after the restart */
       chunk_free(c);
       return;
     }
@@ -513,7 +672,7 @@ static void chunk_commit(jobs *j, chunk *c) {
     if (!c->ok[i]) bad++;
   }
   bool dup = false;
-  if (status_is_ok(&st)) st = j->store->ops->commit_chunk(j->store, r->info.id, c->index, c->first, res, (size_t)c->n, &dup);
+  if (status_is_ok(&st)) st = x_commit_chunk(j, r->info.id, c->index, c->first, res, (size_t)c->n, &dup);
   free(res);
   if (!status_is_ok(&st)) {
     log_msg(LOG_ERROR, NULL, "jobs: %s: %s", r->info.id, st.msg);
@@ -546,9 +705,17 @@ static void chunk_submit(jobs *j, chunk *c) {
                       .protocol = SERVE_PROTOCOL_OTHER};
   c->n_good = 0;
   c->all_invalid = false;
+  /* the gate with jobs_stop (both sequentially consistent: one of the two sees the other) */
+  atomic_store(&j->submitting, true);
+  if (atomic_load(&j->stop_flag)) {
+    atomic_store(&j->submitting, false);
+    chunk_free(c); /* not committed: it runs after the restart */
+    return;
+  }
   r->inflight++;
   atomic_fetch_add(&j->inflight, 1);
   inferd_status st = serve_submit(j->a->serve, &sr);
+  atomic_store(&j->submitting, false);
   if (status_is_ok(&st)) return;
   /* ended at a stage: nothing was handed over, on_done will not run */
   r->inflight--;
@@ -600,7 +767,7 @@ static void webhook_done(void *ctx, const char *msg_id, bool delivered, int atte
 
 static void webhook_send(jobs *j, const job_info *job) {
   if (j->o.hooks == NULL) {
-    j->store->ops->set_webhook(j->store, job->id, "failed", 0, "webhooks are not configured on this server");
+    x_set_webhook(j, job->id, "failed", 0, "webhooks are not configured on this server");
     return;
   }
   char *status = jobs_status_json(j, job, now_ms());
@@ -622,14 +789,14 @@ static void webhook_send(jobs *j, const job_info *job) {
   if (status_is_ok(&st)) {
     h->j = j;
     snprintf(h->id, sizeof h->id, "%s", job->id);
-    j->store->ops->set_webhook(j->store, job->id, "sending", 0, NULL);
+    x_set_webhook(j, job->id, "sending", 0, NULL);
     st = webhooks_send(j->o.hooks, job->callback_url, msg_id, payload, webhook_done, h);
   }
   free(payload);
   if (!status_is_ok(&st)) {
     free(h);
     /* stopping: the next start sends it; refused (queue full, a bad url): recorded as failed */
-    j->store->ops->set_webhook(j->store, job->id, st.code == INFERD_UNAVAILABLE ? "pending" : "failed", 0, st.msg);
+    x_set_webhook(j, job->id, st.code == INFERD_UNAVAILABLE ? "pending" : "failed", 0, st.msg);
   }
 }
 
@@ -641,11 +808,10 @@ static void run_finish(jobs *j, run *r) {
   job_info info;
   inferd_status st = j->store->ops->get(j->store, r->info.id, &info);
   if (!status_is_ok(&st)) return;
-  if (job_state_active(info.state) && !j->stopping) {
+  if (job_state_active(info.state) && !atomic_load(&j->stop_flag)) {
     bool complete = info.completed >= info.total;
     if (r->failed || complete) {
-      st = j->store->ops->finish(j->store, info.id, r->failed ? JOB_FAILED : JOB_COMPLETED, r->failed ? r->fail_msg : NULL,
-                                 now_ms());
+      st = x_finish(j, info.id, r->failed ? JOB_FAILED : JOB_COMPLETED, r->failed ? r->fail_msg : NULL, now_ms());
       if (!status_is_ok(&st)) log_msg(LOG_ERROR, NULL, "jobs: %s: %s", info.id, st.msg);
       log_msg(LOG_INFO, NULL, "jobs: %s %s: %lld records, %lld failed", info.id, r->failed ? "failed" : "completed",
               (long long)info.completed, (long long)info.failed);
@@ -659,7 +825,18 @@ static void run_finish(jobs *j, run *r) {
 /* The executor's next step on the current job: submit what fits. Returns the time to wait
  * (ns) before something could be done, 0 when it did something, -1 to wait for a signal. */
 static int64_t run_step(jobs *j, run *r) {
-  bool stop = atomic_load(&r->cancelled) || r->failed || j->stopping;
+  /* a low job yields to normal work queued since: checked at a chunk boundary, after a wake */
+  if (r->info.low_priority && !r->preempted && j->store->ops->normal_waiting && atomic_exchange(&j->woken, false)) {
+    bool waiting = false;
+    inferd_status st = j->store->ops->normal_waiting(j->store, &waiting);
+    if (status_is_ok(&st) && waiting) {
+      r->preempted = true;
+      atomic_fetch_add(&j->preemptions, 1);
+      log_msg(LOG_INFO, NULL, "jobs: %s (low priority) yields to a queued normal job after %lld of %lld records",
+              r->info.id, (long long)(r->info.completed + r->records_done), (long long)r->info.total);
+    }
+  }
+  bool stop = atomic_load(&r->cancelled) || r->failed || atomic_load(&j->stop_flag) || r->preempted;
   int64_t now = monotime_ns(), wait = -1;
   if (!stop) {
     /* retries whose time has come first */
@@ -694,7 +871,7 @@ static int64_t run_step(jobs *j, run *r) {
 
 static bool run_over(jobs *j, run *r) {
   if (r->inflight > 0) return false;
-  if (atomic_load(&r->cancelled) || r->failed || j->stopping) return true;
+  if (atomic_load(&r->cancelled) || r->failed || atomic_load(&j->stop_flag) || r->preempted) return true;
   return r->next >= r->n_chunks && r->retry == NULL;
 }
 
@@ -787,6 +964,10 @@ inferd_status jobs_create(app *a, const jobs_options *o, jobs **out) {
     jobs_destroy(j);
     return st;
   }
+  if (!helper_start(&j->io) || !helper_start(&j->intake)) {
+    jobs_destroy(j);
+    return status_make(INFERD_INTERNAL, "cannot start the jobs helper threads");
+  }
   if (pthread_create(&j->thread, NULL, executor, j) != 0) {
     jobs_destroy(j);
     return status_make(INFERD_INTERNAL, "cannot start the jobs executor");
@@ -798,14 +979,18 @@ inferd_status jobs_create(app *a, const jobs_options *o, jobs **out) {
 
 void jobs_stop(jobs *j) {
   if (j == NULL) return;
+  atomic_store(&j->stop_flag, true);
   pthread_mutex_lock(&j->mu);
   j->stopping = true;
   pthread_cond_signal(&j->cv);
   pthread_mutex_unlock(&j->mu);
+  /* a submission under way finishes before the pipeline can go (see jobs.submitting) */
+  while (atomic_load(&j->submitting)) usleep(1000);
 }
 
 void jobs_destroy(jobs *j) {
   if (j == NULL) return;
+  atomic_store(&j->stop_flag, true);
   if (j->thread_started) {
     pthread_mutex_lock(&j->mu);
     j->stopping = j->exiting = true;
@@ -813,6 +998,9 @@ void jobs_destroy(jobs *j) {
     pthread_mutex_unlock(&j->mu);
     pthread_join(j->thread, NULL);
   }
+  atomic_store(&j->stop_flag, true);
+  helper_stop(&j->intake); /* offloaded tasks end early once stopping (jobs_stopping) */
+  helper_stop(&j->io);
   run_free(j->cur);
   if (j->store) j->store->ops->close(j->store);
   pthread_cond_destroy(&j->cv);
@@ -824,6 +1012,7 @@ job_store *jobs_store(jobs *j) { return j->store; }
 const jobs_options *jobs_get_options(const jobs *j) { return &j->o; }
 
 void jobs_wake(jobs *j) {
+  atomic_store(&j->woken, true);
   pthread_mutex_lock(&j->mu);
   pthread_cond_signal(&j->cv);
   pthread_mutex_unlock(&j->mu);
@@ -839,6 +1028,14 @@ inferd_status jobs_cancel(jobs *j, const char *id, int64_t at_ms) {
 }
 
 double jobs_rate(jobs *j) { return atomic_load(&j->rate); }
+
+inferd_status jobs_offload(jobs *j, void (*fn)(void *arg), void *arg) {
+  if (atomic_load(&j->stop_flag)) return status_make(INFERD_UNAVAILABLE, "the server is shutting down");
+  if (helper_post(&j->intake, fn, arg) == 0) return status_make(INFERD_UNAVAILABLE, "the server is shutting down");
+  return status_ok();
+}
+
+bool jobs_stopping(jobs *j) { return atomic_load(&j->stop_flag); }
 
 int64_t jobs_estimate_ms(jobs *j, int64_t now, int64_t records) {
   int64_t by[JOB_CANCELLED + 1], left = 0;
@@ -922,4 +1119,7 @@ void jobs_metrics_write(void *ctx, FILE *f) {
           (long long)atomic_load(&j->chunks_retried));
   fprintf(f, "# HELP inferd_job_records_per_second The executor's recent throughput.\n"
              "# TYPE inferd_job_records_per_second gauge\ninferd_job_records_per_second %.1f\n", jobs_rate(j));
+  fprintf(f, "# HELP inferd_job_preemptions_total Low-priority jobs put down at a chunk boundary for a queued normal one.\n"
+             "# TYPE inferd_job_preemptions_total counter\ninferd_job_preemptions_total %lld\n",
+          (long long)atomic_load(&j->preemptions));
 }

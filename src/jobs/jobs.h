@@ -1,12 +1,14 @@
 /* jobs/jobs: async batch jobs (docs/jobs.md). A job's records wait in the job store; one
  * executor thread cuts them into chunks sized for the model and feeds them to the pipeline
  * (serve_submit, like any request, at the model's lowest priority) with a bounded number in
- * flight, so online requests keep their latency while jobs fill idle capacity. Each chunk's
+ * flight, so online requests keep their latency while jobs fill idle capacity. A low-priority
+ * job yields to a queued normal one at its next chunk boundary. Each chunk's
  * results and the job's progress are committed together, so after kill -9 a job resumes from
  * its committed chunks with nothing lost or written twice. */
 #ifndef INFERD_JOBS_JOBS_H
 #define INFERD_JOBS_JOBS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -57,6 +59,14 @@ inferd_status jobs_cancel(jobs *j, const char *id, int64_t now_ms);
 int64_t jobs_estimate_ms(jobs *j, int64_t now_ms, int64_t records);
 /* Records per second recently (0: nothing measured yet). */
 double jobs_rate(jobs *j);
+/* Runs fn(arg) on the jobs layer's intake thread (normal priority, one task at a time, in
+ * order): the API's long store work (reading an OpenAI batch's input file) off the HTTP loop.
+ * fn then answers its call itself (http_call_reply_async). UNAVAILABLE (fn will not run) once
+ * the server is stopping. A task still queued at jobs_destroy runs then, with jobs_stopping
+ * true: long tasks check it and end early. */
+inferd_status jobs_offload(jobs *j, void (*fn)(void *arg), void *arg);
+/* jobs_stop was called: offloaded work should end now. */
+bool jobs_stopping(jobs *j);
 
 /* A new job id: prefix ("batch_", "file-") and 24 random hex digits. */
 void jobs_new_id(const char *prefix, char *id, size_t len);

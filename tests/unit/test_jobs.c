@@ -1,6 +1,7 @@
 /* jobs: the pure parts: the upload splitter (JSON Lines, CSV, the JSON form fed in pieces of
  * every size), chunk planning, results lines; and the SQLite store's at-most-once chunk
  * commit and idempotency keys on a temporary file. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -254,12 +255,89 @@ static void test_store(void **state) {
   unlink(side);
 }
 
+static void queue_job(job_store *s, const char *id, bool low) {
+  job_info j = {.kind = JOB_KIND_BATCH, .created_ms = 1, .low_priority = low, .total = 1};
+  snprintf(j.id, sizeof j.id, "%s", id);
+  snprintf(j.owner, sizeof j.owner, "anonymous");
+  snprintf(j.model, sizeof j.model, "m");
+  assert_int_equal(s->ops->create(s, &j).code, INFERD_OK);
+  job_record rec = {"{}", 2, NULL};
+  assert_int_equal(s->ops->append(s, id, 0, &rec, 1).code, INFERD_OK);
+  bool taken = false;
+  assert_int_equal(s->ops->commit_upload(s, &j, &taken).code, INFERD_OK);
+}
+
+typedef struct reader_arg {
+  job_store *s;
+  int64_t completed;
+  inferd_status st;
+} reader_arg;
+
+static void *read_elsewhere(void *arg) {
+  reader_arg *r = arg;
+  job_info j;
+  r->st = r->s->ops->get(r->s, "batch_n", &j);
+  r->completed = j.completed;
+  return NULL;
+}
+
+/* The claim order the executor's pre-emption relies on: normal before low, and within a
+ * priority an interrupted (processing) job before a queued one, even an older queued one;
+ * normal_waiting sees a queued normal job; another thread's reads (its own connection) see
+ * what was committed. */
+static void test_store_priorities(void **state) {
+  (void)state;
+  char path[] = "/tmp/inferd-test-jobs-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  job_store *s;
+  assert_int_equal(job_store_sqlite_open(path, &s).code, INFERD_OK);
+  queue_job(s, "batch_l_old", true);
+  queue_job(s, "batch_l", true);
+  assert_int_equal(s->ops->start(s, "batch_l", 1, 5).code, INFERD_OK); /* the running low job */
+  bool waiting = true;
+  assert_int_equal(s->ops->normal_waiting(s, &waiting).code, INFERD_OK);
+  assert_false(waiting);
+  queue_job(s, "batch_n", false);
+  assert_int_equal(s->ops->normal_waiting(s, &waiting).code, INFERD_OK);
+  assert_true(waiting);
+  job_info got;
+  assert_int_equal(s->ops->claim(s, NULL, 0, &got).code, INFERD_OK);
+  assert_string_equal(got.id, "batch_n");
+  assert_int_equal(s->ops->start(s, "batch_n", 1, 6).code, INFERD_OK);
+  assert_int_equal(s->ops->normal_waiting(s, &waiting).code, INFERD_OK);
+  assert_false(waiting); /* processing, no longer queued */
+  job_result res = {true, "{}"};
+  bool dup = true;
+  assert_int_equal(s->ops->commit_chunk(s, "batch_n", 0, 0, &res, 1, &dup).code, INFERD_OK);
+  reader_arg ra = {.s = s};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, read_elsewhere, &ra), 0);
+  pthread_join(t, NULL);
+  assert_int_equal(ra.st.code, INFERD_OK);
+  assert_int_equal(ra.completed, 1);
+  assert_int_equal(s->ops->finish(s, "batch_n", JOB_COMPLETED, NULL, 7).code, INFERD_OK);
+  assert_int_equal(s->ops->claim(s, NULL, 0, &got).code, INFERD_OK);
+  assert_string_equal(got.id, "batch_l"); /* resumed before the older queued low job */
+  const char *skip[] = {"batch_l"};
+  assert_int_equal(s->ops->claim(s, skip, 1, &got).code, INFERD_OK);
+  assert_string_equal(got.id, "batch_l_old");
+  s->ops->close(s);
+  char side[64];
+  unlink(path);
+  snprintf(side, sizeof side, "%s-wal", path);
+  unlink(side);
+  snprintf(side, sizeof side, "%s-shm", path);
+  unlink(side);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_jsonl_any_split), cmocka_unit_test(test_jsonl_errors_name_the_line),
       cmocka_unit_test(test_csv),             cmocka_unit_test(test_json_form),
       cmocka_unit_test(test_format_of),       cmocka_unit_test(test_chunk_plan),
-      cmocka_unit_test(test_result_lines),    cmocka_unit_test(test_store),
+      cmocka_unit_test(test_result_lines),    cmocka_unit_test(test_store), cmocka_unit_test(test_store_priorities),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -929,56 +929,28 @@ static inferd_status take_line(line_reader *lr, const char *text, size_t len) {
   return st;
 }
 
-static void batches_create(http_call *c) {
-  size_t len;
-  const char *body = http_call_body(c, &len);
-  json_error_t e;
-  json_t *req = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &e) : NULL;
-  inferd_status st = status_ok();
-  const char *file_id = json_string_value(json_object_get(req, "input_file_id"));
-  const char *endpoint = json_string_value(json_object_get(req, "endpoint"));
-  const json_t *window = json_object_get(req, "completion_window"), *metadata = json_object_get(req, "metadata");
-  upload *u = calloc(1, sizeof *u);
-  char model[256], version[32], path[4200] = "";
-  if (u == NULL) st = status_make(INFERD_INTERNAL, "out of memory");
-  else if (!json_is_object(req)) st = status_make(INFERD_INVALID_ARGUMENT, "send a JSON object {\"input_file_id\", \"endpoint\", \"completion_window\"}");
-  else if (file_id == NULL) st = status_make(INFERD_INVALID_ARGUMENT, "$.input_file_id must be a file id (POST /v1/files)");
-  else if (endpoint == NULL || !predict_url(endpoint, model, sizeof model, version, sizeof version))
-    st = status_make(INFERD_INVALID_ARGUMENT, "$.endpoint must be /v1/models/{model}/predict (or .../versions/{version}/predict)");
-  else if (window && (!json_is_string(window) || strcmp(json_string_value(window), "24h") != 0))
-    st = status_make(INFERD_INVALID_ARGUMENT, "$.completion_window must be \"24h\"");
-  else if (metadata && !json_is_object(metadata) && !json_is_null(metadata))
-    st = status_make(INFERD_INVALID_ARGUMENT, "$.metadata must be an object");
-  json_t *fmeta = NULL;
-  if (status_is_ok(&st)) st = own_file(c, file_id, &fmeta, path, sizeof path);
-  json_decref(fmeta);
-  if (status_is_ok(&st)) st = check_model(c, model);
-  job_info *ji = u ? &u->info : NULL;
-  int64_t room = 0;
-  if (status_is_ok(&st)) {
-    jobs_owner_of(c->principal, ji->owner, ji->scopes);
-    st = check_owner_limits(c, ji->owner, &room);
-  }
-  FILE *in = NULL;
-  if (status_is_ok(&st) && (in = fopen(path, "r")) == NULL) st = status_make(INFERD_NOT_FOUND, "the content of file '%s' is gone", file_id);
-  if (status_is_ok(&st)) {
-    const jobs_options *o = jobs_get_options(jobs_of(c));
-    u->jobs = jobs_of(c);
-    u->store = jobs_store(u->jobs);
-    u->room = room < o->max_job_records ? room : o->max_job_records;
-    jobs_new_id("batch_", ji->id, sizeof ji->id);
-    ji->kind = JOB_KIND_OPENAI;
-    ji->created_ms = wall_ms();
-    ji->low_priority = true; /* OpenAI's batches are the offline kind */
-    snprintf(ji->model, sizeof ji->model, "%s", model);
-    snprintf(ji->version, sizeof ji->version, "%s", version);
-    json_t *m = json_pack("{ss ss sO}", "endpoint", endpoint, "input_file_id", file_id, "metadata", metadata ? metadata : json_null());
-    char *ms = json_dumps(m, JSON_COMPACT);
-    json_decref(m);
-    if (ms && strlen(ms) < sizeof ji->meta) snprintf(ji->meta, sizeof ji->meta, "%s", ms);
-    else st = status_make(INFERD_INVALID_ARGUMENT, "$.metadata is larger than the 1 KiB kept");
-    free(ms);
-  }
+/* A batch being created: the input file is read into the store on the jobs' intake thread
+ * (jobs_offload), not on the HTTP loop, so a file of millions of lines holds up no other
+ * connection; the task answers the call itself. */
+typedef struct batch_intake {
+  http_call *c;
+  upload *u;
+  char path[4200];
+  char file_id[128];
+  char endpoint[512];
+} batch_intake;
+
+/* On the intake thread: the file's lines into a new job, then the answer. */
+static void batch_intake_run(void *arg) {
+  batch_intake *b = arg;
+  upload *u = b->u;
+  job_info *ji = &u->info;
+  http_call *c = b->c;
+  /* queued before a shutdown: answer now, while the loops still take answers */
+  inferd_status st = jobs_stopping(u->jobs) ? status_make(INFERD_UNAVAILABLE, "the server is shutting down; send the batch again")
+                                            : status_ok();
+  FILE *in = status_is_ok(&st) ? fopen(b->path, "r") : NULL;
+  if (status_is_ok(&st) && in == NULL) st = status_make(INFERD_NOT_FOUND, "the content of file '%s' is gone", b->file_id);
   if (status_is_ok(&st)) st = u->store->ops->create(u->store, ji);
   if (status_is_ok(&st)) u->created = true;
   line_reader *lr = status_is_ok(&st) ? calloc(1, sizeof *lr) : NULL;
@@ -986,11 +958,15 @@ static void batches_create(http_call *c) {
   if (lr) {
     lr->u = u;
     lr->c = c;
-    lr->endpoint = endpoint;
+    lr->endpoint = b->endpoint;
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
-    while (status_is_ok(&st) && (n = getline(&line, &cap, in)) >= 0) st = take_line(lr, line, (size_t)n);
+    while (status_is_ok(&st) && (n = getline(&line, &cap, in)) >= 0) {
+      st = take_line(lr, line, (size_t)n);
+      if (status_is_ok(&st) && lr->line % UPLOAD_BATCH == 0 && jobs_stopping(u->jobs))
+        st = status_make(INFERD_UNAVAILABLE, "the server is shutting down; send the batch again");
+    }
     free(line);
     if (status_is_ok(&st)) st = lines_flush(lr);
     for (int i = 0; i < lr->n; i++) {
@@ -1010,13 +986,77 @@ static void batches_create(http_call *c) {
     u->committed = true;
     ji->state = JOB_QUEUED;
     jobs_wake(u->jobs);
-    http_call_reply_json(c, 200, batch_object(c, ji));
+    http_call_set_json(c, 200, batch_object(c, ji));
   } else {
-    http_call_reply_error(c, &st);
+    http_call_set_error(c, &st);
   }
-  if (u && u->created && !u->committed) u->store->ops->discard(u->store, ji->id);
+  if (u->created && !u->committed) u->store->ops->discard(u->store, ji->id);
   free(u);
+  free(b);
+  http_call_reply_async(c);
+}
+
+static void batches_create(http_call *c) {
+  size_t len;
+  const char *body = http_call_body(c, &len);
+  json_error_t e;
+  json_t *req = len ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &e) : NULL;
+  inferd_status st = status_ok();
+  const char *file_id = json_string_value(json_object_get(req, "input_file_id"));
+  const char *endpoint = json_string_value(json_object_get(req, "endpoint"));
+  const json_t *window = json_object_get(req, "completion_window"), *metadata = json_object_get(req, "metadata");
+  upload *u = calloc(1, sizeof *u);
+  batch_intake *b = calloc(1, sizeof *b);
+  char model[256], version[32];
+  if (u == NULL || b == NULL) st = status_make(INFERD_INTERNAL, "out of memory");
+  else if (!json_is_object(req)) st = status_make(INFERD_INVALID_ARGUMENT, "send a JSON object {\"input_file_id\", \"endpoint\", \"completion_window\"}");
+  else if (file_id == NULL) st = status_make(INFERD_INVALID_ARGUMENT, "$.input_file_id must be a file id (POST /v1/files)");
+  else if (endpoint == NULL || !predict_url(endpoint, model, sizeof model, version, sizeof version))
+    st = status_make(INFERD_INVALID_ARGUMENT, "$.endpoint must be /v1/models/{model}/predict (or .../versions/{version}/predict)");
+  else if (window && (!json_is_string(window) || strcmp(json_string_value(window), "24h") != 0))
+    st = status_make(INFERD_INVALID_ARGUMENT, "$.completion_window must be \"24h\"");
+  else if (metadata && !json_is_object(metadata) && !json_is_null(metadata))
+    st = status_make(INFERD_INVALID_ARGUMENT, "$.metadata must be an object");
+  json_t *fmeta = NULL;
+  if (status_is_ok(&st)) st = own_file(c, file_id, &fmeta, b->path, sizeof b->path);
+  json_decref(fmeta);
+  if (status_is_ok(&st)) st = check_model(c, model);
+  job_info *ji = u ? &u->info : NULL;
+  int64_t room = 0;
+  if (status_is_ok(&st)) {
+    jobs_owner_of(c->principal, ji->owner, ji->scopes);
+    st = check_owner_limits(c, ji->owner, &room);
+  }
+  if (status_is_ok(&st)) {
+    const jobs_options *o = jobs_get_options(jobs_of(c));
+    u->jobs = jobs_of(c);
+    u->store = jobs_store(u->jobs);
+    u->room = room < o->max_job_records ? room : o->max_job_records;
+    jobs_new_id("batch_", ji->id, sizeof ji->id);
+    ji->kind = JOB_KIND_OPENAI;
+    ji->created_ms = wall_ms();
+    ji->low_priority = true; /* OpenAI's batches are the offline kind */
+    snprintf(ji->model, sizeof ji->model, "%s", model);
+    snprintf(ji->version, sizeof ji->version, "%s", version);
+    snprintf(b->file_id, sizeof b->file_id, "%s", file_id);
+    snprintf(b->endpoint, sizeof b->endpoint, "%s", endpoint); /* predict_url bounds it well below */
+    json_t *m = json_pack("{ss ss sO}", "endpoint", endpoint, "input_file_id", file_id, "metadata", metadata ? metadata : json_null());
+    char *ms = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    if (ms && strlen(ms) < sizeof ji->meta) snprintf(ji->meta, sizeof ji->meta, "%s", ms);
+    else st = status_make(INFERD_INVALID_ARGUMENT, "$.metadata is larger than the 1 KiB kept");
+    free(ms);
+  }
   json_decref(req);
+  if (status_is_ok(&st)) {
+    b->c = c;
+    b->u = u;
+    st = jobs_offload(u->jobs, batch_intake_run, b);
+    if (status_is_ok(&st)) return; /* the intake thread answers */
+  }
+  http_call_reply_error(c, &st);
+  free(u);
+  free(b);
 }
 
 void jobs_api_batches(void *call, const route_params *p) {
