@@ -215,11 +215,7 @@ static inferd_status infer_decode(serve_request *sr, infer_request *req) {
 static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
   infer_call *ic = calloc(1, sizeof *ic);
   if (ic == NULL) {
-    inferd_status st = status_make(INFERD_INTERNAL, "out of memory");
-    if (item)
-      gstream_send(c, item, NULL);
-    else
-      gcall_reply_status(c, &st);
+    gcall_fail_alloc(c, item);
     return;
   }
   ic->call = c;
@@ -251,11 +247,7 @@ static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
                       .decode = infer_decode,
                       .on_done = on_infer_done,
                       .user = ic};
-  gcall_serve_init(c, &sr);
-  if (grpcfe_draining(c->fe))
-    st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
-  else
-    st = serve_submit(c->app->serve, &sr);
+  st = gcall_submit(c, &sr);
   if (status_is_ok(&st)) {
     /* ic belongs to the completion now (it may have run already): only the message is ours */
     inference__model_infer_request__free_unpacked(q, NULL);
