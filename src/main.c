@@ -274,7 +274,7 @@ static const serve_flag serve_flags[] = {
     FLAG("tls-client-ca", OPT_TLS_CLIENT_CA, "FILE", "PEM CAs for client certificates (mutual TLS)", NULL),
     FLAG("tls-client-auth", OPT_TLS_CLIENT_AUTH, "MODE", "required (no valid certificate, no connection) or optional\n(none: accepted without a subject)", "required"),
     FLAG("http-plain-port", OPT_HTTP_PLAIN_PORT, "N", "with TLS, also serve plain HTTP on port N (none by default)", NULL),
-    TEXT("Webhooks (docs/jobs.md, \"Webhooks\"):"),
+    TEXT("Webhooks, for batch jobs' callback_url (docs/jobs.md, \"Webhooks\"; none with --jobs off):"),
     FLAG("webhook-secret-file", OPT_WEBHOOK_SECRET_FILE, "FILE", "Standard Webhooks signing secret (whsec_...)", "unsigned"),
     FLAG("webhook-retry-seconds", OPT_WEBHOOK_RETRY_SECONDS, "N", "how long a delivery is retried", "3600"),
     FLAG("webhook-timeout-ms", OPT_WEBHOOK_TIMEOUT_MS, "N", "one delivery attempt", "15000"),
@@ -642,7 +642,8 @@ typedef struct server_parts {
   obs_stream_collector traffic_metrics; /* traffic's /metrics families (traffic may not link observability) */
   jobs *jobs; /* async batch jobs (jobs/); NULL: --jobs off */
   obs_stream_collector jobs_metrics;
-  webhooks *hooks; /* outbound webhook deliveries (jobs/webhook.h): the jobs layer sends through it */
+  webhooks *hooks; /* outbound webhook deliveries (jobs/webhook.h): the jobs layer sends through it;
+                    * NULL: --jobs off */
   obs_stream_collector webhook_metrics;
   obs_stream_collector gen_metrics;     /* generation's (generate/ may not link observability) */
   rstore *rs;                         /* the shared-state Redis (--redis-url); NULL: none */
@@ -722,16 +723,18 @@ static int start(const serve_options *o, server_parts *p) {
   traffic_options to = {.state_dir = o->state_dir, .model_repository = o->model_repository, .rstore = p->rs};
   st = traffic_create(a, &to, &p->tr);
   if (!status_is_ok(&st)) goto fail1;
-  webhook_options who;
-  webhook_options_default(&who);
-  who.secret_file = o->webhook_secret_file;
-  who.retry_window_ms = (int64_t)o->webhook_retry_seconds * 1000;
-  who.timeout_ms = (int)o->webhook_timeout_ms;
-  st = webhooks_create(&who, &p->hooks);
-  if (!status_is_ok(&st)) goto fail2; /* a secret file missing or malformed */
-  if (!webhooks_signed(p->hooks))
-    log_msg(LOG_INFO, NULL, "webhooks: deliveries are not signed (no --webhook-secret-file)");
   if (o->jobs) { /* after the pipeline's stages are in place: the executor resumes jobs at once */
+    /* webhooks deliver the jobs' completion callbacks (a job's callback_url), and nothing else:
+     * with --jobs off there is nothing to send, so no webhook thread */
+    webhook_options who;
+    webhook_options_default(&who);
+    who.secret_file = o->webhook_secret_file;
+    who.retry_window_ms = (int64_t)o->webhook_retry_seconds * 1000;
+    who.timeout_ms = (int)o->webhook_timeout_ms;
+    st = webhooks_create(&who, &p->hooks);
+    if (!status_is_ok(&st)) goto fail2; /* a secret file missing or malformed */
+    if (!webhooks_signed(p->hooks))
+      log_msg(LOG_INFO, NULL, "webhooks: deliveries are not signed (no --webhook-secret-file)");
     char dir[4096];
     jobs_options jo = o->job_opts;
     jo.state_dir = state_dir_of(o, dir, sizeof dir);
@@ -784,7 +787,7 @@ static int start(const serve_options *o, server_parts *p) {
     p->jobs_metrics = (obs_stream_collector){.write = jobs_metrics_write, .ctx = p->jobs};
     if (status_is_ok(&st) && p->jobs) st = obs_collectors_register_stream(p->mreg, &p->jobs_metrics);
     p->webhook_metrics = (obs_stream_collector){.write = webhooks_metrics_write, .ctx = p->hooks};
-    if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->webhook_metrics);
+    if (status_is_ok(&st) && p->hooks) st = obs_collectors_register_stream(p->mreg, &p->webhook_metrics);
     p->gen_metrics = (obs_stream_collector){.write = gen_metrics_write, .ctx = NULL};
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->gen_metrics);
     if (p->rs) {
