@@ -125,6 +125,10 @@ void gstream_end(gcall *c, inferd_code code, const char *msg);
  * completion's from now on. */
 inferd_status gcall_submit(gcall *c, serve_request *sr);
 
+/* Sends bb (NULL: out of memory) as a request's answer: in the stream's slot item, or as the
+ * unary call's reply when item is NULL. */
+void gcall_answer(gcall *c, gstream_item *item, grpc_byte_buffer *bb);
+
 /* Answers a call whose per-request state could not be allocated: a unary call with INTERNAL,
  * a stream by skipping its reserved slot item (no memory to encode a response). */
 void gcall_fail_alloc(gcall *c, gstream_item *item);

@@ -733,6 +733,13 @@ void gstream_send(gcall *c, gstream_item *it, grpc_byte_buffer *bb) {
 
 void gstream_push(gcall *c, grpc_byte_buffer *bb) { gstream_send(c, gstream_reserve(c), bb); }
 
+void gcall_answer(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
+  if (item)
+    gstream_send(c, item, bb);
+  else
+    gcall_reply_buffer(c, bb);
+}
+
 void gcall_fail_alloc(gcall *c, gstream_item *item) {
   if (item)
     gstream_send(c, item, NULL);

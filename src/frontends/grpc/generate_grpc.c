@@ -81,11 +81,7 @@ static void on_done(infer_request *req, void *user) {
     grpcfe_gen_fail(gg, &st);
     return;
   }
-  grpc_byte_buffer *bb = gg->enc->final(gg);
-  if (gg->item)
-    gstream_send(gg->call, gg->item, bb);
-  else
-    gcall_reply_buffer(gg->call, bb);
+  gcall_answer(gg->call, gg->item, gg->enc->final(gg));
   grpcfe_gen_free(gg);
 }
 

@@ -193,10 +193,7 @@ static void on_infer_done(infer_request *req, void *user) {
     bb = pb_pack(&r.msg.base);
   }
   grpcfe_infer_response_clear(&r);
-  if (ic->item)
-    gstream_send(ic->call, ic->item, bb);
-  else
-    gcall_reply_buffer(ic->call, bb);
+  gcall_answer(ic->call, ic->item, bb);
   infer_call_free(ic);
 }
 

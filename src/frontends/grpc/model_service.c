@@ -263,10 +263,7 @@ static void on_predict_done(infer_request *req, void *user) {
     predict_fail(pc, &st, NULL);
     return;
   }
-  if (pc->kind == KIND_STREAM)
-    gstream_send(pc->call, pc->item, bb);
-  else
-    gcall_reply_buffer(pc->call, bb);
+  gcall_answer(pc->call, pc->item, bb);
   free(pc);
 }
 
