@@ -185,7 +185,8 @@ enum serve_opt {
 };
 
 /* Every `inferd serve` flag, declared once: getopt's table, the environment variables
- * (option_env_name) and the usage text are all made from this one, in this order. */
+ * (option_env_name) and the usage text are all made from this one, in this order. A new flag is
+ * an OPT_ code above, a row here and its case in apply_option. */
 typedef struct serve_flag {
   const char *name; /* --name; NULL: a line of the usage text alone (a heading or a note) */
   int code;         /* enum serve_opt, or OBS_OPTION_BASE + OBS_* */
