@@ -88,110 +88,6 @@ typedef struct serve_options {
   long redis_timeout_ms;
 } serve_options;
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: inferd serve [options]\n"
-          "       inferd keys create|list|revoke|rotate --file FILE ...  (inferd keys --help)\n"
-          "       inferd traffic COMMAND MODEL ...   (inferd traffic --help)\n"
-          "       inferd profile --model NAME --repository DIR --data FILE.csv|.jsonl  (docs/observability.md)\n"
-          "       inferd token verify --jwks FILE|--secret-file FILE TOKEN  (inferd token --help)\n"
-          "       inferd tokenize --tokenizer tokenizer.json [--decode]  (inferd tokenize --help)\n"
-          "       inferd generate --model-repository DIR --model M --prompt TEXT  (inferd generate --help)\n"
-          "       inferd version\n\n"
-          "serve options (each also read from the environment variable shown):\n"
-          "  --model-repository DIR   models to serve              INFERD_MODEL_REPOSITORY (required)\n"
-          "  --host ADDR              address to listen on         INFERD_HOST (0.0.0.0)\n"
-          "  --http-port N            HTTP port                    INFERD_HTTP_PORT (8000)\n"
-          "  --http-threads N         HTTP event loops             INFERD_HTTP_THREADS (2)\n"
-          "  --grpc-port N            gRPC port                    INFERD_GRPC_PORT (8001)\n"
-          "  --grpc-max-message-bytes N  largest gRPC message      INFERD_GRPC_MAX_MESSAGE_BYTES (67108864)\n"
-          "  --grpc-threads N         gRPC completion-queue threads  INFERD_GRPC_THREADS (1)\n"
-          "  --worker-threads N       inference threads            INFERD_WORKER_THREADS (number of cores)\n"
-          "  --max-body-bytes N       largest request body         INFERD_MAX_BODY_BYTES (67108864)\n"
-          "  --drain-timeout-ms N     how long SIGTERM waits for requests in flight\n"
-          "                                                        INFERD_DRAIN_TIMEOUT_MS (10000)\n"
-          "  --default-model NAME     the model MLflow's /invocations serves\n"
-          "                                                        INFERD_DEFAULT_MODEL (the only model)\n"
-          "  --max-records N          records per /v1 predict request  INFERD_MAX_RECORDS (1000)\n"
-          "  --model-control-mode M   none (load all at start), poll (rescan every --repository-poll-secs),\n"
-          "                           explicit (load through the API)  INFERD_MODEL_CONTROL_MODE (none)\n"
-          "  --repository-poll-secs N poll mode's rescan interval  INFERD_REPOSITORY_POLL_SECS (15)\n"
-          "  --load-model NAME        explicit mode: load NAME at start (repeatable; '*' for all)\n"
-          "  --state-dir DIR          traffic policies' store and audit log, batch jobs' store\n"
-          "                                                        INFERD_STATE_DIR (inferd-state beside the repository)\n"
-          "  --metrics on|off         Prometheus metrics at GET /metrics  INFERD_METRICS (on)\n"
-          "  --metrics-port N         also serve GET /metrics alone on this port  INFERD_METRICS_PORT (none)\n"
-          "  --log-format json|text   log and access-log lines: JSON objects or logfmt  INFERD_LOG_FORMAT (json)\n"
-          "SIGHUP rescans the repository in every mode (and reloads TLS files); SIGTERM drains and stops.\n"
-          "async batch jobs (docs/jobs.md), kept in --state-dir/jobs.db:\n"
-          "  --jobs on|off            the /v1/batch and /v1/batches APIs  INFERD_JOBS (on)\n"
-          "  --max-job-body-bytes N   largest job upload (/v1/batch/predict, /v1/files)  INFERD_MAX_JOB_BODY_BYTES (4294967296)\n"
-          "  --max-job-records N      records one job may hold     INFERD_MAX_JOB_RECORDS (10000000)\n"
-          "  --max-jobs-per-principal N  queued or running jobs per caller  INFERD_MAX_JOBS_PER_PRINCIPAL (16)\n"
-          "  --max-job-records-per-principal N  their records not yet done  INFERD_MAX_JOB_RECORDS_PER_PRINCIPAL (20000000)\n"
-          "  --job-chunk-records N    records per pipeline request  INFERD_JOB_CHUNK_RECORDS (the model's max_batch_size, at most 1000)\n"
-          "  --job-chunks-in-flight N job chunks in the scheduler at once  INFERD_JOB_CHUNKS_IN_FLIGHT (2)\n"
-          "  with --redis-url, jobs live in Redis and every replica works them (docs/redis.md, \"Batch jobs\"):\n"
-          "  --jobs-claim-timeout-ms N  a dead replica's chunks go to the others after  INFERD_JOBS_CLAIM_TIMEOUT_MS (30000)\n"
-          "  --jobs-ttl-seconds N     finished jobs are kept this long  INFERD_JOBS_TTL_SECONDS (604800)\n"
-          "HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):\n"
-          "  --request-head-timeout-ms N  time to send a whole request head  INFERD_REQUEST_HEAD_TIMEOUT_MS (20000)\n"
-          "  --body-timeout-ms N      time for a body, and the longest pause in one  INFERD_BODY_TIMEOUT_MS (30000)\n"
-          "  --min-body-rate N        bytes/s that earn a body one more second  INFERD_MIN_BODY_RATE (1024)\n"
-          "  --keepalive-timeout-ms N idle time between requests   INFERD_KEEPALIVE_TIMEOUT_MS (120000)\n"
-          "  --send-timeout-ms N      time for a client to take a closing reply  INFERD_SEND_TIMEOUT_MS (30000)\n"
-          "  --max-connections N      HTTP connections open at once  INFERD_MAX_CONNECTIONS (16384)\n"
-          "  --stream-heartbeat-ms N  a streaming reply (SSE) silent this long sends a comment  INFERD_STREAM_HEARTBEAT_MS (15000)\n"
-          "  --stream-max-buffered-bytes N  a stream's bytes the client has not taken before it is cut off\n"
-          "                           INFERD_STREAM_MAX_BUFFERED_BYTES (1048576)\n"
-          "rate limits, for every caller without limits of its own (docs/security.md#rate-limits):\n"
-          "  --rate-limit R           requests per second: 10, 10/s, 600/m, 3600/h  INFERD_RATE_LIMIT (none)\n"
-          "  --rate-burst N           requests at once after a pause  INFERD_RATE_BURST (the rate's second)\n"
-          "  --max-concurrent N       requests in flight            INFERD_MAX_CONCURRENT (none)\n"
-          "  --records-per-minute N   records (rows) per minute     INFERD_RECORDS_PER_MINUTE (none)\n"
-          "  --tokens-per-minute N    generated-text tokens (prompt + completion) per minute\n"
-          "                                                        INFERD_TOKENS_PER_MINUTE (none)\n"
-          "  --rate-limit-per-model   a budget per caller and model  INFERD_RATE_LIMIT_PER_MODEL (per caller)\n"
-          "Tracing (docs/observability.md, \"Tracing\"): on when an OTLP endpoint is set\n"
-          "  --otlp-endpoint URL      OTLP/HTTP collector (no path: /v1/traces)  INFERD_OTLP_ENDPOINT (off)\n"
-          "  --otlp-protocol P        http/protobuf or http/json   INFERD_OTLP_PROTOCOL (http/protobuf)\n"
-          "  --trace-sample-ratio R   share of requests sampled when the caller sent no sampled flag\n"
-          "                                                        INFERD_TRACE_SAMPLE_RATIO (1)\n"
-          "  --otlp-service-name S    the service.name resource attribute  INFERD_OTLP_SERVICE_NAME (inferd)\n"
-          "  --otlp-queue-size N      sampled requests waiting for export  INFERD_OTLP_QUEUE_SIZE (2048)\n"
-          "  --otlp-batch-size N      spans per export request     INFERD_OTLP_BATCH_SIZE (512)\n"
-          "  --otlp-export-interval-ms N  longest wait of a partial batch  INFERD_OTLP_EXPORT_INTERVAL_MS (1000)\n"
-          "  --otlp-timeout-ms N      one export request           INFERD_OTLP_TIMEOUT_MS (2000)\n"
-          "security (docs/security.md); with none of the first three, every route is open:\n"
-          "  --api-keys FILE          API key store (inferd keys)  INFERD_API_KEYS\n"
-          "  --jwt-jwks FILE          JWKS with the JWT verification keys  INFERD_JWT_JWKS\n"
-          "  --jwt-secret-file FILE   HS256 shared secret for JWTs  INFERD_JWT_SECRET_FILE\n"
-          "  --jwt-issuer ISS         required JWT \"iss\"          INFERD_JWT_ISSUER\n"
-          "  --jwt-audience AUD       required JWT \"aud\"          INFERD_JWT_AUDIENCE\n"
-          "  --jwt-scope-claim NAME   the JWT claim holding scopes  INFERD_JWT_SCOPE_CLAIM (scope, else scp)\n"
-          "  --cors-origins LIST      origins browsers may call from (comma-separated, or *)\n"
-          "                                                        INFERD_CORS_ORIGINS (none: CORS off)\n"
-          "The key and JWT files are reloaded when they change and on SIGHUP.\n"
-
-          "TLS (docs/security.md; SIGHUP reloads the files, open connections keep theirs):\n"
-          "  --tls-cert FILE          PEM certificate chain: HTTPS on --http-port, TLS on gRPC  INFERD_TLS_CERT\n"
-          "  --tls-key FILE           PEM private key of --tls-cert  INFERD_TLS_KEY\n"
-          "  --tls-client-ca FILE     PEM CAs for client certificates (mutual TLS)  INFERD_TLS_CLIENT_CA\n"
-          "  --tls-client-auth MODE   required (no valid certificate, no connection) or optional\n"
-          "                           (none: accepted without a subject)  INFERD_TLS_CLIENT_AUTH (required)\n"
-          "  --http-plain-port N      with TLS, also serve plain HTTP on port N (none by default)\n"
-          "                                                        INFERD_HTTP_PLAIN_PORT\n"
-          "Webhooks (docs/jobs.md, \"Webhooks\"):\n"
-          "  --webhook-secret-file FILE  Standard Webhooks signing secret (whsec_...)  INFERD_WEBHOOK_SECRET_FILE (unsigned)\n"
-          "  --webhook-retry-seconds N  how long a delivery is retried  INFERD_WEBHOOK_RETRY_SECONDS (3600)\n"
-          "  --webhook-timeout-ms N   one delivery attempt         INFERD_WEBHOOK_TIMEOUT_MS (15000)\n"
-          "Shared state across replicas (docs/redis.md): rate limits, the prediction cache's second tier,\n"
-          "traffic policies; each falls back to local state while Redis is unreachable:\n"
-          "  --redis-url URL          redis://[:password@]host[:port][/db]  INFERD_REDIS_URL (none)\n"
-          "  --redis-timeout-ms N     longest wait for one Redis answer  INFERD_REDIS_TIMEOUT_MS (50)\n%s",
-          OBS_OPTIONS_USAGE);
-}
-
 /* Parses a whole decimal integer within [lo, hi]; names the option on failure. */
 static int parse_num(const char *opt, const char *s, long long lo, long long hi, long long *out) {
   char *end;
@@ -205,64 +101,257 @@ static int parse_num(const char *opt, const char *s, long long lo, long long hi,
   return 0;
 }
 
-static const struct option serve_longopts[] = {
-    {"model-repository", required_argument, 0, 'm'}, {"host", required_argument, 0, 'H'},
-    {"http-port", required_argument, 0, 'p'},        {"http-threads", required_argument, 0, 't'},
-    {"worker-threads", required_argument, 0, 'w'},   {"max-body-bytes", required_argument, 0, 'b'},
-    {"drain-timeout-ms", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'},
-    {"grpc-port", required_argument, 0, 'g'},        {"grpc-max-message-bytes", required_argument, 0, 'G'},
-    {"grpc-threads", required_argument, 0, 'T'},
-    {"default-model", required_argument, 0, 'M'},    {"max-records", required_argument, 0, 'R'},
-    {"request-head-timeout-ms", required_argument, 0, 1000}, {"body-timeout-ms", required_argument, 0, 1001},
-    {"min-body-rate", required_argument, 0, 1002},   {"keepalive-timeout-ms", required_argument, 0, 1003},
-    {"send-timeout-ms", required_argument, 0, 1004}, {"max-connections", required_argument, 0, 1005},
-    {"stream-heartbeat-ms", required_argument, 0, 1780}, {"stream-max-buffered-bytes", required_argument, 0, 1781},
-    {"model-control-mode", required_argument, 0, 'C'}, {"repository-poll-secs", required_argument, 0, 'P'},
-    {"load-model", required_argument, 0, 'L'}, {"state-dir", required_argument, 0, 'S'},
-    {"rate-limit", required_argument, 0, 1200},      {"rate-burst", required_argument, 0, 1201},
-    {"max-concurrent", required_argument, 0, 1202},  {"records-per-minute", required_argument, 0, 1203},
-    {"rate-limit-per-model", no_argument, 0, 1204}, {"tokens-per-minute", required_argument, 0, 1205},
-    {"otlp-endpoint", required_argument, 0, 1100}, {"otlp-protocol", required_argument, 0, 1101},
-    {"trace-sample-ratio", required_argument, 0, 1102}, {"otlp-service-name", required_argument, 0, 1103},
-    {"otlp-queue-size", required_argument, 0, 1104}, {"otlp-batch-size", required_argument, 0, 1105},
-    {"otlp-export-interval-ms", required_argument, 0, 1106}, {"otlp-timeout-ms", required_argument, 0, 1107},
-    {"api-keys", required_argument, 0, 1300},        {"jwt-jwks", required_argument, 0, 1301},
-    {"jwt-secret-file", required_argument, 0, 1302}, {"jwt-issuer", required_argument, 0, 1303},
-    {"jwt-audience", required_argument, 0, 1304},    {"cors-origins", required_argument, 0, 1305},
-    {"jwt-scope-claim", required_argument, 0, 1306},
-    {"drift-window-s", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_WINDOW_S},
-    {"drift-buckets", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_BUCKETS},
-    {"drift-psi-warn", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_PSI_WARN},
-    {"drift-psi-alert", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_PSI_ALERT},
-    {"drift-min-samples", required_argument, 0, OBS_OPTION_BASE + OBS_DRIFT_MIN_SAMPLES},
-    {"capture-dir", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_DIR},
-    {"capture-percent", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_PERCENT},
-    {"capture-max-file-bytes", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_MAX_FILE_BYTES},
-    {"capture-max-files", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_MAX_FILES},
-    {"capture-queue", required_argument, 0, OBS_OPTION_BASE + OBS_CAPTURE_QUEUE},
-    {"metrics", required_argument, 0, 1006}, {"metrics-port", required_argument, 0, 1007},
-    {"log-format", required_argument, 0, 1008},
-    {"tls-cert", required_argument, 0, 1400},        {"tls-key", required_argument, 0, 1401},
-    {"tls-client-ca", required_argument, 0, 1402},   {"tls-client-auth", required_argument, 0, 1403},
-    {"http-plain-port", required_argument, 0, 1404},
-    {"webhook-secret-file", required_argument, 0, 1900}, {"webhook-retry-seconds", required_argument, 0, 1901},
-    {"webhook-timeout-ms", required_argument, 0, 1902},
-    {"redis-url", required_argument, 0, 1600},       {"redis-timeout-ms", required_argument, 0, 1601},
-    {"jobs", required_argument, 0, 1700},            {"max-job-body-bytes", required_argument, 0, 1701},
-    {"max-job-records", required_argument, 0, 1702}, {"max-jobs-per-principal", required_argument, 0, 1703},
-    {"max-job-records-per-principal", required_argument, 0, 1704}, {"job-chunk-records", required_argument, 0, 1705},
-    {"job-chunks-in-flight", required_argument, 0, 1706},
-    {"jobs-claim-timeout-ms", required_argument, 0, 1707}, {"jobs-ttl-seconds", required_argument, 0, 1708},
-    {0, 0, 0, 0}};
-
 /* Every option but --help and the repeatable --load-model can also come from the environment:
  * INFERD_ and its name upper-cased with '-' as '_' (--http-port: INFERD_HTTP_PORT). Derived from
- * serve_longopts so that a new flag gets its variable with no second table to keep. Flags
+ * serve_flags' names so that a new flag gets its variable with no second table to keep. Flags
  * override the variables. */
 static void option_env_name(const char *opt, char *out, size_t size) {
   size_t n = (size_t)snprintf(out, size, "INFERD_%s", opt);
   for (size_t i = 7; i < n && i < size; i++)
     out[i] = out[i] == '-' ? '_' : (char)toupper((unsigned char)out[i]);
+}
+
+/* The option codes apply_option switches on (getopt's `val`); observability's options are
+ * OBS_OPTION_BASE + OBS_* (observability/options.h). */
+enum serve_opt {
+  OPT_HELP = 1000,
+  OPT_MODEL_REPOSITORY,
+  OPT_HOST,
+  OPT_HTTP_PORT,
+  OPT_HTTP_THREADS,
+  OPT_GRPC_PORT,
+  OPT_GRPC_MAX_MESSAGE_BYTES,
+  OPT_GRPC_THREADS,
+  OPT_WORKER_THREADS,
+  OPT_MAX_BODY_BYTES,
+  OPT_DRAIN_TIMEOUT_MS,
+  OPT_DEFAULT_MODEL,
+  OPT_MAX_RECORDS,
+  OPT_MODEL_CONTROL_MODE,
+  OPT_REPOSITORY_POLL_SECS,
+  OPT_LOAD_MODEL,
+  OPT_STATE_DIR,
+  OPT_METRICS,
+  OPT_METRICS_PORT,
+  OPT_LOG_FORMAT,
+  OPT_JOBS,
+  OPT_MAX_JOB_BODY_BYTES,
+  OPT_MAX_JOB_RECORDS,
+  OPT_MAX_JOBS_PER_PRINCIPAL,
+  OPT_MAX_JOB_RECORDS_PER_PRINCIPAL,
+  OPT_JOB_CHUNK_RECORDS,
+  OPT_JOB_CHUNKS_IN_FLIGHT,
+  OPT_JOBS_CLAIM_TIMEOUT_MS,
+  OPT_JOBS_TTL_SECONDS,
+  OPT_REQUEST_HEAD_TIMEOUT_MS,
+  OPT_BODY_TIMEOUT_MS,
+  OPT_MIN_BODY_RATE,
+  OPT_KEEPALIVE_TIMEOUT_MS,
+  OPT_SEND_TIMEOUT_MS,
+  OPT_MAX_CONNECTIONS,
+  OPT_STREAM_HEARTBEAT_MS,
+  OPT_STREAM_MAX_BUFFERED_BYTES,
+  OPT_RATE_LIMIT,
+  OPT_RATE_BURST,
+  OPT_MAX_CONCURRENT,
+  OPT_RECORDS_PER_MINUTE,
+  OPT_TOKENS_PER_MINUTE,
+  OPT_RATE_LIMIT_PER_MODEL,
+  OPT_OTLP_ENDPOINT,
+  OPT_OTLP_PROTOCOL,
+  OPT_TRACE_SAMPLE_RATIO,
+  OPT_OTLP_SERVICE_NAME,
+  OPT_OTLP_QUEUE_SIZE,
+  OPT_OTLP_BATCH_SIZE,
+  OPT_OTLP_EXPORT_INTERVAL_MS,
+  OPT_OTLP_TIMEOUT_MS,
+  OPT_API_KEYS,
+  OPT_JWT_JWKS,
+  OPT_JWT_SECRET_FILE,
+  OPT_JWT_ISSUER,
+  OPT_JWT_AUDIENCE,
+  OPT_JWT_SCOPE_CLAIM,
+  OPT_CORS_ORIGINS,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
+  OPT_TLS_CLIENT_CA,
+  OPT_TLS_CLIENT_AUTH,
+  OPT_HTTP_PLAIN_PORT,
+  OPT_WEBHOOK_SECRET_FILE,
+  OPT_WEBHOOK_RETRY_SECONDS,
+  OPT_WEBHOOK_TIMEOUT_MS,
+  OPT_REDIS_URL,
+  OPT_REDIS_TIMEOUT_MS,
+};
+
+/* Every `inferd serve` flag, declared once: getopt's table, the environment variables
+ * (option_env_name) and the usage text are all made from this one, in this order. A new flag is
+ * an OPT_ code above, a row here and its case in apply_option. */
+typedef struct serve_flag {
+  const char *name; /* --name; NULL: a line of the usage text alone (a heading or a note) */
+  int code;         /* enum serve_opt, or OBS_OPTION_BASE + OBS_* */
+  const char *arg;  /* the argument as the usage shows it ("N", "FILE"); NULL: a flag without one */
+  const char *help; /* what it does ('\n' continues on the next line); NULL: not listed here
+                       (--help; observability's, listed by OBS_OPTIONS_USAGE) */
+  const char *dflt; /* the default, shown after the variable; NULL: none shown */
+  bool no_env;      /* no INFERD_ variable (--help, the repeatable --load-model) */
+} serve_flag;
+
+#define FLAG(n, c, a, h, d) {.name = n, .code = c, .arg = a, .help = h, .dflt = d}
+#define TEXT(line) {.help = line}
+/* observability's: an argument each, described by OBS_OPTIONS_USAGE */
+#define OBS(n, index) {.name = n, .code = OBS_OPTION_BASE + (index), .arg = "VALUE"}
+
+static const serve_flag serve_flags[] = {
+    TEXT("serve options (each also read from the environment variable shown):"),
+    FLAG("model-repository", OPT_MODEL_REPOSITORY, "DIR", "models to serve", "required"),
+    FLAG("host", OPT_HOST, "ADDR", "address to listen on", "0.0.0.0"),
+    FLAG("http-port", OPT_HTTP_PORT, "N", "HTTP port", "8000"),
+    FLAG("http-threads", OPT_HTTP_THREADS, "N", "HTTP event loops", "2"),
+    FLAG("grpc-port", OPT_GRPC_PORT, "N", "gRPC port", "8001"),
+    FLAG("grpc-max-message-bytes", OPT_GRPC_MAX_MESSAGE_BYTES, "N", "largest gRPC message", "67108864"),
+    FLAG("grpc-threads", OPT_GRPC_THREADS, "N", "gRPC completion-queue threads", "1"),
+    FLAG("worker-threads", OPT_WORKER_THREADS, "N", "inference threads", "number of cores"),
+    FLAG("max-body-bytes", OPT_MAX_BODY_BYTES, "N", "largest request body", "67108864"),
+    FLAG("drain-timeout-ms", OPT_DRAIN_TIMEOUT_MS, "N", "how long SIGTERM waits for requests in flight", "10000"),
+    FLAG("default-model", OPT_DEFAULT_MODEL, "NAME", "the model MLflow's /invocations serves", "the only model"),
+    FLAG("max-records", OPT_MAX_RECORDS, "N", "records per /v1 predict request", "1000"),
+    FLAG("model-control-mode", OPT_MODEL_CONTROL_MODE, "M", "none (load all at start), poll (rescan every --repository-poll-secs),\nexplicit (load through the API)", "none"),
+    FLAG("repository-poll-secs", OPT_REPOSITORY_POLL_SECS, "N", "poll mode's rescan interval", "15"),
+    {.name = "load-model", .code = OPT_LOAD_MODEL, .arg = "NAME", .help = "explicit mode: load NAME at start (repeatable; '*' for all)", .no_env = true},
+    FLAG("state-dir", OPT_STATE_DIR, "DIR", "traffic policies' store and audit log, batch jobs' store", "inferd-state beside the repository"),
+    FLAG("metrics", OPT_METRICS, "on|off", "Prometheus metrics at GET /metrics", "on"),
+    FLAG("metrics-port", OPT_METRICS_PORT, "N", "also serve GET /metrics alone on this port", "none"),
+    FLAG("log-format", OPT_LOG_FORMAT, "json|text", "log and access-log lines: JSON objects or logfmt", "json"),
+    TEXT("SIGHUP rescans the repository in every mode (and reloads TLS files); SIGTERM drains and stops."),
+    TEXT("async batch jobs (docs/jobs.md), kept in --state-dir/jobs.db:"),
+    FLAG("jobs", OPT_JOBS, "on|off", "the /v1/batch and /v1/batches APIs", "on"),
+    FLAG("max-job-body-bytes", OPT_MAX_JOB_BODY_BYTES, "N", "largest job upload (/v1/batch/predict, /v1/files)", "4294967296"),
+    FLAG("max-job-records", OPT_MAX_JOB_RECORDS, "N", "records one job may hold", "10000000"),
+    FLAG("max-jobs-per-principal", OPT_MAX_JOBS_PER_PRINCIPAL, "N", "queued or running jobs per caller", "16"),
+    FLAG("max-job-records-per-principal", OPT_MAX_JOB_RECORDS_PER_PRINCIPAL, "N", "their records not yet done", "20000000"),
+    FLAG("job-chunk-records", OPT_JOB_CHUNK_RECORDS, "N", "records per pipeline request", "the model's max_batch_size, at most 1000"),
+    FLAG("job-chunks-in-flight", OPT_JOB_CHUNKS_IN_FLIGHT, "N", "job chunks in the scheduler at once", "2"),
+    TEXT("  with --redis-url, jobs live in Redis and every replica works them (docs/redis.md, \"Batch jobs\"):"),
+    FLAG("jobs-claim-timeout-ms", OPT_JOBS_CLAIM_TIMEOUT_MS, "N", "a dead replica's chunks go to the others after", "30000"),
+    FLAG("jobs-ttl-seconds", OPT_JOBS_TTL_SECONDS, "N", "finished jobs are kept this long", "604800"),
+    TEXT("HTTP limits on slow and idle clients (docs/http-api.md, \"Limits and timeouts\"):"),
+    FLAG("request-head-timeout-ms", OPT_REQUEST_HEAD_TIMEOUT_MS, "N", "time to send a whole request head", "20000"),
+    FLAG("body-timeout-ms", OPT_BODY_TIMEOUT_MS, "N", "time for a body, and the longest pause in one", "30000"),
+    FLAG("min-body-rate", OPT_MIN_BODY_RATE, "N", "bytes/s that earn a body one more second", "1024"),
+    FLAG("keepalive-timeout-ms", OPT_KEEPALIVE_TIMEOUT_MS, "N", "idle time between requests", "120000"),
+    FLAG("send-timeout-ms", OPT_SEND_TIMEOUT_MS, "N", "time for a client to take a closing reply", "30000"),
+    FLAG("max-connections", OPT_MAX_CONNECTIONS, "N", "HTTP connections open at once", "16384"),
+    FLAG("stream-heartbeat-ms", OPT_STREAM_HEARTBEAT_MS, "N", "a streaming reply (SSE) silent this long sends a comment", "15000"),
+    FLAG("stream-max-buffered-bytes", OPT_STREAM_MAX_BUFFERED_BYTES, "N", "a stream's bytes the client has not taken before it is cut off", "1048576"),
+    TEXT("rate limits, for every caller without limits of its own (docs/security.md#rate-limits):"),
+    FLAG("rate-limit", OPT_RATE_LIMIT, "R", "requests per second: 10, 10/s, 600/m, 3600/h", "none"),
+    FLAG("rate-burst", OPT_RATE_BURST, "N", "requests at once after a pause", "the rate's second"),
+    FLAG("max-concurrent", OPT_MAX_CONCURRENT, "N", "requests in flight", "none"),
+    FLAG("records-per-minute", OPT_RECORDS_PER_MINUTE, "N", "records (rows) per minute", "none"),
+    FLAG("tokens-per-minute", OPT_TOKENS_PER_MINUTE, "N", "generated-text tokens (prompt + completion) per minute", "none"),
+    FLAG("rate-limit-per-model", OPT_RATE_LIMIT_PER_MODEL, NULL, "a budget per caller and model", "per caller"),
+    TEXT("Tracing (docs/observability.md, \"Tracing\"): on when an OTLP endpoint is set"),
+    FLAG("otlp-endpoint", OPT_OTLP_ENDPOINT, "URL", "OTLP/HTTP collector (no path: /v1/traces)", "off"),
+    FLAG("otlp-protocol", OPT_OTLP_PROTOCOL, "P", "http/protobuf or http/json", "http/protobuf"),
+    FLAG("trace-sample-ratio", OPT_TRACE_SAMPLE_RATIO, "R", "share of requests sampled when the caller sent no sampled flag", "1"),
+    FLAG("otlp-service-name", OPT_OTLP_SERVICE_NAME, "S", "the service.name resource attribute", "inferd"),
+    FLAG("otlp-queue-size", OPT_OTLP_QUEUE_SIZE, "N", "sampled requests waiting for export", "2048"),
+    FLAG("otlp-batch-size", OPT_OTLP_BATCH_SIZE, "N", "spans per export request", "512"),
+    FLAG("otlp-export-interval-ms", OPT_OTLP_EXPORT_INTERVAL_MS, "N", "longest wait of a partial batch", "1000"),
+    FLAG("otlp-timeout-ms", OPT_OTLP_TIMEOUT_MS, "N", "one export request", "2000"),
+    TEXT("security (docs/security.md); with none of the first three, every route is open:"),
+    FLAG("api-keys", OPT_API_KEYS, "FILE", "API key store (inferd keys)", NULL),
+    FLAG("jwt-jwks", OPT_JWT_JWKS, "FILE", "JWKS with the JWT verification keys", NULL),
+    FLAG("jwt-secret-file", OPT_JWT_SECRET_FILE, "FILE", "HS256 shared secret for JWTs", NULL),
+    FLAG("jwt-issuer", OPT_JWT_ISSUER, "ISS", "required JWT \"iss\"", NULL),
+    FLAG("jwt-audience", OPT_JWT_AUDIENCE, "AUD", "required JWT \"aud\"", NULL),
+    FLAG("jwt-scope-claim", OPT_JWT_SCOPE_CLAIM, "NAME", "the JWT claim holding scopes", "scope, else scp"),
+    FLAG("cors-origins", OPT_CORS_ORIGINS, "LIST", "origins browsers may call from (comma-separated, or *)", "none: CORS off"),
+    TEXT("The key and JWT files are reloaded when they change and on SIGHUP."),
+    TEXT("TLS (docs/security.md; SIGHUP reloads the files, open connections keep theirs):"),
+    FLAG("tls-cert", OPT_TLS_CERT, "FILE", "PEM certificate chain: HTTPS on --http-port, TLS on gRPC", NULL),
+    FLAG("tls-key", OPT_TLS_KEY, "FILE", "PEM private key of --tls-cert", NULL),
+    FLAG("tls-client-ca", OPT_TLS_CLIENT_CA, "FILE", "PEM CAs for client certificates (mutual TLS)", NULL),
+    FLAG("tls-client-auth", OPT_TLS_CLIENT_AUTH, "MODE", "required (no valid certificate, no connection) or optional\n(none: accepted without a subject)", "required"),
+    FLAG("http-plain-port", OPT_HTTP_PLAIN_PORT, "N", "with TLS, also serve plain HTTP on port N (none by default)", NULL),
+    TEXT("Webhooks, for batch jobs' callback_url (docs/jobs.md, \"Webhooks\"; none with --jobs off):"),
+    FLAG("webhook-secret-file", OPT_WEBHOOK_SECRET_FILE, "FILE", "Standard Webhooks signing secret (whsec_...)", "unsigned"),
+    FLAG("webhook-retry-seconds", OPT_WEBHOOK_RETRY_SECONDS, "N", "how long a delivery is retried", "3600"),
+    FLAG("webhook-timeout-ms", OPT_WEBHOOK_TIMEOUT_MS, "N", "one delivery attempt", "15000"),
+    TEXT("Shared state across replicas (docs/redis.md): rate limits, the prediction cache's second tier,"),
+    TEXT("traffic policies; each falls back to local state while Redis is unreachable:"),
+    FLAG("redis-url", OPT_REDIS_URL, "URL", "redis://[:password@]host[:port][/db]", "none"),
+    FLAG("redis-timeout-ms", OPT_REDIS_TIMEOUT_MS, "N", "longest wait for one Redis answer", "50"),
+    {.name = "help", .code = OPT_HELP, .arg = NULL, .help = NULL, .no_env = true},
+    OBS("drift-window-s", OBS_DRIFT_WINDOW_S),
+    OBS("drift-buckets", OBS_DRIFT_BUCKETS),
+    OBS("drift-psi-warn", OBS_DRIFT_PSI_WARN),
+    OBS("drift-psi-alert", OBS_DRIFT_PSI_ALERT),
+    OBS("drift-min-samples", OBS_DRIFT_MIN_SAMPLES),
+    OBS("capture-dir", OBS_CAPTURE_DIR),
+    OBS("capture-percent", OBS_CAPTURE_PERCENT),
+    OBS("capture-max-file-bytes", OBS_CAPTURE_MAX_FILE_BYTES),
+    OBS("capture-max-files", OBS_CAPTURE_MAX_FILES),
+    OBS("capture-queue", OBS_CAPTURE_QUEUE),
+};
+#define N_SERVE_FLAGS (sizeof serve_flags / sizeof serve_flags[0])
+#undef FLAG
+#undef TEXT
+#undef OBS
+
+#define USAGE_HELP_COL 27 /* where a flag's description starts */
+#define USAGE_ENV_COL 56  /* and its variable */
+#define USAGE_WIDTH 100   /* a variable that would run past this goes on a line of its own */
+
+/* Writes spaces up to column `to`, at least `min` of them, and returns the column reached. */
+static int usage_pad(FILE *f, int col, int to, int min) {
+  int n = col + min <= to ? to - col : min;
+  fprintf(f, "%*s", n, "");
+  return col + n;
+}
+
+/* One flag's lines: "--name ARG", what it does from column 27 (a '\n' in it continues there on
+ * the next line), then its variable and default from column 56. */
+static void usage_flag(FILE *f, const serve_flag *fl) {
+  int col = fprintf(f, "  --%s%s%s", fl->name, fl->arg ? " " : "", fl->arg ? fl->arg : "");
+  col = usage_pad(f, col, USAGE_HELP_COL, 1);
+  for (const char *h = fl->help, *nl; h; h = nl ? nl + 1 : NULL) {
+    nl = strchr(h, '\n');
+    int len = nl ? (int)(nl - h) : (int)strlen(h);
+    col += fprintf(f, "%.*s", len, h);
+    if (nl) col = fprintf(f, "\n%*s", USAGE_HELP_COL, "") - 1;
+  }
+  if (!fl->no_env) {
+    char env[64], var[160];
+    option_env_name(fl->name, env, sizeof env);
+    int len = snprintf(var, sizeof var, "%s%s%s%s", env, fl->dflt ? " (" : "", fl->dflt ? fl->dflt : "", fl->dflt ? ")" : "");
+    if (col + 2 + len > USAGE_WIDTH) /* on a line of its own */
+      fprintf(f, "\n%*s", USAGE_ENV_COL + len > USAGE_WIDTH ? USAGE_HELP_COL : USAGE_ENV_COL, "");
+    else
+      usage_pad(f, col, USAGE_ENV_COL, 2);
+    fputs(var, f);
+  }
+  fputc('\n', f);
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: inferd serve [options]\n"
+             "       inferd keys create|list|revoke|rotate --file FILE ...  (inferd keys --help)\n"
+             "       inferd traffic COMMAND MODEL ...   (inferd traffic --help)\n"
+             "       inferd profile --model NAME --repository DIR --data FILE.csv|.jsonl  (docs/observability.md)\n"
+             "       inferd token verify --jwks FILE|--secret-file FILE TOKEN  (inferd token --help)\n"
+             "       inferd tokenize --tokenizer tokenizer.json [--decode]  (inferd tokenize --help)\n"
+             "       inferd generate --model-repository DIR --model M --prompt TEXT  (inferd generate --help)\n"
+             "       inferd version\n\n");
+  for (size_t i = 0; i < N_SERVE_FLAGS; i++) {
+    const serve_flag *fl = &serve_flags[i];
+    if (fl->name == NULL)
+      fprintf(f, "%s\n", fl->help);
+    else if (fl->help)
+      usage_flag(f, fl);
+  }
+  fputs(OBS_OPTIONS_USAGE, f);
 }
 
 /* Sets option c from val; `name` is how the user gave it, for the message. */
@@ -274,28 +363,28 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
     return status_is_ok(&st) ? 0 : -1;
   }
   switch (c) {
-    case 'm': o->model_repository = val; return 0;
-    case 'H': o->host = val; return 0;
-    case 'p': if (parse_num(name, val, 0, 65535, &v)) return -1; o->http_port = (long)v; return 0;
-    case 't': if (parse_num(name, val, 1, 64, &v)) return -1; o->http_threads = (long)v; return 0;
-    case 'w': if (parse_num(name, val, 1, 256, &v)) return -1; o->worker_threads = (long)v; return 0;
-    case 'b': if (parse_num(name, val, 1, 1LL << 40, &v)) return -1; o->max_body_bytes = v; return 0;
-    case 'd': if (parse_num(name, val, 0, 3600000, &v)) return -1; o->drain_timeout_ms = (long)v; return 0;
-    case 'g': if (parse_num(name, val, 0, 65535, &v)) return -1; o->grpc_port = (long)v; return 0;
-    case 'G': if (parse_num(name, val, 1024, 2147483647, &v)) return -1; o->grpc_max_message_bytes = (long)v; return 0;
-    case 'T': if (parse_num(name, val, 1, 64, &v)) return -1; o->grpc_threads = (long)v; return 0;
-    case 'M': o->default_model = val; return 0;
-    case 'S': o->state_dir = val; return 0;
-    case 'R': if (parse_num(name, val, 1, 1000000, &v)) return -1; o->max_records = (long)v; return 0;
-    case 1000: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->head_timeout_ms = (long)v; return 0;
-    case 1001: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->body_timeout_ms = (long)v; return 0;
-    case 1002: if (parse_num(name, val, 0, 1L << 30, &v)) return -1; o->min_body_rate = (long)v; return 0;
-    case 1003: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->keepalive_timeout_ms = (long)v; return 0;
-    case 1004: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->send_timeout_ms = (long)v; return 0;
-    case 1005: if (parse_num(name, val, 1, 10000000, &v)) return -1; o->max_connections = (long)v; return 0;
-    case 1780: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->stream_heartbeat_ms = (long)v; return 0;
-    case 1781: if (parse_num(name, val, 1024, 1L << 30, &v)) return -1; o->stream_max_buffered = (long)v; return 0;
-    case 'C':
+    case OPT_MODEL_REPOSITORY: o->model_repository = val; return 0;
+    case OPT_HOST: o->host = val; return 0;
+    case OPT_HTTP_PORT: if (parse_num(name, val, 0, 65535, &v)) return -1; o->http_port = (long)v; return 0;
+    case OPT_HTTP_THREADS: if (parse_num(name, val, 1, 64, &v)) return -1; o->http_threads = (long)v; return 0;
+    case OPT_WORKER_THREADS: if (parse_num(name, val, 1, 256, &v)) return -1; o->worker_threads = (long)v; return 0;
+    case OPT_MAX_BODY_BYTES: if (parse_num(name, val, 1, 1LL << 40, &v)) return -1; o->max_body_bytes = v; return 0;
+    case OPT_DRAIN_TIMEOUT_MS: if (parse_num(name, val, 0, 3600000, &v)) return -1; o->drain_timeout_ms = (long)v; return 0;
+    case OPT_GRPC_PORT: if (parse_num(name, val, 0, 65535, &v)) return -1; o->grpc_port = (long)v; return 0;
+    case OPT_GRPC_MAX_MESSAGE_BYTES: if (parse_num(name, val, 1024, 2147483647, &v)) return -1; o->grpc_max_message_bytes = (long)v; return 0;
+    case OPT_GRPC_THREADS: if (parse_num(name, val, 1, 64, &v)) return -1; o->grpc_threads = (long)v; return 0;
+    case OPT_DEFAULT_MODEL: o->default_model = val; return 0;
+    case OPT_STATE_DIR: o->state_dir = val; return 0;
+    case OPT_MAX_RECORDS: if (parse_num(name, val, 1, 1000000, &v)) return -1; o->max_records = (long)v; return 0;
+    case OPT_REQUEST_HEAD_TIMEOUT_MS: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->head_timeout_ms = (long)v; return 0;
+    case OPT_BODY_TIMEOUT_MS: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->body_timeout_ms = (long)v; return 0;
+    case OPT_MIN_BODY_RATE: if (parse_num(name, val, 0, 1L << 30, &v)) return -1; o->min_body_rate = (long)v; return 0;
+    case OPT_KEEPALIVE_TIMEOUT_MS: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->keepalive_timeout_ms = (long)v; return 0;
+    case OPT_SEND_TIMEOUT_MS: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->send_timeout_ms = (long)v; return 0;
+    case OPT_MAX_CONNECTIONS: if (parse_num(name, val, 1, 10000000, &v)) return -1; o->max_connections = (long)v; return 0;
+    case OPT_STREAM_HEARTBEAT_MS: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->stream_heartbeat_ms = (long)v; return 0;
+    case OPT_STREAM_MAX_BUFFERED_BYTES: if (parse_num(name, val, 1024, 1L << 30, &v)) return -1; o->stream_max_buffered = (long)v; return 0;
+    case OPT_MODEL_CONTROL_MODE:
       if (strcmp(val, "none") == 0) o->control_mode = REPO_CONTROL_NONE;
       else if (strcmp(val, "poll") == 0) o->control_mode = REPO_CONTROL_POLL;
       else if (strcmp(val, "explicit") == 0) o->control_mode = REPO_CONTROL_EXPLICIT;
@@ -304,17 +393,17 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
         return -1;
       }
       return 0;
-    case 'P': if (parse_num(name, val, 1, 86400, &v)) return -1; o->poll_secs = (long)v; return 0;
-    case 1200: {
+    case OPT_REPOSITORY_POLL_SECS: if (parse_num(name, val, 1, 86400, &v)) return -1; o->poll_secs = (long)v; return 0;
+    case OPT_RATE_LIMIT: {
       inferd_status st = limits_parse_rate(name, val, &o->limits.rate_per_s);
       if (!status_is_ok(&st)) fprintf(stderr, "inferd: %s\n", st.msg);
       return status_is_ok(&st) ? 0 : -1;
     }
-    case 1201: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.burst = v; return 0;
-    case 1202: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.max_concurrent = v; return 0;
-    case 1203: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.records_per_min = v; return 0;
-    case 1205: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.tokens_per_min = v; return 0;
-    case 1204: /* a flag; its variable says 1/true or 0/false */
+    case OPT_RATE_BURST: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.burst = v; return 0;
+    case OPT_MAX_CONCURRENT: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.max_concurrent = v; return 0;
+    case OPT_RECORDS_PER_MINUTE: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.records_per_min = v; return 0;
+    case OPT_TOKENS_PER_MINUTE: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->limits.tokens_per_min = v; return 0;
+    case OPT_RATE_LIMIT_PER_MODEL: /* a flag; its variable says 1/true or 0/false */
       if (val == NULL || strcmp(val, "1") == 0 || strcmp(val, "true") == 0) o->limits.per_model = true;
       else if (strcmp(val, "0") == 0 || strcmp(val, "false") == 0) o->limits.per_model = false;
       else {
@@ -322,8 +411,8 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
         return -1;
       }
       return 0;
-    case 1100: o->trace.otlp_endpoint = *val ? val : NULL; return 0;
-    case 1101:
+    case OPT_OTLP_ENDPOINT: o->trace.otlp_endpoint = *val ? val : NULL; return 0;
+    case OPT_OTLP_PROTOCOL:
       if (strcmp(val, "http/protobuf") == 0) o->trace.otlp_json = false;
       else if (strcmp(val, "http/json") == 0) o->trace.otlp_json = true;
       else {
@@ -331,7 +420,7 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
         return -1;
       }
       return 0;
-    case 1102: {
+    case OPT_TRACE_SAMPLE_RATIO: {
       char *end;
       errno = 0;
       double r = strtod(val, &end);
@@ -342,19 +431,19 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
       o->trace.sample_ratio = r;
       return 0;
     }
-    case 1103: o->trace.service_name = val; return 0;
-    case 1104: if (parse_num(name, val, 1, 1000000, &v)) return -1; o->trace.queue_size = (int)v; return 0;
-    case 1105: if (parse_num(name, val, 5, 100000, &v)) return -1; /* a request makes up to 5 spans */ o->trace.batch_size = (int)v; return 0;
-    case 1106: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->trace.export_interval_ms = (int)v; return 0;
-    case 1107: if (parse_num(name, val, 1, 600000, &v)) return -1; o->trace.timeout_ms = (int)v; return 0;
-    case 1300: o->api_keys = *val ? val : NULL; return 0;
-    case 1301: o->jwt_jwks = *val ? val : NULL; return 0;
-    case 1302: o->jwt_secret_file = *val ? val : NULL; return 0;
-    case 1303: o->jwt_issuer = *val ? val : NULL; return 0;
-    case 1304: o->jwt_audience = *val ? val : NULL; return 0;
-    case 1305: o->cors_origins = *val ? val : NULL; return 0;
-    case 1306: o->jwt_scope_claim = *val ? val : NULL; return 0;
-    case 1006:
+    case OPT_OTLP_SERVICE_NAME: o->trace.service_name = val; return 0;
+    case OPT_OTLP_QUEUE_SIZE: if (parse_num(name, val, 1, 1000000, &v)) return -1; o->trace.queue_size = (int)v; return 0;
+    case OPT_OTLP_BATCH_SIZE: if (parse_num(name, val, 5, 100000, &v)) return -1; /* a request makes up to 5 spans */ o->trace.batch_size = (int)v; return 0;
+    case OPT_OTLP_EXPORT_INTERVAL_MS: if (parse_num(name, val, 1, 3600000, &v)) return -1; o->trace.export_interval_ms = (int)v; return 0;
+    case OPT_OTLP_TIMEOUT_MS: if (parse_num(name, val, 1, 600000, &v)) return -1; o->trace.timeout_ms = (int)v; return 0;
+    case OPT_API_KEYS: o->api_keys = *val ? val : NULL; return 0;
+    case OPT_JWT_JWKS: o->jwt_jwks = *val ? val : NULL; return 0;
+    case OPT_JWT_SECRET_FILE: o->jwt_secret_file = *val ? val : NULL; return 0;
+    case OPT_JWT_ISSUER: o->jwt_issuer = *val ? val : NULL; return 0;
+    case OPT_JWT_AUDIENCE: o->jwt_audience = *val ? val : NULL; return 0;
+    case OPT_CORS_ORIGINS: o->cors_origins = *val ? val : NULL; return 0;
+    case OPT_JWT_SCOPE_CLAIM: o->jwt_scope_claim = *val ? val : NULL; return 0;
+    case OPT_METRICS:
       if (strcmp(val, "on") == 0) o->metrics = true;
       else if (strcmp(val, "off") == 0) o->metrics = false;
       else {
@@ -362,8 +451,8 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
         return -1;
       }
       return 0;
-    case 1007: if (parse_num(name, val, 0, 65535, &v)) return -1; o->metrics_port = (long)v; return 0;
-    case 1008:
+    case OPT_METRICS_PORT: if (parse_num(name, val, 0, 65535, &v)) return -1; o->metrics_port = (long)v; return 0;
+    case OPT_LOG_FORMAT:
       if (strcmp(val, "json") == 0) o->log_fmt = LOG_FORMAT_JSON;
       else if (strcmp(val, "text") == 0) o->log_fmt = LOG_FORMAT_TEXT;
       else {
@@ -371,20 +460,20 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
         return -1;
       }
       return 0;
-    case 1600: o->redis_url = *val ? val : NULL; return 0;
-    case 1601: if (parse_num(name, val, 1, 60000, &v)) return -1; o->redis_timeout_ms = (long)v; return 0;
-    case 1400: o->tls_cert = val; return 0;
-    case 1401: o->tls_key = val; return 0;
-    case 1402: o->tls_client_ca = val; return 0;
-    case 1403:
+    case OPT_REDIS_URL: o->redis_url = *val ? val : NULL; return 0;
+    case OPT_REDIS_TIMEOUT_MS: if (parse_num(name, val, 1, 60000, &v)) return -1; o->redis_timeout_ms = (long)v; return 0;
+    case OPT_TLS_CERT: o->tls_cert = val; return 0;
+    case OPT_TLS_KEY: o->tls_key = val; return 0;
+    case OPT_TLS_CLIENT_CA: o->tls_client_ca = val; return 0;
+    case OPT_TLS_CLIENT_AUTH:
       if (strcmp(val, "required") != 0 && strcmp(val, "optional") != 0) {
         fprintf(stderr, "inferd: %s must be required or optional, got '%s'\n", name, val);
         return -1;
       }
       o->tls_client_auth = val;
       return 0;
-    case 1404: if (parse_num(name, val, 0, 65535, &v)) return -1; o->http_plain_port = (long)v; return 0;
-    case 1700:
+    case OPT_HTTP_PLAIN_PORT: if (parse_num(name, val, 0, 65535, &v)) return -1; o->http_plain_port = (long)v; return 0;
+    case OPT_JOBS:
       if (strcmp(val, "on") == 0) o->jobs = true;
       else if (strcmp(val, "off") == 0) o->jobs = false;
       else {
@@ -392,18 +481,18 @@ static int apply_option(serve_options *o, int c, const char *name, const char *v
         return -1;
       }
       return 0;
-    case 1701: if (parse_num(name, val, 1, 1LL << 44, &v)) return -1; o->max_job_body_bytes = v; return 0;
-    case 1702: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->job_opts.max_job_records = v; return 0;
-    case 1703: if (parse_num(name, val, 1, 1000000, &v)) return -1; o->job_opts.max_active_jobs = v; return 0;
-    case 1704: if (parse_num(name, val, 1, 10000000000LL, &v)) return -1; o->job_opts.max_active_records = v; return 0;
-    case 1705: if (parse_num(name, val, 1, JOBS_MAX_CHUNK, &v)) return -1; o->job_opts.chunk_records = v; return 0;
-    case 1706: if (parse_num(name, val, 1, 64, &v)) return -1; o->job_opts.max_inflight = (int)v; return 0;
-    case 1900: o->webhook_secret_file = *val ? val : NULL; return 0;
-    case 1901: if (parse_num(name, val, 1, 30L * 86400, &v)) return -1; o->webhook_retry_seconds = (long)v; return 0;
-    case 1902: if (parse_num(name, val, 1, 600000, &v)) return -1; o->webhook_timeout_ms = (long)v; return 0;
-    case 1707: if (parse_num(name, val, 100, 86400000, &v)) return -1; o->job_opts.claim_timeout_ms = v; return 0;
-    case 1708: if (parse_num(name, val, 1, 365L * 86400, &v)) return -1; o->job_opts.ttl_seconds = v; return 0;
-    case 'L':
+    case OPT_MAX_JOB_BODY_BYTES: if (parse_num(name, val, 1, 1LL << 44, &v)) return -1; o->max_job_body_bytes = v; return 0;
+    case OPT_MAX_JOB_RECORDS: if (parse_num(name, val, 1, 1000000000, &v)) return -1; o->job_opts.max_job_records = v; return 0;
+    case OPT_MAX_JOBS_PER_PRINCIPAL: if (parse_num(name, val, 1, 1000000, &v)) return -1; o->job_opts.max_active_jobs = v; return 0;
+    case OPT_MAX_JOB_RECORDS_PER_PRINCIPAL: if (parse_num(name, val, 1, 10000000000LL, &v)) return -1; o->job_opts.max_active_records = v; return 0;
+    case OPT_JOB_CHUNK_RECORDS: if (parse_num(name, val, 1, JOBS_MAX_CHUNK, &v)) return -1; o->job_opts.chunk_records = v; return 0;
+    case OPT_JOB_CHUNKS_IN_FLIGHT: if (parse_num(name, val, 1, 64, &v)) return -1; o->job_opts.max_inflight = (int)v; return 0;
+    case OPT_WEBHOOK_SECRET_FILE: o->webhook_secret_file = *val ? val : NULL; return 0;
+    case OPT_WEBHOOK_RETRY_SECONDS: if (parse_num(name, val, 1, 30L * 86400, &v)) return -1; o->webhook_retry_seconds = (long)v; return 0;
+    case OPT_WEBHOOK_TIMEOUT_MS: if (parse_num(name, val, 1, 600000, &v)) return -1; o->webhook_timeout_ms = (long)v; return 0;
+    case OPT_JOBS_CLAIM_TIMEOUT_MS: if (parse_num(name, val, 100, 86400000, &v)) return -1; o->job_opts.claim_timeout_ms = v; return 0;
+    case OPT_JOBS_TTL_SECONDS: if (parse_num(name, val, 1, 365L * 86400, &v)) return -1; o->job_opts.ttl_seconds = v; return 0;
+    case OPT_LOAD_MODEL:
       if (*val == '\0' || o->n_load_models == sizeof o->load_models / sizeof o->load_models[0]) {
         fprintf(stderr, "inferd: %s needs a model name (at most 64 of them)\n", name);
         return -1;
@@ -428,26 +517,31 @@ static int parse_serve(int argc, char **argv, serve_options *o) {
                        .http_plain_port = -1, .webhook_retry_seconds = 3600, .webhook_timeout_ms = 15000,
                        .jobs = true, .max_job_body_bytes = 4LL << 30};
   obs_options_default(&o->obs);
-  for (const struct option *lo = serve_longopts; lo->name; lo++) {
-    if (lo->val == 'h' || lo->val == 'L') continue;
+  struct option longopts[N_SERVE_FLAGS + 1];
+  size_t n = 0;
+  for (const serve_flag *fl = serve_flags; fl < serve_flags + N_SERVE_FLAGS; fl++) {
+    if (fl->name == NULL) continue;
+    longopts[n++] = (struct option){fl->name, fl->arg ? required_argument : no_argument, NULL, fl->code};
+    if (fl->no_env) continue;
     char env[64];
-    option_env_name(lo->name, env, sizeof env);
+    option_env_name(fl->name, env, sizeof env);
     const char *val = getenv(env);
-    if (val && apply_option(o, lo->val, env, val)) return -1;
+    if (val && apply_option(o, fl->code, env, val)) return -1;
   }
+  longopts[n] = (struct option){0};
   int c, idx = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "", serve_longopts, &idx)) != -1) {
+  while ((c = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
     if (c == '?') {
       usage(stderr);
       return -1;
     }
-    if (c == 'h') {
+    if (c == OPT_HELP) {
       usage(stdout);
       exit(0);
     }
     char name[64];
-    snprintf(name, sizeof name, "--%s", serve_longopts[idx].name);
+    snprintf(name, sizeof name, "--%s", longopts[idx].name);
     if (apply_option(o, c, name, optarg)) return -1;
   }
   if (optind < argc) {
@@ -549,7 +643,8 @@ typedef struct server_parts {
   obs_stream_collector traffic_metrics; /* traffic's /metrics families (traffic may not link observability) */
   jobs *jobs; /* async batch jobs (jobs/); NULL: --jobs off */
   obs_stream_collector jobs_metrics;
-  webhooks *hooks; /* outbound webhook deliveries (jobs/webhook.h): the jobs layer sends through it */
+  webhooks *hooks; /* outbound webhook deliveries (jobs/webhook.h): the jobs layer sends through it;
+                    * NULL: --jobs off */
   obs_stream_collector webhook_metrics;
   obs_stream_collector gen_metrics;     /* generation's (generate/ may not link observability) */
   rstore *rs;                         /* the shared-state Redis (--redis-url); NULL: none */
@@ -629,16 +724,18 @@ static int start(const serve_options *o, server_parts *p) {
   traffic_options to = {.state_dir = o->state_dir, .model_repository = o->model_repository, .rstore = p->rs};
   st = traffic_create(a, &to, &p->tr);
   if (!status_is_ok(&st)) goto fail1;
-  webhook_options who;
-  webhook_options_default(&who);
-  who.secret_file = o->webhook_secret_file;
-  who.retry_window_ms = (int64_t)o->webhook_retry_seconds * 1000;
-  who.timeout_ms = (int)o->webhook_timeout_ms;
-  st = webhooks_create(&who, &p->hooks);
-  if (!status_is_ok(&st)) goto fail2; /* a secret file missing or malformed */
-  if (!webhooks_signed(p->hooks))
-    log_msg(LOG_INFO, NULL, "webhooks: deliveries are not signed (no --webhook-secret-file)");
   if (o->jobs) { /* after the pipeline's stages are in place: the executor resumes jobs at once */
+    /* webhooks deliver the jobs' completion callbacks (a job's callback_url), and nothing else:
+     * with --jobs off there is nothing to send, so no webhook thread */
+    webhook_options who;
+    webhook_options_default(&who);
+    who.secret_file = o->webhook_secret_file;
+    who.retry_window_ms = (int64_t)o->webhook_retry_seconds * 1000;
+    who.timeout_ms = (int)o->webhook_timeout_ms;
+    st = webhooks_create(&who, &p->hooks);
+    if (!status_is_ok(&st)) goto fail2; /* a secret file missing or malformed */
+    if (!webhooks_signed(p->hooks))
+      log_msg(LOG_INFO, NULL, "webhooks: deliveries are not signed (no --webhook-secret-file)");
     char dir[4096];
     jobs_options jo = o->job_opts;
     jo.state_dir = state_dir_of(o, dir, sizeof dir);
@@ -691,7 +788,7 @@ static int start(const serve_options *o, server_parts *p) {
     p->jobs_metrics = (obs_stream_collector){.write = jobs_metrics_write, .ctx = p->jobs};
     if (status_is_ok(&st) && p->jobs) st = obs_collectors_register_stream(p->mreg, &p->jobs_metrics);
     p->webhook_metrics = (obs_stream_collector){.write = webhooks_metrics_write, .ctx = p->hooks};
-    if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->webhook_metrics);
+    if (status_is_ok(&st) && p->hooks) st = obs_collectors_register_stream(p->mreg, &p->webhook_metrics);
     p->gen_metrics = (obs_stream_collector){.write = gen_metrics_write, .ctx = NULL};
     if (status_is_ok(&st)) st = obs_collectors_register_stream(p->mreg, &p->gen_metrics);
     if (p->rs) {

@@ -3,6 +3,7 @@ not a Standard Webhooks secret stops the start with a message that never shows t
 good one starts signed; the delivery counters are on /metrics. The deliveries themselves are
 tested in tests/unit/test_webhook.c against a receiver on loopback."""
 
+import os
 import subprocess
 
 import pytest
@@ -61,3 +62,26 @@ def test_unsigned_server_says_so(test_models_dir, server_factory):
     srv = server_factory(test_models_dir)
     assert "inferd_webhook_retries_total 0" in srv.get("/metrics", timeout=T).text
     assert "deliveries are not signed" in srv.stderr()
+
+
+def _thread_names(srv):
+    task = f"/proc/{srv.proc.pid}/task"
+    names = set()
+    for tid in os.listdir(task):
+        try:
+            with open(f"{task}/{tid}/comm") as f:
+                names.add(f.read().strip())
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
+    return names
+
+
+def test_the_webhook_thread_runs_only_with_jobs(test_models_dir, server_factory):
+    """Webhooks send batch jobs' callbacks and nothing else: --jobs off starts no webhook thread
+    (and has no webhook metrics); with jobs on (the default) the thread is there."""
+    on = server_factory(test_models_dir)
+    assert "webhooks" in _thread_names(on)
+    off = server_factory(test_models_dir, args=["--jobs", "off"])
+    assert "webhooks" not in _thread_names(off)
+    assert "inferd_webhook_" not in off.get("/metrics", timeout=T).text
+    assert "deliveries are not signed" not in off.stderr()

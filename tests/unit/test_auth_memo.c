@@ -49,14 +49,30 @@ static void write_keys(const char *path, const char *e1, const char *e2, const c
   assert_int_equal(rename(tmp, path), 0);
 }
 
-static const principal *auth_ok(auth *a, auth_memo **m, hdrs *h, int64_t now) {
+/* The caller of h at `now` is accepted, as `name` (NULL: not checked), and the memo has had
+ * `hits` hits afterwards (-1: not checked). */
+static void accepted(auth *a, auth_memo **m, hdrs *h, int64_t now, const char *name, long hits) {
   const principal *p = NULL;
   bool invalid = true;
   inferd_status st = auth_authenticate_memo(a, m, meta, h, NULL, now, &p, &invalid);
   if (!status_is_ok(&st)) fail_msg("refused: %s", st.msg);
   assert_false(invalid);
   assert_non_null(p);
-  return p;
+  if (name) assert_string_equal(p->name, name);
+  if (hits >= 0) assert_int_equal(auth_memo_hits(*m), hits);
+  principal_unref(p);
+}
+
+/* The caller of h at `now` is refused (401) with a message naming `why` (NULL: not checked), and
+ * what the memo held is dropped. Returns whether the credential was called invalid. */
+static bool refused(auth *a, auth_memo **m, hdrs *h, int64_t now, const char *why) {
+  const principal *p = NULL;
+  bool invalid = false;
+  inferd_status st = auth_authenticate_memo(a, m, meta, h, NULL, now, &p, &invalid);
+  assert_int_equal(st.code, INFERD_UNAUTHENTICATED);
+  if (why) assert_non_null(strstr(st.msg, why));
+  assert_null(*m);
+  return invalid;
 }
 
 static void test_memo(void **state) {
@@ -86,84 +102,49 @@ static void test_memo(void **state) {
 
   /* a hit: the same key again, by either header, is the same principal without a check */
   hdrs h = {.xkey = k1};
-  const principal *p = auth_ok(a, &m, &h, now);
-  assert_string_equal(p->name, "one");
-  assert_int_equal(auth_memo_hits(m), 0);
-  principal_unref(p);
-  p = auth_ok(a, &m, &h, now);
-  assert_string_equal(p->name, "one");
-  assert_int_equal(auth_memo_hits(m), 1);
-  principal_unref(p);
+  accepted(a, &m, &h, now, "one", 0);
+  accepted(a, &m, &h, now, "one", 1);
   char bearer[APIKEY_LEN + 16];
   snprintf(bearer, sizeof bearer, "Bearer %s", k1);
   hdrs hb = {.authz = bearer};
-  p = auth_ok(a, &m, &hb, now);
-  assert_int_equal(auth_memo_hits(m), 2);
-  principal_unref(p);
+  accepted(a, &m, &hb, now, NULL, 2);
 
   /* a miss: another key is verified (and remembered instead) */
   hdrs h2 = {.xkey = k2};
-  p = auth_ok(a, &m, &h2, now);
-  assert_string_equal(p->name, "two");
-  assert_int_equal(auth_memo_hits(m), 2);
-  principal_unref(p);
-  p = auth_ok(a, &m, &h, now);
-  assert_string_equal(p->name, "one");
-  assert_int_equal(auth_memo_hits(m), 2);
-  principal_unref(p);
+  accepted(a, &m, &h2, now, "two", 2);
+  accepted(a, &m, &h, now, "one", 2);
 
   /* the right id with a wrong secret (the same length) is refused, not taken for the memo */
   char wrong[APIKEY_LEN + 1];
   memcpy(wrong, k1, sizeof wrong);
   wrong[APIKEY_LEN - 1] = wrong[APIKEY_LEN - 1] == '0' ? '1' : '0';
   hdrs hw = {.xkey = wrong};
-  bool invalid = false;
-  st = auth_authenticate_memo(a, &m, meta, &hw, NULL, now, &p, &invalid);
-  assert_int_equal(st.code, INFERD_UNAUTHENTICATED);
-  assert_true(invalid);
-  assert_null(m); /* a refusal drops what was remembered */
+  assert_true(refused(a, &m, &hw, now, NULL)); /* a refusal drops what was remembered */
 
   /* expiry is checked on every request, memo or not */
   hdrs h3 = {.xkey = k3};
-  p = auth_ok(a, &m, &h3, exp - 1);
-  principal_unref(p);
-  p = auth_ok(a, &m, &h3, exp - 1);
-  assert_int_equal(auth_memo_hits(m), 1);
-  principal_unref(p);
-  st = auth_authenticate_memo(a, &m, meta, &h3, NULL, exp, &p, &invalid);
-  assert_int_equal(st.code, INFERD_UNAUTHENTICATED);
-  assert_non_null(strstr(st.msg, "expired"));
-  assert_null(m);
+  accepted(a, &m, &h3, exp - 1, NULL, -1);
+  accepted(a, &m, &h3, exp - 1, NULL, 1);
+  refused(a, &m, &h3, exp, "expired");
 
   /* a new snapshot (k1 revoked) ends the memo: the next request is checked against it */
-  p = auth_ok(a, &m, &h, now);
-  principal_unref(p);
-  p = auth_ok(a, &m, &h, now);
-  assert_int_equal(auth_memo_hits(m), 1);
-  principal_unref(p);
+  accepted(a, &m, &h, now, NULL, -1);
+  accepted(a, &m, &h, now, NULL, 1);
   long gen = auth_generation(a);
   entry(e1, sizeof e1, k1, "one", ", \"revoked\": true");
   write_keys(path, e1, e2, e3);
   for (int i = 0; i < 500 && auth_generation(a) == gen; i++) usleep(10000);
   assert_true(auth_generation(a) > gen);
-  st = auth_authenticate_memo(a, &m, meta, &h, NULL, now, &p, &invalid);
-  assert_int_equal(st.code, INFERD_UNAUTHENTICATED);
-  assert_non_null(strstr(st.msg, "revoked"));
-  assert_null(m);
+  refused(a, &m, &h, now, "revoked");
 
   /* a reload that changes nothing for k2 still makes it verified once more */
-  p = auth_ok(a, &m, &h2, now);
-  principal_unref(p);
+  accepted(a, &m, &h2, now, NULL, -1);
   gen = auth_generation(a);
   auth_reload(a);
   for (int i = 0; i < 500 && auth_generation(a) == gen; i++) usleep(10000);
   assert_true(auth_generation(a) > gen);
-  p = auth_ok(a, &m, &h2, now);
-  assert_int_equal(auth_memo_hits(m), 0);
-  principal_unref(p);
-  p = auth_ok(a, &m, &h2, now);
-  assert_int_equal(auth_memo_hits(m), 1);
-  principal_unref(p);
+  accepted(a, &m, &h2, now, NULL, 0);
+  accepted(a, &m, &h2, now, NULL, 1);
 
   auth_memo_free(m);
   auth_destroy(a);

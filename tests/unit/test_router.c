@@ -13,11 +13,11 @@ static void h_b(void *c, const route_params *p) { (void)c; (void)p; }
 static void h_c(void *c, const route_params *p) { (void)c; (void)p; }
 
 static const route table[] = {
-    {ROUTE_GET, "/v2/health/live", h_a, NULL},
-    {ROUTE_GET, "/v2/models/{model}", h_b, NULL},
-    {ROUTE_GET, "/v2/models/{model}/versions/{version}", h_b, NULL},
-    {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", h_c, NULL},
-    {ROUTE_POST, "/v2/models/{model}/infer", h_c, NULL},
+    {ROUTE_GET, "/v2/health/live", h_a, NULL, NULL},
+    {ROUTE_GET, "/v2/models/{model}", h_b, NULL, NULL},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}", h_b, NULL, NULL},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", h_c, NULL, NULL},
+    {ROUTE_POST, "/v2/models/{model}/infer", h_c, NULL, NULL},
 };
 #define N (sizeof table / sizeof table[0])
 
@@ -83,11 +83,11 @@ static void h_d(void *c, const route_params *p) { (void)c; (void)p; }
 static void h_e(void *c, const route_params *p) { (void)c; (void)p; }
 
 static const route tf_table[] = {
-    {ROUTE_GET, "/v1/models/{model}", h_a, NULL},
-    {ROUTE_GET, "/v1/models/{model}/versions/{version}", h_a, NULL},
-    {ROUTE_POST, "/v1/models/{model}/predict", h_b, NULL},
-    {ROUTE_POST, "/v1/models/{model}:predict", h_d, NULL},
-    {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", h_e, NULL},
+    {ROUTE_GET, "/v1/models/{model}", h_a, NULL, NULL},
+    {ROUTE_GET, "/v1/models/{model}/versions/{version}", h_a, NULL, NULL},
+    {ROUTE_POST, "/v1/models/{model}/predict", h_b, NULL, NULL},
+    {ROUTE_POST, "/v1/models/{model}:predict", h_d, NULL, NULL},
+    {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", h_e, NULL, NULL},
 };
 #define TF_N (sizeof tf_table / sizeof tf_table[0])
 

@@ -110,18 +110,31 @@ static void wait_running(int v, int n) {
   pthread_mutex_unlock(&pr.mu);
 }
 
-static void test_background_runs_beside_a_busy_live_worker(void **state) {
-  (void)state;
+/* A scheduler with one live worker; the probe's run counts start again from 0. */
+static scheduler *one_worker(void) {
   scheduler *s = NULL;
   inferd_status st = sched_create(1, &s);
   assert_true(status_is_ok(&st));
+  memset(pr.running, 0, sizeof pr.running);
+  return s;
+}
+
+/* Submits w's request for version v and waits until it runs (the version's n-th run), holding
+ * the instance until set_hold(v, false). */
+static void submit_held(scheduler *s, int v, bool background, waiter *w, int n) {
+  set_hold(v, true);
+  submit(s, v, background, w);
+  wait_running(v, n);
+}
+
+static void test_background_runs_beside_a_busy_live_worker(void **state) {
+  (void)state;
+  scheduler *s = one_worker();
   /* the one live worker is busy with version 1 ... */
   waiter live, bg;
   waiter_init(&live);
   waiter_init(&bg);
-  set_hold(0, true);
-  submit(s, 0, false, &live);
-  wait_running(0, 1);
+  submit_held(s, 0, false, &live, 1);
   /* ... and background work for version 2 still runs, on a thread of its own at low priority */
   submit(s, 1, true, &bg);
   assert_true(waiter_wait(&bg, 5000));
@@ -139,18 +152,13 @@ static void test_background_runs_beside_a_busy_live_worker(void **state) {
 
 static void test_an_instance_given_back_serves_the_other_kind(void **state) {
   (void)state;
-  scheduler *s = NULL;
-  inferd_status st = sched_create(1, &s);
-  assert_true(status_is_ok(&st));
-  memset(pr.running, 0, sizeof pr.running);
+  scheduler *s = one_worker();
   /* background holds version 1's only instance; a live request for it waits, then runs when
    * the background run gives the instance back (the live worker is woken for it) */
   waiter live, bg;
   waiter_init(&live);
   waiter_init(&bg);
-  set_hold(0, true);
-  submit(s, 0, true, &bg);
-  wait_running(0, 1);
+  submit_held(s, 0, true, &bg, 1);
   submit(s, 0, false, &live);
   assert_false(waiter_wait(&live, 50));
   set_hold(0, false);
@@ -160,9 +168,7 @@ static void test_an_instance_given_back_serves_the_other_kind(void **state) {
   waiter live2, bg2;
   waiter_init(&live2);
   waiter_init(&bg2);
-  set_hold(0, true);
-  submit(s, 0, false, &live2);
-  wait_running(0, 3);
+  submit_held(s, 0, false, &live2, 3);
   submit(s, 0, true, &bg2);
   assert_false(waiter_wait(&bg2, 50));
   set_hold(0, false);
@@ -173,16 +179,11 @@ static void test_an_instance_given_back_serves_the_other_kind(void **state) {
 
 static void test_destroy_fails_queued_background_work(void **state) {
   (void)state;
-  scheduler *s = NULL;
-  inferd_status st = sched_create(1, &s);
-  assert_true(status_is_ok(&st));
-  memset(pr.running, 0, sizeof pr.running);
+  scheduler *s = one_worker();
   waiter first, queued;
   waiter_init(&first);
   waiter_init(&queued);
-  set_hold(1, true);
-  submit(s, 1, true, &first);
-  wait_running(1, 1);
+  submit_held(s, 1, true, &first, 1);
   submit(s, 1, true, &queued); /* the instance is busy: it stays queued */
   sched_fail_queued(s, &mv[1], "unloading");
   assert_true(waiter_wait(&queued, 5000));

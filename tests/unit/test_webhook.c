@@ -373,149 +373,109 @@ static bool verify(const request *q) {
   return strcmp(b64, q->sig) == 0;
 }
 
+/* One delivery, start to end: d->r (scripted by the test) is started, webhooks made with these
+ * options send payload to it as msg_id, and once the outcome is in d->o the counters are read
+ * into d->c, the webhooks destroyed and the receiver stopped (what it got stays in d->r.reqs). */
+typedef struct delivery {
+  receiver r;
+  outcome o;
+  webhook_counters c;
+  int64_t sent_ms;  /* now_ms() just before the send */
+  int64_t sent_s;   /* and time() */
+} delivery;
+
+static void deliver(delivery *d, int64_t window_ms, int timeout_ms, int backoff_ms, const char *msg_id,
+                    const char *payload) {
+  receiver_start(&d->r);
+  webhooks *w = make(window_ms, timeout_ms, backoff_ms);
+  char url[128];
+  url_of(&d->r, url, sizeof url);
+  outcome_init(&d->o);
+  d->sent_ms = now_ms();
+  d->sent_s = (int64_t)time(NULL);
+  assert_int_equal(webhooks_send(w, url, msg_id, payload, on_result, &d->o).code, INFERD_OK);
+  outcome_wait(&d->o);
+  webhooks_counters(w, &d->c);
+  webhooks_destroy(w);
+  receiver_stop(&d->r);
+  outcome_fini(&d->o); /* its fields stay readable: the one callback has run */
+}
+
 static void test_signed_delivery(void **state) {
   (void)state;
-  receiver r = {.statuses = {200}, .n_statuses = 1};
-  receiver_start(&r);
-  webhooks *w = make(60000, 5000, 10);
-  char url[128];
-  url_of(&r, url, sizeof url);
-  outcome o;
-  outcome_init(&o);
+  delivery d = {.r = {.statuses = {200}, .n_statuses = 1}};
   const char *payload = "{\"type\":\"batch.completed\",\"data\":{\"batch_id\":\"b_1\"}}";
-  int64_t t0 = (int64_t)time(NULL);
-  assert_int_equal(webhooks_send(w, url, "msg_one", payload, on_result, &o).code, INFERD_OK);
-  outcome_wait(&o);
-  assert_true(o.delivered);
-  assert_int_equal(o.attempts, 1);
-  assert_string_equal(o.msg_id, "msg_one");
-  assert_int_equal(r.n, 1);
-  assert_string_equal(r.reqs[0].id, "msg_one");
-  assert_string_equal(r.reqs[0].body, payload);
-  int64_t ts = atoll(r.reqs[0].ts);
-  assert_true(ts >= t0 - 1 && ts <= (int64_t)time(NULL) + 1);
-  assert_true(verify(&r.reqs[0]));
+  deliver(&d, 60000, 5000, 10, "msg_one", payload);
+  assert_true(d.o.delivered);
+  assert_int_equal(d.o.attempts, 1);
+  assert_string_equal(d.o.msg_id, "msg_one");
+  assert_int_equal(d.r.n, 1);
+  assert_string_equal(d.r.reqs[0].id, "msg_one");
+  assert_string_equal(d.r.reqs[0].body, payload);
+  int64_t ts = atoll(d.r.reqs[0].ts);
+  assert_true(ts >= d.sent_s - 1 && ts <= (int64_t)time(NULL) + 1);
+  assert_true(verify(&d.r.reqs[0]));
   /* and a tampered body would not verify */
-  request bad = r.reqs[0];
+  request bad = d.r.reqs[0];
   bad.body[5] ^= 1;
   assert_false(verify(&bad));
-  webhook_counters c;
-  webhooks_counters(w, &c);
-  assert_int_equal(c.delivered, 1);
-  assert_int_equal(c.failed, 0);
-  assert_int_equal(c.retries, 0);
-  webhooks_destroy(w);
-  receiver_stop(&r);
-  outcome_fini(&o);
+  assert_int_equal(d.c.delivered, 1);
+  assert_int_equal(d.c.failed, 0);
+  assert_int_equal(d.c.retries, 0);
 }
 
 static void test_500_twice_then_200(void **state) {
   (void)state;
-  receiver r = {.statuses = {500, 500, 200}, .n_statuses = 3};
-  receiver_start(&r);
-  webhooks *w = make(60000, 5000, 20);
-  char url[128];
-  url_of(&r, url, sizeof url);
-  outcome o;
-  outcome_init(&o);
-  assert_int_equal(webhooks_send(w, url, "msg_retry", "{\"a\":1}", on_result, &o).code, INFERD_OK);
-  outcome_wait(&o);
-  assert_true(o.delivered);
-  assert_int_equal(o.attempts, 3);
-  assert_int_equal(r.n, 3);
+  delivery d = {.r = {.statuses = {500, 500, 200}, .n_statuses = 3}};
+  deliver(&d, 60000, 5000, 20, "msg_retry", "{\"a\":1}");
+  assert_true(d.o.delivered);
+  assert_int_equal(d.o.attempts, 3);
+  assert_int_equal(d.r.n, 3);
   /* every attempt carries the same id, and its own valid signature */
   for (int i = 0; i < 3; i++) {
-    assert_string_equal(r.reqs[i].id, "msg_retry");
-    assert_true(verify(&r.reqs[i]));
+    assert_string_equal(d.r.reqs[i].id, "msg_retry");
+    assert_true(verify(&d.r.reqs[i]));
   }
-  webhook_counters c;
-  webhooks_counters(w, &c);
-  assert_int_equal(c.delivered, 1);
-  assert_int_equal(c.retries, 2);
-  webhooks_destroy(w);
-  receiver_stop(&r);
-  outcome_fini(&o);
+  assert_int_equal(d.c.delivered, 1);
+  assert_int_equal(d.c.retries, 2);
 }
 
 static void test_always_500_window_ends(void **state) {
   (void)state;
-  receiver r = {.statuses = {500}, .n_statuses = 1};
-  receiver_start(&r);
-  webhooks *w = make(600, 2000, 20);
-  char url[128];
-  url_of(&r, url, sizeof url);
-  outcome o;
-  outcome_init(&o);
-  int64_t t0 = now_ms();
-  assert_int_equal(webhooks_send(w, url, "msg_fail", "{}", on_result, &o).code, INFERD_OK);
-  outcome_wait(&o);
-  assert_false(o.delivered);
-  assert_string_equal(o.error, "HTTP 500");
-  assert_true(o.attempts >= 2);
-  pthread_mutex_lock(&r.mu);
-  assert_int_equal(o.attempts, r.n); /* every attempt counted reached the receiver */
-  pthread_mutex_unlock(&r.mu);
-  assert_true(o.at_ms - t0 >= 600); /* it kept trying until the window was over */
-  webhook_counters c;
-  webhooks_counters(w, &c);
-  assert_int_equal(c.failed, 1);
-  assert_int_equal(c.retries, (uint64_t)o.attempts - 1);
-  webhooks_destroy(w);
-  receiver_stop(&r);
-  outcome_fini(&o);
+  delivery d = {.r = {.statuses = {500}, .n_statuses = 1}};
+  deliver(&d, 600, 2000, 20, "msg_fail", "{}");
+  assert_false(d.o.delivered);
+  assert_string_equal(d.o.error, "HTTP 500");
+  assert_true(d.o.attempts >= 2);
+  assert_int_equal(d.o.attempts, d.r.n); /* every attempt counted reached the receiver */
+  assert_true(d.o.at_ms - d.sent_ms >= 600); /* it kept trying until the window was over */
+  assert_int_equal(d.c.failed, 1);
+  assert_int_equal(d.c.retries, (uint64_t)d.o.attempts - 1);
 }
 
 static void test_4xx_fails_at_once(void **state) {
   (void)state;
-  receiver r = {.statuses = {404}, .n_statuses = 1};
-  receiver_start(&r);
-  webhooks *w = make(60000, 2000, 20);
-  char url[128];
-  url_of(&r, url, sizeof url);
-  outcome o;
-  outcome_init(&o);
-  assert_int_equal(webhooks_send(w, url, "msg_404", "{}", on_result, &o).code, INFERD_OK);
-  outcome_wait(&o);
-  assert_false(o.delivered);
-  assert_int_equal(o.attempts, 1);
-  assert_string_equal(o.error, "HTTP 404");
-  webhooks_destroy(w);
-  receiver_stop(&r);
-  outcome_fini(&o);
+  delivery d = {.r = {.statuses = {404}, .n_statuses = 1}};
+  deliver(&d, 60000, 2000, 20, "msg_404", "{}");
+  assert_false(d.o.delivered);
+  assert_int_equal(d.o.attempts, 1);
+  assert_string_equal(d.o.error, "HTTP 404");
 }
 
 static void test_429_retry_after(void **state) {
   (void)state;
-  receiver r = {.statuses = {429, 200}, .n_statuses = 2, .retry_after = "1"};
-  receiver_start(&r);
-  webhooks *w = make(60000, 5000, 10); /* a backoff of at most 10 ms: the wait is Retry-After's */
-  char url[128];
-  url_of(&r, url, sizeof url);
-  outcome o;
-  outcome_init(&o);
-  assert_int_equal(webhooks_send(w, url, "msg_429", "{}", on_result, &o).code, INFERD_OK);
-  outcome_wait(&o);
-  assert_true(o.delivered);
-  assert_int_equal(o.attempts, 2);
-  assert_true(r.reqs[1].at_ms - r.reqs[0].at_ms >= 950);
-  webhooks_destroy(w);
-  receiver_stop(&r);
-  outcome_fini(&o);
+  delivery d = {.r = {.statuses = {429, 200}, .n_statuses = 2, .retry_after = "1"}};
+  deliver(&d, 60000, 5000, 10, "msg_429", "{}"); /* a backoff of at most 10 ms: the wait is Retry-After's */
+  assert_true(d.o.delivered);
+  assert_int_equal(d.o.attempts, 2);
+  assert_true(d.r.reqs[1].at_ms - d.r.reqs[0].at_ms >= 950);
 
   /* a Retry-After past the window ends the delivery at the first answer */
-  receiver r2 = {.statuses = {503}, .n_statuses = 1, .retry_after = "3600"};
-  receiver_start(&r2);
-  w = make(60000, 5000, 10);
-  url_of(&r2, url, sizeof url);
-  outcome_init(&o);
-  assert_int_equal(webhooks_send(w, url, "msg_503", "{}", on_result, &o).code, INFERD_OK);
-  outcome_wait(&o);
-  assert_false(o.delivered);
-  assert_int_equal(o.attempts, 1);
-  assert_non_null(strstr(o.error, "Retry-After"));
-  webhooks_destroy(w);
-  receiver_stop(&r2);
-  outcome_fini(&o);
+  delivery d2 = {.r = {.statuses = {503}, .n_statuses = 1, .retry_after = "3600"}};
+  deliver(&d2, 60000, 5000, 10, "msg_503", "{}");
+  assert_false(d2.o.delivered);
+  assert_int_equal(d2.o.attempts, 1);
+  assert_non_null(strstr(d2.o.error, "Retry-After"));
 }
 
 static void test_connection_refused_retried(void **state) {
@@ -539,44 +499,23 @@ static void test_connection_refused_retried(void **state) {
 
 static void test_slow_receiver_times_out(void **state) {
   (void)state;
-  receiver r = {.statuses = {200}, .n_statuses = 1, .delay_ms = 3000};
-  receiver_start(&r);
-  webhooks *w = make(100, 200, 1000); /* one attempt: the window is over when it times out */
-  char url[128];
-  url_of(&r, url, sizeof url);
-  outcome o;
-  outcome_init(&o);
-  int64_t t0 = now_ms();
-  assert_int_equal(webhooks_send(w, url, "msg_slow", "{}", on_result, &o).code, INFERD_OK);
-  outcome_wait(&o);
-  assert_false(o.delivered);
-  assert_int_equal(o.attempts, 1);
-  assert_string_equal(o.error, "timed out after 200 ms");
-  assert_true(o.at_ms - t0 >= 190 && o.at_ms - t0 < 3000); /* not waiting for the receiver's answer */
-  webhooks_destroy(w);
-  receiver_stop(&r);
-  outcome_fini(&o);
+  delivery d = {.r = {.statuses = {200}, .n_statuses = 1, .delay_ms = 3000}};
+  deliver(&d, 100, 200, 1000, "msg_slow", "{}"); /* one attempt: the window is over when it times out */
+  assert_false(d.o.delivered);
+  assert_int_equal(d.o.attempts, 1);
+  assert_string_equal(d.o.error, "timed out after 200 ms");
+  assert_true(d.o.at_ms - d.sent_ms >= 190 && d.o.at_ms - d.sent_ms < 3000); /* not waiting for the receiver's answer */
 }
 
 static void test_big_response_is_cut(void **state) {
   (void)state;
   /* 1 MiB of an announced 4, then nothing: only a reader that stops at its bound gets past it
    * without waiting for the timeout */
-  receiver r = {.statuses = {200}, .n_statuses = 1, .big_body = 1 << 20, .stall = true};
-  receiver_start(&r);
-  webhooks *w = make(60000, 20000, 20);
-  char url[128];
-  url_of(&r, url, sizeof url);
-  outcome o;
-  outcome_init(&o);
-  assert_int_equal(webhooks_send(w, url, "msg_big", "{}", on_result, &o).code, INFERD_OK);
-  outcome_wait(&o);
-  assert_true(o.delivered); /* the status said 200; the body was cut at 64 KiB */
-  assert_int_equal(o.attempts, 1);
-  assert_string_equal(o.error, "");
-  webhooks_destroy(w);
-  receiver_stop(&r);
-  outcome_fini(&o);
+  delivery d = {.r = {.statuses = {200}, .n_statuses = 1, .big_body = 1 << 20, .stall = true}};
+  deliver(&d, 60000, 20000, 20, "msg_big", "{}");
+  assert_true(d.o.delivered); /* the status said 200; the body was cut at 64 KiB */
+  assert_int_equal(d.o.attempts, 1);
+  assert_string_equal(d.o.error, "");
 }
 
 static void test_refusals_and_shutdown(void **state) {

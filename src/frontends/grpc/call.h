@@ -119,9 +119,19 @@ void gstream_push(gcall *c, grpc_byte_buffer *bb);
  * what is reserved has gone out. */
 void gstream_end(gcall *c, inferd_code code, const char *msg);
 
-/* Fills what every gRPC serve_request shares: arrival, the client's deadline, the client-gone
- * flag, the call's metadata, and (unary calls) the reply headers' storage. */
-void gcall_serve_init(gcall *c, serve_request *sr);
+/* Submits sr (serve_submit) after filling what every gRPC serve_request shares: arrival, the
+ * client's deadline, the client-gone flag, the call's metadata, and (unary calls) the reply
+ * headers' storage. UNAVAILABLE, unsubmitted, while the server drains. OK: sr's user is the
+ * completion's from now on. */
+inferd_status gcall_submit(gcall *c, serve_request *sr);
+
+/* Sends bb (NULL: out of memory) as a request's answer: in the stream's slot item, or as the
+ * unary call's reply when item is NULL. */
+void gcall_answer(gcall *c, gstream_item *item, grpc_byte_buffer *bb);
+
+/* Answers a call whose per-request state could not be allocated: a unary call with INTERNAL,
+ * a stream by skipping its reserved slot item (no memory to encode a response). */
+void gcall_fail_alloc(gcall *c, gstream_item *item);
 
 /* The model (and version, "" when none resolved) the call named, for the access log. */
 void gcall_set_model(gcall *c, const char *model, const char *version);

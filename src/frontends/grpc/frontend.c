@@ -415,7 +415,7 @@ static const char *call_meta(void *ctx, const char *name) {
   return NULL;
 }
 
-void gcall_serve_init(gcall *c, serve_request *sr) {
+inferd_status gcall_submit(gcall *c, serve_request *sr) {
   sr->start_ns = c->start_ns;
   sr->deadline.client_deadline_ns = c->deadline_ns;
   sr->cancelled = &c->client_gone;
@@ -431,6 +431,8 @@ void gcall_serve_init(gcall *c, serve_request *sr) {
     sr->reply_headers = &c->stage_headers;
     sr->record = &c->record;
   }
+  if (grpcfe_draining(c->fe)) return status_make(INFERD_UNAVAILABLE, "the server is shutting down");
+  return serve_submit(c->app->serve, sr);
 }
 
 /* Starts the reply that unary_send stored in c. */
@@ -730,6 +732,20 @@ void gstream_send(gcall *c, gstream_item *it, grpc_byte_buffer *bb) {
 }
 
 void gstream_push(gcall *c, grpc_byte_buffer *bb) { gstream_send(c, gstream_reserve(c), bb); }
+
+void gcall_answer(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
+  if (item)
+    gstream_send(c, item, bb);
+  else
+    gcall_reply_buffer(c, bb);
+}
+
+void gcall_fail_alloc(gcall *c, gstream_item *item) {
+  if (item)
+    gstream_send(c, item, NULL);
+  else
+    gcall_reply_error(c, INFERD_INTERNAL, "out of memory");
+}
 
 void gstream_end(gcall *c, inferd_code code, const char *msg) {
   pthread_mutex_lock(&c->mu);

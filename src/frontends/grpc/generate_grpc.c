@@ -1,9 +1,12 @@
-/* Text generation over the Open Inference Protocol's gRPC service, as Triton's LLM backends take
- * it: a ModelInferRequest to a generative model with a BYTES input "text_input" and sampling
- * parameters in the request's parameters. ModelStreamInfer answers decoupled: one response per
- * piece of text ("text_output"), then a final one with parameter triton_final_response = true,
- * the finish reason and the usage; ModelInfer (or "stream": false) answers once with the whole
- * text. The generation goes through serve_submit like every request (generate/engine.h). */
+/* Text generation over gRPC. First the one implementation of a generation's call that every
+ * gRPC protocol uses (the engine's request, each piece of text in a stream slot reserved one
+ * ahead, the final response or the failure; the protocol passes its encoding), then the Open
+ * Inference Protocol's, as Triton's LLM backends take it: a ModelInferRequest to a generative
+ * model with a BYTES input "text_input" and sampling parameters in the request's parameters.
+ * ModelStreamInfer answers decoupled: one response per piece of text ("text_output"), then a
+ * final one with parameter triton_final_response = true, the finish reason and the usage;
+ * ModelInfer (or "stream": false) answers once with the whole text. The generation goes through
+ * serve_submit like every request (generate/engine.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,22 +15,14 @@
 #include "generate/engine.h"
 #include "util/utf8.h"
 
-typedef struct gen_call {
-  gcall *call;
-  gstream_item *item; /* streams: the next response's slot, reserved one ahead (the stream stays
-                         open until the final response, whatever the client half-closes) */
-  bool stream;        /* a response per piece of text */
-  gen_request g;
-  char model[256], version[32], id[128];
-  char *text;           /* text_input, owned */
-  char *stops[GEN_MAX_STOP]; /* owned */
-} gen_call;
+/* ---------------------------------------------------------------------------------------- */
+/* a generation's call, whichever protocol carries it */
 
-static void gen_call_free(gen_call *gc) {
-  free(gc->text);
-  for (size_t i = 0; i < GEN_MAX_STOP; i++) free(gc->stops[i]);
-  gen_request_clear(&gc->g);
-  free(gc);
+void grpcfe_gen_free(grpcfe_gen *gg) {
+  free(gg->text);
+  for (size_t i = 0; i < GEN_MAX_STOP; i++) free(gg->stops[i]);
+  gen_request_clear(&gg->g);
+  free(gg);
 }
 
 bool grpcfe_is_generative(app *a, const char *model) {
@@ -41,6 +36,81 @@ bool grpcfe_is_generative(app *a, const char *model) {
   return gen;
 }
 
+grpcfe_gen *grpcfe_gen_new(gcall *c, gstream_item *item, const grpcfe_gen_encoder *enc, const char *model) {
+  grpcfe_gen *gg = calloc(1, sizeof *gg);
+  if (gg == NULL) {
+    gcall_fail_alloc(c, item);
+    return NULL;
+  }
+  gg->call = c;
+  gg->item = item;
+  gg->stream = item != NULL;
+  gg->enc = enc;
+  gen_request_init(&gg->g);
+  utf8_sanitize(gg->model, sizeof gg->model, model ? model : "");
+  gcall_set_model(c, gg->model, "");
+  return gg;
+}
+
+void grpcfe_gen_fail(grpcfe_gen *gg, const inferd_status *st) {
+  if (gg->item)
+    gstream_send(gg->call, gg->item, gg->enc->failure(gg, st->msg));
+  else
+    gcall_reply_status(gg->call, st);
+  grpcfe_gen_free(gg);
+}
+
+/* On the engine thread: a piece of text goes out as its own response, in a slot reserved one
+ * ahead. false (the stream is going away) ends the generation. */
+static bool on_token(void *ctx, const gen_event *ev) {
+  grpcfe_gen *gg = ctx;
+  if (!gg->stream || ev->text_len == 0) return true;
+  gstream_item *next = gstream_reserve(gg->call);
+  if (next == NULL) return false;
+  gstream_send(gg->call, gg->item, gg->enc->piece(gg, ev->text, ev->text_len));
+  gg->item = next;
+  return true;
+}
+
+/* The request's completion (on the engine thread, or a worker): the final response. */
+static void on_done(infer_request *req, void *user) {
+  grpcfe_gen *gg = user;
+  inferd_status st = req->status;
+  infer_request_destroy(req);
+  if (!status_is_ok(&st)) {
+    grpcfe_gen_fail(gg, &st);
+    return;
+  }
+  gcall_answer(gg->call, gg->item, gg->enc->final(gg));
+  grpcfe_gen_free(gg);
+}
+
+static inferd_status gen_decode(serve_request *sr, infer_request *req) {
+  (void)req;
+  grpcfe_gen *gg = sr->user;
+  snprintf(gg->version, sizeof gg->version, "%s", sr->routed_version);
+  gcall_set_model(gg->call, gg->model, gg->version);
+  return status_ok();
+}
+
+void grpcfe_gen_submit(grpcfe_gen *gg, const char *model, const char *version) {
+  gg->g.emit = on_token;
+  gg->g.emit_ctx = gg;
+  gg->g.keep_text = !gg->stream;
+  serve_request sr = {.model = model,
+                      .version = version,
+                      .decode = gen_decode,
+                      .on_done = on_done,
+                      .user = gg,
+                      .generate = &gg->g};
+  inferd_status st = gcall_submit(gg->call, &sr);
+  if (!status_is_ok(&st)) grpcfe_gen_fail(gg, &st);
+  /* else gg is the completion's now */
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* the Open Inference Protocol's generation: ModelInfer / ModelStreamInfer */
+
 /* One response: text_output = [text] (absent when text is NULL), and the parameters given. */
 typedef struct gen_param {
   const char *key;
@@ -50,12 +120,12 @@ typedef struct gen_param {
   const char *s;
 } gen_param;
 
-static grpc_byte_buffer *response(const gen_call *gc, const char *text, size_t len, const gen_param *ps, size_t np,
+static grpc_byte_buffer *response(const grpcfe_gen *gg, const char *text, size_t len, const gen_param *ps, size_t np,
                                   const char *error) {
   Inference__ModelInferResponse r = INFERENCE__MODEL_INFER_RESPONSE__INIT;
-  r.model_name = (char *)gc->model;
-  r.model_version = (char *)gc->version;
-  r.id = (char *)gc->id;
+  r.model_name = (char *)gg->model;
+  r.model_version = (char *)gg->version;
+  r.id = (char *)gg->id;
   Inference__ModelInferResponse__InferOutputTensor out = INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__INIT;
   Inference__InferTensorContents contents = INFERENCE__INFER_TENSOR_CONTENTS__INIT;
   ProtobufCBinaryData bytes = {.len = len, .data = (uint8_t *)text};
@@ -91,7 +161,7 @@ static grpc_byte_buffer *response(const gen_call *gc, const char *text, size_t l
   }
   r.n_parameters = np < 6 ? np : 6;
   r.parameters = eptrs;
-  if (gc->item == NULL) return pb_pack(&r.base);
+  if (gg->item == NULL) return pb_pack(&r.base);
   Inference__ModelStreamInferResponse sr = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
   sr.error_message = (char *)(error ? error : "");
   /* cppcheck-suppress unreadVariable ; pb_pack reads it through sr.base */
@@ -99,54 +169,26 @@ static grpc_byte_buffer *response(const gen_call *gc, const char *text, size_t l
   return pb_pack(&sr.base);
 }
 
-/* On the engine thread: a piece of text goes out as its own response, in a slot reserved one
- * ahead. false (the stream is going away) ends the generation. */
-static bool on_token(void *ctx, const gen_event *ev) {
-  gen_call *gc = ctx;
-  if (!gc->stream || ev->text_len == 0) return true;
-  gstream_item *next = gstream_reserve(gc->call);
-  if (next == NULL) return false;
+static grpc_byte_buffer *oip_piece(const grpcfe_gen *gg, const char *text, size_t len) {
   gen_param p = {.key = "triton_final_response", .kind = 0, .b = false};
-  gstream_send(gc->call, gc->item, response(gc, ev->text, ev->text_len, &p, 1, NULL));
-  gc->item = next;
-  return true;
+  return response(gg, text, len, &p, 1, NULL);
 }
 
-/* The request's completion (on the engine thread, or a worker): the final response. */
-static void on_done(infer_request *req, void *user) {
-  gen_call *gc = user;
-  inferd_status st = req->status;
-  infer_request_destroy(req);
-  gen_request *g = &gc->g;
-  if (!status_is_ok(&st)) {
-    if (gc->item)
-      gstream_send(gc->call, gc->item, response(gc, NULL, 0, NULL, 0, st.msg));
-    else
-      gcall_reply_status(gc->call, &st);
-    gen_call_free(gc);
-    return;
-  }
+static grpc_byte_buffer *oip_final(const grpcfe_gen *gg) {
+  const gen_request *g = &gg->g;
   gen_param ps[4] = {{.key = "triton_final_response", .kind = 0, .b = true},
                      {.key = "finish_reason", .kind = 2, .s = gen_finish_name(g->finish)},
                      {.key = "prompt_tokens", .kind = 1, .i = g->prompt_tokens},
                      {.key = "completion_tokens", .kind = 1, .i = g->completion_tokens}};
   /* a streamed generation's text has gone out piece by piece: its final response has none */
-  grpc_byte_buffer *bb = gc->stream ? response(gc, NULL, 0, ps, 4, NULL)
-                                    : response(gc, g->text ? g->text : "", g->text_len, ps, 4, NULL);
-  if (gc->item)
-    gstream_send(gc->call, gc->item, bb);
-  else
-    gcall_reply_buffer(gc->call, bb);
-  gen_call_free(gc);
+  return gg->stream ? response(gg, NULL, 0, ps, 4, NULL) : response(gg, g->text ? g->text : "", g->text_len, ps, 4, NULL);
 }
 
-static inferd_status gen_decode(serve_request *sr, infer_request *req) {
-  (void)req;
-  gen_call *gc = sr->user;
-  snprintf(gc->version, sizeof gc->version, "%s", sr->routed_version);
-  gcall_set_model(gc->call, gc->model, gc->version);
-  return status_ok();
+static grpc_byte_buffer *oip_failure(const grpcfe_gen *gg, const char *msg) {
+  return response(gg, NULL, 0, NULL, 0, msg);
 }
+
+static const grpcfe_gen_encoder oip_encoder = {.piece = oip_piece, .final = oip_final, .failure = oip_failure};
 
 static inferd_status want_number(const char *key, const Inference__InferParameter *v, double *out) {
   if (v->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_DOUBLE_PARAM)
@@ -172,7 +214,7 @@ static inferd_status want_int(const char *key, const Inference__InferParameter *
 }
 
 /* The request's text_input and parameters into gc. */
-static inferd_status decode_message(gen_call *gc, const Inference__ModelInferRequest *q) {
+static inferd_status decode_message(grpcfe_gen *gg, const Inference__ModelInferRequest *q) {
   const ProtobufCBinaryData *text = NULL;
   for (size_t i = 0; i < q->n_inputs; i++) {
     const Inference__ModelInferRequest__InferInputTensor *in = q->inputs[i];
@@ -196,9 +238,9 @@ static inferd_status decode_message(gen_call *gc, const Inference__ModelInferReq
       }
     } else if (strcmp(in->name, "stream") == 0) {
       if (strcmp(in->datatype, "BOOL") == 0 && in->contents && in->contents->n_bool_contents == 1)
-        gc->stream = gc->item && in->contents->bool_contents[0];
+        gg->stream = gg->item && in->contents->bool_contents[0];
       else if (strcmp(in->datatype, "BOOL") == 0 && raw && raw->len == 1)
-        gc->stream = gc->item && raw->data[0];
+        gg->stream = gg->item && raw->data[0];
       else
         return status_make(INFERD_INVALID_ARGUMENT, "input 'stream' must be one BOOL");
     } else {
@@ -209,13 +251,13 @@ static inferd_status decode_message(gen_call *gc, const Inference__ModelInferReq
   if (text == NULL) return status_make(INFERD_INVALID_ARGUMENT, "a generation needs the input 'text_input' (BYTES [1])");
   if (!utf8_valid((const char *)text->data, text->len, NULL))
     return status_make(INFERD_INVALID_ARGUMENT, "input 'text_input' is not valid UTF-8");
-  gc->text = malloc(text->len + 1);
-  if (gc->text == NULL) return status_make(INFERD_INTERNAL, "out of memory");
-  memcpy(gc->text, text->data, text->len);
-  gc->text[text->len] = '\0';
-  gc->g.prompt = gc->text;
-  gc->g.prompt_len = text->len;
-  gen_params *p = &gc->g.params;
+  gg->text = malloc(text->len + 1);
+  if (gg->text == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+  memcpy(gg->text, text->data, text->len);
+  gg->text[text->len] = '\0';
+  gg->g.prompt = gg->text;
+  gg->g.prompt_len = text->len;
+  gen_params *p = &gg->g.params;
   for (size_t i = 0; i < q->n_parameters; i++) {
     const char *k = q->parameters[i]->key;
     const Inference__InferParameter *v = q->parameters[i]->value;
@@ -236,14 +278,14 @@ static inferd_status decode_message(gen_call *gc, const Inference__ModelInferReq
         return status_make(INFERD_INVALID_ARGUMENT, "parameter 'stop' must be a string");
       if (p->n_stop == GEN_MAX_STOP)
         return status_make(INFERD_INVALID_ARGUMENT, "parameter 'stop' may be given at most %d times", GEN_MAX_STOP);
-      gc->stops[p->n_stop] = strdup(v->string_param);
-      if (gc->stops[p->n_stop] == NULL) return status_make(INFERD_INTERNAL, "out of memory");
-      p->stop[p->n_stop] = gc->stops[p->n_stop];
+      gg->stops[p->n_stop] = strdup(v->string_param);
+      if (gg->stops[p->n_stop] == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+      p->stop[p->n_stop] = gg->stops[p->n_stop];
       p->n_stop++;
     } else if (strcmp(k, "stream") == 0) {
       if (v->parameter_choice_case != INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_BOOL_PARAM)
         return status_make(INFERD_INVALID_ARGUMENT, "parameter 'stream' must be a bool");
-      gc->stream = gc->item && v->bool_param;
+      gg->stream = gg->item && v->bool_param;
     }
     /* others (timeout, priority, Triton's own) are the pipeline's or ignored, as for tensors */
   }
@@ -251,43 +293,13 @@ static inferd_status decode_message(gen_call *gc, const Inference__ModelInferReq
 }
 
 void grpcfe_generate_start(gcall *c, gstream_item *item, const Inference__ModelInferRequest *q) {
-  gen_call *gc = calloc(1, sizeof *gc);
-  if (gc == NULL) {
-    inferd_status st = status_make(INFERD_INTERNAL, "out of memory");
-    if (item)
-      gstream_send(c, item, NULL);
-    else
-      gcall_reply_status(c, &st);
-    return;
-  }
-  gc->call = c;
-  gc->item = item;
-  gc->stream = item != NULL; /* a stream streams unless the request says "stream": false */
-  gen_request_init(&gc->g);
-  utf8_sanitize(gc->model, sizeof gc->model, q->model_name ? q->model_name : "");
-  utf8_sanitize(gc->id, sizeof gc->id, q->id ? q->id : "");
-  gcall_set_model(c, gc->model, "");
-  inferd_status st = decode_message(gc, q);
-  if (status_is_ok(&st)) {
-    gc->g.emit = on_token;
-    gc->g.emit_ctx = gc;
-    gc->g.keep_text = !gc->stream;
-    serve_request sr = {.model = q->model_name,
-                        .version = q->model_version,
-                        .deadline = {.param_timeout_what = "parameter 'timeout'"},
-                        .priority_what = "parameter 'priority'",
-                        .decode = gen_decode,
-                        .on_done = on_done,
-                        .user = gc,
-                        .generate = &gc->g};
-    gcall_serve_init(c, &sr);
-    st = grpcfe_draining(c->fe) ? status_make(INFERD_UNAVAILABLE, "the server is shutting down")
-                                : serve_submit(c->app->serve, &sr);
-    if (status_is_ok(&st)) return; /* gc is the completion's now */
-  }
-  if (gc->item)
-    gstream_send(c, gc->item, response(gc, NULL, 0, NULL, 0, st.msg));
+  /* a stream streams unless the request says "stream": false */
+  grpcfe_gen *gg = grpcfe_gen_new(c, item, &oip_encoder, q->model_name);
+  if (gg == NULL) return;
+  utf8_sanitize(gg->id, sizeof gg->id, q->id ? q->id : "");
+  inferd_status st = decode_message(gg, q);
+  if (status_is_ok(&st))
+    grpcfe_gen_submit(gg, q->model_name, q->model_version);
   else
-    gcall_reply_status(c, &st);
-  gen_call_free(gc);
+    grpcfe_gen_fail(gg, &st);
 }

@@ -193,10 +193,7 @@ static void on_infer_done(infer_request *req, void *user) {
     bb = pb_pack(&r.msg.base);
   }
   grpcfe_infer_response_clear(&r);
-  if (ic->item)
-    gstream_send(ic->call, ic->item, bb);
-  else
-    gcall_reply_buffer(ic->call, bb);
+  gcall_answer(ic->call, ic->item, bb);
   infer_call_free(ic);
 }
 
@@ -215,11 +212,7 @@ static inferd_status infer_decode(serve_request *sr, infer_request *req) {
 static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
   infer_call *ic = calloc(1, sizeof *ic);
   if (ic == NULL) {
-    inferd_status st = status_make(INFERD_INTERNAL, "out of memory");
-    if (item)
-      gstream_send(c, item, NULL);
-    else
-      gcall_reply_status(c, &st);
+    gcall_fail_alloc(c, item);
     return;
   }
   ic->call = c;
@@ -251,11 +244,7 @@ static void infer_start(gcall *c, gstream_item *item, grpc_byte_buffer *bb) {
                       .decode = infer_decode,
                       .on_done = on_infer_done,
                       .user = ic};
-  gcall_serve_init(c, &sr);
-  if (grpcfe_draining(c->fe))
-    st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
-  else
-    st = serve_submit(c->app->serve, &sr);
+  st = gcall_submit(c, &sr);
   if (status_is_ok(&st)) {
     /* ic belongs to the completion now (it may have run already): only the message is ours */
     inference__model_infer_request__free_unpacked(q, NULL);

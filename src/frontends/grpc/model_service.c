@@ -263,10 +263,7 @@ static void on_predict_done(infer_request *req, void *user) {
     predict_fail(pc, &st, NULL);
     return;
   }
-  if (pc->kind == KIND_STREAM)
-    gstream_send(pc->call, pc->item, bb);
-  else
-    gcall_reply_buffer(pc->call, bb);
+  gcall_answer(pc->call, pc->item, bb);
   free(pc);
 }
 
@@ -364,12 +361,7 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
                       .decode = predict_decode_records,
                       .on_done = on_predict_done,
                       .user = pc};
-  gcall_serve_init(c, &sr);
-  inferd_status st;
-  if (grpcfe_draining(c->fe))
-    st = status_make(INFERD_UNAVAILABLE, "the server is shutting down");
-  else
-    st = serve_submit(c->app->serve, &sr);
+  inferd_status st = gcall_submit(c, &sr);
   if (!status_is_ok(&st)) {
     pc->decode = NULL;
     predict_fail(pc, &st, d.errs.total && st.code != INFERD_INTERNAL ? &d.errs : NULL);
@@ -380,10 +372,7 @@ static void predict_start(predict_call *pc, const char *model_name, const char *
 static predict_call *predict_call_new(gcall *c, predict_kind kind, gstream_item *item) {
   predict_call *pc = calloc(1, sizeof *pc);
   if (pc == NULL) {
-    if (item)
-      gstream_send(c, item, NULL);
-    else
-      gcall_reply_error(c, INFERD_INTERNAL, "out of memory");
+    gcall_fail_alloc(c, item);
     return NULL;
   }
   pc->call = c;
@@ -395,31 +384,17 @@ static predict_call *predict_call_new(gcall *c, predict_kind kind, gstream_item 
 /* ---------------------------------------------------------------------------------------- */
 /* generation on StreamPredict: a record with a string feature text_input (and optional
  * max_tokens, temperature, seed) to a generative model is answered by a PredictResponse per
- * piece of text (field text), then a final one with finish_reason and the usage. The same shape
- * as ModelStreamInfer's (generate_grpc.c): the engine's emit sends each piece in the slot
- * reserved one ahead, the completion sends the last response. */
-
-typedef struct sp_gen {
-  gcall *call;
-  gstream_item *item; /* the next response's slot */
-  gen_request g;
-  char model[256], version[32], id[40];
-  char *text; /* text_input, owned */
-} sp_gen;
-
-static void sp_gen_free(sp_gen *sg) {
-  free(sg->text);
-  gen_request_clear(&sg->g);
-  free(sg);
-}
+ * piece of text (field text), then a final one with finish_reason and the usage. The stream of
+ * pieces is generate_grpc.c's, shared with ModelStreamInfer; only the messages are this
+ * protocol's. */
 
 /* One response: a piece of text, the final one (finish set), or a failure (error set). */
-static grpc_byte_buffer *sp_response(const sp_gen *sg, const char *text, size_t len, const char *finish,
+static grpc_byte_buffer *sp_response(const grpcfe_gen *gg, const char *text, size_t len, const char *finish,
                                      const char *error, Inferd__FeatureError *fe) {
   Inferd__PredictResponse r = INFERD__PREDICT_RESPONSE__INIT;
-  r.id = (char *)sg->id;
-  r.model = (char *)sg->model;
-  r.model_version = (char *)sg->version;
+  r.id = (char *)gg->id;
+  r.model = (char *)gg->model;
+  r.model_version = (char *)gg->version;
   r.created = (int64_t)time(NULL);
   char *piece = NULL;
   if (text) {
@@ -431,8 +406,8 @@ static grpc_byte_buffer *sp_response(const sp_gen *sg, const char *text, size_t 
   }
   if (finish) {
     r.finish_reason = (char *)finish;
-    r.prompt_tokens = sg->g.prompt_tokens;
-    r.completion_tokens = sg->g.completion_tokens;
+    r.prompt_tokens = gg->g.prompt_tokens;
+    r.completion_tokens = gg->g.completion_tokens;
   }
   if (error) r.error = (char *)error;
   Inferd__FeatureError *fes[1] = {fe};
@@ -445,38 +420,23 @@ static grpc_byte_buffer *sp_response(const sp_gen *sg, const char *text, size_t 
   return bb;
 }
 
-static bool sp_on_token(void *ctx, const gen_event *ev) {
-  sp_gen *sg = ctx;
-  if (ev->text_len == 0) return true;
-  gstream_item *next = gstream_reserve(sg->call);
-  if (next == NULL) return false;
-  gstream_send(sg->call, sg->item, sp_response(sg, ev->text, ev->text_len, NULL, NULL, NULL));
-  sg->item = next;
-  return true;
+static grpc_byte_buffer *sp_piece(const grpcfe_gen *gg, const char *text, size_t len) {
+  return sp_response(gg, text, len, NULL, NULL, NULL);
 }
 
-static void sp_on_done(infer_request *req, void *user) {
-  sp_gen *sg = user;
-  inferd_status st = req->status;
-  infer_request_destroy(req);
-  if (status_is_ok(&st))
-    gstream_send(sg->call, sg->item, sp_response(sg, NULL, 0, gen_finish_name(sg->g.finish), NULL, NULL));
-  else
-    gstream_send(sg->call, sg->item, sp_response(sg, NULL, 0, NULL, st.msg, NULL));
-  sp_gen_free(sg);
+static grpc_byte_buffer *sp_final(const grpcfe_gen *gg) {
+  return sp_response(gg, NULL, 0, gen_finish_name(gg->g.finish), NULL, NULL);
 }
 
-static inferd_status sp_decode(serve_request *sr, infer_request *req) {
-  (void)req;
-  sp_gen *sg = sr->user;
-  snprintf(sg->version, sizeof sg->version, "%s", sr->routed_version);
-  gcall_set_model(sg->call, sg->model, sg->version);
-  return status_ok();
+static grpc_byte_buffer *sp_failure(const grpcfe_gen *gg, const char *msg) {
+  return sp_response(gg, NULL, 0, NULL, msg, NULL);
 }
 
-/* The record's features into sg; on failure *bad names the feature at fault (NULL: none). */
-static inferd_status sp_decode_record(sp_gen *sg, const Inferd__Record *rec, const char **bad, const char **kind) {
-  gen_params *p = &sg->g.params;
+static const grpcfe_gen_encoder sp_encoder = {.piece = sp_piece, .final = sp_final, .failure = sp_failure};
+
+/* The record's features into gg; on failure *bad names the feature at fault (NULL: none). */
+static inferd_status sp_decode_record(grpcfe_gen *gg, const Inferd__Record *rec, const char **bad, const char **kind) {
+  gen_params *p = &gg->g.params;
   for (size_t i = 0; i < rec->n_features; i++) {
     const char *k = rec->features[i]->key;
     const Inferd__Value *v = rec->features[i]->value;
@@ -488,9 +448,9 @@ static inferd_status sp_decode_record(sp_gen *sg, const Inferd__Record *rec, con
         return status_make(INFERD_INVALID_ARGUMENT, "feature 'text_input' must be a string");
       if (!utf8_valid(v->string_value, strlen(v->string_value), NULL))
         return status_make(INFERD_INVALID_ARGUMENT, "feature 'text_input' is not valid UTF-8");
-      free(sg->text);
-      sg->text = strdup(v->string_value);
-      if (sg->text == NULL) return status_make(INFERD_INTERNAL, "out of memory");
+      free(gg->text);
+      gg->text = strdup(v->string_value);
+      if (gg->text == NULL) return status_make(INFERD_INTERNAL, "out of memory");
     } else if (strcmp(k, "max_tokens") == 0 || strcmp(k, "seed") == 0) {
       if (kc != INFERD__VALUE__KIND_INT_VALUE)
         return status_make(INFERD_INVALID_ARGUMENT, "feature '%s' must be an integer", k);
@@ -514,47 +474,30 @@ static inferd_status sp_decode_record(sp_gen *sg, const Inferd__Record *rec, con
     }
   }
   *bad = NULL;
-  if (sg->text == NULL) {
+  if (gg->text == NULL) {
     *bad = "text_input";
     *kind = "missing_feature";
     return status_make(INFERD_INVALID_ARGUMENT, "a generation needs the string feature 'text_input'");
   }
-  sg->g.prompt = sg->text;
-  sg->g.prompt_len = strlen(sg->text);
+  gg->g.prompt = gg->text;
+  gg->g.prompt_len = strlen(gg->text);
   return status_ok();
 }
 
 /* Starts a generation in the stream's slot item; answers every failure on the stream itself. */
 static void sp_generate_start(gcall *c, gstream_item *item, const Inferd__PredictRequest *q) {
-  sp_gen *sg = calloc(1, sizeof *sg);
-  if (sg == NULL) {
-    gstream_send(c, item, NULL);
-    return;
-  }
-  sg->call = c;
-  sg->item = item;
-  gen_request_init(&sg->g);
-  utf8_sanitize(sg->model, sizeof sg->model, q->model ? q->model : "");
-  utf8_sanitize(sg->version, sizeof sg->version, q->version ? q->version : "");
-  new_id(sg->id, sizeof sg->id);
-  gcall_set_model(c, sg->model, "");
+  grpcfe_gen *gg = grpcfe_gen_new(c, item, &sp_encoder, q->model);
+  if (gg == NULL) return;
+  utf8_sanitize(gg->version, sizeof gg->version, q->version ? q->version : "");
+  new_id(gg->id, sizeof gg->id);
   Inferd__Record empty = INFERD__RECORD__INIT;
   const char *bad = NULL, *kind = NULL;
-  inferd_status st = sp_decode_record(sg, q->record ? q->record : &empty, &bad, &kind);
+  inferd_status st = sp_decode_record(gg, q->record ? q->record : &empty, &bad, &kind);
   if (status_is_ok(&st)) {
-    sg->g.emit = sp_on_token;
-    sg->g.emit_ctx = sg;
-    serve_request sr = {.model = q->model,
-                        .version = q->version,
-                        .decode = sp_decode,
-                        .on_done = sp_on_done,
-                        .user = sg,
-                        .generate = &sg->g};
-    gcall_serve_init(c, &sr);
-    st = grpcfe_draining(c->fe) ? status_make(INFERD_UNAVAILABLE, "the server is shutting down")
-                                : serve_submit(c->app->serve, &sr);
-    if (status_is_ok(&st)) return; /* sg is the completion's now */
+    grpcfe_gen_submit(gg, q->model, q->version);
+    return;
   }
+  /* the feature at fault, in this protocol's errors */
   Inferd__FeatureError fe = INFERD__FEATURE_ERROR__INIT;
   char path[320]; /* fe.path, until the response is packed */
   if (bad) {
@@ -565,8 +508,8 @@ static void sp_generate_start(gcall *c, gstream_item *item, const Inferd__Predic
     fe.kind = (char *)kind;
     fe.message = st.msg;
   }
-  gstream_send(c, sg->item, sp_response(sg, NULL, 0, NULL, st.msg, bad ? &fe : NULL));
-  sp_gen_free(sg);
+  gstream_send(c, gg->item, sp_response(gg, NULL, 0, NULL, st.msg, bad ? &fe : NULL));
+  grpcfe_gen_free(gg);
 }
 
 static void predict_message(gcall *c, grpc_byte_buffer *bb, predict_kind kind, gstream_item *item) {

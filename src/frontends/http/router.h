@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/status.h"
+
 enum {
   ROUTE_GET = 1 << 0,
   ROUTE_POST = 1 << 1,
@@ -29,6 +31,11 @@ typedef struct route {
   /* The scope a caller needs (security/scope.h: SCOPE_OPEN, SCOPE_READ, SCOPE_INFER...); NULL:
    * scope_for_pattern decides, which refuses all but admin for an undeclared route. */
   const char *scope;
+  /* NULL, or a route that takes its body as it arrives rather than buffered whole (job uploads;
+   * its pattern is a literal path): this opener runs once the head is read, before any body
+   * byte, and sets call->sink; the handler then runs when the body is complete. Every other
+   * route's body is buffered up to --max-body-bytes. */
+  inferd_status (*open_sink)(void *call, const route_params *params);
 } route;
 
 typedef enum { ROUTE_MATCHED, ROUTE_NO_PATH, ROUTE_BAD_METHOD, ROUTE_BAD_PARAM } route_result;

@@ -14,92 +14,80 @@
 #include "frontends/http/metrics_http.h"
 
 static const route routes[] = {
-    {ROUTE_GET, "/v2", v2_server_metadata, SCOPE_READ},
-    {ROUTE_GET, "/v2/health/live", v2_health_live, SCOPE_OPEN},
-    {ROUTE_GET, "/v2/health/ready", v2_health_ready, SCOPE_OPEN},
+    {ROUTE_GET, "/v2", v2_server_metadata, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v2/health/live", v2_health_live, SCOPE_OPEN, NULL},
+    {ROUTE_GET, "/v2/health/ready", v2_health_ready, SCOPE_OPEN, NULL},
     /* before /v2/models/{model}: the first match wins */
-    {ROUTE_GET, "/v2/models/stats", v2_model_stats, SCOPE_READ},
-    {ROUTE_GET, "/v2/models/{model}/stats", v2_model_stats, SCOPE_READ},
-    {ROUTE_GET, "/v2/models/{model}/versions/{version}/stats", v2_model_stats, SCOPE_READ},
-    {ROUTE_GET, "/v2/models/{model}/config", v2_model_config, SCOPE_READ},
-    {ROUTE_GET, "/v2/models/{model}/versions/{version}/config", v2_model_config, SCOPE_READ},
-    {ROUTE_GET, "/v2/models/{model}", v2_model_metadata, SCOPE_READ},
-    {ROUTE_GET, "/v2/models/{model}/versions/{version}", v2_model_metadata, SCOPE_READ},
-    {ROUTE_GET, "/v2/models/{model}/ready", v2_model_ready, SCOPE_READ},
-    {ROUTE_GET, "/v2/models/{model}/versions/{version}/ready", v2_model_ready, SCOPE_READ},
-    {ROUTE_POST, "/v2/models/{model}/infer", v2_model_infer, SCOPE_INFER},
-    {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", v2_model_infer, SCOPE_INFER},
+    {ROUTE_GET, "/v2/models/stats", v2_model_stats, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v2/models/{model}/stats", v2_model_stats, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}/stats", v2_model_stats, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v2/models/{model}/config", v2_model_config, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}/config", v2_model_config, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v2/models/{model}", v2_model_metadata, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}", v2_model_metadata, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v2/models/{model}/ready", v2_model_ready, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v2/models/{model}/versions/{version}/ready", v2_model_ready, SCOPE_READ, NULL},
+    {ROUTE_POST, "/v2/models/{model}/infer", v2_model_infer, SCOPE_INFER, NULL},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/infer", v2_model_infer, SCOPE_INFER, NULL},
     /* Triton's generate extension (openai.c) */
-    {ROUTE_POST, "/v2/models/{model}/generate", triton_generate, SCOPE_INFER},
-    {ROUTE_POST, "/v2/models/{model}/versions/{version}/generate", triton_generate, SCOPE_INFER},
-    {ROUTE_POST, "/v2/models/{model}/generate_stream", triton_generate, SCOPE_INFER},
-    {ROUTE_POST, "/v2/models/{model}/versions/{version}/generate_stream", triton_generate, SCOPE_INFER},
+    {ROUTE_POST, "/v2/models/{model}/generate", triton_generate, SCOPE_INFER, NULL},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/generate", triton_generate, SCOPE_INFER, NULL},
+    {ROUTE_POST, "/v2/models/{model}/generate_stream", triton_generate, SCOPE_INFER, NULL},
+    {ROUTE_POST, "/v2/models/{model}/versions/{version}/generate_stream", triton_generate, SCOPE_INFER, NULL},
     /* the model repository extension (repository_api.c): admin routes */
-    {ROUTE_POST, "/v2/repository/index", repository_index, SCOPE_ADMIN},
-    {ROUTE_POST, "/v2/repository/models/{model}/load", repository_model_load, SCOPE_ADMIN},
-    {ROUTE_POST, "/v2/repository/models/{model}/unload", repository_model_unload, SCOPE_ADMIN},
-    {ROUTE_GET, "/health", health_summary, SCOPE_OPEN},
-    {ROUTE_GET, "/metrics", metrics_get, SCOPE_METRICS}, /* Prometheus (metrics_http.c) */
+    {ROUTE_POST, "/v2/repository/index", repository_index, SCOPE_ADMIN, NULL},
+    {ROUTE_POST, "/v2/repository/models/{model}/load", repository_model_load, SCOPE_ADMIN, NULL},
+    {ROUTE_POST, "/v2/repository/models/{model}/unload", repository_model_unload, SCOPE_ADMIN, NULL},
+    {ROUTE_GET, "/health", health_summary, SCOPE_OPEN, NULL},
+    {ROUTE_GET, "/metrics", metrics_get, SCOPE_METRICS, NULL}, /* Prometheus (metrics_http.c) */
     /* the application API (v1.c); TF Serving's model status shares GET /v1/models/{model} */
-    {ROUTE_GET, "/v1/models", v1_models_list, SCOPE_READ},
-    {ROUTE_GET, "/v1/models/{model}", v1_model_get, SCOPE_READ},
-    {ROUTE_GET, "/v1/models/{model}/versions/{version}", v1_model_get, SCOPE_READ},
-    {ROUTE_POST, "/v1/models/{model}/predict", v1_predict, SCOPE_INFER},
-    {ROUTE_POST, "/v1/models/{model}/versions/{version}/predict", v1_predict, SCOPE_INFER},
-    {ROUTE_GET, "/v1/models/{model}/drift", v1_model_drift, SCOPE_READ},
-    {ROUTE_GET, "/v1/models/{model}/versions/{version}/drift", v1_model_drift, SCOPE_READ},
+    {ROUTE_GET, "/v1/models", v1_models_list, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v1/models/{model}", v1_model_get, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v1/models/{model}/versions/{version}", v1_model_get, SCOPE_READ, NULL},
+    {ROUTE_POST, "/v1/models/{model}/predict", v1_predict, SCOPE_INFER, NULL},
+    {ROUTE_POST, "/v1/models/{model}/versions/{version}/predict", v1_predict, SCOPE_INFER, NULL},
+    {ROUTE_GET, "/v1/models/{model}/drift", v1_model_drift, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v1/models/{model}/versions/{version}/drift", v1_model_drift, SCOPE_READ, NULL},
     /* TF Serving's REST predict (tfserving.c) and MLflow's scoring protocol (mlflow.c) */
-    {ROUTE_POST, "/v1/models/{model}:predict", tfserving_predict, SCOPE_INFER},
-    {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", tfserving_predict, SCOPE_INFER},
-    {ROUTE_POST, "/v1/models/{model}/labels/{version}:predict", tfserving_predict, SCOPE_INFER}, /* a label: an alias */
+    {ROUTE_POST, "/v1/models/{model}:predict", tfserving_predict, SCOPE_INFER, NULL},
+    {ROUTE_POST, "/v1/models/{model}/versions/{version}:predict", tfserving_predict, SCOPE_INFER, NULL},
+    {ROUTE_POST, "/v1/models/{model}/labels/{version}:predict", tfserving_predict, SCOPE_INFER, NULL}, /* a label: an alias */
     /* the traffic admin API (traffic_api.c): admin routes */
-    {ROUTE_GET | ROUTE_PUT, "/v1/models/{model}/traffic", traffic_api_policy, SCOPE_ADMIN},
-    {ROUTE_POST, "/v1/models/{model}/traffic/promote", traffic_api_promote, SCOPE_ADMIN},
-    {ROUTE_POST, "/v1/models/{model}/traffic/rollback", traffic_api_rollback, SCOPE_ADMIN},
-    {ROUTE_POST, "/v1/models/{model}/traffic/pause", traffic_api_pause, SCOPE_ADMIN},
-    {ROUTE_POST, "/v1/models/{model}/traffic/resume", traffic_api_resume, SCOPE_ADMIN},
-    {ROUTE_GET, "/v1/models/{model}/traffic/history", traffic_api_history, SCOPE_READ},
-    {ROUTE_GET, "/v1/models/{model}/traffic/report", traffic_api_report, SCOPE_READ},
+    {ROUTE_GET | ROUTE_PUT, "/v1/models/{model}/traffic", traffic_api_policy, SCOPE_ADMIN, NULL},
+    {ROUTE_POST, "/v1/models/{model}/traffic/promote", traffic_api_promote, SCOPE_ADMIN, NULL},
+    {ROUTE_POST, "/v1/models/{model}/traffic/rollback", traffic_api_rollback, SCOPE_ADMIN, NULL},
+    {ROUTE_POST, "/v1/models/{model}/traffic/pause", traffic_api_pause, SCOPE_ADMIN, NULL},
+    {ROUTE_POST, "/v1/models/{model}/traffic/resume", traffic_api_resume, SCOPE_ADMIN, NULL},
+    {ROUTE_GET, "/v1/models/{model}/traffic/history", traffic_api_history, SCOPE_READ, NULL},
+    {ROUTE_GET, "/v1/models/{model}/traffic/report", traffic_api_report, SCOPE_READ, NULL},
     /* OpenAI's API (openai.c): the model is named in the body, so infer:<model> is checked by
      * the admit stage; the model list is GET /v1/models above, which carries OpenAI's fields */
-    {ROUTE_POST, "/v1/chat/completions", openai_chat_completions, SCOPE_INFER},
-    {ROUTE_POST, "/v1/completions", openai_completions, SCOPE_INFER},
-    {ROUTE_POST, "/v1/embeddings", openai_embeddings, SCOPE_INFER},
-    /* async batch jobs (jobs_api.c): the upload takes its body as it arrives */
-    {ROUTE_POST, "/v1/batch/predict", jobs_api_submit, SCOPE_JOBS},
-    {ROUTE_GET, "/v1/batch", jobs_api_list, SCOPE_JOBS},
-    {ROUTE_GET, "/v1/batch/{id}/status", jobs_api_status, SCOPE_JOBS},
-    {ROUTE_GET, "/v1/batch/{id}/results", jobs_api_results, SCOPE_JOBS},
-    {ROUTE_DELETE, "/v1/batch/{id}", jobs_api_cancel, SCOPE_JOBS},
+    {ROUTE_POST, "/v1/chat/completions", openai_chat_completions, SCOPE_INFER, NULL},
+    {ROUTE_POST, "/v1/completions", openai_completions, SCOPE_INFER, NULL},
+    {ROUTE_POST, "/v1/embeddings", openai_embeddings, SCOPE_INFER, NULL},
+    /* async batch jobs (jobs_api.c): the uploads take their body as it arrives (open_sink) */
+    {ROUTE_POST, "/v1/batch/predict", jobs_api_submit, SCOPE_JOBS, jobs_api_open_upload},
+    {ROUTE_GET, "/v1/batch", jobs_api_list, SCOPE_JOBS, NULL},
+    {ROUTE_GET, "/v1/batch/{id}/status", jobs_api_status, SCOPE_JOBS, NULL},
+    {ROUTE_GET, "/v1/batch/{id}/results", jobs_api_results, SCOPE_JOBS, NULL},
+    {ROUTE_DELETE, "/v1/batch/{id}", jobs_api_cancel, SCOPE_JOBS, NULL},
     /* OpenAI's Batch API shape (jobs_api.c) */
-    {ROUTE_POST, "/v1/files", jobs_api_file_upload, SCOPE_JOBS},
-    {ROUTE_GET, "/v1/files/{id}", jobs_api_file_get, SCOPE_JOBS},
-    {ROUTE_GET, "/v1/files/{id}/content", jobs_api_file_content, SCOPE_JOBS},
-    {ROUTE_POST | ROUTE_GET, "/v1/batches", jobs_api_batches, SCOPE_JOBS},
-    {ROUTE_GET, "/v1/batches/{id}", jobs_api_batch_get, SCOPE_JOBS},
-    {ROUTE_POST, "/v1/batches/{id}/cancel", jobs_api_batch_cancel, SCOPE_JOBS},
-    {ROUTE_POST, "/invocations", mlflow_invocations, SCOPE_INFER},
-    {ROUTE_GET, "/ping", mlflow_ping, SCOPE_OPEN},
+    {ROUTE_POST, "/v1/files", jobs_api_file_upload, SCOPE_JOBS, jobs_api_open_file},
+    {ROUTE_GET, "/v1/files/{id}", jobs_api_file_get, SCOPE_JOBS, NULL},
+    {ROUTE_GET, "/v1/files/{id}/content", jobs_api_file_content, SCOPE_JOBS, NULL},
+    {ROUTE_POST | ROUTE_GET, "/v1/batches", jobs_api_batches, SCOPE_JOBS, NULL},
+    {ROUTE_GET, "/v1/batches/{id}", jobs_api_batch_get, SCOPE_JOBS, NULL},
+    {ROUTE_POST, "/v1/batches/{id}/cancel", jobs_api_batch_cancel, SCOPE_JOBS, NULL},
+    {ROUTE_POST, "/invocations", mlflow_invocations, SCOPE_INFER, NULL},
+    {ROUTE_GET, "/ping", mlflow_ping, SCOPE_OPEN, NULL},
     /* the API's own documentation (openapi.c, docs_ui.c) */
-    {ROUTE_GET, "/openapi.json", openapi_json, SCOPE_READ},
-    {ROUTE_GET, "/docs", docs_swagger_ui, SCOPE_READ},
-    {ROUTE_GET, "/docs/swagger-ui.css", docs_asset, SCOPE_READ},
-    {ROUTE_GET, "/docs/swagger-ui-bundle.js", docs_asset, SCOPE_READ},
-    {ROUTE_GET, "/docs/favicon-32x32.png", docs_asset, SCOPE_READ},
-    {ROUTE_GET, "/redoc", docs_redoc, SCOPE_READ},
-    {ROUTE_GET, "/redoc/redoc.standalone.js", docs_asset, SCOPE_READ},
-};
-
-/* Routes that take their body as it arrives rather than buffered whole (job uploads): the
- * opener runs once the head is read, before any body byte, and sets call->sink; the route's
- * handler then runs when the body is complete. Every other route's body is buffered up to
- * --max-body-bytes. */
-static const struct {
-  const char *pattern;
-  inferd_status (*open)(void *call, const route_params *params);
-} sink_routes[] = {
-    {"/v1/batch/predict", jobs_api_open_upload},
-    {"/v1/files", jobs_api_open_file},
+    {ROUTE_GET, "/openapi.json", openapi_json, SCOPE_READ, NULL},
+    {ROUTE_GET, "/docs", docs_swagger_ui, SCOPE_READ, NULL},
+    {ROUTE_GET, "/docs/swagger-ui.css", docs_asset, SCOPE_READ, NULL},
+    {ROUTE_GET, "/docs/swagger-ui-bundle.js", docs_asset, SCOPE_READ, NULL},
+    {ROUTE_GET, "/docs/favicon-32x32.png", docs_asset, SCOPE_READ, NULL},
+    {ROUTE_GET, "/redoc", docs_redoc, SCOPE_READ, NULL},
+    {ROUTE_GET, "/redoc/redoc.standalone.js", docs_asset, SCOPE_READ, NULL},
 };
 
 const route *http_routes_table(size_t *n) {
@@ -197,26 +185,30 @@ static bool admit_call(http_call *c, const route *r, const route_params *params)
   return false;
 }
 
-inferd_status http_routes_open_sink(http_call *c) {
-  /* the sink routes are literal paths: find one by its path first, so that every other request
-   * (nearly all) is not matched against the whole table twice (here and in dispatch) */
-  size_t i = 0, n = sizeof sink_routes / sizeof sink_routes[0];
-  for (; i < n; i++) {
-    size_t len = strlen(sink_routes[i].pattern);
-    if (strncmp(c->path, sink_routes[i].pattern, len) == 0 &&
-        (c->path[len] == '\0' || (c->path[len] == '/' && c->path[len + 1] == '\0')))
-      break;
+/* Whether path is a body-sink route's (their patterns are literal paths; a trailing slash
+ * allowed): a cheap test, so that every other request (nearly all) is not matched against the
+ * whole table twice (in http_routes_open_sink and in dispatch). */
+static bool sink_path(const char *path) {
+  for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+    if (routes[i].open_sink == NULL) continue;
+    size_t len = strlen(routes[i].pattern);
+    if (strncmp(path, routes[i].pattern, len) == 0 && (path[len] == '\0' || (path[len] == '/' && path[len + 1] == '\0')))
+      return true;
   }
-  if (i == n) return status_ok();
+  return false;
+}
+
+inferd_status http_routes_open_sink(http_call *c) {
+  if (!sink_path(c->path)) return status_ok();
   const route *r = NULL;
   route_params params;
   unsigned allowed = 0;
   if (router_match(routes, sizeof routes / sizeof routes[0], c->path, method_of(c), &r, &params, &allowed) != ROUTE_MATCHED ||
-      strcmp(r->pattern, sink_routes[i].pattern) != 0)
+      r->open_sink == NULL)
     return status_ok(); /* buffered as usual (another method: dispatch answers what is wrong) */
   TRY(admit_status(c, r, &params));
   /* cppcheck-suppress returnDanglingLifetime ; a status by value: nothing of params escapes */
-  return sink_routes[i].open(c, &params);
+  return r->open_sink(c, &params);
 }
 
 void http_routes_dispatch(http_call *c) {

@@ -63,7 +63,7 @@ typedef struct http_header {
 
 typedef struct http_conn http_conn;
 
-/* A body sink (set in the call by the route's opener, routes.c's sink_routes): the request body handed over in
+/* A body sink (set in the call by the route's opener, route.open_sink): the request body handed over in
  * pieces as it arrives instead of collected in request_body, for uploads larger than memory
  * should hold (a batch job's records). write's status other than OK answers the request with
  * it at once (and closes the connection). release runs once, when the call is freed: after the

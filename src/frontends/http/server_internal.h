@@ -61,7 +61,7 @@ struct auth_memo **http_conn_auth_memo(http_call *c);
 void http_conn_close_all(http_loop *l);
 
 /* routes.c: the head of a request was read: when its route takes the body as it arrives
- * (routes.c's sink_routes), authenticates the caller and opens the sink (c->sink); not OK: answer
+ * (a route with an open_sink, router.h), authenticates the caller and opens the sink (c->sink); not OK: answer
  * with the status without reading the body. */
 inferd_status http_routes_open_sink(http_call *c);
 
