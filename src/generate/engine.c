@@ -22,6 +22,11 @@
 #include "util/monotime.h"
 
 #define GEN_MAX_LAYERS 256
+/* Newcomers prefilled together in one Run, at most. On CPU a prefill's compute grows with its
+ * rows, so a group's first tokens all wait for the whole group: 16 streams arriving at once had
+ * a mean TTFT 30 % above one-by-one prefills as one group of 16, while one Run per newcomer cost
+ * throughput in per-Run overhead; groups of 4 kept most of both (bench/RESULTS.md). */
+#define GEN_PREFILL_GROUP 4
 
 /* ---- metrics, per model name (a reloaded version keeps adding to its model's series) ---- */
 
@@ -819,10 +824,11 @@ static int index_of(const gen_engine *e, const gen_seq *s) {
   return -1;
 }
 
-/* Prefills the newcomers: those whose prompts have one length together in one Run (no padding,
- * so each row computes exactly what it would alone: a left-padded prompt position would attend to
- * nothing, which some exports turn into NaN that the next layer's keys carry to the real
- * positions). Each takes its first token; its presents wait in e->groups for the rebuild. */
+/* Prefills the newcomers: up to GEN_PREFILL_GROUP whose prompts have one length together in one
+ * Run (no padding, so each row computes exactly what it would alone: a left-padded prompt
+ * position would attend to nothing, which some exports turn into NaN that the next layer's keys
+ * carry to the real positions). Each takes its first token; its presents wait in e->groups for
+ * the rebuild. */
 static void prefill_newcomers(gen_engine *e) {
   const lm_sig *sig = &e->gv->sig;
   gen_seq **group = e->group_buf;
@@ -831,7 +837,7 @@ static void prefill_newcomers(gen_engine *e) {
     size_t len = 0;
     for (int i = 0; i < e->n_active; i++) {
       gen_seq *s = e->active[i];
-      if (s->prefilled || (n > 0 && s->n_ids != len)) continue;
+      if (s->prefilled || (n > 0 && s->n_ids != len) || n >= GEN_PREFILL_GROUP) continue;
       len = s->n_ids;
       group[n++] = s;
     }
