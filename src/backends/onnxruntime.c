@@ -435,6 +435,25 @@ static inferd_status run_status(OrtStatus *s) {
   return st;
 }
 
+/* A pre-allocated output after Run: ONNX Runtime wrote the caller's memory (the value is still
+ * over it). Should a runtime version hand back a value of its own instead, its contents are
+ * copied in when the sizes agree, so the caller never reads stale memory. */
+static inferd_status check_given(OrtValue *v, const tensor *t, const char *name) {
+  void *data = NULL;
+  if (!ort_ok(ort->GetTensorMutableData(v, &data)))
+    return status_make(INFERD_INTERNAL, "output '%s': cannot read it", name);
+  if (data == t->data) return status_ok();
+  OrtTensorTypeAndShapeInfo *info;
+  size_t count = 0;
+  if (!ort_ok(ort->GetTensorTypeAndShape(v, &info))) return status_make(INFERD_INTERNAL, "output '%s': cannot read it", name);
+  bool ok = ort_ok(ort->GetTensorShapeElementCount(info, &count));
+  ort->ReleaseTensorTypeAndShapeInfo(info);
+  if (!ok || count * datatype_size(t->datatype) != t->byte_size)
+    return status_make(INFERD_INTERNAL, "output '%s' is not the size of the memory given for it", name);
+  memcpy(t->data, data, t->byte_size);
+  return status_ok();
+}
+
 static inferd_status ort_run(backend_model *m, const tensor *inputs, size_t n_inputs,
                              const char *const *output_names, size_t n_outputs, tensor *results) {
   OrtValue **in_values = calloc(n_inputs + 1, sizeof *in_values);
@@ -466,7 +485,10 @@ static inferd_status ort_run(backend_model *m, const tensor *inputs, size_t n_in
     st = run_status(ort->Run(m->session, NULL, in_names, (const OrtValue *const *)in_values, n_inputs, output_names,
                              n_outputs, out_values));
   for (size_t i = 0; i < n_outputs && status_is_ok(&st); i++) {
-    if (given[i]) continue;
+    if (given[i]) {
+      st = check_given(out_values[i], &results[i], output_names[i]);
+      continue;
+    }
     st = tensor_init(&results[i], output_names[i], DT_INVALID, NULL, 0);
     if (status_is_ok(&st)) st = copy_output(out_values[i], &results[i]);
   }

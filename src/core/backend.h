@@ -37,7 +37,10 @@ typedef struct backend_ops {
    *    copy out. The caller keeps owning that memory; the backend leaves results[i] as given
    *    (name too), and a shape that is not the one the model gives fails the run. The
    *    generation engine uses it to have each decode step's KV cache written into the buffer
-   *    that the next step reads as its past (generate/engine.c).
+   *    that the next step reads as its past (generate/engine.c). Chosen over an op that keeps
+   *    the runtime's own output values between runs: the memory stays plain bytes the caller
+   *    owns and lays out, any backend can honour it, and no runtime handle crosses the
+   *    interface.
    * On failure the backend-allocated results are freed and zeroed; pre-allocated ones are left
    * as given (their contents undefined). */
   inferd_status (*run)(backend_model *m, const tensor *inputs, size_t n_inputs,
