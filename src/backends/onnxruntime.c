@@ -435,6 +435,25 @@ static inferd_status run_status(OrtStatus *s) {
   return st;
 }
 
+/* A pre-allocated output after Run: ONNX Runtime wrote the caller's memory (the value is still
+ * over it). Should a runtime version hand back a value of its own instead, its contents are
+ * copied in when the sizes agree, so the caller never reads stale memory. */
+static inferd_status check_given(OrtValue *v, const tensor *t, const char *name) {
+  void *data = NULL;
+  if (!ort_ok(ort->GetTensorMutableData(v, &data)))
+    return status_make(INFERD_INTERNAL, "output '%s': cannot read it", name);
+  if (data == t->data) return status_ok();
+  OrtTensorTypeAndShapeInfo *info;
+  size_t count = 0;
+  if (!ort_ok(ort->GetTensorTypeAndShape(v, &info))) return status_make(INFERD_INTERNAL, "output '%s': cannot read it", name);
+  bool ok = ort_ok(ort->GetTensorShapeElementCount(info, &count));
+  ort->ReleaseTensorTypeAndShapeInfo(info);
+  if (!ok || count * datatype_size(t->datatype) != t->byte_size)
+    return status_make(INFERD_INTERNAL, "output '%s' is not the size of the memory given for it", name);
+  memcpy(t->data, data, t->byte_size);
+  return status_ok();
+}
+
 static inferd_status ort_run(backend_model *m, const tensor *inputs, size_t n_inputs,
                              const char *const *output_names, size_t n_outputs, tensor *results) {
   OrtValue **in_values = calloc(n_inputs + 1, sizeof *in_values);
@@ -446,15 +465,37 @@ static inferd_status ort_run(backend_model *m, const tensor *inputs, size_t n_in
     in_names[i] = inputs[i].name;
     st = make_input(&inputs[i], &in_values[i]);
   }
+  /* pre-allocated outputs (backend.h): an OrtValue over the caller's memory, which Run then
+   * writes instead of allocating its own; nothing is copied out afterwards */
+  bool *given = calloc(n_outputs + 1, sizeof *given);
+  if (given == NULL && status_is_ok(&st)) st = status_make(INFERD_INTERNAL, "out of memory");
+  for (size_t i = 0; i < n_outputs && status_is_ok(&st); i++) {
+    if (results[i].data == NULL) continue;
+    given[i] = true;
+    if (results[i].datatype == DT_BYTES || datatype_to_ort(results[i].datatype) == ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED)
+      st = status_make(INFERD_INTERNAL, "output '%s': a pre-allocated output must have a fixed-size datatype",
+                       output_names[i]);
+    else
+      st = from_ort(ort->CreateTensorWithDataAsOrtValue(ort_cpu, results[i].data, results[i].byte_size,
+                                                        results[i].shape, (size_t)results[i].ndim,
+                                                        datatype_to_ort(results[i].datatype), &out_values[i]),
+                    INFERD_INTERNAL, output_names[i]);
+  }
   if (status_is_ok(&st))
     st = run_status(ort->Run(m->session, NULL, in_names, (const OrtValue *const *)in_values, n_inputs, output_names,
                              n_outputs, out_values));
   for (size_t i = 0; i < n_outputs && status_is_ok(&st); i++) {
+    if (given[i]) {
+      st = check_given(out_values[i], &results[i], output_names[i]);
+      continue;
+    }
     st = tensor_init(&results[i], output_names[i], DT_INVALID, NULL, 0);
     if (status_is_ok(&st)) st = copy_output(out_values[i], &results[i]);
   }
   if (!status_is_ok(&st))
-    for (size_t i = 0; i < n_outputs; i++) tensor_clear(&results[i]);
+    for (size_t i = 0; i < n_outputs; i++)
+      if (given == NULL || !given[i]) tensor_clear(&results[i]);
+  free(given);
   for (size_t i = 0; i < n_inputs; i++)
     if (in_values && in_values[i]) ort->ReleaseValue(in_values[i]);
   for (size_t i = 0; i < n_outputs; i++)

@@ -26,8 +26,23 @@ typedef struct backend_ops {
    * dimension. Owned by the backend model. */
   void (*describe)(const backend_model *m, const tensor_spec **inputs, size_t *n_inputs,
                    const tensor_spec **outputs, size_t *n_outputs);
-  /* Runs the model. inputs are validated against describe(); results[i] receives
-   * output_names[i], owned by the caller afterwards. Safe to call from several threads. */
+  /* Runs the model. inputs are validated against describe(); the backend reads their data in
+   * place. results[i] receives output_names[i], owned by the caller afterwards. Safe to call
+   * from several threads.
+   * Two ways to receive an output, chosen per output by what the caller put in results[i]:
+   *  - data NULL (the ordinary way; results zeroed): the backend allocates it and fills in
+   *    name, datatype, shape, data and byte_size.
+   *  - data set (pre-allocated): the caller gives the output's memory with its datatype, exact
+   *    shape and byte_size (not BYTES), and the runtime writes the output straight there: no
+   *    copy out. The caller keeps owning that memory; the backend leaves results[i] as given
+   *    (name too), and a shape that is not the one the model gives fails the run. The
+   *    generation engine uses it to have each decode step's KV cache written into the buffer
+   *    that the next step reads as its past (generate/engine.c). Chosen over an op that keeps
+   *    the runtime's own output values between runs: the memory stays plain bytes the caller
+   *    owns and lays out, any backend can honour it, and no runtime handle crosses the
+   *    interface.
+   * On failure the backend-allocated results are freed and zeroed; pre-allocated ones are left
+   * as given (their contents undefined). */
   inferd_status (*run)(backend_model *m, const tensor *inputs, size_t n_inputs,
                        const char *const *output_names, size_t n_outputs, tensor *results);
   void (*unload)(backend_model *m);

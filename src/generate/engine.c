@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,11 @@
 #include "util/monotime.h"
 
 #define GEN_MAX_LAYERS 256
+/* Newcomers prefilled together in one Run, at most. On CPU a prefill's compute grows with its
+ * rows, so a group's first tokens all wait for the whole group: 16 streams arriving at once had
+ * a mean TTFT 30 % above one-by-one prefills as one group of 16, while one Run per newcomer cost
+ * throughput in per-Run overhead; groups of 4 kept most of both (bench/RESULTS.md). */
+#define GEN_PREFILL_GROUP 4
 
 /* ---- metrics, per model name (a reloaded version keeps adding to its model's series) ---- */
 
@@ -253,9 +259,13 @@ inferd_status gen_count_tokens(const model_version *mv, const char *text, size_t
 
 static bool int_type(inferd_datatype dt) { return dt == DT_INT64 || dt == DT_INT32; }
 
-static inferd_status refuse(const model_version *mv, const char *fmt, const char *a, const char *b) {
+/* A refusal at load: INVALID_ARGUMENT naming the model, then what is wrong (printf-style). */
+__attribute__((format(printf, 2, 3))) static inferd_status refuse(const model_version *mv, const char *fmt, ...) {
   char what[400];
-  snprintf(what, sizeof what, fmt, a, b);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
   return status_make(INFERD_INVALID_ARGUMENT, "generative model '%s': %s", mv->model->name, what);
 }
 
@@ -263,25 +273,25 @@ static inferd_status check_signature(const model_version *mv, lm_sig *sig) {
   memset(sig, 0, sizeof *sig);
   const tensor_spec *ids = model_version_find_input(mv, "input_ids");
   if (ids == NULL || !int_type(ids->datatype) || ids->ndim != 2)
-    return refuse(mv, "the model must take 'input_ids' (INT64 or INT32, [batch, sequence])%s%s", "", "");
+    return refuse(mv, "the model must take 'input_ids' (INT64 or INT32, [batch, sequence])");
   sig->ids_dt = ids->datatype;
   const tensor_spec *mask = model_version_find_input(mv, "attention_mask");
   if (mask) {
     if (!int_type(mask->datatype) || mask->ndim != 2)
-      return refuse(mv, "'attention_mask' must be INT64 or INT32 [batch, sequence]%s%s", "", "");
+      return refuse(mv, "'attention_mask' must be INT64 or INT32 [batch, sequence]");
     sig->has_mask = true;
     sig->mask_dt = mask->datatype;
   }
   const tensor_spec *pos = model_version_find_input(mv, "position_ids");
   if (pos) {
     if (!int_type(pos->datatype) || pos->ndim != 2)
-      return refuse(mv, "'position_ids' must be INT64 or INT32 [batch, sequence]%s%s", "", "");
+      return refuse(mv, "'position_ids' must be INT64 or INT32 [batch, sequence]");
     sig->has_pos = true;
     sig->pos_dt = pos->datatype;
   }
   const tensor_spec *logits = model_version_find_output(mv, "logits");
   if (logits == NULL || logits->datatype != DT_FP32 || logits->ndim != 3)
-    return refuse(mv, "the model must give 'logits' (FP32, [batch, sequence, vocabulary])%s%s", "", "");
+    return refuse(mv, "the model must give 'logits' (FP32, [batch, sequence, vocabulary])");
   /* the cache: past_key_values.N.key/value in, present.N.key/value out, N = 0 .. layers-1 */
   int layers = 0;
   for (size_t i = 0; i < mv->n_inputs; i++) {
@@ -291,11 +301,11 @@ static inferd_status check_signature(const model_version *mv, lm_sig *sig) {
     int used = 0;
     if (sscanf(n, "past_key_values.%d.%5[a-z]%n", &l, kind, &used) == 2 && n[used] == '\0') {
       if (l < 0 || l >= GEN_MAX_LAYERS || (strcmp(kind, "key") != 0 && strcmp(kind, "value") != 0))
-        return refuse(mv, "input '%s' is not past_key_values.<layer>.key/value%s", n, "");
+        return refuse(mv, "input '%s' is not past_key_values.<layer>.key/value", n);
       if (l + 1 > layers) layers = l + 1;
     } else if (strcmp(n, "input_ids") != 0 && strcmp(n, "attention_mask") != 0 && strcmp(n, "position_ids") != 0) {
       return refuse(mv, "input '%s' is not one inferd fills (input_ids, attention_mask, position_ids, "
-                        "past_key_values.N.key/value)%s", n, "");
+                        "past_key_values.N.key/value)", n);
     }
   }
   sig->kv = layers > 0;
@@ -303,9 +313,9 @@ static inferd_status check_signature(const model_version *mv, lm_sig *sig) {
   sig->n_inputs = mv->n_inputs;
   sig->n_outputs = 1 + 2 * (size_t)layers;
   if (sig->kv && sig->n_inputs != 1 + (size_t)sig->has_mask + (size_t)sig->has_pos + 2 * (size_t)layers)
-    return refuse(mv, "the past_key_values inputs must be .key and .value for every layer from 0%s%s", "", "");
+    return refuse(mv, "the past_key_values inputs must be .key and .value for every layer from 0");
   if (sig->kv && !sig->has_mask)
-    return refuse(mv, "a model with a KV cache must take 'attention_mask'%s%s", "", "");
+    return refuse(mv, "a model with a KV cache must take 'attention_mask'");
   sig->out_names = calloc(sig->n_outputs, sizeof *sig->out_names);
   if (sig->out_names == NULL) return status_make(INFERD_INTERNAL, "out of memory");
   sig->out_names[0] = strdup("logits");
@@ -317,20 +327,20 @@ static inferd_status check_signature(const model_version *mv, lm_sig *sig) {
       sig->out_names[1 + 2 * l + k] = strdup(name);
       const tensor_spec *in = model_version_find_input(mv, pname);
       const tensor_spec *out = model_version_find_output(mv, name);
-      if (in == NULL) return refuse(mv, "input '%s' is missing%s", pname, "");
-      if (out == NULL) return refuse(mv, "output '%s' is missing (the model must give the cache back)", name, "");
+      if (in == NULL) return refuse(mv, "input '%s' is missing", pname);
+      if (out == NULL) return refuse(mv, "output '%s' is missing (the model must give the cache back)", name);
       if (in->ndim != 4 || out->ndim != 4 || in->datatype != out->datatype || in->dims[1] <= 0 ||
           in->dims[3] <= 0)
         return refuse(mv, "'%s' must be [batch, heads, past, head_dim] with fixed heads and head_dim, as '%s' "
                           "(Optimum's layout)", pname, name);
       if (in->datatype != DT_FP32 && in->datatype != DT_FP16 && in->datatype != DT_BF16)
-        return refuse(mv, "'%s' must be FP32, FP16 or BF16%s", pname, "");
+        return refuse(mv, "'%s' must be FP32, FP16 or BF16", pname);
       if (l == 0 && k == 0) {
         sig->kv_dt = in->datatype;
         sig->kv_heads = in->dims[1];
         sig->head_dim = in->dims[3];
       } else if (in->datatype != sig->kv_dt || in->dims[1] != sig->kv_heads || in->dims[3] != sig->head_dim) {
-        return refuse(mv, "'%s' differs from past_key_values.0.key in type or shape%s", pname, "");
+        return refuse(mv, "'%s' differs from past_key_values.0.key in type or shape", pname);
       }
     }
   for (size_t i = 0; i < sig->n_outputs; i++)
@@ -347,6 +357,8 @@ static void sig_free(lm_sig *sig) {
 
 /* ---- sequences ---- */
 
+typedef struct prefill_group prefill_group;
+
 typedef struct gen_seq {
   struct gen_seq *next; /* the engine's waiting list */
   infer_request *req;
@@ -354,10 +366,14 @@ typedef struct gen_seq {
   uint32_t *ids; /* the prompt, then the generated tokens */
   size_t n_ids, n_prompt;
   int64_t max_new;
-  size_t cap;      /* positions the cache holds at most */
-  size_t n_cached; /* positions in the cache */
-  uint8_t *kv;     /* layers x {key, value} x heads x cap x head_dim elements */
+  size_t cap;      /* tokens at most: the prompt + max_new */
+  size_t n_cached; /* positions in the cache (models with one) */
   bool prefilled;
+  /* where its cache is (models with one): row `row` of the engine's batch cache, or, between its
+   * prefill and the rebuild that makes it a row (row -1), row `pre_row` of pre's presents */
+  int row;
+  prefill_group *pre;
+  int pre_row;
   sample_params sp;
   gen_rng rng;
   sample_cand *cand;
@@ -372,6 +388,20 @@ typedef struct gen_seq {
   int64_t reserved; /* tokens taken from the caller's budget (gen_quota) */
 } gen_seq;
 
+/* The presents of one prefill Run (newcomers with prompts of one length), kept until the
+ * rebuild of the same step has copied them into the batch cache. */
+struct prefill_group {
+  tensor *out; /* logits, present.0.key, ... as lm_sig.out_names */
+  size_t len;  /* the prompts' length: the presents' past dimension */
+};
+
+/* One set of batch cache tensors: for each layer and {key, value} (tensor t = 2 * layer + kind),
+ * a [rows, heads, len, head_dim] tensor, one after the other in data. */
+typedef struct kv_set {
+  uint8_t *data;
+  size_t cap; /* bytes */
+} kv_set;
+
 struct gen_engine {
   model_version *mv; /* not a reference: the engine lives and dies with its version */
   gen_version *gv;
@@ -383,11 +413,22 @@ struct gen_engine {
   /* the engine thread's own */
   gen_seq **active;
   int n_active;
+  /* The batch's KV cache (models with one). Between decode steps it stays here: kv[cur] holds
+   * `rows` rows of `len` positions (row i is the cache of active[i] after a rebuild, left padded
+   * with zeros to len), and a step's Run reads kv[cur] as its pasts and writes its presents
+   * straight into kv[1 - cur] (a pre-allocated output, core/backend.h), which becomes kv[cur]:
+   * nothing is copied per step. Only a change of members (a newcomer after its prefill, a
+   * sequence ending) copies: rebuild() gathers the members' rows into the other set. */
+  kv_set kv[2];
+  int cur, rows;
+  size_t len;
+  prefill_group *groups; /* this step's prefills (max_sequences at most) */
+  int n_groups;
+  gen_seq **group_buf; /* max_sequences: one prefill's newcomers */
 };
 
 static void seq_free(gen_seq *s) {
   free(s->ids);
-  free(s->kv);
   free(s->cand);
   free(s->pen_scratch);
   free(s->logits);
@@ -554,25 +595,68 @@ static inferd_status make_input(tensor *t, const char *name, inferd_datatype dt,
   return tensor_alloc(t, (size_t)count * datatype_size(dt));
 }
 
+typedef enum {
+  RUN_FULL,    /* a model without a cache: each row's whole sequence, every step */
+  RUN_PREFILL, /* newcomers' prompts, all of one length, with an empty past; the presents are kept */
+  RUN_DECODE,  /* the batch (active[i] is row i): one new token a row, the batch cache as the pasts,
+                  the presents written into the other set */
+} run_kind;
+
+/* Bytes of one [rows, heads, len, head_dim] cache tensor. */
+static size_t kv_tensor_bytes(const lm_sig *sig, size_t rows, size_t len) {
+  return rows * (size_t)sig->kv_heads * len * (size_t)sig->head_dim * sig->kv_elem;
+}
+
+/* At least `bytes` in k; what it held is not kept (every user overwrites all it reads). Grows
+ * by half again, as each decode step needs one position more than the last. */
+static bool kv_reserve(kv_set *k, size_t bytes) {
+  if (k->cap >= bytes) return true;
+  size_t cap = bytes + bytes / 2;
+  uint8_t *d = malloc(cap);
+  if (d == NULL) return false;
+  free(k->data);
+  k->data = d;
+  k->cap = cap;
+  return true;
+}
+
+/* The batch is empty: an idle engine holds no cache memory. */
+static void kv_release(gen_engine *e) {
+  for (int i = 0; i < 2; i++) {
+    free(e->kv[i].data);
+    e->kv[i] = (kv_set){0};
+  }
+  e->rows = 0;
+  e->len = 0;
+}
+
+static void groups_free(gen_engine *e) {
+  for (int i = 0; i < e->n_groups; i++) tensors_free(e->groups[i].out, e->gv->sig.n_outputs);
+  e->n_groups = 0;
+}
+
 /* Runs the model over seqs[0..B) and leaves each one's next-token logits in its ->logits.
  * Each row's input is its tokens not yet in the cache (all its tokens without a cache), left
- * padded to the longest; its cache is left padded to the longest past; attention_mask marks
- * what is real, position_ids count each row's own positions, so a row computes what it would
- * alone. The cache positions the run made are copied back into each sequence. */
-static inferd_status run_batch(gen_engine *e, gen_seq **seqs, int B) {
+ * padded to the longest; attention_mask marks what is real (in the past: the row's last
+ * n_cached of the batch's len positions), position_ids count each row's own positions, so a
+ * row computes what it would alone. RUN_PREFILL hands its outputs (logits and presents) to
+ * *kept; RUN_DECODE leaves the new cache in kv[cur] (swapped) with len + 1 positions. */
+static inferd_status run_batch(gen_engine *e, gen_seq **seqs, int B, run_kind kind, tensor **kept) {
   const lm_sig *sig = &e->gv->sig;
   const model_version *mv = e->mv;
-  size_t S = 0, L = 0;
+  const size_t L = kind == RUN_DECODE ? e->len : 0;
+  size_t S = 0;
   for (int b = 0; b < B; b++) {
-    size_t past = sig->kv ? seqs[b]->n_cached : 0;
-    size_t n_new = seqs[b]->n_ids - past;
+    size_t n_new = seqs[b]->n_ids - (kind == RUN_DECODE ? seqs[b]->n_cached : 0);
     if (n_new > S) S = n_new;
-    if (past > L) L = past;
   }
-  const size_t H = (size_t)sig->kv_heads, D = (size_t)sig->head_dim, el = sig->kv_elem;
+  const size_t H = (size_t)sig->kv_heads, D = (size_t)sig->head_dim;
   tensor *in = calloc(sig->n_inputs, sizeof *in);
   tensor *out = calloc(sig->n_outputs, sizeof *out);
   inferd_status st = in && out ? status_ok() : status_make(INFERD_INTERNAL, "out of memory");
+  if (status_is_ok(&st) && kind == RUN_DECODE &&
+      !kv_reserve(&e->kv[1 - e->cur], 2 * (size_t)sig->n_layers * kv_tensor_bytes(sig, (size_t)B, L + 1)))
+    st = status_make(INFERD_RESOURCE_EXHAUSTED, "no memory for the KV cache of %d sequences", B);
   for (size_t i = 0; i < sig->n_inputs && status_is_ok(&st); i++) {
     const tensor_spec *spec = &mv->inputs[i];
     const char *name = spec->name;
@@ -583,7 +667,7 @@ static inferd_status run_batch(gen_engine *e, gen_seq **seqs, int B) {
       st = make_input(t, name, spec->datatype, shape, 2);
       for (int b = 0; b < B && status_is_ok(&st); b++) {
         const gen_seq *s = seqs[b];
-        size_t past = sig->kv ? s->n_cached : 0, n_new = s->n_ids - past;
+        size_t past = kind == RUN_DECODE ? s->n_cached : 0, n_new = s->n_ids - past;
         for (size_t j = 0; j < n_new; j++)
           put_int(t->data, spec->datatype, (size_t)b * S + (S - n_new) + j,
                   ids ? (int64_t)s->ids[past + j] : (int64_t)(past + j));
@@ -593,26 +677,39 @@ static inferd_status run_batch(gen_engine *e, gen_seq **seqs, int B) {
       st = make_input(t, name, spec->datatype, shape, 2);
       for (int b = 0; b < B && status_is_ok(&st); b++) {
         const gen_seq *s = seqs[b];
-        size_t past = sig->kv ? s->n_cached : 0, n_new = s->n_ids - past;
+        size_t past = kind == RUN_DECODE ? s->n_cached : 0, n_new = s->n_ids - past;
         for (size_t j = L - past; j < L; j++) put_int(t->data, spec->datatype, (size_t)b * (L + S) + j, 1);
         for (size_t j = L + S - n_new; j < L + S; j++) put_int(t->data, spec->datatype, (size_t)b * (L + S) + j, 1);
       }
     } else {
       int layer = 0;
-      char kind[8] = "";
-      sscanf(name, "past_key_values.%d.%5[a-z]", &layer, kind);
-      int k = strcmp(kind, "value") == 0;
+      char kindname[8] = "";
+      sscanf(name, "past_key_values.%d.%5[a-z]", &layer, kindname);
+      size_t ti = 2 * (size_t)layer + (strcmp(kindname, "value") == 0);
       int64_t shape[4] = {B, (int64_t)H, (int64_t)L, (int64_t)D};
-      st = make_input(t, name, spec->datatype, shape, 4);
-      for (int b = 0; b < B && status_is_ok(&st); b++) {
-        const gen_seq *s = seqs[b];
-        const uint8_t *src = s->kv + ((size_t)(2 * layer + k) * H * s->cap) * D * el;
-        for (size_t h = 0; h < H; h++)
-          memcpy(t->data + (((size_t)b * H + h) * L + (L - s->n_cached)) * D * el, src + h * s->cap * D * el,
-                 s->n_cached * D * el);
+      if (kind != RUN_DECODE) {
+        st = make_input(t, name, spec->datatype, shape, 4); /* empty */
+      } else {
+        /* the batch cache itself, read in place (the data is not the tensor's: unset below) */
+        st = tensor_init(t, name, spec->datatype, shape, 4);
+        t->byte_size = kv_tensor_bytes(sig, (size_t)B, L);
+        t->data = e->kv[e->cur].data + ti * t->byte_size;
       }
     }
   }
+  if (status_is_ok(&st) && kind == RUN_DECODE)
+    for (size_t i = 1; i < sig->n_outputs; i++) {
+      /* pre-allocated outputs: the presents go straight into the other set */
+      tensor *p = &out[i];
+      p->datatype = sig->kv_dt;
+      p->ndim = 4;
+      p->shape[0] = B;
+      p->shape[1] = (int64_t)H;
+      p->shape[2] = (int64_t)(L + 1);
+      p->shape[3] = (int64_t)D;
+      p->byte_size = kv_tensor_bytes(sig, (size_t)B, L + 1);
+      p->data = e->kv[1 - e->cur].data + (i - 1) * p->byte_size;
+    }
   if (status_is_ok(&st))
     st = mv->backend->run(mv->backend_model, in, sig->n_inputs, (const char *const *)sig->out_names, sig->n_outputs,
                           out);
@@ -644,21 +741,85 @@ static inferd_status run_batch(gen_engine *e, gen_seq **seqs, int B) {
       }
     }
     memcpy(s->logits, out[0].data + ((size_t)b * S + S - 1) * V * sizeof(float), V * sizeof(float));
-    if (!sig->kv) continue;
-    size_t n_new = s->n_ids - s->n_cached;
-    for (int layer = 0; layer < sig->n_layers; layer++)
-      for (int k = 0; k < 2; k++) {
-        const tensor *p = &out[1 + 2 * layer + k];
-        uint8_t *dst = s->kv + ((size_t)(2 * layer + k) * H * s->cap) * D * el;
-        for (size_t h = 0; h < H; h++)
-          memcpy(dst + (h * s->cap + s->n_cached) * D * el,
-                 p->data + (((size_t)b * H + h) * (L + S) + (L + S - n_new)) * D * el, n_new * D * el);
-      }
-    s->n_cached += n_new;
+  }
+  if (kind == RUN_DECODE) {
+    for (size_t i = 0; in && i < sig->n_inputs; i++)
+      if (strncmp(mv->inputs[i].name, "past_key_values.", 16) == 0) in[i].data = NULL;
+    for (size_t i = 1; out && i < sig->n_outputs; i++) out[i].data = NULL;
+    if (status_is_ok(&st)) {
+      e->cur = 1 - e->cur;
+      e->len = L + 1;
+      for (int b = 0; b < B; b++) seqs[b]->n_cached++;
+    }
+  } else if (kind == RUN_PREFILL && status_is_ok(&st)) {
+    *kept = out;
+    out = NULL;
   }
   if (in) tensors_free(in, sig->n_inputs);
   if (out) tensors_free(out, sig->n_outputs);
   return st;
+}
+
+/* ---- the batch cache's members ---- */
+
+/* Whether the members changed since the last rebuild or step: someone left (rows no longer
+ * active[i] for row i) or joined (row -1). */
+static bool needs_rebuild(const gen_engine *e) {
+  if (e->n_active != e->rows) return true;
+  for (int i = 0; i < e->n_active; i++)
+    if (e->active[i]->row != i) return true;
+  return false;
+}
+
+/* Gathers the members (active[0..n_active), all prefilled) into the other cache set: row i is
+ * active[i]'s cache, right-aligned to the longest member's length and left padded with zeros
+ * (finite: a masked position's weight is exactly 0, and 0 x NaN would not be), so padding that
+ * every row had is gone. A row comes from kv[cur] where it was a row, a newcomer's from its
+ * prefill's presents. The copy the engine used to make every step, made only when the members
+ * change. False: out of memory (the cache is as it was). */
+static bool rebuild(gen_engine *e) {
+  const lm_sig *sig = &e->gv->sig;
+  const int B = e->n_active;
+  size_t L = 0;
+  for (int b = 0; b < B; b++)
+    if (e->active[b]->n_cached > L) L = e->active[b]->n_cached;
+  if (B == 0) {
+    kv_release(e);
+    return true;
+  }
+  const size_t H = (size_t)sig->kv_heads, pos = (size_t)sig->head_dim * sig->kv_elem, T = 2 * (size_t)sig->n_layers;
+  kv_set *dst = &e->kv[1 - e->cur];
+  if (!kv_reserve(dst, T * kv_tensor_bytes(sig, (size_t)B, L))) return false;
+  const uint8_t *old = e->kv[e->cur].data;
+  for (size_t t = 0; t < T; t++) {
+    uint8_t *to = dst->data + t * kv_tensor_bytes(sig, (size_t)B, L);
+    for (int b = 0; b < B; b++) {
+      const gen_seq *s = e->active[b];
+      const size_t n = s->n_cached;
+      const uint8_t *from; /* the row's [heads, from_len, head_dim] block */
+      size_t from_len;
+      if (s->row >= 0) {
+        from_len = e->len;
+        from = old + t * kv_tensor_bytes(sig, (size_t)e->rows, e->len) + (size_t)s->row * H * from_len * pos;
+      } else {
+        from_len = s->pre->len;
+        from = s->pre->out[1 + t].data + (size_t)s->pre_row * H * from_len * pos;
+      }
+      for (size_t h = 0; h < H; h++) {
+        uint8_t *d = to + ((size_t)b * H + h) * L * pos;
+        memset(d, 0, (L - n) * pos);
+        memcpy(d + (L - n) * pos, from + (h * from_len + from_len - n) * pos, n * pos);
+      }
+    }
+  }
+  e->cur = 1 - e->cur;
+  e->rows = B;
+  e->len = L;
+  for (int b = 0; b < B; b++) {
+    e->active[b]->row = b;
+    e->active[b]->pre = NULL;
+  }
+  return true;
 }
 
 /* ---- the engine thread ---- */
@@ -667,8 +828,61 @@ static void remove_at(gen_engine *e, int i) {
   e->active[i] = e->active[--e->n_active];
 }
 
-/* Orders the active list by arrival so a step's batch is built the same way each time. */
+static int index_of(const gen_engine *e, const gen_seq *s) {
+  for (int i = 0; i < e->n_active; i++)
+    if (e->active[i] == s) return i;
+  return -1;
+}
+
+/* Prefills the newcomers: up to GEN_PREFILL_GROUP whose prompts have one length together in one
+ * Run (no padding, so each row computes exactly what it would alone: a left-padded prompt
+ * position would attend to nothing, which some exports turn into NaN that the next layer's keys
+ * carry to the real positions). Each takes its first token; its presents wait in e->groups for
+ * the rebuild. */
+static void prefill_newcomers(gen_engine *e) {
+  const lm_sig *sig = &e->gv->sig;
+  gen_seq **group = e->group_buf;
+  for (;;) {
+    int n = 0;
+    size_t len = 0;
+    for (int i = 0; i < e->n_active; i++) {
+      gen_seq *s = e->active[i];
+      if (s->prefilled || (n > 0 && s->n_ids != len) || n >= GEN_PREFILL_GROUP) continue;
+      len = s->n_ids;
+      group[n++] = s;
+    }
+    if (n == 0) return;
+    tensor *kept = NULL;
+    for (int b = 0; b < n; b++) group[b]->prefilled = true;
+    inferd_status st = run_batch(e, group, n, sig->kv ? RUN_PREFILL : RUN_FULL, &kept);
+    if (status_is_ok(&st) && sig->kv) {
+      prefill_group *g = &e->groups[e->n_groups++];
+      g->out = kept;
+      g->len = len;
+      for (int b = 0; b < n; b++) {
+        group[b]->pre = g;
+        group[b]->pre_row = b;
+        group[b]->row = -1;
+        group[b]->n_cached = len;
+      }
+    }
+    for (int b = 0; b < n; b++) {
+      gen_seq *s = group[b];
+      int i = index_of(e, s);
+      if (!status_is_ok(&st)) {
+        remove_at(e, i);
+        seq_finish(e, s, GEN_FINISH_ERROR, st);
+      } else if (seq_accept(e, s)) {
+        remove_at(e, i);
+      }
+    }
+  }
+}
+
+/* One step: the ones whose client left end, the newcomers prefill, the batch cache is rebuilt if
+ * its members changed, then one decode Run for every member together. */
 static void engine_step(gen_engine *e) {
+  const lm_sig *sig = &e->gv->sig;
   /* the sequences whose client left, or whose deadline passed, end first: their memory is
    * freed before this step runs */
   int64_t now = monotime_ns();
@@ -686,27 +900,20 @@ static void engine_step(gen_engine *e) {
       i++;
     }
   }
-  /* prefill the newcomers, one Run each (their prompts differ in length) */
-  for (int i = 0; i < e->n_active;) {
-    gen_seq *s = e->active[i];
-    if (s->prefilled) {
-      i++;
-      continue;
-    }
-    s->prefilled = true;
-    inferd_status st = run_batch(e, &s, 1);
-    if (!status_is_ok(&st)) {
-      remove_at(e, i);
-      seq_finish(e, s, GEN_FINISH_ERROR, st);
-    } else if (seq_accept(e, s)) {
-      remove_at(e, i);
-    } else {
-      i++;
+  prefill_newcomers(e);
+  if (sig->kv && needs_rebuild(e) && !rebuild(e)) {
+    while (e->n_active > 0) {
+      gen_seq *s = e->active[--e->n_active];
+      seq_finish(e, s, GEN_FINISH_ERROR,
+                 status_make(INFERD_RESOURCE_EXHAUSTED, "no memory for the KV cache of the batch"));
     }
   }
-  if (e->n_active == 0) return;
+  groups_free(e);
+  if (e->n_active == 0) {
+    kv_release(e);
+    return;
+  }
   /* one decode step for all of them together */
-  gen_seq **batch = e->active;
   int B = e->n_active;
   if (e->gv->stats) {
     pthread_mutex_lock(&stats_mu);
@@ -714,7 +921,7 @@ static void engine_step(gen_engine *e) {
     pthread_mutex_unlock(&stats_mu);
   }
   int64_t t0 = monotime_ns();
-  inferd_status st = run_batch(e, batch, B);
+  inferd_status st = run_batch(e, e->active, B, sig->kv ? RUN_DECODE : RUN_FULL, NULL);
   stats_record_execution(&e->mv->stats, B, 0, monotime_ns() - t0, 0);
   for (int i = 0; i < e->n_active;) {
     gen_seq *s = e->active[i];
@@ -727,6 +934,7 @@ static void engine_step(gen_engine *e) {
       i++;
     }
   }
+  if (e->n_active == 0) kv_release(e);
 }
 
 static void *engine_main(void *arg) {
@@ -798,11 +1006,19 @@ static inferd_status engine_start(model_version *mv, gen_version *gv) {
   if (e == NULL) return status_make(INFERD_INTERNAL, "out of memory");
   e->mv = mv;
   e->gv = gv;
-  e->active = calloc((size_t)gv->cfg.max_sequences, sizeof *e->active);
+  const size_t max = (size_t)gv->cfg.max_sequences;
+  e->active = calloc(max, sizeof *e->active);
+  e->group_buf = calloc(max, sizeof *e->group_buf);
+  e->groups = calloc(max, sizeof *e->groups);
   pthread_mutex_init(&e->mu, NULL);
   pthread_cond_init(&e->cv, NULL);
-  if (e->active == NULL || pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+  if (e->active == NULL || e->group_buf == NULL || e->groups == NULL ||
+      pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
     free(e->active);
+    free(e->group_buf);
+    free(e->groups);
     free(e);
     return status_make(INFERD_INTERNAL, "cannot start the generation thread");
   }
@@ -822,7 +1038,10 @@ static void engine_stop(gen_engine *e) {
   pthread_join(e->thread, NULL);
   pthread_mutex_destroy(&e->mu);
   pthread_cond_destroy(&e->cv);
+  kv_release(e);
   free(e->active);
+  free(e->group_buf);
+  free(e->groups);
   free(e);
 }
 
@@ -1032,21 +1251,20 @@ static inferd_status handoff(void *ctx, infer_request *req) {
     }
     s->reserved = (int64_t)n + max_tokens;
   }
-  const lm_sig *sig = &gv->sig;
   s->req = req;
   s->g = g;
   s->n_prompt = s->n_ids = n;
   s->max_new = max_tokens;
   s->cap = n + (size_t)max_tokens;
   s->ids = realloc(ids, s->cap * sizeof *s->ids);
-  if (sig->kv && s->ids)
-    s->kv = malloc((size_t)sig->n_layers * 2 * (size_t)sig->kv_heads * s->cap * (size_t)sig->head_dim * sig->kv_elem);
+  s->row = -1;
   s->pen_scratch = malloc(s->cap * sizeof *s->pen_scratch);
-  if (s->ids == NULL || (sig->kv && s->kv == NULL) || s->pen_scratch == NULL) {
+  if (s->ids == NULL || s->pen_scratch == NULL) {
     if (s->ids == NULL) free(ids);
     if (s->reserved > 0 && quota.give_back) quota.give_back(quota.ctx, req->principal, mv->model->name, s->reserved);
+    size_t cap = s->cap;
     seq_free(s);
-    return status_make(INFERD_RESOURCE_EXHAUSTED, "no memory for a sequence of %zu tokens", s->cap);
+    return status_make(INFERD_RESOURCE_EXHAUSTED, "no memory for a sequence of %zu tokens", cap);
   }
   gen_rng_seed(&s->rng, g->params.has_seed ? g->params.seed : fresh_seed());
   tokenizer_stream_init(&s->ts, gv->tok, true);
