@@ -4,6 +4,7 @@
  * leaves while its request is being answered. With --tls-cert the same connection speaks TLS
  * (OpenSSL on the socket, non-blocking, on the same events): see "TLS" below. */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -44,9 +45,10 @@ struct http_conn {
   evutil_socket_t fd;
   struct event *readable; /* persistent */
   struct event *writable; /* added only while a reply is still being written */
-  /* EV_CLOSED, made and added only while reading is paused because a client pipelined more
-   * than a head's worth behind a reply still running (a stream): a client that leaves then is
-   * seen at once, not when the stream ends */
+  /* a timer, made and running only while reading is paused because a client pipelined more
+   * than a head's worth behind a reply still running (a stream): it polls the socket for the
+   * client's close or reset, so a client that leaves then is seen within HANGUP_POLL_MS, not
+   * when the stream ends. (libevent's EV_CLOSED sees a close but not a reset.) */
   struct event *hangup;
   /* One deadline per phase: idle between requests, the whole head, the body, a closing
    * reply. A deadline, not an idle timeout: bytes trickling in do not push it back. */
@@ -160,12 +162,14 @@ static void stop_reading(http_conn *conn) { event_del(conn->readable); }
 
 static void on_hangup(evutil_socket_t fd, short what, void *arg);
 
+#define HANGUP_POLL_MS 100
+
 /* Reading stops while a reply runs and a flood of pipelined bytes waits; the peer's close is
- * still watched (EPOLLRDHUP), as reading would have seen it. Without the watch: reading only. */
+ * still watched, as reading would have seen it. (Out of memory for the timer: reading only.) */
 static void pause_reading(http_conn *conn) {
   stop_reading(conn);
-  if (conn->hangup == NULL) conn->hangup = event_new(conn->loop->base, conn->fd, EV_CLOSED | EV_PERSIST, on_hangup, conn);
-  if (conn->hangup) event_add(conn->hangup, NULL);
+  if (conn->hangup == NULL) conn->hangup = event_new(conn->loop->base, -1, EV_PERSIST, on_hangup, conn);
+  if (conn->hangup) event_add(conn->hangup, &(struct timeval){0, HANGUP_POLL_MS * 1000});
 }
 
 static void start_reading(http_conn *conn) {
@@ -547,11 +551,14 @@ static void on_readable(evutil_socket_t fd, short what, void *arg) {
   took_input(conn);
 }
 
-/* The client closed (or reset) while its pipelined bytes wait unread: as reading's EOF. */
+/* While reading is paused: the client closed (FIN: POLLRDHUP) or reset the connection (POLLHUP,
+ * POLLERR) behind its unread bytes: as reading's EOF. */
 static void on_hangup(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
-  conn_free(arg);
+  http_conn *conn = arg;
+  struct pollfd p = {.fd = conn->fd, .events = POLLRDHUP};
+  if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) conn_free(conn);
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg) {
