@@ -449,14 +449,20 @@ def test_100_disconnects(gen_server):
     ids = set(start_and_drop(srv) for _ in range(n))
     wait_until(lambda: metric(srv, "inferd_generate_active_sequences", model=LM) == 0, timeout(10),
                what="no active sequence")
-    assert cancelled(srv) == before + n, [
-        l for l in srv.get("/metrics").text.splitlines() if l.startswith("inferd_generate_sequences_total")]
 
     def logged():
         lines = [l for l in srv.access_lines() if l["request_id"] in ids]
         return lines if len(lines) == n else None
     lines = wait_until(logged, timeout(10), what="every stream's access line")
-    assert all(3 <= l["completion_tokens"] < MAX for l in lines)
+    # A whole stream of MAX tokens takes about 0.2 s: a client descheduled that long between its
+    # third token and its close (a loaded machine) sees it finish first. Those ran to MAX; every
+    # other one was cancelled at its disconnect, with what it had generated counted.
+    cut = [l for l in lines if l["completion_tokens"] < MAX]
+    assert all(l["completion_tokens"] == MAX for l in lines if l not in cut)
+    assert all(3 <= l["completion_tokens"] for l in cut)
+    assert len(cut) >= 90, f"only {len(cut)} of {n} disconnects cut their generation"
+    assert cancelled(srv) == before + len(cut), [
+        l for l in srv.get("/metrics").text.splitlines() if l.startswith("inferd_generate_sequences_total")]
 
 
 def test_a_client_that_reads_too_slowly_is_cut_off(gen_repo, server_factory):
