@@ -121,18 +121,25 @@ void limits_destroy(limits *l) {
 
 /* The state's key: the principal's kind and name (an API key and a JWT subject may share a
  * name, not a budget), and the model's when budgets are per model. false when it does not fit.
- * Built with memcpy: on every limited request. */
+ * Built byte by byte: on every limited request, and its pieces are a few bytes each. */
+static bool key_put(char *key, size_t *n, size_t cap, const char *s) {
+  size_t i = *n;
+  for (; *s; s++) {
+    if (i + 2 >= cap) return false; /* room for the model's separator and the terminator */
+    key[i++] = *s;
+  }
+  *n = i;
+  return true;
+}
+
 static bool key_for(const limits *l, const principal *p, const char *model, char *key, size_t cap) {
-  const char *parts[4] = {principal_kind_name(p ? p->kind : PRINCIPAL_ANONYMOUS), ":", p ? p->name : "", NULL};
-  if (l->o.per_model) parts[3] = model ? model : "";
   size_t n = 0;
-  for (int i = 0; i < 4; i++) {
-    if (parts[i] == NULL) break;
-    if (i == 3) key[n++] = '\x1f'; /* cap leaves room: checked below before the copy */
-    size_t len = strlen(parts[i]);
-    if (n + len + 2 > cap) return false;
-    memcpy(key + n, parts[i], len);
-    n += len;
+  if (!key_put(key, &n, cap, principal_kind_name(p ? p->kind : PRINCIPAL_ANONYMOUS)) || !key_put(key, &n, cap, ":") ||
+      !key_put(key, &n, cap, p ? p->name : ""))
+    return false;
+  if (l->o.per_model) {
+    key[n++] = '\x1f'; /* key_put left room for it */
+    if (!key_put(key, &n, cap, model ? model : "")) return false;
   }
   key[n] = '\0';
   return true;
