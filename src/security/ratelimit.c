@@ -148,10 +148,23 @@ static void put_n(item *it, const char *s, size_t l) {
 static void put(item *it, const char *s) { put_n(it, s, strlen(s)); }
 #define PUT_LIT(it, lit) put_n((it), lit, sizeof lit - 1) /* a literal's length is known */
 
+/* Two digits a step (a key's remaining budget is often six or seven digits). */
 static void put_int(item *it, int64_t v) {
+  static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                              "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                              "8081828384858687888990919293949596979899";
   char d[24], *p = d + sizeof d;
   uint64_t u = v < 0 ? 0 : (uint64_t)v; /* the fields' numbers are never negative */
-  do *--p = (char)('0' + u % 10); while ((u /= 10) != 0);
+  for (; u >= 100; u /= 100) {
+    p -= 2;
+    memcpy(p, pairs + 2 * (u % 100), 2);
+  }
+  if (u >= 10) {
+    p -= 2;
+    memcpy(p, pairs + 2 * u, 2);
+  } else {
+    *--p = (char)('0' + u);
+  }
   put_n(it, p, (size_t)(d + sizeof d - p));
 }
 
