@@ -148,13 +148,14 @@ static void put_n(item *it, const char *s, size_t l) {
 static void put(item *it, const char *s) { put_n(it, s, strlen(s)); }
 #define PUT_LIT(it, lit) put_n((it), lit, sizeof lit - 1) /* a literal's length is known */
 
-/* The decimal digits of v (never negative here) at the end of d[24]; their count. Two digits a
- * step: a key's remaining budget is often six or seven digits. */
-static size_t digits(char d[24], int64_t v) {
+/* The decimal digits of v (never negative here), written backwards to end where they end (a
+ * buffer of 20 bytes or more before it holds any); their count. Two digits a step: a key's
+ * remaining budget is often six or seven digits. */
+static size_t digits(char *end, int64_t v) {
   static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
                               "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
                               "8081828384858687888990919293949596979899";
-  char *p = d + 24;
+  char *p = end;
   uint64_t u = v < 0 ? 0 : (uint64_t)v;
   for (; u >= 100; u /= 100) {
     p -= 2;
@@ -166,13 +167,13 @@ static size_t digits(char d[24], int64_t v) {
   } else {
     *--p = (char)('0' + u);
   }
-  return (size_t)(d + 24 - p);
+  return (size_t)(end - p);
 }
 
 static void put_int(item *it, int64_t v) {
   char d[24];
-  size_t n = digits(d, v);
-  put_n(it, d + 24 - n, n);
+  size_t n = digits(d + sizeof d, v);
+  put_n(it, d + sizeof d - n, n);
 }
 
 /* A policy name is an sf-string: printable ASCII without '"' and '\\' here (our names are fixed
@@ -230,7 +231,7 @@ bool ratelimit_limit_item(char *buf, size_t cap, const char *name, int64_t remai
   /* the name is one ratelimit_policy_item has checked (built per request: no second scan). Every
    * piece's length is known first, so the item is written once, or not at all. */
   char r[24], t[24];
-  size_t rl = digits(r, remaining), tl = reset_s >= 0 ? digits(t, reset_s) : 0;
+  size_t rl = digits(r + sizeof r, remaining), tl = reset_s >= 0 ? digits(t + sizeof t, reset_s) : 0;
   size_t nl = strlen(name), len = strnlen(buf, cap);
   size_t sep = len ? 2 : 0;
   size_t need = sep + 1 + nl + 4 + rl + (reset_s >= 0 ? 3 + tl : 0); /* , "name";r=R;t=T */
@@ -245,12 +246,12 @@ bool ratelimit_limit_item(char *buf, size_t cap, const char *name, int64_t remai
   o += nl;
   memcpy(o, "\";r=", 4);
   o += 4;
-  memcpy(o, r + 24 - rl, rl);
+  memcpy(o, r + sizeof r - rl, rl);
   o += rl;
   if (reset_s >= 0) {
     memcpy(o, ";t=", 3);
     o += 3;
-    memcpy(o, t + 24 - tl, tl);
+    memcpy(o, t + sizeof t - tl, tl);
     o += tl;
   }
   *o = '\0';
