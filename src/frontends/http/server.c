@@ -24,25 +24,13 @@
 #include "util/log.h"
 #include "util/monotime.h"
 
-/* ASCII case-insensitive equality (strcasecmp's in the C locale), inline: names differ within a
- * byte or two, sooner than a strcasecmp call is set up. Two bytes that differ match only when
- * they are one letter in two cases. */
-static bool same_name(const char *a, const char *b) {
-  for (;; a++, b++) {
-    unsigned char x = (unsigned char)*a, y = (unsigned char)*b;
-    if (x == y) {
-      if (x == '\0') return true;
-      continue;
-    }
-    x |= 0x20;
-    if (x != (y | 0x20) || x < 'a' || x > 'z') return false;
-  }
-}
-
 const char *http_call_header(http_call *c, const char *name) {
-  /* a lookup runs for each credential and stage on every request */
+  /* the first letters, case-folded, first: most headers differ there, and a lookup runs for
+   * each credential and stage on every request */
+  unsigned char first = (unsigned char)(name[0] | 0x20);
   for (int i = 0; i < c->n_headers; i++)
-    if (same_name(c->headers[i].name, name)) return c->headers[i].value;
+    if ((unsigned char)(c->headers[i].name[0] | 0x20) == first && strcasecmp(c->headers[i].name, name) == 0)
+      return c->headers[i].value;
   return NULL;
 }
 
