@@ -114,13 +114,19 @@ static void run_completion_stage(serve *s, serve_stage stage, infer_request *req
   for (int i = 0; i < s->n_slots[stage]; i++) (void)s->slots[stage][i].fn(s->slots[stage][i].ctx, NULL, req);
 }
 
-void serve_headers_add(serve_headers *h, const char *name, const char *value) {
+void serve_headers_addn(serve_headers *h, const char *name, size_t nl, const char *value, size_t vl) {
   if (h == NULL || h->n == SERVE_MAX_REPLY_HEADERS) return;
-  size_t nl = strlen(name), vl = strlen(value);
   if (nl >= sizeof h->h[0].name || vl >= sizeof h->h[0].value) return;
-  memcpy(h->h[h->n].name, name, nl + 1);
-  memcpy(h->h[h->n].value, value, vl + 1);
+  memcpy(h->h[h->n].name, name, nl);
+  h->h[h->n].name[nl] = '\0';
+  memcpy(h->h[h->n].value, value, vl);
+  h->h[h->n].value[vl] = '\0';
   h->n++;
+}
+
+void serve_headers_add(serve_headers *h, const char *name, const char *value) {
+  if (h == NULL) return;
+  serve_headers_addn(h, name, strlen(name), value, strlen(value));
 }
 
 inferd_status serve_on_end(const serve_request *sr, infer_end_fn fn, void *ctx, void *arg) {

@@ -52,6 +52,8 @@ typedef struct serve_headers {
   } h[SERVE_MAX_REPLY_HEADERS];
 } serve_headers;
 void serve_headers_add(serve_headers *h, const char *name, const char *value);
+/* The same with the lengths known (name[0..nl), value[0..vl), no NUL needed): no strlen. */
+void serve_headers_addn(serve_headers *h, const char *name, size_t nl, const char *value, size_t vl);
 
 /* The protocol a request came in by: a bounded label for metrics and logs. */
 typedef enum { SERVE_PROTOCOL_OTHER, SERVE_PROTOCOL_HTTP, SERVE_PROTOCOL_GRPC, SERVE_PROTOCOL_COUNT } serve_protocol;

@@ -22,7 +22,12 @@ struct limits {
   /* RateLimit-Policy for every caller without limits of its own: the same on every answer, so
    * built once */
   char default_policy[FIELD_MAX];
+  size_t default_policy_len;
 };
+
+/* A reply header whose name is a literal and whose value's length is known (added on every
+ * limited request: no strlen of either). */
+#define ADD_HEADER(h, lit, v, vl) serve_headers_addn((h), lit, sizeof lit - 1, (v), (vl))
 
 static void policy_field(const limits_policy *pol, char *v, size_t cap);
 
@@ -101,6 +106,7 @@ inferd_status limits_create(const limits_options *o, limit_store *store, limits 
   limits_policy pol;
   limits_policy_of(o, NULL, &pol);
   policy_field(&pol, l->default_policy, sizeof l->default_policy);
+  l->default_policy_len = strlen(l->default_policy);
   if (store == NULL) {
     inferd_status st = limit_store_local_create(o->max_keys, &store);
     if (!status_is_ok(&st)) {
@@ -121,18 +127,25 @@ void limits_destroy(limits *l) {
 
 /* The state's key: the principal's kind and name (an API key and a JWT subject may share a
  * name, not a budget), and the model's when budgets are per model. false when it does not fit.
- * Built with memcpy: on every limited request. */
+ * Built byte by byte: on every limited request, and its pieces are a few bytes each. */
+static bool key_put(char *key, size_t *n, size_t cap, const char *s) {
+  size_t i = *n;
+  for (; *s; s++) {
+    if (i + 2 >= cap) return false; /* room for the model's separator and the terminator */
+    key[i++] = *s;
+  }
+  *n = i;
+  return true;
+}
+
 static bool key_for(const limits *l, const principal *p, const char *model, char *key, size_t cap) {
-  const char *parts[4] = {principal_kind_name(p ? p->kind : PRINCIPAL_ANONYMOUS), ":", p ? p->name : "", NULL};
-  if (l->o.per_model) parts[3] = model ? model : "";
   size_t n = 0;
-  for (int i = 0; i < 4; i++) {
-    if (parts[i] == NULL) break;
-    if (i == 3) key[n++] = '\x1f'; /* cap leaves room: checked below before the copy */
-    size_t len = strlen(parts[i]);
-    if (n + len + 2 > cap) return false;
-    memcpy(key + n, parts[i], len);
-    n += len;
+  if (!key_put(key, &n, cap, principal_kind_name(p ? p->kind : PRINCIPAL_ANONYMOUS)) || !key_put(key, &n, cap, ":") ||
+      !key_put(key, &n, cap, p ? p->name : ""))
+    return false;
+  if (l->o.per_model) {
+    key[n++] = '\x1f'; /* key_put left room for it */
+    if (!key_put(key, &n, cap, model ? model : "")) return false;
   }
   key[n] = '\0';
   return true;
@@ -199,19 +212,21 @@ static _Thread_local struct {
   bool valid;          /* cppcheck-suppress unusedStructMember ; read below (cppcheck misses a thread-local's use) */
   limits_policy pol;   /* cppcheck-suppress unusedStructMember */
   char field[FIELD_MAX]; /* cppcheck-suppress unusedStructMember */
+  size_t len;            /* cppcheck-suppress unusedStructMember */
 } last_policy;
 
 static void add_policy_field(const limits *l, const serve_request *sr, const limits_policy *pol) {
   if (!has_own_limits(sr->principal)) {
-    serve_headers_add(sr->reply_headers, "RateLimit-Policy", l->default_policy);
+    ADD_HEADER(sr->reply_headers, "RateLimit-Policy", l->default_policy, l->default_policy_len);
     return;
   }
   if (!last_policy.valid || !policy_same(&last_policy.pol, pol)) {
     policy_field(pol, last_policy.field, sizeof last_policy.field);
+    last_policy.len = strlen(last_policy.field);
     last_policy.pol = *pol;
     last_policy.valid = true;
   }
-  serve_headers_add(sr->reply_headers, "RateLimit-Policy", last_policy.field);
+  ADD_HEADER(sr->reply_headers, "RateLimit-Policy", last_policy.field, last_policy.len);
 }
 
 /* "t" of a rate item: when refused, the wait until the next unit (so that Retry-After, the same
@@ -282,7 +297,7 @@ static inferd_status admit(void *ctx, const serve_request *sr, infer_request *re
       }
     }
   }
-  if (field[0]) serve_headers_add(sr->reply_headers, "RateLimit", field);
+  if (field[0]) ADD_HEADER(sr->reply_headers, "RateLimit", field, strlen(field));
   return status_ok();
 }
 

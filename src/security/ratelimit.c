@@ -107,18 +107,37 @@ void ratelimit_rate_window(double rate_per_s, int64_t *quota, int64_t *window_s)
   }
 }
 
-/* The fields are built on every limited request, so without printf: a formatter run costs more
- * than everything else the limiter does (callgrind: ~12,000 instructions a request with snprintf,
- * a few hundred without). An item is built in a scratch buffer, then joined to the list only
- * when it fits. */
+/* The fields are built without printf: a formatter run costs more than everything else the
+ * limiter does (callgrind: ~12,000 instructions a request with snprintf, a few hundred without).
+ * A policy item (built once per policy) is written in place after the list's end; when it does
+ * not fit, the list's terminator goes back where it was, so nothing is added. A RateLimit item
+ * (every limited request) is measured first and written once, with no scratch copy to join
+ * (~350 instructions before, ~120 now). */
 typedef struct item {
-  char b[256];
-  size_t n;
+  char *b;
+  size_t base; /* the list's length before this item */
+  size_t n, cap;
   bool over;
 } item;
 
+/* Starts an item at the end of buf's list (with ", " after an item already there). */
+static void item_start(item *it, char *buf, size_t cap) {
+  it->b = buf;
+  it->cap = cap;
+  it->base = it->n = strnlen(buf, cap);
+  it->over = it->n == cap; /* no terminator within cap: not a list to add to */
+  if (!it->over && it->n) {
+    if (it->n + 2 >= cap) {
+      it->over = true;
+      return;
+    }
+    it->b[it->n++] = ',';
+    it->b[it->n++] = ' ';
+  }
+}
+
 static void put_n(item *it, const char *s, size_t l) {
-  if (it->n + l >= sizeof it->b) {
+  if (it->over || l >= it->cap - it->n) { /* room for the terminator is kept */
     it->over = true;
     return;
   }
@@ -129,12 +148,32 @@ static void put_n(item *it, const char *s, size_t l) {
 static void put(item *it, const char *s) { put_n(it, s, strlen(s)); }
 #define PUT_LIT(it, lit) put_n((it), lit, sizeof lit - 1) /* a literal's length is known */
 
+/* The decimal digits of v (never negative here), written backwards to end where they end (a
+ * buffer of 20 bytes or more before it holds any); their count. Two digits a step: a key's
+ * remaining budget is often six or seven digits. */
+static size_t digits(char *end, int64_t v) {
+  static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                              "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                              "8081828384858687888990919293949596979899";
+  char *p = end;
+  uint64_t u = v < 0 ? 0 : (uint64_t)v;
+  for (; u >= 100; u /= 100) {
+    p -= 2;
+    memcpy(p, pairs + 2 * (u % 100), 2);
+  }
+  if (u >= 10) {
+    p -= 2;
+    memcpy(p, pairs + 2 * u, 2);
+  } else {
+    *--p = (char)('0' + u);
+  }
+  return (size_t)(end - p);
+}
+
 static void put_int(item *it, int64_t v) {
-  char d[24], *p = d + sizeof d;
-  uint64_t u = v < 0 ? 0 : (uint64_t)v; /* the fields' numbers are never negative */
-  *--p = '\0';
-  do *--p = (char)('0' + u % 10); while ((u /= 10) != 0);
-  put_n(it, p, (size_t)(d + sizeof d - 1 - p));
+  char d[24];
+  size_t n = digits(d + sizeof d, v);
+  put_n(it, d + sizeof d - n, n);
 }
 
 /* A policy name is an sf-string: printable ASCII without '"' and '\\' here (our names are fixed
@@ -151,14 +190,13 @@ static void put_name(item *it, const char *name) {
   PUT_LIT(it, "\"");
 }
 
-/* Joins it to buf's list, or leaves buf as it was when it does not fit. */
-static bool join(char *buf, size_t cap, const item *it) {
-  size_t len = strnlen(buf, cap);
-  size_t sep = len ? 2 : 0;
-  if (it->over || len + sep + it->n + 1 > cap) return false;
-  memcpy(buf + len, ", ", sep);
-  memcpy(buf + len + sep, it->b, it->n);
-  buf[len + sep + it->n] = '\0';
+/* Ends the item: terminated after it, or the list as it was when it did not fit. */
+static bool item_end(item *it) {
+  if (it->over) {
+    if (it->base < it->cap) it->b[it->base] = '\0';
+    return false;
+  }
+  it->b[it->n] = '\0';
   return true;
 }
 
@@ -170,8 +208,7 @@ bool ratelimit_policy_item(char *buf, size_t cap, const char *name, int64_t quot
                            const char *unit, int64_t burst) {
   if (!name_ok(name) || (unit && !name_ok(unit))) return false;
   item it;
-  it.n = 0;
-  it.over = false;
+  item_start(&it, buf, cap);
   put_name(&it, name);
   PUT_LIT(&it, ";q=");
   put_int(&it, quota);
@@ -187,20 +224,36 @@ bool ratelimit_policy_item(char *buf, size_t cap, const char *name, int64_t quot
     PUT_LIT(&it, ";inferd-burst=");
     put_int(&it, burst);
   }
-  return join(buf, cap, &it);
+  return item_end(&it);
 }
 
 bool ratelimit_limit_item(char *buf, size_t cap, const char *name, int64_t remaining, int64_t reset_s) {
-  /* the name is one ratelimit_policy_item has checked (built per request: no second scan) */
-  item it;
-  it.n = 0;
-  it.over = false;
-  put_name(&it, name);
-  PUT_LIT(&it, ";r=");
-  put_int(&it, remaining);
-  if (reset_s >= 0) {
-    PUT_LIT(&it, ";t=");
-    put_int(&it, reset_s);
+  /* the name is one ratelimit_policy_item has checked (built per request: no second scan). Every
+   * piece's length is known first, so the item is written once, or not at all. */
+  char r[24], t[24];
+  size_t rl = digits(r + sizeof r, remaining), tl = reset_s >= 0 ? digits(t + sizeof t, reset_s) : 0;
+  size_t nl = strlen(name), len = strnlen(buf, cap);
+  size_t sep = len ? 2 : 0;
+  size_t need = sep + 1 + nl + 4 + rl + (reset_s >= 0 ? 3 + tl : 0); /* , "name";r=R;t=T */
+  if (len >= cap || need >= cap - len) return false;                 /* and the terminator */
+  char *o = buf + len;
+  if (sep) {
+    memcpy(o, ", ", 2);
+    o += 2;
   }
-  return join(buf, cap, &it);
+  *o++ = '"';
+  memcpy(o, name, nl);
+  o += nl;
+  memcpy(o, "\";r=", 4);
+  o += 4;
+  memcpy(o, r + sizeof r - rl, rl);
+  o += rl;
+  if (reset_s >= 0) {
+    memcpy(o, ";t=", 3);
+    o += 3;
+    memcpy(o, t + sizeof t - tl, tl);
+    o += tl;
+  }
+  *o = '\0';
+  return true;
 }

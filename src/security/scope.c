@@ -30,14 +30,23 @@ bool scope_allows(const principal *p, const char *need) {
   return false;
 }
 
+/* "infer:" at the start of h, compared a byte at a time (stopping at h's end): this runs twice on
+ * every inference, and strncmp + strlen cost more than the rest of the check. */
+static bool infer_prefixed(const char *h) {
+  static const char pre[] = SCOPE_INFER_PREFIX;
+  for (size_t i = 0; i < sizeof pre - 1; i++)
+    if (h[i] != pre[i]) return false;
+  return true;
+}
+
 bool scope_allows_infer(const principal *p, const char *model) {
   if (p == NULL || model == NULL || *model == '\0') return false;
-  size_t pl = strlen(SCOPE_INFER_PREFIX);
   for (size_t i = 0; i < p->n_scopes; i++) {
     const char *h = p->scopes[i];
     if (h[0] == '*' && h[1] == '\0') return true;
-    if (strncmp(h, SCOPE_INFER_PREFIX, pl) != 0) continue;
-    h += pl;
+    if (!infer_prefixed(h)) continue;
+    h += sizeof SCOPE_INFER_PREFIX - 1;
+    if (h[0] == '*' && h[1] == '\0') return true; /* infer:* */
     size_t hl = strlen(h);
     if (hl && h[hl - 1] == '*' ? strncmp(h, model, hl - 1) == 0 : strcmp(h, model) == 0) return true;
   }

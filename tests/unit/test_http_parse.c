@@ -278,6 +278,79 @@ static void test_absolute_form_and_body_headers(void **state) {
                    INFERD_INVALID_ARGUMENT);
 }
 
+/* RFC 9110 5.5: a field value byte is a tab, a space, a visible character or obs-text (0x80 and
+ * up); every other byte (the controls and DEL) refuses the line. */
+static bool value_byte_allowed(unsigned b) { return b == '\t' || (b >= 0x20 && b != 0x7f); }
+
+/* The value check goes eight bytes at a time: every byte value at every position of values of 1
+ * to 40 bytes (so every position mod 8, in whole words and in the tail), the line at each of 8
+ * memory alignments, between fillers that keep words on the fast path ('a', obs-text) or send them
+ * to the byte-by-byte one (a tab), is refused exactly when the byte is not allowed. */
+static void test_field_value_bytes(void **state) {
+  (void)state;
+  static const unsigned char fillers[] = {'a', 0x80, 0xff, '\t', ' ', '~'};
+  char buf[8 + 64];
+  for (size_t fi = 0; fi < sizeof fillers; fi++)
+    for (size_t len = 1; len <= 40; len++)
+      for (size_t pos = 0; pos < len; pos++)
+        for (unsigned b = 0; b < 256; b++) {
+          size_t off = (len + pos + b) % 8; /* every alignment, without a fifth loop */
+          char *line = buf + off;
+          memcpy(line, "X-K: ", 5);
+          char *v = line + 5;
+          memset(v, fillers[fi], len);
+          v[0] = v[len - 1] = 'z'; /* no whitespace to trim at the ends, but b's own */
+          v[pos] = (char)b;
+          http_span name, value;
+          inferd_status st = http_parse_field_line(line, 5 + len, &name, &value);
+          if (status_is_ok(&st) != value_byte_allowed(b))
+            fail_msg("byte 0x%02x at %zu of a %zu-byte value (filler 0x%02x): %s", b, pos, len, fillers[fi],
+                     status_is_ok(&st) ? "accepted" : "refused");
+          if (status_is_ok(&st)) {
+            size_t a = 0, e = len; /* the value without its surrounding whitespace */
+            while (a < e && (v[a] == ' ' || v[a] == '\t')) a++;
+            while (e > a && (v[e - 1] == ' ' || v[e - 1] == '\t')) e--;
+            assert_ptr_equal(value.p, v + a);
+            assert_int_equal(value.n, e - a);
+            assert_int_equal(name.n, 3);
+          } else {
+            assert_int_equal(st.code, INFERD_INVALID_ARGUMENT);
+          }
+        }
+  /* and through a whole head, at the line's end and in the middle of a long value */
+  assert_int_equal(code_of("GET / HTTP/1.1\r\nHost: x\r\nX-A: abcdefghijklmno\x1fpq\r\n\r\n"), INFERD_INVALID_ARGUMENT);
+  assert_int_equal(code_of("GET / HTTP/1.1\r\nHost: x\r\nX-A: abcdefg\x7f\r\n\r\n"), INFERD_INVALID_ARGUMENT);
+  assert_int_equal(code_of("GET / HTTP/1.1\r\nHost: x\r\nX-A: abcdefg\thijklmn\x80\xff\r\n\r\n"), INFERD_OK);
+}
+
+/* A header name and a method are tokens (RFC 9110 5.6.2): every byte value in every position
+ * of a name is accepted exactly when it is a tchar. */
+static void test_token_bytes(void **state) {
+  (void)state;
+  static const char punct[] = "!#$%&'*+-.^_`|~";
+  for (unsigned b = 0; b < 256; b++) {
+    bool tchar = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') ||
+                 (b != 0 && strchr(punct, (int)b) != NULL);
+    if (b == ':') continue; /* it ends the name */
+    for (size_t len = 1; len <= 12; len++)
+      for (size_t pos = 0; pos < len; pos++) {
+        char line[32];
+        memset(line, 'n', len);
+        line[pos] = (char)b;
+        memcpy(line + len, ": v", 3);
+        http_span name, value;
+        inferd_status st = http_parse_field_line(line, len + 3, &name, &value);
+        /* a name that starts with a space or tab is obs-fold, refused as well */
+        if (status_is_ok(&st) != tchar)
+          fail_msg("byte 0x%02x at %zu of a %zu-byte name: %s", b, pos, len, status_is_ok(&st) ? "accepted" : "refused");
+      }
+    if (b == ' ' || b == '\r' || b == '\n' || b == 0) continue; /* they end or break the request line */
+    char req[64];
+    snprintf(req, sizeof req, "G%cT / HTTP/1.1\r\nHost: x\r\n\r\n", (char)b);
+    if ((code_of(req) == INFERD_OK) != tchar) fail_msg("byte 0x%02x in a method", b);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_head_end),          cmocka_unit_test(test_good_request),
@@ -286,6 +359,7 @@ int main(void) {
       cmocka_unit_test(test_too_many_headers),  cmocka_unit_test(test_length_limits),
       cmocka_unit_test(test_chunk_size_lines),  cmocka_unit_test(test_chunked_bodies),
       cmocka_unit_test(test_chunked_line_limits), cmocka_unit_test(test_absolute_form_and_body_headers),
+      cmocka_unit_test(test_field_value_bytes), cmocka_unit_test(test_token_bytes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

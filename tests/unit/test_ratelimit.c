@@ -251,6 +251,47 @@ static void test_fields(void **state) {
   assert_true(ratelimit_limit_item(small, sizeof small, "requests", 5, 1));
   assert_false(ratelimit_limit_item(small, sizeof small, "requests", 5, 1));
   assert_string_equal(small, "\"requests\";r=5;t=1");
+  /* the numbers, two digits a step: every width, against printf */
+  int64_t nums[64];
+  size_t nn = 0;
+  for (int64_t t = 1; t > 0 && t <= INT64_MAX / 10; t *= 10) {
+    nums[nn++] = t - 1;
+    nums[nn++] = t;
+    nums[nn++] = t + 1;
+  }
+  nums[nn++] = INT64_MAX;
+  for (size_t i = 0; i < nn; i++) {
+    char got[64] = "", want[64];
+    snprintf(want, sizeof want, "\"requests\";r=%lld;t=%lld", (long long)nums[i], (long long)nums[nn - 1 - i]);
+    assert_true(ratelimit_limit_item(got, sizeof got, "requests", nums[i], nums[nn - 1 - i]));
+    assert_string_equal(got, want);
+  }
+  for (int64_t v = 0; v < 20000; v += 7) {
+    char got[64] = "", want[64];
+    snprintf(want, sizeof want, "\"r\";q=%lld;w=1", (long long)v + 1);
+    assert_true(ratelimit_policy_item(got, sizeof got, "r", v + 1, 1, NULL, 0));
+    assert_string_equal(got, want);
+  }
+  /* items are written in place: at every capacity, an item is there whole or not at all */
+  const char *one = "\"requests\";r=123456;t=7", *two = "\"requests\";r=123456;t=7, \"concurrency\";r=9",
+             *alone = "\"concurrency\";r=9"; /* the second item when the first did not fit */
+  for (size_t cap = 0; cap <= strlen(two) + 2; cap++) {
+    char b[64];
+    memset(b, 'x', sizeof b);
+    b[0] = '\0';
+    bool a1 = ratelimit_limit_item(b, cap, "requests", 123456, 7);
+    bool a2 = ratelimit_limit_item(b, cap, "concurrency", 9, -1);
+    assert_int_equal(a1, cap > strlen(one));
+    assert_int_equal(a2, cap > strlen(a1 ? two : alone));
+    if (cap > 0) assert_string_equal(b, a1 ? (a2 ? two : one) : (a2 ? alone : ""));
+    if (cap > 0) assert_int_equal(b[cap], 'x'); /* nothing written at or past cap */
+    char p[64];
+    memset(p, 'x', sizeof p);
+    p[0] = '\0';
+    bool p1 = ratelimit_policy_item(p, cap, "requests", 10, 1, NULL, 20);
+    assert_int_equal(p1, cap > strlen("\"requests\";q=10;w=1;inferd-burst=20"));
+    if (cap > 0) assert_string_equal(p, p1 ? "\"requests\";q=10;w=1;inferd-burst=20" : "");
+  }
   /* a name that would break the sf-string is refused */
   char q[64] = "";
   assert_false(ratelimit_policy_item(q, sizeof q, "a\"b", 1, 1, NULL, 0));

@@ -129,11 +129,45 @@ static void test_stage_names(void **state) {
   for (int i = 0; i < SERVE_STAGE_COUNT; i++) assert_string_equal(serve_stage_name((serve_stage)i), want[i]);
 }
 
+/* Reply headers: added whole or dropped (too long, or past the bound), with or without the
+ * lengths given. */
+static void test_reply_headers(void **state) {
+  (void)state;
+  serve_headers h = {0};
+  serve_headers_add(&h, "RateLimit", "\"requests\";r=9");
+  assert_int_equal(h.n, 1);
+  assert_string_equal(h.h[0].name, "RateLimit");
+  assert_string_equal(h.h[0].value, "\"requests\";r=9");
+  /* addn copies exactly the lengths given: the source needs no terminator */
+  serve_headers_addn(&h, "RateLimit-Policy-and-more", 16, "\"requests\";q=5;w=1, more", 18);
+  assert_int_equal(h.n, 2);
+  assert_string_equal(h.h[1].name, "RateLimit-Policy");
+  assert_string_equal(h.h[1].value, "\"requests\";q=5;w=1");
+  char name[40], value[240];
+  memset(name, 'N', sizeof name);
+  memset(value, 'v', sizeof value);
+  size_t ncap = sizeof h.h[0].name, vcap = sizeof h.h[0].value;
+  serve_headers_addn(&h, name, ncap, "v", 1); /* no room for the terminator: dropped */
+  serve_headers_addn(&h, "X", 1, value, vcap);
+  assert_int_equal(h.n, 2);
+  serve_headers_addn(&h, name, ncap - 1, value, vcap - 1); /* the longest that fit */
+  assert_int_equal(h.n, 3);
+  assert_int_equal(strlen(h.h[2].name), ncap - 1);
+  assert_int_equal(strlen(h.h[2].value), vcap - 1);
+  while (h.n < SERVE_MAX_REPLY_HEADERS) serve_headers_add(&h, "X-A", "b");
+  serve_headers_add(&h, "X-B", "c");
+  serve_headers_addn(&h, "X-B", 3, "c", 1);
+  assert_int_equal(h.n, SERVE_MAX_REPLY_HEADERS);
+  serve_headers_add(NULL, "X", "y"); /* a frontend without reply headers */
+  serve_headers_addn(NULL, "X", 1, "y", 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_deadline_rule),
       cmocka_unit_test(test_json_number_conversion),
       cmocka_unit_test(test_stage_names),
+      cmocka_unit_test(test_reply_headers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
