@@ -451,8 +451,12 @@ def test_batch_wait_is_its_own_stage(tmp_path):
         def mean(stage):
             n = value(samples, "inferd_request_stage_duration_seconds_count", model="held", stage=stage)
             return value(samples, "inferd_request_stage_duration_seconds_sum", model="held", stage=stage) / n
-        assert mean("batch") >= 0.15, mean("batch")   # the 200 ms delay, less the scheduler's wake-up
-        assert mean("queue") < 0.05, mean("queue")    # never waiting for an instance
+        # The batcher lets a lone request go max_queue_delay_us after it arrived, and the hold
+        # counts from then (an instance was free), however late a worker first looked at it on
+        # a loaded machine: the whole 200 ms. Less only by the moment a worker takes to mark its
+        # instance free after posting the previous reply (the next request may arrive first).
+        assert mean("batch") >= 0.19, (mean("batch"), mean("queue"))
+        assert mean("queue") < 0.05, (mean("batch"), mean("queue"))  # never waiting for an instance
     finally:
         assert s.stop() == 0
         s.check_sanitizers()
