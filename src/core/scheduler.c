@@ -26,6 +26,12 @@ typedef struct version_queue {
   /* since when the batcher has been holding this queue's work back, an instance being free,
    * for the batch to fill; 0: it is not (for infer_request.batch_wait_ns) */
   int64_t held_since;
+  /* when the version last went from every instance running to one free (0: never full). The
+   * hold starts when the work could first have run, not when a worker first looked: a worker
+   * woken late on a busy machine changes nothing about when the batcher lets the batch go
+   * (the oldest request's arrival + max_queue_delay_us), so its lag is the batcher's wait too,
+   * not a wait for an instance. */
+  int64_t freed_at;
   struct version_queue *next;
 } version_queue;
 
@@ -266,7 +272,10 @@ static void *worker_main(void *arg) {
       if (q->size == 0 || q->mv->running >= q->mv->model->config->instance_count) continue;
       int64_t target = batch_target(q, now, &wake_at);
       if (target == 0) {
-        if (q->held_since == 0) q->held_since = now;
+        if (q->held_since == 0) {
+          int64_t arrived = oldest(q)->enqueue_ns;
+          q->held_since = arrived > q->freed_at ? arrived : q->freed_at;
+        }
         continue;
       }
       size_t want = (size_t)(q->mv->model->config->max_batch_size > 0 ? q->mv->model->config->max_batch_size : 1);
@@ -314,7 +323,11 @@ static void *worker_main(void *arg) {
       pthread_mutex_lock(&s->mu);
       /* this worker looks at the queues again itself: no one else need wake for the freed instance */
       if (chosen) {
-        chosen->mv->running--;
+        if (chosen->mv->running-- == chosen->mv->model->config->instance_count) {
+          int64_t t = monotime_ns();
+          chosen->freed_at = t;
+          if (chosen->sibling) chosen->sibling->freed_at = t;
+        }
         /* the instance given back may be what the version's other queue waits for, and its
          * workers do not look at this one */
         if (chosen->sibling && has_free_instance(chosen->sibling)) pthread_cond_signal(cv_of(s, !bg));

@@ -234,12 +234,20 @@ def served_count(srv):
     return value(samples, "inferd_request_duration_seconds_count", model="busy", protocol="http")
 
 
+# Connections wrk keeps busy. A request's time is then mostly the server's queue (CONNS - 1 runs
+# ahead of it), which grows with CONNS while the time no server can see (a request waiting in
+# the socket for a loop thread, a reply for wrk, each a scheduler's pause on a loaded machine)
+# does not: with 8 the client's p99 ran 1.2-1.9x the server's at load 15-20 on 2 cores, more
+# than a bucket apart; with 32, within 5 %. The rate, and so the request count, is the same.
+CONNS = 32
+
+
 def one_load(srv, prometheus, body):
     """One window of load: (client p99, Prometheus' p99 over that window, allowed range)."""
     before = served_count(srv)
     assert before > 0
     t0 = prometheus_has(prometheus, before)
-    p99, n, bad = wrk_p99(srv.url("/v2/models/busy/infer"), str(body), seconds=8 if not SANITIZED else 12, conns=8)
+    p99, n, bad = wrk_p99(srv.url("/v2/models/busy/infer"), str(body), seconds=8 if not SANITIZED else 12, conns=CONNS)
     assert bad == 0 and n > 200, (n, bad)
     served = served_count(srv)
     t1 = prometheus_has(prometheus, served)
@@ -263,7 +271,7 @@ def one_load(srv, prometheus, body):
 
 def test_p99_from_prometheus_matches_the_client(srv, prometheus, tmp_path):
     body = tmp_path / "busy.json"
-    # eight connections on one worker and a model of milliseconds: a request's time is the
+    # CONNS connections on one worker and a model of milliseconds: a request's time is the
     # server's (its queue and compute), not the loopback's or wrk's, which no server can see
     body.write_bytes(json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1]}]}).encode())
     raise_server_priority(srv.proc.pid)
@@ -451,8 +459,12 @@ def test_batch_wait_is_its_own_stage(tmp_path):
         def mean(stage):
             n = value(samples, "inferd_request_stage_duration_seconds_count", model="held", stage=stage)
             return value(samples, "inferd_request_stage_duration_seconds_sum", model="held", stage=stage) / n
-        assert mean("batch") >= 0.15, mean("batch")   # the 200 ms delay, less the scheduler's wake-up
-        assert mean("queue") < 0.05, mean("queue")    # never waiting for an instance
+        # The batcher lets a lone request go max_queue_delay_us after it arrived, and the hold
+        # counts from then (an instance was free), however late a worker first looked at it on
+        # a loaded machine: the whole 200 ms. Less only by the moment a worker takes to mark its
+        # instance free after posting the previous reply (the next request may arrive first).
+        assert mean("batch") >= 0.19, (mean("batch"), mean("queue"))
+        assert mean("queue") < 0.05, (mean("batch"), mean("queue"))  # never waiting for an instance
     finally:
         assert s.stop() == 0
         s.check_sanitizers()

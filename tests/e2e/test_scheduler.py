@@ -97,11 +97,14 @@ class Timed(threading.Thread):
 
 
 def start_blocker(srv, x=1.0):
-    """A slow_batched request that runs at once and keeps the one instance busy ~300 ms."""
+    """A slow_batched request that runs at once and keeps the one instance busy ~300 ms.
+    Returns once the server holds it: a request sent after it queues behind it, however slow
+    the machine (a fixed sleep was not always enough for the thread to send it under load)."""
+    before = pending_requests(srv, "slow_batched")
     t = Timed(srv, "slow_batched", slow_body(x))
     t.start()
-    # it is running once the version's queue has handed it over: give the loop a moment
-    time.sleep(0.08)
+    wait_until(lambda: pending_requests(srv, "slow_batched") > before or t.done_at is not None, timeout(30),
+               what="the blocker to reach the model")
     return t
 
 
@@ -537,7 +540,11 @@ def test_client_gone_while_queued_never_runs(server_factory, test_models_dir):
     for k in range(3):
         s = post_raw(srv, "slow_batched", json.dumps(slow_body(5.0 + k)).encode(), {"Content-Type": "application/json"})
         gone.append(s)
-    time.sleep(0.05)
+    # every one queued behind the blocker before its client leaves (a client that leaves before
+    # the server has read its request is not what this checks)
+    wait_until(lambda: pending_requests(srv, "slow_batched") >= 4 or blocker.done_at is not None, timeout(30),
+               what="the three requests queued")
+    assert blocker.done_at is None, "precondition: the three requests were queued while the blocker ran"
     for s in gone:
         s.shutdown(socket.SHUT_RDWR)
         s.close()
