@@ -985,7 +985,7 @@ void jobs_stop(jobs *j) {
   pthread_cond_signal(&j->cv);
   pthread_mutex_unlock(&j->mu);
   /* a submission under way finishes before the pipeline can go (see jobs.submitting) */
-  while (atomic_load(&j->submitting)) usleep(1000);
+  while (atomic_load(&j->submitting)) nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
 }
 
 void jobs_destroy(jobs *j) {
