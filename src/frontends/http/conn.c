@@ -273,12 +273,23 @@ static bool take_head(http_call *c, const http_head *h) {
   c->target = strndup(h->target.p, h->target.n);
   c->path = strndup(h->target.p, strcspn(c->target ? c->target : "", "?#"));
   if (c->target == NULL || c->path == NULL) return false;
+  size_t total = 0;
+  for (int i = 0; i < h->n_headers; i++) total += h->headers[i].name.n + h->headers[i].value.n + 2;
+  if (total == 0) return true;
+  char *p = c->header_block = malloc(total);
+  if (p == NULL) return false;
   for (int i = 0; i < h->n_headers; i++) {
-    c->headers[i].name = strndup(h->headers[i].name.p, h->headers[i].name.n);
-    c->headers[i].value = strndup(h->headers[i].value.p, h->headers[i].value.n);
-    c->n_headers = i + 1;
-    if (c->headers[i].name == NULL || c->headers[i].value == NULL) return false;
+    const http_span *name = &h->headers[i].name, *value = &h->headers[i].value;
+    c->headers[i] = (http_header){.name = p, .name_len = name->n};
+    memcpy(p, name->p, name->n);
+    p[name->n] = '\0';
+    p += name->n + 1;
+    c->headers[i].value = p;
+    memcpy(p, value->p, value->n);
+    p[value->n] = '\0';
+    p += value->n + 1;
   }
+  c->n_headers = h->n_headers;
   return true;
 }
 

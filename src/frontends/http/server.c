@@ -24,12 +24,18 @@
 #include "util/log.h"
 #include "util/monotime.h"
 
+/* Whether a request header is the one named by the literal lit (any case), its length first. */
+#define header_is(h, lit) ((h)->name_len == sizeof(lit) - 1 && strcasecmp((h)->name, (lit)) == 0)
+
 const char *http_call_header(http_call *c, const char *name) {
-  /* the first letters, case-folded, first: most headers differ there, and a lookup runs for
-   * each credential and stage on every request */
+  /* the lengths and first letters (case-folded) first: most headers differ there (X-API-Key
+   * and X-Request-Id share a letter, not a length), and a lookup runs for each credential and
+   * stage on every request */
+  size_t len = strlen(name);
   unsigned char first = (unsigned char)(name[0] | 0x20);
   for (int i = 0; i < c->n_headers; i++)
-    if ((unsigned char)(c->headers[i].name[0] | 0x20) == first && strcasecmp(c->headers[i].name, name) == 0)
+    if (c->headers[i].name_len == len && (unsigned char)(c->headers[i].name[0] | 0x20) == first &&
+        strcasecmp(c->headers[i].name, name) == 0)
       return c->headers[i].value;
   return NULL;
 }
@@ -66,10 +72,7 @@ void http_call_free(http_call *c) {
   if (c->sink.release) c->sink.release(c->sink.ctx);
   if (c->body) evbuffer_free(c->body);
   if (c->request_body) evbuffer_free(c->request_body);
-  for (int i = 0; i < c->n_headers; i++) {
-    free(c->headers[i].name);
-    free(c->headers[i].value);
-  }
+  free(c->header_block);
   for (int i = 0; i < c->n_reply_headers; i++) {
     free(c->reply_headers[i].name);
     free(c->reply_headers[i].value);
@@ -108,7 +111,7 @@ static void encode_reply(http_call *c) {
   http_accept_encoding acc;
   http_accept_encoding_init(&acc);
   for (int i = 0; i < c->n_headers; i++)
-    if (strcasecmp(c->headers[i].name, "Accept-Encoding") == 0) http_accept_encoding_scan(&acc, c->headers[i].value);
+    if (header_is(&c->headers[i], "Accept-Encoding")) http_accept_encoding_scan(&acc, c->headers[i].value);
   if (!http_accept_encoding_gzip(&acc)) return;
   struct evbuffer *gz = evbuffer_new();
   if (gz == NULL) return; /* sent as it is */
@@ -130,7 +133,7 @@ static inferd_status decode_request_body(http_call *c) {
   if (evbuffer_get_length(c->request_body) == 0) return status_ok();
   const char *ce = NULL;
   for (int i = 0; i < c->n_headers; i++)
-    if (strcasecmp(c->headers[i].name, "Content-Encoding") == 0) {
+    if (header_is(&c->headers[i], "Content-Encoding")) {
       if (ce) return status_make(INFERD_UNSUPPORTED_MEDIA, "Content-Encoding is given twice: send one coding, gzip or deflate");
       ce = c->headers[i].value;
     }

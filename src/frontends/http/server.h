@@ -57,8 +57,9 @@ typedef struct http_options {
 #define HTTP_MAX_REPLY_HEADERS 16
 
 typedef struct http_header {
-  char *name; /* owned */
+  char *name; /* owned (a reply header's; a request header's lie in the call's header_block) */
   char *value;
+  size_t name_len; /* of a request header (http_call_header compares lengths first) */
 } http_header;
 
 typedef struct http_conn http_conn;
@@ -88,8 +89,9 @@ typedef struct http_call {
   char method[16];
   char *target;        /* owned: the request target as sent */
   char *path;          /* owned, without the query string */
-  http_header headers[HTTP_MAX_HEADERS];
+  http_header headers[HTTP_MAX_HEADERS]; /* names and values NUL-terminated in header_block */
   int n_headers;
+  char *header_block; /* owned: one allocation for every request header, not two each */
   struct evbuffer *request_body; /* owned; stays empty when a sink takes the body */
   http_body_sink sink;           /* write NULL: none (see http_body_sink) */
   char model[256];     /* for the access log; empty when none */
