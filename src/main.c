@@ -41,6 +41,7 @@
 #include "store/rstore.h"
 #include "traffic/store.h"
 #include "util/log.h"
+#include "util/monotime.h"
 
 typedef struct serve_options {
   const char *model_repository;
@@ -831,17 +832,19 @@ fail2: /* a mistake in the configuration */
 /* Drains and frees whatever start() made, in this order: both frontends stop taking calls and
  * drain together; what is still queued is answered 503 through the loops, still running; then
  * the features, each after everything that could still use it. */
-static void stop(server_parts *p) {
+static void stop(server_parts *p, long drain_timeout_ms) {
   if (p->a) atomic_store(&p->a->draining, true);
   jobs_stop(p->jobs); /* no new chunks; those in flight finish with the drain */
+  int64_t drain_end = monotime_ns() + (int64_t)drain_timeout_ms * 1000000;
   if (p->grpc) grpcfe_begin_drain(p->grpc);
   if (p->http) http_server_drain(p->http);
   if (p->mport) http_server_drain(p->mport);
-  if (p->grpc) grpcfe_drain(p->grpc);
-  /* generations still running past the drain (long streams) end now, while the frontends'
-   * loops and reply thread still deliver their last event */
-  int left = gen_shutdown(5000);
+  /* generations (long streams) get the rest of the drain; those still running then end now,
+   * with their reason, while the frontends' loops and reply thread still deliver it (before
+   * gRPC core cancels the calls left at the drain's end) */
+  int left = gen_shutdown(drain_end, 5000);
   if (left > 0) log_msg(LOG_WARN, NULL, "shutdown: %d generations did not end within 5 s", left);
+  if (p->grpc) grpcfe_drain(p->grpc);
   /* Redis next: requests parked on a cache lookup are resumed into the still-running scheduler,
    * and what uses the store later (traffic's tick) gets UNAVAILABLE and its local state */
   rstore_stop(p->rs);
@@ -914,7 +917,7 @@ static int cmd_serve(int argc, char **argv) {
     }
     log_msg(LOG_INFO, NULL, "%s: draining (up to %ld ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout_ms);
   }
-  stop(&p);
+  stop(&p, rc == 0 ? o.drain_timeout_ms : 0);
   if (rc == 0) log_msg(LOG_INFO, NULL, "stopped");
   return rc;
 }

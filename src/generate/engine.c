@@ -1306,7 +1306,9 @@ static inferd_status handoff(void *ctx, infer_request *req) {
 
 void gen_install(struct serve *s) { serve_set_generator(s, handoff, NULL); }
 
-int gen_shutdown(int timeout_ms) {
+int gen_shutdown(int64_t grace_until_ns, int timeout_ms) {
+  while (atomic_load(&live_sequences) > 0 && monotime_ns() < grace_until_ns)
+    nanosleep(&(struct timespec){.tv_nsec = 2000000}, NULL);
   atomic_store(&shutting_down, true);
   /* An engine with sequences is stepping, not waiting on its condition (its waiting list is
    * only non-empty while it is full): it sees the flag at its next step. */

@@ -149,11 +149,12 @@ void gen_request_clear(gen_request *r);
 inferd_status gen_register(void);
 /* Installs the hand-off serve uses for sr->generate (serve_set_generator). Before serving. */
 void gen_install(struct serve *s);
-/* Server shutdown, after the frontends' drain and while they still deliver: every engine ends
- * its sequences (UNAVAILABLE, "the server is shutting down": a stream gets its error event) and
- * refuses new ones. Waits up to timeout_ms for the last end to reach its frontend; returns how
- * many had not (0: all). A stream outliving the drain must not reach a frontend already freed. */
-int gen_shutdown(int timeout_ms);
+/* Server shutdown, while the frontends still deliver: the generations still running get until
+ * grace_until_ns (the drain's end, monotime) to finish; then every engine ends what is left
+ * (UNAVAILABLE, "the server is shutting down": a stream gets its error event) and refuses new
+ * ones. Waits up to timeout_ms more for the last end to reach its frontend; returns how many had
+ * not (0: all). A stream outliving the drain must not reach a frontend already freed. */
+int gen_shutdown(int64_t grace_until_ns, int timeout_ms);
 
 /* A per-caller token budget (security/limits' tokens per minute; main connects them, as the
  * layers do not see each other). take reserves the prompt + max_tokens at the hand-off (not OK:

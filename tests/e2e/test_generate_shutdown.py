@@ -83,14 +83,11 @@ def test_sigterm_with_streams_that_outlive_the_drain(tmp_path, logs_dir):
         assert not any(t.is_alive() for t in threads), f"a client's stream never ended: {ended}"
         assert sorted(ended) == list(range(20)), ended
         # one sequence at a time: most were still waiting or decoding when the drain ran out, and
-        # an HTTP stream ends with an error event saying why, never a cut connection; a gRPC stream
-        # with its error response, or UNAVAILABLE from gRPC core's own shutdown (it cancels the
-        # calls left at the drain's end, before the engines end theirs)
-        http = [ended[i][0] for i in range(18)]
-        assert set(http) <= {"finished", "shutdown"}, ended
-        assert http.count("shutdown") >= 10, ended
-        for i in (18, 19):
-            assert ended[i][0] in ("finished", "shutdown") or ended[i][1].startswith("UNAVAILABLE"), ended
+        # each ends with the engine's reason (an HTTP stream's error event, a gRPC stream's error
+        # response), never a cut connection or gRPC core's own cancellation
+        kinds = [k for k, _ in ended.values()]
+        assert set(kinds) <= {"finished", "shutdown"}, ended
+        assert kinds.count("shutdown") >= 10, ended
         assert code == 0, srv.stderr()[-4000:]
         srv.check_sanitizers()
         assert stopped_s < DRAIN_MS / 1000 + timeout(10), f"stopped after {stopped_s:.1f} s"

@@ -1125,7 +1125,10 @@ static bool wait_shutdown(grpcfe *fe, int64_t deadline_ns) {
 void grpcfe_drain(grpcfe *fe) {
   grpcfe_begin_drain(fe);
   int64_t deadline = fe->drain_started_ns + (int64_t)fe->drain_timeout_ms * 1000000;
-  if (!wait_shutdown(fe, deadline)) {
+  /* answers handed over at the deadline (the generations the shutdown ended, main's stop) get a
+   * moment to go out before what is left is cancelled */
+  int64_t grace = monotime_ns() + 500000000;
+  if (!wait_shutdown(fe, deadline > grace ? deadline : grace)) {
     log_msg(LOG_WARN, NULL, "gRPC: calls still open after the drain timeout: cancelling them");
     grpc_server_cancel_all_calls(fe->server);
   }
