@@ -127,6 +127,12 @@ class Server:
             if SANITIZED:
                 env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
                 env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+            # no gRPC port asked for: any free one (the default, 8001, is one port for every
+            # server of the suite, and a port another server holds is refused)
+            grpc_given = any(a == "--grpc-port" or a.startswith("--grpc-port=") for a in self.args) or \
+                "INFERD_GRPC_PORT" in self.extra_env
+            if not grpc_given:
+                env["INFERD_GRPC_PORT"] = "0"
             if self.use_env_config:
                 cmd = [INFERD_BIN, "serve"] + self.args
                 env["INFERD_MODEL_REPOSITORY"] = self.repo

@@ -4,13 +4,14 @@ import json
 import math
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
 import requests
 
-from conftest import (SANITIZED, Server, assert_error, infer_ok, raw_connect, read_http_response,
-                      timeout, wait_models_settled, wait_until)
+from conftest import (INFERD_BIN, SANITIZED, Server, assert_error, free_port, infer_ok, raw_connect,
+                      read_http_response, timeout, wait_models_settled, wait_until)
 
 
 # ---- a repository with a broken model -------------------------------------------------------
@@ -328,3 +329,21 @@ def test_bad_command_line_exits_nonzero(test_models_dir, args):
     res = run_cli(args + (["--model-repository", test_models_dir] if args[0] == "serve" else []))
     assert res.returncode != 0
     assert res.stderr.strip(), "no message on stderr"
+
+
+@pytest.mark.parametrize("which", ["http", "grpc"])
+def test_a_port_another_server_holds_is_refused(server_factory, test_models_dir, which):
+    """The HTTP loops share their port (SO_REUSEPORT) and gRPC core sets the option too: a second
+    server on a port the first holds must fail to start naming it, not bind beside the first and
+    silently take a share of its connections."""
+    gport = free_port()
+    first = server_factory(test_models_dir, args=["--grpc-port", str(gport)])
+    http_port = first.port if which == "http" else free_port()
+    grpc_port = gport if which == "grpc" else free_port()
+    res = subprocess.run([INFERD_BIN, "serve", "--model-repository", test_models_dir, "--host", "127.0.0.1",
+                          "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+                         capture_output=True, text=True, timeout=timeout(60))
+    assert res.returncode == 1, res.stderr[-2000:]
+    taken = http_port if which == "http" else grpc_port
+    assert f":{taken}" in res.stderr and ("in use" in res.stderr or "cannot listen" in res.stderr), res.stderr[-2000:]
+    assert first.get("/v2/health/ready").status_code == 200

@@ -1031,7 +1031,7 @@ inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out) {
   pthread_mutex_init(&fe->log_mu, NULL);
   request_ids_init(&fe->ids);
 
-  grpc_arg args[3];
+  grpc_arg args[4];
   memset(args, 0, sizeof args);
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -1045,7 +1045,13 @@ inferd_status grpcfe_create(const grpcfe_options *opts, app *a, grpcfe **out) {
   args[2].type = GRPC_ARG_INTEGER;
   args[2].key = (char *)GRPC_ARG_MAX_METADATA_SIZE;
   args[2].value.integer = 64 * 1024;
-  grpc_channel_args cargs = {.num_args = 3, .args = args};
+  /* no SO_REUSEPORT: gRPC core sets it by default, and then a second server started on the same
+   * port (another replica, a stale process) binds too and silently takes half the connections;
+   * the port must be refused as taken, as the HTTP port is */
+  args[3].type = GRPC_ARG_INTEGER;
+  args[3].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
+  args[3].value.integer = 0;
+  grpc_channel_args cargs = {.num_args = 4, .args = args};
   fe->server = grpc_server_create(&cargs, NULL);
   fe->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(fe->server, fe->cq, NULL);

@@ -408,6 +408,26 @@ static inferd_status bind_listener(http_server *s, http_loop *l, struct sockaddr
   return status_ok();
 }
 
+/* The loops share their port through SO_REUSEPORT, which would also let a second process (another
+ * server started on the same port) bind it and silently take a share of the connections: a
+ * socket bound without the option first fails with EADDRINUSE when anyone holds the port. */
+static inferd_status refuse_taken_port(const http_server *s, struct sockaddr_storage *addr, socklen_t alen, int port) {
+  if (port == 0) return status_ok();
+  if (addr->ss_family == AF_INET6)
+    ((struct sockaddr_in6 *)addr)->sin6_port = htons((uint16_t)port);
+  else
+    ((struct sockaddr_in *)addr)->sin_port = htons((uint16_t)port);
+  int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return status_ok(); /* the bind that follows says what is wrong */
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* TIME_WAIT leftovers are no owner */
+  int rc = bind(fd, (struct sockaddr *)addr, alen), err = errno;
+  close(fd);
+  if (rc != 0 && err == EADDRINUSE)
+    return status_make(INFERD_UNAVAILABLE, "cannot listen on %s:%d: the address is already in use", s->opts.host, port);
+  return status_ok();
+}
+
 static inferd_status bind_loop(http_server *s, http_loop *l, struct sockaddr_storage *addr, socklen_t alen) {
   TRY(bind_listener(s, l, addr, alen, &s->port, on_accept, &l->listener));
   if (s->opts.tls && s->opts.plain_port >= 0)
@@ -480,6 +500,8 @@ inferd_status http_server_create(const http_options *opts, app *a, http_server *
   } else {
     st = status_make(INFERD_INVALID_ARGUMENT, "--host '%s' is not an IPv4 or IPv6 address", opts->host);
   }
+  if (status_is_ok(&st)) st = refuse_taken_port(s, &addr, alen, s->port);
+  if (status_is_ok(&st) && opts->tls && opts->plain_port > 0) st = refuse_taken_port(s, &addr, alen, opts->plain_port);
   for (int i = 0; i < s->n_loops && status_is_ok(&st); i++) {
     st = init_loop(s, &s->loops[i]);
     if (status_is_ok(&st)) st = bind_loop(s, &s->loops[i], &addr, alen);
