@@ -118,10 +118,16 @@ static void pending_add(redis_traffic *s, const char *model, const char *policy,
     s->pending = c;
   }
   char *policy_copy = strdup(policy);
-  if (policy_copy) {
-    free(c->policy);
-    c->policy = policy_copy;
+  if (policy_copy == NULL) { /* pushing an older policy (or none) would be wrong: none is pushed */
+    pending_change **pp = &s->pending;
+    while (*pp != c) pp = &(*pp)->next;
+    *pp = c->next;
+    pending_free(c);
+    log_msg(LOG_WARN, model, "traffic: out of memory: this change stays on this replica");
+    return;
   }
+  free(c->policy);
+  c->policy = policy_copy;
   if (event && c->n_events < PENDING_MAX_EVENTS) {
     char *e = strdup(event);
     if (e) c->events[c->n_events++] = e;
